@@ -1,0 +1,1 @@
+"""The `modelctl` command line: parse, call the registry, render."""

@@ -1,0 +1,187 @@
+"""`modelctl`: the Typer app. Commands parse, call the registry, render; nothing more."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from cli import render
+from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.progress import make_progress
+from registry.errors import InputError, RegistryError
+from registry.interface import MirrorRequest, Registry
+from registry.settings import Settings
+
+app = typer.Typer(
+    name="modelctl",
+    help="Model supply-chain registry: mirror, scan, attest, admit and pull model checkpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # tracebacks with locals could print tokens
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class State:
+    home: Path | None = None
+    registry_url: str | None = None
+    json: bool = False
+    verbose: bool = False
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output on stdout.", show_default=False)
+]
+
+
+def _state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def open_registry(state: State) -> Registry:
+    if state.registry_url:
+        raise InputError(
+            f"--registry {state.registry_url}: remote registries are not supported by this "
+            "version yet; unset MODELCTL_REGISTRY to use the embedded registry"
+        )
+    from registry.embedded import EmbeddedRegistry
+
+    return EmbeddedRegistry(Settings.from_env(home=state.home))
+
+
+def emit(state: State, data: dict[str, Any] | list[Any], text: str) -> None:
+    if state.json:
+        typer.echo(render.dumps(data))
+    else:
+        typer.echo(text)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="MODELCTL_HOME",
+            help="Registry home (database and blobs). Default: ~/.local/share/modelctl.",
+        ),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option("--registry", envvar="MODELCTL_REGISTRY", help="URL of a remote registry."),
+    ] = None,
+    json_output: JsonOption = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")] = False,
+) -> None:
+    ctx.obj = State(home=home, registry_url=registry_url, json=json_output, verbose=verbose)
+
+
+@app.command()
+def mirror(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="hf://ORG/NAME[@REV], ms://ORG/NAME[@REV] or a local folder.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Register as NS/NAME (default: the source's).")
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch, tag or commit to pin.")
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Only paths matching this glob.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Mirror a model: pin its revision, hash every file while it streams, register it."""
+    state = _state(ctx)
+    state.json = state.json or json_output
+    registry = open_registry(state)
+    try:
+        result = registry.mirror(
+            MirrorRequest(
+                source=source,
+                name=name,
+                revision=revision,
+                include=tuple(include or ()),
+                exclude=tuple(exclude or ()),
+            ),
+            progress=make_progress(verbose=state.verbose),
+        )
+    finally:
+        registry.close()
+    emit(state, result.to_json(), render.mirror_text(result))
+
+
+@app.command()
+def models(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List models and their checkpoints."""
+    state = _state(ctx)
+    state.json = state.json or json_output
+    registry = open_registry(state)
+    try:
+        found = registry.models()
+    finally:
+        registry.close()
+    emit(state, {"models": [m.to_json() for m in found]}, render.models_text(found))
+
+
+@app.command()
+def inspect(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a checkpoint: files, digests, scans, attestations, decisions."""
+    state = _state(ctx)
+    state.json = state.json or json_output
+    registry = open_registry(state)
+    try:
+        view = registry.inspect(ref)
+    finally:
+        registry.close()
+    emit(state, view.to_json(), render.inspect_text(view))
+
+
+def _fail(message: str, code: int, *, as_json: bool, kind: str, reasons: list[str]) -> NoReturn:
+    line = " ".join(message.split())  # one line, whatever the message held
+    print(f"modelctl: error: {line}", file=sys.stderr)
+    if as_json:
+        print(render.dumps({"error": line, "kind": kind, "reasons": reasons}))
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app and map every error to one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    wants_json = "--json" in args
+    try:
+        code = app(args=args, prog_name="modelctl", standalone_mode=False)
+    except RegistryError as exc:
+        _fail(exc.message, exit_code_for(exc), as_json=wants_json, kind=kind_of(exc), reasons=exc.reasons)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", EXIT_INTERRUPTED, as_json=wants_json, kind="interrupted", reasons=[])
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.TyperException as exc:  # Click's usage errors, vendored by Typer
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            raise SystemExit(EXIT_ERROR) from None
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        _fail(message, EXIT_ERROR, as_json=wants_json, kind="usage", reasons=[])
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

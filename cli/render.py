@@ -1,0 +1,83 @@
+"""Human-readable output. Machine output is each view's `to_json()`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from registry.views import CheckpointView, MirrorResult, ModelSummary, iso
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def mirror_text(result: MirrorResult) -> str:
+    cp = result.checkpoint
+    stats = result.stats
+    verb = "registered" if result.created else "already registered"
+    rate = stats.bytes_total / stats.seconds / 1e9 if stats.seconds > 0 else 0.0
+    lines = [
+        f"{verb} {cp.ref}",
+        f"  source   {cp.source.uri} @ {cp.source.commit}",
+        f"  files    {stats.files}, {human_size(stats.bytes_total)}",
+        f"  blobs    {stats.blobs_created} new, {stats.blobs_reused} already stored; "
+        f"{human_size(stats.bytes_transferred)} transferred",
+        f"  time     {stats.seconds:.2f} s ({rate:.2f} GB/s)",
+    ]
+    return "\n".join(lines)
+
+
+def models_text(models: Sequence[ModelSummary]) -> str:
+    if not models:
+        return "no models yet: try `modelctl mirror SOURCE`"
+    rows = [
+        [
+            m.name,
+            c.digest[: len("sha256:") + 16],
+            f"{c.source.uri}@{c.source.commit[:12]}",
+            str(c.file_count),
+            human_size(c.total_size),
+            iso(c.created_at),
+        ]
+        for m in models
+        for c in m.checkpoints
+    ]
+    return _table(rows, ["NAME", "CHECKPOINT", "SOURCE", "FILES", "SIZE", "MIRRORED"])
+
+
+def inspect_text(cp: CheckpointView) -> str:
+    header = [
+        f"name       {cp.name}",
+        f"digest     {cp.digest}",
+        f"source     {cp.source.uri}",
+        f"commit     {cp.source.commit}",
+    ]
+    if cp.source.revisions:
+        header.append(f"revisions  {', '.join(cp.source.revisions)}")
+    header += [
+        f"mirrored   {iso(cp.created_at)}",
+        f"files      {len(cp.files)}, {human_size(cp.total_size)}",
+        f"scans      {len(cp.scans) or 'none yet'}",
+        f"attested   {len(cp.attestations) or 'none yet'}",
+        "",
+    ]
+    rows = [[f.path, str(f.size), f"sha256:{f.sha256}"] for f in cp.files]
+    return "\n".join(header) + _table(rows, ["PATH", "SIZE", "SHA256"])

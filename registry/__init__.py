@@ -1,0 +1,1 @@
+"""Everything with state or I/O: settings, database, blob stores, mirror sources, use cases."""

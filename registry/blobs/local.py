@@ -1,0 +1,241 @@
+"""A content-addressed blob folder on the local filesystem.
+
+Layout: `<root>/sha256/<2 hex>/<64 hex>` for blobs, `<root>/tmp/` for uploads in flight.
+Uploads go temp file → fsync → compare digest → rename, so a crash at any point leaves
+either no blob or a whole, verified one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from attestations.digests import Digest
+from attestations.hashing import CHUNK_SIZE, StreamHasher
+from registry.blobs.base import StoredBlob, blob_key
+from registry.errors import IntegrityFailure, NotFound, StorageError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            (root / "sha256").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create blob store at {root}: {exc.strerror}") from exc
+
+    def path(self, digest: Digest) -> Path:
+        return self.root / blob_key(digest)
+
+    def exists(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: Digest) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {digest} is not in the store") from exc
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {digest} is not in the store") from exc
+
+    def upload(
+        self,
+        *,
+        expected_sha256: Digest | None = None,
+        expected_size: int | None = None,
+        expected_git_sha1: str | None = None,
+        resume_key: str | None = None,
+        label: str = "",
+    ) -> LocalBlobUpload:
+        return LocalBlobUpload(
+            self,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+            expected_git_sha1=expected_git_sha1,
+            resume_key=resume_key,
+            label=label,
+        )
+
+    def _publish(self, temp: Path, digest: Digest) -> bool:
+        """Move a verified temp file to its final name. False if the blob already existed."""
+        final = self.path(digest)
+        if final.exists():
+            temp.unlink(missing_ok=True)
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(temp, 0o444)  # blobs are immutable
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+        return True
+
+
+class LocalBlobUpload:
+    """A hashing sink over a temp file (file-like enough for streaming HTTP clients)."""
+
+    def __init__(
+        self,
+        store: LocalBlobStore,
+        *,
+        expected_sha256: Digest | None,
+        expected_size: int | None,
+        expected_git_sha1: str | None,
+        resume_key: str | None,
+        label: str,
+    ) -> None:
+        self._store = store
+        self._expected_sha256 = expected_sha256
+        self._expected_size = expected_size
+        self._label = label or "blob"
+        if expected_git_sha1 is not None and expected_size is None:
+            raise StorageError(f"{label}: a git blob id can only be checked with a known size")
+        self._expected_git_sha1 = expected_git_sha1
+        git_blob_size = expected_size if expected_git_sha1 is not None else None
+        self._hasher = StreamHasher(git_blob_size=git_blob_size)
+        self._done = False
+        if resume_key is not None:
+            name = "resume-" + hashlib.sha256(resume_key.encode()).hexdigest() + ".part"
+        else:
+            name = f"upload-{uuid.uuid4().hex}.part"
+        self.temp_path = store.tmp / name
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.temp_path, flags, 0o600)
+        self.resume_offset = self._absorb_partial() if resume_key is not None else 0
+        # Hash states a client may rewind to (a server that ignored our Range header makes
+        # huggingface_hub restart from zero): the empty file and the start of this transfer.
+        self._rewind_points = {
+            0: StreamHasher(git_blob_size=git_blob_size),
+            self.resume_offset: self._hasher.copy(),
+        }
+        self._pending_rewind: int | None = None
+        os.lseek(self._fd, self.resume_offset, os.SEEK_SET)
+
+    def _absorb_partial(self) -> int:
+        """Hash the bytes an earlier, interrupted transfer left behind; return their count."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return 0
+        if self._expected_size is not None and size > self._expected_size:
+            os.ftruncate(self._fd, 0)
+            return 0
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        with open(self.temp_path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                self._hasher.update(view[:n])
+        if self._hasher.size != size:
+            raise StorageError(f"{self._label}: partial file changed while it was read")
+        return size
+
+    # -- file-like sink -------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        view = memoryview(data)
+        self._hasher.update(view)
+        total = len(view)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self._expected_size is not None and self._hasher.size > self._expected_size:
+            raise IntegrityFailure(
+                f"{self._label}: source sent more than the {self._expected_size} bytes it listed"
+            )
+        return total
+
+    def tell(self) -> int:
+        return self._hasher.size
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        target = offset if whence == os.SEEK_SET else self._hasher.size + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or (
+            target != self._hasher.size and target not in self._rewind_points
+        ):
+            raise StorageError(f"{self._label}: unsupported seek in a streaming upload")
+        self._pending_rewind = None if target == self._hasher.size else target
+        return target
+
+    def truncate(self, size: int | None = None, /) -> int:
+        target = size if size is not None else self._pending_rewind
+        if target is None or target == self._hasher.size:
+            return self._hasher.size
+        if target not in self._rewind_points:
+            raise StorageError(f"{self._label}: unsupported truncate in a streaming upload")
+        os.ftruncate(self._fd, target)
+        os.lseek(self._fd, target, os.SEEK_SET)
+        self._hasher = self._rewind_points[target].copy()
+        self._pending_rewind = None
+        return target
+
+    def flush(self) -> None:
+        """Nothing is buffered in user space."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def commit(self) -> StoredBlob:
+        """fsync, verify size and digest, then publish under the digest's name."""
+        if self._done:
+            raise StorageError(f"{self._label}: upload already finished")
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._done = True
+        result = self._hasher.result()
+        try:
+            if self._expected_size is not None and result.size != self._expected_size:
+                raise IntegrityFailure(
+                    f"{self._label}: expected {self._expected_size} bytes, got {result.size}"
+                )
+            if self._expected_sha256 is not None and result.sha256 != self._expected_sha256:
+                raise IntegrityFailure(
+                    f"{self._label}: sha256 mismatch: expected {self._expected_sha256}, "
+                    f"got {result.sha256}"
+                )
+            if self._expected_git_sha1 is not None and result.git_sha1 != self._expected_git_sha1:
+                raise IntegrityFailure(
+                    f"{self._label}: git blob id mismatch: expected {self._expected_git_sha1}, "
+                    f"got {result.git_sha1}"
+                )
+            created = self._store._publish(self.temp_path, result.sha256)
+        except BaseException:
+            self.temp_path.unlink(missing_ok=True)
+            raise
+        return StoredBlob(
+            digest=result.sha256,
+            size=result.size,
+            key=blob_key(result.sha256),
+            git_sha1=result.git_sha1,
+            created=created,
+        )
+
+    def abort(self, *, keep_partial: bool = False) -> None:
+        if not self._done:
+            os.close(self._fd)
+            self._done = True
+        if not keep_partial:
+            with contextlib.suppress(FileNotFoundError):
+                self.temp_path.unlink()
+
+    def __enter__(self) -> LocalBlobUpload:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._done:
+            self.abort(keep_partial=False)

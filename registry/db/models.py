@@ -1,0 +1,147 @@
+"""Tables. ORM rows only: HTTP and CLI schemas live elsewhere (`registry.views`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Model(Base):
+    """A name (`namespace/name`) under which checkpoints are registered."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_models_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
+        back_populates="model", order_by="Checkpoint.id"
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Blob(Base):
+    """Bytes in the blob store, named by their sha256. Shared by every checkpoint using them."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Checkpoint(Base):
+    """One exact set of bytes under a model name, identified by its manifest digest."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("model_id", "manifest_digest", name="uq_checkpoints_model_digest"),
+        Index("ix_checkpoints_manifest_digest", "manifest_digest"),
+        Index("ix_checkpoints_source_commit", "source_commit"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    manifest_digest: Mapped[str] = mapped_column(String(64))
+    source_uri: Mapped[str] = mapped_column(Text)
+    source_commit: Mapped[str] = mapped_column(String(128))
+    file_count: Mapped[int] = mapped_column(Integer)
+    total_size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="checkpoints")
+    files: Mapped[list[CheckpointFile]] = relationship(
+        back_populates="checkpoint", cascade="all, delete-orphan", order_by="CheckpointFile.id"
+    )
+    revisions: Mapped[list[CheckpointRevision]] = relationship(
+        back_populates="checkpoint", cascade="all, delete-orphan", order_by="CheckpointRevision.id"
+    )
+
+
+class CheckpointRevision(Base):
+    """A source revision (branch or tag) that resolved to this checkpoint's commit when mirrored.
+
+    A record of what was asked for, not a moving pointer: a later mirror of the same branch
+    that finds other bytes makes another checkpoint and another row.
+    """
+
+    __tablename__ = "checkpoint_revisions"
+    __table_args__ = (
+        UniqueConstraint("checkpoint_id", "revision", name="uq_checkpoint_revisions_revision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    revision: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    checkpoint: Mapped[Checkpoint] = relationship(back_populates="revisions")
+
+
+class CheckpointFile(Base):
+    """A file of a checkpoint: its path in the model folder and the blob holding its bytes."""
+
+    __tablename__ = "checkpoint_files"
+    __table_args__ = (
+        UniqueConstraint("checkpoint_id", "path", name="uq_checkpoint_files_path"),
+        Index("ix_checkpoint_files_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="RESTRICT"))
+
+    checkpoint: Mapped[Checkpoint] = relationship(back_populates="files")
+
+
+class AuditEvent(Base):
+    """Append-only record of every state change: who, what, when, details."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,93 @@
+"""The embedded registry: the service in-process, on the database and blob store in Settings.
+
+Each method is one unit of work: it opens a session, calls the service, and commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from registry.blobs.local import LocalBlobStore
+from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
+from registry.errors import InputError, StorageError
+from registry.interface import MirrorRequest
+from registry.mirror.base import parse_source
+from registry.mirror.factory import open_source
+from registry.service import checkpoints
+from registry.service.progress import Progress
+from registry.service.refs import ModelName, Ref
+from registry.settings import Settings
+from registry.views import CheckpointView, MirrorResult, ModelSummary
+
+
+class EmbeddedRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        if settings.database_url.startswith("sqlite"):
+            try:
+                settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StorageError(f"cannot create {settings.home}: {exc.strerror}") from exc
+        self.engine = make_engine(settings.database_url)
+        try:
+            migrate(self.engine)
+        except OperationalError as exc:
+            raise StorageError(f"cannot open the database: {exc.orig}") from exc
+        self.sessions = session_factory(self.engine)
+        self.blobs = LocalBlobStore(settings.blob_root)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def mirror(self, request: MirrorRequest, *, progress: Progress) -> MirrorResult:
+        spec = parse_source(request.source)
+        if request.revision is not None:
+            if spec.kind == "local":
+                raise InputError("--revision applies to hf:// and ms:// sources only")
+            if spec.revision is not None and spec.revision != request.revision:
+                raise InputError(
+                    f"revision given twice: {spec.revision!r} in SOURCE and {request.revision!r}"
+                )
+            spec = replace(spec, revision=request.revision)
+        name = ModelName.parse(request.name or spec.default_name)
+        source = open_source(spec, self.settings)
+        transferred = checkpoints.transfer(
+            source=source,
+            blobs=self.blobs,
+            file_filter=checkpoints.FileFilter(request.include, request.exclude),
+            limits=self.settings.limits,
+            workers=self.settings.download_workers if spec.kind != "local" else self.settings.hash_workers,
+            progress=progress,
+        )
+        # Two mirrors may race to create the same model or blob rows: the loser retries once.
+        for attempt in range(2):
+            try:
+                with unit_of_work(self.sessions) as session:
+                    checkpoint, created = checkpoints.record_checkpoint(
+                        session,
+                        name=name,
+                        snapshot=transferred.snapshot,
+                        manifest=transferred.manifest,
+                        fetched=transferred.fetched,
+                        actor=checkpoints.current_actor(),
+                    )
+                    return checkpoints.mirror_result(
+                        checkpoint, created=created, transferred=transferred
+                    )
+            except IntegrityError as exc:
+                if attempt == 1:
+                    raise StorageError(f"could not record the checkpoint: {exc.orig}") from exc
+            except SQLAlchemyError as exc:
+                raise StorageError(f"could not record the checkpoint: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def models(self) -> list[ModelSummary]:
+        with unit_of_work(self.sessions) as session:
+            return checkpoints.list_models(session)
+
+    def inspect(self, ref: str) -> CheckpointView:
+        parsed = Ref.parse(ref)
+        with unit_of_work(self.sessions) as session:
+            return checkpoints.inspect(session, parsed)

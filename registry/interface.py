@@ -1,0 +1,25 @@
+"""The one interface the CLI talks to. Embedded now; a remote HTTP client implements it later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from registry.service.progress import Progress
+from registry.views import CheckpointView, MirrorResult, ModelSummary
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRequest:
+    source: str  # hf://org/name[@rev], ms://org/name[@rev] or a local folder
+    name: str | None = None  # NS/NAME; defaults to the source's org/name
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+class Registry(Protocol):
+    def mirror(self, request: MirrorRequest, *, progress: Progress) -> MirrorResult: ...
+    def models(self) -> list[ModelSummary]: ...
+    def inspect(self, ref: str) -> CheckpointView: ...
+    def close(self) -> None: ...

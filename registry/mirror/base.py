@@ -1,0 +1,130 @@
+"""The mirror source port: resolve a source to a pinned snapshot, then stream its files.
+
+A `Source` never writes to disk itself: it streams a file's bytes into a sink that the
+caller gives it (a blob upload that hashes while it writes), so every byte is read once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from attestations.errors import UnsafePathError
+from attestations.manifest import validate_path
+from registry.blobs.base import BlobUpload
+from registry.errors import InputError
+
+SourceKind = Literal["hf", "ms", "local"]
+
+# Hub repo ids: `org/name`, conservative characters only (both hubs allow no more).
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """A parsed SOURCE argument: `hf://org/name[@rev]`, `ms://org/name[@rev]` or a folder."""
+
+    kind: SourceKind
+    repo_id: str  # `org/name` for hubs; the absolute folder path for local sources
+    revision: str | None
+
+    @property
+    def uri(self) -> str:
+        """The source URI recorded with a checkpoint (without the revision; the commit pins it)."""
+        if self.kind == "local":
+            return Path(self.repo_id).as_uri()
+        return f"{self.kind}://{self.repo_id}"
+
+    @property
+    def default_name(self) -> str:
+        """The registry name a mirror gets without `--name`."""
+        if self.kind == "local":
+            return "local/" + _safe_name_part(Path(self.repo_id).name)
+        return self.repo_id
+
+
+def _safe_name_part(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "model"
+    return cleaned[:96]
+
+
+def parse_source(text: str) -> SourceSpec:
+    """Parse SOURCE. Raises `InputError` with a one-line reason."""
+    for kind in ("hf", "ms"):
+        prefix = f"{kind}://"
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            repo_id, sep, revision = rest.partition("@")
+            if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
+                raise InputError(
+                    f"bad source {text!r}: expected {prefix}ORG/NAME[@REVISION]"
+                )
+            if sep and not (_REVISION.fullmatch(revision) and ".." not in revision):
+                raise InputError(f"bad revision in source {text!r}")
+            return SourceSpec(kind=kind, repo_id=repo_id, revision=revision or None)  # type: ignore[arg-type]
+    if "://" in text:
+        raise InputError(
+            f"unsupported source {text!r}: use hf://ORG/NAME, ms://ORG/NAME or a local folder"
+        )
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise InputError(f"source {text!r} is not a folder, nor hf:// or ms:// URI")
+    return SourceSpec(kind="local", repo_id=str(path.resolve()), revision=None)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """One file of a snapshot as the source lists it.
+
+    `path` is already validated (safe, NFC, relative). The expected digests come from the
+    source's listing; whatever is given is enforced while the bytes stream.
+    """
+
+    path: str
+    size: int | None
+    sha256: str | None = None  # lowercase hex, from an LFS pointer or the hub's listing
+    git_blob_sha1: str | None = None  # git object id, for files stored in git proper
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A source pinned to one immutable commit, with its full file listing."""
+
+    uri: str
+    requested_revision: str | None
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+
+class Source(Protocol):
+    spec: SourceSpec
+
+    def resolve(self) -> Snapshot:
+        """Pin the requested revision to a commit and list every file at that commit.
+
+        Raises `NotFound` (unknown repo or revision), `AuthenticationRequired`,
+        `UpstreamError`, or `InputError` for listings with unsafe paths.
+        """
+        ...
+
+    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
+        """Stream `file` at `snapshot.commit` into `sink`, starting at `sink.resume_offset`.
+
+        Raises `UpstreamError` (with the file's path in the message) on any transfer fault.
+        Digest checks are the sink's job, not the source's.
+        """
+        ...
+
+
+def checked_path(raw: str, *, where: str) -> str:
+    """Validate a path from a listing, turning the core's error into an `InputError`."""
+    try:
+        return validate_path(raw)
+    except UnsafePathError as exc:
+        raise InputError(f"{where}: refused unsafe file path: {exc.message}") from exc

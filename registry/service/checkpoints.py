@@ -1,0 +1,295 @@
+"""Checkpoints: mirror a source into one, list them, resolve references, show one.
+
+Mirroring happens in two phases so that a crash leaves the old state or the new one:
+1. bytes: every file streams into the content-addressed blob store (immutable, verified
+   blobs; an orphan blob after a crash is harmless and reused by the next attempt);
+2. record: the model, checkpoint, files, blobs and audit event are added to the caller's
+   session, which commits them in one transaction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from attestations.digests import Digest
+from attestations.manifest import Manifest, ManifestEntry
+from registry.blobs.base import BlobStore
+from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, CheckpointRevision, Model
+from registry.errors import AmbiguousReference, InputError, IntegrityFailure, NotFound
+from registry.mirror.base import RemoteFile, Snapshot, Source
+from registry.service.progress import Progress
+from registry.service.refs import ModelName, Ref
+from registry.service.transfer import FetchedFile, fetch_files
+from registry.settings import Limits
+from registry.views import (
+    CheckpointSummary,
+    CheckpointView,
+    FileView,
+    MirrorResult,
+    MirrorStats,
+    ModelSummary,
+    SourceView,
+)
+
+
+def current_actor() -> str:
+    try:
+        return f"local:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "local:unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class FileFilter:
+    """`--include` / `--exclude` globs, matched against the whole relative path (fnmatch)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def selects(self, path: str) -> bool:
+        if self.include and not any(fnmatch.fnmatchcase(path, g) for g in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(path, g) for g in self.exclude)
+
+
+def select_files(snapshot: Snapshot, file_filter: FileFilter, limits: Limits) -> list[RemoteFile]:
+    files = [f for f in snapshot.files if file_filter.selects(f.path)]
+    if not files:
+        raise InputError(f"{snapshot.uri}: no files to mirror (check --include / --exclude)")
+    if len(files) > limits.max_files:
+        raise InputError(f"{snapshot.uri}: {len(files)} files is more than {limits.max_files}")
+    total = sum(f.size or 0 for f in files)
+    if total > limits.max_total_size:
+        raise InputError(f"{snapshot.uri}: {total} bytes is more than the total size limit")
+    return files
+
+
+@dataclass(frozen=True, slots=True)
+class Transferred:
+    """Phase 1 of a mirror: the snapshot's bytes are in the blob store, nothing recorded yet."""
+
+    snapshot: Snapshot
+    manifest: Manifest
+    fetched: tuple[FetchedFile, ...]
+    started: float
+
+    def stats(self) -> MirrorStats:
+        return MirrorStats(
+            files=len(self.fetched),
+            bytes_total=self.manifest.total_size,
+            bytes_transferred=sum(f.transferred for f in self.fetched),
+            blobs_created=sum(1 for f in self.fetched if f.blob.created),
+            blobs_reused=sum(1 for f in self.fetched if not f.blob.created),
+            seconds=time.monotonic() - self.started,
+        )
+
+
+def transfer(
+    *,
+    source: Source,
+    blobs: BlobStore,
+    file_filter: FileFilter,
+    limits: Limits,
+    workers: int,
+    progress: Progress,
+) -> Transferred:
+    """Pin the source, then stream every selected file into the blob store."""
+    started = time.monotonic()
+    snapshot = source.resolve()
+    files = select_files(snapshot, file_filter, limits)
+    progress.begin(
+        files=len(files),
+        total_bytes=sum(f.size or 0 for f in files),
+        description=f"{snapshot.uri}@{snapshot.commit[:12]}" if snapshot.commit else snapshot.uri,
+    )
+    try:
+        fetched = fetch_files(source, snapshot, files, blobs, workers=workers, progress=progress)
+    finally:
+        progress.end()
+    manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in fetched)
+    return Transferred(snapshot=snapshot, manifest=manifest, fetched=tuple(fetched), started=started)
+
+
+def mirror_result(checkpoint: Checkpoint, *, created: bool, transferred: Transferred) -> MirrorResult:
+    return MirrorResult(
+        checkpoint=checkpoint_view(checkpoint), created=created, stats=transferred.stats()
+    )
+
+
+def record_checkpoint(
+    session: Session,
+    *,
+    name: ModelName,
+    snapshot: Snapshot,
+    manifest: Manifest,
+    fetched: Sequence[FetchedFile],
+    actor: str,
+) -> tuple[Checkpoint, bool]:
+    """Add the checkpoint to the session (idempotent for the same bytes under the same name)."""
+    digest = manifest.digest
+    commit = snapshot.commit or str(digest)  # a folder has no commit: its content pins it
+    model = session.scalars(
+        select(Model).where(Model.namespace == name.namespace, Model.name == name.name)
+    ).one_or_none()
+    if model is None:
+        model = Model(namespace=name.namespace, name=name.name)
+        session.add(model)
+        session.flush()
+    existing = session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.model_id == model.id, Checkpoint.manifest_digest == digest.hex)
+        .options(selectinload(Checkpoint.files), selectinload(Checkpoint.revisions))
+    ).one_or_none()
+    created = existing is None
+    if existing is None:
+        _record_blobs(session, fetched)
+        checkpoint = Checkpoint(
+            model=model,
+            manifest_digest=digest.hex,
+            source_uri=snapshot.uri,
+            source_commit=commit,
+            file_count=len(manifest),
+            total_size=manifest.total_size,
+        )
+        checkpoint.files = [
+            CheckpointFile(path=e.path, size=e.size, sha256=e.sha256.hex) for e in manifest
+        ]
+        session.add(checkpoint)
+    else:
+        checkpoint = existing
+    if snapshot.requested_revision and snapshot.requested_revision not in {
+        r.revision for r in checkpoint.revisions
+    }:
+        checkpoint.revisions.append(CheckpointRevision(revision=snapshot.requested_revision))
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.mirror",
+            subject=f"{name}@{digest}",
+            details={
+                "source": snapshot.uri,
+                "commit": commit,
+                "revision": snapshot.requested_revision,
+                "files": len(manifest),
+                "bytes": manifest.total_size,
+                "created": created,
+            },
+        )
+    )
+    session.flush()
+    return checkpoint, created
+
+
+def _record_blobs(session: Session, fetched: Sequence[FetchedFile]) -> None:
+    wanted = {f.blob.digest.hex: f.blob for f in fetched}
+    known = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(list(wanted)))))
+    for sha, blob in wanted.items():
+        if sha not in known:
+            session.add(Blob(sha256=sha, size=blob.size, storage_key=blob.key))
+    session.flush()
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def list_models(session: Session) -> list[ModelSummary]:
+    models = session.scalars(
+        select(Model)
+        .options(selectinload(Model.checkpoints).selectinload(Checkpoint.revisions))
+        .order_by(Model.namespace, Model.name)
+    ).all()
+    return [
+        ModelSummary(
+            name=m.full_name,
+            checkpoints=tuple(
+                CheckpointSummary(
+                    digest=f"sha256:{c.manifest_digest}",
+                    source=_source_view(c),
+                    created_at=c.created_at,
+                    file_count=c.file_count,
+                    total_size=c.total_size,
+                )
+                for c in m.checkpoints
+            ),
+        )
+        for m in models
+    ]
+
+
+def resolve_ref(session: Session, ref: Ref) -> Checkpoint:
+    """The one checkpoint a reference names; an unknown or ambiguous one is an error."""
+    model = session.scalars(
+        select(Model).where(Model.namespace == ref.model.namespace, Model.name == ref.model.name)
+    ).one_or_none()
+    if model is None:
+        raise NotFound(f"no model named {ref.model}")
+    query = (
+        select(Checkpoint)
+        .where(Checkpoint.model_id == model.id)
+        .options(selectinload(Checkpoint.files), selectinload(Checkpoint.revisions))
+        .order_by(Checkpoint.id)
+    )
+    candidates = list(session.scalars(query).all())
+    if ref.digest is not None:
+        matches = [c for c in candidates if c.manifest_digest == ref.digest.hex]
+    elif ref.revision is not None:
+        rev = ref.revision
+        by_commit = [
+            c
+            for c in candidates
+            if c.source_commit == rev or (len(rev) >= 7 and c.source_commit.startswith(rev))
+        ]
+        matches = by_commit or [c for c in candidates if rev in {r.revision for r in c.revisions}]
+    else:
+        matches = candidates
+    if not matches:
+        raise NotFound(f"no checkpoint of {ref.model} matches {ref}")
+    if len(matches) > 1:
+        options = ", ".join(f"{ref.model}@sha256:{c.manifest_digest}" for c in matches[:5])
+        raise AmbiguousReference(
+            f"{ref} names {len(matches)} checkpoints; pick one by digest: {options}",
+            reasons=[f"{ref.model}@sha256:{c.manifest_digest}" for c in matches],
+        )
+    return matches[0]
+
+
+def inspect(session: Session, ref: Ref) -> CheckpointView:
+    return checkpoint_view(resolve_ref(session, ref))
+
+
+def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
+    files = sorted(checkpoint.files, key=lambda f: tuple(f.path.split("/")))
+    return CheckpointView(
+        name=checkpoint.model.full_name,
+        digest=f"sha256:{checkpoint.manifest_digest}",
+        source=_source_view(checkpoint),
+        created_at=checkpoint.created_at,
+        files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
+    )
+
+
+def manifest_of(checkpoint: Checkpoint) -> Manifest:
+    """The checkpoint's manifest, rebuilt from the database and checked against its digest."""
+    manifest = Manifest.build(
+        ManifestEntry(f.path, f.size, Digest(f.sha256)) for f in checkpoint.files
+    )
+    if manifest.digest.hex != checkpoint.manifest_digest:
+        raise IntegrityFailure(
+            f"checkpoint sha256:{checkpoint.manifest_digest}: stored file list does not match it"
+        )
+    return manifest
+
+
+def _source_view(checkpoint: Checkpoint) -> SourceView:
+    return SourceView(
+        uri=checkpoint.source_uri,
+        commit=checkpoint.source_commit,
+        revisions=tuple(r.revision for r in checkpoint.revisions),
+    )

@@ -1,0 +1,146 @@
+"""Move a snapshot's files into the blob store: in parallel, hashed once, resumable.
+
+Each file streams from its source into a blob upload that hashes as it writes and checks the
+digests the source listed. A file whose listed sha256 is already in the store is not fetched
+again. When any file fails, the others stop at their next chunk and the first real error is
+raised; partial transfers are kept for a later mirror to resume unless their bytes were wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from attestations.digests import Digest
+from registry.blobs.base import BlobStore, BlobUpload, StoredBlob, blob_key
+from registry.errors import RegistryError, UpstreamError
+from registry.mirror.base import RemoteFile, Snapshot, Source
+from registry.service.progress import Progress
+
+
+class _Cancelled(Exception):
+    """Another file failed; this transfer stops where it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedFile:
+    path: str
+    blob: StoredBlob
+    transferred: int
+
+
+class _TrackedSink:
+    """A blob upload that reports progress and stops when the batch is cancelled."""
+
+    def __init__(self, upload: BlobUpload, progress: Progress, cancel: threading.Event) -> None:
+        self._upload = upload
+        self._progress = progress
+        self._cancel = cancel
+        self.resume_offset = upload.resume_offset
+        self.transferred = 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        if self._cancel.is_set():
+            raise _Cancelled
+        n = self._upload.write(data)
+        self.transferred += n
+        self._progress.advance(n)
+        return n
+
+    def tell(self) -> int:
+        return self._upload.tell()
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._upload.seek(offset, whence)
+
+    def truncate(self, size: int | None = None, /) -> int:
+        return self._upload.truncate(size)
+
+    def flush(self) -> None:
+        pass
+
+    def commit(self) -> StoredBlob:
+        return self._upload.commit()
+
+    def abort(self, *, keep_partial: bool = False) -> None:
+        self._upload.abort(keep_partial=keep_partial)
+
+    def __enter__(self) -> _TrackedSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._upload.__exit__(*exc)
+
+
+def fetch_files(
+    source: Source,
+    snapshot: Snapshot,
+    files: list[RemoteFile],
+    blobs: BlobStore,
+    *,
+    workers: int,
+    progress: Progress,
+) -> list[FetchedFile]:
+    cancel = threading.Event()
+    resumable = bool(snapshot.commit)  # a folder has no commit: its files may change
+
+    def fetch_one(file: RemoteFile) -> FetchedFile:
+        if cancel.is_set():
+            raise _Cancelled
+        reused = _already_stored(blobs, file)
+        if reused is not None:
+            progress.advance(reused.size)
+            progress.file_done(file.path, reused=True)
+            return FetchedFile(path=file.path, blob=reused, transferred=0)
+        upload = blobs.upload(
+            expected_sha256=Digest(file.sha256) if file.sha256 else None,
+            expected_size=file.size,
+            expected_git_sha1=file.git_blob_sha1,
+            resume_key=f"{snapshot.uri}@{snapshot.commit}:{file.path}" if resumable else None,
+            label=f"{snapshot.uri}: {file.path}",
+        )
+        sink = _TrackedSink(upload, progress, cancel)
+        with sink:
+            progress.advance(sink.resume_offset)
+            try:
+                if file.size is None or sink.resume_offset < file.size:
+                    source.fetch(snapshot, file, sink)
+            except (UpstreamError, _Cancelled, KeyboardInterrupt):
+                sink.abort(keep_partial=resumable)
+                raise
+            blob = sink.commit()
+        progress.file_done(file.path, reused=not blob.created)
+        return FetchedFile(path=file.path, blob=blob, transferred=sink.transferred)
+
+    # Largest first: the long transfers start at once and the small ones fill the gaps.
+    ordered = sorted(files, key=lambda f: -(f.size or 0))
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mirror")
+    futures: list[Future[FetchedFile]] = []
+    try:
+        futures = [pool.submit(fetch_one, f) for f in ordered]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        if any(f.done() and f.exception() is not None for f in futures):
+            cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
+    real = [e for e in errors if not isinstance(e, _Cancelled)]
+    if real:
+        # Prefer our own errors (they name the file) over anything unexpected.
+        ours = [e for e in real if isinstance(e, RegistryError)]
+        raise (ours or real)[0]  # type: ignore[misc]
+    return [f.result() for f in futures]
+
+
+def _already_stored(blobs: BlobStore, file: RemoteFile) -> StoredBlob | None:
+    """The stored blob for a file whose listed sha256 and size we already hold, if any."""
+    if file.sha256 is None or file.size is None:
+        return None
+    digest = Digest(file.sha256)
+    if not blobs.exists(digest) or blobs.size(digest) != file.size:
+        return None
+    return StoredBlob(digest=digest, size=file.size, key=blob_key(digest), git_sha1=None, created=False)

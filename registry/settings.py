@@ -1,0 +1,72 @@
+"""Settings and bounds, read once from the environment into frozen objects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from registry.errors import InputError
+
+DEFAULT_HOME = Path("~/.local/share/modelctl")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound on outside input lives here."""
+
+    max_files: int = 100_000
+    max_file_size: int = 2 * 1024**4  # 2 TiB: larger than any real shard, small enough to bound
+    max_total_size: int = 16 * 1024**4
+    max_listing_bytes: int = 64 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str
+    blob_store: str
+    hf_endpoint: str | None = None
+    hf_token: str | None = None
+    modelscope_endpoint: str | None = None
+    modelscope_token: str | None = None
+    download_workers: int = 8
+    hash_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def blob_root(self) -> Path:
+        """Folder of the local blob store (`file://` or a bare path in MODELCTL_BLOB_STORE)."""
+        spec = self.blob_store
+        if spec.startswith("file://"):
+            return Path(spec[len("file://") :])
+        if "://" in spec:
+            raise InputError(f"unsupported blob store {spec!r}: only local folders for now")
+        return Path(spec)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, home: Path | None = None
+    ) -> Settings:
+        env = os.environ if env is None else env
+        home = (home or Path(env.get("MODELCTL_HOME") or DEFAULT_HOME)).expanduser().resolve()
+        database_url = env.get("MODELCTL_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
+        blob_store = env.get("MODELCTL_BLOB_STORE") or str(home / "blobs")
+        workers = env.get("MODELCTL_DOWNLOAD_WORKERS")
+        try:
+            download_workers = int(workers) if workers else 8
+        except ValueError as exc:
+            raise InputError(f"MODELCTL_DOWNLOAD_WORKERS must be an integer, not {workers!r}") from exc
+        if not 1 <= download_workers <= 64:
+            raise InputError("MODELCTL_DOWNLOAD_WORKERS must be between 1 and 64")
+        return cls(
+            home=home,
+            database_url=database_url,
+            blob_store=blob_store,
+            hf_endpoint=env.get("HF_ENDPOINT") or None,
+            hf_token=env.get("HF_TOKEN") or None,
+            modelscope_endpoint=env.get("MODELSCOPE_ENDPOINT") or None,
+            modelscope_token=env.get("MODELSCOPE_API_TOKEN") or None,
+            download_workers=download_workers,
+        )

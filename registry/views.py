@@ -1,0 +1,134 @@
+"""What the registry returns to its callers: plain frozen data, the same embedded or remote.
+
+`to_json()` gives the stable machine output documented in docs/formats/cli-json.md: fields
+may be added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(ts: datetime) -> str:
+    """RFC 3339 in UTC (SQLite hands back naive datetimes; they are stored in UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class FileView:
+    path: str
+    size: int
+    sha256: str  # lowercase hex
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceView:
+    uri: str
+    commit: str
+    revisions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "commit": self.commit, "revisions": list(self.revisions)}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointView:
+    name: str
+    digest: str  # "sha256:<hex>", the manifest digest
+    source: SourceView
+    created_at: datetime
+    files: tuple[FileView, ...]
+    scans: tuple[dict[str, Any], ...] = ()
+    attestations: tuple[dict[str, Any], ...] = ()
+    decisions: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "ref": self.ref,
+            "source": self.source.to_json(),
+            "created_at": iso(self.created_at),
+            "total_size": self.total_size,
+            "files": [f.to_json() for f in self.files],
+            "scans": list(self.scans),
+            "attestations": list(self.attestations),
+            "decisions": list(self.decisions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorStats:
+    files: int
+    bytes_total: int
+    bytes_transferred: int  # what crossed the wire (or was read from the folder) this time
+    blobs_created: int
+    blobs_reused: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "bytes_total": self.bytes_total,
+            "bytes_transferred": self.bytes_transferred,
+            "blobs_created": self.blobs_created,
+            "blobs_reused": self.blobs_reused,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorResult:
+    checkpoint: CheckpointView
+    created: bool  # False: these exact bytes were already registered under this name
+    stats: MirrorStats
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.checkpoint.to_json()
+        out["created"] = self.created
+        out["stats"] = self.stats.to_json()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSummary:
+    digest: str
+    source: SourceView
+    created_at: datetime
+    file_count: int
+    total_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "source": self.source.to_json(),
+            "created_at": iso(self.created_at),
+            "file_count": self.file_count,
+            "total_size": self.total_size,
+            # Admission status per environment arrives with the policy engine.
+            "environments": {},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    name: str
+    checkpoints: tuple[CheckpointSummary, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "checkpoints": [c.to_json() for c in self.checkpoints]}

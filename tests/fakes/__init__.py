@@ -1,0 +1,1 @@
+"""Fakes and simulators used by the test-suite (local servers, never mocks)."""
