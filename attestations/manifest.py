@@ -18,7 +18,9 @@ from attestations.errors import InvalidInputError, UnsafePathError
 
 #: Paths model_signing leaves out of a signature by default (relative to the model root).
 #: They are git metadata, not the model, so a mirror does not store them either.
-DEFAULT_IGNORED_PATHS: frozenset[str] = frozenset({".git", ".gitattributes", ".github", ".gitignore"})
+DEFAULT_IGNORED_PATHS: frozenset[str] = frozenset(
+    {".git", ".gitattributes", ".github", ".gitignore"}
+)
 
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255

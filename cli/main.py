@@ -79,7 +79,9 @@ def main_options(
         typer.Option("--registry", envvar="MODELCTL_REGISTRY", help="URL of a remote registry."),
     ] = None,
     json_output: JsonOption = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="More detail on stderr.")
+    ] = False,
 ) -> None:
     ctx.obj = State(home=home, registry_url=registry_url, json=json_output, verbose=verbose)
 
@@ -169,16 +171,23 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="modelctl", standalone_mode=False)
     except RegistryError as exc:
-        _fail(exc.message, exit_code_for(exc), as_json=wants_json, kind=kind_of(exc), reasons=exc.reasons)
+        _fail(
+            exc.message,
+            exit_code_for(exc),
+            as_json=wants_json,
+            kind=kind_of(exc),
+            reasons=exc.reasons,
+        )
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED, as_json=wants_json, kind="interrupted", reasons=[])
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.TyperException as exc:  # Click's usage errors, vendored by Typer
         if type(exc).__name__ == "NoArgsIsHelpError":
-            print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            print(exc.format_message(), file=sys.stderr)
             raise SystemExit(EXIT_ERROR) from None
-        message = getattr(exc, "format_message", lambda: str(exc))()
+        formatter = getattr(exc, "format_message", None)
+        message = formatter() if callable(formatter) else str(exc)
         _fail(message, EXIT_ERROR, as_json=wants_json, kind="usage", reasons=[])
     raise SystemExit(code if isinstance(code, int) else 0)
 

@@ -58,7 +58,9 @@ class EmbeddedRegistry:
             blobs=self.blobs,
             file_filter=checkpoints.FileFilter(request.include, request.exclude),
             limits=self.settings.limits,
-            workers=self.settings.download_workers if spec.kind != "local" else self.settings.hash_workers,
+            workers=self.settings.download_workers
+            if spec.kind != "local"
+            else self.settings.hash_workers,
             progress=progress,
         )
         # Two mirrors may race to create the same model or blob rows: the loser retries once.

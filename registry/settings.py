@@ -57,7 +57,9 @@ class Settings:
         try:
             download_workers = int(workers) if workers else 8
         except ValueError as exc:
-            raise InputError(f"MODELCTL_DOWNLOAD_WORKERS must be an integer, not {workers!r}") from exc
+            raise InputError(
+                f"MODELCTL_DOWNLOAD_WORKERS must be an integer, not {workers!r}"
+            ) from exc
         if not 1 <= download_workers <= 64:
             raise InputError("MODELCTL_DOWNLOAD_WORKERS must be between 1 and 64")
         return cls(

@@ -115,8 +115,13 @@ class LocalBlobUpload:
         else:
             name = f"upload-{uuid.uuid4().hex}.part"
         self.temp_path = store.tmp / name
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.temp_path, flags, 0o600)
+        flags = (
+            os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
+        try:
+            self._fd = os.open(self.temp_path, flags, 0o600)
+        except OSError as exc:
+            raise StorageError(f"{self._label}: cannot open upload file: {exc.strerror}") from exc
         self.resume_offset = self._absorb_partial() if resume_key is not None else 0
         # Hash states a client may rewind to (a server that ignored our Range header makes
         # huggingface_hub restart from zero): the empty file and the start of this transfer.
@@ -236,6 +241,6 @@ class LocalBlobUpload:
     def __enter__(self) -> LocalBlobUpload:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
         if not self._done:
             self.abort(keep_partial=False)

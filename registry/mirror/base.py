@@ -13,7 +13,6 @@ from typing import Literal, Protocol
 
 from attestations.errors import UnsafePathError
 from attestations.manifest import validate_path
-from registry.blobs.base import BlobUpload
 from registry.errors import InputError
 
 SourceKind = Literal["hf", "ms", "local"]
@@ -59,12 +58,10 @@ def parse_source(text: str) -> SourceSpec:
             rest = text[len(prefix) :]
             repo_id, sep, revision = rest.partition("@")
             if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
-                raise InputError(
-                    f"bad source {text!r}: expected {prefix}ORG/NAME[@REVISION]"
-                )
+                raise InputError(f"bad source {text!r}: expected {prefix}ORG/NAME[@REVISION]")
             if sep and not (_REVISION.fullmatch(revision) and ".." not in revision):
                 raise InputError(f"bad revision in source {text!r}")
-            return SourceSpec(kind=kind, repo_id=repo_id, revision=revision or None)  # type: ignore[arg-type]
+            return SourceSpec(kind=kind, repo_id=repo_id, revision=revision or None)
     if "://" in text:
         raise InputError(
             f"unsupported source {text!r}: use hf://ORG/NAME, ms://ORG/NAME or a local folder"
@@ -102,6 +99,21 @@ class Snapshot:
     files: tuple[RemoteFile, ...]
 
 
+class ByteSink(Protocol):
+    """Where a source streams a file: a hashing blob upload, file-like enough for HTTP clients.
+
+    `resume_offset` bytes are already in the sink from an interrupted transfer; a source that
+    cannot resume rewinds with `seek(0)` + `truncate()` and sends everything.
+    """
+
+    @property
+    def resume_offset(self) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
+    def tell(self) -> int: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def truncate(self, size: int | None = None, /) -> int: ...
+
+
 class Source(Protocol):
     spec: SourceSpec
 
@@ -113,7 +125,7 @@ class Source(Protocol):
         """
         ...
 
-    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
+    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: ByteSink) -> None:
         """Stream `file` at `snapshot.commit` into `sink`, starting at `sink.resume_offset`.
 
         Raises `UpstreamError` (with the file's path in the message) on any transfer fault.

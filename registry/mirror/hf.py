@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import NoReturn
 
 import httpx2
@@ -26,17 +27,17 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.file_download import hf_hub_url, http_get
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import build_hf_headers, disable_progress_bars
+from huggingface_hub.utils._headers import build_hf_headers
+from huggingface_hub.utils.tqdm import disable_progress_bars
 
 from attestations.manifest import is_ignored
-from registry.blobs.base import BlobUpload
 from registry.errors import (
     AuthenticationRequired,
     InputError,
     NotFound,
     UpstreamError,
 )
-from registry.mirror.base import RemoteFile, Snapshot, SourceSpec, checked_path
+from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec, checked_path
 from registry.settings import Limits
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -86,7 +87,7 @@ class HuggingFaceSource:
             files=tuple(self._remote_files(entries)),
         )
 
-    def _remote_files(self, entries: list[object]) -> list[RemoteFile]:
+    def _remote_files(self, entries: Sequence[object]) -> list[RemoteFile]:
         files: list[RemoteFile] = []
         for entry in entries:
             if not isinstance(entry, RepoFile):
@@ -113,8 +114,10 @@ class HuggingFaceSource:
 
     # -- fetch ------------------------------------------------------------------------------
 
-    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
-        url = hf_hub_url(self.spec.repo_id, file.path, revision=snapshot.commit, endpoint=self.endpoint)
+    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: ByteSink) -> None:
+        url = hf_hub_url(
+            self.spec.repo_id, file.path, revision=snapshot.commit, endpoint=self.endpoint
+        )
         headers = build_hf_headers(token=self._token)
         headers["Accept-Encoding"] = "identity"  # sizes and digests are of the raw bytes
         where = f"{snapshot.uri}: {file.path}"
@@ -130,7 +133,9 @@ class HuggingFaceSource:
         except HfHubHTTPError as exc:
             self._raise_http(exc, what=where)
         except httpx2.HTTPError as exc:
-            raise UpstreamError(f"{where}: transfer failed: {exc.__class__.__name__}: {exc}") from exc
+            raise UpstreamError(
+                f"{where}: transfer failed: {exc.__class__.__name__}: {exc}"
+            ) from exc
         except OSError as exc:
             # http_get reports a size mismatch after its retries as a plain OSError.
             raise UpstreamError(f"{where}: transfer failed: {exc}") from exc
@@ -142,7 +147,11 @@ class HuggingFaceSource:
         server_message = getattr(exc, "server_message", None) or ""
         detail = f" ({server_message.strip()})" if server_message.strip() else ""
         if isinstance(exc, GatedRepoError):
-            hint = "set HF_TOKEN to a token with access" if not self._token else "the token has no access"
+            hint = (
+                "set HF_TOKEN to a token with access"
+                if not self._token
+                else "the token has no access"
+            )
             raise AuthenticationRequired(f"{what}: gated repository: {hint}{detail}") from exc
         if isinstance(exc, RevisionNotFoundError):
             rev = self.spec.revision or "main"

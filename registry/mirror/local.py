@@ -12,9 +12,8 @@ import stat
 from pathlib import Path
 
 from attestations.manifest import DEFAULT_IGNORED_PATHS
-from registry.blobs.base import BlobUpload
 from registry.errors import InputError, UpstreamError
-from registry.mirror.base import RemoteFile, Snapshot, SourceSpec, checked_path
+from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec, checked_path
 from registry.settings import Limits
 
 #: Reads of this size keep the hash loop at the machine's sha256 limit with few syscalls.
@@ -30,8 +29,9 @@ class LocalFolderSource:
     def resolve(self) -> Snapshot:
         files: list[RemoteFile] = []
         total = 0
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for dirpath, dirnames, all_filenames in os.walk(self.root, followlinks=False):
             rel_dir = Path(dirpath).relative_to(self.root)
+            filenames = all_filenames
             if rel_dir == Path("."):
                 dirnames[:] = [d for d in dirnames if d not in DEFAULT_IGNORED_PATHS]
                 filenames = [f for f in filenames if f not in DEFAULT_IGNORED_PATHS]
@@ -60,13 +60,15 @@ class LocalFolderSource:
         # A folder has no commit; the manifest digest pins it, filled in by the service.
         return Snapshot(uri=self.spec.uri, requested_revision=None, commit="", files=tuple(files))
 
-    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
+    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: ByteSink) -> None:
         full = self.root / file.path
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(full, flags)
         except OSError as exc:
-            raise UpstreamError(f"{snapshot.uri}: {file.path}: cannot open: {exc.strerror}") from exc
+            raise UpstreamError(
+                f"{snapshot.uri}: {file.path}: cannot open: {exc.strerror}"
+            ) from exc
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InputError(f"{snapshot.uri}: {file.path} is no longer a regular file")
@@ -75,9 +77,11 @@ class LocalFolderSource:
             buf = bytearray(READ_SIZE)
             view = memoryview(buf)
             with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-                while n := f.readinto(view):  # type: ignore[attr-defined]
+                while n := f.readinto(view):
                     sink.write(view[:n])
         except OSError as exc:
-            raise UpstreamError(f"{snapshot.uri}: {file.path}: read failed: {exc.strerror}") from exc
+            raise UpstreamError(
+                f"{snapshot.uri}: {file.path}: read failed: {exc.strerror}"
+            ) from exc
         finally:
             os.close(fd)

@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session, selectinload
 from attestations.digests import Digest
 from attestations.manifest import Manifest, ManifestEntry
 from registry.blobs.base import BlobStore
-from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, CheckpointRevision, Model
+from registry.db.models import (
+    AuditEvent,
+    Blob,
+    Checkpoint,
+    CheckpointFile,
+    CheckpointRevision,
+    Model,
+)
 from registry.errors import AmbiguousReference, InputError, IntegrityFailure, NotFound
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.service.progress import Progress
@@ -114,10 +121,14 @@ def transfer(
     finally:
         progress.end()
     manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in fetched)
-    return Transferred(snapshot=snapshot, manifest=manifest, fetched=tuple(fetched), started=started)
+    return Transferred(
+        snapshot=snapshot, manifest=manifest, fetched=tuple(fetched), started=started
+    )
 
 
-def mirror_result(checkpoint: Checkpoint, *, created: bool, transferred: Transferred) -> MirrorResult:
+def mirror_result(
+    checkpoint: Checkpoint, *, created: bool, transferred: Transferred
+) -> MirrorResult:
     return MirrorResult(
         checkpoint=checkpoint_view(checkpoint), created=created, stats=transferred.stats()
     )

@@ -69,8 +69,8 @@ class _TrackedSink:
     def __enter__(self) -> _TrackedSink:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._upload.__exit__(*exc)
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
+        self._upload.__exit__(exc_type, exc, tb)
 
 
 def fetch_files(
@@ -143,4 +143,6 @@ def _already_stored(blobs: BlobStore, file: RemoteFile) -> StoredBlob | None:
     digest = Digest(file.sha256)
     if not blobs.exists(digest) or blobs.size(digest) != file.size:
         return None
-    return StoredBlob(digest=digest, size=file.size, key=blob_key(digest), git_sha1=None, created=False)
+    return StoredBlob(
+        digest=digest, size=file.size, key=blob_key(digest), git_sha1=None, created=False
+    )

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: build a tiny model folder locally, mirror it into an embedded registry, show it.
+# Works offline: the model is synthesised here, nothing is downloaded.
+set -euo pipefail
+HOME_DIR="${1:-$PWD/.demo}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+BIN="$HERE/../.venv/bin"
+MODEL_DIR="$HOME_DIR/tiny-llm"
+
+rm -rf "$HOME_DIR"
+mkdir -p "$HOME_DIR"
+export MODELCTL_HOME="$HOME_DIR/registry"
+
+echo "==> building a tiny model folder in $MODEL_DIR"
+"$BIN/python" "$HERE/synthmodel.py" "$MODEL_DIR" --size 6M --shards 3 >/dev/null
+ls -l "$MODEL_DIR"
+
+echo
+echo "==> modelctl mirror $MODEL_DIR --name demo/tiny-llm"
+"$BIN/modelctl" mirror "$MODEL_DIR" --name demo/tiny-llm
+
+echo
+echo "==> the same bytes again: same checkpoint, nothing new stored"
+"$BIN/modelctl" mirror "$MODEL_DIR" --name demo/tiny-llm
+
+echo
+echo "==> modelctl models"
+"$BIN/modelctl" models
+
+echo
+echo "==> modelctl inspect demo/tiny-llm"
+"$BIN/modelctl" inspect demo/tiny-llm
+
+echo
+echo "==> what is on disk (content-addressed blobs)"
+find "$MODELCTL_HOME/blobs/sha256" -type f | sed "s|$MODELCTL_HOME/||" | sort | head -5
+echo "    ... $(find "$MODELCTL_HOME/blobs/sha256" -type f | wc -l) blobs in all"
+echo
+echo "registry home: $MODELCTL_HOME (set MODELCTL_HOME to use it with modelctl)"

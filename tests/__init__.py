@@ -1,0 +1,1 @@
+"""modelctl test-suite."""

@@ -1,0 +1,150 @@
+"""Schema, migrations and checkpoint records on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
+
+from attestations.digests import Digest
+from attestations.manifest import Manifest, ManifestEntry
+from registry.blobs.base import StoredBlob, blob_key
+from registry.db.engine import current_revision, head_revision, make_engine, migrate, session_factory, unit_of_work
+from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, Model
+from registry.mirror.base import Snapshot
+from registry.service import checkpoints
+from registry.service.refs import ModelName, Ref
+from registry.service.transfer import FetchedFile
+from tests.helpers import write_tree
+
+
+def fetched(files: dict[str, bytes]) -> tuple[Manifest, list[FetchedFile]]:
+    out = []
+    for path, data in files.items():
+        d = Digest.of(data)
+        out.append(FetchedFile(path, StoredBlob(d, len(data), blob_key(d), None, True), len(data)))
+    manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in out)
+    return manifest, out
+
+
+SNAPSHOT = Snapshot(uri="hf://org/m", requested_revision="main", commit="a" * 40, files=())
+
+
+def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
+    assert current_revision(engine) is None
+    migrate(engine)
+    migrate(engine)
+    assert current_revision(engine) == head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert {"models", "checkpoints", "checkpoint_files", "checkpoint_revisions", "blobs", "audit_events"} <= tables
+    engine.dispose()
+
+
+def test_downgrade_then_upgrade_round_trips(database_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.db.engine import MIGRATIONS
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert "checkpoints" not in inspect(engine).get_table_names()
+    migrate(engine)
+    assert "checkpoints" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_record_is_idempotent_for_the_same_bytes(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    manifest, files = fetched({"config.json": b"{}", "w/model.safetensors": b"weights", "empty": b""})
+    name = ModelName("org", "m")
+    with unit_of_work(sessions) as s:
+        cp, created = checkpoints.record_checkpoint(
+            s, name=name, snapshot=SNAPSHOT, manifest=manifest, fetched=files, actor="t"
+        )
+        assert created
+    tag = Snapshot(uri="hf://org/m", requested_revision="v1", commit="a" * 40, files=())
+    with unit_of_work(sessions) as s:
+        cp2, created = checkpoints.record_checkpoint(
+            s, name=name, snapshot=tag, manifest=manifest, fetched=files, actor="t"
+        )
+        assert not created
+        assert cp2.id == cp.id
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Checkpoint)) == 1
+        assert s.scalar(select(func.count()).select_from(CheckpointFile)) == 3
+        assert s.scalar(select(func.count()).select_from(Blob)) == 3
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 2
+        view = checkpoints.inspect(s, Ref.parse("org/m@v1"))
+        assert view.digest == str(manifest.digest)
+        assert view.source.revisions == ("main", "v1")
+        assert [f.path for f in view.files] == ["config.json", "empty", "w/model.safetensors"]
+        assert checkpoints.manifest_of(checkpoints.resolve_ref(s, Ref.parse("org/m"))) == manifest
+    engine.dispose()
+
+
+def test_blobs_are_shared_between_checkpoints(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    m1, f1 = fetched({"a": b"shared", "b": b"one"})
+    m2, f2 = fetched({"a": b"shared", "b": b"two"})
+    with unit_of_work(sessions) as s:
+        checkpoints.record_checkpoint(s, name=ModelName("o", "x"), snapshot=SNAPSHOT, manifest=m1, fetched=f1, actor="t")
+        checkpoints.record_checkpoint(s, name=ModelName("o", "y"), snapshot=SNAPSHOT, manifest=m2, fetched=f2, actor="t")
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Blob)) == 3
+        assert s.scalar(select(func.count()).select_from(Model)) == 2
+    engine.dispose()
+
+
+def test_a_failed_unit_of_work_leaves_nothing(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    manifest, files = fetched({"a": b"1"})
+    with pytest.raises(RuntimeError), unit_of_work(sessions) as s:
+        checkpoints.record_checkpoint(s, name=ModelName("o", "x"), snapshot=SNAPSHOT, manifest=manifest, fetched=files, actor="t")
+        raise RuntimeError("crash before commit")
+    with unit_of_work(sessions) as s:
+        for table in (Model, Checkpoint, CheckpointFile, Blob, AuditEvent):
+            assert s.scalar(select(func.count()).select_from(table)) == 0
+    engine.dispose()
+
+
+def test_audit_log_is_append_only(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with unit_of_work(sessions) as s:
+        s.add(AuditEvent(actor="t", action="x", subject="s", details={"k": 1}))
+    for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(AuditEvent.actor)).all() == ["t"]
+    engine.dispose()
+
+
+def test_embedded_registry_uses_postgres_when_configured(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: object
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", postgres_url)
+    model = write_tree(tmp_path / "m", {"config.json": b"{}", "w.safetensors": b"w" * 1000})
+    result = run_cli("mirror", str(model), "--name", "pg/model", "--json")  # type: ignore[operator]
+    assert result.code == 0, result.stderr
+    engine = make_engine(postgres_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM checkpoints")).scalar() == 1
+    engine.dispose()
+    assert not (tmp_path / "home" / "registry.db").exists()
