@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.hfhub import FakeHub, Fault, RecordedRequest, git_blob_sha1
 from huggingface_hub import (
     HfApi,
     constants,
@@ -38,6 +37,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.file_download import http_get
 from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+from tests.fakes.hfhub import FakeHub, Fault, RecordedRequest, git_blob_sha1
 
 REPO = "acme/tiny-model"
 KIB = 1024

@@ -49,7 +49,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import requests
@@ -72,7 +73,7 @@ from registry.mirror.base import RemoteFile, Snapshot, SourceSpec, checked_path
 from registry.settings import Limits
 
 DEFAULT_BRANCH = "master"
-TOKEN_ENV = "MODELSCOPE_API_TOKEN"
+_AUTH_ENV = "MODELSCOPE_API_TOKEN"  # where Settings reads the token from
 _REPO_TYPE = "model"
 _COMMIT = re.compile(r"[0-9a-fA-F]{40}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -114,6 +115,17 @@ class _Dropped(Exception):
     """The transfer stopped early, for a reason worth another try."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One file's transfer: what to fetch, where the bytes go, and how many may come."""
+
+    commit: str
+    file: RemoteFile
+    sink: BlobUpload
+    bound: int  # the listed size, else the size limit
+    where: str  # `ms://org/name: path`, for messages
+
+
 class ModelScopeSource:
     # Retry policy for a file's transfer; class attributes so tests can make them instant.
     max_attempts = 5  # consecutive failed attempts without progress before giving up
@@ -138,6 +150,7 @@ class ModelScopeSource:
     def resolve(self) -> Snapshot:
         uri = self.spec.uri
         requested = self.spec.revision
+        commit: str | None
         if requested is not None and _is_commit(requested):
             commit = requested.lower()
             files = self._remote_files(self._list(commit), at=commit)
@@ -168,7 +181,7 @@ class ModelScopeSource:
         branches, tags = self._call(
             uri,
             lambda: self._legacy.list_revisions_detail(self.spec.repo_id, _REPO_TYPE),
-            not_found=f"{uri}: repository not found (or private: set {TOKEN_ENV})",
+            not_found=f"{uri}: repository not found (or private: set {_AUTH_ENV})",
         )
         for entry in [*tags, *branches]:
             if isinstance(entry, dict) and entry.get("Revision") == name:
@@ -176,7 +189,7 @@ class ModelScopeSource:
                 return commit.lower() if isinstance(commit, str) and _is_commit(commit) else None
         raise NotFound(f"{uri}: unknown revision {name!r} (no such branch or tag)")
 
-    def _list(self, revision: str) -> list[Mapping[str, Any]]:
+    def _list(self, revision: str) -> Sequence[Mapping[str, Any]]:
         uri = self.spec.uri
         legacy = self._legacy
         entries = self._call(
@@ -192,7 +205,9 @@ class ModelScopeSource:
             raise UpstreamError(f"{uri}: malformed file listing at {revision!r}")
         return entries
 
-    def _remote_files(self, entries: list[Mapping[str, Any]], *, at: str) -> tuple[RemoteFile, ...]:
+    def _remote_files(
+        self, entries: Sequence[Mapping[str, Any]], *, at: str
+    ) -> tuple[RemoteFile, ...]:
         uri = self.spec.uri
         files: list[RemoteFile] = []
         seen: set[str] = set()
@@ -234,92 +249,88 @@ class ModelScopeSource:
     # -- fetch ------------------------------------------------------------------------------
 
     def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
-        where = f"{snapshot.uri}: {file.path}"
-        bound = file.size if file.size is not None else self._limits.max_file_size
+        job = _Job(
+            commit=snapshot.commit,
+            file=file,
+            sink=sink,
+            bound=file.size if file.size is not None else self._limits.max_file_size,
+            where=f"{snapshot.uri}: {file.path}",
+        )
         failures = 0  # consecutive, without progress
         total_failures = 0
         while True:
             start = sink.tell()
-            if start > bound:
+            if start > job.bound:
                 _rewind(sink)
                 start = 0
             if start > 0 and start == file.size:
                 return  # an earlier transfer already delivered every byte
             try:
-                self._transfer(snapshot, file, sink, start, bound, where)
+                self._transfer(job, start)
                 return
             except (_Dropped, _Restart) as exc:
                 cause: BaseException = exc
-            progressed = sink.tell() > start
-            failures = 1 if progressed else failures + 1
+            failures = 1 if sink.tell() > start else failures + 1
             total_failures += 1
             if failures >= self.max_attempts or total_failures >= 10 * self.max_attempts:
                 raise UpstreamError(
-                    f"{where}: transfer failed after {total_failures} attempts: {cause}"
+                    f"{job.where}: transfer failed after {total_failures} attempts: {cause}"
                 ) from cause.__cause__
             time.sleep(min(self.retry_backoff_s * 2 ** (failures - 1), 8.0))
 
-    def _transfer(
-        self,
-        snapshot: Snapshot,
-        file: RemoteFile,
-        sink: BlobUpload,
-        start: int,
-        bound: int,
-        where: str,
-    ) -> None:
+    def _transfer(self, job: _Job, start: int) -> None:
+        """One GET from byte `start`: everything it delivers goes into the sink."""
         headers = {"Accept-Encoding": "identity"}  # sizes and digests are of the raw bytes
         if start:
             headers["Range"] = f"bytes={start}-"
         try:
             response = self._legacy.download_stream(
-                self.spec.repo_id, _REPO_TYPE, file.path, snapshot.commit, headers=headers
+                self.spec.repo_id, _REPO_TYPE, job.file.path, job.commit, headers=headers
             )
         except HubError as exc:
             status = getattr(exc, "status_code", None)
             if status == 416 and start:
-                _rewind(sink)  # the partial bytes are not a prefix of this file
+                _rewind(job.sink)  # the partial bytes are not a prefix of this file
                 raise _Restart("the hub refused to resume (HTTP 416)") from exc
             if isinstance(exc, NetworkError | RateLimitError) or status in _RETRY_STATUSES:
                 raise _Dropped(f"HTTP {status}" if status else _one_line(exc.message)) from exc
-            self._raise_hub(exc, what=where, not_found=None)
+            self._raise_hub(exc, what=job.where, not_found=None)
         except _TRANSIENT as exc:
-            raise _Dropped(f"{type(exc).__name__}") from exc
+            raise _Dropped(type(exc).__name__) from exc
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request failed: {type(exc).__name__}") from exc
+            raise UpstreamError(f"{job.where}: request failed: {type(exc).__name__}") from exc
         try:
-            self._stream(response, file, sink, start, bound, where)
+            self._accept(response, job, start)
+            self._stream(response, job)
         finally:
             response.close()
 
-    def _stream(
-        self,
-        response: requests.Response,
-        file: RemoteFile,
-        sink: BlobUpload,
-        start: int,
-        bound: int,
-        where: str,
-    ) -> None:
+    @staticmethod
+    def _accept(response: requests.Response, job: _Job, start: int) -> None:
+        """Check the answer's status and range; rewind the sink if the whole file follows."""
         status = response.status_code
         length = _int_header(response.headers.get("Content-Length"))
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         if status == 206:
             span = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
             if span is None or encoded or int(span.group(1)) != start:
-                _rewind(sink)
+                _rewind(job.sink)
                 raise _Restart(f"HTTP 206 for another range than bytes={start}-")
             total = _int_header(span.group(3))
         elif status == 200:
             if start:
-                _rewind(sink)  # the hub ignored our Range: the whole file follows
+                _rewind(job.sink)  # the hub ignored our Range: the whole file follows
             total = None if encoded else length
         else:
-            raise UpstreamError(f"{where}: unexpected HTTP {status} for a file download")
-        if total is not None and file.size is not None and total != file.size:
-            raise UpstreamError(f"{where}: the hub serves {total} bytes but listed {file.size}")
+            raise UpstreamError(f"{job.where}: unexpected HTTP {status} for a file download")
+        if total is not None and job.file.size is not None and total != job.file.size:
+            raise UpstreamError(
+                f"{job.where}: the hub serves {total} bytes but listed {job.file.size}"
+            )
 
-        received = 0
+    def _stream(self, response: requests.Response, job: _Job) -> None:
+        """Deliver the body to the sink chunk by chunk, as it arrives."""
+        sink = job.sink
         chunks: Iterator[bytes] = response.iter_content(chunk_size=self.chunk_size)
         while True:
             try:
@@ -327,19 +338,15 @@ class ModelScopeSource:
             except _TRANSIENT as exc:
                 raise _Dropped(f"connection dropped: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
-                raise UpstreamError(f"{where}: transfer failed: {type(exc).__name__}") from exc
+                raise UpstreamError(f"{job.where}: transfer failed: {type(exc).__name__}") from exc
             if chunk is None:
                 break
-            if not chunk:
-                continue
-            if sink.tell() + len(chunk) > bound:
-                raise UpstreamError(f"{where}: the hub sent more than the {bound} bytes listed")
-            sink.write(chunk)
-            received += len(chunk)
-        if length is not None and not encoded and received < length:
-            raise _Dropped(f"body ended after {received} of {length} bytes")
-        if file.size is not None and sink.tell() < file.size:
-            raise _Dropped(f"body ended at byte {sink.tell()} of {file.size}")
+            if sink.tell() + len(chunk) > job.bound:
+                raise UpstreamError(f"{job.where}: the hub sent more than the {job.bound} bytes")
+            if chunk:
+                sink.write(chunk)
+        if job.file.size is not None and sink.tell() < job.file.size:
+            raise _Dropped(f"body ended at byte {sink.tell()} of {job.file.size}")
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -361,9 +368,9 @@ class ModelScopeSource:
         if isinstance(exc, AuthenticationError | PermissionDeniedError) or status in (401, 403):
             shown = status or (401 if isinstance(exc, AuthenticationError) else 403)
             hint = (
-                f"set {TOKEN_ENV}"
+                f"set {_AUTH_ENV}"
                 if not self._token
-                else f"the token in {TOKEN_ENV} was refused or has no access"
+                else f"the token in {_AUTH_ENV} was refused or has no access"
             )
             raise AuthenticationRequired(f"{what}: HTTP {shown}: {hint}") from exc
         if isinstance(exc, NotExistError) or status == 404:
@@ -377,7 +384,7 @@ class ModelScopeSource:
         raise UpstreamError(f"{what}: {type(exc).__name__}: {message}") from exc
 
 
-def _listing_commit(entries: list[Mapping[str, Any]]) -> str | None:
+def _listing_commit(entries: Sequence[Mapping[str, Any]]) -> str | None:
     """The one commit every file of a listing names, or None if they name several or none."""
     commits = {
         str(entry.get("Revision") or "").lower()
