@@ -32,7 +32,8 @@ class Settings:
     modelscope_endpoint: str | None = None
     modelscope_token: str | None = None
     download_workers: int = 8
-    hash_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Local ingest is hashing plus disk writes: two threads a core keep both busy.
+    hash_workers: int = field(default_factory=lambda: min(32, 2 * (os.cpu_count() or 1)))
     limits: Limits = field(default_factory=Limits)
 
     @property

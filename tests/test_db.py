@@ -32,6 +32,12 @@ def fetched(files: dict[str, bytes]) -> tuple[Manifest, list[FetchedFile]]:
 SNAPSHOT = Snapshot(uri="hf://org/m", requested_revision="main", commit="a" * 40, files=())
 
 
+def test_pinned_head_revision_is_alembics_head() -> None:
+    from registry.db.engine import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
 def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
     engine = make_engine(database_url)
     assert current_revision(engine) is None

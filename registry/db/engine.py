@@ -16,6 +16,11 @@ from registry.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: The newest migration. Kept here so that an up-to-date database is recognised without
+#: importing Alembic (a tenth of a second on every command); a test holds it equal to
+#: Alembic's own head.
+HEAD_REVISION = "0001"
+
 
 def make_engine(url: str) -> Engine:
     """An engine for `url` (SQLite file or PostgreSQL through psycopg)."""
@@ -62,12 +67,12 @@ def current_revision(engine: Engine) -> str | None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is already there)."""
-    from alembic import command
-    from alembic.config import Config
-
     try:
-        if current_revision(engine) == head_revision():
+        if current_revision(engine) == HEAD_REVISION:
             return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with engine.begin() as conn:

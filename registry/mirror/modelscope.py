@@ -63,13 +63,11 @@ from modelscope_hub.errors import (
     NotExistError,
     PermissionDeniedError,
     RateLimitError,
-    ServerError,
 )
 
 from attestations.manifest import is_ignored
-from registry.blobs.base import BlobUpload
 from registry.errors import AuthenticationRequired, InputError, NotFound, UpstreamError
-from registry.mirror.base import RemoteFile, Snapshot, SourceSpec, checked_path
+from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec, checked_path
 from registry.settings import Limits
 
 DEFAULT_BRANCH = "master"
@@ -121,7 +119,7 @@ class _Job:
 
     commit: str
     file: RemoteFile
-    sink: BlobUpload
+    sink: ByteSink
     bound: int  # the listed size, else the size limit
     where: str  # `ms://org/name: path`, for messages
 
@@ -248,7 +246,7 @@ class ModelScopeSource:
 
     # -- fetch ------------------------------------------------------------------------------
 
-    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: BlobUpload) -> None:
+    def fetch(self, snapshot: Snapshot, file: RemoteFile, sink: ByteSink) -> None:
         job = _Job(
             commit=snapshot.commit,
             file=file,
@@ -379,7 +377,7 @@ class ModelScopeSource:
             raise NotFound(not_found) from exc
         if isinstance(exc, NetworkError):
             raise UpstreamError(f"{what}: cannot reach {self.endpoint}: {message}") from exc
-        if isinstance(exc, APIError | ServerError) and status is not None:
+        if isinstance(exc, APIError) and status is not None:
             raise UpstreamError(f"{what}: HTTP {status}: {message}") from exc
         raise UpstreamError(f"{what}: {type(exc).__name__}: {message}") from exc
 
@@ -402,7 +400,7 @@ def _manifest(files: tuple[RemoteFile, ...]) -> dict[str, tuple[int | None, str 
     return {f.path: (f.size, f.sha256) for f in files}
 
 
-def _rewind(sink: BlobUpload) -> None:
+def _rewind(sink: ByteSink) -> None:
     sink.seek(0)
     sink.truncate()
 
