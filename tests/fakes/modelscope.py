@@ -440,7 +440,7 @@ class FakeModelScopeHub:
             repo.tags[tag] = commit.sha
             return commit.sha
 
-    def inject(self, repo_id: str, path: str, fault: str, *, times: int = 1) -> None:
+    def inject(self, repo_id: str, path: str, fault: str, times: int = 1) -> None:
         """Queue a fault for the next ``times`` download GETs of ``path`` (see module doc)."""
         kind, _, arg = fault.partition(":")
         if not (fault in _FAULTS or (kind == "status" and arg.isdigit() and len(arg) == 3)):
