@@ -37,7 +37,9 @@ def test_commit_publishes_under_the_digest_read_only(store: LocalBlobStore) -> N
     assert blob.created
     path = store.path(blob.digest)
     assert path.read_bytes() == data
-    assert path.relative_to(store.root).as_posix() == f"sha256/{blob.digest.hex[:2]}/{blob.digest.hex}"
+    assert (
+        path.relative_to(store.root).as_posix() == f"sha256/{blob.digest.hex[:2]}/{blob.digest.hex}"
+    )
     assert not stat.S_IMODE(path.stat().st_mode) & 0o222
     assert leftovers(store) == []
 
@@ -56,7 +58,10 @@ def test_size_mismatch_both_ways(store: LocalBlobStore) -> None:
         up.write(b"1234")
         with pytest.raises(IntegrityFailure, match="expected 5 bytes, got 4"):
             up.commit()
-    with store.upload(expected_size=3, label="long") as up, pytest.raises(IntegrityFailure, match="more than"):
+    with (
+        store.upload(expected_size=3, label="long") as up,
+        pytest.raises(IntegrityFailure, match="more than"),
+    ):
         up.write(b"1234")
     assert leftovers(store) == []
 
@@ -81,9 +86,13 @@ def test_same_bytes_twice_are_stored_once(store: LocalBlobStore) -> None:
 
 
 def test_abort_and_exceptions_leave_nothing(store: LocalBlobStore) -> None:
-    with pytest.raises(RuntimeError), store.upload() as up:
-        up.write(b"half")
-        raise RuntimeError("boom")
+    def write_then_crash() -> None:
+        with store.upload() as up:
+            up.write(b"half")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_then_crash()
     assert leftovers(store) == []
     assert not store.exists(Digest.of(b"half"))
 
@@ -139,7 +148,9 @@ def test_arbitrary_seeks_are_refused(store: LocalBlobStore) -> None:
             up.truncate(2)
 
 
-def test_temp_files_cannot_be_redirected_by_a_symlink(store: LocalBlobStore, tmp_path: Path) -> None:
+def test_temp_files_cannot_be_redirected_by_a_symlink(
+    store: LocalBlobStore, tmp_path: Path
+) -> None:
     import hashlib as h
 
     from registry.errors import StorageError

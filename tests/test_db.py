@@ -11,7 +11,14 @@ from sqlalchemy.exc import DBAPIError
 from attestations.digests import Digest
 from attestations.manifest import Manifest, ManifestEntry
 from registry.blobs.base import StoredBlob, blob_key
-from registry.db.engine import current_revision, head_revision, make_engine, migrate, session_factory, unit_of_work
+from registry.db.engine import (
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+    session_factory,
+    unit_of_work,
+)
 from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, Model
 from registry.mirror.base import Snapshot
 from registry.service import checkpoints
@@ -45,7 +52,14 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> N
     migrate(engine)
     assert current_revision(engine) == head_revision()
     tables = set(inspect(engine).get_table_names())
-    assert {"models", "checkpoints", "checkpoint_files", "checkpoint_revisions", "blobs", "audit_events"} <= tables
+    assert {
+        "models",
+        "checkpoints",
+        "checkpoint_files",
+        "checkpoint_revisions",
+        "blobs",
+        "audit_events",
+    } <= tables
     engine.dispose()
 
 
@@ -72,7 +86,9 @@ def test_record_is_idempotent_for_the_same_bytes(database_url: str) -> None:
     engine = make_engine(database_url)
     migrate(engine)
     sessions = session_factory(engine)
-    manifest, files = fetched({"config.json": b"{}", "w/model.safetensors": b"weights", "empty": b""})
+    manifest, files = fetched(
+        {"config.json": b"{}", "w/model.safetensors": b"weights", "empty": b""}
+    )
     name = ModelName("org", "m")
     with unit_of_work(sessions) as s:
         cp, created = checkpoints.record_checkpoint(
@@ -106,8 +122,12 @@ def test_blobs_are_shared_between_checkpoints(database_url: str) -> None:
     m1, f1 = fetched({"a": b"shared", "b": b"one"})
     m2, f2 = fetched({"a": b"shared", "b": b"two"})
     with unit_of_work(sessions) as s:
-        checkpoints.record_checkpoint(s, name=ModelName("o", "x"), snapshot=SNAPSHOT, manifest=m1, fetched=f1, actor="t")
-        checkpoints.record_checkpoint(s, name=ModelName("o", "y"), snapshot=SNAPSHOT, manifest=m2, fetched=f2, actor="t")
+        checkpoints.record_checkpoint(
+            s, name=ModelName("o", "x"), snapshot=SNAPSHOT, manifest=m1, fetched=f1, actor="t"
+        )
+        checkpoints.record_checkpoint(
+            s, name=ModelName("o", "y"), snapshot=SNAPSHOT, manifest=m2, fetched=f2, actor="t"
+        )
     with unit_of_work(sessions) as s:
         assert s.scalar(select(func.count()).select_from(Blob)) == 3
         assert s.scalar(select(func.count()).select_from(Model)) == 2
@@ -119,9 +139,21 @@ def test_a_failed_unit_of_work_leaves_nothing(database_url: str) -> None:
     migrate(engine)
     sessions = session_factory(engine)
     manifest, files = fetched({"a": b"1"})
-    with pytest.raises(RuntimeError), unit_of_work(sessions) as s:
-        checkpoints.record_checkpoint(s, name=ModelName("o", "x"), snapshot=SNAPSHOT, manifest=manifest, fetched=files, actor="t")
-        raise RuntimeError("crash before commit")
+
+    def record_then_crash() -> None:
+        with unit_of_work(sessions) as s:
+            checkpoints.record_checkpoint(
+                s,
+                name=ModelName("o", "x"),
+                snapshot=SNAPSHOT,
+                manifest=manifest,
+                fetched=files,
+                actor="t",
+            )
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        record_then_crash()
     with unit_of_work(sessions) as s:
         for table in (Model, Checkpoint, CheckpointFile, Blob, AuditEvent):
             assert s.scalar(select(func.count()).select_from(table)) == 0

@@ -62,7 +62,9 @@ def test_digest_is_sha256_over_raw_file_digests_in_manifest_order() -> None:
     manifest = Manifest.build(entry(p, d) for p, d in files.items())
     assert [e.path for e in manifest] == ["config.json", "extra/x", "extra-notes.txt"]
     expected = hashlib.sha256(
-        hashlib.sha256(b"{}").digest() + hashlib.sha256(b"x").digest() + hashlib.sha256(b"notes").digest()
+        hashlib.sha256(b"{}").digest()
+        + hashlib.sha256(b"x").digest()
+        + hashlib.sha256(b"notes").digest()
     ).hexdigest()
     assert manifest.digest == Digest(expected)
     assert str(manifest.digest) == f"sha256:{expected}"

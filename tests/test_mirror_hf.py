@@ -118,8 +118,17 @@ def test_a_new_commit_is_a_new_checkpoint(run_cli: Any, hub: FakeHub, commit: st
 
 def test_include_exclude_and_name(run_cli: Any, hub: FakeHub, commit: str) -> None:
     out = run_cli(
-        "mirror", "hf://org/llama", "--name", "mirror/llama-weights",
-        "--include", "*.safetensors", "--include", "config.json", "--exclude", "model-00002*", "--json",
+        "mirror",
+        "hf://org/llama",
+        "--name",
+        "mirror/llama-weights",
+        "--include",
+        "*.safetensors",
+        "--include",
+        "config.json",
+        "--exclude",
+        "model-00002*",
+        "--json",
     ).json()
     assert out["name"] == "mirror/llama-weights"
     assert [f["path"] for f in out["files"]] == ["config.json", "model-00001-of-00002.safetensors"]
@@ -138,7 +147,9 @@ def test_wrong_bytes_are_refused_and_a_retry_succeeds(
     assert_nothing_registered(run_cli, isolated_env)
     corrupted = bytearray(FILES[path])
     corrupted[len(corrupted) // 2] ^= 0xFF
-    assert not (isolated_env / "blobs" / "sha256" / hashlib.sha256(corrupted).hexdigest()[:2]).exists()
+    assert not (
+        isolated_env / "blobs" / "sha256" / hashlib.sha256(corrupted).hexdigest()[:2]
+    ).exists()
     retry = run_cli("mirror", "hf://org/llama", "--json")
     assert retry.code == 0, retry.stderr
 
@@ -212,7 +223,15 @@ def test_bad_sources_exit_2_with_one_line(
 
 
 @pytest.mark.parametrize(
-    "hostile", ["../escape.bin", "/etc/cron.d/evil", "a//b.bin", "dir/./x.bin", "ctl\x1b.bin", "cafe\u0301.bin"]
+    "hostile",
+    [
+        "../escape.bin",
+        "/etc/cron.d/evil",
+        "a//b.bin",
+        "dir/./x.bin",
+        "ctl\x1b.bin",
+        "cafe\u0301.bin",
+    ],
 )
 def test_hostile_names_in_a_listing_are_refused(
     run_cli: Any, hub: FakeHub, isolated_env: Path, tmp_path: Path, hostile: str
@@ -261,8 +280,9 @@ def test_killed_mirror_leaves_the_registry_consistent_and_resumes(
     result = run_cli("mirror", "hf://org/big", "--json")
     assert result.code == 0, result.stderr
     resumed = [r for r in hub.requests if r.method == "GET" and "model.safetensors" in r.path]
-    assert resumed and (resumed[0].header("range") or "").startswith("bytes=")
+    assert resumed
+    assert (resumed[0].header("range") or "").startswith("bytes=")
     assert result.json()["stats"]["bytes_transferred"] < len(big)
-    stored = [f for f in result.json()["files"] if f["path"] == "model.safetensors"][0]
+    stored = next(f for f in result.json()["files"] if f["path"] == "model.safetensors")
     assert stored["sha256"] == hashlib.sha256(big).hexdigest()
     assert not list(partial_dir.iterdir())

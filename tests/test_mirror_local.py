@@ -76,7 +76,9 @@ def test_inspect_prints_what_mirror_stored(run_cli: Any, model: Path) -> None:
     assert "model-00001-of-00002.safetensors" in text.stdout
 
 
-def test_same_bytes_twice_is_the_same_checkpoint(run_cli: Any, model: Path, isolated_env: Path) -> None:
+def test_same_bytes_twice_is_the_same_checkpoint(
+    run_cli: Any, model: Path, isolated_env: Path
+) -> None:
     first = run_cli("mirror", str(model), "--name", "acme/llama", "--json").json()
     blobs_before = blob_files(isolated_env)
     second = run_cli("mirror", str(model), "--name", "acme/llama", "--json").json()
@@ -106,7 +108,9 @@ def test_changed_bytes_make_a_new_checkpoint_and_share_blobs(
 
 
 def test_git_metadata_is_not_mirrored(run_cli: Any, model: Path) -> None:
-    write_tree(model, {".gitattributes": b"*.safetensors lfs", ".git/HEAD": b"ref", "sub/.gitignore": b"x"})
+    write_tree(
+        model, {".gitattributes": b"*.safetensors lfs", ".git/HEAD": b"ref", "sub/.gitignore": b"x"}
+    )
     out = run_cli("mirror", str(model), "--name", "acme/llama", "--json").json()
     paths = [f["path"] for f in out["files"]]
     assert ".gitattributes" not in paths
@@ -116,8 +120,17 @@ def test_git_metadata_is_not_mirrored(run_cli: Any, model: Path) -> None:
 
 def test_include_and_exclude_globs(run_cli: Any, model: Path) -> None:
     out = run_cli(
-        "mirror", str(model), "--name", "acme/w", "--include", "*.safetensors", "--include", "*.json",
-        "--exclude", "tokenizer*", "--json",
+        "mirror",
+        str(model),
+        "--name",
+        "acme/w",
+        "--include",
+        "*.safetensors",
+        "--include",
+        "*.json",
+        "--exclude",
+        "tokenizer*",
+        "--json",
     ).json()
     assert [f["path"] for f in out["files"]] == [
         "config.json",

@@ -19,7 +19,6 @@ from attestations.hashing import CHUNK_SIZE, StreamHasher
 from registry.blobs.base import StoredBlob, blob_key
 from registry.errors import IntegrityFailure, NotFound, StorageError
 
-
 #: Ask the kernel to start writing back every this many bytes, so dirty pages never pile up
 #: and the fsync at commit has little left to do (measured: ~2x faster ingest of 1 GB).
 WRITEBACK_EVERY = 32 << 20
