@@ -409,3 +409,29 @@ def test_the_official_client_speaks_to_the_fake(hub: FakeModelScopeHub, tmp_path
     probes = [r for r in hub.requests if r.path.endswith("/internalAccelerationInfo")]
     assert [r.status for r in probes] == [404]
     assert all(r.path.startswith(("/api/v1/", "/openapi/v1/")) for r in hub.requests)
+
+
+def test_cli_mirror_of_a_modelscope_repo(
+    hub: FakeModelScopeHub, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelctl mirror ms://…` end to end: pinned, hashed, registered, inspectable."""
+    files = {"config.json": b'{"model_type": "qwen2"}', "weights/model.safetensors": _blob(300_000)}
+    commit = hub.add_repo("qwen/tiny", files)
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", hub.url)
+    result = run_cli("mirror", "ms://qwen/tiny", "--json")
+    assert result.code == 0, result.stderr
+    out = result.json()
+    assert out["source"]["uri"] == "ms://qwen/tiny"
+    assert out["source"]["commit"] == commit
+    assert {f["path"]: f["sha256"] for f in out["files"]} == {
+        p: hashlib.sha256(d).hexdigest() for p, d in files.items()
+    }
+    assert (
+        run_cli("inspect", f"qwen/tiny@{commit[:12]}", "--json").json()["digest"] == out["digest"]
+    )
+    hub.add_repo("qwen/tiny", dict(files, **{"weights/model.safetensors": _blob(300_000, b"v2")}))
+    hub.inject("qwen/tiny", "weights/model.safetensors", "corrupt")
+    tampered = run_cli("mirror", "ms://qwen/tiny")
+    assert tampered.code == 1
+    assert "weights/model.safetensors" in tampered.stderr
+    assert len(run_cli("models", "--json").json()["models"][0]["checkpoints"]) == 1
