@@ -5,10 +5,13 @@ between invocations when the parameters match):
 
 1. ``openssl dgst -sha256 FILE...`` over every file, in one process: the serial reference.
 2. The same with one ``openssl`` process per file, all at once: the "all cores" reference.
-3. ``modelctl mirror DIR --name bench/model --json`` against a fresh, empty ``MODELCTL_HOME``
+3. ``cp -r`` of the folder followed by ``sync`` of the copies: what merely persisting the bytes
+   costs on this disk (the mirror must write and fsync every byte too), and ``modelctl
+   mirror`` of a one-file folder: the fixed cost of a command (start-up, database set-up).
+4. ``modelctl mirror DIR --name bench/model --json`` against a fresh, empty ``MODELCTL_HOME``
    each run: wall time end to end (interpreter start-up, hashing, copying into the blob store,
    database writes), plus the child's peak RSS from ``os.wait4``.
-4. Optionally (``--model-signing``), ``model_signing.hashing.hash(DIR)`` in a fresh
+5. Optionally (``--model-signing``), ``model_signing.hashing.hash(DIR)`` in a fresh
    interpreter, when the ``model_signing`` package is importable; skipped quietly otherwise.
 
 Every measurement is repeated ``--runs`` times and the median is reported. The page cache is
@@ -209,6 +212,24 @@ def modelctl_mirror(modelctl: Path, model_dir: Path, workdir: Path) -> Sample:
     return sample
 
 
+def copy_and_sync(model_dir: Path, workdir: Path) -> Sample:
+    """``cp`` the folder and ``sync`` the copies: what persisting the bytes costs on this disk."""
+    dest = Path(tempfile.mkdtemp(prefix="copy-", dir=workdir)) / "model"
+    script = 'cp -r --reflink=never "$1" "$2" && sync "$2"/*'
+    try:
+        return _run(["sh", "-c", script, "copy", str(model_dir), str(dest)])
+    finally:
+        shutil.rmtree(dest.parent)
+
+
+def modelctl_fixed_cost(modelctl: Path, workdir: Path) -> Sample:
+    """``modelctl mirror`` of a one-file folder into a fresh home: start-up and bookkeeping."""
+    tiny = workdir / "tiny-model"
+    tiny.mkdir(exist_ok=True)
+    (tiny / "config.json").write_text("{}")
+    return modelctl_mirror(modelctl, tiny, workdir)
+
+
 def model_signing_hash(model_dir: Path) -> Sample:
     return _run([sys.executable, "-c", _MODEL_SIGNING_SNIPPET, str(model_dir)])
 
@@ -250,6 +271,8 @@ def report(
     parallel: Measurement,
     modelctl: Measurement,
     signing: Measurement | None,
+    disk: Measurement,
+    fixed: Measurement,
 ) -> dict[str, Any]:
     nbytes = sum(p.stat().st_size for p in files)
     result: dict[str, Any] = {
@@ -266,6 +289,9 @@ def report(
         "ratio_vs_openssl_serial": serial.seconds / modelctl.seconds,
         "ratio_vs_openssl_parallel": parallel.seconds / modelctl.seconds,
         "modelctl_peak_rss_mib": modelctl.peak_rss_mib,
+        "copy_sync_s": disk.seconds,
+        "ratio_vs_copy_sync": disk.seconds / modelctl.seconds,
+        "modelctl_fixed_cost_s": fixed.seconds,
     }
     if signing is not None:
         result |= {
@@ -337,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
 
         serial = measure("openssl dgst (serial)", args.runs, lambda: openssl_serial(files))
         parallel = measure("openssl dgst (1 per file)", args.runs, lambda: openssl_parallel(files))
+        disk = measure(
+            "cp + sync (disk floor)", args.runs, lambda: copy_and_sync(model_dir, workdir)
+        )
+        fixed = measure(
+            "modelctl mirror (1 file)",
+            args.runs,
+            lambda: modelctl_fixed_cost(args.modelctl, workdir),
+        )
         modelctl = measure(
             "modelctl mirror",
             args.runs,
@@ -355,12 +389,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     result = report(
-        files, runs=args.runs, serial=serial, parallel=parallel, modelctl=modelctl, signing=signing
+        files,
+        runs=args.runs,
+        serial=serial,
+        parallel=parallel,
+        modelctl=modelctl,
+        signing=signing,
+        disk=disk,
+        fixed=fixed,
     )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        contenders = [serial, parallel, modelctl, *([signing] if signing else [])]
+        contenders = [serial, parallel, disk, fixed, modelctl, *([signing] if signing else [])]
         print_table(result, model_dir, contenders)
     return 0
 

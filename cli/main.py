@@ -39,9 +39,17 @@ JsonOption = Annotated[
 ]
 
 
-def _state(ctx: typer.Context) -> State:
+VerboseOption = Annotated[
+    bool, typer.Option("-v", "--verbose", help="More detail on stderr.", show_default=False)
+]
+
+
+def _state(ctx: typer.Context, *, json_output: bool, verbose: bool) -> State:
+    """The global options, with the same flags given after the command name merged in."""
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
+    obj.json = obj.json or json_output
+    obj.verbose = obj.verbose or verbose
     return obj
 
 
@@ -105,10 +113,10 @@ def mirror(
         list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob.")
     ] = None,
     json_output: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Mirror a model: pin its revision, hash every file while it streams, register it."""
-    state = _state(ctx)
-    state.json = state.json or json_output
+    state = _state(ctx, json_output=json_output, verbose=verbose)
     registry = open_registry(state)
     try:
         result = registry.mirror(
@@ -127,10 +135,11 @@ def mirror(
 
 
 @app.command()
-def models(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def models(
+    ctx: typer.Context, json_output: JsonOption = False, verbose: VerboseOption = False
+) -> None:
     """List models and their checkpoints."""
-    state = _state(ctx)
-    state.json = state.json or json_output
+    state = _state(ctx, json_output=json_output, verbose=verbose)
     registry = open_registry(state)
     try:
         found = registry.models()
@@ -144,10 +153,10 @@ def inspect(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
     json_output: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Show a checkpoint: files, digests, scans, attestations, decisions."""
-    state = _state(ctx)
-    state.json = state.json or json_output
+    state = _state(ctx, json_output=json_output, verbose=verbose)
     registry = open_registry(state)
     try:
         view = registry.inspect(ref)

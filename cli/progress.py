@@ -44,8 +44,8 @@ class TerminalProgress:
         self._description = description
 
     def _label(self, description: str) -> str:
-        short = description if len(description) <= 48 else "…" + description[-47:]
-        return f"{short} ({self._files_left} files left)"
+        short = description if len(description) <= 28 else "…" + description[-27:]
+        return f"{short} [{self._files_left} left]"
 
     def advance(self, nbytes: int) -> None:
         if self._bar is not None and self._task is not None and nbytes:

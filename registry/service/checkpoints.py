@@ -111,10 +111,13 @@ def transfer(
     started = time.monotonic()
     snapshot = source.resolve()
     files = select_files(snapshot, file_filter, limits)
+    where = snapshot.uri.split("://", 1)[-1]
+    if snapshot.uri.startswith("file:"):
+        where = where.rstrip("/").rsplit("/", 1)[-1]
     progress.begin(
         files=len(files),
         total_bytes=sum(f.size or 0 for f in files),
-        description=f"{snapshot.uri}@{snapshot.commit[:12]}" if snapshot.commit else snapshot.uri,
+        description=f"{where}@{snapshot.commit[:7]}" if snapshot.commit else where,
     )
     try:
         fetched = fetch_files(source, snapshot, files, blobs, workers=workers, progress=progress)
