@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -53,7 +55,9 @@ def _state(ctx: typer.Context, *, json_output: bool, verbose: bool) -> State:
     return obj
 
 
-def open_registry(state: State) -> Registry:
+@contextmanager
+def open_registry(state: State) -> Iterator[Registry]:
+    """The registry the global options select, closed when the command is done."""
     if state.registry_url:
         raise InputError(
             f"--registry {state.registry_url}: remote registries are not supported by this "
@@ -61,7 +65,11 @@ def open_registry(state: State) -> Registry:
         )
     from registry.embedded import EmbeddedRegistry
 
-    return EmbeddedRegistry(Settings.from_env(home=state.home))
+    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 def emit(state: State, data: dict[str, Any] | list[Any], text: str) -> None:
@@ -117,8 +125,7 @@ def mirror(
 ) -> None:
     """Mirror a model: pin its revision, hash every file while it streams, register it."""
     state = _state(ctx, json_output=json_output, verbose=verbose)
-    registry = open_registry(state)
-    try:
+    with open_registry(state) as registry:
         result = registry.mirror(
             MirrorRequest(
                 source=source,
@@ -129,8 +136,6 @@ def mirror(
             ),
             progress=make_progress(verbose=state.verbose),
         )
-    finally:
-        registry.close()
     emit(state, result.to_json(), render.mirror_text(result))
 
 
@@ -140,11 +145,8 @@ def models(
 ) -> None:
     """List models and their checkpoints."""
     state = _state(ctx, json_output=json_output, verbose=verbose)
-    registry = open_registry(state)
-    try:
+    with open_registry(state) as registry:
         found = registry.models()
-    finally:
-        registry.close()
     emit(state, {"models": [m.to_json() for m in found]}, render.models_text(found))
 
 
@@ -157,11 +159,8 @@ def inspect(
 ) -> None:
     """Show a checkpoint: files, digests, scans, attestations, decisions."""
     state = _state(ctx, json_output=json_output, verbose=verbose)
-    registry = open_registry(state)
-    try:
+    with open_registry(state) as registry:
         view = registry.inspect(ref)
-    finally:
-        registry.close()
     emit(state, view.to_json(), render.inspect_text(view))
 
 

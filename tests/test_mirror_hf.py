@@ -286,3 +286,22 @@ def test_killed_mirror_leaves_the_registry_consistent_and_resumes(
     stored = next(f for f in result.json()["files"] if f["path"] == "model.safetensors")
     assert stored["sha256"] == hashlib.sha256(big).hexdigest()
     assert not list(partial_dir.iterdir())
+
+
+def test_not_enough_disk_space_is_refused_before_any_download(
+    run_cli: Any, hub: FakeHub, commit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.blobs.local import LocalBlobStore
+
+    monkeypatch.setattr(LocalBlobStore, "free_space", lambda self: 100 * 1024 * 1024)
+    result = run_cli("mirror", "hf://org/llama", "--json")
+    assert result.code == 0, result.stderr  # 700 kB fit in 100 MiB
+    monkeypatch.setattr(LocalBlobStore, "free_space", lambda self: 1024)
+    hub.add_repo("org/other", {"w.safetensors": os.urandom(50_000)})
+    hub.reset_requests()
+    refused = run_cli("mirror", "hf://org/other", "--json")
+    assert refused.code == 2
+    assert refused.json()["kind"] == "storage_error"
+    assert "not enough space" in refused.stderr
+    assert not any(r.method == "GET" and "/resolve/" in r.path for r in hub.requests)
+    assert [m["name"] for m in models(run_cli)] == ["org/llama"]

@@ -65,6 +65,10 @@ class BlobStore(Protocol):
 
     def size(self, digest: Digest) -> int: ...
 
+    def free_space(self) -> int | None:
+        """Bytes that can still be written, or None where the store cannot tell."""
+        ...
+
     def open(self, digest: Digest) -> BinaryIO:
         """Read a blob. The caller re-hashes what it serves."""
         ...

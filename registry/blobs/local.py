@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -53,6 +54,12 @@ class LocalBlobStore:
             return self.path(digest).stat().st_size
         except FileNotFoundError as exc:
             raise NotFound(f"blob {digest} is not in the store") from exc
+
+    def free_space(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return None
 
     def open(self, digest: Digest) -> BinaryIO:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from attestations.digests import Digest
 from registry.blobs.base import BlobStore, BlobUpload, StoredBlob, blob_key
-from registry.errors import RegistryError, UpstreamError
+from registry.errors import RegistryError, StorageError, UpstreamError
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.service.progress import Progress
 
@@ -84,6 +84,7 @@ def fetch_files(
 ) -> list[FetchedFile]:
     cancel = threading.Event()
     resumable = bool(snapshot.commit)  # a folder has no commit: its files may change
+    _check_free_space(blobs, snapshot, files)
 
     def fetch_one(file: RemoteFile) -> FetchedFile:
         if cancel.is_set():
@@ -134,6 +135,23 @@ def fetch_files(
         ours = [e for e in real if isinstance(e, RegistryError)]
         raise (ours or real)[0]  # type: ignore[misc]
     return [f.result() for f in futures]
+
+
+#: Room left over after a mirror, so that the database and other writers are not starved.
+SPACE_MARGIN = 64 << 20
+
+
+def _check_free_space(blobs: BlobStore, snapshot: Snapshot, files: list[RemoteFile]) -> None:
+    """Refuse before downloading anything when the store cannot hold what is missing."""
+    free = blobs.free_space()
+    if free is None:
+        return
+    needed = sum(f.size or 0 for f in files if _already_stored(blobs, f) is None)
+    if needed + SPACE_MARGIN > free:
+        raise StorageError(
+            f"{snapshot.uri}: not enough space in the blob store: "
+            f"{needed} bytes to write, {free} bytes free"
+        )
 
 
 def _already_stored(blobs: BlobStore, file: RemoteFile) -> StoredBlob | None:
