@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,40 @@ def test_temp_files_cannot_be_redirected_by_a_symlink(
     with pytest.raises(StorageError, match="cannot open upload file"):
         store.upload(resume_key="evil-key")
     assert target.read_text() == "keep me"
+
+
+def test_stale_temp_files_from_crashed_processes_are_removed(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    old_upload = store.tmp / "upload-dead.part"
+    old_resume = store.tmp / "resume-old.part"
+    young_resume = store.tmp / "resume-young.part"
+    live_upload = store.tmp / "upload-live.part"
+    for path in (old_upload, old_resume, young_resume, live_upload):
+        path.write_bytes(b"partial")
+    two_days, eight_days = 2 * 24 * 3600, 8 * 24 * 3600
+    now = time.time()
+    os.utime(old_upload, (now - two_days, now - two_days))
+    os.utime(young_resume, (now - two_days, now - two_days))
+    os.utime(old_resume, (now - eight_days, now - eight_days))
+    LocalBlobStore(tmp_path / "blobs")
+    assert leftovers(store) == ["resume-young.part", "upload-live.part"]
+
+
+def test_a_full_disk_is_a_storage_error_not_a_source_error(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from registry.errors import StorageError
+
+    def disk_full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with store.upload(label="big.bin") as up:
+        monkeypatch.setattr(os, "write", disk_full)
+        with pytest.raises(
+            StorageError, match=r"big\.bin: cannot write to the blob store: No space"
+        ):
+            up.write(b"x" * 10)
+        monkeypatch.undo()
+    assert leftovers(store) == []

@@ -19,9 +19,7 @@ def test_concurrent_mirrors_of_the_same_model(database_url: str, tmp_path: Path)
         tmp_path / "model",
         {"config.json": b"{}", **{f"shard-{i}.safetensors": os.urandom(200_000) for i in range(4)}},
     )
-    settings = Settings.from_env(
-        {"MODELCTL_DATABASE_URL": database_url}, home=tmp_path / "home"
-    )
+    settings = Settings.from_env({"MODELCTL_DATABASE_URL": database_url}, home=tmp_path / "home")
     registries = [EmbeddedRegistry(settings) for _ in range(4)]
     barrier = threading.Barrier(len(registries))
     results: list[MirrorResult] = []

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -19,6 +20,10 @@ from attestations.digests import Digest
 from attestations.hashing import CHUNK_SIZE, StreamHasher
 from registry.blobs.base import StoredBlob, blob_key
 from registry.errors import IntegrityFailure, NotFound, StorageError
+
+#: Temp files older than these are left over from crashed processes and are removed.
+STALE_UPLOAD_SECONDS = 24 * 3600
+STALE_RESUME_SECONDS = 7 * 24 * 3600
 
 #: Ask the kernel to start writing back every this many bytes, so dirty pages never pile up
 #: and the fsync at commit has little left to do (measured: ~2x faster ingest of 1 GB).
@@ -42,6 +47,18 @@ class LocalBlobStore:
             (root / "sha256").mkdir(exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create blob store at {root}: {exc.strerror}") from exc
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Drop temp files that crashed processes left; fresh ones may belong to a live upload."""
+        now = time.time()
+        for path in self.tmp.glob("*.part"):
+            limit = (
+                STALE_RESUME_SECONDS if path.name.startswith("resume-") else STALE_UPLOAD_SECONDS
+            )
+            with contextlib.suppress(OSError):
+                if now - path.lstat().st_mtime > limit:
+                    path.unlink()
 
     def path(self, digest: Digest) -> Path:
         return self.root / blob_key(digest)
@@ -167,9 +184,14 @@ class LocalBlobUpload:
         view = memoryview(data)
         self._hasher.update(view)
         total = len(view)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            raise StorageError(
+                f"{self._label}: cannot write to the blob store: {exc.strerror}"
+            ) from exc
         position = self._hasher.size
         if position - self._written_back >= WRITEBACK_EVERY:
             # POSIX_FADV_DONTNEED starts asynchronous writeback of the dirty range on Linux.
@@ -219,6 +241,11 @@ class LocalBlobUpload:
             raise StorageError(f"{self._label}: upload already finished")
         try:
             os.fsync(self._fd)
+        except OSError as exc:
+            self.temp_path.unlink(missing_ok=True)
+            raise StorageError(
+                f"{self._label}: cannot flush to the blob store: {exc.strerror}"
+            ) from exc
         finally:
             os.close(self._fd)
             self._done = True

@@ -125,7 +125,7 @@ def fetch_files(
         cancel.set()
         raise
     finally:
-        if any(f.done() and f.exception() is not None for f in futures):
+        if any(f.done() and not f.cancelled() and f.exception() for f in futures):
             cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
     errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
