@@ -26,3 +26,15 @@ class VerificationError(AttestationError):
 
 class DigestMismatchError(VerificationError):
     """A digest computed over bytes differs from the one expected."""
+
+
+class MalformedDocumentError(InvalidInputError):
+    """A statement, envelope or bundle that does not parse or breaks its format's rules."""
+
+
+class SignatureVerificationError(VerificationError):
+    """A signature that does not verify, or a signer the policy does not accept."""
+
+
+class SigningError(AttestationError):
+    """A signer could not produce a signature (bad key, wrong passphrase, no network)."""
