@@ -6,6 +6,7 @@ environment error. Every non-zero exit prints one line on stderr saying why.
 
 from __future__ import annotations
 
+from attestations.errors import AttestationError, VerificationError
 from registry.errors import IntegrityFailure, RegistryError
 
 EXIT_OK = 0
@@ -14,13 +15,13 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def exit_code_for(error: RegistryError) -> int:
-    if isinstance(error, IntegrityFailure):
+def exit_code_for(error: RegistryError | AttestationError) -> int:
+    if isinstance(error, IntegrityFailure | VerificationError):
         return EXIT_NO
     return EXIT_ERROR
 
 
-def kind_of(error: RegistryError) -> str:
+def kind_of(error: RegistryError | AttestationError) -> str:
     """A stable, machine-readable name for the error class, for `--json` output."""
     name = type(error).__name__
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")

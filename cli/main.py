@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
-from cli import render
+from cli import render, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
-from registry.errors import InputError, RegistryError
-from registry.interface import MirrorRequest, Registry
-from registry.settings import Settings
+from registry.errors import RegistryError
+from registry.interface import MirrorRequest
 
 app = typer.Typer(
     name="modelctl",
@@ -26,57 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # tracebacks with locals could print tokens
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-@dataclass
-class State:
-    home: Path | None = None
-    registry_url: str | None = None
-    json: bool = False
-    verbose: bool = False
-
-
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Machine-readable output on stdout.", show_default=False)
-]
-
-
-VerboseOption = Annotated[
-    bool, typer.Option("-v", "--verbose", help="More detail on stderr.", show_default=False)
-]
-
-
-def _state(ctx: typer.Context, *, json_output: bool, verbose: bool) -> State:
-    """The global options, with the same flags given after the command name merged in."""
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    obj.json = obj.json or json_output
-    obj.verbose = obj.verbose or verbose
-    return obj
-
-
-@contextmanager
-def open_registry(state: State) -> Iterator[Registry]:
-    """The registry the global options select, closed when the command is done."""
-    if state.registry_url:
-        raise InputError(
-            f"--registry {state.registry_url}: remote registries are not supported by this "
-            "version yet; unset MODELCTL_REGISTRY to use the embedded registry"
-        )
-    from registry.embedded import EmbeddedRegistry
-
-    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
-def emit(state: State, data: dict[str, Any] | list[Any], text: str) -> None:
-    if state.json:
-        typer.echo(render.dumps(data))
-    else:
-        typer.echo(text)
 
 
 @app.callback()
@@ -102,6 +48,11 @@ def main_options(
     ctx.obj = State(home=home, registry_url=registry_url, json=json_output, verbose=verbose)
 
 
+app.add_typer(signing.keys_app, name="keys")
+app.command("sign")(signing.sign)
+app.command("verify")(signing.verify)
+
+
 @app.command()
 def mirror(
     ctx: typer.Context,
@@ -124,7 +75,7 @@ def mirror(
     verbose: VerboseOption = False,
 ) -> None:
     """Mirror a model: pin its revision, hash every file while it streams, register it."""
-    state = _state(ctx, json_output=json_output, verbose=verbose)
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
         result = registry.mirror(
             MirrorRequest(
@@ -144,7 +95,7 @@ def models(
     ctx: typer.Context, json_output: JsonOption = False, verbose: VerboseOption = False
 ) -> None:
     """List models and their checkpoints."""
-    state = _state(ctx, json_output=json_output, verbose=verbose)
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
         found = registry.models()
     emit(state, {"models": [m.to_json() for m in found]}, render.models_text(found))
@@ -158,7 +109,7 @@ def inspect(
     verbose: VerboseOption = False,
 ) -> None:
     """Show a checkpoint: files, digests, scans, attestations, decisions."""
-    state = _state(ctx, json_output=json_output, verbose=verbose)
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
         view = registry.inspect(ref)
     emit(state, view.to_json(), render.inspect_text(view))
