@@ -44,6 +44,8 @@ from attestations.signing import SignerIdentity, SigningMethod, VerifiedEnvelope
 
 #: Longest cryptography error text kept in a one-line message.
 _MAX_REASON = 200
+#: What cryptography raises when it parses a bad extension of a certificate it has loaded.
+_MALFORMED_EXTENSION = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def load_certificates(pem: bytes) -> list[x509.Certificate]:
@@ -143,9 +145,10 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()).removeprefix("validation failed: ")
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+def _one_line(text: object, limit: int = _MAX_REASON) -> str:
+    """`text` (or an exception's message) on one line, at most `limit` characters."""
+    flat = " ".join(str(text).split()).removeprefix("validation failed: ")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _validity_problem(cert: x509.Certificate, at: datetime) -> str | None:
@@ -190,11 +193,13 @@ class CertificateChainVerifier:
        (a certificate that is not DER X.509 → `MalformedDocumentError`);
     2. the leaf is valid at `at`, has KeyUsage digitalSignature and, if it has an
        ExtendedKeyUsage, codeSigning; then a path leaf → bundle intermediates → one of `roots`
-       is built and validated at `at` with `cryptography.x509.verification` (signatures,
-       validity of every certificate, BasicConstraints/path length, name constraints, and the
-       rest of the Web PKI profile: AKI on issued certificates, critical BasicConstraints and
-       keyCertSign on CAs), with the key-purpose checks swapped from TLS client to code signing
-       (a CA's ExtendedKeyUsage, when present, must allow codeSigning or anyExtendedKeyUsage).
+       is built and validated at `at` by a `cryptography.x509.verification` client verifier
+       (signatures, validity of every certificate, BasicConstraints/path length, name
+       constraints, and the rest of the Web PKI profile: a SAN on the leaf, AKI on issued
+       certificates, critical BasicConstraints and keyCertSign on CAs), whose extension
+       policies swap the key-purpose checks from TLS client to code signing (leaf: KeyUsage
+       digitalSignature required, ExtendedKeyUsage optional but then with codeSigning; CA:
+       ExtendedKeyUsage, when present, must allow codeSigning or anyExtendedKeyUsage).
        Any failure → `SignatureVerificationError` ("… expired at …", "certificate chain does
        not lead to a trusted root: …");
     3. `san_pattern` fullmatches one SAN value, else `SignatureVerificationError`;
@@ -271,7 +276,7 @@ class CertificateChainVerifier:
                 f"bundle carries an X.509 certificate chain ({len(certs)} certificates)",
                 f"certificate chain {' → '.join(c.subject.rfc4514_string() for c in path)} "
                 f"leads to a trusted root and is valid at {_when(at)} for code signing",
-                f"SAN {san_kind}:{san_value} matches {self._pattern.pattern!r}",
+                f"SAN {san_kind}:{san_value} matches '{self._pattern.pattern}'",
                 f"ECDSA signature over the DSSE PAE verifies with the certificate's key "
                 f"sha256:{hint}",
             ),
@@ -299,13 +304,12 @@ class CertificateChainVerifier:
                     problem = _validity_problem(cert, at)
                     if problem is not None:
                         raise SignatureVerificationError(
-                            f"certificate {cert.subject.rfc4514_string()!r} in the chain "
-                            f"{problem}"
+                            f"certificate {cert.subject.rfc4514_string()!r} in the chain {problem}"
                         ) from exc
             raise SignatureVerificationError(
                 f"certificate chain does not lead to a trusted root: {_one_line(exc)}"
             ) from exc
-        except ValueError as exc:  # a malformed extension in a bundle certificate
+        except _MALFORMED_EXTENSION as exc:
             raise SignatureVerificationError(
                 f"cannot validate the certificate chain: {_one_line(exc)}"
             ) from exc
@@ -317,16 +321,12 @@ class CertificateChainVerifier:
                 return kind, value
         present = ", ".join(f"{k}:{v}" for k, v in values) or "none"
         raise SignatureVerificationError(
-            _truncate(
-                f"no SAN of the signing certificate matches {self._pattern.pattern!r} "
-                f"(it has {present})"
+            _one_line(
+                f"no SAN of the signing certificate matches '{self._pattern.pattern}' "
+                f"(it has {present})",
+                limit=2 * _MAX_REASON,
             )
         )
-
-
-def _truncate(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 2 * _MAX_REASON else text[: 2 * _MAX_REASON - 1] + "…"
 
 
 def _load_der(der: bytes, index: int) -> x509.Certificate:

@@ -113,6 +113,7 @@ class KeySigner:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         self._key = private_key
         self.hint = key_hint(private_key.public_key())
+        self.public_pem = public_pem(private_key.public_key())
 
     def sign(self, payload_type: str, payload: bytes) -> Bundle:
         signature = self._key.sign(pae(payload_type, payload), ecdsa_for(self._key))

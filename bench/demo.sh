@@ -32,6 +32,29 @@ echo "==> modelctl inspect demo/tiny-llm"
 "$BIN/modelctl" inspect demo/tiny-llm
 
 echo
+echo "==> modelctl attest demo/tiny-llm: the registry signs a model signature and provenance"
+# Demo only: real deployments keep this passphrase in a secret store.
+export MODELCTL_SIGNING_KEY_PASSPHRASE="demo-only-passphrase"
+"$BIN/modelctl" attest demo/tiny-llm --signature-out "$HOME_DIR/model.sig" \
+    --public-key-out "$HOME_DIR/registry.pub"
+
+echo
+echo "==> modelctl verify: the folder against the registry's signature (model_signing compatible)"
+"$BIN/modelctl" verify "$MODEL_DIR" --signature "$HOME_DIR/model.sig" \
+    --public-key "$HOME_DIR/registry.pub"
+
+echo
+echo "==> flip one byte of a shard: verify must say no (exit 1)"
+cp -r "$MODEL_DIR" "$HOME_DIR/tampered"
+printf '\x00' | dd of="$HOME_DIR/tampered/model-00002-of-00003.safetensors" bs=1 seek=4096 \
+    conv=notrunc status=none
+if "$BIN/modelctl" verify "$HOME_DIR/tampered" --signature "$HOME_DIR/model.sig" \
+    --public-key "$HOME_DIR/registry.pub"; then
+    echo "tampering went unnoticed: this is a bug" >&2
+    exit 1
+fi
+
+echo
 echo "==> what is on disk (content-addressed blobs)"
 find "$MODELCTL_HOME/blobs/sha256" -type f | sed "s|$MODELCTL_HOME/||" | sort | head -5
 echo "    ... $(find "$MODELCTL_HOME/blobs/sha256" -type f | wc -l) blobs in all"

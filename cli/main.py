@@ -8,11 +8,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from attestations.errors import AttestationError
 from cli import render, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from registry.errors import RegistryError
+from registry.fsutil import atomic_write
 from registry.interface import MirrorRequest
 
 app = typer.Typer(
@@ -115,6 +117,32 @@ def inspect(
     emit(state, view.to_json(), render.inspect_text(view))
 
 
+@app.command()
+def attest(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
+    signature_out: Annotated[
+        Path | None,
+        typer.Option("--signature-out", help="Also write the model signature bundle here."),
+    ] = None,
+    public_key_out: Annotated[
+        Path | None,
+        typer.Option("--public-key-out", help="Also write the registry's public key here."),
+    ] = None,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """(Re)issue the registry's signed attestations for a checkpoint."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        result = registry.attest(ref)
+    if signature_out is not None:
+        atomic_write(signature_out, result.model_signature)
+    if public_key_out is not None:
+        atomic_write(public_key_out, result.public_key_pem)
+    emit(state, result.to_json(), render.attest_text(result))
+
+
 def _fail(message: str, code: int, *, as_json: bool, kind: str, reasons: list[str]) -> NoReturn:
     line = " ".join(message.split())  # one line, whatever the message held
     print(f"modelctl: error: {line}", file=sys.stderr)
@@ -137,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
             kind=kind_of(exc),
             reasons=exc.reasons,
         )
+    except AttestationError as exc:
+        _fail(exc.message, exit_code_for(exc), as_json=wants_json, kind=kind_of(exc), reasons=[])
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED, as_json=wants_json, kind="interrupted", reasons=[])
     except typer.Exit as exc:

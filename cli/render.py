@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from registry.views import CheckpointView, MirrorResult, ModelSummary, iso
+from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, iso
 
 
 def human_size(n: int) -> str:
@@ -79,7 +79,14 @@ def inspect_text(cp: CheckpointView) -> str:
         f"files      {len(cp.files)}, {human_size(cp.total_size)}",
         f"scans      {len(cp.scans) or 'none yet'}",
         f"attested   {len(cp.attestations) or 'none yet'}",
-        "",
     ]
+    header += [f"  {a.predicate_type}  {a.signer}  {iso(a.created_at)}" for a in cp.attestations]
+    header.append("")
     rows = [[f.path, str(f.size), f"sha256:{f.sha256}"] for f in cp.files]
     return "\n".join(header) + _table(rows, ["PATH", "SIZE", "SHA256"])
+
+
+def attest_text(result: AttestResult) -> str:
+    lines = [f"attested {result.checkpoint.ref}"]
+    lines += [f"  {a.predicate_type}  by {a.signer}" for a in result.issued]
+    return "\n".join(lines)

@@ -15,11 +15,12 @@ from registry.errors import InputError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
-from registry.service import checkpoints
+from registry.service import attest, checkpoints
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
-from registry.views import CheckpointView, MirrorResult, ModelSummary
+from registry.signing_key import registry_signer, tool_version
+from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary
 
 
 class EmbeddedRegistry:
@@ -88,6 +89,19 @@ class EmbeddedRegistry:
     def models(self) -> list[ModelSummary]:
         with unit_of_work(self.sessions) as session:
             return checkpoints.list_models(session)
+
+    def attest(self, ref: str) -> AttestResult:
+        parsed = Ref.parse(ref)
+        signer = registry_signer(self.settings)
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            return attest.attest_checkpoint(
+                session,
+                checkpoint,
+                signer=signer,
+                tool_version=tool_version(),
+                actor=checkpoints.current_actor(),
+            )
 
     def inspect(self, ref: str) -> CheckpointView:
         parsed = Ref.parse(ref)

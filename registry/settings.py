@@ -31,10 +31,16 @@ class Settings:
     hf_token: str | None = None
     modelscope_endpoint: str | None = None
     modelscope_token: str | None = None
+    signing_key: Path | None = None  # PEM; default: $MODELCTL_HOME/keys/registry.key
+    signing_key_passphrase: str | None = None
     download_workers: int = 8
     # Local ingest is hashing plus disk writes: two threads a core keep both busy.
     hash_workers: int = field(default_factory=lambda: min(32, 2 * (os.cpu_count() or 1)))
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key or self.home / "keys" / "registry.key"
 
     @property
     def blob_root(self) -> Path:
@@ -72,4 +78,8 @@ class Settings:
             modelscope_endpoint=env.get("MODELSCOPE_ENDPOINT") or None,
             modelscope_token=env.get("MODELSCOPE_API_TOKEN") or None,
             download_workers=download_workers,
+            signing_key=Path(env["MODELCTL_SIGNING_KEY"])
+            if env.get("MODELCTL_SIGNING_KEY")
+            else None,
+            signing_key_passphrase=env.get("MODELCTL_SIGNING_KEY_PASSPHRASE") or None,
         )

@@ -39,6 +39,26 @@ class SourceView:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestationView:
+    id: int
+    predicate_type: str
+    subject_digest: str  # "sha256:<hex>"
+    signer: str
+    created_at: datetime
+    bundle_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "predicate_type": self.predicate_type,
+            "subject_digest": self.subject_digest,
+            "signer": self.signer,
+            "created_at": iso(self.created_at),
+            "bundle_sha256": self.bundle_sha256,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointView:
     name: str
     digest: str  # "sha256:<hex>", the manifest digest
@@ -46,7 +66,7 @@ class CheckpointView:
     created_at: datetime
     files: tuple[FileView, ...]
     scans: tuple[dict[str, Any], ...] = ()
-    attestations: tuple[dict[str, Any], ...] = ()
+    attestations: tuple[AttestationView, ...] = ()
     decisions: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -67,8 +87,23 @@ class CheckpointView:
             "total_size": self.total_size,
             "files": [f.to_json() for f in self.files],
             "scans": list(self.scans),
-            "attestations": list(self.attestations),
+            "attestations": [a.to_json() for a in self.attestations],
             "decisions": list(self.decisions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttestResult:
+    checkpoint: CheckpointView
+    issued: tuple[AttestationView, ...]
+    model_signature: bytes  # the bundle, as signed, for `attest --signature-out`
+    public_key_pem: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.checkpoint.name,
+            "digest": self.checkpoint.digest,
+            "issued": [a.to_json() for a in self.issued],
         }
 
 

@@ -111,9 +111,26 @@ class Pki:
     intermediate: Issued
     leaf: Issued
 
-    def leaf_under(self, cn: str, **kwargs: object) -> Issued:
-        curve = self.leaf.key.curve
-        return issue(cn, self.intermediate, curve=curve, ca=False, **kwargs)  # type: ignore[arg-type]
+    def leaf_under(
+        self,
+        cn: str,
+        *,
+        san: str,
+        eku: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.CODE_SIGNING,),
+        not_before: datetime = NOW - timedelta(days=10),
+        not_after: datetime = NOW + timedelta(days=365),
+    ) -> Issued:
+        """Another leaf from this PKI's intermediate CA."""
+        return issue(
+            cn,
+            self.intermediate,
+            curve=self.leaf.key.curve,
+            ca=False,
+            san=san,
+            eku=eku,
+            not_before=not_before,
+            not_after=not_after,
+        )
 
 
 def make_pki(curve: ec.EllipticCurve) -> Pki:
@@ -134,7 +151,9 @@ def p256() -> Pki:
     return make_pki(ec.SECP256R1())
 
 
-def signer_for(pki: Pki, leaf: Issued | None = None, *, with_root: bool = False) -> CertificateSigner:
+def signer_for(
+    pki: Pki, leaf: Issued | None = None, *, with_root: bool = False
+) -> CertificateSigner:
     leaf = leaf or pki.leaf
     chain = [leaf.cert, pki.intermediate.cert] + ([pki.root.cert] if with_root else [])
     return CertificateSigner(leaf.key, chain)
@@ -196,9 +215,7 @@ def test_verification_time_can_be_pinned(p256: Pki) -> None:
     at = NOW - timedelta(days=1)
     verifier = CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=at)
     assert verifier.verify(bundle).signer.subject == EMAIL
-    before = CertificateChainVerifier(
-        [p256.root.cert], SAN_PATTERN, at=NOW - timedelta(days=30)
-    )
+    before = CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=NOW - timedelta(days=30))
     with pytest.raises(SignatureVerificationError, match="signing certificate is not valid before"):
         before.verify(bundle)
 
@@ -262,7 +279,7 @@ def test_expired_intermediate_is_rejected(p256: Pki) -> None:
     bundle = CertificateSigner(leaf.key, [leaf.cert, old_ca.cert]).sign(
         INTOTO_PAYLOAD_TYPE, PAYLOAD
     )
-    with pytest.raises(SignatureVerificationError, match="Old Signing CA.* expired at"):
+    with pytest.raises(SignatureVerificationError, match=r"Old Signing CA.* expired at"):
         verifier_for(p256).verify(bundle)
 
 
@@ -277,6 +294,73 @@ def test_leaf_without_eku_is_accepted(p256: Pki) -> None:
     plain = p256.leaf_under("plain", san=EMAIL, eku=())
     bundle = signer_for(p256, plain).sign(INTOTO_PAYLOAD_TYPE, PAYLOAD)
     assert verifier_for(p256).verify(bundle).signer.subject == EMAIL
+
+
+def test_chain_without_its_intermediate_is_rejected(p256: Pki) -> None:
+    bundle = CertificateSigner(p256.leaf.key, [p256.leaf.cert]).sign(INTOTO_PAYLOAD_TYPE, PAYLOAD)
+    with pytest.raises(SignatureVerificationError, match="does not lead to a trusted root"):
+        verifier_for(p256).verify(bundle)
+
+
+def _ca_with_eku(root: Issued, eku: x509.ObjectIdentifier) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"CA for {eku.dotted_string}"))
+        .issuer_name(root.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(digital_signature=False, ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .sign(root.key, hashes.SHA256())
+    )
+    return Issued(key, cert)
+
+
+def test_intermediate_restricted_to_code_signing_is_accepted(p256: Pki) -> None:
+    ca = _ca_with_eku(p256.root, ExtendedKeyUsageOID.CODE_SIGNING)
+    leaf = issue("signer", ca, curve=ec.SECP256R1(), ca=False, san=EMAIL)
+    bundle = CertificateSigner(leaf.key, [leaf.cert, ca.cert]).sign(INTOTO_PAYLOAD_TYPE, PAYLOAD)
+    assert verifier_for(p256).verify(bundle).signer.subject == EMAIL
+
+
+def test_intermediate_restricted_to_tls_is_rejected(p256: Pki) -> None:
+    ca = _ca_with_eku(p256.root, ExtendedKeyUsageOID.SERVER_AUTH)
+    leaf = issue("signer", ca, curve=ec.SECP256R1(), ca=False, san=EMAIL)
+    bundle = CertificateSigner(leaf.key, [leaf.cert, ca.cert]).sign(INTOTO_PAYLOAD_TYPE, PAYLOAD)
+    with pytest.raises(SignatureVerificationError, match="does not lead to a trusted root"):
+        verifier_for(p256).verify(bundle)
+
+
+def test_malformed_leaf_extension_is_a_verification_error(p256: Pki) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("broken"))
+        .issuer_name(p256.intermediate.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(x509.oid.ExtensionOID.KEY_USAGE, b"\x05\x00"),
+            critical=True,
+        )
+        .sign(p256.intermediate.key, hashes.SHA256())
+    )
+    bundle = CertificateSigner(key, [leaf, p256.intermediate.cert]).sign(
+        INTOTO_PAYLOAD_TYPE, PAYLOAD
+    )
+    with pytest.raises(SignatureVerificationError, match="cannot validate the certificate chain"):
+        verifier_for(p256).verify(bundle)
 
 
 def test_tampered_payload_is_rejected(pki: Pki) -> None:
@@ -310,7 +394,7 @@ def test_public_key_bundle_is_rejected(p256: Pki) -> None:
 def test_garbage_certificate_is_a_malformed_bundle(p256: Pki) -> None:
     bundle = signer_for(p256).sign(INTOTO_PAYLOAD_TYPE, PAYLOAD)
     material = VerificationMaterial(kind="x509_chain", certificates=(b"not DER",))
-    with pytest.raises(MalformedDocumentError, match="not a DER X.509 certificate"):
+    with pytest.raises(MalformedDocumentError, match=r"not a DER X\.509 certificate"):
         verifier_for(p256).verify(Bundle.build(material, bundle.envelope))
 
 
@@ -338,7 +422,7 @@ def test_verifier_needs_roots_and_an_aware_time(p256: Pki) -> None:
     with pytest.raises(InvalidInputError, match="trusted root"):
         CertificateChainVerifier([], SAN_PATTERN)
     with pytest.raises(InvalidInputError, match="timezone"):
-        CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=datetime(2030, 1, 1))  # noqa: DTZ001
+        CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=datetime(2030, 1, 1))
 
 
 def test_load_certificates(p256: Pki) -> None:

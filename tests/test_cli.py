@@ -146,3 +146,8 @@ def test_make_demo_script_runs_offline(tmp_path: Path) -> None:
     assert "registered demo/tiny-llm@sha256:" in result.stdout
     assert "already registered demo/tiny-llm@sha256:" in result.stdout
     assert "model-00001-of-00003.safetensors" in result.stdout
+    assert "attested demo/tiny-llm@sha256:" in result.stdout
+    assert "every file matches the signature" in result.stdout
+    assert (
+        "does not match its signature: changed: model-00002-of-00003.safetensors" in result.stderr
+    )

@@ -59,6 +59,7 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> N
         "checkpoint_revisions",
         "blobs",
         "audit_events",
+        "attestations",
     } <= tables
     engine.dispose()
 

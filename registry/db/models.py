@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -93,6 +94,9 @@ class Checkpoint(Base):
     revisions: Mapped[list[CheckpointRevision]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="CheckpointRevision.id"
     )
+    attestations: Mapped[list[Attestation]] = relationship(
+        back_populates="checkpoint", cascade="all, delete-orphan", order_by="Attestation.id"
+    )
 
 
 class CheckpointRevision(Base):
@@ -113,6 +117,27 @@ class CheckpointRevision(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="revisions")
+
+
+class Attestation(Base):
+    """A signed statement about a checkpoint, kept verbatim as the bundle that was signed."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (
+        Index("ix_attestations_subject_digest", "subject_digest"),
+        Index("ix_attestations_predicate_type", "predicate_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    predicate_type: Mapped[str] = mapped_column(String(200))
+    subject_digest: Mapped[str] = mapped_column(String(64))
+    signer: Mapped[str] = mapped_column(String(300))
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    checkpoint: Mapped[Checkpoint] = relationship(back_populates="attestations")
 
 
 class CheckpointFile(Base):

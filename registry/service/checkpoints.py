@@ -22,6 +22,7 @@ from attestations.digests import Digest
 from attestations.manifest import Manifest, ManifestEntry
 from registry.blobs.base import BlobStore
 from registry.db.models import (
+    Attestation,
     AuditEvent,
     Blob,
     Checkpoint,
@@ -36,6 +37,7 @@ from registry.service.refs import ModelName, Ref
 from registry.service.transfer import FetchedFile, fetch_files
 from registry.settings import Limits
 from registry.views import (
+    AttestationView,
     CheckpointSummary,
     CheckpointView,
     FileView,
@@ -247,7 +249,11 @@ def resolve_ref(session: Session, ref: Ref) -> Checkpoint:
     query = (
         select(Checkpoint)
         .where(Checkpoint.model_id == model.id)
-        .options(selectinload(Checkpoint.files), selectinload(Checkpoint.revisions))
+        .options(
+            selectinload(Checkpoint.files),
+            selectinload(Checkpoint.revisions),
+            selectinload(Checkpoint.attestations),
+        )
         .order_by(Checkpoint.id)
     )
     candidates = list(session.scalars(query).all())
@@ -286,6 +292,7 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         source=_source_view(checkpoint),
         created_at=checkpoint.created_at,
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
+        attestations=tuple(attestation_view(a) for a in checkpoint.attestations),
     )
 
 
@@ -299,6 +306,17 @@ def manifest_of(checkpoint: Checkpoint) -> Manifest:
             f"checkpoint sha256:{checkpoint.manifest_digest}: stored file list does not match it"
         )
     return manifest
+
+
+def attestation_view(row: Attestation) -> AttestationView:
+    return AttestationView(
+        id=row.id,
+        predicate_type=row.predicate_type,
+        subject_digest=f"sha256:{row.subject_digest}",
+        signer=row.signer,
+        created_at=row.created_at,
+        bundle_sha256=row.bundle_sha256,
+    )
 
 
 def _source_view(checkpoint: Checkpoint) -> SourceView:

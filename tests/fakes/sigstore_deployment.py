@@ -356,7 +356,9 @@ class FakeSigstore:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -443,7 +445,9 @@ class FakeSigstore:
 
     def log_entry(self, body: bytes, *, integrated_time: int | None = None) -> LoggedEntry:
         """Append `body` to the log; returns it with inclusion proof, checkpoint and SET."""
-        when = integrated_time if integrated_time is not None else int(dt.datetime.now().timestamp())
+        when = (
+            integrated_time if integrated_time is not None else int(dt.datetime.now().timestamp())
+        )
         with self._lock:
             index = len(self.leaves)
             self.leaves.append(_leaf_hash(body))
@@ -483,12 +487,17 @@ class FakeSigstore:
         issuer: str = "https://issuer.example.com",
         payload_type: str = INTOTO_PAYLOAD_TYPE,
         integrated_time: int | None = None,
+        legacy_issuer_extension: bool = True,
     ) -> dict[str, Any]:
         """What `sigstore sign` would produce against this deployment: a bundle v0.3 (JSON)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         cert = self.issue_certificate(
-            key.public_key(), identity=identity, issuer=issuer, not_before=now
+            key.public_key(),
+            identity=identity,
+            issuer=issuer,
+            not_before=now,
+            legacy_issuer_extension=legacy_issuer_extension,
         )
         signature = key.sign(_pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
         envelope = {
@@ -498,7 +507,9 @@ class FakeSigstore:
         }
         entry = self.log_entry(
             self.dsse_entry_body(envelope, cert),
-            integrated_time=integrated_time if integrated_time is not None else int(now.timestamp()) + 1,
+            integrated_time=integrated_time
+            if integrated_time is not None
+            else int(now.timestamp()) + 1,
         )
         return {
             "mediaType": BUNDLE_MEDIA_TYPE,
@@ -649,9 +660,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.reject_tokens:
             self._reply(401, {"code": 401, "message": "There was an error processing the token"})
             return
-        csr = x509.load_pem_x509_csr(
-            base64.b64decode(request["certificateSigningRequest"])
-        )
+        csr = x509.load_pem_x509_csr(base64.b64decode(request["certificateSigningRequest"]))
         if not csr.is_signature_valid:  # proof of possession
             self._reply(400, {"code": 400, "message": "bad CSR signature"})
             return

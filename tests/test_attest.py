@@ -1,0 +1,173 @@
+"""`modelctl attest`: the registry signs a model signature and mirror provenance, verbatim."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from attestations.bundle import Bundle
+from attestations.intoto import Statement
+from attestations.keys import PublicKeyVerifier, load_public_key
+from attestations.model_signature import verify_model_signature
+from registry.db.engine import make_engine
+from tests.fakes.hfhub import FakeHub
+from tests.helpers import write_tree
+
+PASS = "correct horse battery staple"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return write_tree(
+        tmp_path / "model",
+        {
+            "config.json": b"{}",
+            "extra/x": b"x",
+            "extra-notes.txt": b"n",
+            "model.safetensors": os.urandom(100_000),
+        },
+    )
+
+
+@pytest.fixture
+def passphrase(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", PASS)
+    return PASS
+
+
+def test_attest_signs_a_model_signature_that_model_signing_verifies(
+    run_cli: Any, model: Path, tmp_path: Path, isolated_env: Path, passphrase: str
+) -> None:
+    digest = run_cli("mirror", str(model), "--name", "acme/m", "--json").json()["digest"]
+    sig, pub = tmp_path / "model.sig", tmp_path / "registry.pub"
+    result = run_cli(
+        "attest", "acme/m", "--signature-out", str(sig), "--public-key-out", str(pub), "--json"
+    )
+    assert result.code == 0, result.stderr
+    issued = result.json()["issued"]
+    assert [a["predicate_type"] for a in issued] == [
+        "https://model_signing/signature/v1.0",
+        "https://slsa.dev/provenance/v1",
+    ]
+    assert all(a["subject_digest"] == digest for a in issued)
+    key = isolated_env / "keys" / "registry.key"
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    # The signature is over the registry's manifest, and any model_signing verifier agrees.
+    ours = run_cli("verify", str(model), "--signature", str(sig), "--public-key", str(pub))
+    assert ours.code == 0, ours.stderr
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_signing",
+            "verify",
+            "key",
+            str(model),
+            "--signature",
+            str(sig),
+            "--public_key",
+            str(pub),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+
+
+def test_attestations_are_stored_verbatim_and_listed(
+    run_cli: Any, model: Path, tmp_path: Path, isolated_env: Path, passphrase: str
+) -> None:
+    run_cli("mirror", str(model), "--name", "acme/m")
+    pub = tmp_path / "registry.pub"
+    run_cli("attest", "acme/m", "--public-key-out", str(pub))
+    run_cli("attest", "acme/m")  # re-issuing adds, and keeps the earlier ones
+    listed = run_cli("inspect", "acme/m", "--json").json()["attestations"]
+    assert len(listed) == 4
+    engine = make_engine(f"sqlite:///{isolated_env / 'registry.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT predicate_type, bundle, bundle_sha256 FROM attestations")
+        ).all()
+    engine.dispose()
+    verifier = PublicKeyVerifier([load_public_key(pub.read_bytes())])
+    for predicate_type, raw, sha in rows:
+        assert hashlib.sha256(raw).hexdigest() == sha
+        bundle = Bundle.from_bytes(raw)
+        envelope = verifier.verify(bundle)
+        statement = Statement.from_payload(envelope.payload)
+        assert statement.predicate_type == predicate_type
+        if predicate_type.startswith("https://model_signing/"):
+            assert (
+                verify_model_signature(bundle, verifier).subject_digest.hex
+                == statement.subjects[0].digest["sha256"]
+            )
+
+
+def test_provenance_records_source_commit_and_tool(
+    run_cli: Any, passphrase: str, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        commit = hub.add_repo(
+            "org/llama", {"config.json": b"{}", "w.safetensors": b"w" * 5000}, tags=["v1"]
+        )
+        run_cli("mirror", "hf://org/llama@v1")
+    assert run_cli("attest", "org/llama").code == 0
+    engine = make_engine(f"sqlite:///{isolated_env / 'registry.db'}")
+    with engine.connect() as conn:
+        raw = conn.execute(
+            text(
+                "SELECT bundle FROM attestations WHERE predicate_type = 'https://slsa.dev/provenance/v1'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    statement = json.loads(Bundle.from_bytes(raw).envelope.payload)
+    build = statement["predicate"]["buildDefinition"]
+    assert build["buildType"] == "https://modelctl.dev/mirror/v1"
+    assert build["externalParameters"] == {"source": "hf://org/llama", "revisions": ["v1"]}
+    deps = build["resolvedDependencies"]
+    assert deps[0] == {"uri": f"hf://org/llama@{commit}", "digest": {"gitCommit": commit}}
+    assert sorted(d["name"] for d in deps[1:]) == ["config.json", "w.safetensors"]
+    assert statement["predicate"]["runDetails"]["builder"]["id"] == "https://modelctl.dev/registry"
+    assert statement["predicate"]["runDetails"]["builder"]["version"]["modelctl"]
+
+
+def test_attest_needs_the_key_passphrase(
+    run_cli: Any, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_cli("mirror", str(model), "--name", "acme/m")
+    missing = run_cli("attest", "acme/m")
+    assert missing.code == 2
+    assert "MODELCTL_SIGNING_KEY_PASSPHRASE" in missing.stderr
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", PASS)
+    assert run_cli("attest", "acme/m").code == 0
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "wrong")
+    wrong = run_cli("attest", "acme/m")
+    assert wrong.code == 2
+    assert "wrong passphrase" in wrong.stderr
+    assert PASS not in wrong.stderr
+
+
+def test_attest_unknown_reference(run_cli: Any, passphrase: str) -> None:
+    result = run_cli("attest", "nope/nothing")
+    assert result.code == 2
+    assert "no model named nope/nothing" in result.stderr
+
+
+def test_attest_on_postgres(
+    postgres_url: str, run_cli: Any, model: Path, monkeypatch: pytest.MonkeyPatch, passphrase: str
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", postgres_url)
+    run_cli("mirror", str(model), "--name", "acme/m")
+    assert run_cli("attest", "acme/m").code == 0
+    assert len(run_cli("inspect", "acme/m", "--json").json()["attestations"]) == 2
