@@ -80,7 +80,7 @@ class ModelSignaturePredicate:
         if not isinstance(raw, list):
             raise MalformedDocumentError("model signature has no resources list")
         resources: list[Resource] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, int | None, int | None]] = set()
         for item in raw:
             if not isinstance(item, dict):
                 raise MalformedDocumentError("a model signature resource must be an object")
@@ -95,13 +95,13 @@ class ModelSignaturePredicate:
             expected_len = _DIGEST_HEX_LENGTH[ALGORITHM_NAMES[serialization.hash_type]]
             if len(digest) != expected_len or not _HEX.fullmatch(digest):
                 raise MalformedDocumentError(f"resource {name!r:.100} has a malformed digest")
-            if name in seen:
-                raise MalformedDocumentError(f"resource {name!r:.100} is listed twice")
-            seen.add(name)
             try:
                 path, start, end = parse_resource_name(name, serialization.method)
             except InvalidInputError as exc:
                 raise MalformedDocumentError(f"bad resource name: {exc.message}") from exc
+            if (path, start, end) in seen:
+                raise MalformedDocumentError(f"resource {name!r:.100} is listed twice")
+            seen.add((path, start, end))
             resources.append(Resource(path, start, end, bytes.fromhex(digest)))
         ordered = sorted(resources, key=lambda r: r.key)
         if ordered != resources:
@@ -116,8 +116,8 @@ def _parse_serialization(obj: object) -> Serialization:
     allow_symlinks = obj.get("allow_symlinks", False)
     if method not in ("files", "shards"):
         raise MalformedDocumentError(f"unknown serialization method {method!r:.40}")
-    if hash_type not in ("sha256", "blake2"):
-        raise MalformedDocumentError(f"unsupported hash type {hash_type!r:.40} (sha256, blake2)")
+    if hash_type not in ("sha256", "blake2", "blake2b"):
+        raise MalformedDocumentError(f"unsupported hash type {hash_type!r:.40} (sha256, blake2b)")
     if not isinstance(allow_symlinks, bool):
         raise MalformedDocumentError("allow_symlinks must be true or false")
     shard_size = DEFAULT_SHARD_SIZE

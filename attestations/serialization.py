@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from attestations.errors import InvalidInputError, UnsafePathError, Verification
 from attestations.manifest import sort_key, validate_path
 
 Method = Literal["files", "shards"]
-HashType = Literal["sha256", "blake2"]
+HashType = Literal["sha256", "blake2", "blake2b"]
 DEFAULT_SHARD_SIZE = 1_000_000_000
 DEFAULT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 READ_SIZE = 1 << 20
@@ -31,9 +32,16 @@ class _Hasher(Protocol):
     def digest(self) -> bytes: ...
 
 
-_HASHERS: dict[str, Callable[[], _Hasher]] = {"sha256": hashlib.sha256, "blake2": hashlib.blake2b}
+# model_signing's API calls it "blake2"; version 1.1.1 writes "blake2b" into signatures.
+_HASHERS: dict[str, Callable[[], _Hasher]] = {
+    "sha256": hashlib.sha256,
+    "blake2": hashlib.blake2b,
+    "blake2b": hashlib.blake2b,
+}
 #: The per-resource `algorithm` model_signing writes for each hash type.
-ALGORITHM_NAMES: dict[str, str] = {"sha256": "sha256", "blake2": "blake2b"}
+ALGORITHM_NAMES: dict[str, str] = {"sha256": "sha256", "blake2": "blake2b", "blake2b": "blake2b"}
+#: Shard offsets are canonical ASCII decimals, so one range has exactly one spelling.
+_OFFSET = re.compile(r"0|[1-9][0-9]*")
 
 
 class SymlinkRefusedError(VerificationError):
@@ -88,7 +96,7 @@ def parse_resource_name(name: str, method: Method) -> tuple[str, int | None, int
     path, sep1, rest = name.rpartition(":")
     path, sep2, start_text = path.rpartition(":")
     end_text = rest
-    if not (sep1 and sep2 and start_text.isdigit() and end_text.isdigit()):
+    if not (sep1 and sep2 and _OFFSET.fullmatch(start_text) and _OFFSET.fullmatch(end_text)):
         raise InvalidInputError(f"shard resource name is not path:start:end: {name!r:.120}")
     start, end = int(start_text), int(end_text)
     if start >= end:

@@ -78,8 +78,15 @@ def keys_generate(
         passphrase = _passphrase(passphrase_env, confirm=True, needed=True)
     pair = generate_key(curve, passphrase=passphrase)  # type: ignore[arg-type]
     private, public = out / f"{name}.key", out / f"{name}.pub"
+    for path in (private, public):
+        if path.exists() or path.is_symlink():
+            raise InputError(f"{path} already exists; refusing to overwrite it")
     atomic_write(private, pair.private_pem, mode=0o600, overwrite=False)
-    atomic_write(public, pair.public_pem, mode=0o644, overwrite=False)
+    try:
+        atomic_write(public, pair.public_pem, mode=0o644, overwrite=False)
+    except BaseException:
+        private.unlink(missing_ok=True)  # never leave half a key pair
+        raise
     emit(
         state,
         {"private_key": str(private), "public_key": str(public), "key_hint": pair.hint},

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestations import dsse
 from attestations.bundle import Bundle
-from attestations.errors import InvalidInputError
+from attestations.errors import InvalidInputError, SignatureVerificationError
 from attestations.keys import KeySigner, PublicKeyVerifier, key_hint
 from attestations.model_signature import verify_model_signature
 from tests.helpers import write_tree
@@ -122,13 +122,13 @@ def cli(run_cli: Any) -> Callable[..., Any]:
 
 def assert_one_line_error(result: Any, code: int, *needles: str) -> str:
     assert "Traceback" not in result.stderr, result.stderr
+    assert result.code == code, f"exit {result.code}, not {code}: {result.stderr or result.stdout}"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     line: str = lines[0]
     assert line.startswith("modelctl: error:"), line
     for needle in needles:
         assert needle in line, line
-    assert result.code == code, (result.code, line)
     return line
 
 
@@ -330,6 +330,19 @@ def test_keys_generate_refuses_to_overwrite(
     assert {p: p.read_bytes() for p in before} == before
 
 
+def test_keys_generate_writes_nothing_when_the_public_key_exists(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusing must leave no new private key beside someone else's public key."""
+    monkeypatch.setenv(PASSPHRASE_ENV, "secret")
+    existing = tmp_path / "modelctl.pub"
+    existing.write_bytes(b"a public key that is already here\n")
+    result = cli("keys", "generate", "--out", tmp_path)
+    assert_one_line_error(result, 2, "already exists")
+    assert existing.read_bytes() == b"a public key that is already here\n"
+    assert not (tmp_path / "modelctl.key").exists()
+
+
 def test_unsafe_no_passphrase_writes_an_unencrypted_key_and_warns(
     cli: Any, keys: Keys, model: Path, tmp_path: Path
 ) -> None:
@@ -420,6 +433,30 @@ def test_we_verify_a_model_signing_shards_signature(
     out = result.json()
     assert out["serialization"]["method"] == "shards"
     assert out["subject_digest"] == "sha256:" + subject_of(shard_resources(model, 131072))
+
+
+def test_we_verify_a_model_signing_blake2_signature(
+    cli: Any, keys: Keys, model: Path, tmp_path: Path
+) -> None:
+    from model_signing import hashing, signing
+
+    signature = tmp_path / "blake2.sig"
+    signing.Config().use_elliptic_key_signer(private_key=keys.trusted_key).set_hashing_config(
+        hashing.Config().use_file_serialization(hashing_algorithm="blake2")
+    ).sign(model, signature)
+    statement = json.loads(payload_of(signature))
+    resources = statement["predicate"]["resources"]
+    assert {r["algorithm"] for r in resources} == {"blake2b"}
+    expected = [
+        {"name": rel, "digest": hashlib.blake2b((model / rel).read_bytes()).hexdigest()}
+        for rel in rel_files(model)
+    ]
+    assert [{"name": r["name"], "digest": r["digest"]} for r in resources] == expected
+    result = cli(
+        "verify", model, "--signature", signature, "--public-key", keys.trusted_pub, "--json"
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["subject_digest"] == "sha256:" + subject_of(resources)
 
 
 def test_folder_tampered_after_model_signing_signed_fails_in_ours(
@@ -604,6 +641,28 @@ def test_resigned_statement_baseline_passes(
     assert result.code == 0, result.stderr
 
 
+@pytest.mark.parametrize("zero", ["00", "\u0660"], ids=["leading-zero", "arabic-indic-digit"])
+def test_duplicate_shard_spelled_another_way_is_refused(
+    cli: Any, keys: Keys, model: Path, tmp_path: Path, zero: str
+) -> None:
+    """`weights.bin:00:131072` is `weights.bin:0:131072` listed twice.
+
+    Accepting it lets the same bytes verify under a subject digest that is not the folder's
+    (the duplicate's digest is counted twice), and the name comparison silently merges the two.
+    """
+    resources = shard_resources(model, 131072)
+    first = next(i for i, r in enumerate(resources) if r["name"] == "weights.bin:0:131072")
+    twin = dict(resources[first], name=f"weights.bin:{zero}:131072")
+    resources.insert(first + 1, twin)
+    statement = make_statement(
+        model, resources, serialization_fields={"method": "shards", "shard_size": 131072.0}
+    )
+    assert statement["subject"][0]["digest"]["sha256"] != subject_of(shard_resources(model, 131072))
+    signature = tmp_path / "twin.sig"
+    signature.write_bytes(signed_bundle(keys.trusted, statement))
+    assert_one_line_error(_verify(cli, model, signature, keys), 1, "weights.bin")
+
+
 def test_wrong_payload_type_is_refused_exit_1(
     cli: Any, keys: Keys, model: Path, tmp_path: Path
 ) -> None:
@@ -650,12 +709,17 @@ def _signed_by_us(cli: Any, keys: Keys, model: Path, tmp_path: Path) -> Path:
     return signature
 
 
+@pytest.mark.parametrize(
+    ("target", "is_dir"),
+    [("config.json", False), ("extra", True), ("nowhere", False)],
+    ids=["to-file", "to-folder", "dangling"],
+)
 def test_symlink_in_the_model_folder_is_refused(
-    cli: Any, keys: Keys, model: Path, tmp_path: Path
+    cli: Any, keys: Keys, model: Path, tmp_path: Path, target: str, is_dir: bool
 ) -> None:
     signature = _signed_by_us(cli, keys, model, tmp_path)
-    (model / "link.json").symlink_to("config.json")
-    assert_one_line_error(_verify(cli, model, signature, keys), 1, "symlink", "link.json")
+    (model / "link").symlink_to(target, target_is_directory=is_dir)
+    assert_one_line_error(_verify(cli, model, signature, keys), 1, "symlink", "'link'")
 
 
 def test_one_flipped_bit_is_refused(cli: Any, keys: Keys, model: Path, tmp_path: Path) -> None:
@@ -767,6 +831,17 @@ def test_verify_model_signature_returns_signer_subject_and_checks(keys: Keys, mo
     assert len(verified.checks) >= 3
     assert any("ECDSA" in c for c in verified.checks)
     assert any("subject digest" in c for c in verified.checks)
+
+
+def test_bundle_without_a_hint_verifies_only_with_a_trusted_key(keys: Keys, model: Path) -> None:
+    bundle = json.loads(signed_bundle(keys.trusted, make_statement(model)))
+    bundle["verificationMaterial"]["publicKey"] = {}
+    parsed = Bundle.from_bytes(json.dumps(bundle).encode())
+    both = PublicKeyVerifier([keys.other.public_key(), keys.trusted.public_key()])
+    verified = verify_model_signature(parsed, both)
+    assert verified.signer.key_hint == key_hint(keys.trusted.public_key())
+    with pytest.raises(SignatureVerificationError):
+        verify_model_signature(parsed, PublicKeyVerifier([keys.other.public_key()]))
 
 
 def test_public_key_verifier_needs_a_key() -> None:
