@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -513,3 +514,79 @@ def test_we_verify_a_model_signing_certificate_bundle(pki: Pki, tmp_path: Path) 
     assert statement["subject"][0]["name"] == "tiny-model"
     with pytest.raises(SignatureVerificationError, match="no SAN"):
         verifier_for(pki, r"someone@example\.org").verify(bundle)
+
+
+# --- through the command line ---------------------------------------------------------------
+
+
+def test_cli_sign_with_a_certificate_and_verify_with_roots_and_san(
+    p256: Pki, tmp_path: Path, run_cli: Any
+) -> None:
+    from tests.helpers import write_tree
+
+    model = write_tree(tmp_path / "model", {"config.json": b"{}", "w.bin": b"w" * 4096})
+    key = tmp_path / "leaf.key"
+    key.write_bytes(
+        p256.leaf.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "leaf.pem").write_bytes(pem(p256.leaf.cert))
+    (tmp_path / "chain.pem").write_bytes(pem(p256.intermediate.cert))
+    (tmp_path / "root.pem").write_bytes(pem(p256.root.cert))
+    sig = tmp_path / "model.sig"
+    signed = run_cli(
+        "sign",
+        str(model),
+        "--key",
+        str(key),
+        "--certificate",
+        str(tmp_path / "leaf.pem"),
+        "--certificate-chain",
+        str(tmp_path / "chain.pem"),
+        "--output",
+        str(sig),
+    )
+    assert signed.code == 0, signed.stderr
+    ok = run_cli(
+        "verify",
+        str(model),
+        "--signature",
+        str(sig),
+        "--certificate-chain",
+        str(tmp_path / "root.pem"),
+        "--san",
+        SAN_PATTERN,
+        "--json",
+    )
+    assert ok.code == 0, ok.stderr
+    assert ok.json()["signer"]["method"] == "certificate"
+    assert ok.json()["signer"]["subject"] == EMAIL
+    wrong_san = run_cli(
+        "verify",
+        str(model),
+        "--signature",
+        str(sig),
+        "--certificate-chain",
+        str(tmp_path / "root.pem"),
+        "--san",
+        r"someone-else@example\.com",
+    )
+    assert wrong_san.code == 1
+    assert "no SAN of the signing certificate matches" in wrong_san.stderr
+    no_san = run_cli(
+        "verify",
+        str(model),
+        "--signature",
+        str(sig),
+        "--certificate-chain",
+        str(tmp_path / "root.pem"),
+    )
+    assert no_san.code == 2
+    assert "--san" in no_san.stderr
+    as_key = run_cli(
+        "verify", str(model), "--signature", str(sig), "--public-key", str(tmp_path / "root.pem")
+    )
+    assert as_key.code == 2  # a certificate is not a public key file
