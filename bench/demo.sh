@@ -55,6 +55,14 @@ if "$BIN/modelctl" verify "$HOME_DIR/tampered" --signature "$HOME_DIR/model.sig"
 fi
 
 echo
+echo "==> modelctl scan: a checkpoint whose pickle runs a command when loaded (never loaded here)"
+cp "$HERE/../tests/assets/corpus/pickle/os_system_global_reduce_p0.pkl" "$HOME_DIR/pytorch_model.bin"
+if "$BIN/modelctl" scan "$HOME_DIR/pytorch_model.bin"; then
+    echo "the scanner missed a code-execution pickle: this is a bug" >&2
+    exit 1
+fi
+
+echo
 echo "==> what is on disk (content-addressed blobs)"
 find "$MODELCTL_HOME/blobs/sha256" -type f | sed "s|$MODELCTL_HOME/||" | sort | head -5
 echo "    ... $(find "$MODELCTL_HOME/blobs/sha256" -type f | wc -l) blobs in all"

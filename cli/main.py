@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from attestations.errors import AttestationError
-from cli import render, signing
+from cli import render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
@@ -53,6 +53,7 @@ def main_options(
 app.add_typer(signing.keys_app, name="keys")
 app.command("sign")(signing.sign)
 app.command("verify")(signing.verify)
+app.command("scan")(scanning.scan)
 
 
 @app.command()
@@ -73,10 +74,13 @@ def mirror(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob.")
     ] = None,
+    no_scan: Annotated[
+        bool, typer.Option("--no-scan", help="Do not run the scanners on what was stored.")
+    ] = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Mirror a model: pin its revision, hash every file while it streams, register it."""
+    """Mirror a model: pin its revision, hash every file while it streams, register, scan."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
         result = registry.mirror(
@@ -86,6 +90,7 @@ def mirror(
                 revision=revision,
                 include=tuple(include or ()),
                 exclude=tuple(exclude or ()),
+                scan=not no_scan,
             ),
             progress=make_progress(verbose=state.verbose),
         )

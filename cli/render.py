@@ -44,6 +44,12 @@ def mirror_text(result: MirrorResult) -> str:
         f"{human_size(stats.bytes_transferred)} transferred",
         f"  time     {stats.seconds:.2f} s ({rate:.2f} GB/s)",
     ]
+    if result.scan is not None:
+        flagged = [f for f in result.scan.report["files"] if f["verdict"] != "clean"]
+        lines.append(
+            f"  scan     {result.scan.report['verdict']}"
+            + (f" ({len(flagged)} files flagged: modelctl scan {cp.ref})" if flagged else "")
+        )
     return "\n".join(lines)
 
 
@@ -78,6 +84,10 @@ def inspect_text(cp: CheckpointView) -> str:
         f"mirrored   {iso(cp.created_at)}",
         f"files      {len(cp.files)}, {human_size(cp.total_size)}",
         f"scans      {len(cp.scans) or 'none yet'}",
+        *[
+            f"  {s.scanner} {s.version}: {s.verdict}{'' if s.attestation_id else ' (unattested)'}"
+            for s in cp.scans
+        ],
         f"attested   {len(cp.attestations) or 'none yet'}",
     ]
     header += [f"  {a.predicate_type}  {a.signer}  {iso(a.created_at)}" for a in cp.attestations]
@@ -90,3 +100,29 @@ def attest_text(result: AttestResult) -> str:
     lines = [f"attested {result.checkpoint.ref}"]
     lines += [f"  {a.predicate_type}  by {a.signer}" for a in result.issued]
     return "\n".join(lines)
+
+
+def scan_text(data: dict[str, Any], *, verbose: bool = False) -> str:
+    files = data["files"]
+    lines = []
+    for f in files:
+        if f["verdict"] == "clean" and not verbose:
+            continue
+        lines.append(f"{f['verdict']:<11} {f['path']}")
+        for finding in f["findings"]:
+            where = f" [{finding['member']}]" if finding.get("member") else ""
+            lines.append(
+                f"    {finding['severity']:<8} {finding['rule']}{where}: {finding['message']}"
+            )
+    clean = sum(1 for f in files if f["verdict"] == "clean")
+    header = f"verdict {data['verdict']}: {len(files)} files, {clean} clean"
+    if "name" in data:
+        recorded = data.get("recorded", [])
+        attested = sum(1 for r in recorded if r.get("attested"))
+        header += f"\n{data['name']}@{data['digest']}: {len(recorded)} scanner runs recorded"
+        header += (
+            f", {attested} attested"
+            if attested
+            else " (not attested: set MODELCTL_SIGNING_KEY_PASSPHRASE)"
+        )
+    return "\n".join([header, *lines])

@@ -5,22 +5,27 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.errors import InputError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
+from registry.scanners import catalog
+from registry.scanners.base import ScanLimits
 from registry.service import attest, checkpoints
+from registry.service import scan as scan_service
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary
+from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, ScanOutcome
 
 
 class EmbeddedRegistry:
@@ -76,19 +81,53 @@ class EmbeddedRegistry:
                         fetched=transferred.fetched,
                         actor=checkpoints.current_actor(),
                     )
-                    return checkpoints.mirror_result(
+                    result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
                     )
+                break
             except IntegrityError as exc:
                 if attempt == 1:
                     raise StorageError(f"could not record the checkpoint: {exc.orig}") from exc
             except SQLAlchemyError as exc:
                 raise StorageError(f"could not record the checkpoint: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        if not request.scan:
+            return result
+        # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
+        outcome = self.scan(result.checkpoint.ref)
+        return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
 
     def models(self) -> list[ModelSummary]:
         with unit_of_work(self.sessions) as session:
             return checkpoints.list_models(session)
+
+    def _optional_signer(self) -> KeySigner | None:
+        """The registry key when its passphrase is configured; scans are recorded either way."""
+        if not self.settings.signing_key_passphrase:
+            return None
+        return registry_signer(self.settings)
+
+    def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome:
+        parsed = Ref.parse(ref)
+        file_scanners, folder_scanners = catalog.select(scanners)
+        signer = self._optional_signer()
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            report, rows = scan_service.scan_checkpoint(
+                session,
+                checkpoint,
+                blobs=self.blobs,
+                scanners=file_scanners,
+                folder_scanners=folder_scanners,
+                signer=signer,
+                limits=ScanLimits(),
+                actor=checkpoints.current_actor(),
+            )
+            session.flush()
+            return ScanOutcome(
+                checkpoint=checkpoints.checkpoint_view(checkpoint),
+                report=report.to_json(),
+                recorded=tuple(checkpoints.scan_view(r) for r in rows),
+            )
 
     def attest(self, ref: str) -> AttestResult:
         parsed = Ref.parse(ref)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from registry.service.progress import Progress
-from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary
+from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, ScanOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,7 @@ class MirrorRequest:
     revision: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    scan: bool = True  # run every scanner on what was stored
 
 
 class Registry(Protocol):
@@ -23,4 +25,5 @@ class Registry(Protocol):
     def models(self) -> list[ModelSummary]: ...
     def inspect(self, ref: str) -> CheckpointView: ...
     def attest(self, ref: str) -> AttestResult: ...
+    def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome: ...
     def close(self) -> None: ...

@@ -59,13 +59,56 @@ class AttestationView:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanView:
+    id: int
+    scanner: str
+    version: str
+    ruleset_version: str
+    verdict: str
+    started_at: datetime
+    finished_at: datetime
+    attestation_id: int | None
+    flagged: int  # files this scanner did not find clean
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scanner": self.scanner,
+            "version": self.version,
+            "ruleset_version": self.ruleset_version,
+            "verdict": self.verdict,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "attested": self.attestation_id is not None,
+            "attestation_id": self.attestation_id,
+            "flagged_files": self.flagged,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    """A registry scan: the full report (as `scan --json` prints it) and what was recorded."""
+
+    checkpoint: CheckpointView
+    report: dict[str, Any]
+    recorded: tuple[ScanView, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.report)
+        out["name"] = self.checkpoint.name
+        out["digest"] = self.checkpoint.digest
+        out["recorded"] = [s.to_json() for s in self.recorded]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointView:
     name: str
     digest: str  # "sha256:<hex>", the manifest digest
     source: SourceView
     created_at: datetime
     files: tuple[FileView, ...]
-    scans: tuple[dict[str, Any], ...] = ()
+    scans: tuple[ScanView, ...] = ()
     attestations: tuple[AttestationView, ...] = ()
     decisions: tuple[dict[str, Any], ...] = ()
 
@@ -86,7 +129,7 @@ class CheckpointView:
             "created_at": iso(self.created_at),
             "total_size": self.total_size,
             "files": [f.to_json() for f in self.files],
-            "scans": list(self.scans),
+            "scans": [s.to_json() for s in self.scans],
             "attestations": [a.to_json() for a in self.attestations],
             "decisions": list(self.decisions),
         }
@@ -132,11 +175,14 @@ class MirrorResult:
     checkpoint: CheckpointView
     created: bool  # False: these exact bytes were already registered under this name
     stats: MirrorStats
+    scan: ScanOutcome | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = self.checkpoint.to_json()
         out["created"] = self.created
         out["stats"] = self.stats.to_json()
+        if self.scan is not None:
+            out["verdict"] = self.scan.report["verdict"]
         return out
 
 

@@ -87,7 +87,7 @@ def test_attest_signs_a_model_signature_that_model_signing_verifies(
 def test_attestations_are_stored_verbatim_and_listed(
     run_cli: Any, model: Path, tmp_path: Path, isolated_env: Path, passphrase: str
 ) -> None:
-    run_cli("mirror", str(model), "--name", "acme/m")
+    run_cli("mirror", str(model), "--name", "acme/m", "--no-scan")
     pub = tmp_path / "registry.pub"
     run_cli("attest", "acme/m", "--public-key-out", str(pub))
     run_cli("attest", "acme/m")  # re-issuing adds, and keeps the earlier ones
@@ -170,4 +170,8 @@ def test_attest_on_postgres(
     monkeypatch.setenv("MODELCTL_DATABASE_URL", postgres_url)
     run_cli("mirror", str(model), "--name", "acme/m")
     assert run_cli("attest", "acme/m").code == 0
-    assert len(run_cli("inspect", "acme/m", "--json").json()["attestations"]) == 2
+    listed = run_cli("inspect", "acme/m", "--json").json()
+    kinds = sorted(a["predicate_type"] for a in listed["attestations"])
+    assert kinds.count("https://modelctl.dev/attestations/scan/v1") == len(listed["scans"]) == 6
+    assert "https://model_signing/signature/v1.0" in kinds
+    assert "https://slsa.dev/provenance/v1" in kinds

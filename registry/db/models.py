@@ -97,6 +97,9 @@ class Checkpoint(Base):
     attestations: Mapped[list[Attestation]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="Attestation.id"
     )
+    scans: Mapped[list[Scan]] = relationship(
+        back_populates="checkpoint", cascade="all, delete-orphan", order_by="Scan.id"
+    )
 
 
 class CheckpointRevision(Base):
@@ -138,6 +141,28 @@ class Attestation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="attestations")
+
+
+class Scan(Base):
+    """One scanner's run over a checkpoint: its verdict and the full report, as recorded."""
+
+    __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_checkpoint_scanner", "checkpoint_id", "scanner_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    scanner_id: Mapped[str] = mapped_column(String(100))
+    scanner_version: Mapped[str] = mapped_column(String(50))
+    ruleset_version: Mapped[str] = mapped_column(String(50))
+    verdict: Mapped[str] = mapped_column(String(20))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attestation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attestations.id", ondelete="SET NULL"), nullable=True
+    )
+
+    checkpoint: Mapped[Checkpoint] = relationship(back_populates="scans")
 
 
 class CheckpointFile(Base):

@@ -24,7 +24,7 @@ from registry.service.checkpoints import attestation_view, checkpoint_view, mani
 from registry.views import AttestResult
 
 
-def _store(
+def store_attestation(
     session: Session, checkpoint: Checkpoint, statement: Statement, bundle: Bundle, signer: str
 ) -> Attestation:
     data = bundle.to_bytes()
@@ -62,8 +62,8 @@ def attest_checkpoint(
     )
     provenance = signer.sign(INTOTO_PAYLOAD_TYPE, provenance_statement.to_payload())
     rows = [
-        _store(session, checkpoint, signature_statement, signature, signed_by),
-        _store(session, checkpoint, provenance_statement, provenance, signed_by),
+        store_attestation(session, checkpoint, signature_statement, signature, signed_by),
+        store_attestation(session, checkpoint, provenance_statement, provenance, signed_by),
     ]
     session.add(
         AuditEvent(

@@ -29,6 +29,7 @@ from registry.db.models import (
     CheckpointFile,
     CheckpointRevision,
     Model,
+    Scan,
 )
 from registry.errors import AmbiguousReference, InputError, IntegrityFailure, NotFound
 from registry.mirror.base import RemoteFile, Snapshot, Source
@@ -44,6 +45,7 @@ from registry.views import (
     MirrorResult,
     MirrorStats,
     ModelSummary,
+    ScanView,
     SourceView,
 )
 
@@ -253,6 +255,7 @@ def resolve_ref(session: Session, ref: Ref) -> Checkpoint:
             selectinload(Checkpoint.files),
             selectinload(Checkpoint.revisions),
             selectinload(Checkpoint.attestations),
+            selectinload(Checkpoint.scans),
         )
         .order_by(Checkpoint.id)
     )
@@ -293,6 +296,22 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         created_at=checkpoint.created_at,
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
         attestations=tuple(attestation_view(a) for a in checkpoint.attestations),
+        scans=tuple(scan_view(s) for s in checkpoint.scans),
+    )
+
+
+def scan_view(row: Scan) -> ScanView:
+    files = row.report.get("files", []) if isinstance(row.report, dict) else []
+    return ScanView(
+        id=row.id,
+        scanner=row.scanner_id,
+        version=row.scanner_version,
+        ruleset_version=row.ruleset_version,
+        verdict=row.verdict,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attestation_id=row.attestation_id,
+        flagged=sum(1 for f in files if isinstance(f, dict) and f.get("verdict") != "clean"),
     )
 
 

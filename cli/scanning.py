@@ -1,0 +1,65 @@
+"""`modelctl scan TARGET`: a local file or folder like a linter, or a registry checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli import render
+from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
+from registry.errors import InputError
+from registry.scanners import catalog
+from registry.scanners.base import Severity
+from registry.scanners.runner import local_targets, merge, scan_targets
+
+FAIL_ON_CHOICES = [s.value for s in Severity] + ["never"]
+
+
+def _exceeds(findings_severities: list[str], fail_on: str) -> bool:
+    if fail_on == "never":
+        return False
+    threshold = Severity(fail_on).rank
+    return any(Severity(s).rank >= threshold for s in findings_severities)
+
+
+def scan(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="A local file or folder, or a registry REF.")],
+    scanner: Annotated[
+        list[str] | None, typer.Option("--scanner", help="Run only this scanner (repeatable).")
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on", help=f"Exit 1 on findings at or above: {', '.join(FAIL_ON_CHOICES)}."
+        ),
+    ] = "high",
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Scan for code that runs on load and malformed model files; never loads what it scans."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    if fail_on not in FAIL_ON_CHOICES:
+        raise InputError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}")
+    ids = tuple(scanner or ())
+    local = Path(target)
+    data: dict[str, Any]
+    if local.exists() or local.is_symlink():
+        file_scanners, folder_scanners = catalog.select(ids)
+        targets, refused = local_targets(local)
+        report = merge(
+            scan_targets(targets, file_scanners, folder_scanners if local.is_dir() else []),
+            refused,
+        )
+        data = report.to_json()
+    elif "/" in target and not target.startswith(("/", ".")):
+        with open_registry(state) as registry:
+            data = registry.scan(target, ids).to_json()
+    else:
+        raise InputError(f"{target}: no such file or folder, and not a registry reference")
+    emit(state, data, render.scan_text(data, verbose=state.verbose))
+    severities = [f["severity"] for file in data["files"] for f in file["findings"]]
+    if _exceeds(severities, fail_on):
+        raise typer.Exit(1)

@@ -1,0 +1,819 @@
+"""Keras model files: `.keras` zip archives and legacy HDF5 files with a `model_config`.
+
+Loading a Keras model *deserializes its config*: every `{"module", "class_name", "config"}`
+object in `config.json` (or in the HDF5 `model_config` / `training_config` attributes) is
+imported by name and instantiated. That is the attack surface; the weights are plain HDF5
+datasets. This scanner reads the config JSON only (h5py reads attributes, never code) and
+judges every serialized object in it:
+
+* Lambda layers and `__lambda__` functions carry marshalled bytecode: malicious
+  (CVE-2024-3660; HDF5 files ignore `safe_mode`, CVE-2025-9905).
+* A `module` outside Keras is an import of arbitrary code (CVE-2025-1550): malicious for
+  modules that execute, import or touch files (`builtins`, `os`, `subprocess`, ...),
+  suspicious otherwise (custom layers, `__main__`).
+* In-namespace gadgets that get past `safe_mode`: `enable_unsafe_deserialization`
+  (CVE-2025-9906), `get_file` (CVE-2025-8747), `TFSMLayer` (CVE-2026-1462),
+  `TorchModuleWrapper` (torch.load of pickled bytes), `load_model` (nested load), and
+  `TFOpLambda` naming TensorFlow file/IO/library functions.
+* Every other class must be on an allowlist of built-in layers, initializers, regularizers,
+  constraints, dtype policies, optimizers, losses and metrics; anything else is suspicious.
+
+Routing is by content: a zip whose root holds `config.json` / `model.weights.h5` /
+`metadata.json`, or an HDF5 superblock (at 0 or a power-of-two user-block offset) whose file
+has a `model_config` attribute. The file name only adds (`.keras` zips with leading bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import re
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from registry.scanners.base import (
+    FileVerdict,
+    Finding,
+    JSONValue,
+    ScanLimits,
+    ScanTarget,
+    Severity,
+    Verdict,
+    worst,
+)
+
+SCANNER_ID = "keras"
+RULESET_VERSION = "2026-11-22"
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
+#: Keras itself reads `config.json` and the weights; `metadata.json` alone is too generic.
+KERAS_CLAIMING_MEMBERS = frozenset({"config.json", "model.weights.h5"})
+MAX_JSON_DEPTH = 512
+MAX_EVIDENCE = 20
+
+# Modules a Keras config may name: Keras itself (`keras`, `keras.layers`, `keras.src.*`) and
+# the Keras 2 standalone package. keras_hub / keras_nlp / keras_cv are third-party code to this
+# scanner (they run on import and their layers are not reviewed here): suspicious.
+KERAS_MODULE_ROOTS = frozenset({"keras", "tf_keras"})
+
+# Module roots whose import or call is code execution, file access or network access.
+DANGEROUS_MODULE_ROOTS = frozenset(
+    {
+        "builtins", "__builtin__", "os", "posix", "nt", "subprocess", "sys", "importlib",
+        "runpy", "code", "codeop", "pickle", "_pickle", "marshal", "shutil", "socket", "ctypes",
+        "pty", "webbrowser", "types", "operator", "functools", "pathlib", "io", "_io",
+        "tempfile", "urllib", "http", "ftplib", "smtplib", "requests", "multiprocessing",
+        "threading", "asyncio", "pdb", "timeit", "pydoc", "platform", "signal", "pip",
+        "setuptools", "distutils", "pkgutil", "zipimport", "inspect", "dill", "cloudpickle",
+        "joblib", "torch", "numpy", "tensorflow", "jax",
+    }
+)  # fmt: skip
+
+# Built-in Keras classes whose configs hold only numbers, strings and nested allowed objects.
+ALLOWED_CLASSES = frozenset(
+    {
+        # models
+        "Sequential", "Functional", "Model",
+        # core / dense / embedding
+        "InputLayer", "Input", "Dense", "EinsumDense", "Embedding", "Identity", "Masking",
+        "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+        # convolution and pooling
+        "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+        "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+        "Convolution1D", "Convolution2D", "Convolution3D",
+        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+        "AveragePooling2D", "AveragePooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+        "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D",
+        "GlobalAvgPool2D",
+        # normalization and regularization layers
+        "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+        "RMSNormalization", "SpectralNormalization", "Dropout", "SpatialDropout1D",
+        "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+        "AlphaDropout", "ActivityRegularization",
+        # merging
+        "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+        # attention
+        "MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttention", "Attention",
+        "AdditiveAttention",
+        # reshaping
+        "Flatten", "Reshape", "Permute", "RepeatVector", "Cropping1D", "Cropping2D",
+        "Cropping3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "UpSampling1D",
+        "UpSampling2D", "UpSampling3D",
+        # recurrent
+        "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "RNN",
+        "StackedRNNCells", "Bidirectional", "TimeDistributed", "ConvLSTM1D", "ConvLSTM2D",
+        "ConvLSTM3D",
+        # preprocessing without file access (lookup layers are checked separately)
+        "Rescaling", "Normalization", "Resizing", "CenterCrop", "Discretization",
+        "CategoryEncoding", "HashedCrossing", "Hashing", "StringLookup", "IntegerLookup",
+        "TextVectorization",
+        # initializers
+        "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
+        "LecunNormal", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
+        "TruncatedNormal", "VarianceScaling", "Orthogonal", "IdentityInitializer",
+        "STFTInitializer",
+        # regularizers and constraints
+        "L1", "L2", "L1L2", "OrthogonalRegularizer", "MaxNorm", "MinMaxNorm", "NonNeg",
+        "UnitNorm",
+        # dtype policies and serialization tokens
+        "DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy", "QuantizedFloat8DTypePolicy",
+        "Policy", "__tensor__", "__numpy__", "__bytes__", "__typespec__", "__keras_tensor__",
+        "__ellipsis__", "__slice__", "TensorShape",
+        # optimizers and schedules
+        "Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Ftrl",
+        "Lion", "Adafactor", "LossScaleOptimizer", "ExponentialDecay", "PiecewiseConstantDecay",
+        "PolynomialDecay", "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts",
+        # losses
+        "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+        "MeanSquaredLogarithmicError", "BinaryCrossentropy", "CategoricalCrossentropy",
+        "SparseCategoricalCrossentropy", "BinaryFocalCrossentropy",
+        "CategoricalFocalCrossentropy", "Hinge", "SquaredHinge", "CategoricalHinge",
+        "KLDivergence", "Poisson", "Huber", "LogCosh", "CosineSimilarity", "Dice", "Tversky",
+        "CTC",
+        # metrics
+        "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
+        "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "AUC", "Precision",
+        "Recall", "Mean", "Sum", "MeanMetricWrapper", "RootMeanSquaredError", "F1Score",
+        "FBetaScore", "MeanIoU", "IoU", "BinaryIoU", "OneHotIoU", "OneHotMeanIoU",
+        "TruePositives", "TrueNegatives", "FalsePositives", "FalseNegatives", "R2Score",
+    }
+)  # fmt: skip
+
+# Functions a config may name (`{"class_name": "function", "config": NAME}` or a string
+# activation): activations, losses and metrics.
+ALLOWED_FUNCTIONS = frozenset(
+    {
+        "relu", "relu6", "sigmoid", "softmax", "softplus", "softsign", "tanh", "selu", "elu",
+        "exponential", "gelu", "silu", "swish", "hard_sigmoid", "hard_silu", "hard_swish",
+        "leaky_relu", "log_softmax", "linear", "mish", "celu", "glu", "log_sigmoid",
+        "sparse_plus", "sparsemax", "squareplus", "tanh_shrink", "hard_tanh", "hard_shrink",
+        "soft_shrink", "threshold", "sparse_sigmoid",
+        "mean_squared_error", "mse", "mean_absolute_error", "mae",
+        "mean_absolute_percentage_error", "mape", "mean_squared_logarithmic_error", "msle",
+        "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+        "binary_focal_crossentropy", "categorical_focal_crossentropy", "hinge",
+        "squared_hinge", "categorical_hinge", "kl_divergence", "kld", "poisson", "huber",
+        "log_cosh", "logcosh", "cosine_similarity", "ctc", "dice", "tversky",
+        "accuracy", "acc", "binary_accuracy", "categorical_accuracy",
+        "sparse_categorical_accuracy", "top_k_categorical_accuracy",
+        "sparse_top_k_categorical_accuracy",
+    }
+)  # fmt: skip
+
+LAMBDA_CLASSES = frozenset({"Lambda", "__lambda__"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Gadget:
+    rule: str
+    reference: str | None
+    why: str
+
+
+# In-namespace names that defeat safe_mode; matched on class names, function names and the last
+# segment of a dotted or `pkg>name` reference.
+GADGETS: Mapping[str, _Gadget] = {
+    "enable_unsafe_deserialization": _Gadget(
+        "keras.gadget.unsafe-deserialization",
+        "CVE-2025-9906",
+        "turns safe_mode off while the config is deserialized, so a later Lambda runs",
+    ),
+    "get_file": _Gadget(
+        "keras.gadget.get-file",
+        "CVE-2025-8747",
+        "downloads a file to an attacker-chosen path while the model loads",
+    ),
+    "TFSMLayer": _Gadget(
+        "keras.gadget.tfsm-layer",
+        "CVE-2026-1462",
+        "loads a TensorFlow SavedModel from an attacker-chosen path",
+    ),
+    "TorchModuleWrapper": _Gadget(
+        "keras.gadget.torch-module-wrapper",
+        None,
+        "rebuilds a torch module with torch.load on pickled bytes from the config",
+    ),
+    "load_model": _Gadget(
+        "keras.gadget.load-model",
+        None,
+        "loads a second model (outside this scan) while the first one loads",
+    ),
+}
+
+# TFOpLambda (tf.keras 2) resolves `function` to any symbol of the TensorFlow API.
+TF_OP_DANGEROUS = re.compile(
+    r"^(?:compat\.v1\.)?(?:io\.|raw_ops\.|py_function|numpy_function|py_func|saved_model\.|"
+    r"summary\.|load_library|load_op_library|experimental\.|debugging\.|print|keras\.|"
+    r"data\.experimental\.|distribute\.|config\.|lookup\.|sysconfig\.|gfile\.)"
+)
+TF_OP_LAMBDA_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda"})
+LOOKUP_CLASSES = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
+ACTIVATION_KEYS = frozenset({"activation", "recurrent_activation"})
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    RuntimeError,  # encrypted member
+    NotImplementedError,  # unknown compression method
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    UnicodeDecodeError,
+)
+
+
+class _Malformed(Exception):
+    def __init__(self, rule: str, message: str, evidence: Mapping[str, JSONValue] | None = None):
+        super().__init__(message)
+        self.rule = rule
+        self.evidence: Mapping[str, JSONValue] = evidence or {}
+
+
+@dataclass
+class _Result:
+    items: list[tuple[Verdict, Finding]] = field(default_factory=list)
+
+    def add(
+        self,
+        verdict: Verdict,
+        rule: str,
+        severity: Severity,
+        message: str,
+        *,
+        evidence: Mapping[str, JSONValue] | None = None,
+        member: str | None = None,
+        reference: str | None = None,
+    ) -> None:
+        self.items.append(
+            (
+                verdict,
+                Finding(
+                    scanner=SCANNER_ID,
+                    rule=rule,
+                    severity=severity,
+                    message=message[:300],
+                    evidence=evidence or {},
+                    member=member,
+                    reference=reference,
+                ),
+            )
+        )
+
+    def verdict(self) -> FileVerdict:
+        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
+
+
+def _malformed(rule: str, message: str, **evidence: JSONValue) -> FileVerdict:
+    result = _Result()
+    result.add(Verdict.MALFORMED, rule, Severity.HIGH, message, evidence=evidence)
+    return result.verdict()
+
+
+# --- sniffing ---------------------------------------------------------------------------------
+
+
+def _first_local_name(head: bytes) -> str | None:
+    """The name in the zip's first local file header (offset 0), if the head holds it."""
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return None
+    name_len = int.from_bytes(head[26:28], "little")
+    raw = head[30 : 30 + name_len]
+    if len(raw) != name_len:
+        return None
+    return raw.decode("utf-8", "replace")
+
+
+def _zip_names(target: ScanTarget, limits: ScanLimits) -> set[str] | None:
+    try:
+        with target.open() as fh, zipfile.ZipFile(fh) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_archive_members:
+                return None
+            return {i.filename for i in infos}
+    except ZIP_ERRORS:
+        return None
+
+
+def _hdf5_offset(target: ScanTarget, head: bytes) -> int | None:
+    """Where the HDF5 superblock is: offset 0 or a power of two >= 512 (a user block)."""
+    offset = 0
+    with target.open() as fh:
+        while offset + len(HDF5_MAGIC) <= target.size:
+            if offset + len(HDF5_MAGIC) <= len(head):
+                found = head[offset : offset + len(HDF5_MAGIC)] == HDF5_MAGIC
+            else:
+                fh.seek(offset)
+                found = fh.read(len(HDF5_MAGIC)) == HDF5_MAGIC
+            if found:
+                return offset
+            offset = 512 if offset == 0 else offset * 2
+    return None
+
+
+def _h5py() -> Any:
+    import h5py  # type: ignore[import-untyped]  # h5py ships no type information
+
+    return h5py
+
+
+def _read_h5_attrs(target: ScanTarget, limits: ScanLimits) -> dict[str, str | None]:
+    """`model_config` and `training_config` as text (None when absent). Raises _Malformed."""
+    h5py = _h5py()
+    out: dict[str, str | None] = {}
+    try:
+        with target.open() as fh, h5py.File(fh, "r") as f:
+            for name in ("model_config", "training_config"):
+                if name not in f.attrs:
+                    out[name] = None
+                    continue
+                size = int(f.attrs.get_id(name).get_storage_size())
+                if size > limits.max_header_bytes:
+                    raise _Malformed(
+                        "keras.config.too-large",
+                        f"HDF5 attribute {name} is {size} bytes, over the limit",
+                        {"attribute": name, "bytes": size},
+                    )
+                value = f.attrs[name]
+                out[name] = _attr_text(value)
+    except _Malformed:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise _Malformed("keras.h5.malformed", f"not a readable HDF5 file: {exc}"[:200]) from exc
+    return out
+
+
+def _attr_text(value: object) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Malformed("keras.config.malformed", "HDF5 config is not UTF-8") from exc
+    if isinstance(value, str):
+        return value
+    raise _Malformed(
+        "keras.config.malformed",
+        f"HDF5 config attribute has type {type(value).__name__}, not a string",
+    )
+
+
+# --- the config walk --------------------------------------------------------------------------
+
+
+def _load_json(data: bytes | str, source: str) -> Any:
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        return out
+
+    try:
+        value = json.loads(data, object_pairs_hook=pairs)
+    except (ValueError, RecursionError) as exc:
+        raise _Malformed(
+            "keras.config.malformed", f"{source} is not valid JSON: {exc}"[:200]
+        ) from exc
+    if duplicates:
+        raise _Malformed(
+            "keras.config.duplicate-key",
+            f"{source} repeats keys (readers disagree on which one wins)",
+            {"keys": sorted(set(duplicates))[:MAX_EVIDENCE]},
+        )
+    return value
+
+
+def _module_root(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _last_segment(name: str) -> str:
+    return re.split(r"[.>]", name)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    """One serialized object: `{"module", "class_name", "config", "registered_name"}`."""
+
+    class_name: str
+    module: str | None
+    registered: str | None
+    config: Any
+    function: str | None  # the function name of a `class_name: "function"` object
+    is_function: bool
+    path: str
+    layer: str | None  # the nearest enclosing layer name (this object's own, if it has one)
+    where: dict[str, JSONValue]
+
+    @classmethod
+    def of(cls, node: Mapping[str, Any], path: str, layer: str | None) -> _Object:
+        class_name: str = node["class_name"]
+        module = node.get("module")
+        registered = node.get("registered_name")
+        config = node.get("config")
+        if isinstance(config, Mapping) and isinstance(config.get("name"), str):
+            layer = config["name"]
+        is_function = class_name == "function" or registered == "function"
+        function = config if is_function and isinstance(config, str) else None
+        where: dict[str, JSONValue] = {"path": path, "class_name": class_name}
+        if layer is not None:
+            where["layer"] = layer
+        if isinstance(module, str):
+            where["module"] = module
+        if isinstance(registered, str):
+            where["registered_name"] = registered
+        if function is not None:
+            where["function"] = function
+        return cls(
+            class_name=class_name,
+            module=module if isinstance(module, str) else None,
+            registered=registered if isinstance(registered, str) else None,
+            config=config,
+            function=function,
+            is_function=is_function,
+            path=path,
+            layer=layer,
+            where=where,
+        )
+
+
+class _ConfigWalker:
+    """Walks one config JSON document and records what it finds."""
+
+    def __init__(self, result: _Result, limits: ScanLimits, source: str, *, legacy: bool):
+        self.result = result
+        self.limits = limits
+        self.source = source  # archive member or "attribute model_config"
+        self.member = source if not source.startswith("attribute ") else None
+        self.legacy = legacy  # HDF5: safe_mode is ignored by Keras (CVE-2025-9905)
+        self.items = 0
+
+    def walk(self, document: Any) -> None:
+        self._visit(document, "$", 0, None)
+
+    def _visit(self, node: Any, path: str, depth: int, layer: str | None) -> None:
+        if depth > MAX_JSON_DEPTH:
+            raise _Malformed("keras.config.too-deep", f"{self.source} nests over {depth} levels")
+        self.items += 1
+        if self.items > self.limits.max_items:
+            raise _Malformed("keras.config.too-large", f"{self.source} has too many items")
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                layer = self._object(node, path, layer)
+                if node["class_name"] in LAMBDA_CLASSES:
+                    return  # reported once; its subtree is the function itself
+            for key, value in node.items():
+                if key in ACTIVATION_KEYS and isinstance(value, str):
+                    self._function_name(value, None, f"{path}.{key}", layer)
+                self._visit(value, f"{path}.{key}", depth + 1, layer)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._visit(value, f"{path}[{i}]", depth + 1, layer)
+
+    def _add(
+        self,
+        verdict: Verdict,
+        rule: str,
+        severity: Severity,
+        message: str,
+        evidence: dict[str, JSONValue],
+        *,
+        reference: str | None = None,
+    ) -> None:
+        self.result.add(
+            verdict,
+            rule,
+            severity,
+            message,
+            evidence=evidence,
+            member=self.member,
+            reference=reference,
+        )
+
+    def _object(self, node: Mapping[str, Any], path: str, layer: str | None) -> str | None:
+        """Judge one serialized object; returns the layer name in scope below it."""
+        obj = _Object.of(node, path, layer)
+        if obj.class_name in LAMBDA_CLASSES or obj.registered in LAMBDA_CLASSES:
+            self._lambda(node, obj.where)
+        elif not self._gadget(obj) and not self._provenance(obj):
+            self._class(obj)
+        return obj.layer
+
+    def _gadget(self, obj: _Object) -> bool:
+        names = [obj.class_name]
+        if obj.function is not None:
+            names.append(obj.function)
+        if obj.registered is not None:
+            names.append(obj.registered)
+        for name in names:
+            gadget = GADGETS.get(_last_segment(name))
+            if gadget is not None:
+                self._add(
+                    Verdict.MALICIOUS,
+                    gadget.rule,
+                    Severity.CRITICAL,
+                    f"{name}: {gadget.why}",
+                    obj.where,
+                    reference=gadget.reference,
+                )
+                return True
+        return False
+
+    def _provenance(self, obj: _Object) -> bool:
+        """Module outside Keras, or a custom registered object. True if anything was said."""
+        flagged = False
+        module = obj.module
+        if module is not None and _module_root(module) not in KERAS_MODULE_ROOTS:
+            flagged = True
+            if _module_root(module) in DANGEROUS_MODULE_ROOTS:
+                self._add(
+                    Verdict.MALICIOUS,
+                    "keras.module.dangerous",
+                    Severity.CRITICAL,
+                    f"config imports {module}.{obj.function or obj.class_name}, "
+                    "which runs code or touches files",
+                    obj.where,
+                    reference="CVE-2025-1550",
+                )
+                return True
+            self._add(
+                Verdict.SUSPICIOUS,
+                "keras.module.not-allowed",
+                Severity.HIGH,
+                f"config imports from {module}, outside Keras: custom code runs on load",
+                obj.where,
+                reference="CVE-2025-1550",
+            )
+        registered = obj.registered
+        if registered is not None and registered not in {obj.class_name, "function"}:
+            package = registered.split(">", 1)[0] if ">" in registered else ""
+            if package not in KERAS_MODULE_ROOTS:
+                flagged = True
+                self._add(
+                    Verdict.SUSPICIOUS,
+                    "keras.custom-object",
+                    Severity.HIGH,
+                    f"custom registered object {registered}: its code is not in this file",
+                    obj.where,
+                )
+        return flagged
+
+    def _class(self, obj: _Object) -> None:
+        """A Keras-namespace object: allowlisted class, allowed function, or suspicious."""
+        class_name, config = obj.class_name, obj.config
+        if class_name in TF_OP_LAMBDA_CLASSES:
+            self._tf_op_lambda(config, obj.where)
+            return
+        if obj.is_function:
+            self._function_name(obj.function, obj.module, obj.path, obj.layer)
+            return
+        if class_name in LOOKUP_CLASSES and isinstance(config, Mapping):
+            vocabulary = config.get("vocabulary")
+            if isinstance(vocabulary, str):
+                self._add(
+                    Verdict.SUSPICIOUS,
+                    "keras.lookup.vocabulary-path",
+                    Severity.HIGH,
+                    f"{class_name} reads its vocabulary from the path {vocabulary!r} on load",
+                    {**obj.where, "vocabulary": vocabulary[:200]},
+                )
+        if class_name in ALLOWED_CLASSES:
+            return
+        if (
+            obj.module is not None
+            and obj.module.startswith(("keras.src.ops.", "keras.ops"))
+            and re.fullmatch(r"[A-Z][A-Za-z0-9]*", class_name)
+        ):
+            return  # Keras tensor operations recorded in a functional graph
+        self._add(
+            Verdict.SUSPICIOUS,
+            "keras.class.not-allowed",
+            Severity.MEDIUM,
+            f"{class_name} is not a built-in Keras class this scanner allows",
+            obj.where,
+        )
+
+    def _function_name(
+        self, name: str | None, module: str | None, path: str, layer: str | None
+    ) -> None:
+        if name is not None and name in ALLOWED_FUNCTIONS:
+            return
+        evidence: dict[str, JSONValue] = {"path": path, "function": name}
+        if module is not None:
+            evidence["module"] = module
+        if layer is not None:
+            evidence["layer"] = layer
+        if name is not None and (gadget := GADGETS.get(_last_segment(name))) is not None:
+            self._add(
+                Verdict.MALICIOUS,
+                gadget.rule,
+                Severity.CRITICAL,
+                f"{name}: {gadget.why}",
+                evidence,
+                reference=gadget.reference,
+            )
+            return
+        self._add(
+            Verdict.SUSPICIOUS,
+            "keras.function.not-allowed",
+            Severity.MEDIUM,
+            f"function {name!r} is not a built-in activation, loss or metric",
+            evidence,
+        )
+
+    def _lambda(self, node: Mapping[str, Any], where: dict[str, JSONValue]) -> None:
+        config = node.get("config")
+        code: str | None = None
+        if isinstance(config, Mapping):
+            function = config.get("function")
+            if isinstance(function, Mapping) and isinstance(function.get("config"), Mapping):
+                raw = function["config"].get("code")  # Keras 3: {"class_name": "__lambda__"}
+                code = raw if isinstance(raw, str) else None
+            elif isinstance(function, list) and function and isinstance(function[0], str):
+                code = function[0]  # Keras 2: [base64 marshal, defaults, closure]
+            elif isinstance(function, str):
+                code = function
+            if isinstance(config.get("function_type"), str):
+                where["function_type"] = config["function_type"]
+            raw_code = config.get("code")
+            if code is None and isinstance(raw_code, str):
+                code = raw_code  # the __lambda__ object itself
+        if code is not None:
+            where["code_bytes"] = len(code)
+            where["code_sha256"] = hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()
+        reference = "CVE-2025-9905" if self.legacy else "CVE-2024-3660"
+        self._add(
+            Verdict.MALICIOUS,
+            "keras.lambda",
+            Severity.CRITICAL,
+            f"Lambda in layer {where.get('layer', '?')}: marshalled Python bytecode runs on load",
+            where,
+            reference=reference,
+        )
+
+    def _tf_op_lambda(self, config: object, where: dict[str, JSONValue]) -> None:
+        function = config.get("function") if isinstance(config, Mapping) else None
+        name = function if isinstance(function, str) else ""
+        where["function"] = name
+        name = name.removeprefix("tf.")
+        if not name or TF_OP_DANGEROUS.match(name):
+            self._add(
+                Verdict.MALICIOUS,
+                "keras.tf-op-lambda",
+                Severity.CRITICAL,
+                f"TFOpLambda calls tf.{name or '?'}: file, IO or native-library access on load",
+                where,
+            )
+            return
+        self._add(
+            Verdict.SUSPICIOUS,
+            "keras.tf-op-lambda",
+            Severity.MEDIUM,
+            f"TFOpLambda calls tf.{name}: tf_keras resolves any TensorFlow symbol by name",
+            where,
+        )
+
+
+# --- the scanner ------------------------------------------------------------------------------
+
+
+@dataclass
+class KerasScanner:
+    """`.keras` archives and legacy HDF5 Keras models, judged by their config JSON."""
+
+    id: str = SCANNER_ID
+    version: str = "1.0.0"
+    ruleset_version: str = RULESET_VERSION
+
+    def applies_to(self, target: ScanTarget) -> bool:
+        head = target.head()
+        limits = ScanLimits()
+        if head.startswith(ZIP_MAGIC) or target.path.endswith(".keras"):
+            first = _first_local_name(head)
+            if first in KERAS_MEMBERS:
+                return True
+            names = _zip_names(target, limits)
+            if names is not None and names & KERAS_CLAIMING_MEMBERS:
+                return True
+        if _hdf5_offset(target, head) is None:
+            return False
+        try:
+            attrs = _read_h5_attrs(target, limits)
+        except _Malformed:
+            return True  # an HDF5 signature that h5py cannot read: say malformed
+        return attrs.get("model_config") is not None
+
+    def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
+        head = target.head()
+        try:
+            if head.startswith(ZIP_MAGIC) or (
+                target.path.endswith(".keras") and _hdf5_offset(target, head) is None
+            ):
+                return self._scan_zip(target, limits)
+            return self._scan_h5(target, limits)
+        except _Malformed as exc:
+            result = _Result()
+            result.add(Verdict.MALFORMED, exc.rule, Severity.HIGH, str(exc), evidence=exc.evidence)
+            return result.verdict()
+
+    def _scan_zip(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
+        result = _Result()
+        try:
+            with target.open() as fh, zipfile.ZipFile(fh) as zf:
+                infos = zf.infolist()
+                if len(infos) > limits.max_archive_members:
+                    return _malformed(
+                        "keras.zip.too-many-members",
+                        f"{len(infos)} archive members, over the limit",
+                        members=len(infos),
+                    )
+                self._check_members(infos, result)
+                configs = [i for i in infos if i.filename == "config.json"]
+                if not configs:
+                    return _malformed("keras.config.missing", "archive has no config.json")
+                config = _load_json(_read_member(zf, configs[-1], limits), "config.json")
+                for meta in (i for i in infos if i.filename == "metadata.json"):
+                    _load_json(_read_member(zf, meta, limits), "metadata.json")
+        except ZIP_ERRORS as exc:
+            return _malformed("keras.zip.malformed", f"not a readable zip archive: {exc}"[:200])
+        self._check_config(config, "config.json", result, limits, legacy=False)
+        return result.verdict()
+
+    @staticmethod
+    def _check_members(infos: list[zipfile.ZipInfo], result: _Result) -> None:
+        seen: set[str] = set()
+        duplicates: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if name in seen:
+                duplicates.add(name)
+            seen.add(name)
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name):
+                result.add(
+                    Verdict.SUSPICIOUS,
+                    "keras.zip.member-path",
+                    Severity.HIGH,
+                    f"archive member {name!r} would be written outside the extraction folder",
+                    evidence={"member": name[:200]},
+                )
+        if duplicates:
+            raise _Malformed(
+                "keras.zip.duplicate-member",
+                "archive repeats member names (readers disagree on which one is read)",
+                {"members": sorted(duplicates)[:MAX_EVIDENCE]},
+            )
+
+    def _scan_h5(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
+        attrs = _read_h5_attrs(target, limits)
+        result = _Result()
+        model_config = attrs.get("model_config")
+        if model_config is None:
+            return _malformed("keras.config.missing", "HDF5 file has no model_config attribute")
+        for name in ("model_config", "training_config"):
+            text = attrs.get(name)
+            if text is None:
+                continue
+            document = _load_json(text, f"attribute {name}")
+            self._check_config(document, f"attribute {name}", result, limits, legacy=True)
+        return result.verdict()
+
+    @staticmethod
+    def _check_config(
+        document: Any, source: str, result: _Result, limits: ScanLimits, *, legacy: bool
+    ) -> None:
+        if source in {"config.json", "attribute model_config"} and not (
+            isinstance(document, dict) and isinstance(document.get("class_name"), str)
+        ):
+            raise _Malformed("keras.config.malformed", f"{source} is not a serialized Keras object")
+        _ConfigWalker(result, limits, source, legacy=legacy).walk(document)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ScanLimits) -> bytes:
+    """A member's bytes, never more than `max_header_bytes` whatever its header claims."""
+    if info.file_size > limits.max_header_bytes:
+        raise _Malformed(
+            "keras.config.too-large",
+            f"{info.filename} is {info.file_size} bytes, over the limit",
+            {"member": info.filename, "bytes": info.file_size},
+        )
+    with zf.open(info) as member:
+        return _bounded_read(member, limits.max_header_bytes)
+
+
+def _bounded_read(stream: IO[bytes], bound: int) -> bytes:
+    data = stream.read(bound + 1)
+    if len(data) > bound:
+        raise _Malformed("keras.config.too-large", f"member is over {bound} bytes")
+    return data

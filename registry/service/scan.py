@@ -1,0 +1,132 @@
+"""Scan a stored checkpoint: run every scanner over its blobs, record, and attest each run.
+
+The scanners read the verified blobs, never a copy on someone's disk. Each scanner run is a
+`scans` row; when the registry's key is available it is also a signed scan attestation
+(`https://modelctl.dev/attestations/scan/v1`) linked from the row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from attestations.digests import Digest
+from attestations.dsse import INTOTO_PAYLOAD_TYPE
+from attestations.keys import KeySigner
+from attestations.scan_result import ScannedFile, ScanRun, scan_statement
+from registry.blobs.base import BlobStore
+from registry.db.models import AuditEvent, Checkpoint, Scan
+from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget
+from registry.scanners.runner import OpenerFile, ScanReport, scan_targets
+from registry.service.attest import store_attestation
+from registry.service.checkpoints import manifest_of
+
+
+def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobStore) -> list[ScanTarget]:
+    manifest = manifest_of(checkpoint)
+    targets: list[ScanTarget] = []
+    for entry in manifest:
+        digest = entry.sha256
+        targets.append(
+            OpenerFile(
+                path=entry.path,
+                size=entry.size,
+                opener=lambda d=digest: blobs.open(d),  # type: ignore[misc]
+                sha256=digest.hex,
+            )
+        )
+    return targets
+
+
+def _when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def scan_checkpoint(
+    session: Session,
+    checkpoint: Checkpoint,
+    *,
+    blobs: BlobStore,
+    scanners: list[Scanner],
+    folder_scanners: list[FolderScanner],
+    signer: KeySigner | None,
+    limits: ScanLimits,
+    actor: str,
+) -> tuple[ScanReport, list[Scan]]:
+    report = scan_targets(
+        checkpoint_targets(checkpoint, blobs), scanners, folder_scanners, limits=limits
+    )
+    digests = {f.path: f.sha256 for f in checkpoint.files}
+    name = checkpoint.model.full_name
+    rows: list[Scan] = []
+    limits_json = {k: getattr(limits, k) for k in limits.__dataclass_fields__}
+    for run in report.runs:
+        files = [
+            ScannedFile(
+                path=path,
+                # "." (the folder) is identified by the checkpoint itself.
+                sha256=digests.get(path, checkpoint.manifest_digest),
+                verdict=result.verdict.value,
+                findings=[f.to_json() for f in result.findings],
+            )
+            for path, result in sorted(run.results.items())
+        ]
+        row = Scan(
+            checkpoint=checkpoint,
+            scanner_id=run.id,
+            scanner_version=run.version,
+            ruleset_version=run.ruleset_version,
+            verdict=run.verdict.value,
+            report={
+                "files": [
+                    {
+                        "path": f.path,
+                        "sha256": f.sha256,
+                        "verdict": f.verdict,
+                        "findings": f.findings,
+                    }
+                    for f in files
+                ],
+                "limits": limits_json,
+            },
+            started_at=_when(report.started),
+            finished_at=_when(report.finished),
+        )
+        session.add(row)
+        if signer is not None:
+            statement = scan_statement(
+                name,
+                Digest(checkpoint.manifest_digest),
+                ScanRun(
+                    scanner_id=run.id,
+                    scanner_version=run.version,
+                    ruleset_version=run.ruleset_version,
+                    verdict=run.verdict.value,
+                    files=files,
+                    started=_when(report.started),
+                    finished=_when(report.finished),
+                    limits=limits_json,
+                ),
+            )
+            bundle = signer.sign(INTOTO_PAYLOAD_TYPE, statement.to_payload())
+            attestation = store_attestation(
+                session, checkpoint, statement, bundle, f"key sha256:{signer.hint}"
+            )
+            session.flush()
+            row.attestation_id = attestation.id
+        rows.append(row)
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.scan",
+            subject=f"{name}@sha256:{checkpoint.manifest_digest}",
+            details={
+                "verdict": report.verdict.value,
+                "scanners": [r.id for r in report.runs],
+                "attested": signer is not None,
+            },
+        )
+    )
+    session.flush()
+    return report, rows
