@@ -32,14 +32,13 @@ from cryptography.x509.verification import (
 )
 
 from attestations.bundle import Bundle, VerificationMaterial
-from attestations.dsse import Envelope, EnvelopeSignature, pae
 from attestations.errors import (
     InvalidInputError,
     MalformedDocumentError,
     SignatureVerificationError,
     SigningError,
 )
-from attestations.keys import ecdsa_for, key_hint
+from attestations.keys import ecdsa_for, key_hint, sign_envelope
 from attestations.signing import SignerIdentity, SigningMethod, VerifiedEnvelope
 
 #: Longest cryptography error text kept in a one-line message.
@@ -97,12 +96,7 @@ class CertificateSigner:
         self.hint = key_hint(private_key.public_key())
 
     def sign(self, payload_type: str, payload: bytes) -> Bundle:
-        signature = self._key.sign(pae(payload_type, payload), ecdsa_for(self._key))
-        envelope = Envelope(
-            payload=payload,
-            payload_type=payload_type,
-            signatures=(EnvelopeSignature(sig=signature, keyid=""),),
-        )
+        envelope = sign_envelope(self._key, payload_type, payload)
         material = VerificationMaterial(kind="x509_chain", certificates=self._ders)
         return Bundle.build(material, envelope)
 

@@ -10,11 +10,21 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from attestations.errors import MalformedDocumentError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+
+def rfc3339(ts: datetime) -> str:
+    """A timestamp as predicates write it: UTC, `Z` suffix. Naive datetimes are taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 _HEX = re.compile(r"[0-9a-f]+")
 #: Digest algorithms whose values must be lowercase hex; others (gitCommit…) are taken as given.
 _HEX_ALGORITHMS = frozenset({"sha256", "sha384", "sha512", "sha1", "gitBlob", "gitCommit"})

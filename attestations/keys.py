@@ -107,6 +107,16 @@ def generate_key(curve: Curve = "P-256", *, passphrase: bytes | None) -> KeyPair
     )
 
 
+def sign_envelope(key: ec.EllipticCurvePrivateKey, payload_type: str, payload: bytes) -> Envelope:
+    """A DSSE envelope with one ECDSA signature over the PAE (hash per curve, empty keyid)."""
+    signature = key.sign(pae(payload_type, payload), ecdsa_for(key))
+    return Envelope(
+        payload=payload,
+        payload_type=payload_type,
+        signatures=(EnvelopeSignature(sig=signature, keyid=""),),
+    )
+
+
 class KeySigner:
     method: SigningMethod = "key"
 
@@ -116,12 +126,7 @@ class KeySigner:
         self.public_pem = public_pem(private_key.public_key())
 
     def sign(self, payload_type: str, payload: bytes) -> Bundle:
-        signature = self._key.sign(pae(payload_type, payload), ecdsa_for(self._key))
-        envelope = Envelope(
-            payload=payload,
-            payload_type=payload_type,
-            signatures=(EnvelopeSignature(sig=signature, keyid=""),),
-        )
+        envelope = sign_envelope(self._key, payload_type, payload)
         return Bundle.build(VerificationMaterial(kind="public_key", key_hint=self.hint), envelope)
 
 

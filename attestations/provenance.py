@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from attestations.digests import Digest
-from attestations.intoto import ResourceDescriptor, Statement
+from attestations.intoto import ResourceDescriptor, Statement, rfc3339
 from attestations.manifest import Manifest
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 MIRROR_BUILD_TYPE = "https://modelctl.dev/mirror/v1"
 BUILDER_ID = "https://modelctl.dev/registry"
-
-
-def _rfc3339(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +53,7 @@ def mirror_provenance(record: MirrorRecord) -> Statement:
         },
         "runDetails": {
             "builder": {"id": BUILDER_ID, "version": {"modelctl": record.tool_version}},
-            "metadata": {"finishedOn": _rfc3339(record.mirrored_at)},
+            "metadata": {"finishedOn": rfc3339(record.mirrored_at)},
         },
     }
     subject = ResourceDescriptor(name=record.name, digest={"sha256": digest.hex})

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from attestations.digests import Digest
-from attestations.intoto import ResourceDescriptor, Statement
+from attestations.intoto import ResourceDescriptor, Statement, rfc3339
 
 PREDICATE_TYPE = "https://modelctl.dev/attestations/scan/v1"
-
-
-def _rfc3339(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +55,8 @@ def scan_statement(name: str, manifest_digest: Digest, run: ScanRun) -> Statemen
             for f in run.files
         ],
         "limits": dict(run.limits),
-        "startedOn": _rfc3339(run.started),
-        "finishedOn": _rfc3339(run.finished),
+        "startedOn": rfc3339(run.started),
+        "finishedOn": rfc3339(run.finished),
     }
     subject = ResourceDescriptor(name=name, digest={"sha256": manifest_digest.hex})
     return Statement(subjects=(subject,), predicate_type=PREDICATE_TYPE, predicate=predicate)

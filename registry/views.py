@@ -7,15 +7,15 @@ may be added, never renamed or removed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from attestations.intoto import rfc3339
 
 
 def iso(ts: datetime) -> str:
     """RFC 3339 in UTC (SQLite hands back naive datetimes; they are stored in UTC)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(ts)
 
 
 @dataclass(frozen=True, slots=True)
