@@ -1,0 +1,53 @@
+"""What the caller knows about a checkpoint, typed, as evaluation's only input.
+
+Attestations arrive *as verified by the caller*: the policy never sees signatures or keys, only
+who verified which predicate over which subject digest. The caller reports `signer` as the
+policy signer name it verified against (`registry` for the registry's own key, a key signer's
+name or key hint) or, for keyless and certificate signers, the identity with `identity`/`issuer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileFact:
+    path: str
+    size: int
+    sha256: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationFact:
+    predicate_type: str
+    signer: str
+    subject_digest: str
+    verified_at: datetime
+    identity: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFact:
+    scanner: str
+    version: str
+    verdict: str
+    finished_at: datetime
+    max_severity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    name: str
+    digest: str
+    source_uri: str
+    commit: str
+    files: tuple[FileFact, ...]
+    license: str | None
+    attestations: tuple[AttestationFact, ...]
+    scans: tuple[ScanFact, ...]
+    quarantined: bool = False
+    revisions: tuple[str, ...] = ()

@@ -1,0 +1,237 @@
+"""The policy document as typed, frozen values (spec: policies/README.md)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+API_VERSION = "modelctl.dev/v1"
+
+#: The signer name the caller resolves to the registry's own key (not known to the YAML).
+REGISTRY_SIGNER = "registry"
+
+#: Check-id prefixes that no exception may waive: signatures, digests, quarantine.
+UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine")
+
+VERDICTS = ("clean", "suspicious", "malicious", "malformed", "unsupported", "error")
+SEVERITIES = ("none", "info", "low", "medium", "high", "critical")
+
+#: File formats whose loading runs a pickle VM (what `formats.pickleBased` governs).
+PICKLE_BASED_FORMATS = frozenset(
+    {"pickle", "pytorch", "pytorch-zip", "joblib", "numpy-pickle", "keras-pickle", "dill"}
+)
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"
+    WARN = "warn"
+    AUDIT = "audit"
+
+
+class PickleBased(enum.StrEnum):
+    DENY = "deny"
+    ALLOW_IF_SCANS_CLEAN = "allow-if-scans-clean"
+    ALLOW = "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A source-URI glob: `*` within one path segment, `**` across segments, `?`, `[...]`."""
+
+    pattern: str
+    regex: re.Pattern[str] = field(compare=False, repr=False)
+
+    def matches(self, text: str) -> bool:
+        return self.regex.fullmatch(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySigner:
+    name: str
+    pem: str | None
+    key_hint: str | None
+    not_after: datetime | None
+    kind: Literal["key"] = "key"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySigner:
+    """The registry's own key: resolved by the caller, which reports `signer="registry"`."""
+
+    name: str
+    not_after: datetime | None
+    kind: Literal["registry"] = "registry"
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessSigner:
+    name: str
+    issuer: str
+    subject: re.Pattern[str]
+    not_after: datetime | None
+    kind: Literal["keyless"] = "keyless"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateSigner:
+    name: str
+    roots: tuple[str, ...]
+    san: re.Pattern[str]
+    not_after: datetime | None
+    kind: Literal["certificate"] = "certificate"
+
+
+Signer = KeySigner | RegistrySigner | KeylessSigner | CertificateSigner
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    allow: tuple[Glob, ...]
+    deny: tuple[Glob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    source: Glob
+    commits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Revisions:
+    require_pinned: bool
+    pins: tuple[Pin, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Licenses:
+    allow: frozenset[str]
+    allow_unknown: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Formats:
+    pickle_based: PickleBased
+    allow: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredAttestation:
+    predicate_type: str
+    signers: tuple[str, ...]
+    threshold: int
+
+    @property
+    def check_id(self) -> str:
+        return f"attestations.{self.predicate_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequirement:
+    scanner: str
+    min_version: tuple[int, ...] | None
+    max_age: timedelta | None
+    forbid: frozenset[str]
+    max_severity: str | None
+
+    @property
+    def check_id(self) -> str:
+        return f"scans.{self.scanner}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    expression: str
+    message: str
+    compiled: Any = field(compare=False, repr=False)
+
+    @property
+    def check_id(self) -> str:
+        return f"rules.{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionScope:
+    name: Glob | None
+    digest: str | None
+    source: Glob | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyException:
+    id: str
+    scope: ExceptionScope
+    waive: frozenset[str]
+    reason: str
+    approver: str
+    expires: datetime
+    environments: frozenset[str] | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicy:
+    name: str
+    digest: str
+    signers: tuple[Signer, ...]
+    sources: Sources | None
+    revisions: Revisions | None
+    licenses: Licenses | None
+    formats: Formats | None
+    attestations: tuple[RequiredAttestation, ...]
+    scans: tuple[ScanRequirement, ...]
+    rules: tuple[Rule, ...]
+    exceptions: tuple[PolicyException, ...]
+    filename: str
+    line: int
+
+    def signer(self, name: str) -> Signer | None:
+        for s in self.signers:
+            if s.name == name:
+                return s
+        if name == REGISTRY_SIGNER:
+            return RegistrySigner(name=REGISTRY_SIGNER, not_after=None)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentBinding:
+    policy: str
+    mode: Mode
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicyBinding:
+    name: str
+    environments: tuple[tuple[str, EnvironmentBinding], ...]
+    filename: str
+    line: int
+
+    def environment(self, env: str) -> EnvironmentBinding | None:
+        for name, binding in self.environments:
+            if name == env:
+                return binding
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Everything one or more policy files declared; policy names are unique."""
+
+    policies: tuple[ModelPolicy, ...]
+    bindings: tuple[ModelPolicyBinding, ...]
+
+    def policy(self, name: str) -> ModelPolicy | None:
+        return next((p for p in self.policies if p.name == name), None)
+
+    def for_environment(self, env: str) -> tuple[ModelPolicy, Mode] | None:
+        """The policy and mode bound to `env`; None when no binding names it (deny)."""
+        for binding in self.bindings:
+            bound = binding.environment(env)
+            if bound is not None:
+                policy = self.policy(bound.policy)
+                return None if policy is None else (policy, bound.mode)
+        return None

@@ -1,0 +1,345 @@
+"""Pure evaluation: facts + policy + a fake clock -> a decision with every check's result."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from attestations.errors import InvalidInputError
+from policies import (
+    AttestationFact,
+    CheckStatus,
+    Decision,
+    Facts,
+    FileFact,
+    Mode,
+    ModelPolicy,
+    ScanFact,
+    default_policies_text,
+    evaluate,
+    load_default_policies,
+    load_policies,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+DIGEST = "sha256:" + "ab" * 32
+COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"
+SIGNATURE = "https://model_signing/signature/v1.0"
+PROVENANCE = "https://slsa.dev/provenance/v1"
+SCANNERS = ("pickle", "safetensors", "gguf", "keras", "onnx", "model-folder")
+DEFAULTS = load_default_policies()
+DEFAULTS_TEXT = default_policies_text()
+
+
+def env(name: str) -> tuple[ModelPolicy, Mode]:
+    found = DEFAULTS.for_environment(name)
+    assert found is not None
+    return found
+
+
+def decide(facts: Facts, name: str, *, now: datetime = NOW) -> Decision:
+    policy, mode = env(name)
+    return evaluate(policy, facts, now=now, mode=mode, environment=name)
+
+
+def good_facts(**changes: object) -> Facts:
+    facts = Facts(
+        name="acme/bert",
+        digest=DIGEST,
+        source_uri="hf://acme/bert",
+        commit=COMMIT,
+        files=(
+            FileFact("config.json", 10, "01" * 32, "json"),
+            FileFact("model.safetensors", 1000, "02" * 32, "safetensors"),
+        ),
+        license="apache-2.0",
+        attestations=(
+            AttestationFact(SIGNATURE, "registry", DIGEST, NOW - timedelta(days=1)),
+            AttestationFact(PROVENANCE, "registry", DIGEST, NOW - timedelta(days=1)),
+        ),
+        scans=tuple(
+            ScanFact(s, "1.0.0", "clean", NOW - timedelta(days=2), "none") for s in SCANNERS
+        ),
+    )
+    return dataclasses.replace(facts, **changes)  # type: ignore[arg-type]
+
+
+def status(decision: Decision, check_id: str) -> CheckStatus:
+    check = decision.check(check_id)
+    assert check is not None, [c.id for c in decision.checks]
+    return check.status
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_good_checkpoint_allowed_everywhere(name: str) -> None:
+    decision = decide(good_facts(), name)
+    assert decision.allowed, decision.reasons
+    assert decision.reasons == ()
+    assert all(c.status is CheckStatus.PASS for c in decision.checks)
+
+
+def test_unsigned_denied_in_prod_allowed_with_warning_in_dev() -> None:
+    unsigned = good_facts(attestations=())
+    prod = decide(unsigned, "prod")
+    assert not prod.allowed
+    assert status(prod, f"attestations.{SIGNATURE}") is CheckStatus.FAIL
+    assert "missing https://model_signing/signature/v1.0 attestation" in " ".join(prod.reasons)
+    dev = decide(unsigned, "dev")
+    assert dev.allowed
+    assert dev.mode is Mode.WARN
+    assert status(dev, f"attestations.{SIGNATURE}") is CheckStatus.WARN
+    assert dev.reasons
+
+
+def test_audit_mode_allows_and_records() -> None:
+    policy, _ = env("prod")
+    decision = evaluate(policy, good_facts(attestations=()), now=NOW, mode=Mode.AUDIT)
+    assert decision.allowed
+    assert status(decision, f"attestations.{SIGNATURE}") is CheckStatus.FAIL
+
+
+def test_malicious_scan_denied_where_enforced() -> None:
+    scans = tuple(
+        ScanFact(s, "1.0.0", "malicious" if s == "pickle" else "clean", NOW, "critical")
+        for s in SCANNERS
+    )
+    for name in ("staging", "prod"):
+        decision = decide(good_facts(scans=scans), name)
+        assert not decision.allowed
+        assert "verdict malicious" in decision.reasons[0]
+    assert status(decide(good_facts(scans=scans), "dev"), "scans.pickle") is CheckStatus.WARN
+
+
+def test_errored_or_missing_scan_is_never_clean() -> None:
+    errored = tuple(ScanFact(s, "1.0.0", "error", NOW, None) for s in SCANNERS)
+    assert status(decide(good_facts(scans=errored), "dev"), "scans.pickle") is CheckStatus.WARN
+    assert not decide(good_facts(scans=errored), "prod").allowed
+    missing = decide(good_facts(scans=good_facts().scans[1:]), "prod")
+    assert not missing.allowed
+    assert "no pickle scan" in missing.reasons[0]
+
+
+def test_stale_scan_denied() -> None:
+    # The scans finished two days before NOW; prod allows 30 days (a fake clock, no sleeps).
+    fresh = decide(good_facts(), "prod", now=NOW + timedelta(days=28) - timedelta(seconds=1))
+    assert fresh.allowed
+    assert fresh.expires_at == NOW + timedelta(days=28)
+    stale = decide(good_facts(), "prod", now=NOW + timedelta(days=28))
+    assert not stale.allowed
+    assert "stale" in stale.reasons[0]
+    assert decide(good_facts(), "staging", now=NOW + timedelta(days=28)).allowed
+
+
+def test_pickle_denied_in_prod_allowed_if_clean_in_staging() -> None:
+    files = (*good_facts().files, FileFact("pytorch_model.bin", 100, "03" * 32, "pytorch"))
+    prod = decide(good_facts(files=files), "prod")
+    assert not prod.allowed
+    assert status(prod, "formats.pickle-based") is CheckStatus.FAIL
+    assert decide(good_facts(files=files), "staging").allowed
+
+
+def test_unpinned_revision_and_unknown_license_denied_in_prod() -> None:
+    assert status(decide(good_facts(commit="main"), "prod"), "revisions.pinned") is CheckStatus.FAIL
+    decision = decide(good_facts(license=None), "prod")
+    assert status(decision, "licenses") is CheckStatus.FAIL
+    assert "license unknown" in decision.reasons[0]
+    assert status(decide(good_facts(license="wtfpl"), "prod"), "licenses") is CheckStatus.FAIL
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_quarantine_denies_in_every_environment(name: str) -> None:
+    decision = decide(good_facts(quarantined=True), name)
+    assert not decision.allowed
+    assert status(decision, "quarantine") is CheckStatus.FAIL
+    policy, _ = env(name)
+    audit = evaluate(policy, good_facts(quarantined=True), now=NOW, mode=Mode.AUDIT)
+    assert not audit.allowed
+
+
+def test_untrusted_signer_does_not_count() -> None:
+    atts = (
+        AttestationFact(SIGNATURE, "mallory", DIGEST, NOW),
+        AttestationFact(PROVENANCE, "registry", DIGEST, NOW),
+    )
+    decision = decide(good_facts(attestations=atts), "prod")
+    assert not decision.allowed
+    assert "untrusted signers: mallory" in decision.reasons[0]
+
+
+def test_attestation_over_other_subject_does_not_count() -> None:
+    other = "sha256:" + "cd" * 32
+    atts = (
+        AttestationFact(SIGNATURE, "registry", other, NOW),
+        AttestationFact(PROVENANCE, "registry", DIGEST, NOW),
+    )
+    assert not decide(good_facts(attestations=atts), "prod").allowed
+
+
+KEYED = """\
+apiVersion: modelctl.dev/v1
+kind: ModelPolicy
+metadata: {name: keyed}
+spec:
+  signers:
+    - name: release
+      kind: key
+      key: {hint: release-2026}
+      notAfter: 2026-12-01T00:00:00Z
+    - name: ci
+      kind: keyless
+      keyless:
+        issuer: https://token.actions.githubusercontent.com
+        subjectPattern: '^https://github\\.com/acme/.+$'
+  attestations:
+    - predicateType: https://model_signing/signature/v1.0
+      signers: [release, ci]
+      threshold: 2
+  exceptions:
+    - id: EXC-7
+      scope: {name: "acme/*"}
+      waive: [rules.small]
+      reason: known large model
+      approver: alice@example.com
+      expires: 2026-11-25T00:00:00Z
+  rules:
+    - id: small
+      expression: checkpoint.files.all(f, f.size < 500)
+      message: a file is 500 bytes or larger
+    - id: hf-only
+      expression: checkpoint.source.uri.startsWith("hf://")
+      message: only Hugging Face sources
+    - id: has-field
+      expression: checkpoint.source.nope == "x"
+      message: never reached
+"""
+
+
+def keyed_facts(**changes: object) -> Facts:
+    atts = (
+        AttestationFact(SIGNATURE, "release-2026", DIGEST, NOW),
+        AttestationFact(
+            SIGNATURE,
+            "https://github.com/acme/mirror/.github/workflows/m.yml@refs/heads/main",
+            DIGEST,
+            NOW,
+            issuer="https://token.actions.githubusercontent.com",
+        ),
+    )
+    return good_facts(attestations=atts, **changes)
+
+
+def keyed_policy() -> ModelPolicy:
+    (policy,) = load_policies(KEYED, "keyed.yaml").policies
+    return policy
+
+
+def test_k_of_n_and_expired_key() -> None:
+    policy = keyed_policy()
+    check_id = f"attestations.{SIGNATURE}"
+    ok = evaluate(policy, keyed_facts(), now=NOW)
+    assert status(ok, check_id) is CheckStatus.PASS
+    late = evaluate(policy, keyed_facts(), now=datetime(2026, 12, 2, tzinfo=UTC))
+    assert status(late, check_id) is CheckStatus.FAIL
+    assert "key expired" in late.check(check_id).message  # type: ignore[union-attr]
+    one = keyed_facts()
+    only_ci = dataclasses.replace(one, attestations=one.attestations[1:])
+    assert status(evaluate(policy, only_ci, now=NOW), check_id) is CheckStatus.FAIL
+    wrong_issuer = dataclasses.replace(
+        one,
+        attestations=(
+            one.attestations[0],
+            dataclasses.replace(one.attestations[1], issuer="https://evil.example"),
+        ),
+    )
+    assert status(evaluate(policy, wrong_issuer, now=NOW), check_id) is CheckStatus.FAIL
+
+
+def test_cel_rules_true_false_and_runtime_error() -> None:
+    decision = evaluate(keyed_policy(), keyed_facts(), now=NOW)
+    assert status(decision, "rules.hf-only") is CheckStatus.PASS
+    small = decision.check("rules.small")
+    assert small is not None
+    assert small.status is CheckStatus.WAIVED  # 1000-byte safetensors, waived by EXC-7
+    error = decision.check("rules.has-field")
+    assert error is not None
+    assert error.status is CheckStatus.FAIL
+    assert "Key not found" in error.message
+    assert not decision.allowed
+    ms = evaluate(keyed_policy(), keyed_facts(source_uri="ms://acme/bert"), now=NOW)
+    hf_only = ms.check("rules.hf-only")
+    assert hf_only is not None
+    assert hf_only.status is CheckStatus.FAIL
+    assert hf_only.message == "only Hugging Face sources"
+
+
+def test_exception_waives_until_it_expires() -> None:
+    text = KEYED.replace(
+        """    - id: has-field
+      expression: checkpoint.source.nope == "x"
+      message: never reached
+""",
+        "",
+    )
+    (policy,) = load_policies(text, "keyed.yaml").policies
+    before = evaluate(policy, keyed_facts(), now=NOW)
+    assert before.allowed, before.reasons
+    assert before.exceptions_applied == ("EXC-7",)
+    assert status(before, "rules.small") is CheckStatus.WAIVED
+    assert before.expires_at == datetime(2026, 11, 25, tzinfo=UTC)
+    after = evaluate(policy, keyed_facts(), now=datetime(2026, 11, 25, tzinfo=UTC))
+    assert not after.allowed
+    assert status(after, "rules.small") is CheckStatus.FAIL
+    other = evaluate(policy, keyed_facts(name="other/model"), now=NOW)
+    assert status(other, "rules.small") is CheckStatus.FAIL
+
+
+def test_decision_expiry_is_earliest_deadline() -> None:
+    decision = decide(good_facts(), "prod")
+    assert decision.expires_at == NOW - timedelta(days=2) + timedelta(days=30)
+    policy = keyed_policy()
+    without_exception = dataclasses.replace(policy, exceptions=(), rules=())
+    keyed = evaluate(without_exception, keyed_facts(), now=NOW)
+    assert keyed.expires_at == datetime(2026, 12, 1, tzinfo=UTC)  # key notAfter
+
+
+def test_decision_records_policy_digest_and_is_deterministic() -> None:
+    policy, _ = env("prod")
+    a = decide(good_facts(), "prod")
+    b = decide(good_facts(), "prod")
+    assert a == b
+    assert a.policy_digest == policy.digest
+    assert a.policy_digest == load_default_policies().policy("prod").digest  # type: ignore[union-attr]
+    assert a.checkpoint_digest == DIGEST
+
+
+def test_malformed_digest_denied_in_warn_mode() -> None:
+    decision = decide(good_facts(digest="sha256:nope"), "dev")
+    assert not decision.allowed
+    assert status(decision, "digest") is CheckStatus.FAIL
+
+
+def test_naive_clock_refused() -> None:
+    policy, _ = env("dev")
+    with pytest.raises(InvalidInputError, match="timezone"):
+        evaluate(policy, good_facts(), now=datetime(2026, 1, 1))
+
+
+def test_cel_rules_see_timestamps_and_attestations() -> None:
+    rules = (
+        "  rules:\n"
+        "    - id: fresh\n"
+        "      expression: scans.all(s, now - timestamp(s.finishedAt) < duration('72h'))\n"
+        "      message: a scan is older than three days\n"
+        "    - id: signed\n"
+        "      expression: attestations.exists(a, a.signer == 'registry' && a.subject == "
+        "checkpoint.digest)\n"
+        "      message: no registry attestation\n"
+    )
+    text = DEFAULTS_TEXT.split("\n---\n")[0].rstrip("\n") + "\n" + rules
+    (policy,) = load_policies(text, "p.yaml").policies
+    assert evaluate(policy, good_facts(), now=NOW).allowed
+    late = evaluate(policy, good_facts(), now=NOW + timedelta(days=1))
+    assert status(late, "rules.fresh") is CheckStatus.FAIL
+    assert late.check("rules.fresh").message == "a scan is older than three days"  # type: ignore[union-attr]
