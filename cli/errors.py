@@ -7,7 +7,7 @@ environment error. Every non-zero exit prints one line on stderr saying why.
 from __future__ import annotations
 
 from attestations.errors import AttestationError, VerificationError
-from registry.errors import IntegrityFailure, RegistryError
+from registry.errors import Denied, IntegrityFailure, RegistryError
 
 EXIT_OK = 0
 EXIT_NO = 1
@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 
 
 def exit_code_for(error: RegistryError | AttestationError) -> int:
-    if isinstance(error, IntegrityFailure | VerificationError):
+    if isinstance(error, IntegrityFailure | Denied | VerificationError):
         return EXIT_NO
     return EXIT_ERROR
 

@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from attestations.errors import AttestationError
-from cli import render, scanning, signing
+from cli import policy, render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
@@ -54,6 +54,7 @@ app.add_typer(signing.keys_app, name="keys")
 app.command("sign")(signing.sign)
 app.command("verify")(signing.verify)
 app.command("scan")(scanning.scan)
+app.add_typer(policy.policy_app, name="policy")
 
 
 @app.command()

@@ -6,7 +6,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, iso
+from registry.views import (
+    AttestResult,
+    CheckpointView,
+    DecisionView,
+    MirrorResult,
+    ModelSummary,
+    iso,
+)
 
 
 def human_size(n: int) -> str:
@@ -126,3 +133,18 @@ def scan_text(data: dict[str, Any], *, verbose: bool = False) -> str:
             else " (not attested: set MODELCTL_SIGNING_KEY_PASSPHRASE)"
         )
     return "\n".join([header, *lines])
+
+
+_STATUS_MARK = {"pass": "pass", "fail": "FAIL", "warn": "warn", "waived": "waived"}
+
+
+def decision_text(d: DecisionView) -> str:
+    verdict = "ALLOWED" if d.allowed else "DENIED"
+    lines = [
+        f"{verdict} {d.name}@{d.digest} in {d.environment} (policy {d.policy_name}, mode {d.mode})",
+    ]
+    if d.expires_at is not None:
+        lines.append(f"  decision valid until {iso(d.expires_at)}")
+    rows = [[_STATUS_MARK.get(c["status"], c["status"]), c["id"], c["message"]] for c in d.checks]
+    lines.append(_table(rows, ["STATUS", "CHECK", "WHY"]))
+    return "\n".join(lines)

@@ -7,25 +7,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
-from registry.errors import InputError, StorageError
+from registry.errors import Denied, InputError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
 from registry.scanners.base import ScanLimits
-from registry.service import attest, checkpoints
+from registry.service import admission, attest, checkpoints
 from registry.service import scan as scan_service
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, ScanOutcome
+from registry.views import (
+    AttestResult,
+    CheckpointView,
+    DecisionView,
+    MirrorResult,
+    ModelSummary,
+    ScanOutcome,
+)
 
 
 class EmbeddedRegistry:
@@ -129,6 +138,67 @@ class EmbeddedRegistry:
                 recorded=tuple(checkpoints.scan_view(r) for r in rows),
             )
 
+    def _registry_public_key(self) -> bytes | None:
+        pub = self.settings.signing_key_path.with_suffix(".pub")
+        if pub.is_file():
+            return pub.read_bytes()
+        if self.settings.signing_key_passphrase and self.settings.signing_key_path.is_file():
+            return registry_signer(self.settings).public_pem
+        return None
+
+    def policy_check(
+        self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
+    ) -> DecisionView:
+        from policies import PolicyError, evaluate, load_default_policies, load_policies
+
+        try:
+            policy_set = (
+                load_policies(policy_text, policy_file)
+                if policy_text is not None
+                else load_default_policies()
+            )
+        except PolicyError as exc:
+            raise InputError(exc.message) from exc
+        bound = policy_set.for_environment(environment)
+        if bound is None:
+            raise Denied(
+                f"no policy is bound to environment {environment!r}: denied (fail closed)",
+                reasons=[f"binding: no policy for {environment!r}"],
+            )
+        policy, mode = bound
+        parsed = Ref.parse(ref)
+        now = datetime.now(UTC)
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            facts = admission.checkpoint_facts(
+                checkpoint,
+                blobs=self.blobs,
+                registry_public_key=self._registry_public_key(),
+                now=now,
+            )
+        decision = evaluate(policy, facts, now=now, mode=mode, environment=environment)
+        return DecisionView(
+            name=facts.name,
+            digest=facts.digest,
+            environment=environment,
+            allowed=decision.allowed,
+            mode=str(decision.mode.value),
+            policy_name=decision.policy_name,
+            policy_digest=decision.policy_digest,
+            checks=tuple(
+                {
+                    "id": c.id,
+                    "status": str(c.status.value),
+                    "message": c.message,
+                    "evidence": {k: _jsonable(v) for k, v in c.evidence.items()},
+                }
+                for c in decision.checks
+            ),
+            evaluated_at=decision.evaluated_at,
+            expires_at=decision.expires_at,
+            reasons=decision.reasons,
+        )
+
     def attest(self, ref: str) -> AttestResult:
         parsed = Ref.parse(ref)
         signer = registry_signer(self.settings)
@@ -146,3 +216,15 @@ class EmbeddedRegistry:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             return checkpoints.inspect(session, parsed)
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -39,6 +39,10 @@ class AuthenticationRequired(UpstreamError):
     """The source wants credentials we do not have, or refused the ones we sent."""
 
 
+class Denied(RegistryError):
+    """The policy says no (or nothing is bound: fail closed). `reasons` holds the failed checks."""
+
+
 class IntegrityFailure(RegistryError):
     """Bytes do not match their expected digest or size. Never a warning."""
 

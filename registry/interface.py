@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from registry.service.progress import Progress
-from registry.views import AttestResult, CheckpointView, MirrorResult, ModelSummary, ScanOutcome
+from registry.views import (
+    AttestResult,
+    CheckpointView,
+    DecisionView,
+    MirrorResult,
+    ModelSummary,
+    ScanOutcome,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,4 +33,7 @@ class Registry(Protocol):
     def inspect(self, ref: str) -> CheckpointView: ...
     def attest(self, ref: str) -> AttestResult: ...
     def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome: ...
+    def policy_check(
+        self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
+    ) -> DecisionView: ...
     def close(self) -> None: ...

@@ -213,3 +213,34 @@ class ModelSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "checkpoints": [c.to_json() for c in self.checkpoints]}
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionView:
+    """An admission decision about one checkpoint in one environment."""
+
+    name: str
+    digest: str
+    environment: str
+    allowed: bool
+    mode: str
+    policy_name: str
+    policy_digest: str
+    checks: tuple[dict[str, Any], ...]
+    evaluated_at: datetime
+    expires_at: datetime | None
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "environment": self.environment,
+            "allowed": self.allowed,
+            "mode": self.mode,
+            "policy": {"name": self.policy_name, "digest": self.policy_digest},
+            "checks": list(self.checks),
+            "evaluated_at": iso(self.evaluated_at),
+            "expires_at": iso(self.expires_at) if self.expires_at else None,
+            "reasons": list(self.reasons),
+        }

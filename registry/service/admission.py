@@ -1,0 +1,151 @@
+"""Gather the facts about a checkpoint and let the (pure) policy decide.
+
+Facts are established now, not read from columns: every stored attestation is re-verified
+with the registry's public key before it counts; scans are the latest run of each scanner;
+file formats are what the scanners recognised by content.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from attestations.bundle import Bundle
+from attestations.digests import Digest
+from attestations.errors import AttestationError
+from attestations.intoto import Statement
+from attestations.keys import PublicKeyVerifier, load_public_key
+from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
+from registry.blobs.base import BlobStore
+from registry.db.models import Checkpoint, Scan
+
+#: Formats by the scanner that recognised a file (docs/formats/scan.md).
+_FORMAT_BY_SCANNER = {
+    "pickle": "pickle",
+    "safetensors": "safetensors",
+    "gguf": "gguf",
+    "keras": "keras",
+    "onnx": "onnx",
+}
+#: Without a scan, these names are assumed pickle-based: fail closed.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+_SEVERITIES = ("info", "low", "medium", "high", "critical")
+_LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
+MODEL_CARD_BYTES = 64 * 1024
+
+
+def latest_scans(checkpoint: Checkpoint) -> list[Scan]:
+    latest: dict[str, Scan] = {}
+    for row in checkpoint.scans:
+        if row.scanner_id not in latest or row.id > latest[row.scanner_id].id:
+            latest[row.scanner_id] = row
+    return [latest[k] for k in sorted(latest)]
+
+
+def _formats(checkpoint: Checkpoint, scans: list[Scan]) -> dict[str, str]:
+    formats: dict[str, str] = {}
+    for row in scans:
+        fmt = _FORMAT_BY_SCANNER.get(row.scanner_id)
+        files = row.report.get("files", []) if isinstance(row.report, dict) else []
+        for entry in files:
+            if fmt and isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                formats[entry["path"]] = fmt
+    for f in checkpoint.files:
+        if f.path not in formats:
+            lower = f.path.lower()
+            if not scans and lower.endswith(_PICKLE_SUFFIXES):
+                formats[f.path] = "pickle"
+            else:
+                formats[f.path] = Path(lower).suffix.lstrip(".") or "data"
+    return formats
+
+
+def _max_severity(row: Scan) -> str | None:
+    ranks = [
+        _SEVERITIES.index(finding["severity"])
+        for entry in (row.report.get("files", []) if isinstance(row.report, dict) else [])
+        if isinstance(entry, dict)
+        for finding in entry.get("findings", [])
+        if isinstance(finding, dict) and finding.get("severity") in _SEVERITIES
+    ]
+    return _SEVERITIES[max(ranks)] if ranks else None
+
+
+def model_card_license(checkpoint: Checkpoint, blobs: BlobStore) -> str | None:
+    """`license:` from the model card's YAML front matter (README.md), lower-cased."""
+    card = next((f for f in checkpoint.files if f.path.lower() == "readme.md"), None)
+    if card is None:
+        return None
+    with blobs.open(Digest(card.sha256)) as f:
+        head = f.read(MODEL_CARD_BYTES)
+    if not head.startswith(b"---"):
+        return None
+    front = head.split(b"\n---", 1)[0]
+    match = _LICENSE.search(front)
+    return match.group(1).decode().lower() if match else None
+
+
+def verified_attestations(
+    checkpoint: Checkpoint, registry_public_key: bytes | None, now: datetime
+) -> list[AttestationFact]:
+    """The stored attestations that verify now with the registry's key, as policy facts."""
+    if registry_public_key is None:
+        return []
+    verifier = PublicKeyVerifier([load_public_key(registry_public_key)])
+    facts: list[AttestationFact] = []
+    for row in checkpoint.attestations:
+        try:
+            envelope = verifier.verify(Bundle.from_bytes(row.bundle))
+            statement = Statement.from_payload(envelope.payload)
+        except AttestationError:
+            continue  # does not verify: it does not count (and is never trusted from columns)
+        for subject in statement.subjects:
+            digest = subject.digest.get("sha256")
+            if digest:
+                facts.append(
+                    AttestationFact(
+                        predicate_type=statement.predicate_type,
+                        signer=REGISTRY_SIGNER,
+                        subject_digest=f"sha256:{digest}",
+                        verified_at=now,
+                    )
+                )
+    return facts
+
+
+def checkpoint_facts(
+    checkpoint: Checkpoint,
+    *,
+    blobs: BlobStore,
+    registry_public_key: bytes | None,
+    now: datetime | None = None,
+) -> Facts:
+    now = now or datetime.now(UTC)
+    scans = latest_scans(checkpoint)
+    formats = _formats(checkpoint, scans)
+    return Facts(
+        name=checkpoint.model.full_name,
+        digest=f"sha256:{checkpoint.manifest_digest}",
+        source_uri=checkpoint.source_uri,
+        commit=checkpoint.source_commit,
+        files=tuple(
+            FileFact(path=f.path, size=f.size, sha256=f.sha256, format=formats[f.path])
+            for f in checkpoint.files
+        ),
+        license=model_card_license(checkpoint, blobs),
+        attestations=tuple(verified_attestations(checkpoint, registry_public_key, now)),
+        scans=tuple(
+            ScanFact(
+                scanner=row.scanner_id,
+                version=row.scanner_version,
+                verdict=row.verdict,
+                finished_at=row.finished_at
+                if row.finished_at.tzinfo
+                else row.finished_at.replace(tzinfo=UTC),
+                max_severity=_max_severity(row),
+            )
+            for row in scans
+        ),
+        revisions=tuple(r.revision for r in checkpoint.revisions),
+    )

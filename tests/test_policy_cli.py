@@ -1,0 +1,119 @@
+"""`modelctl policy check` end to end: facts gathered and re-verified now, decided by policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from registry.db.engine import make_engine
+from tests.fakes.hfhub import FakeHub
+
+CARD = b"---\nlicense: apache-2.0\n---\n# tiny\n"
+CORPUS = Path(__file__).parent / "assets" / "corpus"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        yield fake
+
+
+def mirror(run_cli: Any, hub: FakeHub, files: dict[str, bytes], repo: str = "org/tiny") -> str:
+    hub.add_repo(repo, files)
+    result = run_cli("mirror", f"hf://{repo}", "--json")
+    assert result.code == 0, result.stderr
+    digest: str = result.json()["digest"]
+    return digest
+
+
+def checks(result: Any) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in result.json()["checks"]}
+
+
+def test_unsigned_denied_in_prod_allowed_with_warning_in_dev(run_cli: Any, hub: FakeHub) -> None:
+    mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    prod = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
+    assert prod.code == 1
+    assert prod.json()["allowed"] is False
+    assert checks(prod)["attestations.https://model_signing/signature/v1.0"] == "fail"
+    dev = run_cli("policy", "check", "org/tiny", "--env", "dev", "--json")
+    assert dev.code == 0
+    assert dev.json()["allowed"] is True
+    assert "warn" in checks(dev).values()
+    # Attested, pinned, scanned clean, known license: prod says yes.
+    assert run_cli("attest", "org/tiny").code == 0
+    allowed = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
+    assert allowed.code == 0, allowed.stdout
+    assert allowed.json()["policy"]["name"] == "prod"
+    assert allowed.json()["expires_at"] is not None
+    text_out = run_cli("policy", "check", "org/tiny", "--env", "prod")
+    assert text_out.stdout.startswith("ALLOWED org/tiny@sha256:")
+
+
+def test_a_malicious_finding_is_denied_where_enforce_applies(run_cli: Any, hub: FakeHub) -> None:
+    evil = (CORPUS / "pickle" / "os_system_global_reduce_p0.pkl").read_bytes()
+    mirror(run_cli, hub, {"README.md": CARD, "pytorch_model.bin": evil})
+    run_cli("attest", "org/tiny")
+    for env in ("prod", "staging"):
+        result = run_cli("policy", "check", "org/tiny", "--env", env, "--json")
+        assert result.code == 1, env
+        assert checks(result)["scans.pickle"] == "fail"
+
+
+def test_a_tampered_attestation_does_not_count(
+    run_cli: Any, hub: FakeHub, isolated_env: Path
+) -> None:
+    mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    run_cli("attest", "org/tiny")
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+    engine = make_engine(f"sqlite:///{isolated_env / 'registry.db'}")
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT id, bundle FROM attestations")).all()
+        for row_id, bundle in rows:
+            flipped = bytes(bundle).replace(b'"sig": "M', b'"sig": "N', 1)
+            conn.execute(
+                text("UPDATE attestations SET bundle = :b WHERE id = :i"),
+                {"b": flipped, "i": row_id},
+            )
+    engine.dispose()
+    result = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
+    assert result.code == 1
+    assert checks(result)["attestations.https://slsa.dev/provenance/v1"] == "fail"
+
+
+def test_unbound_environment_fails_closed(run_cli: Any, hub: FakeHub) -> None:
+    mirror(run_cli, hub, {"README.md": CARD})
+    result = run_cli("policy", "check", "org/tiny", "--env", "qa", "--json")
+    assert result.code == 1
+    assert result.json()["kind"] == "denied"
+    assert "no policy is bound" in result.stderr
+
+
+def test_custom_policy_file_and_lint(run_cli: Any, hub: FakeHub, tmp_path: Path) -> None:
+    mirror(run_cli, hub, {"README.md": CARD})
+    default = Path(__file__).parents[1] / "policies" / "defaults" / "default.yaml"
+    assert run_cli("policy", "lint", str(default)).code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(default.read_text().replace("licenses:", "licences:", 1))
+    linted = run_cli("policy", "lint", str(bad), "--json")
+    assert linted.code == 1
+    assert any(m["level"] == "error" and m["line"] > 0 for m in linted.json()["messages"])
+    refused = run_cli("policy", "check", "org/tiny", "--env", "prod", "--policy", str(bad))
+    assert refused.code == 2
+    assert "licences" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def _safetensors() -> bytes:
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + bytes(8)
