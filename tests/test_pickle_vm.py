@@ -947,3 +947,157 @@ def test_joblib_wrappers_inside_a_plain_nested_pickle_read_no_array_data() -> No
         Verdict.MALICIOUS
     )
     assert "pickle.malformed" not in rules(scan(P2 + binbytes(inner) + b"."))
+
+
+# --- the optional C accelerator agrees with the pure-Python machine ----------------------------
+
+
+def _differential_inputs() -> Iterator[tuple[bytes, ScanLimits]]:
+    import random
+    import zipfile
+    from pathlib import Path
+
+    corpus = Path(__file__).parent / "assets" / "corpus"
+    seeds: list[bytes] = [*_corpus(), torch_like_state_dict(), torch_like_state_dict(3), RCE]
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        seeds.append(raw)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist()[:64]:
+                    try:
+                        seeds.append(archive.read(info))
+                    except (
+                        zipfile.BadZipFile,
+                        NotImplementedError,
+                        EOFError,
+                        OSError,
+                        RuntimeError,
+                    ):
+                        continue  # a deliberately broken archive member
+    edge = [
+        P2 + b"]q\x00(K\x01K\x02e" + b"h\x00h\x05.",  # BINGET of a missing key
+        P2 + b"]q\x05K\x01a.",  # BINPUT past len(memo): the memo turns sparse
+        P2 + b"]q\x00h\x00a.",  # a list appended to itself through the memo
+        P2 + b"](K\x01K\x02u.",  # SETITEMS on a list keeps nothing
+        P2 + b"(K\x01e.",  # APPENDS with nothing below its MARK
+        P2 + b"}(K\x01u.",  # odd SETITEMS
+        P2 + b"\x8c\x02\xed\xa0\x85.",  # a lone surrogate (surrogatepass)
+        P2 + b"\x8c\x02\xff\xfe.",  # not UTF-8 at all
+        P2 + b"\x8a\x09" + bytes(9) + b".",  # LONG1 longer than 8 bytes
+        P2 + b"\x8a\x03\x00\x00\x80\x8a\x00\x8a\x08" + b"\xff" * 8 + b"\x87.",
+        P4 + b"\x95" + struct.pack("<Q", 10**6) + b"N.",  # FRAME longer than the data
+        P2 + b"]" + glob("collections", "OrderedDict") + b")R" + b"K\x01a" + b"(K\x01K\x02u.",
+        P2 + b"(K\x01K\x02K\x03\x87l(t)0.",
+    ]
+    seeds.extend(edge)
+    body = _wrapper(F8)[2:] + bytes(16)  # joblib array bytes inside a FRAME (frame_end)
+    seeds.append(P4 + b"\x95" + struct.pack("<Q", len(body)) + body + b".")
+    seeds.extend(joblib_bytes(np.arange(7.0), protocol=p) for p in (2, 4))
+    for data in seeds:
+        yield data, LIMITS
+    # Every truncation and random byte flips of small pickles: the C code must stop exactly
+    # where the Python loop would raise, leaving the same state behind.
+    rng = random.Random(20261122)
+    small = [d for d in (*_corpus(), *edge, torch_like_state_dict()) if len(d) < 4096]
+    for data in small:
+        for cut in range(len(data)):
+            yield data[:cut], LIMITS
+        for _ in range(20):
+            flipped = bytearray(data)
+            for _ in range(rng.randint(1, 4)):
+                flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+            yield bytes(flipped), LIMITS
+    # Large pure-data pickles, and every bound hit at and around chunk boundaries.
+    items: list[object] = []
+    for i in range(12_000):
+        items.extend((i * 0.25, i - 30_000, 2**40 + i, f"s{i}", b"b", (i,), {"k": [i]}, None))
+    for protocol in (2, 3, 4, 5):
+        data = pickle.dumps(items, protocol)
+        yield data, LIMITS
+        yield data + data[:100], LIMITS  # stacked, then trailing garbage
+    data = pickle.dumps(items[:20_000], 4)
+    for opcodes in (1, 4095, 4096, 4097, 10_000, 20_001):
+        yield data, ScanLimits(max_opcodes=opcodes)
+    yield data, ScanLimits(max_stack_depth=3)
+    yield pickle.dumps([[i] for i in range(9000)], 2), ScanLimits(max_memo_entries=5000)
+    yield pickle.dumps(list(range(20_000)), 2), ScanLimits(max_stack_depth=999)
+
+
+def _as_call_argument(data: bytes) -> bytes:
+    """`os.system(<the pickle's value>)`, so that the value itself reaches a recorded call."""
+    if len(data) < 3 or data[0] != 0x80 or not data.endswith(b"."):
+        return b""
+    return data[:2] + glob("os", "system") + data[2:-1] + b"\x85R."
+
+
+def _plain(value: object, seen: dict[int, int]) -> object:
+    """A comparable, cycle-safe image of a symbolic value (floats by their bits)."""
+    from registry.scanners import pickle_vm
+
+    if isinstance(value, float):
+        return ("float", struct.pack("<d", value))
+    if isinstance(value, (list, tuple, pickle_vm.PDict, pickle_vm.PSet, pickle_vm.CallResult)):
+        if id(value) in seen:
+            return ("seen", seen[id(value)])
+        seen[id(value)] = len(seen)
+        if isinstance(value, pickle_vm.PDict):
+            return ("dict", [(_plain(k, seen), _plain(v, seen)) for k, v in value.items])
+        if isinstance(value, pickle_vm.PSet):
+            return ("set", value.frozen, [_plain(v, seen) for v in value.items])
+        if isinstance(value, pickle_vm.CallResult):
+            parts = (value.func, value.args, value.kwargs, value.items, value.state)
+            return ("call", [_plain(v, seen) for v in parts])
+        return (type(value).__name__, [_plain(v, seen) for v in value])
+    if isinstance(value, pickle_vm.GlobalRef):
+        return ("global", value.qualname, value.offset)
+    if isinstance(value, pickle_vm.PersistentRef):
+        return ("pid", _plain(value.pid, seen), value.offset)
+    if isinstance(value, pickle_vm.ExtRef | pickle_vm.BufferRef | pickle_vm.BigInt):
+        return (type(value).__name__, [getattr(value, n) for n in type(value).__slots__])
+    return (type(value).__name__, repr(value)[:1000])
+
+
+def test_the_c_accelerator_changes_no_verdict_finding_or_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast_module = pytest.importorskip("registry.scanners._pickle_fast")
+    from registry.scanners import pickle_vm
+
+    ran = [0]
+
+    def counting(*args: Any) -> tuple[int, int, int]:
+        result: tuple[int, int, int] = fast_module.run_data(*args)
+        ran[0] += result[1]
+        return result
+
+    # Every value a call receives, in full: the whole stream becomes os.system(<its value>).
+    seen: list[object] = []
+    original_call = pickle_vm._Machine.call
+
+    def recording(self: Any, func: object, args: object, *rest: Any) -> Any:
+        seen.append(_plain(args, {}))
+        return original_call(self, func, args, *rest)
+
+    monkeypatch.setattr(pickle_vm._Machine, "call", recording)
+    compared = 0
+    for plain_data, limits in _differential_inputs():
+        for data in (plain_data, _as_call_argument(plain_data)):
+            if not data:
+                continue
+            seen.clear()
+            monkeypatch.setattr(pickle_vm, "_FAST", None)
+            pure = analyze_pickle(data, limits=limits)
+            pure_values = list(seen)
+            seen.clear()
+            monkeypatch.setattr(pickle_vm, "_FAST", counting)
+            fast = analyze_pickle(data, limits=limits)
+            assert seen == pure_values, data[:200]
+            assert fast.verdict is pure.verdict, data[:200]
+            assert fast.findings == pure.findings, data[:200]
+            assert fast.pickles == pure.pickles
+            assert fast.opcodes == pure.opcodes
+            assert fast == pure
+            compared += 1
+    assert compared > 1000
+    assert ran[0] > 500_000  # the accelerator did run most opcodes of the large pickles

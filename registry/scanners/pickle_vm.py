@@ -20,6 +20,9 @@ pickle are `pickle.trailing-data`. A stream that breaks is `malformed`, and wors
 non-allowlisted call ran before the break (the nullifAI pattern). Every `ScanLimits` bound
 that applies ends the scan with a finding and a verdict that is never clean.
 
+Runs of plain-data opcodes go to the optional C extension `_pickle_fast` when it is built
+(same effects, stops before anything else; `MODELCTL_PICKLE_PURE=1` turns it off).
+
 The public entry points are `scan_pickle_bytes` (a verdict for the container layer) and
 `analyze_pickle` (the same plus the call graph and the offsets of each pickle).
 """
@@ -27,10 +30,11 @@ The public entry points are `scan_pickle_bytes` (a verdict for the container lay
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from registry.scanners.base import (
@@ -72,6 +76,23 @@ ARG_REPR_CHARS = 200
 #: one stack entry and one memo entry, so a bound is overshot by at most this much).
 _CHUNK = 4096
 _HIGHEST_PROTOCOL = 5
+
+#: The optional C accelerator (`_pickle_fast.c`): runs of plain-data opcodes, executed with
+#: exactly the effects of the loop in `_Machine.run`, stopping before anything else. None when
+#: the extension is not built or `MODELCTL_PICKLE_PURE=1` (read at import) asks for pure Python.
+_FastRun = Callable[
+    [bytes, int, int, list[object], list[int], list[object] | None, type, int],
+    tuple[int, int, int],
+]
+_FAST: _FastRun | None = None
+if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
+    try:
+        from registry.scanners import _pickle_fast
+
+        _FAST = _pickle_fast.run_data
+    except ImportError:  # not built (no compiler at install time): the pure-Python loop
+        _FAST = None
+
 #: LONG1/LONG4 values longer than this are kept as their size only.
 _MAX_LONG_BYTES = 64
 
@@ -1003,6 +1024,7 @@ class _Machine:
         max_stack = limits.max_stack_depth
         max_memo = limits.max_memo_entries
         u32, i32, f64 = _U32, _I32, _F64
+        fast = _FAST if type(data) is bytes else None
         op = 0
         try:
             while True:
@@ -1017,215 +1039,240 @@ class _Machine:
                 chunk = _CHUNK if budget > _CHUNK else budget
                 stopped = False
                 executed = chunk
-                for i in range(chunk):
-                    op = data[pos]
-                    pos += 1
-                    # Ordered by frequency in checkpoints and large pickles; `pos - 1` is the
-                    # opcode's offset until a branch advances `pos` (always its last step).
-                    if op == 0x71:  # BINPUT
-                        if len(stack) <= fence:
-                            raise _Malformed("PUT with an empty stack", pos - 1)
-                        key = data[pos]
-                        pos += 1
-                        if sparse is None and key == len(memo):
-                            memo_append(stack[-1])
-                        else:
-                            sparse = self.memo_put(memo, sparse, key, stack[-1])
-                    elif op == 0x72:  # LONG_BINPUT
-                        if len(stack) <= fence:
-                            raise _Malformed("PUT with an empty stack", pos - 1)
-                        key = u32(data, pos)[0]
-                        pos += 4
-                        if sparse is None and key == len(memo):
-                            memo_append(stack[-1])
-                        else:
-                            sparse = self.memo_put(memo, sparse, key, stack[-1])
-                    elif op == 0x94:  # MEMOIZE: the key is the number of memo entries
-                        if len(stack) <= fence:
-                            raise _Malformed("MEMOIZE with an empty stack", pos - 1)
-                        if sparse is None:
-                            memo_append(stack[-1])
-                        else:
-                            sparse[len(sparse)] = stack[-1]
-                    elif op == 0x4A:  # BININT
-                        append(i32(data, pos)[0])
-                        pos += 4
-                    elif op == 0x4B:  # BININT1
-                        append(data[pos])
-                        pos += 1
-                    elif op == 0x8C:  # SHORT_BINUNICODE
-                        end = pos + 1 + data[pos]
-                        if end > n:
-                            raise _Malformed("truncated string", pos - 1)
-                        try:
-                            append(data[pos + 1 : end].decode())
-                        except UnicodeDecodeError:  # lone surrogates are valid in pickles
-                            append(data[pos + 1 : end].decode("utf-8", "surrogatepass"))
-                        pos = end
-                    elif op == 0x58:  # BINUNICODE
-                        end = pos + 4 + u32(data, pos)[0]
-                        if end > n:
-                            raise _Malformed("truncated string", pos - 1)
-                        try:
-                            append(data[pos + 4 : end].decode())
-                        except UnicodeDecodeError:  # lone surrogates are valid in pickles
-                            append(data[pos + 4 : end].decode("utf-8", "surrogatepass"))
-                        pos = end
-                    elif op == 0x47:  # BINFLOAT
-                        append(f64(data, pos)[0])
-                        pos += 8
-                    elif op == 0x4D:  # BININT2
-                        append(data[pos] | data[pos + 1] << 8)
-                        pos += 2
-                    elif op == 0x68:  # BINGET
-                        key = data[pos]
-                        append(memo[key] if sparse is None else sparse[key])
-                        pos += 1
-                    elif op == 0x6A:  # LONG_BINGET
-                        key = u32(data, pos)[0]
-                        append(memo[key] if sparse is None else sparse[key])
-                        pos += 4
-                    elif op == 0x87:  # TUPLE3
-                        if len(stack) - 3 < fence:
-                            raise _Malformed("TUPLE3 stack underflow", pos - 1)
-                        c = pop()
-                        b = pop()
-                        stack[-1] = (stack[-1], b, c)
-                    elif op == 0x86:  # TUPLE2
-                        if len(stack) - 2 < fence:
-                            raise _Malformed("TUPLE2 stack underflow", pos - 1)
-                        b = pop()
-                        stack[-1] = (stack[-1], b)
-                    elif op == 0x85:  # TUPLE1
-                        if len(stack) <= fence:
-                            raise _Malformed("TUPLE1 stack underflow", pos - 1)
-                        stack[-1] = (stack[-1],)
-                    elif op == 0x28:  # MARK
-                        fence = len(stack)
-                        marks.append(fence)
-                    elif op == 0x65:  # APPENDS
-                        if not marks:
-                            raise _Malformed("APPENDS without MARK", pos - 1)
-                        m = marks.pop()
+                done = 0  # opcodes of this chunk run so far
+                while done < chunk:
+                    if fast is not None:
+                        # Plain-data opcodes in C; it stops before anything else (or anything
+                        # irregular), which the loop below then runs: one opcode, then C again.
+                        pos, ran, self.frame_end = fast(
+                            data,
+                            pos,
+                            chunk - done,
+                            stack,
+                            marks,
+                            memo if sparse is None else None,
+                            PDict,
+                            self.frame_end,
+                        )
                         fence = marks[-1] if marks else 0
-                        if m <= fence:
-                            raise _Malformed("APPENDS with no list below its MARK", pos - 1)
-                        target = stack[m - 1]
-                        if type(target) is list:
-                            target.extend(stack[m:])
-                        else:
-                            self.mutate(target, stack[m:], "APPENDS", pos - 1)
-                        del stack[m:]
-                    elif op == 0x75:  # SETITEMS
-                        if not marks:
-                            raise _Malformed("SETITEMS without MARK", pos - 1)
-                        m = marks.pop()
-                        fence = marks[-1] if marks else 0
-                        if m <= fence:
-                            raise _Malformed("SETITEMS with no dict below its MARK", pos - 1)
-                        if (len(stack) - m) & 1:
-                            raise _Malformed("odd number of items for SETITEMS", pos - 1)
-                        target = stack[m - 1]
-                        if type(target) is PDict:
-                            it = iter(stack[m:])
-                            target.items.extend(zip(it, it, strict=True))
-                        elif type(target) is not list:  # list[i] = v is valid
-                            self.mutate(target, stack[m:], "SETITEMS", pos - 1)
-                        del stack[m:]
-                    elif op == 0x52:  # REDUCE
-                        if len(stack) - 2 < fence:
-                            raise _Malformed("REDUCE stack underflow", pos - 1)
-                        args = pop()
-                        stack[-1] = self.call(stack[-1], args, None, "REDUCE", pos - 1)
-                    elif op == 0x74:  # TUPLE
-                        if not marks:
-                            raise _Malformed("TUPLE without MARK", pos - 1)
-                        m = marks.pop()
-                        fence = marks[-1] if marks else 0
-                        t = tuple(stack[m:])
-                        del stack[m:]
-                        append(t)
-                    elif op == 0x7D:  # EMPTY_DICT
-                        append(PDict())
-                    elif op == 0x5D:  # EMPTY_LIST
-                        append([])
-                    elif op == 0x29:  # EMPTY_TUPLE
-                        append(())
-                    elif op == 0x4E:  # NONE
-                        append(None)
-                    elif op == 0x89:  # NEWFALSE
-                        append(False)
-                    elif op == 0x88:  # NEWTRUE
-                        append(True)
-                    elif op == 0x51:  # BINPERSID
-                        if len(stack) <= fence:
-                            raise _Malformed("BINPERSID stack underflow", pos - 1)
-                        stack[-1] = self.persistent(stack[-1], pos - 1)
-                    elif op == 0x95:  # FRAME
-                        size = _U64(data, pos)[0]
-                        if pos + 8 + size > n:
-                            raise _Malformed("FRAME longer than the data", pos - 1)
-                        pos += 8
-                        self.frame_end = pos + size
-                    elif op == 0x61:  # APPEND
-                        if len(stack) - 2 < fence:
-                            raise _Malformed("APPEND stack underflow", pos - 1)
-                        item = pop()
-                        target = stack[-1]
-                        if type(target) is list:
-                            target.append(item)
-                        else:
-                            self.mutate(target, [item], "APPEND", pos - 1)
-                    elif op == 0x73:  # SETITEM
-                        if len(stack) - 3 < fence:
-                            raise _Malformed("SETITEM stack underflow", pos - 1)
-                        v = pop()
-                        k = pop()
-                        target = stack[-1]
-                        if type(target) is PDict:
-                            target.items.append((k, v))
-                        elif type(target) is not list:  # list[i] = v is valid
-                            self.mutate(target, [k, v], "SETITEM", pos - 1)
-                    elif op == 0x43:  # SHORT_BINBYTES
-                        end = pos + 1 + data[pos]
-                        if end > n:
-                            raise _Malformed("truncated bytes", pos - 1)
-                        append(data[pos + 1 : end])
-                        pos = end
-                    elif op == 0x42:  # BINBYTES
-                        end = pos + 4 + u32(data, pos)[0]
-                        if end > n:
-                            raise _Malformed("truncated bytes", pos - 1)
-                        append(data[pos + 4 : end])
-                        pos = end
-                    elif op == 0x2E:  # STOP
-                        if len(stack) <= fence:
-                            raise _Malformed("STOP with an empty stack", pos - 1)
-                        stopped = True
-                        executed = i + 1
-                        break
-                    elif op in (0x67, 0x70):  # GET, PUT: a text index read with int()
-                        nl = data.find(b"\n", pos)
-                        if nl < 0:
-                            raise _Malformed("memo index has no newline", pos - 1)
-                        try:
-                            key = int(data[pos:nl])
-                        except ValueError:
-                            raise _Malformed("memo index is not an integer", pos - 1) from None
-                        if op == 0x67:
-                            if key < 0:
-                                raise KeyError(key)
-                            append(memo[key] if sparse is None else sparse[key])
-                        else:
-                            if key < 0:
-                                raise _Malformed("negative PUT argument", pos - 1)
+                        done += ran
+                        if done >= chunk:
+                            break
+                        upto = done + 1
+                    else:
+                        upto = chunk
+                    for i in range(done, upto):
+                        op = data[pos]
+                        pos += 1
+                        # Ordered by frequency in checkpoints and large pickles; `pos - 1` is the
+                        # opcode's offset until a branch advances `pos` (always its last step).
+                        if op == 0x71:  # BINPUT
                             if len(stack) <= fence:
                                 raise _Malformed("PUT with an empty stack", pos - 1)
-                            sparse = self.memo_put(memo, sparse, key, stack[-1])
-                        pos = nl + 1
-                    else:
-                        pos = self.slow(op, pos - 1, pos, stack, marks)
-                        fence = marks[-1] if marks else 0
+                            key = data[pos]
+                            pos += 1
+                            if sparse is None and key == len(memo):
+                                memo_append(stack[-1])
+                            else:
+                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                        elif op == 0x72:  # LONG_BINPUT
+                            if len(stack) <= fence:
+                                raise _Malformed("PUT with an empty stack", pos - 1)
+                            key = u32(data, pos)[0]
+                            pos += 4
+                            if sparse is None and key == len(memo):
+                                memo_append(stack[-1])
+                            else:
+                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                        elif op == 0x94:  # MEMOIZE: the key is the number of memo entries
+                            if len(stack) <= fence:
+                                raise _Malformed("MEMOIZE with an empty stack", pos - 1)
+                            if sparse is None:
+                                memo_append(stack[-1])
+                            else:
+                                sparse[len(sparse)] = stack[-1]
+                        elif op == 0x4A:  # BININT
+                            append(i32(data, pos)[0])
+                            pos += 4
+                        elif op == 0x4B:  # BININT1
+                            append(data[pos])
+                            pos += 1
+                        elif op == 0x8C:  # SHORT_BINUNICODE
+                            end = pos + 1 + data[pos]
+                            if end > n:
+                                raise _Malformed("truncated string", pos - 1)
+                            try:
+                                append(data[pos + 1 : end].decode())
+                            except UnicodeDecodeError:  # lone surrogates are valid in pickles
+                                append(data[pos + 1 : end].decode("utf-8", "surrogatepass"))
+                            pos = end
+                        elif op == 0x58:  # BINUNICODE
+                            end = pos + 4 + u32(data, pos)[0]
+                            if end > n:
+                                raise _Malformed("truncated string", pos - 1)
+                            try:
+                                append(data[pos + 4 : end].decode())
+                            except UnicodeDecodeError:  # lone surrogates are valid in pickles
+                                append(data[pos + 4 : end].decode("utf-8", "surrogatepass"))
+                            pos = end
+                        elif op == 0x47:  # BINFLOAT
+                            append(f64(data, pos)[0])
+                            pos += 8
+                        elif op == 0x4D:  # BININT2
+                            append(data[pos] | data[pos + 1] << 8)
+                            pos += 2
+                        elif op == 0x68:  # BINGET
+                            key = data[pos]
+                            append(memo[key] if sparse is None else sparse[key])
+                            pos += 1
+                        elif op == 0x6A:  # LONG_BINGET
+                            key = u32(data, pos)[0]
+                            append(memo[key] if sparse is None else sparse[key])
+                            pos += 4
+                        elif op == 0x87:  # TUPLE3
+                            if len(stack) - 3 < fence:
+                                raise _Malformed("TUPLE3 stack underflow", pos - 1)
+                            c = pop()
+                            b = pop()
+                            stack[-1] = (stack[-1], b, c)
+                        elif op == 0x86:  # TUPLE2
+                            if len(stack) - 2 < fence:
+                                raise _Malformed("TUPLE2 stack underflow", pos - 1)
+                            b = pop()
+                            stack[-1] = (stack[-1], b)
+                        elif op == 0x85:  # TUPLE1
+                            if len(stack) <= fence:
+                                raise _Malformed("TUPLE1 stack underflow", pos - 1)
+                            stack[-1] = (stack[-1],)
+                        elif op == 0x28:  # MARK
+                            fence = len(stack)
+                            marks.append(fence)
+                        elif op == 0x65:  # APPENDS
+                            if not marks:
+                                raise _Malformed("APPENDS without MARK", pos - 1)
+                            m = marks.pop()
+                            fence = marks[-1] if marks else 0
+                            if m <= fence:
+                                raise _Malformed("APPENDS with no list below its MARK", pos - 1)
+                            target = stack[m - 1]
+                            if type(target) is list:
+                                target.extend(stack[m:])
+                            else:
+                                self.mutate(target, stack[m:], "APPENDS", pos - 1)
+                            del stack[m:]
+                        elif op == 0x75:  # SETITEMS
+                            if not marks:
+                                raise _Malformed("SETITEMS without MARK", pos - 1)
+                            m = marks.pop()
+                            fence = marks[-1] if marks else 0
+                            if m <= fence:
+                                raise _Malformed("SETITEMS with no dict below its MARK", pos - 1)
+                            if (len(stack) - m) & 1:
+                                raise _Malformed("odd number of items for SETITEMS", pos - 1)
+                            target = stack[m - 1]
+                            if type(target) is PDict:
+                                it = iter(stack[m:])
+                                target.items.extend(zip(it, it, strict=True))
+                            elif type(target) is not list:  # list[i] = v is valid
+                                self.mutate(target, stack[m:], "SETITEMS", pos - 1)
+                            del stack[m:]
+                        elif op == 0x52:  # REDUCE
+                            if len(stack) - 2 < fence:
+                                raise _Malformed("REDUCE stack underflow", pos - 1)
+                            args = pop()
+                            stack[-1] = self.call(stack[-1], args, None, "REDUCE", pos - 1)
+                        elif op == 0x74:  # TUPLE
+                            if not marks:
+                                raise _Malformed("TUPLE without MARK", pos - 1)
+                            m = marks.pop()
+                            fence = marks[-1] if marks else 0
+                            t = tuple(stack[m:])
+                            del stack[m:]
+                            append(t)
+                        elif op == 0x7D:  # EMPTY_DICT
+                            append(PDict())
+                        elif op == 0x5D:  # EMPTY_LIST
+                            append([])
+                        elif op == 0x29:  # EMPTY_TUPLE
+                            append(())
+                        elif op == 0x4E:  # NONE
+                            append(None)
+                        elif op == 0x89:  # NEWFALSE
+                            append(False)
+                        elif op == 0x88:  # NEWTRUE
+                            append(True)
+                        elif op == 0x51:  # BINPERSID
+                            if len(stack) <= fence:
+                                raise _Malformed("BINPERSID stack underflow", pos - 1)
+                            stack[-1] = self.persistent(stack[-1], pos - 1)
+                        elif op == 0x95:  # FRAME
+                            size = _U64(data, pos)[0]
+                            if pos + 8 + size > n:
+                                raise _Malformed("FRAME longer than the data", pos - 1)
+                            pos += 8
+                            self.frame_end = pos + size
+                        elif op == 0x61:  # APPEND
+                            if len(stack) - 2 < fence:
+                                raise _Malformed("APPEND stack underflow", pos - 1)
+                            item = pop()
+                            target = stack[-1]
+                            if type(target) is list:
+                                target.append(item)
+                            else:
+                                self.mutate(target, [item], "APPEND", pos - 1)
+                        elif op == 0x73:  # SETITEM
+                            if len(stack) - 3 < fence:
+                                raise _Malformed("SETITEM stack underflow", pos - 1)
+                            v = pop()
+                            k = pop()
+                            target = stack[-1]
+                            if type(target) is PDict:
+                                target.items.append((k, v))
+                            elif type(target) is not list:  # list[i] = v is valid
+                                self.mutate(target, [k, v], "SETITEM", pos - 1)
+                        elif op == 0x43:  # SHORT_BINBYTES
+                            end = pos + 1 + data[pos]
+                            if end > n:
+                                raise _Malformed("truncated bytes", pos - 1)
+                            append(data[pos + 1 : end])
+                            pos = end
+                        elif op == 0x42:  # BINBYTES
+                            end = pos + 4 + u32(data, pos)[0]
+                            if end > n:
+                                raise _Malformed("truncated bytes", pos - 1)
+                            append(data[pos + 4 : end])
+                            pos = end
+                        elif op == 0x2E:  # STOP
+                            if len(stack) <= fence:
+                                raise _Malformed("STOP with an empty stack", pos - 1)
+                            stopped = True
+                            executed = i + 1
+                            break
+                        elif op in (0x67, 0x70):  # GET, PUT: a text index read with int()
+                            nl = data.find(b"\n", pos)
+                            if nl < 0:
+                                raise _Malformed("memo index has no newline", pos - 1)
+                            try:
+                                key = int(data[pos:nl])
+                            except ValueError:
+                                raise _Malformed("memo index is not an integer", pos - 1) from None
+                            if op == 0x67:
+                                if key < 0:
+                                    raise KeyError(key)
+                                append(memo[key] if sparse is None else sparse[key])
+                            else:
+                                if key < 0:
+                                    raise _Malformed("negative PUT argument", pos - 1)
+                                if len(stack) <= fence:
+                                    raise _Malformed("PUT with an empty stack", pos - 1)
+                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                            pos = nl + 1
+                        else:
+                            pos = self.slow(op, pos - 1, pos, stack, marks)
+                            fence = marks[-1] if marks else 0
+                    if stopped:
+                        break
+                    done = upto
                 self.opcodes_left -= executed
                 if len(stack) + len(marks) > max_stack:
                     raise _LimitHit(

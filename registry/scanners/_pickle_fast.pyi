@@ -1,0 +1,11 @@
+def run_data(
+    data: bytes,
+    pos: int,
+    limit: int,
+    stack: list[object],
+    marks: list[int],
+    memo: list[object] | None,
+    pdict: type,
+    frame_end: int,
+    /,
+) -> tuple[int, int, int]: ...
