@@ -13,6 +13,7 @@ from cli import policy, render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
+from cli.pull import pull_command  # pull
 from registry.errors import RegistryError
 from registry.fsutil import atomic_write
 from registry.interface import MirrorRequest
@@ -55,6 +56,9 @@ app.command("sign")(signing.sign)
 app.command("verify")(signing.verify)
 app.command("scan")(scanning.scan)
 app.add_typer(policy.policy_app, name="policy")
+app.command("quarantine")(policy.quarantine_command)
+app.command("release")(policy.release_command)
+app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 
 
 @app.command()

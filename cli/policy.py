@@ -73,3 +73,31 @@ def check_command(
     emit(state, decision.to_json(), render.decision_text(decision))
     if not decision.allowed:
         raise typer.Exit(1)
+
+
+def quarantine_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Withdraw a checkpoint: every environment denies it at once, until `release`."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.quarantine(ref, reason)
+    emit(state, view.to_json(), f"quarantined {view.ref}: {reason}")
+
+
+def release_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """End a checkpoint's quarantine (policies decide again)."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.release(ref, reason)
+    emit(state, view.to_json(), f"released {view.ref}: {reason}")

@@ -98,6 +98,13 @@ def inspect_text(cp: CheckpointView) -> str:
         f"attested   {len(cp.attestations) or 'none yet'}",
     ]
     header += [f"  {a.predicate_type}  {a.signer}  {iso(a.created_at)}" for a in cp.attestations]
+    if cp.quarantine:
+        header.append(f"QUARANTINED since {cp.quarantine['since']}: {cp.quarantine['reason']}")
+    header += [
+        f"decided    {d['environment']}: {'allowed' if d['allowed'] else 'denied'} "
+        f"({d['policy']['name']}, {d['evaluated_at']})"
+        for d in cp.decisions[-5:]
+    ]
     header.append("")
     rows = [[f.path, str(f.size), f"sha256:{f.sha256}"] for f in cp.files]
     return "\n".join(header) + _table(rows, ["PATH", "SIZE", "SHA256"])

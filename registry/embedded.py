@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path  # pull
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from attestations.decision import DecisionRecord
+from attestations.digests import Digest
 from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
@@ -33,6 +36,7 @@ from registry.views import (
     DecisionView,
     MirrorResult,
     ModelSummary,
+    PullResult,  # pull
     ScanOutcome,
 )
 
@@ -176,7 +180,36 @@ class EmbeddedRegistry:
                 registry_public_key=self._registry_public_key(),
                 now=now,
             )
-        decision = evaluate(policy, facts, now=now, mode=mode, environment=environment)
+            decision = evaluate(policy, facts, now=now, mode=mode, environment=environment)
+            check_rows = tuple(
+                {
+                    "id": c.id,
+                    "status": str(c.status.value),
+                    "message": c.message,
+                    "evidence": {k: _jsonable(v) for k, v in c.evidence.items()},
+                }
+                for c in decision.checks
+            )
+            admission.record_decision(
+                session,
+                checkpoint,
+                DecisionRecord(
+                    name=facts.name,
+                    manifest_digest=Digest.parse(facts.digest),
+                    environment=environment,
+                    allowed=decision.allowed,
+                    mode=str(decision.mode.value),
+                    policy_name=decision.policy_name,
+                    policy_digest=decision.policy_digest,
+                    checks=check_rows,
+                    evaluated_at=decision.evaluated_at,
+                    expires_at=decision.expires_at,
+                    input_attestations=[a.bundle_sha256 for a in checkpoint.attestations],
+                    tool_version=tool_version(),
+                ),
+                signer=self._optional_signer(),
+                actor=checkpoints.current_actor(),
+            )
         return DecisionView(
             name=facts.name,
             digest=facts.digest,
@@ -185,19 +218,27 @@ class EmbeddedRegistry:
             mode=str(decision.mode.value),
             policy_name=decision.policy_name,
             policy_digest=decision.policy_digest,
-            checks=tuple(
-                {
-                    "id": c.id,
-                    "status": str(c.status.value),
-                    "message": c.message,
-                    "evidence": {k: _jsonable(v) for k, v in c.evidence.items()},
-                }
-                for c in decision.checks
-            ),
+            checks=check_rows,
             evaluated_at=decision.evaluated_at,
             expires_at=decision.expires_at,
             reasons=decision.reasons,
         )
+
+    def quarantine(self, ref: str, reason: str) -> CheckpointView:
+        parsed = Ref.parse(ref)
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            admission.quarantine(
+                session, checkpoint, reason=reason, actor=checkpoints.current_actor()
+            )
+            return checkpoints.checkpoint_view(checkpoint)
+
+    def release(self, ref: str, reason: str) -> CheckpointView:
+        parsed = Ref.parse(ref)
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            admission.release(session, checkpoint, reason=reason, actor=checkpoints.current_actor())
+            return checkpoints.checkpoint_view(checkpoint)
 
     def attest(self, ref: str) -> AttestResult:
         parsed = Ref.parse(ref)
@@ -216,6 +257,45 @@ class EmbeddedRegistry:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             return checkpoints.inspect(session, parsed)
+
+    # -- pull (added for `modelctl pull`; logic in registry/service/pull.py) -------------------
+    def pull(
+        self,
+        ref: str,
+        environment: str,
+        dest: Path,
+        *,
+        force: bool = False,
+        layout: str = "plain",
+        progress: Progress,
+    ) -> PullResult:
+        from registry.service import pull as pull_service
+
+        if layout not in pull_service.LAYOUTS:
+            raise InputError(f"unknown layout {layout!r}: expected plain or hf-cache")
+        decision = self.policy_check(ref, environment)
+        if not decision.allowed:
+            raise Denied(
+                f"{decision.name}@{decision.digest} is not admitted to {environment!r}: "
+                + "; ".join(decision.reasons),
+                reasons=decision.reasons,
+            )
+        # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(
+                session, Ref.parse(f"{decision.name}@{decision.digest}")
+            )
+            signed = pull_service.signed_checkpoint(checkpoint, self._registry_public_key())
+        return pull_service.pull_checkpoint(
+            signed,
+            decision,
+            blobs=self.blobs,
+            dest=dest,
+            force=force,
+            layout="hf-cache" if layout == "hf-cache" else "plain",
+            workers=self.settings.hash_workers,
+            progress=progress,
+        )
 
 
 def _jsonable(value: object) -> Any:

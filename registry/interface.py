@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from registry.service.progress import Progress
@@ -13,6 +14,7 @@ from registry.views import (
     DecisionView,
     MirrorResult,
     ModelSummary,
+    PullResult,
     ScanOutcome,
 )
 
@@ -32,8 +34,21 @@ class Registry(Protocol):
     def models(self) -> list[ModelSummary]: ...
     def inspect(self, ref: str) -> CheckpointView: ...
     def attest(self, ref: str) -> AttestResult: ...
+    def quarantine(self, ref: str, reason: str) -> CheckpointView: ...
+    def release(self, ref: str, reason: str) -> CheckpointView: ...
     def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome: ...
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
     ) -> DecisionView: ...
+    # `modelctl pull` (added): decide, then write the verified files into `dest`.
+    def pull(
+        self,
+        ref: str,
+        environment: str,
+        dest: Path,
+        *,
+        force: bool = False,
+        layout: str = "plain",
+        progress: Progress,
+    ) -> PullResult: ...
     def close(self) -> None: ...

@@ -111,6 +111,7 @@ class CheckpointView:
     scans: tuple[ScanView, ...] = ()
     attestations: tuple[AttestationView, ...] = ()
     decisions: tuple[dict[str, Any], ...] = ()
+    quarantine: dict[str, Any] | None = None  # set while the checkpoint is quarantined
 
     @property
     def total_size(self) -> int:
@@ -132,6 +133,7 @@ class CheckpointView:
             "scans": [s.to_json() for s in self.scans],
             "attestations": [a.to_json() for a in self.attestations],
             "decisions": list(self.decisions),
+            "quarantine": self.quarantine,
         }
 
 
@@ -243,4 +245,44 @@ class DecisionView:
             "evaluated_at": iso(self.evaluated_at),
             "expires_at": iso(self.expires_at) if self.expires_at else None,
             "reasons": list(self.reasons),
+        }
+
+
+# -- pull (added for `modelctl pull`) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """A checkpoint pulled into a folder, every byte checked against the signed manifest."""
+
+    name: str
+    digest: str
+    environment: str
+    layout: str  # "plain" or "hf-cache"
+    destination: str  # what was renamed into place
+    model_path: str  # the folder holding the model files (a snapshot folder for hf-cache)
+    signature_path: str  # model.sig: the signature bundle, as stored
+    decision_path: str  # decision.json: the admission decision
+    files: int
+    bytes: int
+    seconds: float
+    replaced: bool  # --force replaced an existing destination
+    decision: DecisionView
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "ref": f"{self.name}@{self.digest}",
+            "environment": self.environment,
+            "layout": self.layout,
+            "destination": self.destination,
+            "model_path": self.model_path,
+            "signature": self.signature_path,
+            "decision_file": self.decision_path,
+            "files": self.files,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "replaced": self.replaced,
+            "decision": self.decision.to_json(),
         }

@@ -117,3 +117,60 @@ def _safetensors() -> bytes:
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + bytes(8)
+
+
+def test_quarantine_denies_everywhere_until_released(run_cli: Any, hub: FakeHub) -> None:
+    mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    run_cli("attest", "org/tiny")
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+    assert run_cli("quarantine", "org/tiny", "--reason", "CVE-2026-0001 in the tokenizer").code == 0
+    for env in ("prod", "staging", "dev"):  # dev is warn mode: quarantine still denies
+        result = run_cli("policy", "check", "org/tiny", "--env", env, "--json")
+        assert result.code == 1, env
+        assert checks(result)["quarantine"] == "fail"
+    shown = run_cli("inspect", "org/tiny", "--json").json()
+    assert shown["quarantine"]["reason"] == "CVE-2026-0001 in the tokenizer"
+    assert run_cli("release", "org/tiny", "--reason", "fixed in the new tokenizer").code == 0
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+    assert run_cli("inspect", "org/tiny", "--json").json()["quarantine"] is None
+    again = run_cli("release", "org/tiny", "--reason", "twice")
+    assert again.code == 2
+    assert "is not quarantined" in again.stderr
+    assert run_cli("quarantine", "org/tiny").code == 2  # --reason is required
+
+
+def test_decisions_are_recorded_and_signed_as_vsa(
+    run_cli: Any, hub: FakeHub, tmp_path: Path, isolated_env: Path
+) -> None:
+    from attestations.bundle import Bundle
+    from attestations.intoto import Statement
+    from attestations.keys import PublicKeyVerifier, load_public_key
+
+    digest = mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    pub = tmp_path / "registry.pub"
+    run_cli("attest", "org/tiny", "--public-key-out", str(pub))
+    run_cli("policy", "check", "org/tiny", "--env", "prod")
+    run_cli("policy", "check", "org/tiny", "--env", "dev")
+    decisions = run_cli("inspect", "org/tiny", "--json").json()["decisions"]
+    assert [(d["environment"], d["allowed"], d["attested"]) for d in decisions] == [
+        ("prod", True, True),
+        ("dev", True, True),
+    ]
+    engine = make_engine(f"sqlite:///{isolated_env / 'registry.db'}")
+    with engine.connect() as conn:
+        raw = conn.execute(
+            text(
+                "SELECT bundle FROM attestations WHERE predicate_type = "
+                "'https://slsa.dev/verification_summary/v1' ORDER BY id LIMIT 1"
+            )
+        ).scalar_one()
+    engine.dispose()
+    verifier = PublicKeyVerifier([load_public_key(pub.read_bytes())])
+    statement = Statement.from_payload(verifier.verify(Bundle.from_bytes(raw)).payload)
+    assert f"sha256:{statement.subjects[0].digest['sha256']}" == digest
+    vsa = statement.predicate
+    assert vsa["verificationResult"] == "PASSED"
+    assert vsa["policy"]["uri"] == "modelctl://policies/prod"
+    assert vsa["modelctl"]["environment"] == "prod"
+    assert len(vsa["inputAttestations"]) >= 2
+    assert {c["id"] for c in vsa["modelctl"]["checks"]} >= {"quarantine", "licenses"}

@@ -100,6 +100,12 @@ class Checkpoint(Base):
     scans: Mapped[list[Scan]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="Scan.id"
     )
+    quarantines: Mapped[list[Quarantine]] = relationship(
+        cascade="all, delete-orphan", order_by="Quarantine.id"
+    )
+    decisions: Mapped[list[Decision]] = relationship(
+        cascade="all, delete-orphan", order_by="Decision.id"
+    )
 
 
 class CheckpointRevision(Base):
@@ -163,6 +169,43 @@ class Scan(Base):
     )
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="scans")
+
+
+class Quarantine(Base):
+    """A checkpoint withdrawn from every environment until released (history is kept)."""
+
+    __tablename__ = "quarantines"
+    __table_args__ = (Index("ix_quarantines_checkpoint", "checkpoint_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Decision(Base):
+    """An admission decision as it was made (and, when the key is available, signed as a VSA)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_checkpoint_env", "checkpoint_id", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    environment: Mapped[str] = mapped_column(String(100))
+    allowed: Mapped[bool] = mapped_column()
+    mode: Mapped[str] = mapped_column(String(20))
+    policy_name: Mapped[str] = mapped_column(String(200))
+    policy_digest: Mapped[str] = mapped_column(String(80))
+    checks: Mapped[list[Any]] = mapped_column(JSON)
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attestation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attestations.id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class CheckpointFile(Base):

@@ -11,14 +11,21 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from attestations.bundle import Bundle
+from attestations.decision import DecisionRecord, decision_statement
 from attestations.digests import Digest
+from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.errors import AttestationError
 from attestations.intoto import Statement
-from attestations.keys import PublicKeyVerifier, load_public_key
+from attestations.keys import KeySigner, PublicKeyVerifier, load_public_key
 from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
 from registry.blobs.base import BlobStore
-from registry.db.models import Checkpoint, Scan
+from registry.db.models import AuditEvent, Checkpoint, Quarantine, Scan
+from registry.db.models import Decision as DecisionRow
+from registry.errors import InputError
+from registry.service.attest import store_attestation
 
 #: Formats by the scanner that recognised a file (docs/formats/scan.md).
 _FORMAT_BY_SCANNER = {
@@ -148,4 +155,103 @@ def checkpoint_facts(
             for row in scans
         ),
         revisions=tuple(r.revision for r in checkpoint.revisions),
+        quarantined=active_quarantine(checkpoint) is not None,
     )
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+
+
+def active_quarantine(checkpoint: Checkpoint) -> Quarantine | None:
+    return next((q for q in checkpoint.quarantines if q.released_at is None), None)
+
+
+def quarantine(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str) -> Quarantine:
+    if not reason.strip():
+        raise InputError("a quarantine needs a --reason")
+    existing = active_quarantine(checkpoint)
+    if existing is not None:
+        return existing
+    row = Quarantine(reason=reason.strip(), actor=actor)
+    checkpoint.quarantines.append(row)
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.quarantine",
+            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
+            details={"reason": row.reason},
+        )
+    )
+    session.flush()
+    return row
+
+
+def release(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str) -> Quarantine:
+    row = active_quarantine(checkpoint)
+    if row is None:
+        raise InputError(
+            f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest} is not quarantined"
+        )
+    if not reason.strip():
+        raise InputError("a release needs a --reason")
+    row.released_at = datetime.now(UTC)
+    row.released_by = actor
+    row.release_reason = reason.strip()
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.release",
+            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
+            details={"reason": row.release_reason, "quarantined_since": row.created_at.isoformat()},
+        )
+    )
+    session.flush()
+    return row
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+
+def record_decision(
+    session: Session,
+    checkpoint: Checkpoint,
+    record: DecisionRecord,
+    *,
+    signer: KeySigner | None,
+    actor: str,
+) -> DecisionRow:
+    """Keep the decision as made; sign it as a VSA when the registry key is available."""
+    row = DecisionRow(
+        environment=record.environment,
+        allowed=record.allowed,
+        mode=record.mode,
+        policy_name=record.policy_name,
+        policy_digest=record.policy_digest,
+        checks=[dict(c) for c in record.checks],
+        evaluated_at=record.evaluated_at,
+        expires_at=record.expires_at,
+    )
+    checkpoint.decisions.append(row)
+    if signer is not None:
+        statement = decision_statement(record)
+        bundle = signer.sign(INTOTO_PAYLOAD_TYPE, statement.to_payload())
+        attestation = store_attestation(
+            session, checkpoint, statement, bundle, f"key sha256:{signer.hint}"
+        )
+        session.flush()
+        row.attestation_id = attestation.id
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.decide",
+            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
+            details={
+                "environment": record.environment,
+                "allowed": record.allowed,
+                "policy": record.policy_name,
+                "attested": signer is not None,
+            },
+        )
+    )
+    session.flush()
+    return row

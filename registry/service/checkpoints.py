@@ -47,6 +47,7 @@ from registry.views import (
     ModelSummary,
     ScanView,
     SourceView,
+    iso,
 )
 
 
@@ -297,6 +298,26 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
         attestations=tuple(attestation_view(a) for a in checkpoint.attestations),
         scans=tuple(scan_view(s) for s in checkpoint.scans),
+        decisions=tuple(
+            {
+                "environment": d.environment,
+                "allowed": d.allowed,
+                "mode": d.mode,
+                "policy": {"name": d.policy_name, "digest": d.policy_digest},
+                "evaluated_at": iso(d.evaluated_at),
+                "expires_at": iso(d.expires_at) if d.expires_at else None,
+                "attested": d.attestation_id is not None,
+            }
+            for d in checkpoint.decisions
+        ),
+        quarantine=next(
+            (
+                {"reason": q.reason, "by": q.actor, "since": iso(q.created_at)}
+                for q in checkpoint.quarantines
+                if q.released_at is None
+            ),
+            None,
+        ),
     )
 
 

@@ -1,0 +1,240 @@
+"""`modelctl pull`: decide, stream, re-hash against the *signed* manifest, rename into place."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+import registry.service.pull as pull_service
+from tests.fakes.hfhub import FakeHub
+from tests.test_policy_cli import CARD, _safetensors
+
+BIG = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several 1 MiB chunks
+FILES = {
+    "README.md": CARD,
+    "model.safetensors": _safetensors(),
+    "config.json": b'{"model_type": "bert"}\n',
+    "extra/weights.dat": BIG,
+}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        yield fake
+
+
+@pytest.fixture
+def admitted(run_cli: Any, hub: FakeHub, tmp_path: Path) -> Path:
+    """org/tiny mirrored, scanned, attested, admitted to prod; returns the registry .pub."""
+    hub.add_repo("org/tiny", FILES)
+    assert run_cli("mirror", "hf://org/tiny").code == 0
+    pub = tmp_path / "registry.pub"
+    assert run_cli("attest", "org/tiny", "--public-key-out", str(pub)).code == 0
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+    return pub
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty parent folder for destinations (tmp_path also holds the registry home)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".pull-" in p.name]
+
+
+def test_pull_writes_exactly_the_signed_files_and_verify_passes_offline(
+    run_cli: Any, admitted: Path, out: Path
+) -> None:
+    dest = out / "deploy" / "tiny"
+    result = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--json")
+    assert result.code == 0, result.stderr
+    got = result.json()
+    assert got["files"] == len(FILES)
+    assert got["bytes"] == sum(len(b) for b in FILES.values())
+    assert got["replaced"] is False
+    assert got["decision"]["allowed"] is True
+    assert _tree(dest) == FILES  # nothing else inside: the folder is exactly the model
+    sidecar = Path(got["signature"]).parent
+    assert sidecar == dest.with_name("tiny.modelctl")
+    decision = json.loads((sidecar / "decision.json").read_text())
+    assert decision["allowed"] is True
+    assert decision["environment"] == "prod"
+    assert decision["digest"] == got["digest"]
+    assert _leftovers(dest.parent) == []
+    verified = run_cli(
+        "verify", str(dest), "--signature", got["signature"], "--public-key", str(admitted)
+    )
+    assert verified.code == 0, verified.stderr
+    text = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(out / "t2"))
+    assert text.code == 0
+    assert text.stdout.startswith("pulled org/tiny@sha256:")
+
+
+def test_denied_decision_writes_nothing(run_cli: Any, hub: FakeHub, out: Path) -> None:
+    hub.add_repo("org/tiny", FILES)
+    assert run_cli("mirror", "hf://org/tiny").code == 0  # never attested: prod says no
+    dest = out / "tiny"
+    result = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--json")
+    assert result.code == 1
+    assert result.json()["kind"] == "denied"
+    assert any("model_signing" in r for r in result.json()["reasons"])
+    assert "not admitted to 'prod'" in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_allowed_but_unsigned_is_refused(run_cli: Any, hub: FakeHub, out: Path) -> None:
+    hub.add_repo("org/tiny", FILES)
+    assert run_cli("mirror", "hf://org/tiny").code == 0
+    result = run_cli("pull", "org/tiny", "--env", "dev", "--dest", str(out / "t"))
+    assert result.code == 1
+    assert "no model signature" in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_existing_destination_needs_force(run_cli: Any, admitted: Path, out: Path) -> None:
+    dest = out / "tiny"
+    dest.mkdir()
+    (dest / "old.txt").write_bytes(b"old")
+    refused = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest))
+    assert refused.code == 2
+    assert "already exists" in refused.stderr
+    assert _tree(dest) == {"old.txt": b"old"}
+    assert not dest.with_name("tiny.modelctl").exists()
+    forced = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--force", "--json")
+    assert forced.code == 0, forced.stderr
+    assert forced.json()["replaced"] is True
+    assert _tree(dest) == FILES
+    again = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--force")
+    assert again.code == 0
+    assert _tree(dest) == FILES
+    assert _leftovers(out) == []
+
+
+def test_blob_changed_after_attest_fails_naming_the_file(
+    run_cli: Any, admitted: Path, isolated_env: Path, out: Path
+) -> None:
+    sha = next(
+        f["sha256"]
+        for f in run_cli("inspect", "org/tiny", "--json").json()["files"]
+        if f["path"] == "extra/weights.dat"
+    )
+    blob = next(p for p in isolated_env.rglob(sha) if p.is_file())
+    os.chmod(blob, 0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
+    blob.write_bytes(bytes(data))
+    dest = out / "tiny"
+    failed = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--json")
+    assert failed.code == 1
+    assert failed.json()["kind"] == "integrity_failure"
+    assert "extra/weights.dat" in failed.stderr
+    assert list(out.iterdir()) == []
+    # With --force over an existing deployment, that deployment is left as it was.
+    dest.mkdir()
+    (dest / "old.txt").write_bytes(b"old")
+    forced = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--force")
+    assert forced.code == 1
+    assert _tree(dest) == {"old.txt": b"old"}
+    assert _leftovers(out) == []
+
+
+class _FailingWriter:
+    """A file that accepts one chunk, then fails as a full disk would."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __enter__(self) -> _FailingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.close()
+
+
+def test_write_failing_half_way_leaves_the_destination_untouched(
+    run_cli: Any, admitted: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pull_service._open_output
+
+    def failing(path: Path) -> Any:
+        return _FailingWriter(real(path)) if path.name == "weights.dat" else real(path)
+
+    monkeypatch.setattr(pull_service, "_open_output", failing)
+    dest = out / "tiny"
+    failed = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest))
+    assert failed.code == 2
+    assert "No space left on device" in failed.stderr
+    assert list(out.iterdir()) == []
+    dest.mkdir()
+    (dest / "old.txt").write_bytes(b"old")
+    forced = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--force")
+    assert forced.code == 2
+    assert _tree(dest) == {"old.txt": b"old"}
+    assert _leftovers(out) == []
+
+
+def test_hf_cache_layout_loads_offline(
+    run_cli: Any, admitted: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = out / "hf-cache"
+    result = run_cli(
+        "pull", "org/tiny", "--env", "prod", "--dest", str(cache), "--layout", "hf-cache", "--json"
+    )
+    assert result.code == 0, result.stderr
+    got = result.json()
+    assert got["destination"] == str(cache / "models--org--tiny")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_ENDPOINT")
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    snapshot = snapshot_download("org/tiny", cache_dir=cache, local_files_only=True)
+    assert Path(snapshot) == Path(got["model_path"])
+    assert _tree(Path(snapshot)) == FILES
+    config = hf_hub_download("org/tiny", "config.json", cache_dir=cache, local_files_only=True)
+    assert Path(config).read_bytes() == FILES["config.json"]
+    assert json.loads(Path(got["decision_file"]).read_text())["allowed"] is True
+    # The cache folder may hold other models: only the repo folder is "the destination".
+    again = run_cli(
+        "pull", "org/tiny", "--env", "prod", "--dest", str(cache), "--layout", "hf-cache"
+    )
+    assert again.code == 2
+    assert "--force" in again.stderr
+
+
+def test_unknown_layout_is_a_usage_error(run_cli: Any, admitted: Path, out: Path) -> None:
+    result = run_cli(
+        "pull", "org/tiny", "--env", "prod", "--dest", str(out / "x"), "--layout", "zip"
+    )
+    assert result.code == 2
+    assert not (out / "x").exists()
