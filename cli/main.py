@@ -58,6 +58,7 @@ app.command("scan")(scanning.scan)
 app.add_typer(policy.policy_app, name="policy")
 app.command("quarantine")(policy.quarantine_command)
 app.command("release")(policy.release_command)
+app.add_typer(policy.exception_app, name="exception")
 app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -101,3 +102,92 @@ def release_command(
     with open_registry(state) as registry:
         view = registry.release(ref, reason)
     emit(state, view.to_json(), f"released {view.ref}: {reason}")
+
+
+exception_app = typer.Typer(help="Exceptions that waive named checks for one checkpoint.")
+_RELATIVE = {"d": 86400, "h": 3600, "m": 60}
+
+
+def parse_expiry(text: str, *, now: datetime) -> datetime:
+    """`2026-12-31T00:00:00Z` (a time zone is required) or relative: `30d`, `12h`, `90m`."""
+    if text and text[-1] in _RELATIVE and text[:-1].isdigit():
+        return now + timedelta(seconds=int(text[:-1]) * _RELATIVE[text[-1]])
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(f"--expires {text!r}: use 2026-12-31T00:00:00Z or 30d") from exc
+    if when.tzinfo is None:
+        raise InputError(f"--expires {text!r} needs a time zone (e.g. a trailing Z)")
+    return when
+
+
+@exception_app.command("add")
+def exception_add(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The checkpoint (NS/NAME@sha256:DIGEST is best).")],
+    waive: Annotated[list[str], typer.Option("--waive", help="Check id to waive (repeatable).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why this is acceptable.")],
+    approver: Annotated[str, typer.Option("--approver", help="Who approved it.")],
+    expires: Annotated[str, typer.Option("--expires", help="2026-12-31T00:00:00Z or 30d.")],
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="Only in this environment (repeatable).")
+    ] = None,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Waive checks for one checkpoint until a mandatory expiry (never signatures or digests)."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    expires_at = parse_expiry(expires, now=datetime.now(UTC))
+    with open_registry(state) as registry:
+        view = registry.exception_add(
+            ref,
+            waive=list(waive),
+            reason=reason,
+            approver=approver,
+            expires_at=expires_at,
+            environments=list(env) if env else None,
+        )
+    emit(
+        state,
+        view.to_json(),
+        f"exception {view.id}: {', '.join(view.waive)} waived for {view.ref} until "
+        f"{view.to_json()['expires_at']}",
+    )
+
+
+@exception_app.command("list")
+def exception_list(
+    ctx: typer.Context,
+    ref: Annotated[str | None, typer.Argument(help="Only this checkpoint's.")] = None,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Every exception, active, expired or revoked."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        views = registry.exception_list(ref)
+    rows = [v.to_json() for v in views]
+    emit(
+        state,
+        {"exceptions": rows},
+        "\n".join(
+            f"{r['id']:>4}  {'revoked' if r['revoked_at'] else 'until ' + r['expires_at']}  "
+            f"{','.join(r['waive'])}  {r['ref']}  ({r['approver']}: {r['reason']})"
+            for r in rows
+        )
+        or "no exceptions",
+    )
+
+
+@exception_app.command("revoke")
+def exception_revoke(
+    ctx: typer.Context,
+    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """End an exception now."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.exception_revoke(exception_id)
+    emit(state, view.to_json(), f"exception {view.id} revoked")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path  # pull
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attestations.decision import DecisionRecord
@@ -18,6 +19,7 @@ from attestations.digests import Digest
 from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
+from registry.db.models import WaiverRow
 from registry.errors import Denied, InputError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
@@ -34,6 +36,7 @@ from registry.views import (
     AttestResult,
     CheckpointView,
     DecisionView,
+    ExceptionView,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
@@ -151,7 +154,13 @@ class EmbeddedRegistry:
         return None
 
     def policy_check(
-        self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
+        self,
+        ref: str,
+        environment: str,
+        policy_text: str | None = None,
+        policy_file: str = "",
+        *,
+        now: datetime | None = None,
     ) -> DecisionView:
         from policies import PolicyError, evaluate, load_default_policies, load_policies
 
@@ -171,9 +180,20 @@ class EmbeddedRegistry:
             )
         policy, mode = bound
         parsed = Ref.parse(ref)
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
+            granted = admission.registry_exceptions(
+                checkpoint.id,
+                f"sha256:{checkpoint.manifest_digest}",
+                list(
+                    session.scalars(
+                        select(WaiverRow).where(WaiverRow.checkpoint_id == checkpoint.id)
+                    )
+                ),
+            )
+            if granted:
+                policy = replace(policy, exceptions=(*policy.exceptions, *granted))
             facts = admission.checkpoint_facts(
                 checkpoint,
                 blobs=self.blobs,
@@ -223,6 +243,47 @@ class EmbeddedRegistry:
             expires_at=decision.expires_at,
             reasons=decision.reasons,
         )
+
+    def exception_add(
+        self,
+        ref: str,
+        *,
+        waive: list[str],
+        reason: str,
+        approver: str,
+        expires_at: datetime,
+        environments: list[str] | None,
+    ) -> ExceptionView:
+        parsed = Ref.parse(ref)
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, parsed)
+            row = admission.add_exception(
+                session,
+                checkpoint,
+                waive=waive,
+                reason=reason,
+                approver=approver,
+                expires_at=expires_at,
+                environments=environments,
+                actor=checkpoints.current_actor(),
+                now=datetime.now(UTC),
+            )
+            return exception_view(row)
+
+    def exception_list(self, ref: str | None = None) -> list[ExceptionView]:
+        with unit_of_work(self.sessions) as session:
+            query = select(WaiverRow).order_by(WaiverRow.id)
+            if ref is not None:
+                checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+                query = query.where(WaiverRow.checkpoint_id == checkpoint.id)
+            return [exception_view(r) for r in session.scalars(query)]
+
+    def exception_revoke(self, exception_id: int) -> ExceptionView:
+        with unit_of_work(self.sessions) as session:
+            row = admission.revoke_exception(
+                session, exception_id, actor=checkpoints.current_actor(), now=datetime.now(UTC)
+            )
+            return exception_view(row)
 
     def quarantine(self, ref: str, reason: str) -> CheckpointView:
         parsed = Ref.parse(ref)
@@ -308,3 +369,17 @@ def _jsonable(value: object) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def exception_view(row: WaiverRow) -> ExceptionView:
+    return ExceptionView(
+        id=row.id,
+        ref=f"{row.checkpoint.model.full_name}@sha256:{row.checkpoint.manifest_digest}",
+        waive=tuple(row.waive),
+        environments=tuple(row.environments) if row.environments else None,
+        reason=row.reason,
+        approver=row.approver,
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

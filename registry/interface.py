@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from registry.views import (
     AttestResult,
     CheckpointView,
     DecisionView,
+    ExceptionView,
     MirrorResult,
     ModelSummary,
     PullResult,
@@ -36,6 +38,18 @@ class Registry(Protocol):
     def attest(self, ref: str) -> AttestResult: ...
     def quarantine(self, ref: str, reason: str) -> CheckpointView: ...
     def release(self, ref: str, reason: str) -> CheckpointView: ...
+    def exception_add(
+        self,
+        ref: str,
+        *,
+        waive: list[str],
+        reason: str,
+        approver: str,
+        expires_at: datetime,
+        environments: list[str] | None,
+    ) -> ExceptionView: ...
+    def exception_list(self, ref: str | None = None) -> list[ExceptionView]: ...
+    def exception_revoke(self, exception_id: int) -> ExceptionView: ...
     def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome: ...
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""

@@ -286,3 +286,29 @@ class PullResult:
             "replaced": self.replaced,
             "decision": self.decision.to_json(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionView:
+    id: int
+    ref: str
+    waive: tuple[str, ...]
+    environments: tuple[str, ...] | None
+    reason: str
+    approver: str
+    expires_at: datetime
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "waive": list(self.waive),
+            "environments": list(self.environments) if self.environments else None,
+            "reason": self.reason,
+            "approver": self.approver,
+            "expires_at": iso(self.expires_at),
+            "created_at": iso(self.created_at),
+            "revoked_at": iso(self.revoked_at) if self.revoked_at else None,
+        }

@@ -174,3 +174,86 @@ def test_decisions_are_recorded_and_signed_as_vsa(
     assert vsa["modelctl"]["environment"] == "prod"
     assert len(vsa["inputAttestations"]) >= 2
     assert {c["id"] for c in vsa["modelctl"]["checks"]} >= {"quarantine", "licenses"}
+
+
+def test_an_exception_lets_a_check_through_until_it_expires(
+    run_cli: Any, hub: FakeHub, isolated_env: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from registry.embedded import EmbeddedRegistry
+    from registry.settings import Settings
+
+    mirror(run_cli, hub, {"model.safetensors": _safetensors()})  # no model card: unknown license
+    run_cli("attest", "org/tiny")
+    denied = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
+    assert denied.code == 1
+    assert [c for c, s in checks(denied).items() if s == "fail"] == ["licenses"]
+    added = run_cli(
+        "exception",
+        "add",
+        "org/tiny",
+        "--waive",
+        "licenses",
+        "--reason",
+        "licence under review",
+        "--approver",
+        "security@acme",
+        "--expires",
+        "10d",
+        "--env",
+        "prod",
+        "--json",
+    )
+    assert added.code == 0, added.stderr
+    exception_id = added.json()["id"]
+    allowed = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
+    assert allowed.code == 0, allowed.stdout
+    assert checks(allowed)["licenses"] == "waived"
+    # A fake clock, not sleeps: the same registry eleven days on.
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+        later = registry.policy_check(
+            "org/tiny", "prod", now=datetime.now(UTC) + timedelta(days=11)
+        )
+    finally:
+        registry.close()
+    assert later.allowed is False
+    assert [c["id"] for c in later.checks if c["status"] == "fail"] == ["licenses"]
+    listed = run_cli("exception", "list", "org/tiny", "--json").json()["exceptions"]
+    assert [e["id"] for e in listed] == [exception_id]
+    assert run_cli("exception", "revoke", str(exception_id)).code == 0
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 1
+    assert run_cli("exception", "revoke", str(exception_id)).code == 2
+
+
+@pytest.mark.parametrize(
+    ("waive", "expires", "message"),
+    [
+        ("attestations.https://slsa.dev/provenance/v1", "10d", "can never be waived"),
+        ("quarantine", "10d", "can never be waived"),
+        ("licenses", "2020-01-01T00:00:00Z", "in the past"),
+        ("licenses", "2030-01-01T00:00:00", "needs a time zone"),
+        ("licenses", "soon", "use 2026-12-31T00:00:00Z or 30d"),
+    ],
+)
+def test_bad_exceptions_are_refused(
+    run_cli: Any, hub: FakeHub, waive: str, expires: str, message: str
+) -> None:
+    mirror(run_cli, hub, {"README.md": CARD})
+    result = run_cli(
+        "exception",
+        "add",
+        "org/tiny",
+        "--waive",
+        waive,
+        "--reason",
+        "r",
+        "--approver",
+        "a",
+        "--expires",
+        expires,
+    )
+    assert result.code == 2
+    assert message in result.stderr
+    assert run_cli("exception", "list", "--json").json() == {"exceptions": []}

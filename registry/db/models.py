@@ -208,6 +208,27 @@ class Decision(Base):
     )
 
 
+class WaiverRow(Base):
+    """An exception granted through the registry: waives named checks for one checkpoint."""
+
+    __tablename__ = "policy_exceptions"
+    __table_args__ = (Index("ix_policy_exceptions_checkpoint", "checkpoint_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    waive: Mapped[list[str]] = mapped_column(JSON)
+    environments: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    approver: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    checkpoint: Mapped[Checkpoint] = relationship()
+
+
 class CheckpointFile(Base):
     """A file of a checkpoint: its path in the model folder and the blob holding its bytes."""
 

@@ -21,10 +21,11 @@ from attestations.errors import AttestationError
 from attestations.intoto import Statement
 from attestations.keys import KeySigner, PublicKeyVerifier, load_public_key
 from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
+from policies.model import UNWAIVABLE_PREFIXES, ExceptionScope, PolicyException
 from registry.blobs.base import BlobStore
-from registry.db.models import AuditEvent, Checkpoint, Quarantine, Scan
+from registry.db.models import AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
-from registry.errors import InputError
+from registry.errors import InputError, NotFound
 from registry.service.attest import store_attestation
 
 #: Formats by the scanner that recognised a file (docs/formats/scan.md).
@@ -255,3 +256,103 @@ def record_decision(
     )
     session.flush()
     return row
+
+
+# -- exceptions granted through the registry --------------------------------------------------
+
+
+def add_exception(
+    session: Session,
+    checkpoint: Checkpoint,
+    *,
+    waive: list[str],
+    reason: str,
+    approver: str,
+    expires_at: datetime,
+    environments: list[str] | None,
+    actor: str,
+    now: datetime,
+) -> WaiverRow:
+    """Waive checks for one checkpoint until `expires_at`; never signatures, digests, quarantine."""
+    if not waive:
+        raise InputError("an exception must name the checks it waives (--waive CHECK_ID)")
+    barred = [c for c in waive if c.split(".", 1)[0] in UNWAIVABLE_PREFIXES]
+    if barred:
+        raise InputError(f"these checks can never be waived: {', '.join(barred)}")
+    if not reason.strip() or not approver.strip():
+        raise InputError("an exception needs a --reason and an --approver")
+    if expires_at.tzinfo is None:
+        raise InputError("the expiry needs a time zone (e.g. 2026-12-31T00:00:00Z)")
+    if expires_at <= now:
+        raise InputError(f"the expiry {expires_at.isoformat()} is in the past")
+    row = WaiverRow(
+        checkpoint=checkpoint,
+        waive=sorted(set(waive)),
+        environments=sorted(set(environments)) if environments else None,
+        reason=reason.strip(),
+        approver=approver.strip(),
+        expires_at=expires_at,
+        actor=actor,
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="exception.add",
+            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
+            details={
+                "id": row.id,
+                "waive": row.waive,
+                "environments": row.environments,
+                "approver": row.approver,
+                "expires_at": expires_at.isoformat(),
+                "reason": row.reason,
+            },
+        )
+    )
+    session.flush()
+    return row
+
+
+def revoke_exception(
+    session: Session, exception_id: int, *, actor: str, now: datetime
+) -> WaiverRow:
+    row = session.get(WaiverRow, exception_id)
+    if row is None:
+        raise NotFound(f"no exception {exception_id}")
+    if row.revoked_at is not None:
+        raise InputError(f"exception {exception_id} was already revoked")
+    row.revoked_at = now
+    row.revoked_by = actor
+    session.add(
+        AuditEvent(
+            actor=actor, action="exception.revoke", subject=f"exception {exception_id}", details={}
+        )
+    )
+    session.flush()
+    return row
+
+
+def registry_exceptions(
+    checkpoint_id: int, digest: str, rows: list[WaiverRow]
+) -> tuple[PolicyException, ...]:
+    """Active registry exceptions as policy exceptions scoped to this checkpoint's digest."""
+    out = []
+    for row in rows:
+        if row.checkpoint_id != checkpoint_id or row.revoked_at is not None:
+            continue
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        out.append(
+            PolicyException(
+                id=f"registry-exception-{row.id}",
+                scope=ExceptionScope(name=None, digest=digest, source=None),
+                waive=frozenset(row.waive),
+                reason=row.reason,
+                approver=row.approver,
+                expires=expires,
+                environments=frozenset(row.environments) if row.environments else None,
+                line=0,
+            )
+        )
+    return tuple(out)
