@@ -668,7 +668,8 @@ def test_truncated_gzip_is_malformed(tmp_path: Path) -> None:
 
 
 def test_7z_wrapped(tmp_path: Path) -> None:
-    py7zr = pytest.importorskip("py7zr")
+    import py7zr  # a runtime dependency: a missing one must fail, not skip
+
     p = tmp_path / "model.7z"
     with py7zr.SevenZipFile(p, "w") as archive:
         archive.writestr(torch_zip_bytes(MALICIOUS), "model.pt")
