@@ -224,7 +224,9 @@ class EmbeddedRegistry:
                     checks=check_rows,
                     evaluated_at=decision.evaluated_at,
                     expires_at=decision.expires_at,
-                    input_attestations=[a.bundle_sha256 for a in checkpoint.attestations],
+                    input_attestations=[
+                        a.bundle_sha256 for a in admission.evidence_attestations(checkpoint)
+                    ],
                     tool_version=tool_version(),
                 ),
                 signer=self._optional_signer(),

@@ -257,3 +257,35 @@ def test_bad_exceptions_are_refused(
     assert result.code == 2
     assert message in result.stderr
     assert run_cli("exception", "list", "--json").json() == {"exceptions": []}
+
+
+def test_earlier_decisions_are_not_evidence_for_the_next(run_cli: Any, hub: FakeHub) -> None:
+    """Decisions are outputs: each check must not verify (or cite) all the ones before it."""
+    mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    run_cli("attest", "org/tiny")
+    for _ in range(3):
+        assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+    shown = run_cli("inspect", "org/tiny", "--json").json()
+    kinds = [a["predicate_type"] for a in shown["attestations"]]
+    assert kinds.count("https://slsa.dev/verification_summary/v1") == 3
+    evidence = len(kinds) - 3
+    from registry.embedded import EmbeddedRegistry
+    from registry.settings import Settings
+
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+        with registry.sessions() as session:
+            from sqlalchemy import select
+
+            from registry.db.models import Attestation
+
+            rows = session.scalars(select(Attestation).order_by(Attestation.id)).all()
+            last_vsa = rows[-1].bundle
+    finally:
+        registry.close()
+    import json
+
+    from attestations.bundle import Bundle
+
+    payload = json.loads(Bundle.from_bytes(last_vsa).envelope.payload)
+    assert len(payload["predicate"]["inputAttestations"]) == evidence

@@ -1435,9 +1435,9 @@ def decompress(  # noqa: PLR0912 - one bounded loop, several stream endings
         Kind.GZIP: lambda: _ZlibDecomp(31),
         Kind.ZLIB: lambda: _ZlibDecomp(15),
         Kind.JOBLIB_ZF: lambda: _ZlibDecomp(15),
-        Kind.BZ2: _Bz2Decomp,
-        Kind.XZ: lambda: _LzmaDecomp(lzma.FORMAT_XZ),
-        Kind.LZMA: lambda: _LzmaDecomp(lzma.FORMAT_ALONE),
+        Kind.BZ2: lambda: _BufferedDecomp(bz2.BZ2Decompressor()),
+        Kind.XZ: lambda: _BufferedDecomp(lzma.LZMADecompressor(format=lzma.FORMAT_XZ)),
+        Kind.LZMA: lambda: _BufferedDecomp(lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)),
     }
     factory = factories.get(kind)
     if factory is None:
@@ -1530,29 +1530,11 @@ class _ZlibDecomp:
         return self._d.decompress(self._d.unconsumed_tail + data, max_length)
 
 
-class _Bz2Decomp:
-    def __init__(self) -> None:
-        self._d = bz2.BZ2Decompressor()
+class _BufferedDecomp:
+    """bz2 and lzma decompressors: they keep unconsumed input themselves (unlike zlib)."""
 
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
-
-    @property
-    def needs_input(self) -> bool:
-        return self._d.needs_input
-
-    def decompress(self, data: bytes, max_length: int) -> bytes:
-        return self._d.decompress(data, max(1, max_length))
-
-
-class _LzmaDecomp:
-    def __init__(self, fmt: int) -> None:
-        self._d = lzma.LZMADecompressor(format=fmt)
+    def __init__(self, decompressor: bz2.BZ2Decompressor | lzma.LZMADecompressor) -> None:
+        self._d = decompressor
 
     @property
     def eof(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from attestations.bundle import Bundle
+from attestations.decision import PREDICATE_TYPE as VSA_PREDICATE_TYPE
 from attestations.decision import DecisionRecord, decision_statement
 from attestations.digests import Digest
 from attestations.dsse import INTOTO_PAYLOAD_TYPE
@@ -23,7 +24,7 @@ from attestations.keys import KeySigner, PublicKeyVerifier, load_public_key
 from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
 from policies.model import UNWAIVABLE_PREFIXES, ExceptionScope, PolicyException
 from registry.blobs.base import BlobStore
-from registry.db.models import AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
+from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
 from registry.errors import InputError, NotFound
 from registry.service.attest import store_attestation
@@ -94,6 +95,12 @@ def model_card_license(checkpoint: Checkpoint, blobs: BlobStore) -> str | None:
     return match.group(1).decode().lower() if match else None
 
 
+def evidence_attestations(checkpoint: Checkpoint) -> list[Attestation]:
+    """The attestations a decision may rest on: not earlier decisions, which are its outputs
+    (and would otherwise make every check slower than the last)."""
+    return [a for a in checkpoint.attestations if a.predicate_type != VSA_PREDICATE_TYPE]
+
+
 def verified_attestations(
     checkpoint: Checkpoint, registry_public_key: bytes | None, now: datetime
 ) -> list[AttestationFact]:
@@ -102,7 +109,7 @@ def verified_attestations(
         return []
     verifier = PublicKeyVerifier([load_public_key(registry_public_key)])
     facts: list[AttestationFact] = []
-    for row in checkpoint.attestations:
+    for row in evidence_attestations(checkpoint):
         try:
             envelope = verifier.verify(Bundle.from_bytes(row.bundle))
             statement = Statement.from_payload(envelope.payload)
