@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -67,10 +66,11 @@ def check_command(
 ) -> None:
     """Decide whether a checkpoint may be used in an environment, with every check's result."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
-    source = policy or (Path(os.environ[POLICY_ENV]) if os.environ.get(POLICY_ENV) else None)
-    text = _read_policy(source) if source is not None else None
+    # Without --policy the registry applies its own (MODELCTL_POLICY, else the shipped set),
+    # the same one `pull` enforces.
+    text = _read_policy(policy) if policy is not None else None
     with open_registry(state) as registry:
-        decision = registry.policy_check(ref, env, text, str(source or ""))
+        decision = registry.policy_check(ref, env, text, str(policy or ""))
     emit(state, decision.to_json(), render.decision_text(decision))
     if not decision.allowed:
         raise typer.Exit(1)

@@ -5,11 +5,12 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path  # pull
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -43,6 +44,9 @@ from registry.views import (
     ScanOutcome,
 )
 
+if TYPE_CHECKING:
+    from policies import PolicySet
+
 
 class EmbeddedRegistry:
     def __init__(self, settings: Settings) -> None:
@@ -59,6 +63,7 @@ class EmbeddedRegistry:
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
         self.sessions = session_factory(self.engine)
         self.blobs = LocalBlobStore(settings.blob_root)
+        self._policy_cache: dict[tuple[str, str], PolicySet] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -153,6 +158,38 @@ class EmbeddedRegistry:
             return registry_signer(self.settings).public_pem
         return None
 
+    def _policy_set(self, policy_text: str | None, policy_file: str) -> PolicySet:
+        """The given policy text, else the registry's own (MODELCTL_POLICY), else the defaults.
+
+        Loading type-checks every CEL rule, so a loaded set is kept per (source, content).
+        """
+        from policies import DEFAULTS_FILE, PolicyError, default_policies_text, load_policies
+
+        if policy_text is None:
+            configured = self.settings.policy_file
+            if configured is None:
+                policy_text = default_policies_text()
+                policy_file = f"policies/{DEFAULTS_FILE}"
+            else:
+                try:
+                    policy_text = configured.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise InputError(
+                        f"cannot read the registry's policy {configured} (MODELCTL_POLICY): {exc}"
+                    ) from exc
+                policy_file = str(configured)
+        key = (policy_file, hashlib.sha256(policy_text.encode()).hexdigest())
+        cached = self._policy_cache.get(key)
+        if cached is None:
+            try:
+                cached = load_policies(policy_text, policy_file)
+            except PolicyError as exc:
+                raise InputError(exc.message) from exc
+            if len(self._policy_cache) >= 8:
+                self._policy_cache.pop(next(iter(self._policy_cache)))
+            self._policy_cache[key] = cached
+        return cached
+
     def policy_check(
         self,
         ref: str,
@@ -162,16 +199,9 @@ class EmbeddedRegistry:
         *,
         now: datetime | None = None,
     ) -> DecisionView:
-        from policies import PolicyError, evaluate, load_default_policies, load_policies
+        from policies import evaluate
 
-        try:
-            policy_set = (
-                load_policies(policy_text, policy_file)
-                if policy_text is not None
-                else load_default_policies()
-            )
-        except PolicyError as exc:
-            raise InputError(exc.message) from exc
+        policy_set = self._policy_set(policy_text, policy_file)
         bound = policy_set.for_environment(environment)
         if bound is None:
             raise Denied(
@@ -349,7 +379,7 @@ class EmbeddedRegistry:
                 session, Ref.parse(f"{decision.name}@{decision.digest}")
             )
             signed = pull_service.signed_checkpoint(checkpoint, self._registry_public_key())
-        return pull_service.pull_checkpoint(
+        result = pull_service.pull_checkpoint(
             signed,
             decision,
             blobs=self.blobs,
@@ -359,6 +389,9 @@ class EmbeddedRegistry:
             workers=self.settings.hash_workers,
             progress=progress,
         )
+        with unit_of_work(self.sessions) as session:
+            pull_service.record_pull(session, result, actor=checkpoints.current_actor())
+        return result
 
 
 def _jsonable(value: object) -> Any:

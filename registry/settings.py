@@ -34,6 +34,8 @@ class Settings:
     signing_key: Path | None = None  # PEM; default: $MODELCTL_HOME/keys/registry.key
     signing_key_passphrase: str | None = None
     download_workers: int = 8
+    # The admission policy this registry enforces (MODELCTL_POLICY); None: the shipped defaults.
+    policy_file: Path | None = None
     # Local ingest is hashing plus disk writes: two threads a core keep both busy.
     hash_workers: int = field(default_factory=lambda: min(32, 2 * (os.cpu_count() or 1)))
     limits: Limits = field(default_factory=Limits)
@@ -82,4 +84,7 @@ class Settings:
             if env.get("MODELCTL_SIGNING_KEY")
             else None,
             signing_key_passphrase=env.get("MODELCTL_SIGNING_KEY_PASSPHRASE") or None,
+            policy_file=Path(env["MODELCTL_POLICY"]).expanduser()
+            if env.get("MODELCTL_POLICY")
+            else None,
         )

@@ -238,3 +238,101 @@ def test_unknown_layout_is_a_usage_error(run_cli: Any, admitted: Path, out: Path
     )
     assert result.code == 2
     assert not (out / "x").exists()
+
+
+def test_pull_enforces_the_registry_policy_not_the_shipped_one(
+    run_cli: Any, admitted: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MODELCTL_POLICY is the registry's policy: `pull` and `policy check` both apply it."""
+    shipped = (Path(__file__).parents[1] / "policies" / "defaults" / "default.yaml").read_text()
+    strict = out.parent / "strict.yaml"
+    # The organisation's policy runs dev in enforce mode and does not bind staging at all.
+    strict.write_text(
+        shipped.replace(
+            "dev: { policy: dev, mode: warn }", "dev: { policy: prod, mode: enforce }"
+        ).replace("    staging: { policy: staging, mode: enforce }\n", "")
+    )
+    assert run_cli("pull", "org/tiny", "--env", "staging", "--dest", str(out / "s")).code == 0
+    monkeypatch.setenv("MODELCTL_POLICY", str(strict))
+    denied = run_cli("pull", "org/tiny", "--env", "staging", "--dest", str(out / "s2"))
+    assert denied.code == 1
+    assert "no policy is bound to environment 'staging'" in denied.stderr
+    assert not (out / "s2").exists()
+    checked = run_cli("policy", "check", "org/tiny", "--env", "dev", "--json")
+    assert checked.code == 0, checked.stderr
+    assert checked.json()["policy"]["name"] == "prod"
+    assert checked.json()["mode"] == "enforce"
+    monkeypatch.setenv("MODELCTL_POLICY", str(out.parent / "missing.yaml"))
+    unreadable = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(out / "s3"))
+    assert unreadable.code == 2
+    assert "MODELCTL_POLICY" in unreadable.stderr
+    assert not (out / "s3").exists()
+
+
+def test_pull_is_in_the_audit_log(run_cli: Any, admitted: Path, out: Path, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    dest = out / "tiny"
+    assert run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest)).code == 0
+    denied = run_cli("pull", "org/tiny", "--env", "qa", "--dest", str(out / "qa"))
+    assert denied.code == 1
+    engine = create_engine(f"sqlite:///{tmp_path / 'home' / 'registry.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT action, subject, details FROM audit_events WHERE action LIKE '%pull%'")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1  # only the pull that happened
+    action, subject, details = rows[0]
+    assert action == "checkpoint.pull"
+    assert subject.startswith("org/tiny@sha256:")
+    got = json.loads(details)
+    assert got["environment"] == "prod"
+    assert got["destination"] == str(dest)
+    assert got["files"] == len(FILES)
+
+
+def test_hf_cache_layout_keeps_the_mirrored_tag(
+    run_cli: Any, hub: FakeHub, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = hub.add_repo("org/tagged", FILES, tags=["v1.0"])
+    assert run_cli("mirror", "hf://org/tagged@v1.0").code == 0
+    assert run_cli("attest", "org/tagged").code == 0
+    cache = out / "cache"
+    pulled = run_cli(
+        "pull", "org/tagged", "--env", "prod", "--dest", str(cache), "--layout", "hf-cache"
+    )
+    assert pulled.code == 0, pulled.stderr
+    refs = cache / "models--org--tagged" / "refs"
+    assert (refs / "v1.0").read_text() == commit
+    assert (refs / "main").read_text() == commit
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_ENDPOINT")
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download(
+        "org/tagged", revision="v1.0", cache_dir=cache, local_files_only=True
+    )
+    assert _tree(Path(snapshot)) == FILES
+
+
+def test_hf_refs_never_become_unsafe_paths() -> None:
+    signed = pull_service.SignedCheckpoint(
+        name="org/x",
+        digest="sha256:" + "0" * 64,
+        commit="a" * 40,
+        bundle=b"",
+        files=(),
+        sizes={},
+        revisions=(
+            "v1",
+            "../../etc/passwd",
+            "refs/../x",
+            "/abs",
+            ".hidden",
+            "a" * 40,
+            "main",
+            "release/2026",
+        ),
+    )
+    assert pull_service.hf_refs(signed, "a" * 40) == ["main", "release/2026", "v1"]

@@ -20,8 +20,8 @@ What lands where:
   decision, as `policy check --json` prints it).
 * `hf-cache`: DEST is a Hugging Face cache folder (`cache_dir`, may already exist and hold
   other models). The destination is `DEST/models--NS--NAME/`: `blobs/<sha256>`,
-  `snapshots/<commit>/<path>` as relative symlinks to the blobs, and `refs/main` holding the
-  commit, so `transformers` / `huggingface_hub` load it with `HF_HUB_OFFLINE=1`. The commit is
+  `snapshots/<commit>/<path>` as relative symlinks to the blobs, and `refs/main` (plus one
+  ref for each branch or tag the checkpoint was mirrored as) holding the commit, so `transformers` / `huggingface_hub` load it with `HF_HUB_OFFLINE=1`. The commit is
   the source's git commit when it is one, else the manifest digest's hex. The evidence goes
   in `DEST/models--NS--NAME/.modelctl/` (huggingface_hub ignores it).
 """
@@ -44,13 +44,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
+from sqlalchemy.orm import Session
+
 from attestations.bundle import Bundle
 from attestations.digests import Digest
 from attestations.errors import AttestationError
 from attestations.keys import PublicKeyVerifier, load_public_key
 from attestations.model_signature import PREDICATE_TYPE, verify_model_signature
 from registry.blobs.base import BlobStore
-from registry.db.models import Checkpoint
+from registry.db.models import AuditEvent, Checkpoint
 from registry.errors import InputError, IntegrityFailure, NotFound, StorageError
 from registry.service.progress import Progress
 from registry.views import DecisionView, PullResult
@@ -74,6 +76,7 @@ class SignedCheckpoint:
     bundle: bytes  # the signature bundle, as stored
     files: tuple[tuple[str, str], ...]  # (path, sha256 hex), as signed
     sizes: Mapping[str, int]  # path -> size, for progress only
+    revisions: tuple[str, ...] = ()  # source branches and tags mirrored as this checkpoint
 
 
 def signed_checkpoint(
@@ -109,6 +112,7 @@ def signed_checkpoint(
             bundle=bytes(row.bundle),
             files=tuple((r.path, r.digest.hex()) for r in verified.predicate.resources),
             sizes={f.path: f.size for f in checkpoint.files},
+            revisions=tuple(r.revision for r in checkpoint.revisions),
         )
     raise IntegrityFailure(
         f"{ref}: no model signature that verifies with the registry's key; "
@@ -231,6 +235,44 @@ def hf_commit(signed: SignedCheckpoint) -> str:
     return signed.commit if _GIT_COMMIT.fullmatch(signed.commit) else signed.digest.split(":")[-1]
 
 
+#: A revision name that is safe as a path under `refs/`: no `..`, no empty or hidden parts.
+_SAFE_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,3}")
+
+
+def hf_refs(signed: SignedCheckpoint, commit: str) -> list[str]:
+    """`main` plus the branches and tags this checkpoint was mirrored as, for offline loads.
+
+    huggingface_hub resolves `revision="v1.0"` offline by reading `refs/v1.0`. Revision names
+    come from the source, so only plain names become paths; a commit needs no ref.
+    """
+    refs = ["main"]
+    for rev in sorted(set(signed.revisions)):
+        if rev not in {"main", commit} and _SAFE_REF.fullmatch(rev) and ".." not in rev:
+            refs.append(rev)
+    return refs
+
+
+def record_pull(session: Session, result: PullResult, *, actor: str) -> None:
+    """The audit event of a completed pull (who took which bytes where, under which decision)."""
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="checkpoint.pull",
+            subject=f"{result.name}@{result.digest}",
+            details={
+                "environment": result.environment,
+                "mode": result.decision.mode,
+                "layout": result.layout,
+                "destination": result.destination,
+                "files": result.files,
+                "bytes": result.bytes,
+                "replaced": result.replaced,
+            },
+        )
+    )
+    session.flush()
+
+
 def _stage_hf(signed: SignedCheckpoint, repo: Path) -> tuple[list[_Job], Callable[[], None]]:
     commit = hf_commit(signed)
     blobs_dir = repo / "blobs"
@@ -250,7 +292,9 @@ def _stage_hf(signed: SignedCheckpoint, repo: Path) -> tuple[list[_Job], Callabl
             place = snapshot.joinpath(*path.split("/"))
             place.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(os.path.relpath(blobs_dir / sha, place.parent), place)
-        _write_small(repo / "refs" / "main", commit.encode())
+        for ref in hf_refs(signed, commit):
+            (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+            _write_small(repo / "refs" / ref, commit.encode())
 
     return jobs, link
 
