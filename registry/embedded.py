@@ -5,6 +5,7 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -59,6 +60,17 @@ class EmbeddedRegistry:
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
         self.sessions = session_factory(self.engine)
         self.blobs = LocalBlobStore(settings.blob_root)
+        #: Who the audit log names for what this handle changes (see `as_actor`).
+        self.actor = checkpoints.current_actor()
+
+    def as_actor(self, actor: str) -> EmbeddedRegistry:
+        """The same registry (engine, sessions, blobs) acting for `actor`, e.g. `token:ci`.
+
+        The server binds each request's caller this way; the copy must not be closed.
+        """
+        bound = copy.copy(self)
+        bound.actor = actor
+        return bound
 
     def close(self) -> None:
         self.engine.dispose()
@@ -95,7 +107,7 @@ class EmbeddedRegistry:
                         snapshot=transferred.snapshot,
                         manifest=transferred.manifest,
                         fetched=transferred.fetched,
-                        actor=checkpoints.current_actor(),
+                        actor=self.actor,
                     )
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
@@ -111,6 +123,15 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
+
+    def models_count(self) -> int:
+        """How many models are registered (one cheap query: the server's health check)."""
+        from sqlalchemy import func
+
+        from registry.db.models import Model
+
+        with unit_of_work(self.sessions) as session:
+            return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
     def models(self) -> list[ModelSummary]:
         with unit_of_work(self.sessions) as session:
@@ -136,7 +157,7 @@ class EmbeddedRegistry:
                 folder_scanners=folder_scanners,
                 signer=signer,
                 limits=ScanLimits(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
             session.flush()
             return ScanOutcome(
@@ -230,7 +251,7 @@ class EmbeddedRegistry:
                     tool_version=tool_version(),
                 ),
                 signer=self._optional_signer(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
         return DecisionView(
             name=facts.name,
@@ -267,7 +288,7 @@ class EmbeddedRegistry:
                 approver=approver,
                 expires_at=expires_at,
                 environments=environments,
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
                 now=datetime.now(UTC),
             )
             return exception_view(row)
@@ -283,7 +304,7 @@ class EmbeddedRegistry:
     def exception_revoke(self, exception_id: int) -> ExceptionView:
         with unit_of_work(self.sessions) as session:
             row = admission.revoke_exception(
-                session, exception_id, actor=checkpoints.current_actor(), now=datetime.now(UTC)
+                session, exception_id, actor=self.actor, now=datetime.now(UTC)
             )
             return exception_view(row)
 
@@ -291,16 +312,14 @@ class EmbeddedRegistry:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.quarantine(
-                session, checkpoint, reason=reason, actor=checkpoints.current_actor()
-            )
+            admission.quarantine(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def release(self, ref: str, reason: str) -> CheckpointView:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.release(session, checkpoint, reason=reason, actor=checkpoints.current_actor())
+            admission.release(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def attest(self, ref: str) -> AttestResult:
@@ -313,7 +332,7 @@ class EmbeddedRegistry:
                 checkpoint,
                 signer=signer,
                 tool_version=tool_version(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
 
     def inspect(self, ref: str) -> CheckpointView:
