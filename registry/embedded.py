@@ -22,7 +22,10 @@ from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
 from registry.errors import Denied, InputError, StorageError
-from registry.interface import MirrorRequest
+from registry.interface import (
+    AuditQuery,  # server
+    MirrorRequest,
+)
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
@@ -33,8 +36,9 @@ from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import (
+from registry.views import (  # server
     AttestResult,
+    AuditEventView,
     CheckpointView,
     DecisionView,
     ExceptionView,
@@ -42,6 +46,8 @@ from registry.views import (
     ModelSummary,
     PullResult,  # pull
     ScanOutcome,
+    TokenCreated,
+    TokenView,
 )
 
 
@@ -378,6 +384,39 @@ class EmbeddedRegistry:
             workers=self.settings.hash_workers,
             progress=progress,
         )
+
+    # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.create(
+                session,
+                name=name,
+                role=tokens.Role.parse(role),
+                actor=self.actor,
+                expires_at=expires_at,
+            )
+
+    def token_list(self) -> list[TokenView]:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.list_tokens(session)
+
+    def token_revoke(self, key: str) -> TokenView:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.revoke(session, key, actor=self.actor)
+
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
+        from registry.service import audit
+
+        with unit_of_work(self.sessions) as session:
+            return audit.events(session, query)
 
 
 def _jsonable(value: object) -> Any:
