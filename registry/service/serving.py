@@ -61,10 +61,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             end = int(last) if last else size - 1
     except ValueError:
         return None
-    if start < 0 or end < start:
-        return None
     if start >= size:
         raise RangeNotSatisfiable(size)
+    if start < 0 or end < start:
+        return None
     return ByteRange(start, min(end, size - 1))
 
 
