@@ -193,10 +193,8 @@ def test_a_tampered_blob_is_never_served_whole(api: Api, seeded: Seeded) -> None
     data[len(data) - 3] ^= 0xFF  # same size, the last chunk differs
     blob.write_bytes(bytes(data))
     for headers in ({}, {"Range": "bytes=0-99"}):
-        with pytest.raises(httpx.HTTPError):  # the body is cut short: never complete
-            response = api.get(_cp(seeded) + "/files/extra/weights.dat", headers=headers)
-            response.raise_for_status()
-            assert len(response.content) == int(response.headers["content-length"])
+        with pytest.raises(httpx.RemoteProtocolError):  # the body is cut short: never whole
+            api.get(_cp(seeded) + "/files/extra/weights.dat", headers=headers)
     # The server stays healthy and serves other files.
     assert api.get(_cp(seeded) + "/files/config.json").content == seeded.files["config.json"]
 
