@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 
 def _free_port() -> int:
@@ -20,7 +21,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_process_answers_and_never_logs_the_token(run_cli: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_process_answers_and_never_logs_the_token(
+    run_cli: Any, tmp_path: Path, workers: int
+) -> None:
     created = run_cli("tokens", "create", "ops", "--role", "security", "--json")
     token = created.json()["token"]
     port = _free_port()
@@ -28,7 +32,7 @@ def test_serve_process_answers_and_never_logs_the_token(run_cli: Any, tmp_path: 
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [str(modelctl), "serve", "--port", str(port)],
+            [str(modelctl), "serve", "--port", str(port), "--workers", str(workers)],
             env={**os.environ, "MODELCTL_SERVE_WORKER": "false"},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -63,6 +67,9 @@ def test_serve_refuses_a_remote_registry_and_bad_ports(run_cli: Any, monkeypatch
     bad = run_cli("serve", "--port", "70000")
     assert bad.code == 2
     assert "--port" in bad.stderr
+    too_many = run_cli("serve", "--workers", "0")
+    assert too_many.code == 2
+    assert "--workers" in too_many.stderr
     monkeypatch.setenv("MODELCTL_REGISTRY", "http://127.0.0.1:9")
     remote = run_cli("serve")
     assert remote.code == 2
