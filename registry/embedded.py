@@ -5,7 +5,9 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,27 +23,36 @@ from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
-from registry.errors import Denied, InputError, StorageError
-from registry.interface import MirrorRequest
+from registry.errors import Denied, InputError, NotFound, StorageError
+from registry.interface import (
+    AuditQuery,  # server
+    MirrorRequest,
+)
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints
 from registry.service import scan as scan_service
+from registry.service.jobs import JobView  # server
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import (
+from registry.views import (  # server
+    AttestationView,
     AttestResult,
+    AuditEventView,
     CheckpointView,
     DecisionView,
     ExceptionView,
+    FileView,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
     ScanOutcome,
+    TokenCreated,
+    TokenView,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +75,18 @@ class EmbeddedRegistry:
         self.sessions = session_factory(self.engine)
         self.blobs = LocalBlobStore(settings.blob_root)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
+        self._policy_lock = threading.Lock()
+        #: Who the audit log names for what this handle changes (see `as_actor`).
+        self.actor = checkpoints.current_actor()
+
+    def as_actor(self, actor: str) -> EmbeddedRegistry:
+        """The same registry (engine, sessions, blobs) acting for `actor`, e.g. `token:ci`.
+
+        The server binds each request's caller this way; the copy must not be closed.
+        """
+        bound = copy.copy(self)
+        bound.actor = actor
+        return bound
 
     def close(self) -> None:
         self.engine.dispose()
@@ -100,7 +123,7 @@ class EmbeddedRegistry:
                         snapshot=transferred.snapshot,
                         manifest=transferred.manifest,
                         fetched=transferred.fetched,
-                        actor=checkpoints.current_actor(),
+                        actor=self.actor,
                     )
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
@@ -116,6 +139,15 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
+
+    def models_count(self) -> int:
+        """How many models are registered (one cheap query: the server's health check)."""
+        from sqlalchemy import func
+
+        from registry.db.models import Model
+
+        with unit_of_work(self.sessions) as session:
+            return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
     def models(self) -> list[ModelSummary]:
         with unit_of_work(self.sessions) as session:
@@ -141,7 +173,7 @@ class EmbeddedRegistry:
                 folder_scanners=folder_scanners,
                 signer=signer,
                 limits=ScanLimits(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
             session.flush()
             return ScanOutcome(
@@ -179,15 +211,17 @@ class EmbeddedRegistry:
                     ) from exc
                 policy_file = str(configured)
         key = (policy_file, hashlib.sha256(policy_text.encode()).hexdigest())
-        cached = self._policy_cache.get(key)
+        with self._policy_lock:
+            cached = self._policy_cache.get(key)
         if cached is None:
             try:
                 cached = load_policies(policy_text, policy_file)
             except PolicyError as exc:
                 raise InputError(exc.message) from exc
-            if len(self._policy_cache) >= 8:
-                self._policy_cache.pop(next(iter(self._policy_cache)))
-            self._policy_cache[key] = cached
+            with self._policy_lock:  # server threads share it (and `as_actor` copies)
+                while len(self._policy_cache) >= 8:
+                    self._policy_cache.pop(next(iter(self._policy_cache)))
+                self._policy_cache[key] = cached
         return cached
 
     def policy_check(
@@ -260,7 +294,7 @@ class EmbeddedRegistry:
                     tool_version=tool_version(),
                 ),
                 signer=self._optional_signer(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
         return DecisionView(
             name=facts.name,
@@ -297,7 +331,7 @@ class EmbeddedRegistry:
                 approver=approver,
                 expires_at=expires_at,
                 environments=environments,
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
                 now=datetime.now(UTC),
             )
             return exception_view(row)
@@ -313,7 +347,7 @@ class EmbeddedRegistry:
     def exception_revoke(self, exception_id: int) -> ExceptionView:
         with unit_of_work(self.sessions) as session:
             row = admission.revoke_exception(
-                session, exception_id, actor=checkpoints.current_actor(), now=datetime.now(UTC)
+                session, exception_id, actor=self.actor, now=datetime.now(UTC)
             )
             return exception_view(row)
 
@@ -321,16 +355,14 @@ class EmbeddedRegistry:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.quarantine(
-                session, checkpoint, reason=reason, actor=checkpoints.current_actor()
-            )
+            admission.quarantine(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def release(self, ref: str, reason: str) -> CheckpointView:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.release(session, checkpoint, reason=reason, actor=checkpoints.current_actor())
+            admission.release(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def attest(self, ref: str) -> AttestResult:
@@ -343,7 +375,7 @@ class EmbeddedRegistry:
                 checkpoint,
                 signer=signer,
                 tool_version=tool_version(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
 
     def inspect(self, ref: str) -> CheckpointView:
@@ -390,8 +422,112 @@ class EmbeddedRegistry:
             progress=progress,
         )
         with unit_of_work(self.sessions) as session:
-            pull_service.record_pull(session, result, actor=checkpoints.current_actor())
+            pull_service.record_pull(session, result, actor=self.actor)
         return result
+
+    # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.create(
+                session,
+                name=name,
+                role=tokens.Role.parse(role),
+                actor=self.actor,
+                expires_at=expires_at,
+            )
+
+    def token_list(self) -> list[TokenView]:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.list_tokens(session)
+
+    def token_revoke(self, key: str) -> TokenView:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.revoke(session, key, actor=self.actor)
+
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
+        from registry.service import audit
+
+        with unit_of_work(self.sessions) as session:
+            return audit.events(session, query)
+
+    # -- server: files, attestations, jobs (added for `modelctl serve`) ------------------------
+    def file_info(self, ref: str, path: str) -> FileView:
+        """The file at `path` in a checkpoint (its digest and size); hostile paths refused."""
+        from registry.service import serving
+
+        with unit_of_work(self.sessions) as session:
+            sha256, size = serving.find_file(session, Ref.parse(ref), path)
+        return FileView(path=path, size=size, sha256=sha256)
+
+    def blob_size(self, sha256: str) -> int:
+        """Size of a blob that some checkpoint references (else NotFound)."""
+        from registry.db.models import Blob
+
+        digest = Digest.parse(f"sha256:{sha256}")
+        with unit_of_work(self.sessions) as session:
+            row = session.get(Blob, digest.hex)
+            if row is None:
+                raise NotFound(f"no blob sha256:{digest.hex}")
+            return int(row.size)
+
+    def attestation_list(self, ref: str) -> list[AttestationView]:
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            return [checkpoints.attestation_view(a) for a in checkpoint.attestations]
+
+    def attestation_bundle(self, ref: str, attestation_id: int) -> bytes:
+        """An attestation's bundle exactly as it was signed and stored."""
+        from registry.service import serving
+
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            return bytes(serving.attestation_of(checkpoint, attestation_id).bundle)
+
+    def trusted_attestation_keys(self) -> list[bytes]:
+        """Keys an uploaded attestation may be signed with: the registry's and the configured."""
+        keys = [k for k in [self._registry_public_key()] if k is not None]
+        for path in self.settings.trusted_keys:
+            try:
+                keys.append(path.read_bytes())
+            except OSError as exc:
+                raise StorageError(f"cannot read trusted key {path}: {exc.strerror}") from exc
+        return keys
+
+    def attestation_upload(self, ref: str, data: bytes) -> AttestationView:
+        """Verify an attestation bundle (see `serving.accept_attestation`), then store it."""
+        from registry.service import serving
+
+        keys = self.trusted_attestation_keys()
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            row = serving.accept_attestation(
+                session, checkpoint, data, trusted_keys=keys, actor=self.actor
+            )
+            return checkpoints.attestation_view(row)
+
+    def public_key_pem(self) -> bytes | None:
+        """The registry's public key (what remote clients pin to verify signatures)."""
+        return self._registry_public_key()
+
+    def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
+        from registry.service import jobs
+
+        with unit_of_work(self.sessions) as session:
+            return jobs.enqueue(session, kind, params, actor=self.actor)
+
+    def job(self, job_id: int) -> JobView:
+        from registry.service import jobs
+
+        with unit_of_work(self.sessions) as session:
+            return jobs.get(session, job_id)
 
 
 def _jsonable(value: object) -> Any:

@@ -21,9 +21,10 @@ What lands where:
 * `hf-cache`: DEST is a Hugging Face cache folder (`cache_dir`, may already exist and hold
   other models). The destination is `DEST/models--NS--NAME/`: `blobs/<sha256>`,
   `snapshots/<commit>/<path>` as relative symlinks to the blobs, and `refs/main` (plus one
-  ref for each branch or tag the checkpoint was mirrored as) holding the commit, so `transformers` / `huggingface_hub` load it with `HF_HUB_OFFLINE=1`. The commit is
-  the source's git commit when it is one, else the manifest digest's hex. The evidence goes
-  in `DEST/models--NS--NAME/.modelctl/` (huggingface_hub ignores it).
+  ref for each branch or tag the checkpoint was mirrored as) holding the commit, so
+  `transformers` / `huggingface_hub` load it with `HF_HUB_OFFLINE=1`. The commit is the
+  source's git commit when it is one, else the manifest digest's hex. The evidence goes in
+  `DEST/models--NS--NAME/.modelctl/` (huggingface_hub ignores it).
 """
 
 from __future__ import annotations
@@ -83,36 +84,60 @@ def signed_checkpoint(
     checkpoint: Checkpoint, registry_public_key: bytes | None
 ) -> SignedCheckpoint:
     """The newest model signature of `checkpoint` that verifies now; IntegrityFailure if none."""
-    ref = f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}"
+    rows = sorted(
+        (a for a in checkpoint.attestations if a.predicate_type == PREDICATE_TYPE),
+        key=lambda a: a.id,
+        reverse=True,
+    )
+    return signed_from_bundles(
+        name=checkpoint.model.full_name,
+        manifest_digest=checkpoint.manifest_digest,
+        commit=checkpoint.source_commit,
+        bundles=[bytes(r.bundle) for r in rows],
+        sizes={f.path: f.size for f in checkpoint.files},
+        revisions=[r.revision for r in checkpoint.revisions],
+        registry_public_key=registry_public_key,
+    )
+
+
+def signed_from_bundles(
+    *,
+    name: str,
+    manifest_digest: str,
+    commit: str,
+    bundles: Sequence[bytes],
+    sizes: Mapping[str, int],
+    registry_public_key: bytes | None,
+    revisions: Sequence[str] = (),
+) -> SignedCheckpoint:
+    """The first of `bundles` (newest first) that is a model signature verifying with the
+    registry's key, for exactly `manifest_digest`. Used in-process and by the remote client,
+    which fetched the bundles over HTTP and checks them with the key it pinned."""
+    ref = f"{name}@sha256:{manifest_digest}"
     if registry_public_key is None:
         raise IntegrityFailure(
             f"{ref}: the registry's public key is not available, so its signature cannot be "
             "checked (set MODELCTL_SIGNING_KEY_PASSPHRASE or provide the .pub file)"
         )
     verifier = PublicKeyVerifier([load_public_key(registry_public_key)])
-    rows = sorted(
-        (a for a in checkpoint.attestations if a.predicate_type == PREDICATE_TYPE),
-        key=lambda a: a.id,
-        reverse=True,
-    )
-    for row in rows:
+    for data in bundles:
         try:
-            verified = verify_model_signature(Bundle.from_bytes(row.bundle), verifier)
+            verified = verify_model_signature(Bundle.from_bytes(data), verifier)
         except AttestationError:
             continue  # does not verify: never trusted
         ser = verified.predicate.serialization
-        if verified.subject_digest.hex != checkpoint.manifest_digest:
+        if verified.subject_digest.hex != manifest_digest:
             continue
         if ser.method != "files" or ser.hash_type != "sha256":
             continue
         return SignedCheckpoint(
-            name=checkpoint.model.full_name,
-            digest=f"sha256:{checkpoint.manifest_digest}",
-            commit=checkpoint.source_commit,
-            bundle=bytes(row.bundle),
+            name=name,
+            digest=f"sha256:{manifest_digest}",
+            commit=commit,
+            bundle=bytes(data),
             files=tuple((r.path, r.digest.hex()) for r in verified.predicate.resources),
-            sizes={f.path: f.size for f in checkpoint.files},
-            revisions=tuple(r.revision for r in checkpoint.revisions),
+            sizes=dict(sizes),
+            revisions=tuple(revisions),
         )
     raise IntegrityFailure(
         f"{ref}: no model signature that verifies with the registry's key; "
