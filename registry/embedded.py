@@ -5,6 +5,7 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,7 +22,10 @@ from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
 from registry.errors import Denied, InputError, StorageError
-from registry.interface import MirrorRequest
+from registry.interface import (
+    AuditQuery,  # server
+    MirrorRequest,
+)
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
@@ -32,8 +36,9 @@ from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import (
+from registry.views import (  # server
     AttestResult,
+    AuditEventView,
     CheckpointView,
     DecisionView,
     ExceptionView,
@@ -41,6 +46,8 @@ from registry.views import (
     ModelSummary,
     PullResult,  # pull
     ScanOutcome,
+    TokenCreated,
+    TokenView,
 )
 
 
@@ -59,6 +66,17 @@ class EmbeddedRegistry:
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
         self.sessions = session_factory(self.engine)
         self.blobs = LocalBlobStore(settings.blob_root)
+        #: Who the audit log names for what this handle changes (see `as_actor`).
+        self.actor = checkpoints.current_actor()
+
+    def as_actor(self, actor: str) -> EmbeddedRegistry:
+        """The same registry (engine, sessions, blobs) acting for `actor`, e.g. `token:ci`.
+
+        The server binds each request's caller this way; the copy must not be closed.
+        """
+        bound = copy.copy(self)
+        bound.actor = actor
+        return bound
 
     def close(self) -> None:
         self.engine.dispose()
@@ -95,7 +113,7 @@ class EmbeddedRegistry:
                         snapshot=transferred.snapshot,
                         manifest=transferred.manifest,
                         fetched=transferred.fetched,
-                        actor=checkpoints.current_actor(),
+                        actor=self.actor,
                     )
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
@@ -111,6 +129,15 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
+
+    def models_count(self) -> int:
+        """How many models are registered (one cheap query: the server's health check)."""
+        from sqlalchemy import func
+
+        from registry.db.models import Model
+
+        with unit_of_work(self.sessions) as session:
+            return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
     def models(self) -> list[ModelSummary]:
         with unit_of_work(self.sessions) as session:
@@ -136,7 +163,7 @@ class EmbeddedRegistry:
                 folder_scanners=folder_scanners,
                 signer=signer,
                 limits=ScanLimits(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
             session.flush()
             return ScanOutcome(
@@ -230,7 +257,7 @@ class EmbeddedRegistry:
                     tool_version=tool_version(),
                 ),
                 signer=self._optional_signer(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
         return DecisionView(
             name=facts.name,
@@ -267,7 +294,7 @@ class EmbeddedRegistry:
                 approver=approver,
                 expires_at=expires_at,
                 environments=environments,
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
                 now=datetime.now(UTC),
             )
             return exception_view(row)
@@ -283,7 +310,7 @@ class EmbeddedRegistry:
     def exception_revoke(self, exception_id: int) -> ExceptionView:
         with unit_of_work(self.sessions) as session:
             row = admission.revoke_exception(
-                session, exception_id, actor=checkpoints.current_actor(), now=datetime.now(UTC)
+                session, exception_id, actor=self.actor, now=datetime.now(UTC)
             )
             return exception_view(row)
 
@@ -291,16 +318,14 @@ class EmbeddedRegistry:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.quarantine(
-                session, checkpoint, reason=reason, actor=checkpoints.current_actor()
-            )
+            admission.quarantine(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def release(self, ref: str, reason: str) -> CheckpointView:
         parsed = Ref.parse(ref)
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.release(session, checkpoint, reason=reason, actor=checkpoints.current_actor())
+            admission.release(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
     def attest(self, ref: str) -> AttestResult:
@@ -313,7 +338,7 @@ class EmbeddedRegistry:
                 checkpoint,
                 signer=signer,
                 tool_version=tool_version(),
-                actor=checkpoints.current_actor(),
+                actor=self.actor,
             )
 
     def inspect(self, ref: str) -> CheckpointView:
@@ -359,6 +384,39 @@ class EmbeddedRegistry:
             workers=self.settings.hash_workers,
             progress=progress,
         )
+
+    # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.create(
+                session,
+                name=name,
+                role=tokens.Role.parse(role),
+                actor=self.actor,
+                expires_at=expires_at,
+            )
+
+    def token_list(self) -> list[TokenView]:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.list_tokens(session)
+
+    def token_revoke(self, key: str) -> TokenView:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.revoke(session, key, actor=self.actor)
+
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
+        from registry.service import audit
+
+        with unit_of_work(self.sessions) as session:
+            return audit.events(session, query)
 
 
 def _jsonable(value: object) -> Any:

@@ -37,6 +37,9 @@ class Settings:
     # Local ingest is hashing plus disk writes: two threads a core keep both busy.
     hash_workers: int = field(default_factory=lambda: min(32, 2 * (os.cpu_count() or 1)))
     limits: Limits = field(default_factory=Limits)
+    # The server (`modelctl serve`): reads without a token when true; writes always need one.
+    public_reads: bool = False
+    max_upload_bytes: int = 4 * 1024**2  # an attestation bundle upload; larger is 413
 
     @property
     def signing_key_path(self) -> Path:
@@ -82,4 +85,14 @@ class Settings:
             if env.get("MODELCTL_SIGNING_KEY")
             else None,
             signing_key_passphrase=env.get("MODELCTL_SIGNING_KEY_PASSPHRASE") or None,
+            public_reads=_flag(env, "MODELCTL_PUBLIC_READS"),
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    raise InputError(f"{name} must be true or false, not {value!r}")

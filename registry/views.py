@@ -312,3 +312,61 @@ class ExceptionView:
             "created_at": iso(self.created_at),
             "revoked_at": iso(self.revoked_at) if self.revoked_at else None,
         }
+
+
+# -- server: API tokens, audit log, jobs (added for `modelctl serve`) ---------------------------
+
+
+def _iso_or_none(ts: datetime | None) -> str | None:
+    return iso(ts) if ts is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": _iso_or_none(self.expires_at),
+            "revoked_at": _iso_or_none(self.revoked_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCreated:
+    token: TokenView
+    secret: str  # shown once; never stored, never logged
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.token.to_json(), "token": self.secret}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventView:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": iso(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "details": self.details,
+        }

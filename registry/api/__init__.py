@@ -1,0 +1,1 @@
+"""`modelctl serve`: the HTTP API on the same service layer as the embedded registry."""

@@ -1,0 +1,81 @@
+"""The application factory. Nothing is created at import time: `create_app(settings)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from registry.api import problems
+from registry.embedded import EmbeddedRegistry
+from registry.settings import Settings
+
+API_VERSION = "1"
+
+
+def create_app(settings: Settings, *, registry: EmbeddedRegistry | None = None) -> FastAPI:
+    """The server app on one registry handle (made from `settings` unless one is given).
+
+    The handle lives on `app.state.registry` (see `registry.api.deps`); the app closes it at
+    shutdown only when it made it.
+    """
+    owned = registry is None
+    handle = registry if registry is not None else EmbeddedRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                handle.close()
+
+    app = FastAPI(
+        title="modelctl registry",
+        version=API_VERSION,
+        description="Model supply-chain registry: models, checkpoints, files, attestations, "
+        "scans, admission, quarantine, exceptions and the audit log. Errors are "
+        "`application/problem+json` with a `reason` code (docs/api.md).",
+        lifespan=lifespan,
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.registry = handle
+    problems.install(app)
+    _add_problem_schema(app)
+
+    from registry.api import v1
+
+    app.include_router(v1.router)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    """Declare the problem+json body once, so routes can refer to it."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "detail", "reason"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "reason": {"type": "string"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "instance": {"type": "string"},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
