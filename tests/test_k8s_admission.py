@@ -13,7 +13,7 @@ import pytest
 
 from policies import CheckResult, CheckStatus, Decision, Mode
 from registry.api.app import create_app
-from registry.service.serving import (
+from registry.service.admitted import (
     DecisionCache,
     MalformedReview,
     parse_admission_review,

@@ -7,7 +7,7 @@ use to download a model, serving only checkpoints admitted to `env` (docs/hf-end
     POST      /hf/{env}/api/models/{ns}/{name}/paths-info/{rev}      form field `paths`
     HEAD|GET  /hf/{env}/{ns}/{name}/resolve/{rev}/{path}             file metadata / bytes
 
-Every request decides now (registry.service.serving). Errors carry the Hub's `X-Error-Code`
+Every request decides now (registry.service.admitted). Errors carry the Hub's `X-Error-Code`
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) and `X-Error-Message`; a checkpoint that
 is not admitted is a 403 whose message lists the failing checks. No `X-Xet-*` header and no
 `xetHash` field is ever sent, so clients always download from `/resolve` over plain HTTP.
@@ -37,16 +37,16 @@ from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, IntegrityFailure, RegistryError
-from registry.service import serving
-from registry.service.serving import (
+from registry.service import admitted, serving
+from registry.service.admitted import (
     EntryNotFound,
     Gatekeeper,
-    RangeNotSatisfiable,
     RepoNotFound,
     RevisionNotFound,
     ServedCheckpoint,
     ServedFile,
 )
+from registry.service.serving import RangeNotSatisfiable
 from registry.service.tokens import Principal
 
 log = logging.getLogger("modelctl.api.hf")
@@ -141,7 +141,7 @@ def _error_response(exc: RegistryError) -> JSONResponse:
 def _resolve(request: Request, registry: EmbeddedRegistry, env: str, repo: str, rev: str) -> Any:
     gate = gatekeeper(request, registry)
     with unit_of_work(registry.sessions) as session:
-        return serving.resolve(session, gate, repo, rev, env)
+        return admitted.resolve(session, gate, repo, rev, env)
 
 
 def _raw_tail(request: Request, marker: str) -> str:
@@ -199,11 +199,11 @@ def tree(
         rev, path = _split_rev(_raw_tail(request, f"/api/models/{ns}/{name}/tree/"))
         path = path.strip("/")
         if path:
-            serving.check_file_path(path)
+            serving.check_path(path)
         served: ServedCheckpoint = _resolve(request, registry, env, f"{ns}/{name}", rev)
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
         entries = served.tree(path, recursive=recursive)
-        chunk, cursor = serving.page(entries, request.query_params.get("cursor"))
+        chunk, cursor = admitted.page(entries, request.query_params.get("cursor"))
     except RegistryError as exc:
         return _error_response(exc)
     headers = {"X-Repo-Commit": served.commit}
@@ -245,13 +245,16 @@ async def paths_info(
 
 
 class VerifiedStreamResponse(Response):
-    """Streams `serving.verified_body`; if the blob turns out not to match its signed digest,
+    """Streams `serving.verified_chunks`; if the blob turns out not to match its signed digest,
     the response is left incomplete (short of its Content-Length) and the server closes the
     connection, so the client sees a failed transfer rather than the end of wrong bytes."""
 
-    def __init__(self, body: Iterator[bytes], status_code: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self, body: Iterator[bytes], status_code: int, headers: dict[str, str], what: str
+    ) -> None:
         super().__init__(content=None, status_code=status_code, headers=headers)
         self._chunks = body
+        self.what = what
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from starlette.concurrency import run_in_threadpool
@@ -265,8 +268,9 @@ class VerifiedStreamResponse(Response):
             while True:
                 try:
                     chunk = await run_in_threadpool(next, chunks, sentinel)
-                except IntegrityFailure:
-                    return  # logged by verified_body; uvicorn closes the incomplete response
+                except IntegrityFailure as exc:
+                    log.error("%s: cut short, not completed: %s", self.what, exc.message)
+                    return  # uvicorn closes the incomplete response: the client sees it fail
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -284,19 +288,19 @@ def resolve_file(
     served: ServedCheckpoint | None = None
     try:
         rev, path = _split_rev(_raw_tail(request, f"/{ns}/{name}/resolve/"))
-        serving.check_file_path(path)
+        serving.check_path(path)
         served = _resolve(request, registry, env, f"{ns}/{name}", rev)
         assert served is not None
         file: ServedFile = served.file(path)
         span = serving.parse_range(request.headers.get("Range"), file.size)
-        serving.check_blob(registry.blobs, file)
+        admitted.check_blob(registry.blobs, file)
     except RangeNotSatisfiable as exc:
         response = hf_error(416, None, exc.message, commit=served.commit if served else None)
         response.headers["Content-Range"] = f"bytes */{exc.size}"
         return response
     except RegistryError as exc:
         return _error_response(exc)
-    start, end = span if span is not None else (0, file.size)
+    start, end = (span.start, span.end + 1) if span is not None else (0, file.size)
     headers = {
         "X-Repo-Commit": served.commit,
         "ETag": f'"{file.sha256}"',
@@ -314,5 +318,5 @@ def resolve_file(
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    body = serving.verified_body(registry.blobs, file, start, end)
-    return VerifiedStreamResponse(body, status, headers)
+    body = serving.verified_chunks(registry.blobs, file.sha256, file.size, span)
+    return VerifiedStreamResponse(body, status, headers, f"{served.name}@{served.digest}/{path}")
