@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -536,3 +537,72 @@ def test_token_is_required_unless_reads_are_public(served: Served, tmp_path: Pat
         hf_hub_download(
             "org/tiny", "config.json", endpoint=served.endpoint(), cache_dir=tmp_path / "c"
         )
+
+
+def test_tree_pages_follow_link(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import HfApi
+
+    from registry.service import admitted
+
+    monkeypatch.setattr(admitted, "TREE_PAGE", 2)
+    first = served.get("/hf/prod/api/models/org/tiny/tree/main?recursive=true")
+    assert len(first.json()) == 2
+    assert 'rel="next"' in first.headers["Link"]
+    api = HfApi(endpoint=served.endpoint(), token=served.token)
+    assert sorted(api.list_repo_files("org/tiny")) == sorted(served.files)
+
+
+def _open_blob_handles(path: Path) -> int:
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(fd) == str(path):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_client_that_disconnects_mid_download(served: Served) -> None:
+    blob = _blob(served, BIG)
+    url = served.url + "/hf/prod/org/tiny/resolve/main/extra/weights.dat"
+    headers = {"Authorization": f"Bearer {served.token}"}
+    for _ in range(3):
+        with httpx.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 200
+            first = next(response.iter_raw(65536))
+            assert first == BIG[: len(first)]
+        # the connection is closed with most of the body unread
+    deadline = 50
+    while _open_blob_handles(blob) and deadline:
+        time.sleep(0.1)
+        deadline -= 1
+    assert _open_blob_handles(blob) == 0  # the server closed the blob behind every stream
+    assert served.get(url.removeprefix(served.url)).content == BIG  # and still serves
+
+
+def test_on_postgresql(
+    run_cli: Any,
+    hub: FakeHub,
+    isolated_env: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", postgres_url)
+    files = model_files()
+    digest = mirror_and_attest(run_cli, hub, "org/tiny", files)
+    token = reader_token(isolated_env)
+    with live_server(create_app(Settings.from_env())) as live:
+        folder = snapshot_download(
+            "org/tiny", endpoint=f"{live.url}/hf/prod", token=token, cache_dir=tmp_path / "c"
+        )
+        assert _tree(Path(folder)) == files
+        assert Path(folder).name == digest[7:47]
+        assert run_cli("quarantine", f"org/tiny@{digest}", "--reason", "bad").code == 0
+        denied = httpx.get(
+            f"{live.url}/hf/prod/org/tiny/resolve/main/config.json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert denied.status_code == 403
+        assert "quarantine" in denied.headers["X-Error-Message"]

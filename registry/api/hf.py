@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from registry.api.deps import _bearer, get_principal, get_registry, require
@@ -62,7 +64,7 @@ router = APIRouter(prefix="/hf/{env}", tags=["huggingface"], include_in_schema=F
 
 def gatekeeper(request: Request, registry: EmbeddedRegistry) -> Gatekeeper:
     """The policy set (loaded once per app: MODELCTL_POLICY, else the shipped defaults), the
-    blob store and the registry's public key (read per request: `attest` may create it)."""
+    blob store and the registry's public key."""
     from policies import PolicyError, load_default_policies, load_policies
 
     policies = getattr(request.app.state, "policies", None)
@@ -78,11 +80,13 @@ def gatekeeper(request: Request, registry: EmbeddedRegistry) -> Gatekeeper:
         except PolicyError as exc:
             raise InputError(exc.message) from exc
         request.app.state.policies = policies
-    return Gatekeeper(
-        policies=policies,
-        blobs=registry.blobs,
-        registry_public_key=registry._registry_public_key(),  # as policy check uses
-    )
+    # The public half of the registry's key, as `policy check` finds it; kept once found (it
+    # may not exist before the first `attest`, and finding it can mean decrypting the key).
+    public_key = getattr(request.app.state, "registry_public_key", None)
+    if public_key is None:
+        public_key = registry._registry_public_key()
+        request.app.state.registry_public_key = public_key
+    return Gatekeeper(policies=policies, blobs=registry.blobs, registry_public_key=public_key)
 
 
 def _header(text: str, limit: int = 2000) -> str:
@@ -225,8 +229,6 @@ async def paths_info(
             return hf_error(413, None, f"the form is larger than {MAX_FORM_BYTES} bytes")
     rev = unquote(_raw_tail(request, f"/api/models/{ns}/{name}/paths-info/"))
     wanted = [v for k, v in parse_qsl(body.decode("utf-8", "replace")) if k == "paths"]
-    from starlette.concurrency import run_in_threadpool
-
     try:
         served: ServedCheckpoint = await run_in_threadpool(
             _resolve, request, registry, env, f"{ns}/{name}", rev
@@ -257,28 +259,37 @@ class VerifiedStreamResponse(Response):
         self.what = what
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.concurrency import run_in_threadpool
+        gone = anyio.Event()
 
+        async def watch() -> None:  # a client that hangs up stops the read of the blob
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            try:
+                await self._send_body(send, gone)
+            finally:
+                tasks.cancel_scope.cancel()
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    await run_in_threadpool(close)  # the blob's file handle
+
+    async def _send_body(self, send: Send, gone: anyio.Event) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        sentinel = b""  # verified_body never yields an empty piece
-        chunks = self._chunks
-        try:
-            while True:
-                try:
-                    chunk = await run_in_threadpool(next, chunks, sentinel)
-                except IntegrityFailure as exc:
-                    log.error("%s: cut short, not completed: %s", self.what, exc.message)
-                    return  # uvicorn closes the incomplete response: the client sees it fail
-                if not chunk:
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                await run_in_threadpool(close)  # the blob's file, also when the client left
+        while not gone.is_set():
+            try:
+                chunk = await run_in_threadpool(next, self._chunks, b"")
+            except IntegrityFailure as exc:
+                log.error("%s: cut short, not completed: %s", self.what, exc.message)
+                return  # uvicorn closes the incomplete response: the client sees it fail
+            if not chunk:  # verified_chunks never yields an empty piece: this is the end
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 @router.api_route("/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
