@@ -80,8 +80,9 @@ def gatekeeper(request: Request, registry: EmbeddedRegistry) -> Gatekeeper:
         except PolicyError as exc:
             raise InputError(exc.message) from exc
         request.app.state.policies = policies
-    # The public half of the registry's key, as `policy check` finds it; kept once found (it
-    # may not exist before the first `attest`, and finding it can mean decrypting the key).
+    # The public half of the registry's key, as `policy check` finds it (the .pub file beside
+    # the key; only when that is missing, the decrypted key). Kept once found; it may not exist
+    # before the first `attest`, so None is looked up again next time.
     public_key = getattr(request.app.state, "registry_public_key", None)
     if public_key is None:
         public_key = registry._registry_public_key()
