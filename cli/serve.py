@@ -30,3 +30,33 @@ def serve(
     typer.echo(f"modelctl: serving on http://{host}:{port}/v1", err=True)
     # The access log prints the method, path and status: never headers (Authorization).
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run the queued jobs, then exit (no waiting).")
+    ] = False,
+) -> None:
+    """Run mirror and scan jobs from the registry's queue (scale-out beside `serve`)."""
+    import threading
+
+    from registry.embedded import EmbeddedRegistry
+    from registry.worker import JobRunner
+
+    state = state_of(ctx, json_output=False, verbose=False)
+    if state.registry_url:
+        raise InputError("a worker shares the registry's database: unset --registry")
+    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
+    runner = JobRunner(registry)
+    try:
+        if once:
+            ran = 0
+            while runner.run_once():
+                ran += 1
+            typer.echo(f"modelctl: worker ran {ran} jobs", err=True)
+            return
+        typer.echo(f"modelctl: worker {runner.name} waiting for jobs", err=True)
+        runner.run_forever(threading.Event())
+    finally:
+        registry.close()

@@ -145,10 +145,17 @@ def get_checkpoint(
     return registry.inspect(_ref(namespace, name, digest)).to_json()
 
 
-@router.api_route(
+@router.head(
     CHECKPOINT + "/files/{path:path}",
-    methods=["GET", "HEAD"],
     tags=["files"],
+    operation_id="head_file",
+    response_class=Response,
+    responses={200: {"description": "The file's headers"}},
+)
+@router.get(
+    CHECKPOINT + "/files/{path:path}",
+    tags=["files"],
+    operation_id="download_file",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
@@ -170,10 +177,17 @@ def download_file(
     return blob_response(request, registry, info.sha256, info.size, filename=info.path)
 
 
-@router.api_route(
+@router.head(
     "/blobs/{digest}",
-    methods=["GET", "HEAD"],
     tags=["files"],
+    operation_id="head_blob",
+    response_class=Response,
+    responses={200: {"description": "The blob's headers"}},
+)
+@router.get(
+    "/blobs/{digest}",
+    tags=["files"],
+    operation_id="download_blob",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},

@@ -61,10 +61,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             end = int(last) if last else size - 1
     except ValueError:
         return None
-    if start < 0 or (last and end < start):  # `bytes=5-3` is no range: ignored
-        return None
-    if start >= size:  # `bytes=SIZE-`: unsatisfiable, 416 (RFC 9110 15.5.17)
+    if start >= size:
         raise RangeNotSatisfiable(size)
+    if start < 0 or end < start:
+        return None
     return ByteRange(start, min(end, size - 1))
 
 
