@@ -606,3 +606,38 @@ def test_on_postgresql(
         )
         assert denied.status_code == 403
         assert "quarantine" in denied.headers["X-Error-Message"]
+
+
+LAB_POLICY = """\
+apiVersion: modelctl.dev/v1
+kind: ModelPolicy
+metadata: {name: lab}
+spec:
+  signers:
+    - { name: registry, kind: registry }
+  attestations:
+    - { predicateType: "https://model_signing/signature/v1.0", signers: [registry] }
+---
+apiVersion: modelctl.dev/v1
+kind: ModelPolicyBinding
+metadata: {name: lab}
+spec:
+  environments:
+    lab: { policy: lab, mode: enforce }
+"""
+
+
+def test_the_servers_policy_file_decides(
+    served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    policy = tmp_path / "lab.yaml"
+    policy.write_text(LAB_POLICY)
+    monkeypatch.setenv("MODELCTL_POLICY", str(policy))
+    headers = {"Authorization": f"Bearer {served.token}"}
+    with live_server(create_app(Settings.from_env())) as live:
+        lab = httpx.get(f"{live.url}/hf/lab/org/tiny/resolve/main/config.json", headers=headers)
+        assert lab.status_code == 200
+        assert lab.content == served.files["config.json"]
+        prod = httpx.get(f"{live.url}/hf/prod/org/tiny/resolve/main/config.json", headers=headers)
+        assert prod.status_code == 403  # this policy file binds no prod: fail closed
+        assert "no policy is bound to environment 'prod'" in prod.headers["X-Error-Message"]

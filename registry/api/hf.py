@@ -20,10 +20,8 @@ the first `/` after `resolve/` or `tree/`, exactly as `huggingface_hub` encodes 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -52,7 +50,6 @@ from registry.service.serving import RangeNotSatisfiable
 from registry.service.tokens import Principal
 
 log = logging.getLogger("modelctl.api.hf")
-POLICY_ENV = "MODELCTL_POLICY"
 #: A `paths-info` form is a list of paths; more than this is not a model download.
 MAX_FORM_BYTES = 1 << 20
 
@@ -63,16 +60,17 @@ router = APIRouter(prefix="/hf/{env}", tags=["huggingface"], include_in_schema=F
 
 
 def gatekeeper(request: Request, registry: EmbeddedRegistry) -> Gatekeeper:
-    """The policy set (loaded once per app: MODELCTL_POLICY, else the shipped defaults), the
+    """The policy set (loaded once per app: `settings.policy_file` = MODELCTL_POLICY, else the
+    shipped defaults), the
     blob store and the registry's public key."""
     from policies import PolicyError, load_default_policies, load_policies
 
     policies = getattr(request.app.state, "policies", None)
     if policies is None:
-        source = os.environ.get(POLICY_ENV)
+        source = request.app.state.settings.policy_file
         try:
-            if source:
-                policies = load_policies(Path(source).read_text(encoding="utf-8"), source)
+            if source is not None:
+                policies = load_policies(source.read_text(encoding="utf-8"), str(source))
             else:
                 policies = load_default_policies()
         except (OSError, UnicodeDecodeError) as exc:
