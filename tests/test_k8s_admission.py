@@ -200,6 +200,7 @@ def test_malformed_reviews(webhook: Webhook) -> None:
     assert wrong_version.status_code == 200  # a uid to echo: answered, and denied
     assert wrong_version.json()["response"]["allowed"] is False
     assert wrong_version.json()["response"]["status"]["code"] == 400
+    assert wrong_version.json()["response"]["status"]["reason"] == "BadRequest"
     bad_pod = review(pod())
     bad_pod["request"]["object"]["metadata"]["annotations"] = {"modelctl.dev/model": 7}
     answer = webhook.post(bad_pod).json()["response"]

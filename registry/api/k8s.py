@@ -70,7 +70,8 @@ def review_response(
         message = message[: MAX_MESSAGE - 3] + "..."
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if not allowed:
-        response["status"] = {"code": code, "reason": "Forbidden", "message": message}
+        reason = "BadRequest" if code == 400 else "Forbidden"
+        response["status"] = {"code": code, "reason": reason, "message": message}
     if warnings:
         response["warnings"] = [w if len(w) <= 240 else w[:237] + "..." for w in warnings[:10]]
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
