@@ -8,7 +8,8 @@
    re-hashes every byte while sending).
 4. `huggingface_hub.hf_hub_download` into a fresh cache each run, in its own interpreter and
    timed inside it: what a user sees end to end (the client also writes the file).
-5. The webhook: sequential reviews of a pod with one digest-pinned reference, with the
+5. `HEAD /resolve/main/config.json` latency: a decision made now, per request (no cache).
+6. The webhook: sequential reviews of a pod with one digest-pinned reference, with the
    decision cached and, after invalidating the cache before each request, evaluated each time.
 
 Medians of `--runs`. Usage: `python bench/hf_endpoint.py [--size 512M] [--runs 3] [--reviews 300]`.
@@ -203,6 +204,22 @@ def main() -> None:  # noqa: PLR0915  one linear script
         conn.close()
         return sorted(out)
 
+    def head_latencies() -> list[float]:  # what every file of a snapshot_download costs
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        out = []
+        for _ in range(args.reviews):
+            started = time.perf_counter()
+            conn.request("HEAD", "/hf/bench/bench/model/resolve/main/config.json")
+            response = conn.getresponse()
+            response.read()
+            out.append((time.perf_counter() - started) * 1000)
+            assert response.status == 200
+        conn.close()
+        return sorted(out)
+
+    heads = head_latencies()
     cached = latencies(False)
     fresh = latencies(True)
     server.should_exit = True
@@ -220,6 +237,7 @@ def main() -> None:  # noqa: PLR0915  one linear script
         "hf_hub_download_s": round(hub, 3),
         "hf_hub_download_GBps": round(size / hub / 1e9, 2),
         "served_raw_vs_openssl": round(openssl / served, 2),
+        "head_resolve_ms": {"p50": round(pct(heads, 0.5), 2), "p99": round(pct(heads, 0.99), 2)},
         "review_cached_ms": {"p50": round(pct(cached, 0.5), 2), "p99": round(pct(cached, 0.99), 2)},
         "review_uncached_ms": {"p50": round(pct(fresh, 0.5), 2), "p99": round(pct(fresh, 0.99), 2)},
     }
