@@ -15,7 +15,7 @@ from typing import Any
 from attestations.errors import AttestationError
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import InputError, RegistryError
+from registry.errors import InputError, RegistryError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
 from registry.service import jobs
@@ -117,6 +117,14 @@ class JobRunner:
         error: dict[str, Any] | None = None
         try:
             result = self._run(job, progress)
+        except StorageError as exc:  # its text may name tables or hosts: the log keeps it
+            log.error("job %s (%s): %s", job.id, job.kind, exc.message)
+            error = {
+                "message": f"the {job.kind} job failed: the registry's storage failed "
+                "(the server log has the details)",
+                "kind": "storage_error",
+                "reasons": [],
+            }
         except (RegistryError, AttestationError) as exc:
             error = {
                 "message": exc.message,
