@@ -397,7 +397,8 @@ def test_main_is_the_latest_admitted_checkpoint(served: Served, run_cli: Any, hu
     assert old.content == served.files["config.json"]
     hub_commit = hub.commit("org/tiny").sha
     by_source = served.get(f"/hf/prod/org/tiny/resolve/{hub_commit}/config.json")
-    assert by_source.headers["X-Repo-Commit"] == new_digest[7:47]
+    assert by_source.content == newer["config.json"]
+    assert by_source.headers["X-Repo-Commit"] == hub_commit  # a commit asked for comes back
 
 
 # -- bytes only from verified blobs -------------------------------------------------------
@@ -641,3 +642,44 @@ def test_the_servers_policy_file_decides(
         prod = httpx.get(f"{live.url}/hf/prod/org/tiny/resolve/main/config.json", headers=headers)
         assert prod.status_code == 403  # this policy file binds no prod: fail closed
         assert "no policy is bound to environment 'prod'" in prod.headers["X-Error-Message"]
+
+
+def test_snapshot_by_source_commit(
+    served: Served, hub: FakeHub, run_cli: Any, tmp_path: Path
+) -> None:
+    """A user may pin the upstream commit they know: the client files the snapshot under the
+    commit it asked for, so that id comes back (not the checkpoint's)."""
+    source = hub.commit("org/tiny").sha
+    # A second checkpoint from the same commit (a subset, newer, not attested): same bytes per
+    # path, so the commit stays usable, and the admitted full checkpoint is what is served.
+    subset = run_cli("mirror", "hf://org/tiny", "--include", "config.json", "--json")
+    assert subset.code == 0
+    assert subset.json()["digest"] != served.digest
+    folder = snapshot_download(
+        "org/tiny",
+        revision=source,
+        endpoint=served.endpoint(),
+        token=served.token,
+        cache_dir=tmp_path / "c",
+    )
+    assert Path(folder).name == source
+    assert _tree(Path(folder)) == served.files
+    info = served.get(f"/hf/prod/api/models/org/tiny/revision/{source}").json()
+    assert info["sha"] == source
+    assert info["modelctl"]["digest"] == served.digest
+
+
+def test_a_source_commit_with_two_versions_of_a_file_is_refused() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from registry.db.models import Checkpoint
+    from registry.service.admitted import NotAdmitted, _check_same_bytes
+
+    def checkpoint(**files: str) -> Checkpoint:
+        rows = [SimpleNamespace(path=p, sha256=h) for p, h in files.items()]
+        return cast(Checkpoint, SimpleNamespace(files=rows))
+
+    _check_same_bytes("o/m", "c" * 40, [checkpoint(a="1", b="2"), checkpoint(a="1")])
+    with pytest.raises(NotAdmitted, match="different bytes for a"):
+        _check_same_bytes("o/m", "c" * 40, [checkpoint(a="1"), checkpoint(a="9", b="2")])

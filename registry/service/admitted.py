@@ -205,7 +205,14 @@ class ServedCheckpoint:
     _by_path: Mapping[str, ServedFile] = field(repr=False, compare=False)
 
     @classmethod
-    def build(cls, checkpoint: Checkpoint, signed: SignedCheckpoint, decision: Decision) -> Self:
+    def build(
+        cls,
+        checkpoint: Checkpoint,
+        signed: SignedCheckpoint,
+        decision: Decision,
+        *,
+        commit: str | None = None,
+    ) -> Self:
         missing = [path for path, _ in signed.files if path not in signed.sizes]
         if missing:
             raise IntegrityFailure(
@@ -221,7 +228,7 @@ class ServedCheckpoint:
         return cls(
             name=signed.name,
             digest=signed.digest,
-            commit=served_commit(checkpoint.manifest_digest),
+            commit=commit or served_commit(checkpoint.manifest_digest),
             source_commit=checkpoint.source_commit,
             created_at=checkpoint.created_at
             if checkpoint.created_at.tzinfo
@@ -297,8 +304,15 @@ class ServedCheckpoint:
         }
 
 
-def _candidates(session: Session, name: str, revision: str) -> tuple[str, list[Checkpoint]]:
-    """(canonical name, checkpoints the revision can name, newest first)."""
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    name: str  # canonical NS/NAME
+    checkpoints: list[Checkpoint]  # newest first
+    echo: str | None = None  # a 40-hex source commit the client asked for (see `resolve`)
+
+
+def _candidates(session: Session, name: str, revision: str) -> _Candidates:
+    """The checkpoints a revision can name, newest first."""
     try:
         parsed = ModelName.parse(name)
     except InputError as exc:
@@ -323,25 +337,42 @@ def _candidates(session: Session, name: str, revision: str) -> tuple[str, list[C
         )
     )
     rev = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
+    by_revision = [c for c in everything if rev in {r.revision for r in c.revisions}]
     if rev == "main":
-        matches = everything
-    elif rev.startswith("sha256:"):
+        return _Candidates(str(parsed), everything)
+    if rev.startswith("sha256:"):
         hex_ = rev.removeprefix("sha256:")
-        matches = [c for c in everything if _HEX64.fullmatch(hex_) and c.manifest_digest == hex_]
-    elif _HEX_PREFIX.fullmatch(rev):
-        matches = [
-            c for c in everything if len(rev) == 40 and served_commit(c.manifest_digest) == rev
-        ]
-        matches = matches or [
-            c
-            for c in everything
-            if c.source_commit == rev
-            or (_HEX40.fullmatch(c.source_commit) and c.source_commit.startswith(rev))
-        ]
-        matches = matches or [c for c in everything if rev in {r.revision for r in c.revisions}]
-    else:
-        matches = [c for c in everything if rev in {r.revision for r in c.revisions}]
-    return str(parsed), matches
+        digest = [c for c in everything if _HEX64.fullmatch(hex_) and c.manifest_digest == hex_]
+        return _Candidates(str(parsed), digest)
+    if not _HEX_PREFIX.fullmatch(rev):
+        return _Candidates(str(parsed), by_revision)
+    served = [c for c in everything if len(rev) == 40 and served_commit(c.manifest_digest) == rev]
+    if served:
+        return _Candidates(str(parsed), served)
+    if len(rev) == 40 and any(c.source_commit == rev for c in everything):
+        source = [c for c in everything if c.source_commit == rev]
+        _check_same_bytes(str(parsed), rev, source)
+        return _Candidates(str(parsed), source, echo=rev)
+    prefix = [
+        c
+        for c in everything
+        if _HEX40.fullmatch(c.source_commit) and c.source_commit.startswith(rev)
+    ]
+    return _Candidates(str(parsed), prefix or by_revision)
+
+
+def _check_same_bytes(name: str, commit: str, checkpoints: Sequence[Checkpoint]) -> None:
+    """Refuse a source commit whose checkpoints disagree on a file's bytes (a hub that served
+    other bytes under one commit): one client cache folder must never hold two versions."""
+    seen: dict[str, str] = {}
+    for checkpoint in checkpoints:
+        for f in checkpoint.files:
+            if seen.setdefault(f.path, f.sha256) != f.sha256:
+                raise NotAdmitted(
+                    f"{name}@{commit} names checkpoints with different bytes for {f.path}; "
+                    "ask for one by sha256:<digest>",
+                    reasons=[f"revision: {commit} is ambiguous ({f.path})"],
+                )
 
 
 def resolve(
@@ -360,10 +391,17 @@ def resolve(
     (`sha256:…`), a served commit id, or a source commit (or a 7+ hex prefix of one) names
     specific checkpoints, served only if admitted. Raises RepoNotFound, RevisionNotFound, or
     NotAdmitted with the newest candidate's failing checks.
+
+    A full 40-hex source commit is answered under that same id (`sha`, `X-Repo-Commit`):
+    `huggingface_hub` takes a 40-hex revision as the commit itself and files the snapshot
+    under it, so any other id would leave its snapshot folder empty. That is safe only while
+    every checkpoint mirrored from the commit has the same bytes for each path it holds
+    (`--include` subsets do), which is checked: otherwise the revision is refused.
     """
     now = now or datetime.now(UTC)
     check_environment(environment)
-    canonical, candidates = _candidates(session, name, revision)
+    found = _candidates(session, name, revision)
+    canonical, candidates = found.name, found.checkpoints
     if not candidates:
         raise RevisionNotFound(f"{canonical} has no revision {revision!r:.120}")
     first_refusal: tuple[str, list[str]] | None = None
@@ -381,7 +419,7 @@ def resolve(
             except IntegrityFailure as exc:
                 refusal = (f"{ref} cannot be served", [f"signature: {exc.message}"])
             else:
-                return ServedCheckpoint.build(checkpoint, signed, decision)
+                return ServedCheckpoint.build(checkpoint, signed, decision, commit=found.echo)
         first_refusal = first_refusal or refusal
     assert first_refusal is not None
     message, reasons = first_refusal
