@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,25 @@ def test_several_annotations_and_kserve_references(webhook: Webhook) -> None:
     assert plain["allowed"] is True
 
 
+def test_kserve_uri_names_the_hub_repository_whatever_the_registry_name(
+    webhook: Webhook, run_cli: Any, hub: FakeHub
+) -> None:
+    commit = hub.add_repo("org/other", model_files())
+    mirrored = run_cli("mirror", "hf://org/other", "--name", "acme/renamed", "--json")
+    assert mirrored.code == 0
+    kserve = pod(init_args=[f"hf://org/other:{commit}", "/mnt/models"])
+    denied = webhook.review(kserve)  # mirrored, not attested yet
+    assert denied["allowed"] is False
+    assert "model_signing" in denied["status"]["message"]
+    assert run_cli("attest", f"acme/renamed@{mirrored.json()['digest']}").code == 0
+    assert webhook.review(kserve)["allowed"] is True
+    # the annotation syntax is about registry names: org/other is not one
+    named = webhook.review(pod({"modelctl.dev/model": f"org/other@{commit}"}))
+    assert named["allowed"] is False
+    assert "no such checkpoint" in named["status"]["message"]
+    assert webhook.review(pod({"modelctl.dev/model": f"acme/renamed@{commit}"}))["allowed"]
+
+
 def test_quarantine_denies_even_when_the_decision_is_cached(webhook: Webhook, run_cli: Any) -> None:
     annotated = pod({"modelctl.dev/model": f"org/tiny@{webhook.digest}"})
     assert webhook.review(annotated)["allowed"] is True
@@ -280,6 +300,9 @@ def test_decision_cache_honours_expiry_cap_and_quarantine() -> None:
     assert cache.get("dev", "d2", now) is None  # per environment
     cache.put("prod", "d3", _decision(None, quarantined=True), now)
     assert cache.get("prod", "d3", now) is None  # never kept while quarantined
+    denied = replace(_decision(None), allowed=False)
+    cache.put("prod", "d4", denied, now)
+    assert cache.get("prod", "d4", now) is None  # denials are decided again each time
     for name in ("a", "b", "c"):
         cache.put("prod", name, _decision(None), now)
     assert len(cache) == 2

@@ -494,6 +494,7 @@ class ModelReference:
     digest: str | None = None  # sha256:<hex> (annotation) ...
     commit: str | None = None  # ... or a 40-hex source commit (annotation or hf://…:HASH)
     problem: str | None = None  # why it cannot be admitted as written
+    source_uri: str | None = None  # hf://NS/NAME: checkpoints mirrored from it, any name
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,7 +552,7 @@ def _parse_hf_uri(text: str, where: str) -> ModelReference:
         )
     if not _HEX40.fullmatch(commit):
         return ModelReference(where, text, name=name, problem="the :HASH is not a 40-hex commit")
-    return ModelReference(where, text, name=name, commit=commit)
+    return ModelReference(where, text, name=name, commit=commit, source_uri=f"hf://{name}")
 
 
 def _mapping(value: object, what: str) -> Mapping[str, Any]:
@@ -680,10 +681,13 @@ class PodVerdict:
 
 
 class DecisionCache:
-    """Decisions by (environment, checkpoint digest), kept until the decision's expiry, at most
-    `max_age` (facts without an expiry change too: new scans, revoked exceptions), at most
-    `max_entries` (least recently used go first). Only decisions made while the checkpoint was
-    not quarantined are kept, and every lookup is given the quarantine state read now: a
+    """Allowing decisions by (environment, checkpoint digest), kept until the decision's
+    expiry, at most `max_age` (facts without an expiry change too: new scans, revoked
+    exceptions), at most `max_entries` (least recently used go first).
+
+    Denials are not kept: a checkpoint attested a moment ago is admitted on the next review,
+    and a denial costs one evaluation. Only decisions made while the checkpoint was not
+    quarantined are kept, and the caller reads the quarantine state before every lookup: a
     quarantine denies at once, whatever is cached.
     """
 
@@ -712,7 +716,12 @@ class DecisionCache:
         if decision.expires_at is not None:
             until = min(until, decision.expires_at)
         quarantine = decision.check("quarantine")
-        if until <= now or quarantine is None or quarantine.status is not CheckStatus.PASS:
+        if (
+            not decision.allowed
+            or until <= now
+            or quarantine is None
+            or quarantine.status is not CheckStatus.PASS
+        ):
             return
         with self._lock:
             self._entries[(environment, digest)] = (decision, until.timestamp())
@@ -734,14 +743,19 @@ class DecisionCache:
 
 
 def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
+    """The checkpoints a reference names: by registry name and digest or source commit, or,
+    for `hf://NS/NAME:COMMIT`, every checkpoint mirrored from that repository at that commit
+    whatever its registry name (that is what the pod will fetch)."""
+    query = select(Checkpoint).options(selectinload(Checkpoint.quarantines)).order_by(Checkpoint.id)
+    if ref.source_uri is not None:
+        query = query.where(
+            Checkpoint.source_uri == ref.source_uri, Checkpoint.source_commit == ref.commit
+        )
+        return list(session.scalars(query))
     assert ref.name is not None
     parsed = ModelName.parse(ref.name)
-    query = (
-        select(Checkpoint)
-        .join(Model, Checkpoint.model_id == Model.id)
-        .where(Model.namespace == parsed.namespace, Model.name == parsed.name)
-        .options(selectinload(Checkpoint.quarantines))
-        .order_by(Checkpoint.id)
+    query = query.join(Model, Checkpoint.model_id == Model.id).where(
+        Model.namespace == parsed.namespace, Model.name == parsed.name
     )
     if ref.digest is not None:
         query = query.where(Checkpoint.manifest_digest == ref.digest.removeprefix("sha256:"))
