@@ -18,7 +18,7 @@ second, and errors (any non-2xx, transport error or digest mismatch; must be zer
 
 Usage::
 
-    python bench/load.py [--clients 50] [--seconds 20] [--file-size 1M] [--json]
+    python bench/load.py [--clients 50] [--seconds 20] [--file-size 1M] [--workers 1] [--json]
 """
 
 import argparse
@@ -195,12 +195,21 @@ def _prepare(workdir: Path, file_size: int) -> tuple[dict[str, str], str, str, s
     return env, digest, token, hashlib.sha256(weights).hexdigest()
 
 
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
     modelctl = Path(sys.executable).with_name("modelctl")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [str(modelctl), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(modelctl),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env={**env, "MODELCTL_SERVE_WORKER": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -238,6 +247,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--file-size", default="1M", help="size of the pulled file (1M, 64K)")
+    parser.add_argument("--workers", type=int, default=1, help="modelctl serve --workers")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
     if not 1 <= args.clients <= 1000 or not 1 <= args.seconds <= 3600:
@@ -246,7 +256,7 @@ def main() -> None:
     server: subprocess.Popen[bytes] | None = None
     try:
         env, digest, token, sha = _prepare(workdir, _size(args.file_size))
-        server, url = _serve(env)
+        server, url = _serve(env, args.workers)
         plan = Plan(
             url=url,
             token=token,
@@ -258,6 +268,7 @@ def main() -> None:
         result = asyncio.run(_drive(plan))
         result["file_bytes"] = _size(args.file_size) // 4 * 4
         result["cpus"] = os.cpu_count()
+        result["server_workers"] = args.workers
     finally:
         if server is not None:
             server.send_signal(signal.SIGINT)
