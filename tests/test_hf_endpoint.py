@@ -683,3 +683,22 @@ def test_a_source_commit_with_two_versions_of_a_file_is_refused() -> None:
     _check_same_bytes("o/m", "c" * 40, [checkpoint(a="1", b="2"), checkpoint(a="1")])
     with pytest.raises(NotAdmitted, match="different bytes for a"):
         _check_same_bytes("o/m", "c" * 40, [checkpoint(a="1"), checkpoint(a="9", b="2")])
+
+
+def test_public_reads_need_no_token_but_a_bad_one_is_refused(
+    served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODELCTL_PUBLIC_READS", "true")
+    with live_server(create_app(Settings.from_env())) as live:
+        folder = snapshot_download(
+            "org/tiny", endpoint=f"{live.url}/hf/prod", cache_dir=tmp_path / "c"
+        )
+        assert _tree(Path(folder)) == served.files
+        bad = httpx.get(
+            f"{live.url}/hf/prod/org/tiny/resolve/main/config.json",
+            headers={"Authorization": "Bearer mctl_0000000000000000_" + "x" * 43},
+        )
+        assert bad.status_code == 401
+        # the webhook is not a public read: it always wants a token
+        hook = httpx.post(f"{live.url}/k8s/admission", json={"apiVersion": "admission.k8s.io/v1"})
+        assert hook.status_code == 401
