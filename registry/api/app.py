@@ -66,6 +66,10 @@ def create_app(
     from registry.api import v1
 
     app.include_router(v1.router)
+    from registry.api import hf, k8s
+
+    app.include_router(hf.router)
+    app.include_router(k8s.router)
     return app
 
 

@@ -1,0 +1,143 @@
+"""`POST /k8s/admission[/{env}]`: a Kubernetes validating admission webhook for Pods
+(AdmissionReview `admission.k8s.io/v1`; docs/k8s-admission.md).
+
+The pod is allowed iff every model it references (registry.service.admitted
+`parse_admission_review` says where we look) is admitted to the environment now. The
+environment is the path's `{env}` (one webhook entry per environment, each selecting its
+namespaces by label), else `MODELCTL_K8S_ENVIRONMENT`, else `prod`; never something the pod
+itself says. Decisions are cached per (environment, checkpoint) until their expiry, at most
+`MODELCTL_K8S_CACHE_SECONDS` (default 60); quarantine is read on every review.
+
+Malformed input: a body we cannot answer at all (not JSON, not an AdmissionReview, no
+`request.uid` to echo) is a 400 problem, which the API server treats as a failed call (then
+`failurePolicy: Fail` rejects the pod with our message in the event). A review with a uid but a
+malformed pod gets a normal review response that denies it with `status.code` 400 and says
+what is wrong, which the API server shows to the user as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from registry.api.deps import get_registry, require
+from registry.api.hf import gatekeeper
+from registry.api.problems import ApiProblem
+from registry.db.engine import unit_of_work
+from registry.embedded import EmbeddedRegistry
+from registry.errors import InputError
+from registry.service import admitted
+from registry.service.admitted import DecisionCache, MalformedReview, PodReview, PodVerdict
+from registry.service.tokens import Principal
+
+ENV_VARIABLE = "MODELCTL_K8S_ENVIRONMENT"
+CACHE_VARIABLE = "MODELCTL_K8S_CACHE_SECONDS"
+DEFAULT_ENVIRONMENT = "prod"
+#: kube-apiserver refuses requests over 3 MiB, so a review is never larger than that.
+MAX_REVIEW_BYTES = 3 * 1024 * 1024 + 64 * 1024
+MAX_MESSAGE = 4000
+
+router = APIRouter(prefix="/k8s", tags=["kubernetes"], include_in_schema=False)
+Checker = Annotated[Principal, Depends(require("admission.check"))]
+
+
+def decision_cache(request: Request) -> DecisionCache:
+    cache = getattr(request.app.state, "k8s_decisions", None)
+    if cache is None:
+        raw = os.environ.get(CACHE_VARIABLE) or "60"
+        try:
+            seconds = int(raw)
+        except ValueError as exc:
+            raise InputError(f"{CACHE_VARIABLE} must be a number of seconds, not {raw!r}") from exc
+        if not 0 <= seconds <= 3600:
+            raise InputError(f"{CACHE_VARIABLE} must be between 0 and 3600")
+        cache = DecisionCache(max_age=timedelta(seconds=seconds))
+        request.app.state.k8s_decisions = cache
+    assert isinstance(cache, DecisionCache)
+    return cache
+
+
+def review_response(
+    uid: str, allowed: bool, message: str, *, code: int, warnings: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        reason = "BadRequest" if code == 400 else "Forbidden"
+        response["status"] = {"code": code, "reason": reason, "message": message}
+    if warnings:
+        response["warnings"] = [w if len(w) <= 240 else w[:237] + "..." for w in warnings[:10]]
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+async def _read_body(request: Request) -> object:
+    body = b""
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_REVIEW_BYTES:
+            raise ApiProblem(413, "payload_too_large", "the AdmissionReview is larger than 3 MiB")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiProblem(400, "malformed_review", "the body is not JSON") from exc
+
+
+def _review(
+    request: Request, registry: EmbeddedRegistry, review: PodReview, environment: str
+) -> PodVerdict:
+    gate = gatekeeper(request, registry)
+    cache = decision_cache(request)
+    with unit_of_work(registry.sessions) as session:
+        return admitted.review_pod(session, gate, cache, review, environment)
+
+
+async def _admission(
+    request: Request, registry: EmbeddedRegistry, environment: str
+) -> JSONResponse:
+    try:
+        admitted.check_environment(environment)
+    except InputError as exc:
+        raise ApiProblem(404, "not_found", exc.message) from exc
+    document = await _read_body(request)
+    uid = admitted.review_uid(document)
+    try:
+        review = admitted.parse_admission_review(document)
+    except MalformedReview as exc:
+        if uid is None:
+            raise ApiProblem(400, "malformed_review", exc.message) from exc
+        return JSONResponse(
+            review_response(uid, False, f"malformed AdmissionReview: {exc.message}", code=400)
+        )
+    verdict = await run_in_threadpool(_review, request, registry, review, environment)
+    return JSONResponse(
+        review_response(
+            review.uid, verdict.allowed, verdict.message, code=403, warnings=verdict.warnings
+        )
+    )
+
+
+@router.post("/admission")
+async def admission_default(
+    request: Request,
+    registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
+    _who: Checker,
+) -> JSONResponse:
+    environment = os.environ.get(ENV_VARIABLE) or DEFAULT_ENVIRONMENT
+    return await _admission(request, registry, environment)
+
+
+@router.post("/admission/{env}")
+async def admission_for(
+    request: Request,
+    env: str,
+    registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
+    _who: Checker,
+) -> JSONResponse:
+    return await _admission(request, registry, env)
