@@ -182,7 +182,7 @@ class EmbeddedRegistry:
                 recorded=tuple(checkpoints.scan_view(r) for r in rows),
             )
 
-    def _registry_public_key(self) -> bytes | None:
+    def registry_public_key(self) -> bytes | None:
         pub = self.settings.signing_key_path.with_suffix(".pub")
         if pub.is_file():
             return pub.read_bytes()
@@ -190,7 +190,7 @@ class EmbeddedRegistry:
             return registry_signer(self.settings).public_pem
         return None
 
-    def _policy_set(self, policy_text: str | None, policy_file: str) -> PolicySet:
+    def policy_set(self, policy_text: str | None = None, policy_file: str = "") -> PolicySet:
         """The given policy text, else the registry's own (MODELCTL_POLICY), else the defaults.
 
         Loading type-checks every CEL rule, so a loaded set is kept per (source, content).
@@ -233,38 +233,19 @@ class EmbeddedRegistry:
         *,
         now: datetime | None = None,
     ) -> DecisionView:
-        from policies import evaluate
+        from registry.service.admitted import Gatekeeper
 
-        policy_set = self._policy_set(policy_text, policy_file)
-        bound = policy_set.for_environment(environment)
-        if bound is None:
-            raise Denied(
-                f"no policy is bound to environment {environment!r}: denied (fail closed)",
-                reasons=[f"binding: no policy for {environment!r}"],
-            )
-        policy, mode = bound
-        parsed = Ref.parse(ref)
+        gate = Gatekeeper(
+            policies=self.policy_set(policy_text, policy_file),
+            blobs=self.blobs,
+            registry_public_key=self.registry_public_key(),
+        )
         now = now or datetime.now(UTC)
         with unit_of_work(self.sessions) as session:
-            checkpoint = checkpoints.resolve_ref(session, parsed)
-            granted = admission.registry_exceptions(
-                checkpoint.id,
-                f"sha256:{checkpoint.manifest_digest}",
-                list(
-                    session.scalars(
-                        select(WaiverRow).where(WaiverRow.checkpoint_id == checkpoint.id)
-                    )
-                ),
-            )
-            if granted:
-                policy = replace(policy, exceptions=(*policy.exceptions, *granted))
-            facts = admission.checkpoint_facts(
-                checkpoint,
-                blobs=self.blobs,
-                registry_public_key=self._registry_public_key(),
-                now=now,
-            )
-            decision = evaluate(policy, facts, now=now, mode=mode, environment=environment)
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            name = checkpoint.model.full_name
+            digest = f"sha256:{checkpoint.manifest_digest}"
+            decision = gate.decide(session, checkpoint, environment, now)
             check_rows = tuple(
                 {
                     "id": c.id,
@@ -278,8 +259,8 @@ class EmbeddedRegistry:
                 session,
                 checkpoint,
                 DecisionRecord(
-                    name=facts.name,
-                    manifest_digest=Digest.parse(facts.digest),
+                    name=name,
+                    manifest_digest=Digest.parse(digest),
                     environment=environment,
                     allowed=decision.allowed,
                     mode=str(decision.mode.value),
@@ -297,8 +278,8 @@ class EmbeddedRegistry:
                 actor=self.actor,
             )
         return DecisionView(
-            name=facts.name,
-            digest=facts.digest,
+            name=name,
+            digest=digest,
             environment=environment,
             allowed=decision.allowed,
             mode=str(decision.mode.value),
@@ -410,7 +391,7 @@ class EmbeddedRegistry:
             checkpoint = checkpoints.resolve_ref(
                 session, Ref.parse(f"{decision.name}@{decision.digest}")
             )
-            signed = pull_service.signed_checkpoint(checkpoint, self._registry_public_key())
+            signed = pull_service.signed_checkpoint(checkpoint, self.registry_public_key())
         result = pull_service.pull_checkpoint(
             signed,
             decision,
@@ -493,7 +474,7 @@ class EmbeddedRegistry:
 
     def trusted_attestation_keys(self) -> list[bytes]:
         """Keys an uploaded attestation may be signed with: the registry's and the configured."""
-        keys = [k for k in [self._registry_public_key()] if k is not None]
+        keys = [k for k in [self.registry_public_key()] if k is not None]
         for path in self.settings.trusted_keys:
             try:
                 keys.append(path.read_bytes())
@@ -515,7 +496,7 @@ class EmbeddedRegistry:
 
     def public_key_pem(self) -> bytes | None:
         """The registry's public key (what remote clients pin to verify signatures)."""
-        return self._registry_public_key()
+        return self.registry_public_key()
 
     def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
         from registry.service import jobs

@@ -60,30 +60,15 @@ router = APIRouter(prefix="/hf/{env}", tags=["huggingface"], include_in_schema=F
 
 
 def gatekeeper(request: Request, registry: EmbeddedRegistry) -> Gatekeeper:
-    """The policy set (loaded once per app: `settings.policy_file` = MODELCTL_POLICY, else the
-    shipped defaults), the
-    blob store and the registry's public key."""
-    from policies import PolicyError, load_default_policies, load_policies
-
-    policies = getattr(request.app.state, "policies", None)
-    if policies is None:
-        source = request.app.state.settings.policy_file
-        try:
-            if source is not None:
-                policies = load_policies(source.read_text(encoding="utf-8"), str(source))
-            else:
-                policies = load_default_policies()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the policy {source}: {exc}") from exc
-        except PolicyError as exc:
-            raise InputError(exc.message) from exc
-        request.app.state.policies = policies
+    """The registry's own policy set (MODELCTL_POLICY, else the shipped defaults: the one
+    `policy check` and `pull` apply), the blob store and the registry's public key."""
+    policies = registry.policy_set()
     # The public half of the registry's key, as `policy check` finds it (the .pub file beside
     # the key; only when that is missing, the decrypted key). Kept once found; it may not exist
     # before the first `attest`, so None is looked up again next time.
     public_key = getattr(request.app.state, "registry_public_key", None)
     if public_key is None:
-        public_key = registry._registry_public_key()
+        public_key = registry.registry_public_key()
         request.app.state.registry_public_key = public_key
     return Gatekeeper(policies=policies, blobs=registry.blobs, registry_public_key=public_key)
 
