@@ -51,6 +51,9 @@ def create_app(settings: Settings, *, registry: EmbeddedRegistry | None = None) 
     from registry.api import v1
 
     app.include_router(v1.router)
+    from registry.web import routes as web
+
+    app.include_router(web.router)
     return app
 
 
