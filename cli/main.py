@@ -15,6 +15,7 @@ from cli.options import JsonOption, State, VerboseOption, emit, open_registry, s
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
 from cli.serve import serve  # serve
+from cli.tokens import audit_command, tokens_app  # serve
 from registry.errors import RegistryError
 from registry.fsutil import atomic_write
 from registry.interface import MirrorRequest
@@ -62,6 +63,8 @@ app.command("release")(policy.release_command)
 app.add_typer(policy.exception_app, name="exception")
 app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 app.command("serve")(serve)  # serve (added for `modelctl serve`)
+app.add_typer(tokens_app, name="tokens")  # serve
+app.command("audit")(audit_command)  # serve
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from cli import render
-from registry.errors import InputError
 from registry.interface import Registry
 from registry.settings import Settings
 
@@ -46,14 +46,20 @@ def state_of(ctx: typer.Context, *, json_output: bool, verbose: bool) -> State:
 @contextmanager
 def open_registry(state: State) -> Iterator[Registry]:
     """The registry the global options select, closed when the command is done."""
+    registry: Registry
     if state.registry_url:
-        raise InputError(
-            f"--registry {state.registry_url}: remote registries are not supported by this "
-            "version yet; unset MODELCTL_REGISTRY to use the embedded registry"
-        )
-    from registry.embedded import EmbeddedRegistry
+        from registry.remote import KEY_ENV, TOKEN_ENV, RemoteRegistry
 
-    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
+        key = os.environ.get(KEY_ENV)
+        registry = RemoteRegistry(
+            state.registry_url,
+            token=os.environ.get(TOKEN_ENV) or None,
+            registry_key=Path(key).expanduser() if key else None,
+        )
+    else:
+        from registry.embedded import EmbeddedRegistry
+
+        registry = EmbeddedRegistry(Settings.from_env(home=state.home))
     try:
         yield registry
     finally:

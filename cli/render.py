@@ -155,3 +155,6 @@ def decision_text(d: DecisionView) -> str:
     rows = [[_STATUS_MARK.get(c["status"], c["status"]), c["id"], c["message"]] for c in d.checks]
     lines.append(_table(rows, ["STATUS", "CHECK", "WHY"]))
     return "\n".join(lines)
+
+
+table = _table  # for commands outside this module (tokens, audit)

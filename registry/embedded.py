@@ -21,27 +21,36 @@ from attestations.keys import KeySigner
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
-from registry.errors import Denied, InputError, StorageError
-from registry.interface import MirrorRequest
+from registry.errors import Denied, InputError, NotFound, StorageError
+from registry.interface import (
+    AuditQuery,  # server
+    MirrorRequest,
+)
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints
 from registry.service import scan as scan_service
+from registry.service.jobs import JobView  # server
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
-from registry.views import (
+from registry.views import (  # server
+    AttestationView,
     AttestResult,
+    AuditEventView,
     CheckpointView,
     DecisionView,
     ExceptionView,
+    FileView,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
     ScanOutcome,
+    TokenCreated,
+    TokenView,
 )
 
 
@@ -378,6 +387,110 @@ class EmbeddedRegistry:
             workers=self.settings.hash_workers,
             progress=progress,
         )
+
+    # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.create(
+                session,
+                name=name,
+                role=tokens.Role.parse(role),
+                actor=self.actor,
+                expires_at=expires_at,
+            )
+
+    def token_list(self) -> list[TokenView]:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.list_tokens(session)
+
+    def token_revoke(self, key: str) -> TokenView:
+        from registry.service import tokens
+
+        with unit_of_work(self.sessions) as session:
+            return tokens.revoke(session, key, actor=self.actor)
+
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
+        from registry.service import audit
+
+        with unit_of_work(self.sessions) as session:
+            return audit.events(session, query)
+
+    # -- server: files, attestations, jobs (added for `modelctl serve`) ------------------------
+    def file_info(self, ref: str, path: str) -> FileView:
+        """The file at `path` in a checkpoint (its digest and size); hostile paths refused."""
+        from registry.service import serving
+
+        with unit_of_work(self.sessions) as session:
+            sha256, size = serving.find_file(session, Ref.parse(ref), path)
+        return FileView(path=path, size=size, sha256=sha256)
+
+    def blob_size(self, sha256: str) -> int:
+        """Size of a blob that some checkpoint references (else NotFound)."""
+        from registry.db.models import Blob
+
+        digest = Digest.parse(f"sha256:{sha256}")
+        with unit_of_work(self.sessions) as session:
+            row = session.get(Blob, digest.hex)
+            if row is None:
+                raise NotFound(f"no blob sha256:{digest.hex}")
+            return int(row.size)
+
+    def attestation_list(self, ref: str) -> list[AttestationView]:
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            return [checkpoints.attestation_view(a) for a in checkpoint.attestations]
+
+    def attestation_bundle(self, ref: str, attestation_id: int) -> bytes:
+        """An attestation's bundle exactly as it was signed and stored."""
+        from registry.service import serving
+
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            return bytes(serving.attestation_of(checkpoint, attestation_id).bundle)
+
+    def trusted_attestation_keys(self) -> list[bytes]:
+        """Keys an uploaded attestation may be signed with: the registry's and the configured."""
+        keys = [k for k in [self._registry_public_key()] if k is not None]
+        for path in self.settings.trusted_keys:
+            try:
+                keys.append(path.read_bytes())
+            except OSError as exc:
+                raise StorageError(f"cannot read trusted key {path}: {exc.strerror}") from exc
+        return keys
+
+    def attestation_upload(self, ref: str, data: bytes) -> AttestationView:
+        """Verify an attestation bundle (see `serving.accept_attestation`), then store it."""
+        from registry.service import serving
+
+        keys = self.trusted_attestation_keys()
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            row = serving.accept_attestation(
+                session, checkpoint, data, trusted_keys=keys, actor=self.actor
+            )
+            return checkpoints.attestation_view(row)
+
+    def public_key_pem(self) -> bytes | None:
+        """The registry's public key (what remote clients pin to verify signatures)."""
+        return self._registry_public_key()
+
+    def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
+        from registry.service import jobs
+
+        with unit_of_work(self.sessions) as session:
+            return jobs.enqueue(session, kind, params, actor=self.actor)
+
+    def job(self, job_id: int) -> JobView:
+        from registry.service import jobs
+
+        with unit_of_work(self.sessions) as session:
+            return jobs.get(session, job_id)
 
 
 def _jsonable(value: object) -> Any:

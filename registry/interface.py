@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 from registry.service.progress import Progress
-from registry.views import (
+from registry.views import (  # server
     AttestResult,
+    AuditEventView,
     CheckpointView,
     DecisionView,
     ExceptionView,
@@ -18,6 +19,8 @@ from registry.views import (
     ModelSummary,
     PullResult,
     ScanOutcome,
+    TokenCreated,
+    TokenView,
 )
 
 
@@ -29,6 +32,18 @@ class MirrorRequest:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     scan: bool = True  # run every scanner on what was stored
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters on the audit log; all optional, combined with AND. Newest first."""
+
+    actor: str | None = None
+    action: str | None = None  # exact, or a prefix ending in "." (e.g. "token.")
+    subject: str | None = None  # substring
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
 
 
 class Registry(Protocol):
@@ -65,4 +80,11 @@ class Registry(Protocol):
         layout: str = "plain",
         progress: Progress,
     ) -> PullResult: ...
+    # -- the server (added for `modelctl serve` / remote mode) --
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated: ...
+    def token_list(self) -> list[TokenView]: ...
+    def token_revoke(self, key: str) -> TokenView: ...
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]: ...
     def close(self) -> None: ...

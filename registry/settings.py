@@ -40,6 +40,14 @@ class Settings:
     # The server (`modelctl serve`): reads without a token when true; writes always need one.
     public_reads: bool = False
     max_upload_bytes: int = 4 * 1024**2  # an attestation bundle upload; larger is 413
+    mirror_roots: tuple[
+        Path, ...
+    ] = ()  # folders the server may mirror from (MODELCTL_MIRROR_ROOTS)
+    trusted_keys: tuple[Path, ...] = ()  # PEM public keys whose uploaded attestations verify
+    run_worker: bool = True  # `modelctl serve` runs jobs itself (MODELCTL_SERVE_WORKER=false: not)
+    policy_file: Path | None = (
+        None  # the server's admission policy (MODELCTL_POLICY; default: shipped)
+    )
 
     @property
     def signing_key_path(self) -> Path:
@@ -86,12 +94,22 @@ class Settings:
             else None,
             signing_key_passphrase=env.get("MODELCTL_SIGNING_KEY_PASSPHRASE") or None,
             public_reads=_flag(env, "MODELCTL_PUBLIC_READS"),
+            mirror_roots=_paths(env.get("MODELCTL_MIRROR_ROOTS")),
+            trusted_keys=_paths(env.get("MODELCTL_TRUSTED_KEYS")),
+            run_worker=_flag(env, "MODELCTL_SERVE_WORKER", default=True),
+            policy_file=Path(env["MODELCTL_POLICY"]) if env.get("MODELCTL_POLICY") else None,
         )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _paths(value: str | None) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser() for p in (value or "").split(os.pathsep) if p)
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     value = (env.get(name) or "").strip().lower()
-    if value in {"", "0", "false", "no", "off"}:
+    if not value:
+        return default
+    if value in {"0", "false", "no", "off"}:
         return False
     if value in {"1", "true", "yes", "on"}:
         return True

@@ -90,11 +90,14 @@ def test_revision_given_twice_is_refused(run_cli: Any) -> None:
     assert "revision given twice" in result.stderr
 
 
-def test_remote_registry_is_refused_clearly(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_remote_registry_is_one_clear_line(
+    run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELCTL_REGISTRY", "http://127.0.0.1:9")
     result = run_cli("models")
     assert result.code == 2
-    assert "remote registries are not supported" in result.stderr
+    assert "cannot reach the registry at http://127.0.0.1:9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_unusable_home_is_an_environment_error(run_cli: Any, tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api import problems
 from registry.embedded import EmbeddedRegistry
@@ -15,20 +17,32 @@ from registry.settings import Settings
 API_VERSION = "1"
 
 
-def create_app(settings: Settings, *, registry: EmbeddedRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, registry: EmbeddedRegistry | None = None, start_worker: bool = True
+) -> FastAPI:
     """The server app on one registry handle (made from `settings` unless one is given).
 
     The handle lives on `app.state.registry` (see `registry.api.deps`); the app closes it at
-    shutdown only when it made it.
+    shutdown only when it made it. Unless `start_worker` is false (or the settings say so),
+    the app runs queued jobs in a thread while it is up.
     """
     owned = registry is None
     handle = registry if registry is not None else EmbeddedRegistry(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.run_worker and start_worker:
+            from registry.worker import start_worker_thread
+
+            worker = start_worker_thread(handle)
         try:
             yield
         finally:
+            if worker is not None:
+                thread, stop = worker
+                stop.set()
+                await anyio.to_thread.run_sync(thread.join)
             if owned:
                 handle.close()
 
@@ -46,6 +60,7 @@ def create_app(settings: Settings, *, registry: EmbeddedRegistry | None = None) 
     app.state.settings = settings
     app.state.registry = handle
     problems.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     _add_problem_schema(app)
 
     from registry.api import v1
@@ -82,3 +97,38 @@ def _add_problem_schema(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with a 413 problem, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = problems.problem(
+                413, "payload_too_large", f"the body is over the {self.limit}-byte limit"
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise problems.ApiProblem(
+                        413, "payload_too_large", f"the body is over the {self.limit}-byte limit"
+                    )
+            return message
+
+        await self.app(scope, limited, send)

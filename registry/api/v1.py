@@ -5,13 +5,20 @@ The shapes are `registry.views` `to_json()`: the same as `modelctl --json` (docs
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+import anyio
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from registry.api.blobs import blob_response
 from registry.api.deps import get_registry, registry_for, require
-from registry.api.problems import PROBLEM_RESPONSES
+from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
 from registry.embedded import EmbeddedRegistry
+from registry.errors import StorageError
+from registry.interface import AuditQuery
 from registry.service.tokens import Principal
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -47,3 +54,439 @@ def list_models(registry: Reader) -> dict[str, Any]:
 def resolve(registry: Reader, ref: Annotated[str, REF_QUERY]) -> dict[str, Any]:
     """The checkpoint a reference names (as `modelctl inspect --json`)."""
     return registry.inspect(ref).to_json()
+
+
+# -- tokens (admin) ------------------------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Unique; the audit log's actor.")
+    role: Literal["reader", "publisher", "security", "admin"] = "reader"
+    expires_at: datetime | None = Field(default=None, description="RFC 3339; none: no expiry.")
+
+
+Admin = Annotated[EmbeddedRegistry, Depends(registry_for("token.manage"))]
+
+
+@router.post("/tokens", tags=["tokens"], status_code=201)
+def create_token(registry: Admin, body: TokenRequest) -> dict[str, Any]:
+    """Create a token; the response is the only time its secret (`token`) is shown."""
+    expires_at = body.expires_at
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return registry.token_create(body.name, body.role, expires_at=expires_at).to_json()
+
+
+@router.get("/tokens", tags=["tokens"])
+def list_tokens(registry: Admin) -> dict[str, Any]:
+    """Every token, never a secret."""
+    return {"tokens": [t.to_json() for t in registry.token_list()]}
+
+
+@router.post("/tokens/{token}/revoke", tags=["tokens"])
+def revoke_token(
+    registry: Admin, token: Annotated[str, Path(min_length=1, max_length=100)]
+) -> dict[str, Any]:
+    """Revoke a token by id or name: every later request with it is a 401."""
+    return registry.token_revoke(token).to_json()
+
+
+# -- audit log (security) ------------------------------------------------------------------------
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("audit.read"))],
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    subject: Annotated[str | None, Query(max_length=500)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The append-only audit log, newest first, filtered (all filters AND)."""
+    query = AuditQuery(
+        actor=actor,
+        action=action,
+        subject=subject,
+        since=_utc(since),
+        until=_utc(until),
+        limit=limit,
+    )
+    return {"events": [e.to_json() for e in registry.audit_log(query)]}
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+Namespace = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
+Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
+DigestParam = Annotated[str, Path(pattern=DIGEST, description="sha256:<manifest digest>")]
+CHECKPOINT = "/checkpoints/{namespace}/{name}/{digest}"
+
+
+def _ref(namespace: str, name: str, digest: str) -> str:
+    return f"{namespace}/{name}@{digest}"
+
+
+@router.get(CHECKPOINT, tags=["checkpoints"])
+def get_checkpoint(
+    registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
+) -> dict[str, Any]:
+    """One checkpoint: files, scans, attestations, decisions, quarantine."""
+    return registry.inspect(_ref(namespace, name, digest)).to_json()
+
+
+@router.head(
+    CHECKPOINT + "/files/{path:path}",
+    tags=["files"],
+    operation_id="head_file",
+    response_class=Response,
+    responses={200: {"description": "The file's headers"}},
+)
+@router.get(
+    CHECKPOINT + "/files/{path:path}",
+    tags=["files"],
+    operation_id="download_file",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+        206: {"content": {"application/octet-stream": {}}, "description": "A byte range"},
+        304: {"description": "Not modified (If-None-Match)"},
+        416: PROBLEM_RESPONSES[400] | {"description": "Range not satisfiable"},
+    },
+)
+def download_file(
+    request: Request,
+    registry: Reader,
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    path: str,
+) -> Response:
+    """A file of a checkpoint, re-hashed as it streams. `ETag` is its sha256; one `Range`."""
+    info = registry.file_info(_ref(namespace, name, digest), path)
+    return blob_response(request, registry, info.sha256, info.size, filename=info.path)
+
+
+@router.head(
+    "/blobs/{digest}",
+    tags=["files"],
+    operation_id="head_blob",
+    response_class=Response,
+    responses={200: {"description": "The blob's headers"}},
+)
+@router.get(
+    "/blobs/{digest}",
+    tags=["files"],
+    operation_id="download_blob",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},
+        206: {"content": {"application/octet-stream": {}}, "description": "A byte range"},
+    },
+)
+def download_blob(request: Request, registry: Reader, digest: DigestParam) -> Response:
+    """A blob by its sha256, re-hashed as it streams (what remote `pull` reads)."""
+    sha256 = digest.removeprefix("sha256:")
+    return blob_response(request, registry, sha256, registry.blob_size(sha256))
+
+
+# -- attestations --------------------------------------------------------------------------------
+
+
+@router.get(CHECKPOINT + "/attestations", tags=["attestations"])
+def list_attestations(
+    registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
+) -> dict[str, Any]:
+    return {
+        "attestations": [
+            a.to_json() for a in registry.attestation_list(_ref(namespace, name, digest))
+        ]
+    }
+
+
+@router.get(
+    CHECKPOINT + "/attestations/{attestation_id}",
+    tags=["attestations"],
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "The bundle, verbatim"}},
+)
+def get_attestation(
+    registry: Reader,
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    attestation_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> Response:
+    """The bundle exactly as it was signed and stored (verify it yourself)."""
+    data = registry.attestation_bundle(_ref(namespace, name, digest), attestation_id)
+    return Response(data, media_type="application/json")
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiProblem(413, "payload_too_large", f"the body is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiProblem(413, "payload_too_large", f"the body is over the {limit}-byte limit")
+    return bytes(body)
+
+
+@router.post(
+    CHECKPOINT + "/attestations",
+    tags=["attestations"],
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "A Sigstore bundle (DSSE) signed by a trusted key",
+        }
+    },
+    responses={413: PROBLEM_RESPONSES[400] | {"description": "Payload too large"}},
+)
+async def upload_attestation(
+    request: Request,
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("attestation.upload"))],
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+) -> dict[str, Any]:
+    """Add an attestation: verified (signature by a trusted key, subject = this checkpoint)
+    before it is stored verbatim; refused with a reason otherwise."""
+    data = await _read_capped(request, request.app.state.settings.max_upload_bytes)
+    view = await anyio.to_thread.run_sync(
+        registry.attestation_upload, _ref(namespace, name, digest), data
+    )
+    return view.to_json()
+
+
+@router.post(CHECKPOINT + "/attest", tags=["attestations"], status_code=201)
+def attest(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("attest"))],
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+) -> dict[str, Any]:
+    """(Re)issue the registry's signed model signature and provenance for the checkpoint."""
+    result = registry.attest(_ref(namespace, name, digest))
+    return {
+        **result.to_json(),
+        "checkpoint": result.checkpoint.to_json(),
+        "model_signature": base64.b64encode(result.model_signature).decode("ascii"),
+        "public_key_pem": result.public_key_pem.decode("ascii"),
+    }
+
+
+@router.get(
+    "/public-key",
+    tags=["server"],
+    response_class=Response,
+    responses={200: {"content": {"application/x-pem-file": {}}, "description": "PEM"}},
+)
+def public_key(registry: Reader) -> Response:
+    """The registry's public key: pin it (MODELCTL_REGISTRY_KEY) to verify what you pull."""
+    pem = registry.public_key_pem()
+    if pem is None:
+        raise ApiProblem(404, "no_public_key", "the registry has no signing key yet")
+    return Response(pem, media_type="application/x-pem-file")
+
+
+# -- scans and mirrors (jobs) --------------------------------------------------------------------
+
+
+@router.get(CHECKPOINT + "/scans", tags=["scans"])
+def list_scans(
+    registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
+) -> dict[str, Any]:
+    """The recorded scanner runs of a checkpoint (results)."""
+    view = registry.inspect(_ref(namespace, name, digest))
+    return {"scans": [s.to_json() for s in view.scans]}
+
+
+class ScanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(min_length=3, max_length=500)
+    scanners: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=50)
+
+
+class MirrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=1000)
+    name: str | None = Field(default=None, max_length=200)
+    revision: str | None = Field(default=None, max_length=255)
+    include: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=100)
+    exclude: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=100)
+    scan: bool = True
+
+
+@router.post("/scans", tags=["scans"], status_code=202)
+def start_scan(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("scan"))], body: ScanRequest
+) -> dict[str, Any]:
+    """Queue a scan of a stored checkpoint; follow it at /v1/jobs/{id}."""
+    from registry.scanners import catalog
+
+    registry.inspect(body.ref)  # an unknown checkpoint is a 404 now, not a failed job later
+    catalog.select(tuple(body.scanners))  # so is an unknown scanner
+    return registry.job_enqueue("scan", {"ref": body.ref, "scanners": body.scanners}).to_json()
+
+
+@router.post("/mirrors", tags=["mirrors"], status_code=202)
+def start_mirror(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("mirror"))], body: MirrorBody
+) -> dict[str, Any]:
+    """Queue a mirror (hf://, ms://, or a folder inside MODELCTL_MIRROR_ROOTS)."""
+    from registry.worker import check_mirror_source
+
+    check_mirror_source(body.source, registry.settings.mirror_roots)
+    return registry.job_enqueue("mirror", body.model_dump()).to_json()
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
+    """A job's state, progress and, once done, its result or error."""
+    return registry.job(job_id).to_json()
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post(CHECKPOINT + "/quarantine", tags=["quarantine"])
+def quarantine(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("quarantine"))],
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    body: ReasonBody,
+) -> dict[str, Any]:
+    """Withdraw a checkpoint from every environment until it is released."""
+    return registry.quarantine(_ref(namespace, name, digest), body.reason).to_json()
+
+
+@router.post(CHECKPOINT + "/release", tags=["quarantine"])
+def release(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("release"))],
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    body: ReasonBody,
+) -> dict[str, Any]:
+    """End a quarantine (policies decide again)."""
+    return registry.release(_ref(namespace, name, digest), body.reason).to_json()
+
+
+# -- exceptions ----------------------------------------------------------------------------------
+
+
+class ExceptionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(min_length=3, max_length=500)
+    waive: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=50)
+    reason: str = Field(min_length=1, max_length=2000)
+    approver: str = Field(min_length=1, max_length=200)
+    expires_at: datetime
+    environments: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        default=None, max_length=50
+    )
+
+
+@router.get("/exceptions", tags=["exceptions"])
+def list_exceptions(
+    registry: Reader, ref: Annotated[str | None, Query(min_length=3, max_length=500)] = None
+) -> dict[str, Any]:
+    return {"exceptions": [e.to_json() for e in registry.exception_list(ref)]}
+
+
+@router.post("/exceptions", tags=["exceptions"], status_code=201)
+def add_exception(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
+    body: ExceptionBody,
+) -> dict[str, Any]:
+    """Waive named checks for one checkpoint until a mandatory expiry."""
+    if body.expires_at.tzinfo is None:
+        raise ApiProblem(422, "invalid_request", "expires_at needs a time zone")
+    return registry.exception_add(
+        body.ref,
+        waive=body.waive,
+        reason=body.reason,
+        approver=body.approver,
+        expires_at=body.expires_at,
+        environments=body.environments,
+    ).to_json()
+
+
+@router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"])
+def revoke_exception(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.revoke"))],
+    exception_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> dict[str, Any]:
+    return registry.exception_revoke(exception_id).to_json()
+
+
+# -- admission -----------------------------------------------------------------------------------
+
+
+class AdmissionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(min_length=3, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    policy: str | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="A policy document to decide with instead of the server's (security role)",
+    )
+    policy_file: str = Field(default="", max_length=500, description="Its name, for messages")
+
+
+@router.post("/admission/check", tags=["admission"])
+def admission_check(
+    request: Request,
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("admission.check"))],
+    principal: Annotated[Principal, Depends(require("admission.check"))],
+    body: AdmissionBody,
+) -> dict[str, Any]:
+    """Decide (and record) whether the checkpoint may be used in the environment.
+
+    The answer is 200 whether it is allowed or denied: read `allowed`. A policy sent with the
+    request needs the security role (its decision is recorded and signed like any other).
+    """
+    text = body.policy
+    source = body.policy_file
+    if text is not None and not principal.may("exception.add"):
+        raise ApiProblem(
+            403,
+            "role_insufficient",
+            "deciding with your own policy needs the security role; leave `policy` out to "
+            "use the server's",
+        )
+    settings = request.app.state.settings
+    if text is None and settings.policy_file is not None:
+        try:
+            text = settings.policy_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read the server's policy: {exc}") from exc
+        source = str(settings.policy_file)
+    return registry.policy_check(body.ref, body.environment, text, source).to_json()

@@ -80,35 +80,57 @@ def signed_checkpoint(
     checkpoint: Checkpoint, registry_public_key: bytes | None
 ) -> SignedCheckpoint:
     """The newest model signature of `checkpoint` that verifies now; IntegrityFailure if none."""
-    ref = f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}"
+    rows = sorted(
+        (a for a in checkpoint.attestations if a.predicate_type == PREDICATE_TYPE),
+        key=lambda a: a.id,
+        reverse=True,
+    )
+    return signed_from_bundles(
+        name=checkpoint.model.full_name,
+        manifest_digest=checkpoint.manifest_digest,
+        commit=checkpoint.source_commit,
+        bundles=[bytes(r.bundle) for r in rows],
+        sizes={f.path: f.size for f in checkpoint.files},
+        registry_public_key=registry_public_key,
+    )
+
+
+def signed_from_bundles(
+    *,
+    name: str,
+    manifest_digest: str,
+    commit: str,
+    bundles: Sequence[bytes],
+    sizes: Mapping[str, int],
+    registry_public_key: bytes | None,
+) -> SignedCheckpoint:
+    """The first of `bundles` (newest first) that is a model signature verifying with the
+    registry's key, for exactly `manifest_digest`. Used in-process and by the remote client,
+    which fetched the bundles over HTTP and checks them with the key it pinned."""
+    ref = f"{name}@sha256:{manifest_digest}"
     if registry_public_key is None:
         raise IntegrityFailure(
             f"{ref}: the registry's public key is not available, so its signature cannot be "
             "checked (set MODELCTL_SIGNING_KEY_PASSPHRASE or provide the .pub file)"
         )
     verifier = PublicKeyVerifier([load_public_key(registry_public_key)])
-    rows = sorted(
-        (a for a in checkpoint.attestations if a.predicate_type == PREDICATE_TYPE),
-        key=lambda a: a.id,
-        reverse=True,
-    )
-    for row in rows:
+    for data in bundles:
         try:
-            verified = verify_model_signature(Bundle.from_bytes(row.bundle), verifier)
+            verified = verify_model_signature(Bundle.from_bytes(data), verifier)
         except AttestationError:
             continue  # does not verify: never trusted
         ser = verified.predicate.serialization
-        if verified.subject_digest.hex != checkpoint.manifest_digest:
+        if verified.subject_digest.hex != manifest_digest:
             continue
         if ser.method != "files" or ser.hash_type != "sha256":
             continue
         return SignedCheckpoint(
-            name=checkpoint.model.full_name,
-            digest=f"sha256:{checkpoint.manifest_digest}",
-            commit=checkpoint.source_commit,
-            bundle=bytes(row.bundle),
+            name=name,
+            digest=f"sha256:{manifest_digest}",
+            commit=commit,
+            bundle=bytes(data),
             files=tuple((r.path, r.digest.hex()) for r in verified.predicate.resources),
-            sizes={f.path: f.size for f in checkpoint.files},
+            sizes=dict(sizes),
         )
     raise IntegrityFailure(
         f"{ref}: no model signature that verifies with the registry's key; "

@@ -1,7 +1,7 @@
 """exception requests
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-04
 
 Requested exceptions awaiting approval (the web UI's request-then-approve queue). Approval
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

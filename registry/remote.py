@@ -1,0 +1,608 @@
+"""The remote registry: the `Registry` interface over HTTP to `modelctl serve` (httpx).
+
+Every call maps to one `/v1` route (docs/api.md) and rebuilds the same views the embedded
+registry returns, so the CLI prints the same output. Problem responses become the same
+registry errors (by their `reason` code) with the server's one-line detail.
+
+`pull` takes no word of the server's for the bytes: it fetches the registry's signed model
+signature, verifies it with the public key the client pinned (MODELCTL_REGISTRY_KEY), then
+streams every blob through `registry.service.pull`, re-hashing while writing, exactly as the
+embedded pull does. Mirror and scan run on the server as jobs; the client follows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from attestations.digests import Digest
+from attestations.model_signature import PREDICATE_TYPE as MODEL_SIGNATURE
+from registry.blobs.base import BlobUpload
+from registry.errors import (
+    AmbiguousReference,
+    AuthenticationRequired,
+    Denied,
+    InputError,
+    IntegrityFailure,
+    NotFound,
+    RegistryError,
+    StorageError,
+    UpstreamError,
+)
+from registry.interface import AuditQuery, MirrorRequest
+from registry.service import pull as pull_service
+from registry.service.progress import Progress
+from registry.service.refs import Ref
+from registry.views import (
+    AttestationView,
+    AttestResult,
+    AuditEventView,
+    CheckpointSummary,
+    CheckpointView,
+    DecisionView,
+    ExceptionView,
+    FileView,
+    MirrorResult,
+    MirrorStats,
+    ModelSummary,
+    PullResult,
+    ScanOutcome,
+    ScanView,
+    SourceView,
+    TokenCreated,
+    TokenView,
+)
+
+TOKEN_ENV = "MODELCTL_TOKEN"  # noqa: S105 - the name of the variable, not a secret
+KEY_ENV = "MODELCTL_REGISTRY_KEY"
+POLL_SECONDS = 0.2
+JOB_TIMEOUT_SECONDS = 24 * 3600.0
+
+#: Problem `reason` -> the registry error the embedded registry would have raised.
+_ERRORS: dict[str, type[RegistryError]] = {
+    "not_found": NotFound,
+    "ambiguous_reference": AmbiguousReference,
+    "denied": Denied,
+    "integrity_failure": IntegrityFailure,
+    "signature_verification_error": IntegrityFailure,
+    "model_signature_error": IntegrityFailure,
+    "digest_mismatch_error": IntegrityFailure,
+    "verification_error": IntegrityFailure,
+    "storage_error": StorageError,
+    "upstream_error": UpstreamError,
+    "authentication_required": UpstreamError,
+    "token_required": AuthenticationRequired,
+    "token_invalid": AuthenticationRequired,
+    "role_insufficient": AuthenticationRequired,
+}
+
+
+# -- views from JSON (the inverse of each view's to_json) ----------------------------------------
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _ts_or_none(text: str | None) -> datetime | None:
+    return _ts(text) if text else None
+
+
+def _source(d: dict[str, Any]) -> SourceView:
+    return SourceView(uri=d["uri"], commit=d["commit"], revisions=tuple(d.get("revisions", ())))
+
+
+def _scan(d: dict[str, Any]) -> ScanView:
+    return ScanView(
+        id=d["id"],
+        scanner=d["scanner"],
+        version=d["version"],
+        ruleset_version=d["ruleset_version"],
+        verdict=d["verdict"],
+        started_at=_ts(d["started_at"]),
+        finished_at=_ts(d["finished_at"]),
+        attestation_id=d.get("attestation_id"),
+        flagged=d["flagged_files"],
+    )
+
+
+def _attestation(d: dict[str, Any]) -> AttestationView:
+    return AttestationView(
+        id=d["id"],
+        predicate_type=d["predicate_type"],
+        subject_digest=d["subject_digest"],
+        signer=d["signer"],
+        created_at=_ts(d["created_at"]),
+        bundle_sha256=d["bundle_sha256"],
+    )
+
+
+def checkpoint_from_json(d: dict[str, Any]) -> CheckpointView:
+    return CheckpointView(
+        name=d["name"],
+        digest=d["digest"],
+        source=_source(d["source"]),
+        created_at=_ts(d["created_at"]),
+        files=tuple(FileView(f["path"], f["size"], f["sha256"]) for f in d["files"]),
+        scans=tuple(_scan(s) for s in d.get("scans", ())),
+        attestations=tuple(_attestation(a) for a in d.get("attestations", ())),
+        decisions=tuple(d.get("decisions", ())),
+        quarantine=d.get("quarantine"),
+    )
+
+
+def decision_from_json(d: dict[str, Any]) -> DecisionView:
+    return DecisionView(
+        name=d["name"],
+        digest=d["digest"],
+        environment=d["environment"],
+        allowed=d["allowed"],
+        mode=d["mode"],
+        policy_name=d["policy"]["name"],
+        policy_digest=d["policy"]["digest"],
+        checks=tuple(d["checks"]),
+        evaluated_at=_ts(d["evaluated_at"]),
+        expires_at=_ts_or_none(d.get("expires_at")),
+        reasons=tuple(d["reasons"]),
+    )
+
+
+def scan_outcome_from_json(d: dict[str, Any]) -> ScanOutcome:
+    report = {k: v for k, v in d.items() if k not in {"name", "digest", "recorded", "checkpoint"}}
+    return ScanOutcome(
+        checkpoint=checkpoint_from_json(d["checkpoint"]),
+        report=report,
+        recorded=tuple(_scan(s) for s in d.get("recorded", ())),
+    )
+
+
+def mirror_from_json(d: dict[str, Any]) -> MirrorResult:
+    m = d["mirror"]
+    s = m["stats"]
+    return MirrorResult(
+        checkpoint=checkpoint_from_json(m),
+        created=m["created"],
+        stats=MirrorStats(
+            files=s["files"],
+            bytes_total=s["bytes_total"],
+            bytes_transferred=s["bytes_transferred"],
+            blobs_created=s["blobs_created"],
+            blobs_reused=s["blobs_reused"],
+            seconds=s["seconds"],
+        ),
+        scan=scan_outcome_from_json(d["scan"]) if d.get("scan") else None,
+    )
+
+
+def _exception(d: dict[str, Any]) -> ExceptionView:
+    return ExceptionView(
+        id=d["id"],
+        ref=d["ref"],
+        waive=tuple(d["waive"]),
+        environments=tuple(d["environments"]) if d.get("environments") else None,
+        reason=d["reason"],
+        approver=d["approver"],
+        expires_at=_ts(d["expires_at"]),
+        created_at=_ts(d["created_at"]),
+        revoked_at=_ts_or_none(d.get("revoked_at")),
+    )
+
+
+def _token(d: dict[str, Any]) -> TokenView:
+    return TokenView(
+        id=d["id"],
+        name=d["name"],
+        role=d["role"],
+        created_at=_ts(d["created_at"]),
+        created_by=d["created_by"],
+        expires_at=_ts_or_none(d.get("expires_at")),
+        revoked_at=_ts_or_none(d.get("revoked_at")),
+    )
+
+
+def _model(d: dict[str, Any]) -> ModelSummary:
+    return ModelSummary(
+        name=d["name"],
+        checkpoints=tuple(
+            CheckpointSummary(
+                digest=c["digest"],
+                source=_source(c["source"]),
+                created_at=_ts(c["created_at"]),
+                file_count=c["file_count"],
+                total_size=c["total_size"],
+            )
+            for c in d["checkpoints"]
+        ),
+    )
+
+
+# -- the blob reader pull streams from -----------------------------------------------------------
+
+
+class _ResponseReader(io.RawIOBase):
+    """A streaming HTTP response body as a raw binary file (closed with the response)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._chunks = response.iter_raw(1 << 20)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"the registry's download broke off: {exc}") from exc
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+        super().close()
+
+
+class RemoteBlobs:
+    """The read side of `BlobStore` over `/v1/blobs`, for `pull_checkpoint` (never trusted:
+    the pull re-hashes every byte against the signed manifest)."""
+
+    def __init__(self, remote: RemoteRegistry) -> None:
+        self._remote = remote
+
+    def open(self, digest: Digest) -> BinaryIO:
+        request = self._remote.client.build_request("GET", f"/v1/blobs/{digest}")
+        try:
+            response = self._remote.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot reach the registry: {exc}") from exc
+        if response.status_code != 200:
+            response.read()
+            response.close()
+            self._remote.raise_problem(response)
+        return io.BufferedReader(_ResponseReader(response), buffer_size=1 << 20)
+
+    def exists(self, digest: Digest) -> bool:
+        return self._remote.client.head(f"/v1/blobs/{digest}").status_code == 200
+
+    def size(self, digest: Digest) -> int:
+        response = self._remote.client.head(f"/v1/blobs/{digest}")
+        if response.status_code != 200:
+            self._remote.raise_problem(response)
+        return int(response.headers["content-length"])
+
+    def free_space(self) -> int | None:
+        return None
+
+    def upload(
+        self,
+        *,
+        expected_sha256: Digest | None = None,
+        expected_size: int | None = None,
+        expected_git_sha1: str | None = None,
+        resume_key: str | None = None,
+        label: str = "",
+    ) -> BlobUpload:
+        raise InputError("the remote blob store is read-only")
+
+
+# -- the client ----------------------------------------------------------------------------------
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RemoteRegistry:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        registry_key: Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise InputError(f"--registry {url!r}: expected http(s)://HOST[:PORT]")
+        if parts.scheme == "http" and token and not _loopback(parts.hostname):
+            raise InputError(
+                f"--registry {url}: refusing to send a token over plain HTTP to a remote host; "
+                "use https://"
+            )
+        self.url = url.rstrip("/")
+        self.registry_key = registry_key
+        headers = {"User-Agent": "modelctl"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def raise_problem(self, response: httpx.Response) -> NoReturn:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        reason = str(body.get("reason") or "")
+        detail = str(body.get("detail") or f"HTTP {response.status_code} from {self.url}")
+        reasons = [str(r) for r in body.get("reasons", []) if isinstance(r, str)]
+        if response.status_code >= 500 and reason not in _ERRORS:
+            raise UpstreamError(f"the registry at {self.url} failed: {detail}")
+        cls = _ERRORS.get(reason, InputError)
+        raise cls(detail, reasons=reasons)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot reach the registry at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            self.raise_problem(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(method, path, **kwargs).json()
+
+    def _canonical(self, ref: str) -> str:
+        """`/checkpoints/NS/NAME/sha256:HEX` for a ref (a revision is resolved by the server)."""
+        parsed = Ref.parse(ref)  # the same InputError as embedded, before any request
+        digest = str(parsed.digest) if parsed.digest is not None else self.inspect(ref).digest
+        model = parsed.model
+        return f"/v1/checkpoints/{quote(model.namespace)}/{quote(model.name)}/{digest}"
+
+    def _follow(self, job: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """Poll a job until it is done, reporting its progress; its result, or its error."""
+        deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        begun = False
+        done_bytes = 0
+        files_done = 0
+        try:
+            while True:
+                state = job["progress"] or {}
+                if not begun and "total_bytes" in state:
+                    progress.begin(
+                        files=int(state.get("files", 0)),
+                        total_bytes=int(state["total_bytes"]),
+                        description=str(state.get("description", "")),
+                    )
+                    begun = True
+                if begun:
+                    now_bytes = int(state.get("bytes_done", 0))
+                    if now_bytes > done_bytes:
+                        progress.advance(now_bytes - done_bytes)
+                        done_bytes = now_bytes
+                    for _ in range(int(state.get("files_done", 0)) - files_done):
+                        progress.file_done("", reused=False)
+                    files_done = max(files_done, int(state.get("files_done", 0)))
+                if job["state"] in {"succeeded", "failed"}:
+                    break
+                if time.monotonic() > deadline:
+                    raise UpstreamError(f"job {job['id']} did not finish in time")
+                time.sleep(POLL_SECONDS)
+                job = self._json("GET", f"/v1/jobs/{job['id']}")
+        finally:
+            if begun:
+                progress.end()
+        if job["state"] == "failed":
+            error = job.get("error") or {}
+            cls = _ERRORS.get(str(error.get("kind")), InputError)
+            if error.get("kind") == "internal_error":
+                cls = UpstreamError
+            raise cls(
+                str(error.get("message", f"job {job['id']} failed")),
+                reasons=[str(r) for r in error.get("reasons", [])],
+            )
+        result = job.get("result")
+        assert isinstance(result, dict)
+        return result
+
+    # -- the Registry interface ----------------------------------------------------------------
+    def models(self) -> list[ModelSummary]:
+        return [_model(m) for m in self._json("GET", "/v1/models")["models"]]
+
+    def inspect(self, ref: str) -> CheckpointView:
+        Ref.parse(ref)
+        return checkpoint_from_json(self._json("GET", "/v1/resolve", params={"ref": ref}))
+
+    def mirror(self, request: MirrorRequest, *, progress: Progress) -> MirrorResult:
+        job = self._json(
+            "POST",
+            "/v1/mirrors",
+            json={
+                "source": request.source,
+                "name": request.name,
+                "revision": request.revision,
+                "include": list(request.include),
+                "exclude": list(request.exclude),
+                "scan": request.scan,
+            },
+        )
+        return mirror_from_json(self._follow(job, progress))
+
+    def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome:
+        from registry.service.progress import NoProgress
+
+        Ref.parse(ref)
+        job = self._json("POST", "/v1/scans", json={"ref": ref, "scanners": list(scanners)})
+        return scan_outcome_from_json(self._follow(job, NoProgress()))
+
+    def attest(self, ref: str) -> AttestResult:
+        d = self._json("POST", self._canonical(ref) + "/attest")
+        return AttestResult(
+            checkpoint=checkpoint_from_json(d["checkpoint"]),
+            issued=tuple(_attestation(a) for a in d["issued"]),
+            model_signature=base64.b64decode(d["model_signature"]),
+            public_key_pem=d["public_key_pem"].encode("ascii"),
+        )
+
+    def quarantine(self, ref: str, reason: str) -> CheckpointView:
+        path = self._canonical(ref) + "/quarantine"
+        return checkpoint_from_json(self._json("POST", path, json={"reason": reason}))
+
+    def release(self, ref: str, reason: str) -> CheckpointView:
+        path = self._canonical(ref) + "/release"
+        return checkpoint_from_json(self._json("POST", path, json={"reason": reason}))
+
+    def exception_add(
+        self,
+        ref: str,
+        *,
+        waive: list[str],
+        reason: str,
+        approver: str,
+        expires_at: datetime,
+        environments: list[str] | None,
+    ) -> ExceptionView:
+        Ref.parse(ref)
+        body = {
+            "ref": ref,
+            "waive": waive,
+            "reason": reason,
+            "approver": approver,
+            "expires_at": expires_at.isoformat(),
+            "environments": environments,
+        }
+        return _exception(self._json("POST", "/v1/exceptions", json=body))
+
+    def exception_list(self, ref: str | None = None) -> list[ExceptionView]:
+        params = {"ref": ref} if ref is not None else {}
+        found = self._json("GET", "/v1/exceptions", params=params)["exceptions"]
+        return [_exception(e) for e in found]
+
+    def exception_revoke(self, exception_id: int) -> ExceptionView:
+        return _exception(self._json("POST", f"/v1/exceptions/{int(exception_id)}/revoke"))
+
+    def policy_check(
+        self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
+    ) -> DecisionView:
+        Ref.parse(ref)
+        body: dict[str, Any] = {"ref": ref, "environment": environment}
+        if policy_text is not None:
+            body["policy"] = policy_text
+            body["policy_file"] = policy_file
+        return decision_from_json(self._json("POST", "/v1/admission/check", json=body))
+
+    def pull(
+        self,
+        ref: str,
+        environment: str,
+        dest: Path,
+        *,
+        force: bool = False,
+        layout: str = "plain",
+        progress: Progress,
+    ) -> PullResult:
+        if layout not in pull_service.LAYOUTS:
+            raise InputError(f"unknown layout {layout!r}: expected plain or hf-cache")
+        if self.registry_key is None:
+            raise InputError(
+                f"a remote pull checks the registry's signature itself: set {KEY_ENV} to the "
+                f"registry's public key (PEM; GET {self.url}/v1/public-key once and check it)"
+            )
+        try:
+            public_key = self.registry_key.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{KEY_ENV}: cannot read {self.registry_key}: {exc.strerror}") from exc
+        decision = self.policy_check(ref, environment)
+        if not decision.allowed:
+            raise Denied(
+                f"{decision.name}@{decision.digest} is not admitted to {environment!r}: "
+                + "; ".join(decision.reasons),
+                reasons=decision.reasons,
+            )
+        # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
+        base = self._canonical(f"{decision.name}@{decision.digest}")
+        checkpoint = checkpoint_from_json(self._json("GET", base))
+        listed = self._json("GET", base + "/attestations")["attestations"]
+        ids = sorted(
+            (a["id"] for a in listed if a["predicate_type"] == MODEL_SIGNATURE), reverse=True
+        )
+        bundles = [self._call("GET", f"{base}/attestations/{i}").content for i in ids]
+        signed = pull_service.signed_from_bundles(
+            name=checkpoint.name,
+            manifest_digest=decision.digest.removeprefix("sha256:"),
+            commit=checkpoint.source.commit,
+            bundles=bundles,
+            sizes={f.path: f.size for f in checkpoint.files},
+            registry_public_key=public_key,
+        )
+        return pull_service.pull_checkpoint(
+            signed,
+            decision,
+            blobs=RemoteBlobs(self),
+            dest=dest,
+            force=force,
+            layout="hf-cache" if layout == "hf-cache" else "plain",
+            workers=4,
+            progress=progress,
+        )
+
+    # -- the server's own (tokens, audit) ------------------------------------------------------
+    def token_create(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> TokenCreated:
+        body: dict[str, Any] = {"name": name, "role": role}
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        d = self._json("POST", "/v1/tokens", json=body)
+        return TokenCreated(token=_token(d), secret=d["token"])
+
+    def token_list(self) -> list[TokenView]:
+        return [_token(t) for t in self._json("GET", "/v1/tokens")["tokens"]]
+
+    def token_revoke(self, key: str) -> TokenView:
+        return _token(self._json("POST", f"/v1/tokens/{quote(key, safe='')}/revoke"))
+
+    def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
+        params: dict[str, Any] = {"limit": query.limit}
+        for key in ("actor", "action", "subject"):
+            if getattr(query, key):
+                params[key] = getattr(query, key)
+        if query.since:
+            params["since"] = query.since.isoformat()
+        if query.until:
+            params["until"] = query.until.isoformat()
+        return [
+            AuditEventView(
+                id=e["id"],
+                at=_ts(e["at"]),
+                actor=e["actor"],
+                action=e["action"],
+                subject=e["subject"],
+                details=e["details"],
+            )
+            for e in self._json("GET", "/v1/audit", params=params)["events"]
+        ]

@@ -1,0 +1,46 @@
+"""Reading the append-only audit log (writes happen where each state change happens)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.db.models import AuditEvent
+from registry.errors import InputError
+from registry.interface import AuditQuery
+from registry.views import AuditEventView
+
+MAX_LIMIT = 1000
+
+
+def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InputError(f"limit must be between 1 and {MAX_LIMIT}")
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(query.limit)
+    if query.actor:
+        stmt = stmt.where(AuditEvent.actor == query.actor)
+    if query.action:
+        stmt = (
+            stmt.where(AuditEvent.action.startswith(query.action, autoescape=True))
+            if query.action.endswith(".")
+            else stmt.where(AuditEvent.action == query.action)
+        )
+    if query.subject:
+        stmt = stmt.where(AuditEvent.subject.contains(query.subject, autoescape=True))
+    if query.since:
+        stmt = stmt.where(AuditEvent.at >= query.since)
+    if query.until:
+        stmt = stmt.where(AuditEvent.at < query.until)
+    return [
+        AuditEventView(
+            id=row.id,
+            at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=dict(row.details or {}),
+        )
+        for row in session.scalars(stmt)
+    ]

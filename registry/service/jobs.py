@@ -1,0 +1,202 @@
+"""Background jobs (mirror, scan): a queue in the database that any number of workers share.
+
+A job is `queued`, then `running` (claimed by one worker, which heartbeats), then `succeeded`
+(with a result) or `failed` (with an error: message, kind, reasons). Claiming is one
+conditional UPDATE (`... WHERE id = ? AND state = 'queued'` or a stale lease), safe on SQLite
+and PostgreSQL alike; on PostgreSQL the candidate is first picked with `FOR UPDATE SKIP
+LOCKED`, so workers do not queue up behind each other's row locks. A running job whose
+heartbeat is older than the lease is re-queued by the next claim (its worker died); after
+`MAX_ATTEMPTS` claims it fails for good. The caller owns every transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from registry.db.models import AuditEvent, Job
+from registry.errors import InputError, NotFound
+from registry.views import iso
+
+KINDS = ("mirror", "scan")
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    id: int
+    kind: str
+    state: str
+    actor: str
+    params: dict[str, Any]
+    progress: dict[str, Any]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in {"succeeded", "failed"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "actor": self.actor,
+            "params": self.params,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at) if self.started_at else None,
+            "finished_at": iso(self.finished_at) if self.finished_at else None,
+        }
+
+
+def view(row: Job) -> JobView:
+    return JobView(
+        id=row.id,
+        kind=row.kind,
+        state=row.state,
+        actor=row.actor,
+        params=dict(row.params),
+        progress=dict(row.progress or {}),
+        result=row.result,
+        error=row.error,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def enqueue(session: Session, kind: str, params: dict[str, Any], *, actor: str) -> JobView:
+    if kind not in KINDS:
+        raise InputError(f"unknown job kind {kind!r}")
+    row = Job(kind=kind, params=params, state="queued", actor=actor, attempts=0, progress={})
+    session.add(row)
+    session.flush()
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action=f"job.{kind}",
+            subject=f"job:{row.id}",
+            details={"params": params},
+        )
+    )
+    session.flush()
+    return view(row)
+
+
+def get(session: Session, job_id: int) -> JobView:
+    row = session.get(Job, job_id)
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return view(row)
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        Job.state == "queued",
+        and_(Job.state == "running", Job.heartbeat_at < now - LEASE),
+    )
+
+
+def claim(session: Session, worker: str, *, now: datetime | None = None) -> JobView | None:
+    """Take the oldest claimable job for `worker`, or None. Commit right after."""
+    now = now or _now()
+    candidate = select(Job.id, Job.attempts).where(_claimable(now)).order_by(Job.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        candidate = candidate.with_for_update(skip_locked=True)
+    picked = session.execute(candidate).first()
+    if picked is None:
+        return None
+    job_id, attempts = picked
+    if attempts >= MAX_ATTEMPTS:  # its workers kept dying: give up on it
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, _claimable(now))
+            .values(
+                state="failed",
+                finished_at=now,
+                error={
+                    "message": f"job {job_id} was abandoned by {attempts} workers",
+                    "kind": "storage_error",
+                    "reasons": [],
+                },
+            )
+        )
+        return None
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, _claimable(now))
+        .values(
+            state="running",
+            worker=worker,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(done, "rowcount", 0) != 1:  # another worker won the race
+        return None
+    row = session.get(Job, job_id, populate_existing=True)
+    assert row is not None
+    return view(row)
+
+
+def heartbeat(
+    session: Session, job_id: int, worker: str, progress: dict[str, Any] | None = None
+) -> bool:
+    """Extend the lease (and record progress). False when the job is no longer ours."""
+    values: dict[str, Any] = {"heartbeat_at": _now()}
+    if progress is not None:
+        values["progress"] = progress
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.state == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(done, "rowcount", 0) == 1
+
+
+def finish(
+    session: Session,
+    job_id: int,
+    worker: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
+) -> bool:
+    values: dict[str, Any] = {
+        "state": "failed" if error is not None else "succeeded",
+        "finished_at": _now(),
+        "result": result,
+        "error": error,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.state == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(done, "rowcount", 0) == 1

@@ -1,0 +1,201 @@
+"""Runs queued jobs (mirror, scan) on the embedded registry: in `modelctl serve` as a thread,
+and in `modelctl worker` processes for scale-out. Each job runs as the actor who asked for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from attestations.errors import AttestationError
+from registry.db.engine import unit_of_work
+from registry.embedded import EmbeddedRegistry
+from registry.errors import InputError, RegistryError
+from registry.interface import MirrorRequest
+from registry.mirror.base import parse_source
+from registry.service import jobs
+from registry.views import MirrorResult, ScanOutcome
+
+log = logging.getLogger("modelctl.worker")
+HEARTBEAT_SECONDS = 5.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def scan_payload(outcome: ScanOutcome) -> dict[str, Any]:
+    """A scan outcome as JSON, with its checkpoint, so a remote client can rebuild it."""
+    return {**outcome.to_json(), "checkpoint": outcome.checkpoint.to_json()}
+
+
+def mirror_payload(result: MirrorResult) -> dict[str, Any]:
+    return {
+        "mirror": result.to_json(),
+        "scan": scan_payload(result.scan) if result.scan is not None else None,
+    }
+
+
+def check_mirror_source(source: str, roots: tuple[Path, ...]) -> None:
+    """The server mirrors from hubs; a folder on its disk only inside a configured root."""
+    spec = parse_source(source)
+    if spec.kind != "local":
+        return
+    path = Path(os.path.realpath(source))
+    for root in roots:
+        real_root = Path(os.path.realpath(root))
+        if path == real_root or real_root in path.parents:
+            return
+    raise InputError(
+        f"{source}: the server mirrors local folders only inside MODELCTL_MIRROR_ROOTS"
+    )
+
+
+class JobProgress:
+    """`Progress` that keeps the numbers for the heartbeat to write to the job row."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state: dict[str, Any] = {}
+
+    def begin(self, *, files: int, total_bytes: int, description: str) -> None:
+        with self._lock:
+            self.state = {
+                "description": description,
+                "files": files,
+                "files_done": 0,
+                "total_bytes": total_bytes,
+                "bytes_done": 0,
+            }
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self.state["bytes_done"] = self.state.get("bytes_done", 0) + nbytes
+
+    def file_done(self, path: str, *, reused: bool) -> None:
+        with self._lock:
+            self.state["files_done"] = self.state.get("files_done", 0) + 1
+
+    def end(self) -> None:
+        pass
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.state)
+
+
+class JobRunner:
+    def __init__(self, registry: EmbeddedRegistry, *, name: str | None = None) -> None:
+        self.registry = registry
+        self.name = name or worker_name()
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was none."""
+        with unit_of_work(self.registry.sessions) as session:
+            job = jobs.claim(session, self.name)
+        if job is None:
+            return False
+        progress = JobProgress()
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, progress, stop), daemon=True)
+        beat.start()
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        try:
+            result = self._run(job, progress)
+        except (RegistryError, AttestationError) as exc:
+            error = {
+                "message": exc.message,
+                "kind": _kind(exc),
+                "reasons": list(getattr(exc, "reasons", [])),
+            }
+        except Exception as exc:  # a bug: recorded without internals, logged in full
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            error = {
+                "message": f"the {job.kind} job failed on the server ({type(exc).__name__})",
+                "kind": "internal_error",
+                "reasons": [],
+            }
+        finally:
+            stop.set()
+            beat.join()
+        with unit_of_work(self.registry.sessions) as session:
+            jobs.finish(
+                session,
+                job.id,
+                self.name,
+                result=result,
+                error=error,
+                progress=progress.snapshot(),
+            )
+        return True
+
+    def _heartbeat(self, job_id: int, progress: JobProgress, stop: threading.Event) -> None:
+        while not stop.wait(min(HEARTBEAT_SECONDS, 0.5)):
+            try:
+                with unit_of_work(self.registry.sessions) as session:
+                    jobs.heartbeat(session, job_id, self.name, progress.snapshot())
+            except Exception:  # a missed beat is retried; the lease is long
+                log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+
+    def _run(self, job: jobs.JobView, progress: JobProgress) -> dict[str, Any]:
+        registry = self.registry.as_actor(job.actor)
+        params = job.params
+        if job.kind == "mirror":
+            check_mirror_source(params["source"], self.registry.settings.mirror_roots)
+            result = registry.mirror(
+                MirrorRequest(
+                    source=params["source"],
+                    name=params.get("name"),
+                    revision=params.get("revision"),
+                    include=tuple(params.get("include", ())),
+                    exclude=tuple(params.get("exclude", ())),
+                    scan=bool(params.get("scan", True)),
+                ),
+                progress=progress,
+            )
+            return mirror_payload(result)
+        if job.kind == "scan":
+            return scan_payload(registry.scan(params["ref"], tuple(params.get("scanners", ()))))
+        raise InputError(f"unknown job kind {job.kind!r}")
+
+    def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the database is away: wait and try again
+                log.warning("the worker could not claim a job", exc_info=True)
+                worked = False
+            if not worked:
+                stop.wait(poll_seconds)
+
+
+def _kind(error: BaseException) -> str:
+    name = type(error).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def start_worker_thread(registry: EmbeddedRegistry) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    runner = JobRunner(registry)
+    thread = threading.Thread(
+        target=runner.run_forever, args=(stop,), name="modelctl-worker", daemon=True
+    )
+    thread.start()
+    return thread, stop
+
+
+def wait_for(registry: EmbeddedRegistry, job_id: int, timeout: float) -> jobs.JobView:
+    """Poll until a job is done (tests, the embedded path)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with unit_of_work(registry.sessions) as session:
+            job = jobs.get(session, job_id)
+        if job.done or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)

@@ -1,0 +1,413 @@
+"""The HTTP API (`modelctl serve`) on a real uvicorn on 127.0.0.1, on SQLite and PostgreSQL:
+auth, files with Range/ETag re-hashed as they stream, attestation uploads, quarantine,
+admission, jobs, and the faults: traversal, oversize, bad signatures, disconnects, DB errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+
+from attestations.dsse import INTOTO_PAYLOAD_TYPE
+from attestations.intoto import ResourceDescriptor, Statement
+from attestations.keys import KeySigner, generate_key, load_private_key
+from registry.api.app import create_app
+from registry.db.engine import unit_of_work
+from registry.db.models import Attestation, AuditEvent, Quarantine
+from registry.settings import Settings
+from registry.worker import wait_for
+from tests.api_server import LiveServer, Seeded, live_server, seed
+from tests.fakes.hfhub import FakeHub
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        yield fake
+
+
+@pytest.fixture
+def seeded(
+    run_cli: Any,
+    hub: FakeHub,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Seeded:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    return seed(run_cli, hub, tmp_path)
+
+
+class Api:
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.registry = server.app.state.registry
+        self.tokens = {
+            role: self.registry.token_create(f"{role}-token", role).secret
+            for role in ("reader", "publisher", "security", "admin")
+        }
+
+    def h(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def get(self, path: str, role: str = "reader", **kw: Any) -> httpx.Response:
+        return httpx.get(self.url + path, headers={**self.h(role), **kw.pop("headers", {})}, **kw)
+
+    def post(self, path: str, role: str, **kw: Any) -> httpx.Response:
+        return httpx.post(self.url + path, headers={**self.h(role), **kw.pop("headers", {})}, **kw)
+
+
+@pytest.fixture
+def api(seeded: Seeded) -> Iterator[Api]:
+    with live_server(create_app(Settings.from_env())) as server:
+        yield Api(server)
+
+
+def _cp(seeded: Seeded) -> str:
+    return f"/v1/checkpoints/org/tiny/{seeded.digest}"
+
+
+def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["reason"] == reason, body
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body
+
+
+def _blob_path(seeded: Seeded, sha256: str) -> Path:
+    settings = Settings.from_env()
+    return settings.blob_root / "sha256" / sha256[:2] / sha256
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+def test_reads_match_the_cli_json(api: Api, seeded: Seeded, run_cli: Any) -> None:
+    assert api.get("/v1/models").json() == run_cli("models", "--json").json()
+    inspect = run_cli("inspect", seeded.ref, "--json").json()
+    assert api.get(_cp(seeded)).json() == inspect
+    assert api.get("/v1/resolve", params={"ref": "org/tiny"}).json() == inspect
+    _problem(api.get("/v1/resolve", params={"ref": "org/nope"}), 404, "not_found")
+    _problem(api.get("/v1/resolve", params={"ref": "../etc"}), 400, "input_error")
+    scans = api.get(_cp(seeded) + "/scans").json()["scans"]
+    assert [s["scanner"] for s in scans] == [s["scanner"] for s in inspect["scans"]]
+    openapi = httpx.get(api.url + "/v1/openapi.json").json()
+    assert "/v1/admission/check" in openapi["paths"]
+    assert "Problem" in openapi["components"]["schemas"]
+
+
+def test_file_download_whole_range_etag_head(api: Api, seeded: Seeded) -> None:
+    big = seeded.files["extra/weights.dat"]
+    sha = hashlib.sha256(big).hexdigest()
+    path = _cp(seeded) + "/files/extra/weights.dat"
+    whole = api.get(path)
+    assert whole.status_code == 200
+    assert whole.content == big
+    assert whole.headers["etag"] == f'"{sha}"'
+    assert whole.headers["content-length"] == str(len(big))
+    assert whole.headers["accept-ranges"] == "bytes"
+    part = api.get(path, headers={"Range": "bytes=1000-2999999"})
+    assert part.status_code == 206
+    assert part.content == big[1000:3000000]
+    assert part.headers["content-range"] == f"bytes 1000-2999999/{len(big)}"
+    tail = api.get(path, headers={"Range": "bytes=-10"})
+    assert (tail.status_code, tail.content) == (206, big[-10:])
+    open_end = api.get(path, headers={"Range": f"bytes={len(big) - 5}-"})
+    assert open_end.content == big[-5:]
+    unsatisfiable = api.get(path, headers={"Range": f"bytes={len(big)}-"})
+    _problem(unsatisfiable, 416, "range_not_satisfiable")
+    assert unsatisfiable.headers["content-range"] == f"bytes */{len(big)}"
+    multi = api.get(path, headers={"Range": "bytes=0-1,5-6"})  # not supported: whole file
+    assert (multi.status_code, len(multi.content)) == (200, len(big))
+    cached = api.get(path, headers={"If-None-Match": f'"{sha}"'})
+    assert (cached.status_code, cached.content) == (304, b"")
+    head = httpx.head(api.url + path, headers=api.h("reader"))
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(big))
+    assert head.content == b""
+    blob = api.get(f"/v1/blobs/sha256:{sha}", headers={"Range": "bytes=0-9"})
+    assert (blob.status_code, blob.content) == (206, big[:10])
+    _problem(api.get(_cp(seeded) + "/files/nope.bin"), 404, "not_found")
+    _problem(api.get("/v1/blobs/sha256:" + "0" * 64), 404, "not_found")
+
+
+def _raw_get(url: str, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A request line sent exactly as written (clients normalise `..` away)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_path_traversal_in_file_routes_is_refused(api: Api, seeded: Seeded) -> None:
+    secret = Settings.from_env().home / "registry.db"
+    for target in (
+        "/files/../../../../etc/passwd",
+        "/files/extra/../config.json",
+        "/files/%2e%2e/%2e%2e/registry.db",
+        "/files//etc/passwd",
+        "/files/extra%5c..%5cconfig.json",
+        "/files/./config.json",
+    ):
+        status, body = _raw_get(api.url, _cp(seeded) + target, api.h("reader"))
+        assert status in {400, 404}, (target, status, body[:200])
+        problem = json.loads(body)
+        assert problem["reason"] in {"input_error", "not_found"}
+        assert b"root:" not in body
+        assert not (secret.exists() and secret.read_bytes()[:16] in body)
+    status, _ = _raw_get(api.url, _cp(seeded) + "/files/config.json", api.h("reader"))
+    assert status == 200
+
+
+def test_a_tampered_blob_is_never_served_whole(api: Api, seeded: Seeded) -> None:
+    big = seeded.files["extra/weights.dat"]
+    sha = hashlib.sha256(big).hexdigest()
+    blob = _blob_path(seeded, sha)
+    blob.chmod(0o600)
+    data = bytearray(blob.read_bytes())
+    data[len(data) - 3] ^= 0xFF  # same size, the last chunk differs
+    blob.write_bytes(bytes(data))
+    for headers in ({}, {"Range": "bytes=0-99"}):
+        with pytest.raises(httpx.RemoteProtocolError):  # the body is cut short: never whole
+            api.get(_cp(seeded) + "/files/extra/weights.dat", headers=headers)
+    # The server stays healthy and serves other files.
+    assert api.get(_cp(seeded) + "/files/config.json").content == seeded.files["config.json"]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_client_disconnect_mid_download_leaks_nothing(api: Api, seeded: Seeded) -> None:
+    path = _cp(seeded) + "/files/extra/weights.dat"
+    api.get("/v1/health")  # warm up the server's lazy imports and pools
+    baseline = _open_fds()
+    host, port = api.url.removeprefix("http://").split(":")
+    for _ in range(5):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        auth = api.h("reader")["Authorization"]
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()  # mid-body
+    deadline = time.monotonic() + 10
+    while _open_fds() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_fds() <= baseline
+    assert api.get("/v1/health").json() == {"status": "ok"}
+    assert api.get(path).content == seeded.files["extra/weights.dat"]
+
+
+# -- roles ---------------------------------------------------------------------------------------
+
+
+def test_quarantine_needs_security_and_is_audited_as_the_token(api: Api, seeded: Seeded) -> None:
+    path = _cp(seeded) + "/quarantine"
+    _problem(httpx.post(api.url + path, json={"reason": "x"}), 401, "token_required")
+    body = _problem(api.post(path, "reader", json={"reason": "x"}), 403, "role_insufficient")
+    assert "security" in body["detail"]
+    _problem(api.post(path, "publisher", json={"reason": "x"}), 403, "role_insufficient")
+    done = api.post(path, "security", json={"reason": "CVE-2099-1"})
+    assert done.status_code == 200
+    assert done.json()["quarantine"]["reason"] == "CVE-2099-1"
+    decision = api.post(
+        "/v1/admission/check", "reader", json={"ref": seeded.ref, "environment": "prod"}
+    ).json()
+    assert decision["allowed"] is False
+    released = api.post(_cp(seeded) + "/release", "security", json={"reason": "fixed"})
+    assert released.json()["quarantine"] is None
+    events = api.get("/v1/audit", "security", params={"subject": "org/tiny"}).json()["events"]
+    mine = [(e["action"], e["actor"]) for e in events if e["action"].startswith("checkpoint.")]
+    assert ("checkpoint.quarantine", "token:security-token") in mine
+    assert ("checkpoint.release", "token:security-token") in mine
+    _problem(api.post(path, "security", json={}), 422, "invalid_request")
+
+
+def test_admission_check_and_own_policy_needs_security(api: Api, seeded: Seeded) -> None:
+    allowed = api.post(
+        "/v1/admission/check", "reader", json={"ref": "org/tiny", "environment": "prod"}
+    )
+    assert allowed.status_code == 200
+    assert allowed.json()["allowed"] is True
+    assert allowed.json()["digest"] == seeded.digest
+    own = api.post(
+        "/v1/admission/check",
+        "reader",
+        json={"ref": "org/tiny", "environment": "prod", "policy": "x: 1"},
+    )
+    _problem(own, 403, "role_insufficient")
+    unbound = api.post(
+        "/v1/admission/check", "reader", json={"ref": "org/tiny", "environment": "moon"}
+    )
+    assert _problem(unbound, 403, "denied")["reasons"]
+
+
+def test_exceptions_over_the_api(api: Api, seeded: Seeded) -> None:
+    body = {
+        "ref": seeded.ref,
+        "waive": ["license.allowed"],
+        "reason": "legal approved",
+        "approver": "lee",
+        "expires_at": "2099-01-01T00:00:00Z",
+    }
+    _problem(api.post("/v1/exceptions", "publisher", json=body), 403, "role_insufficient")
+    made = api.post("/v1/exceptions", "security", json=body)
+    assert made.status_code == 201
+    listed = api.get("/v1/exceptions", params={"ref": seeded.ref}).json()["exceptions"]
+    assert [e["id"] for e in listed] == [made.json()["id"]]
+    revoked = api.post(f"/v1/exceptions/{made.json()['id']}/revoke", "security")
+    assert revoked.json()["revoked_at"] is not None
+    naive = {**body, "expires_at": "2099-01-01T00:00:00"}
+    _problem(api.post("/v1/exceptions", "security", json=naive), 422, "invalid_request")
+
+
+# -- attestations --------------------------------------------------------------------------------
+
+
+def _statement(subject_hex: str) -> Statement:
+    return Statement(
+        subjects=(ResourceDescriptor(name="org/tiny", digest={"sha256": subject_hex}),),
+        predicate_type="https://example.com/eval/v1",
+        predicate={"accuracy": 0.91},
+    )
+
+
+def _registry_signer() -> KeySigner:
+    settings = Settings.from_env()
+    pem = settings.signing_key_path.read_bytes()
+    return KeySigner(load_private_key(pem, b"pw"))
+
+
+def test_attestation_upload_is_verified_before_it_is_stored(api: Api, seeded: Seeded) -> None:
+    hexd = seeded.digest.removeprefix("sha256:")
+    listing = _cp(seeded) + "/attestations"
+    before = api.get(listing).json()["attestations"]
+    good = _registry_signer().sign(INTOTO_PAYLOAD_TYPE, _statement(hexd).to_payload()).to_bytes()
+    _problem(api.post(listing, "reader", content=good), 403, "role_insufficient")
+    stored = api.post(listing, "publisher", content=good)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["predicate_type"] == "https://example.com/eval/v1"
+    verbatim = api.get(f"{listing}/{stored.json()['id']}")
+    assert verbatim.content == good
+    assert stored.json()["bundle_sha256"] == hashlib.sha256(good).hexdigest()
+
+    # A bad signature: the payload changed after signing.
+    tampered = json.loads(good)
+    other = _statement("0" * 64).to_payload()
+    import base64
+
+    tampered["dsseEnvelope"]["payload"] = base64.b64encode(other).decode()
+    bad = api.post(listing, "publisher", content=json.dumps(tampered).encode())
+    assert "signature" in _problem(bad, 422, "signature_verification_error")["detail"]
+    # Signed by a key the registry does not trust.
+    stranger = KeySigner(load_private_key(generate_key(passphrase=None).private_pem, None))
+    untrusted = stranger.sign(INTOTO_PAYLOAD_TYPE, _statement(hexd).to_payload()).to_bytes()
+    _problem(api.post(listing, "publisher", content=untrusted), 422, "signature_verification_error")
+    # Properly signed, about another checkpoint.
+    elsewhere = _registry_signer().sign(INTOTO_PAYLOAD_TYPE, _statement("1" * 64).to_payload())
+    _problem(api.post(listing, "publisher", content=elsewhere.to_bytes()), 422, "integrity_failure")
+    # Not a bundle at all.
+    bad_json = api.post(listing, "publisher", content=b"{not json")
+    assert bad_json.status_code == 400
+    after = api.get(listing).json()["attestations"]
+    assert len(after) == len(before) + 1  # only the good one was stored
+
+
+def test_oversized_uploads_are_413(api: Api, seeded: Seeded) -> None:
+    listing = _cp(seeded) + "/attestations"
+    limit = Settings.from_env().max_upload_bytes
+    declared = api.post(listing, "publisher", content=b"x" * (limit + 1))
+    _problem(declared, 413, "payload_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = api.post(listing, "publisher", content=chunks())
+    _problem(streamed, 413, "payload_too_large")
+    assert api.get("/v1/health").status_code == 200
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def test_scan_and_mirror_run_as_jobs(api: Api, seeded: Seeded, hub: FakeHub) -> None:
+    _problem(api.post("/v1/scans", "reader", json={"ref": seeded.ref}), 403, "role_insufficient")
+    _problem(api.post("/v1/scans", "publisher", json={"ref": "org/none"}), 404, "not_found")
+    queued = api.post("/v1/scans", "publisher", json={"ref": seeded.ref})
+    assert queued.status_code == 202
+    job = wait_for(api.registry, queued.json()["id"], timeout=60)
+    assert job.state == "succeeded", job.error
+    assert job.result is not None
+    assert job.result["digest"] == seeded.digest
+    assert job.result["verdict"] == "clean"
+    hub.add_repo("org/other", {"config.json": b"{}\n"})
+    mirror = api.post("/v1/mirrors", "publisher", json={"source": "hf://org/other"})
+    done = wait_for(api.registry, mirror.json()["id"], timeout=60)
+    assert done.state == "succeeded", done.error
+    assert done.result is not None
+    assert done.result["mirror"]["name"] == "org/other"
+    assert api.get(f"/v1/jobs/{done.id}").json()["state"] == "succeeded"
+    # A folder on the server's disk is refused unless it is under MODELCTL_MIRROR_ROOTS.
+    local = api.post("/v1/mirrors", "publisher", json={"source": "/etc"})
+    assert "MODELCTL_MIRROR_ROOTS" in _problem(local, 400, "input_error")["detail"]
+    failing = api.post("/v1/mirrors", "publisher", json={"source": "hf://org/missing"})
+    failed = wait_for(api.registry, failing.json()["id"], timeout=60)
+    assert failed.state == "failed"
+    assert failed.error is not None
+    assert failed.error["kind"] in {"not_found", "upstream_error"}
+
+
+# -- a database error during a request -----------------------------------------------------------
+
+
+def test_database_error_is_a_500_problem_and_nothing_is_half_written(
+    api: Api, seeded: Seeded
+) -> None:
+    engine = api.registry.engine
+
+    def fail_on_audit(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_EVENTS"):
+            raise OperationalError(statement, {}, Exception("disk I/O error (injected)"))
+
+    event.listen(engine, "before_cursor_execute", fail_on_audit)
+    try:
+        response = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "x"})
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_on_audit)
+    body = _problem(response, 500, "internal_error")
+    assert "INSERT" not in response.text
+    assert "injected" not in response.text
+    assert "sqlite" not in body["detail"].lower()
+    with unit_of_work(api.registry.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Quarantine)) == 0
+        actions = list(session.scalars(select(AuditEvent.action)))
+        assert "checkpoint.quarantine" not in actions
+        assert session.scalar(select(func.count()).select_from(Attestation)) > 0
+    assert api.get("/v1/health").json() == {"status": "ok"}
+    retry = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "x"})
+    assert retry.status_code == 200
