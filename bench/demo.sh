@@ -75,7 +75,7 @@ echo "==> the web UI: a clean checkpoint (allowed in prod) and denied ones, scan
 ADMIN_TOKEN="$(awk '$1 == "token" && $2 == "admin" {print $3}' "$HOME_DIR/ui-tokens.txt")"
 UI_PORT="${DEMO_UI_PORT:-8080}"
 echo
-echo "The web UI is running at http://127.0.0.1:$UI_PORT on the demo data."
+echo "The web UI is starting at http://127.0.0.1:$UI_PORT on the demo data (modelctl serve)."
 echo "Sign in with the admin token: $ADMIN_TOKEN"
 echo "(the other roles' tokens are in $HOME_DIR/ui-tokens.txt; demo only: tokens are secrets)"
 echo "Press Ctrl-C to stop it."

@@ -331,3 +331,63 @@ def test_policy_dry_run_shows_what_would_flip(site: Site) -> None:
         "/ui/policies/dry-run", data={"csrf": csrf_of(page.text), "policy": "kind: [nope"}
     )
     assert broken.status_code == 400
+
+
+def test_read_side_queries_on_sqlite_and_postgres(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """browse.* are plain SQL shapes that must agree on both databases."""
+    from datetime import UTC, datetime
+
+    from registry.service import browse
+
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        registry = EmbeddedRegistry(Settings.from_env())
+        try:
+            scenario = seed(registry, hub, tmp_path / "work")
+            registry.quarantine(scenario.xss, "test")
+            envs = ["dev", "staging", "prod"]
+            now = datetime.now(UTC)
+            with unit_of_work(registry.sessions) as s:
+                over = browse.overview(s, envs, now=now)
+                assert over.checkpoints == 5
+                assert over.quarantined == 1
+                assert over.by_environment["prod"]["allowed"] == 2  # clean v1 and v2
+                assert over.by_environment["prod"]["denied"] == 2
+                assert over.by_environment["dev"]["warn"] >= 1
+                assert over.findings_by_severity["critical"] >= 1
+
+                def names(**kw: str) -> list[str]:
+                    page = browse.search_checkpoints(s, browse.ModelQuery(**kw), envs, now=now)  # type: ignore[arg-type]
+                    return sorted(r.ref.split("@")[0] for r in page.rows)
+
+                assert names(env="prod", decision="denied") == [
+                    "acme/pickled-llm",
+                    "acme/proprietary-llm",
+                ]
+                assert names(env="prod", decision="quarantined") == ["acme/xss-llm"]
+                assert names(verdict="malicious") == ["acme/pickled-llm"]
+                assert names(q="CLEAN") == ["acme/clean-llm", "acme/clean-llm"]
+                assert names(q="%") == []  # LIKE wildcards are literal
+                assert names(format="bin", sort="size") == ["acme/pickled-llm"]
+                rows, total = browse.findings(s, browse.FindingQuery(severity="high"))
+                assert total == len(rows) >= 1
+                assert {r.ref for r in rows} == {scenario.pickled}
+                name, digest = scenario.clean.split("@sha256:")
+                ns, model = name.split("/")
+                new = browse.get_checkpoint(s, ns, model, digest)
+                old = browse.get_checkpoint(s, ns, model, scenario.clean_v1.split("sha256:")[1])
+                d = browse.diff(s, old, new, envs, now)
+                assert [f.path for f in d.added] == ["config.json"]
+                assert [f.path for f in d.changed] == ["model.safetensors"]
+                exported = "".join(
+                    browse.audit_export(
+                        s, browse.AuditQuery(action="checkpoint.quarantine"), "json", batch=2
+                    )
+                )
+                assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]
+        finally:
+            registry.close()
