@@ -391,3 +391,27 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]
         finally:
             registry.close()
+
+
+def test_session_cookie_is_signed_and_expires() -> None:
+    key = b"k" * 32
+    web = websession.new_session(7)
+    cookie = websession.encode_session(key, web)
+    assert websession.decode_session(key, cookie) == web
+    assert websession.decode_session(b"x" * 32, cookie) is None  # another server's key
+    body, mac = cookie.split(".")
+    assert websession.decode_session(key, body + "." + mac[:-2] + "AA") is None
+    assert websession.decode_session(key, cookie + "." + mac) is None
+    assert websession.decode_session(key, "") is None
+    assert websession.decode_session(key, "x" * 5000) is None
+    late = web.issued + websession.SESSION_SECONDS + 1
+    assert websession.decode_session(key, cookie, now=late) is None
+    assert web.csrf(key) != websession.new_session(7).csrf(key)  # per sign-in
+
+
+def test_session_key_is_made_once_private(tmp_path: Path) -> None:
+    first = websession.session_key(tmp_path)
+    path = tmp_path / "keys" / "web-session.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert websession.session_key(tmp_path) == first
+    assert len(first) == 32

@@ -81,10 +81,15 @@ def request(
     return row
 
 
-def _pending(session: Session, request_id: int) -> ExceptionRequest:
+def get(session: Session, request_id: int) -> ExceptionRequest:
     row = session.get(ExceptionRequest, request_id)
     if row is None:
         raise NotFound(f"no exception request {request_id}")
+    return row
+
+
+def _pending(session: Session, request_id: int) -> ExceptionRequest:
+    row = get(session, request_id)
     if row.status != "pending":
         raise InputError(f"exception request {request_id} was already {row.status}")
     return row

@@ -749,10 +749,7 @@ def exceptions_page(request: Request) -> Response:
 
 
 def _request_target(s: Session, request_id: int) -> tuple[str, str]:
-    rows = requests_service.list_requests(s)
-    row = next((r for r in rows if r.id == request_id), None)
-    if row is None:
-        raise NotFound(f"no exception request {request_id}")
+    row = requests_service.get(s, request_id)
     return row.checkpoint.model.full_name, row.checkpoint.manifest_digest
 
 
