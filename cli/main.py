@@ -14,7 +14,7 @@ from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
-from cli.serve import serve  # serve
+from cli.serve import serve, worker  # serve
 from cli.tokens import audit_command, tokens_app  # serve
 from registry.errors import RegistryError
 from registry.fsutil import atomic_write
@@ -63,6 +63,7 @@ app.command("release")(policy.release_command)
 app.add_typer(policy.exception_app, name="exception")
 app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 app.command("serve")(serve)  # serve (added for `modelctl serve`)
+app.command("worker")(worker)  # serve
 app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,6 +16,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes (each also runs queued jobs).")
+    ] = 1,
 ) -> None:
     """Serve the registry over HTTP (the API under /v1) until interrupted."""
     state = state_of(ctx, json_output=False, verbose=False)
@@ -22,11 +26,60 @@ def serve(
         raise InputError("serve runs the registry itself: unset --registry / MODELCTL_REGISTRY")
     if not 0 < port < 65536:
         raise InputError(f"--port must be between 1 and 65535, not {port}")
+    if not 1 <= workers <= 64:
+        raise InputError(f"--workers must be between 1 and 64, not {workers}")
     import uvicorn
 
     from registry.api.app import create_app
 
-    app = create_app(Settings.from_env(home=state.home))
+    settings = Settings.from_env(home=state.home)
     typer.echo(f"modelctl: serving on http://{host}:{port}/v1", err=True)
     # The access log prints the method, path and status: never headers (Authorization).
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="info", server_header=False
+        )
+        return
+    from registry.embedded import EmbeddedRegistry
+
+    EmbeddedRegistry(settings).close()  # migrate once, before the processes race to
+    os.environ["MODELCTL_HOME"] = str(settings.home)  # the workers read the same settings
+    uvicorn.run(
+        "registry.api.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+    )
+
+
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run the queued jobs, then exit (no waiting).")
+    ] = False,
+) -> None:
+    """Run mirror and scan jobs from the registry's queue (scale-out beside `serve`)."""
+    import threading
+
+    from registry.embedded import EmbeddedRegistry
+    from registry.worker import JobRunner
+
+    state = state_of(ctx, json_output=False, verbose=False)
+    if state.registry_url:
+        raise InputError("a worker shares the registry's database: unset --registry")
+    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
+    runner = JobRunner(registry)
+    try:
+        if once:
+            ran = 0
+            while runner.run_once():
+                ran += 1
+            typer.echo(f"modelctl: worker ran {ran} jobs", err=True)
+            return
+        typer.echo(f"modelctl: worker {runner.name} waiting for jobs", err=True)
+        runner.run_forever(threading.Event())
+    finally:
+        registry.close()

@@ -6,11 +6,12 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path  # pull
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -52,6 +53,9 @@ from registry.views import (  # server
     TokenCreated,
     TokenView,
 )
+
+if TYPE_CHECKING:
+    from policies import PolicySet
 
 
 class EmbeddedRegistry:
@@ -192,16 +196,9 @@ class EmbeddedRegistry:
         *,
         now: datetime | None = None,
     ) -> DecisionView:
-        from policies import PolicyError, evaluate, load_default_policies, load_policies
+        from policies import evaluate
 
-        try:
-            policy_set = (
-                load_policies(policy_text, policy_file)
-                if policy_text is not None
-                else load_default_policies()
-            )
-        except PolicyError as exc:
-            raise InputError(exc.message) from exc
+        policy_set = _policy_set(policy_text, policy_file)
         bound = policy_set.for_environment(environment)
         if bound is None:
             raise Denied(
@@ -491,6 +488,20 @@ class EmbeddedRegistry:
 
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
+
+
+@functools.lru_cache(maxsize=32)
+def _policy_set(policy_text: str | None, policy_file: str) -> PolicySet:
+    """Parsed (and CEL-checked) policies, by text: frozen values, so one parse serves every
+    decision with the same text (the server decides many times a second)."""
+    from policies import PolicyError, load_default_policies, load_policies
+
+    try:
+        if policy_text is None:
+            return load_default_policies()
+        return load_policies(policy_text, policy_file)
+    except PolicyError as exc:
+        raise InputError(exc.message) from exc
 
 
 def _jsonable(value: object) -> Any:

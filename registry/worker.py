@@ -15,7 +15,7 @@ from typing import Any
 from attestations.errors import AttestationError
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import InputError, RegistryError
+from registry.errors import InputError, RegistryError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
 from registry.service import jobs
@@ -43,17 +43,26 @@ def mirror_payload(result: MirrorResult) -> dict[str, Any]:
 
 def check_mirror_source(source: str, roots: tuple[Path, ...]) -> None:
     """The server mirrors from hubs; a folder on its disk only inside a configured root."""
-    spec = parse_source(source)
-    if spec.kind != "local":
+    if source.startswith(("hf://", "ms://")):
+        parse_source(source)  # the same InputError as a CLI mirror for a bad hub reference
         return
-    path = Path(os.path.realpath(source))
-    for root in roots:
-        real_root = Path(os.path.realpath(root))
-        if path == real_root or real_root in path.parents:
-            return
-    raise InputError(
-        f"{source}: the server mirrors local folders only inside MODELCTL_MIRROR_ROOTS"
+    refusal = InputError(
+        f"{source!r:.200}: the server mirrors local folders only inside MODELCTL_MIRROR_ROOTS"
     )
+    if not roots or "\x00" in source:
+        raise refusal
+    try:
+        path = Path(os.path.realpath(source))
+        inside = any(
+            path == Path(os.path.realpath(r)) or Path(os.path.realpath(r)) in path.parents
+            for r in roots
+        )
+        if inside:
+            parse_source(str(path))
+            return
+    except OSError as exc:
+        raise refusal from exc
+    raise refusal
 
 
 class JobProgress:
@@ -108,6 +117,14 @@ class JobRunner:
         error: dict[str, Any] | None = None
         try:
             result = self._run(job, progress)
+        except StorageError as exc:  # its text may name tables or hosts: the log keeps it
+            log.error("job %s (%s): %s", job.id, job.kind, exc.message)
+            error = {
+                "message": f"the {job.kind} job failed: the registry's storage failed "
+                "(the server log has the details)",
+                "kind": "storage_error",
+                "reasons": [],
+            }
         except (RegistryError, AttestationError) as exc:
             error = {
                 "message": exc.message,

@@ -132,3 +132,9 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+def app_from_env() -> FastAPI:
+    """`create_app` on the settings in the environment: the factory each uvicorn worker
+    process calls under `modelctl serve --workers N`."""
+    return create_app(Settings.from_env())

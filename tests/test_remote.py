@@ -1,0 +1,293 @@
+"""Remote `modelctl` (`--registry URL` / MODELCTL_REGISTRY + MODELCTL_TOKEN) against a real
+`modelctl serve` on 127.0.0.1: the same output as embedded, pull verified on the client,
+mirror and scan as server jobs. Run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from attestations.keys import generate_key
+from registry.api.app import create_app
+from registry.errors import IntegrityFailure
+from registry.remote import RemoteRegistry
+from registry.service.progress import NoProgress
+from registry.settings import Settings
+from tests.api_server import Seeded, live_server, seed
+from tests.fakes.hfhub import FakeHub
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        yield fake
+
+
+@dataclass
+class Remote:
+    url: str
+    tokens: dict[str, str]
+    seeded: Seeded
+    monkeypatch: pytest.MonkeyPatch
+
+    def on(self, role: str | None = "admin") -> None:
+        """Point the CLI at the server, with the given role's token (None: no token)."""
+        self.monkeypatch.setenv("MODELCTL_REGISTRY", self.url)
+        self.monkeypatch.setenv("MODELCTL_REGISTRY_KEY", str(self.seeded.public_key))
+        if role is None:
+            self.monkeypatch.delenv("MODELCTL_TOKEN", raising=False)
+        else:
+            self.monkeypatch.setenv("MODELCTL_TOKEN", self.tokens[role])
+
+    def off(self) -> None:
+        self.monkeypatch.delenv("MODELCTL_REGISTRY", raising=False)
+        self.monkeypatch.delenv("MODELCTL_TOKEN", raising=False)
+
+
+@pytest.fixture
+def remote(
+    run_cli: Any,
+    hub: FakeHub,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Remote]:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    seeded = seed(run_cli, hub, tmp_path)
+    app = create_app(Settings.from_env())
+    tokens = {
+        role: app.state.registry.token_create(f"cli-{role}", role).secret
+        for role in ("reader", "publisher", "security", "admin")
+    }
+    with live_server(app) as server:
+        yield Remote(server.url, tokens, seeded, monkeypatch)
+
+
+def both(run_cli: Any, remote: Remote, *args: str, role: str = "admin") -> tuple[Any, Any]:
+    remote.off()
+    embedded = run_cli(*args)
+    remote.on(role)
+    over_http = run_cli(*args)
+    remote.off()
+    return embedded, over_http
+
+
+def test_read_commands_print_the_same(run_cli: Any, remote: Remote) -> None:
+    for args in (
+        ("models",),
+        ("models", "--json"),
+        ("inspect", "org/tiny"),
+        ("inspect", remote.seeded.ref, "--json"),
+        ("inspect", "org/nope"),  # not found: the same one line, exit 2
+        ("inspect", "../etc"),  # bad input
+        ("inspect", "org/nope", "--json"),
+        ("exception", "list", "--json"),
+    ):
+        embedded, over_http = both(run_cli, remote, *args, role="reader")
+        assert (over_http.code, over_http.stdout, over_http.stderr) == (
+            embedded.code,
+            embedded.stdout,
+            embedded.stderr,
+        ), args
+
+
+def _no_times(text: str) -> str:
+    return re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "TIME", text)
+
+
+def test_decisions_quarantine_and_exceptions_print_the_same(run_cli: Any, remote: Remote) -> None:
+    for args in (
+        ("policy", "check", "org/tiny", "--env", "prod"),
+        ("policy", "check", "org/tiny", "--env", "prod", "--json"),
+        ("policy", "check", "org/tiny", "--env", "moon"),  # unbound: denied, exit 1
+    ):
+        embedded, over_http = both(run_cli, remote, *args, role="reader")
+        assert over_http.code == embedded.code, (args, over_http.stderr)
+        assert _no_times(over_http.stdout) == _no_times(embedded.stdout), args
+        assert over_http.stderr == embedded.stderr
+    ref = remote.seeded.ref
+    sequence = (
+        ("quarantine", ref, "--reason", "CVE-2099-1"),
+        ("policy", "check", ref, "--env", "prod"),  # denied while quarantined
+        ("release", ref, "--reason", "patched"),
+        ("release", ref, "--reason", "again"),  # not quarantined: exit 2
+    )
+    remote.off()
+    embedded_runs = [run_cli(*args) for args in sequence]
+    remote.on("security")
+    remote_runs = [run_cli(*args) for args in sequence]
+    remote.off()
+    for args, embedded, over_http in zip(sequence, embedded_runs, remote_runs, strict=True):
+        assert over_http.code == embedded.code, (args, over_http.stderr)
+        assert _no_times(over_http.stdout) == _no_times(embedded.stdout), args
+        assert over_http.stderr == embedded.stderr, args
+    add = ("exception", "add", ref, "--waive", "license.allowed", "--reason", "ok")
+    add += ("--approver", "lee", "--expires", "2099-01-01T00:00:00Z")
+    embedded, over_http = both(run_cli, remote, *add, role="security")
+    assert over_http.code == embedded.code == 0
+    assert re.sub(r"exception \d+", "N", over_http.stdout) == re.sub(
+        r"exception \d+", "N", embedded.stdout
+    )
+    remote.on("security")
+    assert run_cli("exception", "revoke", "1").stdout.strip() == "exception 1 revoked"
+    events = run_cli("audit", "--action", "exception.", "--json").json()["events"]
+    actors = {(e["action"], e["actor"]) for e in events}
+    assert ("exception.add", "token:cli-security") in actors
+    assert ("exception.revoke", "token:cli-security") in actors
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_remote_pull_is_verified_on_the_client(
+    run_cli: Any, remote: Remote, tmp_path: Path
+) -> None:
+    remote.on("reader")
+    dest = tmp_path / "out" / "tiny"
+    pulled = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest), "--json")
+    assert pulled.code == 0, pulled.stderr
+    got = pulled.json()
+    assert _tree(dest) == remote.seeded.files
+    assert got["bytes"] == sum(len(b) for b in remote.seeded.files.values())
+    verified = run_cli(
+        "verify",
+        str(dest),
+        "--signature",
+        got["signature"],
+        "--public-key",
+        str(remote.seeded.public_key),
+    )
+    assert verified.code == 0, verified.stderr
+    hf = run_cli(
+        "pull", "org/tiny", "--env", "prod", "--dest", str(tmp_path / "hf"), "--layout", "hf-cache"
+    )
+    assert hf.code == 0, hf.stderr
+
+    # A client that pinned another key trusts nothing the server sends: exit 1, nothing written.
+    other = tmp_path / "other.pub"
+    other.write_bytes(generate_key(passphrase=None).public_pem)
+    remote.monkeypatch.setenv("MODELCTL_REGISTRY_KEY", str(other))
+    refused = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(tmp_path / "x"))
+    assert refused.code == 1
+    assert "no model signature that verifies" in refused.stderr
+    assert not (tmp_path / "x").exists()
+    remote.monkeypatch.delenv("MODELCTL_REGISTRY_KEY")
+    unpinned = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(tmp_path / "y"))
+    assert unpinned.code == 2
+    assert "MODELCTL_REGISTRY_KEY" in unpinned.stderr
+    # Denied: exit 1 naming why, nothing written.
+    remote.on("security")
+    assert run_cli("quarantine", "org/tiny", "--reason", "bad").code == 0
+    denied = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(tmp_path / "z"))
+    assert denied.code == 1
+    assert "not admitted" in denied.stderr
+    assert not (tmp_path / "z").exists()
+
+
+class TamperingTransport(httpx.HTTPTransport):
+    """A real connection to the real server, with one byte of every blob body flipped on the
+    way: a man in the middle (or a lying server) the client must catch by itself."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.startswith("/v1/blobs/"):
+            return response
+        body = bytearray(response.read())
+        if body:
+            body[len(body) // 2] ^= 0x01
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(bytes(body)),
+            request=request,
+        )
+
+
+def test_remote_pull_catches_bytes_changed_in_transit(remote: Remote, tmp_path: Path) -> None:
+    client = RemoteRegistry(
+        remote.url,
+        token=remote.tokens["reader"],
+        registry_key=remote.seeded.public_key,
+        transport=TamperingTransport(),
+    )
+    dest = tmp_path / "out" / "tiny"
+    try:
+        with pytest.raises(IntegrityFailure, match="signed manifest says"):
+            client.pull("org/tiny", "prod", dest, progress=NoProgress())
+    finally:
+        client.close()
+    assert not dest.exists()
+    assert [p.name for p in dest.parent.iterdir()] == []  # no staging left behind
+
+
+def test_remote_mirror_and_scan_run_as_server_jobs(
+    run_cli: Any, remote: Remote, hub: FakeHub
+) -> None:
+    hub.add_repo("org/other", {"config.json": b'{"a": 1}\n', "README.md": b"# other\n"})
+    remote.on("publisher")
+    mirrored = run_cli("mirror", "hf://org/other", "--json")
+    assert mirrored.code == 0, mirrored.stderr
+    assert mirrored.json()["name"] == "org/other"
+    assert mirrored.json()["created"] is True
+    assert mirrored.json()["verdict"] == "clean"
+    text = run_cli("mirror", "hf://org/other")
+    assert text.stdout.startswith("already registered org/other@sha256:")
+    remote.off()
+    embedded_scan = run_cli("scan", "org/tiny", "--json").json()
+    remote.on("publisher")
+    remote_scan = run_cli("scan", "org/tiny", "--json")
+    assert remote_scan.code == 0, remote_scan.stderr
+    got = remote_scan.json()
+    assert got["verdict"] == embedded_scan["verdict"]
+    assert got["files"] == embedded_scan["files"]
+    assert [r["scanner"] for r in got["recorded"]] == [
+        r["scanner"] for r in embedded_scan["recorded"]
+    ]
+    missing = run_cli("mirror", "hf://org/missing")
+    assert missing.code == 2
+    assert "org/missing" in missing.stderr
+    remote.on("security")
+    events = run_cli("audit", "--subject", "org/other", "--json").json()["events"]
+    assert ("checkpoint.mirror", "token:cli-publisher") in {
+        (e["action"], e["actor"]) for e in events
+    }
+
+
+def test_remote_roles_and_tokens(run_cli: Any, remote: Remote) -> None:
+    remote.on(None)
+    anonymous = run_cli("models")
+    assert anonymous.code == 2
+    assert "needs an API token" in anonymous.stderr
+    remote.on("reader")
+    refused = run_cli("quarantine", "org/tiny", "--reason", "x")
+    assert refused.code == 2
+    assert "needs security or higher" in refused.stderr
+    remote.on("admin")
+    created = run_cli("tokens", "create", "ci-bot", "--role", "publisher", "--json")
+    assert created.code == 0, created.stderr
+    secret = created.json()["token"]
+    names = [t["name"] for t in run_cli("tokens", "list", "--json").json()["tokens"]]
+    assert "ci-bot" in names
+    assert run_cli("tokens", "revoke", "ci-bot").code == 0
+    remote.monkeypatch.setenv("MODELCTL_TOKEN", secret)
+    revoked = run_cli("models")
+    assert revoked.code == 2
+    assert "unknown, revoked or expired" in revoked.stderr
+    remote.monkeypatch.setenv("MODELCTL_REGISTRY", "http://10.0.0.1:8080")
+    plain = run_cli("models")
+    assert plain.code == 2
+    assert "plain HTTP" in plain.stderr
