@@ -415,3 +415,38 @@ def test_session_key_is_made_once_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert websession.session_key(tmp_path) == first
     assert len(first) == 32
+
+
+def test_the_servers_policy_file_is_the_one_shown_and_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from policies import default_policies_text
+
+    strict = tmp_path / "policy.yaml"
+    strict.write_text(default_policies_text().replace("apache-2.0, mit,", "mit,", 1))
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        registry = EmbeddedRegistry(Settings.from_env())
+        try:
+            scenario = seed(registry, hub, tmp_path / "work")
+            monkeypatch.setenv("MODELCTL_POLICY", str(strict))
+            with serve(Settings.from_env(), registry) as base:
+                site = Site(base, scenario, registry)
+                try:
+                    client = site.signed_in("reader")
+                    policies = client.get("/ui/policies")
+                    assert str(strict) in policies.text
+                    path = ui_path(scenario.clean)
+                    page = client.get(path)
+                    prod = page.text.split('data-env="prod"')[-1]
+                    assert "license apache-2.0 is not in the allowed list" in prod
+                    recorded = client.post(f"{path}/decide", data={"csrf": csrf_of(page.text)})
+                    assert recorded.status_code == 303
+                    listed = client.get("/ui/models", params={"env": "prod", "decision": "denied"})
+                    assert "acme/clean-llm@" in listed.text
+                finally:
+                    for c in site.clients:
+                        c.close()
+        finally:
+            registry.close()

@@ -32,7 +32,7 @@ from policies import PolicyError, PolicySet, default_policies_text, load_policie
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import Denied, InputError, NotFound, RegistryError
+from registry.errors import Denied, InputError, NotFound, RegistryError, StorageError
 from registry.service import browse, decide, tokens
 from registry.service import exception_requests as requests_service
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Principal, Role
@@ -100,14 +100,28 @@ def _key(request: Request) -> bytes:
     return key
 
 
+def _policy_source(request: Request) -> tuple[str, str]:
+    """The bound policy document and its name: the server's (MODELCTL_POLICY), else the
+    shipped defaults. The same text `POST /v1/admission` and `modelctl policy check` apply."""
+    settings = request.app.state.settings  # as the API reads it
+    if settings.policy_file is not None:
+        try:
+            return settings.policy_file.read_text(encoding="utf-8"), str(settings.policy_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read the server's policy: {exc}") from exc
+    return default_policies_text(), "policies/defaults/default.yaml"
+
+
+@lru_cache(maxsize=8)
+def _parsed(text: str, source: str) -> PolicySet:
+    try:
+        return load_policies(text, source)
+    except PolicyError as exc:
+        raise InputError(f"the bound policy does not load: {exc.message}") from exc
+
+
 def _policy_set(request: Request) -> PolicySet:
-    """The bound policies (the shipped defaults: what `modelctl policy check` applies)."""
-    cached = getattr(request.app.state, "web_policy_set", None)
-    if cached is None:
-        cached = load_policies(default_policies_text(), "policies/defaults/default.yaml")
-        request.app.state.web_policy_set = cached
-    assert isinstance(cached, PolicySet)
-    return cached
+    return _parsed(*_policy_source(request))
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,10 +321,11 @@ def _int(text: str | None, default: int, *, lo: int = 1, hi: int = 10_000) -> in
     return value
 
 
-def _redecide(registry: EmbeddedRegistry, ref: str, envs: list[str]) -> None:
-    """Record a fresh decision per environment (as `modelctl policy check` would)."""
-    for env in envs:
-        registry.policy_check(ref, env)
+def _redecide(request: Request, registry: EmbeddedRegistry, ref: str) -> None:
+    """Record a fresh decision per environment under the bound policy (as the API would)."""
+    text, source = _policy_source(request)
+    for env in decide.environments(_parsed(text, source)):
+        registry.policy_check(ref, env, text, source)
 
 
 # -- sign-in ------------------------------------------------------------------------------------
@@ -586,7 +601,7 @@ def quarantine_action(
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
     registry.quarantine(ref, form.get("reason", ""))
-    _redecide(registry, ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, ref)
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "policy", "quarantined"))
 
 
@@ -599,7 +614,7 @@ def release_action(
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
     registry.release(ref, form.get("reason", ""))
-    _redecide(registry, ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, ref)
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "policy", "released"))
 
 
@@ -612,7 +627,7 @@ def rescan_action(
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
     registry.scan(ref)
-    _redecide(registry, ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, ref)
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "scans", "rescanned"))
 
 
@@ -624,7 +639,7 @@ def decide_action(
     caller = _actor(request, form, "admission.check")
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
-    _redecide(registry, ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, ref)
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "policy", "decided"))
 
 
@@ -762,7 +777,7 @@ def approve_action(request: Request, form: FormBody, request_id: int) -> Respons
         full, digest = _request_target(s, request_id)
         requests_service.approve(s, request_id, actor=registry.actor)
     ref = f"{full}@sha256:{digest}"
-    _redecide(registry, ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, ref)
     ns, name = full.split("/", 1)
     raise _Redirect(_checkpoint_url(ns, name, digest, "policy", "approved"))
 
@@ -782,7 +797,7 @@ def revoke_exception_action(request: Request, form: FormBody, exception_id: int)
     caller = _actor(request, form, "exception.revoke")
     registry = _registry(request).as_actor(_principal(caller).actor)
     view = registry.exception_revoke(exception_id)
-    _redecide(registry, view.ref, decide.environments(_policy_set(request)))
+    _redecide(request, registry, view.ref)
     raise _Redirect("/ui/exceptions?done=revoked")
 
 
@@ -807,9 +822,10 @@ def _policies(
         "policies.html",
         caller,
         bound=bound,
-        yaml_text=default_policies_text(),
+        yaml_text=_policy_source(request)[0],
+        policy_source=_policy_source(request)[1],
         dry=dry,
-        candidate=candidate if candidate is not None else default_policies_text(),
+        candidate=candidate if candidate is not None else _policy_source(request)[0],
         signers=_signers(request),
     )
 
