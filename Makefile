@@ -37,3 +37,23 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .mypy_cache .pytest_cache .ruff_cache
+
+# The web UI's browser tests drive Debian's chromium through Playwright, which never downloads a
+# browser here: install the distribution's package when it is missing (CI runs as root).
+.PHONY: chromium bench-ui screenshots
+pytest: chromium
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+		else \
+			echo "make: /usr/bin/chromium is missing: sudo apt-get install -y --no-install-recommends chromium" >&2; \
+			exit 2; \
+		fi; \
+	fi
+
+bench-ui: venv
+	$(BIN)/python bench/ui.py
+
+screenshots: venv chromium
+	$(BIN)/python bench/screenshots.py docs/screenshots

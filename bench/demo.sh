@@ -68,3 +68,21 @@ find "$MODELCTL_HOME/blobs/sha256" -type f | sed "s|$MODELCTL_HOME/||" | sort | 
 echo "    ... $(find "$MODELCTL_HOME/blobs/sha256" -type f | wc -l) blobs in all"
 echo
 echo "registry home: $MODELCTL_HOME (set MODELCTL_HOME to use it with modelctl)"
+
+echo
+echo "==> the web UI: a clean checkpoint (allowed in prod) and denied ones, scanned and attested"
+"$BIN/python" "$HERE/demo_ui.py" "$HOME_DIR/ui-models" | tee "$HOME_DIR/ui-tokens.txt"
+ADMIN_TOKEN="$(awk '$1 == "token" && $2 == "admin" {print $3}' "$HOME_DIR/ui-tokens.txt")"
+UI_PORT="${DEMO_UI_PORT:-8080}"
+echo
+echo "The web UI: http://127.0.0.1:$UI_PORT on the demo data (modelctl serve)."
+echo "Sign in with the admin token: $ADMIN_TOKEN"
+echo "(the other roles' tokens are in $HOME_DIR/ui-tokens.txt; demo only: tokens are secrets)"
+# Serve in the foreground when run from a terminal (or with DEMO_SERVE=1); a script that
+# captures the output (tests, CI) gets the data and the tokens without a server left running.
+if [ "${DEMO_SERVE:-}" = "1" ] || { [ -t 1 ] && [ "${DEMO_NO_SERVE:-}" != "1" ]; }; then
+    echo "Press Ctrl-C to stop it."
+    exec "$BIN/modelctl" serve --host 127.0.0.1 --port "$UI_PORT"
+fi
+echo "(not started: output is not a terminal; run with DEMO_SERVE=1 to serve, or:"
+echo "  MODELCTL_HOME=$MODELCTL_HOME MODELCTL_SIGNING_KEY_PASSPHRASE=... $BIN/modelctl serve)"

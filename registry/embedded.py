@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from attestations.decision import DecisionRecord
 from attestations.digests import Digest
 from attestations.keys import KeySigner
+from registry import signing_key
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
@@ -32,7 +33,7 @@ from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
 from registry.scanners.base import ScanLimits
-from registry.service import admission, attest, checkpoints
+from registry.service import admission, attest, checkpoints, decide
 from registry.service import scan as scan_service
 from registry.service.jobs import JobView  # server
 from registry.service.progress import Progress
@@ -183,33 +184,32 @@ class EmbeddedRegistry:
             )
 
     def registry_public_key(self) -> bytes | None:
-        pub = self.settings.signing_key_path.with_suffix(".pub")
-        if pub.is_file():
-            return pub.read_bytes()
-        if self.settings.signing_key_passphrase and self.settings.signing_key_path.is_file():
-            return registry_signer(self.settings).public_pem
-        return None
+        return signing_key.registry_public_key(self.settings)
+
+    def policy_source(self) -> tuple[str, str]:
+        """The registry's own policy document and its name: MODELCTL_POLICY, else the shipped
+        defaults. `policy check`, `pull`, the API, /hf, the webhook and the UI all apply it."""
+        from policies import DEFAULTS_FILE, default_policies_text
+
+        configured = self.settings.policy_file
+        if configured is None:
+            return default_policies_text(), f"policies/{DEFAULTS_FILE}"
+        try:
+            return configured.read_text(encoding="utf-8"), str(configured)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(
+                f"cannot read the registry's policy {configured} (MODELCTL_POLICY): {exc}"
+            ) from exc
 
     def policy_set(self, policy_text: str | None = None, policy_file: str = "") -> PolicySet:
-        """The given policy text, else the registry's own (MODELCTL_POLICY), else the defaults.
+        """The given policy text, else the registry's own (`policy_source`), loaded.
 
         Loading type-checks every CEL rule, so a loaded set is kept per (source, content).
         """
-        from policies import DEFAULTS_FILE, PolicyError, default_policies_text, load_policies
+        from policies import PolicyError, load_policies
 
         if policy_text is None:
-            configured = self.settings.policy_file
-            if configured is None:
-                policy_text = default_policies_text()
-                policy_file = f"policies/{DEFAULTS_FILE}"
-            else:
-                try:
-                    policy_text = configured.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise InputError(
-                        f"cannot read the registry's policy {configured} (MODELCTL_POLICY): {exc}"
-                    ) from exc
-                policy_file = str(configured)
+            policy_text, policy_file = self.policy_source()
         key = (policy_file, hashlib.sha256(policy_text.encode()).hexdigest())
         with self._policy_lock:
             cached = self._policy_cache.get(key)
@@ -246,15 +246,7 @@ class EmbeddedRegistry:
             name = checkpoint.model.full_name
             digest = f"sha256:{checkpoint.manifest_digest}"
             decision = gate.decide(session, checkpoint, environment, now)
-            check_rows = tuple(
-                {
-                    "id": c.id,
-                    "status": str(c.status.value),
-                    "message": c.message,
-                    "evidence": {k: _jsonable(v) for k, v in c.evidence.items()},
-                }
-                for c in decision.checks
-            )
+            check_rows = decide.check_rows(decision)
             admission.record_decision(
                 session,
                 checkpoint,
@@ -509,18 +501,6 @@ class EmbeddedRegistry:
 
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
-
-
-def _jsonable(value: object) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def exception_view(row: WaiverRow) -> ExceptionView:

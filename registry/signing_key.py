@@ -53,3 +53,14 @@ def registry_signer(settings: Settings) -> KeySigner:
 
 
 __all__ = ["PASSPHRASE_VARIABLE", "registry_signer", "tool_version"]
+
+
+def registry_public_key(settings: Settings) -> bytes | None:
+    """The registry's public key: the `.pub` beside the key, else from the (decrypted) key;
+    None before the first `attest` made one."""
+    pub = settings.signing_key_path.with_suffix(".pub")
+    if pub.is_file():
+        return pub.read_bytes()
+    if settings.signing_key_passphrase and settings.signing_key_path.is_file():
+        return registry_signer(settings).public_pem
+    return None

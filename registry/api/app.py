@@ -70,6 +70,9 @@ def create_app(
 
     app.include_router(hf.router)
     app.include_router(k8s.router)
+    from registry.web import routes as web
+
+    app.include_router(web.router)
     return app
 
 

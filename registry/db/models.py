@@ -308,3 +308,31 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExceptionRequest(Base):
+    """A requested exception awaiting a second person's approval (the web UI's queue).
+
+    Approving one grants a `policy_exceptions` row (linked here) with the approver's name;
+    a pending or rejected request waives nothing.
+    """
+
+    __tablename__ = "exception_requests"
+    __table_args__ = (Index("ix_exception_requests_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    waive: Mapped[list[str]] = mapped_column(JSON)
+    environments: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # approved | rejected
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    exception_id: Mapped[int | None] = mapped_column(
+        ForeignKey("policy_exceptions.id", ondelete="SET NULL"), nullable=True
+    )
+
+    checkpoint: Mapped[Checkpoint] = relationship()

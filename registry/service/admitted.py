@@ -37,7 +37,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
-from policies import CheckStatus, Decision, PolicySet, evaluate
+from policies import CheckStatus, Decision, Facts, Mode, ModelPolicy, PolicySet, evaluate
+from policies.model import PolicyException
 from registry.blobs.base import BlobStore
 from registry.db.models import Checkpoint, Model, WaiverRow
 from registry.errors import Denied, InputError, IntegrityFailure, NotFound
@@ -105,13 +106,24 @@ class Gatekeeper:
         Raises `Denied` when no policy is bound to the environment (fail closed). Nothing is
         recorded: serving and reviewing are reads (`modelctl policy check` records decisions).
         """
+        self.bound(environment)  # fail closed before gathering anything
+        facts, granted = self.inputs(session, checkpoint, now)
+        return self.evaluate(facts, granted, environment, now)
+
+    def bound(self, environment: str) -> tuple[ModelPolicy, Mode]:
         bound = self.policies.for_environment(environment)
         if bound is None:
             raise Denied(
                 f"no policy is bound to environment {environment!r}: denied (fail closed)",
                 reasons=[f"binding: no policy for {environment!r}"],
             )
-        policy, mode = bound
+        return bound
+
+    def inputs(
+        self, session: Session, checkpoint: Checkpoint, now: datetime
+    ) -> tuple[Facts, tuple[PolicyException, ...]]:
+        """The facts as of now (attestations verified now) and the registry's exceptions:
+        gathered once, they serve a decision in every environment."""
         granted = admission.registry_exceptions(
             checkpoint.id,
             f"sha256:{checkpoint.manifest_digest}",
@@ -119,11 +131,22 @@ class Gatekeeper:
                 session.scalars(select(WaiverRow).where(WaiverRow.checkpoint_id == checkpoint.id))
             ),
         )
-        if granted:
-            policy = replace(policy, exceptions=(*policy.exceptions, *granted))
         facts = admission.checkpoint_facts(
             checkpoint, blobs=self.blobs, registry_public_key=self.registry_public_key, now=now
         )
+        return facts, granted
+
+    def evaluate(
+        self,
+        facts: Facts,
+        granted: tuple[PolicyException, ...],
+        environment: str,
+        now: datetime,
+    ) -> Decision:
+        """The decision in one environment on gathered inputs (`Denied` when unbound)."""
+        policy, mode = self.bound(environment)
+        if granted:
+            policy = replace(policy, exceptions=(*policy.exceptions, *granted))
         return evaluate(policy, facts, now=now, mode=mode, environment=environment)
 
 

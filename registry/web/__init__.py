@@ -1,0 +1,1 @@
+"""The registry web UI (server-rendered; see registry/web/routes.py)."""

@@ -1,0 +1,455 @@
+"""The web UI over real HTTP (uvicorn on 127.0.0.1, httpx): sessions, CSRF, roles, escaping,
+exports and the evidence bundle. The browser flows are in tests/test_web_browser.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.db.engine import unit_of_work
+from registry.db.models import AuditEvent
+from registry.embedded import EmbeddedRegistry
+from registry.service import tokens
+from registry.settings import Settings
+from registry.web import session as websession
+from tests.fakes.hfhub import FakeHub
+from tests.web_helpers import XSS_NAME, Scenario, seed, serve, ui_path
+
+
+@dataclass
+class Site:
+    base: str
+    scenario: Scenario
+    registry: EmbeddedRegistry
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def signed_in(self, role: str) -> httpx.Client:
+        client = self.client()
+        sign_in(client, self.scenario.tokens[role])
+        return client
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        settings = Settings.from_env()
+        registry = EmbeddedRegistry(settings)
+        try:
+            scenario = seed(registry, hub, tmp_path / "work")
+            with serve(settings, registry) as base:
+                site = Site(base, scenario, registry)
+                try:
+                    yield site
+                finally:
+                    for client in site.clients:
+                        client.close()
+        finally:
+            registry.close()
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, "no CSRF field on the page"
+    return match.group(1)
+
+
+def sign_in(client: httpx.Client, token: str) -> httpx.Response:
+    form = client.get("/ui/login")
+    assert form.status_code == 200
+    return client.post(
+        "/ui/login", data={"csrf": csrf_of(form.text), "token": token, "next": "/ui/models"}
+    )
+
+
+def test_pages_need_a_session_and_sign_in_sets_a_hardened_cookie(site: Site) -> None:
+    client = site.client()
+    response = client.get("/ui/models?q=clean")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/login?next=%2Fui%2Fmodels%3Fq%3Dclean"
+    bad = sign_in(client, "mctl_0000000000000000_" + "A" * 43)
+    assert bad.status_code == 401
+    assert "unknown, revoked or expired" in bad.text
+    assert websession.SESSION_COOKIE not in bad.headers.get("set-cookie", "")
+    good = sign_in(client, site.scenario.tokens["reader"])
+    assert good.status_code == 303
+    assert good.headers["location"] == "/ui/models"
+    cookie = next(
+        c for c in good.headers.get_list("set-cookie") if c.startswith(websession.SESSION_COOKIE)
+    )
+    attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")}
+    assert {"httponly", "samesite"} <= attrs
+    assert "samesite=lax" in cookie.lower()
+    assert "secure" not in attrs  # plain HTTP on 127.0.0.1; HTTPS or the setting adds it
+    assert site.scenario.tokens["reader"] not in cookie  # the token never goes in the cookie
+    page = client.get("/ui/models")
+    assert page.status_code == 200
+    assert "acme/clean-llm" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_secure_cookie_setting(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a TLS-terminating proxy: every cookie is Secure (so plain HTTP cannot sign in)."""
+    monkeypatch.setenv("MODELCTL_WEB_SECURE_COOKIES", "1")
+    client = site.client()
+    form = client.get("/ui/login")
+    cookie = form.headers["set-cookie"]
+    assert cookie.startswith(websession.PRESESSION_COOKIE)
+    assert "secure" in {a.strip().lower() for a in cookie.split(";")}
+    # httpx, like a browser, does not send a Secure cookie over http: no sign-in here.
+    response = client.post(
+        "/ui/login", data={"csrf": csrf_of(form.text), "token": site.scenario.tokens["reader"]}
+    )
+    assert response.status_code == 403
+
+
+def test_sign_in_form_needs_its_csrf_token(site: Site) -> None:
+    client = site.client()
+    client.get("/ui/login")
+    response = client.post(
+        "/ui/login", data={"csrf": "forged", "token": site.scenario.tokens["admin"]}
+    )
+    assert response.status_code == 403
+    assert websession.SESSION_COOKIE not in response.headers.get("set-cookie", "")
+
+
+def test_tampered_or_foreign_session_cookie_is_not_a_session(site: Site) -> None:
+    client = site.signed_in("reader")
+    cookie = client.cookies[websession.SESSION_COOKIE]
+    body, mac = cookie.split(".")
+    forged = json.loads(websession._unb64(body))
+    forged["t"] = forged["t"] + 3  # another token's row id (admin)
+    forged_cookie = websession._b64(json.dumps(forged).encode()) + "." + mac
+    other = site.client()
+    other.cookies.set(websession.SESSION_COOKIE, forged_cookie)
+    assert other.get("/ui/models").status_code == 303  # back to sign-in
+
+
+def test_revoking_the_token_ends_the_session(site: Site) -> None:
+    client = site.signed_in("publisher")
+    assert client.get("/ui/models").status_code == 200
+    with unit_of_work(site.registry.sessions) as session:
+        tokens.revoke(session, "publisher-token", actor="test")
+    assert client.get("/ui/models").status_code == 303
+
+
+def test_reader_sees_no_action_buttons_and_forged_posts_are_refused(site: Site) -> None:
+    reader = site.signed_in("reader")
+    path = ui_path(site.scenario.clean)
+    page = reader.get(path)
+    assert page.status_code == 200
+    for action in ("quarantine", "release", "rescan"):
+        assert f'data-action="{action}"' not in page.text
+        assert f'action="{path}/{action}"' not in page.text
+    # The reader has a valid session and CSRF token: the role check alone must refuse.
+    csrf = csrf_of(page.text)
+    forged = reader.post(f"{path}/quarantine", data={"csrf": csrf, "reason": "forged"})
+    assert forged.status_code == 403
+    assert "has role reader" in forged.text
+    assert reader.post(f"{path}/rescan", data={"csrf": csrf}).status_code == 403
+    assert reader.get("/ui/audit").status_code == 403
+    assert reader.get("/ui/audit.csv").status_code == 403
+    assert reader.get("/ui/admin").status_code == 403
+    view = site.registry.inspect(site.scenario.clean)
+    assert view.quarantine is None  # nothing happened
+
+
+def test_actions_need_the_sessions_csrf_token(site: Site) -> None:
+    security = site.signed_in("security")
+    path = ui_path(site.scenario.clean)
+    missing = security.post(f"{path}/quarantine", data={"reason": "no token"})
+    assert missing.status_code == 403
+    other = site.signed_in("security2")
+    other_csrf = csrf_of(other.get(path).text)
+    stolen = security.post(f"{path}/quarantine", data={"csrf": other_csrf, "reason": "x"})
+    assert stolen.status_code == 403  # a token from another session is no good here
+    as_json = security.post(f"{path}/quarantine", json={"csrf": "x", "reason": "x"})
+    assert as_json.status_code == 415
+    assert site.registry.inspect(site.scenario.clean).quarantine is None
+    ok = security.post(
+        f"{path}/quarantine", data={"csrf": csrf_of(security.get(path).text), "reason": "test"}
+    )
+    assert ok.status_code == 303
+    assert site.registry.inspect(site.scenario.clean).quarantine is not None
+
+
+def test_attacker_controlled_names_render_inert(site: Site) -> None:
+    client = site.signed_in("reader")
+    page = client.get(ui_path(site.scenario.xss) + "?tab=files")
+    assert page.status_code == 200
+    assert "&lt;img src=x onerror=alert(1)&gt;.txt" in page.text
+    assert "<img src=x" not in page.text
+    search = client.get("/ui/models", params={"q": '"><script>alert(1)</script>'})
+    assert search.status_code == 200
+    assert "<script>alert(1)</script>" not in search.text
+    assert "&lt;script&gt;" in search.text
+    assert XSS_NAME not in page.text
+
+
+def test_models_search_filters_and_badges(site: Site) -> None:
+    client = site.signed_in("reader")
+    denied = client.get("/ui/models", params={"env": "prod", "decision": "denied"})
+    assert denied.status_code == 200
+    assert "acme/pickled-llm" in denied.text
+    assert "acme/clean-llm@" not in denied.text
+    allowed = client.get("/ui/models", params={"env": "prod", "decision": "allowed"})
+    assert "acme/clean-llm" in allowed.text
+    assert "acme/pickled-llm" not in allowed.text
+    malicious = client.get("/ui/models", params={"verdict": "malicious"})
+    assert "acme/pickled-llm" in malicious.text
+    assert "1 checkpoint</p>" in malicious.text
+    local = client.get("/ui/models", params={"source": "local"})
+    assert "acme/xss-llm" in local.text
+    assert "acme/clean-llm" not in local.text
+    bins = client.get("/ui/models", params={"format": "bin"})
+    assert "acme/pickled-llm" in bins.text
+    assert "acme/proprietary-llm" not in bins.text
+    bad = client.get("/ui/models", params={"sort": "'; drop table"})
+    assert bad.status_code == 400
+    wildcard = client.get("/ui/models", params={"q": "%"})
+    assert "0 checkpoints" in wildcard.text  # LIKE wildcards are literal
+
+
+def test_audit_export_csv_and_json_follow_the_filters(site: Site) -> None:
+    security = site.signed_in("security")
+    path = ui_path(site.scenario.pickled)
+    security.post(
+        f"{path}/quarantine",
+        data={"csrf": csrf_of(security.get(path).text), "reason": "=HYPERLINK(evil)"},
+    )
+    page = security.get("/ui/audit", params={"action": "checkpoint.quarantine"})
+    assert "token:security-token" in page.text
+    as_csv = security.get("/ui/audit.csv", params={"action": "checkpoint.quarantine"})
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert "attachment" in as_csv.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert len(rows) == 1
+    assert rows[0]["actor"] == "token:security-token"
+    assert rows[0]["subject"] == site.scenario.pickled
+    assert json.loads(rows[0]["details"]) == {"reason": "=HYPERLINK(evil)"}
+    with unit_of_work(site.registry.sessions) as session:
+        session.add(
+            AuditEvent(actor="=cmd|' /C calc'!A0", action="x.y", subject="-1+1", details={})
+        )
+    hostile = list(csv.DictReader(io.StringIO(security.get("/ui/audit.csv?action=x.y").text)))
+    assert hostile[0]["actor"] == "'=cmd|' /C calc'!A0"  # a formula is defused, kept readable
+    assert hostile[0]["subject"] == "'-1+1"
+    as_json = security.get("/ui/audit.json")
+    events = as_json.json()
+    assert {"checkpoint.mirror", "checkpoint.quarantine", "token.create"} <= {
+        e["action"] for e in events
+    }
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+
+
+def test_evidence_bundle_holds_the_manifest_and_every_attestation_verbatim(site: Site) -> None:
+    client = site.signed_in("reader")
+    response = client.get(ui_path(site.scenario.clean) + "/evidence.zip")
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["ref"] == site.scenario.clean
+    assert {f["path"] for f in manifest["files"]} == {
+        "README.md",
+        "model.safetensors",
+        "config.json",
+    }
+    view = site.registry.inspect(site.scenario.clean)
+    assert len(manifest["attestations"]) == len(view.attestations) > 0
+    import hashlib
+
+    for entry in manifest["attestations"]:
+        data = archive.read(entry["file"])
+        assert hashlib.sha256(data).hexdigest() == entry["bundle_sha256"]
+    single = client.get(ui_path(site.scenario.clean) + f"/attestations/{view.attestations[0].id}")
+    assert hashlib.sha256(single.content).hexdigest() == view.attestations[0].bundle_sha256
+
+
+def test_exception_needs_a_second_person_and_never_waives_signatures(site: Site) -> None:
+    security = site.signed_in("security")
+    path = ui_path(site.scenario.proprietary)
+    csrf = csrf_of(security.get(path + "?tab=exceptions").text)
+    refused = security.post(
+        f"{path}/exception-request",
+        data={"csrf": csrf, "waive": "attestations.x", "expires": "2099-01-01", "reason": "r"},
+    )
+    assert refused.status_code == 400
+    assert "can never be waived" in refused.text
+    no_expiry = security.post(
+        f"{path}/exception-request",
+        data={"csrf": csrf, "waive": "licenses", "expires": "", "reason": "r"},
+    )
+    assert no_expiry.status_code == 400
+    assert "expiry" in no_expiry.text
+    asked = security.post(
+        f"{path}/exception-request",
+        data={"csrf": csrf, "waive": "licenses", "expires": "2099-01-01", "reason": "vendor deal"},
+    )
+    assert asked.status_code == 303
+    queue = security.get("/ui/exceptions")
+    request_id = re.search(r'data-request="(\d+)"', queue.text)
+    assert request_id is not None
+    own = security.post(
+        f"/ui/exceptions/requests/{request_id.group(1)}/approve", data={"csrf": csrf}
+    )
+    assert own.status_code == 400
+    assert "second person" in own.text
+    assert site.registry.exception_list(site.scenario.proprietary) == []
+
+
+def test_policy_dry_run_shows_what_would_flip(site: Site) -> None:
+    client = site.signed_in("reader")
+    page = client.get("/ui/policies")
+    assert "prod" in page.text
+    candidate = page.text.split('aria-label="candidate policy YAML">')[1].split("</textarea>")[0]
+    import html
+
+    yaml_text = html.unescape(candidate).replace("apache-2.0, mit,", "mit,", 1)
+    result = client.post(
+        "/ui/policies/dry-run", data={"csrf": csrf_of(page.text), "policy": yaml_text}
+    )
+    assert result.status_code == 200
+    flips = result.text.split('class="grid dry"')[1]
+    assert "acme/clean-llm@" in flips  # apache-2.0 no longer allowed in prod: it flips
+    broken = client.post(
+        "/ui/policies/dry-run", data={"csrf": csrf_of(page.text), "policy": "kind: [nope"}
+    )
+    assert broken.status_code == 400
+
+
+def test_read_side_queries_on_sqlite_and_postgres(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """browse.* are plain SQL shapes that must agree on both databases."""
+    from datetime import UTC, datetime
+
+    from registry.service import browse
+
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        registry = EmbeddedRegistry(Settings.from_env())
+        try:
+            scenario = seed(registry, hub, tmp_path / "work")
+            registry.quarantine(scenario.xss, "test")
+            envs = ["dev", "staging", "prod"]
+            now = datetime.now(UTC)
+            with unit_of_work(registry.sessions) as s:
+                over = browse.overview(s, envs, now=now)
+                assert over.checkpoints == 5
+                assert over.quarantined == 1
+                assert over.by_environment["prod"]["allowed"] == 2  # clean v1 and v2
+                assert over.by_environment["prod"]["denied"] == 2
+                assert over.by_environment["dev"]["warn"] >= 1
+                assert over.findings_by_severity["critical"] >= 1
+
+                def names(**kw: str) -> list[str]:
+                    page = browse.search_checkpoints(s, browse.ModelQuery(**kw), envs, now=now)  # type: ignore[arg-type]
+                    return sorted(r.ref.split("@")[0] for r in page.rows)
+
+                assert names(env="prod", decision="denied") == [
+                    "acme/pickled-llm",
+                    "acme/proprietary-llm",
+                ]
+                assert names(env="prod", decision="quarantined") == ["acme/xss-llm"]
+                assert names(verdict="malicious") == ["acme/pickled-llm"]
+                assert names(q="CLEAN") == ["acme/clean-llm", "acme/clean-llm"]
+                assert names(q="%") == []  # LIKE wildcards are literal
+                assert names(format="bin", sort="size") == ["acme/pickled-llm"]
+                rows, total = browse.findings(s, browse.FindingQuery(severity="high"))
+                assert total == len(rows) >= 1
+                assert {r.ref for r in rows} == {scenario.pickled}
+                name, digest = scenario.clean.split("@sha256:")
+                ns, model = name.split("/")
+                new = browse.get_checkpoint(s, ns, model, digest)
+                old = browse.get_checkpoint(s, ns, model, scenario.clean_v1.split("sha256:")[1])
+                d = browse.diff(s, old, new, envs, now)
+                assert [f.path for f in d.added] == ["config.json"]
+                assert [f.path for f in d.changed] == ["model.safetensors"]
+                exported = "".join(
+                    browse.audit_export(
+                        s, browse.AuditQuery(action="checkpoint.quarantine"), "json", batch=2
+                    )
+                )
+                assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]
+        finally:
+            registry.close()
+
+
+def test_session_cookie_is_signed_and_expires() -> None:
+    key = b"k" * 32
+    web = websession.new_session(7)
+    cookie = websession.encode_session(key, web)
+    assert websession.decode_session(key, cookie) == web
+    assert websession.decode_session(b"x" * 32, cookie) is None  # another server's key
+    body, mac = cookie.split(".")
+    assert websession.decode_session(key, body + "." + mac[:-2] + "AA") is None
+    assert websession.decode_session(key, cookie + "." + mac) is None
+    assert websession.decode_session(key, "") is None
+    assert websession.decode_session(key, "x" * 5000) is None
+    late = web.issued + websession.SESSION_SECONDS + 1
+    assert websession.decode_session(key, cookie, now=late) is None
+    assert web.csrf(key) != websession.new_session(7).csrf(key)  # per sign-in
+
+
+def test_session_key_is_made_once_private(tmp_path: Path) -> None:
+    first = websession.session_key(tmp_path)
+    path = tmp_path / "keys" / "web-session.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert websession.session_key(tmp_path) == first
+    assert len(first) == 32
+
+
+def test_the_servers_policy_file_is_the_one_shown_and_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from policies import default_policies_text
+
+    strict = tmp_path / "policy.yaml"
+    strict.write_text(default_policies_text().replace("apache-2.0, mit,", "mit,", 1))
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        registry = EmbeddedRegistry(Settings.from_env())
+        try:
+            scenario = seed(registry, hub, tmp_path / "work")
+            # The server's registry is configured with the policy (same home and database).
+            monkeypatch.setenv("MODELCTL_POLICY", str(strict))
+            served = EmbeddedRegistry(Settings.from_env())
+            with serve(served.settings, served) as base:
+                site = Site(base, scenario, served)
+                try:
+                    client = site.signed_in("reader")
+                    policies = client.get("/ui/policies")
+                    assert str(strict) in policies.text
+                    path = ui_path(scenario.clean)
+                    page = client.get(path)
+                    prod = page.text.split('data-env="prod"')[-1]
+                    assert "license apache-2.0 is not in the allowed list" in prod
+                    recorded = client.post(f"{path}/decide", data={"csrf": csrf_of(page.text)})
+                    assert recorded.status_code == 303
+                    listed = client.get("/ui/models", params={"env": "prod", "decision": "denied"})
+                    assert "acme/clean-llm@" in listed.text
+                finally:
+                    for c in site.clients:
+                        c.close()
+            served.close()
+        finally:
+            registry.close()
