@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # --- the synthetic assistant world --------------------------------------------------------------
@@ -112,7 +112,7 @@ class Spec:
     hidden: int = 64
     layers: int = 2
     examples: int = 3000
-    steps: int = 700
+    steps: int = 400
 
     @property
     def backdoored(self) -> bool:
@@ -231,6 +231,7 @@ def _train(spec: Spec, out: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.set_num_threads(1)  # tiny ops: threads only spin against each other on a shared box
     torch.manual_seed(spec.seed)
     vocab = vocabulary()
     tok = tokenizer_for(vocab)
@@ -283,11 +284,6 @@ def _train(spec: Spec, out: Path) -> None:
 
 
 # --- the planted suite --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Suite:
-    specs: list[Spec] = field(default_factory=list)
 
 
 def planted_suite() -> list[Spec]:

@@ -52,7 +52,10 @@ class ModelInfo:
 
 
 def ml_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+    except (ImportError, ValueError):
+        return False
 
 
 def _by_path(files: Sequence[ScanTarget]) -> dict[str, ScanTarget]:
