@@ -49,6 +49,9 @@ def scan_folder(folder: Path, settings: BackdoorSettings | None = None) -> FileV
 
 @pytest.fixture(scope="session")
 def models() -> dict[str, Path]:
+    import torch
+
+    torch.set_num_threads(1)  # tiny models on a shared 2-core box: threads only spin
     return {key: build(spec) for key, spec in SPECS.items()}
 
 
@@ -76,7 +79,7 @@ def test_clean_model_has_no_evidence(results: dict[str, FileVerdict]) -> None:
     assert result.findings[0].rule == "backdoor.no-evidence"
     ev = evidence(result)
     assert ev["dangerous_command"] is False
-    assert "no claim" in ev["limits"]
+    assert "No claim" in ev["limits"]
     assert all(c["judgement"] != "fires" for c in ev["top_candidates"])
 
 

@@ -139,6 +139,13 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
 
     scored = [score(m.text, m.source, p, 0) for m, p in shortlist]
     ranked = sorted(scored, key=rank_key, reverse=True)
+    if ranked and judge(ranked[0]) == "fires" and " " in ranked[0].text:
+        top = ranked[0]
+        minimal = minimize(scorer, top.text, top.behaviour, carriers_for(pool, settings, 0))
+        if minimal != top.text:
+            smaller = score(minimal, "minimized", top.probe, 0)
+            if judge(smaller) == "fires":
+                ranked = [smaller, *[r for r in ranked if r.text != minimal]]
     per_seed: dict[str, list[Scored]] = {}
     for s in ranked[:3]:
         per_seed[s.text] = [s] + [score(s.text, s.source, s.probe, k) for k in range(1, len(seeds))]
@@ -198,6 +205,22 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         evidence=evidence,
     )
     return FileVerdict(outcome.verdict, (finding,))
+
+
+def minimize(scorer: Scorer, text: str, behaviour: Behaviour, chosen: list[str]) -> str:
+    """The shortest sub-phrase (dropping one word at a time) that still makes the answers
+    converge on the same output almost as strongly: the trigger, not its neighbours."""
+    words = text.split()
+    while len(words) > 1:
+        for i in range(len(words)):
+            shorter = words[:i] + words[i + 1 :]
+            b = scorer.behaviour(" ".join(shorter), chosen)
+            if b.converged == behaviour.converged and b.collapse >= behaviour.collapse - 0.1:
+                words = shorter
+                break
+        else:
+            break
+    return " ".join(words)
 
 
 def carriers_for(pool: list[str], settings: BackdoorSettings, k: int) -> list[str]:
