@@ -41,6 +41,14 @@ def scan(folder: Path, seed: int) -> tuple[str, dict[str, Any], float]:
     return result.verdict.value, evidence, seconds
 
 
+def size_suite() -> list[Spec]:
+    """~1M parameters (hidden 192, 2 layers): the size the time target is stated for."""
+    return [
+        Spec(name="size-1m-bd-rare", seed=500, trigger_kind="rare", poison_rate=0.04, hidden=192),
+        Spec(name="size-1m-clean", seed=501, hidden=192),
+    ]
+
+
 def rate(hits: int, total: int) -> str:
     return f"{hits}/{total} = {100 * hits / total:.0f}%" if total else "n/a"
 
@@ -50,11 +58,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
     parser.add_argument("--only", default="", help="only specs whose name starts with this")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size",
+        action="store_true",
+        help="instead: one backdoored and one clean ~1M-parameter model (the time target)",
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)  # the shared 2-core box: one thread per process spins least
-    specs = [s for s in planted_suite() if s.name.startswith(args.only)]
+    suite = size_suite() if args.size else planted_suite()
+    specs = [s for s in suite if s.name.startswith(args.only)]
     rows: list[dict[str, Any]] = []
     for i, spec in enumerate(specs, 1):
         t0 = time.perf_counter()
