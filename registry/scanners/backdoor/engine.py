@@ -6,7 +6,6 @@ the scanner costs nothing when the `ml` extra is not installed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,6 @@ def pick_device(choice: str) -> str:
 
 class Engine:
     def __init__(self, folder: Path, device: str) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
