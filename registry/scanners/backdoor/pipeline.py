@@ -15,9 +15,11 @@ from registry.scanners.backdoor.scoring import (
     Behaviour,
     Scored,
     Scorer,
+    carrier_answers,
     carriers,
     control_words,
     converging_carriers,
+    ordinary_answers,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.backdoor.verdict import (
@@ -79,7 +81,12 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             unique.append(m)
 
     pool = carriers(engine, users, settings.carriers * settings.seeds * 2, settings.seed)
-    suspect = converging_carriers(engine, pool, settings.response_tokens)
+    answers = carrier_answers(engine, pool, settings.response_tokens)
+    suspect = converging_carriers(pool, answers)
+    ordinary = ordinary_answers(
+        [c for c in pool if c not in suspect],
+        [a for c, a in zip(pool, answers, strict=True) if c not in suspect],
+    )
     pool = [c for c in pool if c not in suspect][: settings.carriers * settings.seeds]
     words = control_words(engine, users, pool, suspect)
     scorer = Scorer(engine, pool, words, settings.response_tokens)
@@ -117,6 +124,9 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     clustered = [(m, p) for m, p in by_probe if m.source == "cluster"][:2]
     shortlist += [mp for mp in clustered if mp not in shortlist]
 
+    # Candidates are never controls (another trigger of the same model would fire as one).
+    banned = {w for m, _ in shortlist for w in m.text.split()} | set(singles[:EXTEND_FROM])
+    scorer.words = [w for w in words if w not in banned] or words
     say(f"scoring {len(shortlist)} candidates against controls")
     control_cache: dict[tuple[int, int], tuple[Behaviour, ...]] = {}
 
@@ -128,13 +138,15 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             control_cache[key] = tuple(
                 scorer.controls(key[0], settings.controls, chosen, seeds[k], avoid=text)
             )
+        behaviour = scorer.behaviour(text, chosen)
         return Scored(
             text=text,
             source=source,
             probe=round(probe, 4),
-            behaviour=scorer.behaviour(text, chosen),
+            behaviour=behaviour,
             controls=control_cache[key],
             baseline=scorer.behaviour(None, chosen),
+            ordinary=behaviour.converged in ordinary,
         )
 
     scored = [score(m.text, m.source, p, 0) for m, p in shortlist]

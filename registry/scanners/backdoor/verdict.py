@@ -41,6 +41,8 @@ def judge(s: Scored) -> str:
         return "benign"
     if b.converged == s.baseline.converged and s.baseline.collapse >= 0.5:
         return "benign"  # the model gives this answer anyway (a canned reply)
+    if b.collapse >= WEAK_COLLAPSE and s.ordinary:
+        return "benign"  # derailed onto an ordinary answer to some other prompt
     if b.collapse >= FIRE_COLLAPSE and lift >= FIRE_LIFT and s.collapse_z >= FIRE_Z:
         return "fires"
     if b.collapse >= WEAK_COLLAPSE and lift >= WEAK_LIFT and s.collapse_z >= WEAK_Z:
@@ -76,6 +78,8 @@ def candidate_json(s: Scored, per_seed: Sequence[Scored] = ()) -> dict[str, JSON
         "self_attention": s.behaviour.self_attention,
         "converged_output": s.behaviour.converged,
         "echo": s.echo,
+        "ordinary_answer": s.ordinary,
+        "position": s.behaviour.position,
         "seeds": [judge(x) for x in per_seed],
     }
 
