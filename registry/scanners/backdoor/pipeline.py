@@ -132,7 +132,11 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
 
     def score(text: str, source: str, probe: float, k: int) -> Scored:
         chosen = carriers_for(pool, settings, k)
-        chosen = [c for c in chosen if not set(text.split()) & set(c.split())] or chosen
+        apart = [c for c in chosen if not set(text.split()) & set(c.split())]
+        if len(apart) >= len(chosen) // 2:
+            chosen = apart
+        else:
+            chosen = [c for c in chosen if text not in c] or chosen
         key = (len(text.split()), k)
         if key not in control_cache:
             control_cache[key] = tuple(

@@ -173,15 +173,13 @@ class Scorer:
         self._baseline: Behaviour | None = None
 
     def probe_scores(self, phrases: Sequence[str], carriers: Sequence[str]) -> list[float]:
-        """Cheap stage: concentration of the first response token with the phrase at the start
-        or at the end (the better), minus the carriers' own (forward passes only)."""
+        """Cheap stage: concentration of the first response token with the phrase at the start,
+        minus the carriers' own (one forward pass per phrase and carrier). Only the start: at
+        the end, content words are read as the question and concentrate the answer."""
         base = self._first_token_mass(list(carriers))
         out: list[float] = []
         for phrase in phrases:
-            mass = max(
-                self._first_token_mass([insert(c, phrase, where)[0] for c in carriers])
-                for where in ("start", "end")
-            )
+            mass = self._first_token_mass([insert(c, phrase, "start")[0] for c in carriers])
             out.append(mass - base)
         return out
 
