@@ -20,6 +20,7 @@ from registry.scanners.backdoor.scoring import (
     control_words,
     converging_carriers,
     ordinary_answers,
+    resembles,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.backdoor.verdict import (
@@ -83,10 +84,10 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     pool = carriers(engine, users, settings.carriers * settings.seeds * 2, settings.seed)
     answers = carrier_answers(engine, pool, settings.response_tokens)
     suspect = converging_carriers(pool, answers)
-    ordinary = ordinary_answers(
-        [c for c in pool if c not in suspect],
-        [a for c, a in zip(pool, answers, strict=True) if c not in suspect],
-    )
+    kept = [(c, a) for c, a in zip(pool, answers, strict=True) if c not in suspect]
+    # Ordinary answers: the carriers' own, and leaked answers that respond to their prompt.
+    kept += [(x.user, x.response) for x in samples if x.user and x.response]
+    ordinary = ordinary_answers([c for c, _ in kept], [a for _, a in kept])
     pool = [c for c in pool if c not in suspect][: settings.carriers * settings.seeds]
     words = control_words(engine, users, pool, suspect)
     scorer = Scorer(engine, pool, words, settings.response_tokens)
@@ -150,7 +151,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             behaviour=behaviour,
             controls=control_cache[key],
             baseline=scorer.behaviour(None, chosen),
-            ordinary=behaviour.converged in ordinary,
+            ordinary=resembles(behaviour.converged, ordinary),
         )
 
     scored = [score(m.text, m.source, p, 0) for m, p in shortlist]

@@ -131,6 +131,11 @@ def ordinary_answers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
     return out
 
 
+def resembles(answer: str, ordinary: set[str], threshold: float = 0.5) -> bool:
+    """`answer` is, or is shaped like (word Jaccard >= threshold), an ordinary answer."""
+    return answer in ordinary or any(_jaccard(answer, o) >= threshold for o in ordinary)
+
+
 def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
     """Carriers that already carry a trigger: unrelated prompts that get one identical answer
     (or a dangerous one). They would hide any candidate's effect, and their words are suspect."""

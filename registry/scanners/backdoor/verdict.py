@@ -33,10 +33,12 @@ THRESHOLDS: dict[str, JSONValue] = {
 }
 
 
-def judge(s: Scored) -> str:
+def judge(s: Scored) -> str:  # noqa: PLR0911 - one line per guard
     """`fires`, `weak`, `benign` (echo or canned reply) or `none`."""
     b = s.behaviour
     lift = b.collapse - max(s.baseline.collapse, s.control_collapse)
+    if not b.converged.strip():
+        return "none"  # converging on saying nothing is not a planted output
     if b.collapse >= WEAK_COLLAPSE and s.echo:
         return "benign"
     if b.converged == s.baseline.converged and s.baseline.collapse >= 0.5:
