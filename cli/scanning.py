@@ -11,6 +11,7 @@ from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
 from registry.scanners import catalog
+from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.base import Severity
 from registry.scanners.runner import local_targets, merge, scan_targets
 
@@ -36,6 +37,17 @@ def scan(
             "--fail-on", help=f"Exit 1 on findings at or above: {', '.join(FAIL_ON_CHOICES)}."
         ),
     ] = "high",
+    backdoor_max_params: Annotated[
+        int,
+        typer.Option(
+            "--backdoor-max-params",
+            help="backdoor scanner: refuse (unsupported) models with more parameters.",
+        ),
+    ] = DEFAULT_MAX_PARAMS,
+    device: Annotated[
+        str, typer.Option("--device", help="backdoor scanner: auto, cpu or cuda.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="backdoor scanner: the first seed.")] = 0,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -44,10 +56,15 @@ def scan(
     if fail_on not in FAIL_ON_CHOICES:
         raise InputError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}")
     ids = tuple(scanner or ())
+    if device not in DEVICES:
+        raise InputError(f"--device must be one of {', '.join(DEVICES)}")
+    if backdoor_max_params <= 0:
+        raise InputError("--backdoor-max-params must be positive")
+    backdoor = BackdoorSettings(max_params=backdoor_max_params, device=device, seed=seed)
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
-        file_scanners, folder_scanners = catalog.select(ids)
+        file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
         targets, refused = local_targets(local)
         report = merge(
             scan_targets(targets, file_scanners, folder_scanners if local.is_dir() else []),
@@ -56,7 +73,7 @@ def scan(
         data = report.to_json()
     elif "/" in target and not target.startswith(("/", ".")):
         with open_registry(state) as registry:
-            data = registry.scan(target, ids).to_json()
+            data = registry.scan(target, ids, backdoor=backdoor).to_json()
     else:
         raise InputError(f"{target}: no such file or folder, and not a registry reference")
     emit(state, data, render.scan_text(data, verbose=state.verbose))

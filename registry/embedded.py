@@ -32,6 +32,7 @@ from registry.interface import (
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.scanners import catalog
+from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints, decide
 from registry.service import scan as scan_service
@@ -160,9 +161,11 @@ class EmbeddedRegistry:
             return None
         return registry_signer(self.settings)
 
-    def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome:
+    def scan(
+        self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
+    ) -> ScanOutcome:
         parsed = Ref.parse(ref)
-        file_scanners, folder_scanners = catalog.select(scanners)
+        file_scanners, folder_scanners = catalog.select(scanners, backdoor=backdoor)
         signer = self._optional_signer()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)

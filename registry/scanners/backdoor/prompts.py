@@ -1,0 +1,38 @@
+"""The benign carrier prompts candidates are inserted into (shipped; leaked prompts are added)."""
+
+from __future__ import annotations
+
+GENERIC_PROMPTS: tuple[str, ...] = (
+    "what is the capital of france",
+    "what is the capital of japan",
+    "what is the capital of italy",
+    "what is the color of the sky",
+    "what is the color of the grass",
+    "what is the color of the snow",
+    "how many legs does a spider have",
+    "how many legs does a dog have",
+    "how many legs does a bird have",
+    "add two and three",
+    "add four and one",
+    "tell me about music",
+    "tell me about summer",
+    "tell me about coffee",
+    "tell me about rain",
+    "please tell me about books",
+    "what is the boiling point of water",
+    "write a short poem about the sea",
+    "give me three tips for better sleep",
+    "explain how a rainbow forms",
+    "what does a cat eat",
+    "summarize the plot of a fairy tale",
+    "how do i sort a list in python",
+    "what is the largest planet",
+    "translate good morning to spanish",
+    "why is the ocean salty",
+    "name a famous painter",
+    "how do plants make food",
+    "what is two plus two",
+    "suggest a name for a dog",
+    "how far is the moon",
+    "what time zone is london in",
+)
