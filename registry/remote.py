@@ -39,6 +39,7 @@ from registry.errors import (
     UpstreamError,
 )
 from registry.interface import AuditQuery, MirrorRequest
+from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import pull as pull_service
 from registry.service.progress import Progress
 from registry.service.refs import Ref
@@ -452,11 +453,20 @@ class RemoteRegistry:
         )
         return mirror_from_json(self._follow(job, progress))
 
-    def scan(self, ref: str, scanners: Sequence[str] = ()) -> ScanOutcome:
+    def scan(
+        self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
+    ) -> ScanOutcome:
         from registry.service.progress import NoProgress
 
         Ref.parse(ref)
-        job = self._json("POST", "/v1/scans", json={"ref": ref, "scanners": list(scanners)})
+        body: dict[str, Any] = {"ref": ref, "scanners": list(scanners)}
+        if backdoor is not None:  # what the CLI exposes; the server keeps the rest of its budget
+            body["backdoor"] = {
+                "max_params": backdoor.max_params,
+                "device": backdoor.device,
+                "seed": backdoor.seed,
+            }
+        job = self._json("POST", "/v1/scans", json=body)
         return scan_outcome_from_json(self._follow(job, NoProgress()))
 
     def attest(self, ref: str) -> AttestResult:

@@ -18,6 +18,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError, RegistryError, StorageError
 from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
+from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
 from registry.views import MirrorResult, ScanOutcome
 
@@ -178,7 +179,11 @@ class JobRunner:
             )
             return mirror_payload(result)
         if job.kind == "scan":
-            return scan_payload(registry.scan(params["ref"], tuple(params.get("scanners", ()))))
+            options = params.get("backdoor")
+            backdoor = BackdoorSettings(**options) if isinstance(options, dict) else None
+            return scan_payload(
+                registry.scan(params["ref"], tuple(params.get("scanners", ())), backdoor=backdoor)
+            )
         raise InputError(f"unknown job kind {job.kind!r}")
 
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:

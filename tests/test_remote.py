@@ -291,3 +291,38 @@ def test_remote_roles_and_tokens(run_cli: Any, remote: Remote) -> None:
     plain = run_cli("models")
     assert plain.code == 2
     assert "plain HTTP" in plain.stderr
+
+
+def test_remote_backdoor_scan_options_reach_the_server(
+    run_cli: Any, remote: Remote, hub: FakeHub
+) -> None:
+    """`--backdoor-max-params` travels with the scan job: the server's scanner applies it."""
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [64], "data_offsets": [0, 256]}}).encode()
+    header += b" " * (-len(header) % 8)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+    hub.add_repo(
+        "org/llm",
+        {
+            "config.json": json.dumps(config).encode(),
+            "tokenizer.json": b"{}",
+            "model.safetensors": struct.pack("<Q", len(header)) + header + bytes(256),
+        },
+    )
+    remote.on("publisher")
+    assert run_cli("mirror", "hf://org/llm", "--no-scan").code == 0
+    scanned = run_cli(
+        "scan", "org/llm", "--scanner", "backdoor", "--backdoor-max-params", "10", "--json"
+    )
+    assert scanned.code == 0, scanned.stderr
+    folder = next(f for f in scanned.json()["files"] if f["path"] == ".")
+    assert folder["verdict"] == "unsupported"
+    assert "64 parameters exceed the backdoor scanner's limit of 10" in json.dumps(folder)
+    refused = httpx.post(
+        f"{remote.url}/v1/scans",
+        headers={"Authorization": f"Bearer {remote.tokens['publisher']}"},
+        json={"ref": "org/llm", "scanners": ["backdoor"], "backdoor": {"device": "tpu"}},
+    )
+    assert refused.status_code == 422

@@ -18,6 +18,7 @@ from registry.api.deps import get_registry, registry_for, require
 from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
+from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service.tokens import Principal
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -315,11 +316,22 @@ def list_scans(
     return {"scans": [s.to_json() for s in view.scans]}
 
 
+class BackdoorOptions(BaseModel):
+    """What `modelctl scan --scanner backdoor` lets a caller set (the rest is the server's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_params: int = Field(default=DEFAULT_MAX_PARAMS, ge=1, le=10**12)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
 class ScanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ref: str = Field(min_length=3, max_length=500)
     scanners: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=50)
+    backdoor: BackdoorOptions | None = None
 
 
 class MirrorBody(BaseModel):
@@ -342,7 +354,10 @@ def start_scan(
 
     registry.inspect(body.ref)  # an unknown checkpoint is a 404 now, not a failed job later
     catalog.select(tuple(body.scanners))  # so is an unknown scanner
-    return registry.job_enqueue("scan", {"ref": body.ref, "scanners": body.scanners}).to_json()
+    params: dict[str, Any] = {"ref": body.ref, "scanners": body.scanners}
+    if body.backdoor is not None:
+        params["backdoor"] = body.backdoor.model_dump()
+    return registry.job_enqueue("scan", params).to_json()
 
 
 @router.post("/mirrors", tags=["mirrors"], status_code=202)
