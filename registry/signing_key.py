@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import PackageNotFoundError, version
 
 from attestations.errors import SigningError
@@ -13,6 +14,7 @@ from registry.settings import Settings
 PASSPHRASE_VARIABLE = "MODELCTL_SIGNING_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 
 
+@functools.cache  # reading package metadata parses files: once a process, not per decision
 def tool_version() -> str:
     try:
         return version("modelctl")

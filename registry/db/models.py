@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from attestations.decision import PREDICATE_TYPE as VSA_PREDICATE_TYPE
+
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -96,6 +98,15 @@ class Checkpoint(Base):
     )
     attestations: Mapped[list[Attestation]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="Attestation.id"
+    )
+    #: The attestations a decision may rest on: all but earlier admission decisions (VSAs),
+    #: which accumulate with every check and are its outputs, never its inputs. Deciding loads
+    #: this, so a check costs the same after a million decisions as after one.
+    evidence_attestations: Mapped[list[Attestation]] = relationship(
+        primaryjoin=f"and_(Checkpoint.id == Attestation.checkpoint_id, "
+        f"Attestation.predicate_type != '{VSA_PREDICATE_TYPE}')",
+        order_by="Attestation.id",
+        viewonly=True,
     )
     scans: Mapped[list[Scan]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="Scan.id"

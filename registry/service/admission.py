@@ -14,7 +14,6 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from attestations.bundle import Bundle
-from attestations.decision import PREDICATE_TYPE as VSA_PREDICATE_TYPE
 from attestations.decision import DecisionRecord, decision_statement
 from attestations.digests import Digest
 from attestations.dsse import INTOTO_PAYLOAD_TYPE
@@ -98,7 +97,7 @@ def model_card_license(checkpoint: Checkpoint, blobs: BlobStore) -> str | None:
 def evidence_attestations(checkpoint: Checkpoint) -> list[Attestation]:
     """The attestations a decision may rest on: not earlier decisions, which are its outputs
     (and would otherwise make every check slower than the last)."""
-    return [a for a in checkpoint.attestations if a.predicate_type != VSA_PREDICATE_TYPE]
+    return list(checkpoint.evidence_attestations)
 
 
 def verified_attestations(
@@ -238,8 +237,9 @@ def record_decision(
         checks=[dict(c) for c in record.checks],
         evaluated_at=record.evaluated_at,
         expires_at=record.expires_at,
+        checkpoint_id=checkpoint.id,  # not decisions.append: that would load every past one
     )
-    checkpoint.decisions.append(row)
+    session.add(row)
     if signer is not None:
         statement = decision_statement(record)
         bundle = signer.sign(INTOTO_PAYLOAD_TYPE, statement.to_payload())

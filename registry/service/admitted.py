@@ -352,7 +352,7 @@ def _candidates(session: Session, name: str, revision: str) -> _Candidates:
             .options(
                 selectinload(Checkpoint.files),
                 selectinload(Checkpoint.revisions),
-                selectinload(Checkpoint.attestations),
+                selectinload(Checkpoint.evidence_attestations),
                 selectinload(Checkpoint.scans),
                 selectinload(Checkpoint.quarantines),
             )

@@ -538,7 +538,7 @@ def all_checkpoints(session: Session, *, limit: int) -> list[Checkpoint]:
                 selectinload(Checkpoint.model),
                 selectinload(Checkpoint.files),
                 selectinload(Checkpoint.scans),
-                selectinload(Checkpoint.attestations),
+                selectinload(Checkpoint.evidence_attestations),
                 selectinload(Checkpoint.revisions),
                 selectinload(Checkpoint.quarantines),
             )

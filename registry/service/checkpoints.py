@@ -255,7 +255,7 @@ def resolve_ref(session: Session, ref: Ref) -> Checkpoint:
         .options(
             selectinload(Checkpoint.files),
             selectinload(Checkpoint.revisions),
-            selectinload(Checkpoint.attestations),
+            selectinload(Checkpoint.evidence_attestations),
             selectinload(Checkpoint.scans),
         )
         .order_by(Checkpoint.id)

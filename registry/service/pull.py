@@ -85,7 +85,7 @@ def signed_checkpoint(
 ) -> SignedCheckpoint:
     """The newest model signature of `checkpoint` that verifies now; IntegrityFailure if none."""
     rows = sorted(
-        (a for a in checkpoint.attestations if a.predicate_type == PREDICATE_TYPE),
+        (a for a in checkpoint.evidence_attestations if a.predicate_type == PREDICATE_TYPE),
         key=lambda a: a.id,
         reverse=True,
     )
