@@ -445,18 +445,7 @@ def search_checkpoints(
                 .where(Scan.verdict == query.verdict)
                 .exists()
             )
-    if query.license == NOT_RECORDED:
-        stmt = stmt.where(Checkpoint.license.is_(None))
-    elif query.license:
-        stmt = stmt.where(Checkpoint.license == query.license)
-    if query.severity:
-        at_or_above = list(SEVERITIES[SEVERITIES.index(query.severity) :])
-        flagged = (
-            select(Scan.checkpoint_id)
-            .where(Scan.id.in_(latest_scan_ids()))
-            .where(Scan.max_severity.in_(at_or_above))
-        )
-        stmt = stmt.where(Checkpoint.id.in_(flagged))
+    stmt = _license_and_severity(stmt, query)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     ids = list(
         session.scalars(
@@ -480,6 +469,24 @@ def search_checkpoints(
         orgs=orgs,
         licenses=licenses,
     )
+
+
+def _license_and_severity(stmt: Select[int], query: ModelQuery) -> Select[int]:
+    """The license filter on the recorded column; the severity filter on `scans.max_severity`
+    of each checkpoint's newest scan per scanner (no report JSON is read)."""
+    if query.license == NOT_RECORDED:
+        stmt = stmt.where(Checkpoint.license.is_(None))
+    elif query.license:
+        stmt = stmt.where(Checkpoint.license == query.license)
+    if query.severity:
+        at_or_above = list(SEVERITIES[SEVERITIES.index(query.severity) :])
+        flagged = (
+            select(Scan.checkpoint_id)
+            .where(Scan.id.in_(latest_scan_ids()))
+            .where(Scan.max_severity.in_(at_or_above))
+        )
+        stmt = stmt.where(Checkpoint.id.in_(flagged))
+    return stmt
 
 
 def checkpoint_rows(
