@@ -261,3 +261,41 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
     assert len(severities) == 520
     assert licenses == [None]  # not recorded yet: read from the card when next decided
     engine.dispose()
+
+
+def test_record_keeps_the_license_and_fills_one_not_recorded(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    manifest, files = fetched({"README.md": b"---\nlicense: mit\n---\n", "w": b"1"})
+    name = ModelName("org", "m")
+    with unit_of_work(sessions) as s:
+        cp, _ = checkpoints.record_checkpoint(
+            s, name=name, snapshot=SNAPSHOT, manifest=manifest, fetched=files, actor="t"
+        )
+        assert cp.license is None  # not read: stays "not recorded"
+    with unit_of_work(sessions) as s:
+        cp, created = checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            license="mit",
+        )
+        assert not created
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Checkpoint.license)).one() == "mit"
+        checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            license="unknown",
+        )
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Checkpoint.license)).one() == "mit"  # recorded once
+    engine.dispose()
