@@ -48,6 +48,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.interface import MirrorRequest
 from registry.service import admission, attest, decide, tokens
 from registry.service.progress import NoProgress
+from registry.service.scan import report_max_severity
 from registry.service.tokens import Role
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
@@ -106,6 +107,7 @@ def seed(  # noqa: PLR0915 - one linear seeding script reads best in one piece
                 file_count=len(entries),
                 total_size=manifest.total_size,
                 created_at=now - timedelta(hours=n_checkpoints - i),
+                license="apache-2.0",  # what mirroring records from this README
             )
             s.add(cp)
             s.flush()
@@ -159,6 +161,7 @@ def seed(  # noqa: PLR0915 - one linear seeding script reads best in one piece
                         ruleset_version="1",
                         verdict=verdict,
                         report={"files": files, "limits": {}},
+                        max_severity=report_max_severity({"files": files}),
                         started_at=finished - timedelta(seconds=2),
                         finished_at=finished,
                     )
@@ -237,6 +240,11 @@ def measure(base: str, token: str, repeat: int) -> dict[str, dict[str, float]]:
             "models (prod denied)": "/ui/models?env=prod&decision=denied",
             "models (search)": "/ui/models?q=model-01&sort=size",
             "models (page 10)": "/ui/models?page=10",
+            "models (findings >= high)": "/ui/models?severity=high",
+            "models (license)": "/ui/models?license=apache-2.0&sort=name",
+            "models (license + severity + decision)": (
+                "/ui/models?license=apache-2.0&severity=medium&env=prod&decision=denied"
+            ),
             "checkpoint (policy, live decision)": cp,
             "checkpoint (files)": cp + "?tab=files",
             "checkpoint (attestations, verified now)": cp + "?tab=attestations",

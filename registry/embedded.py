@@ -126,6 +126,7 @@ class EmbeddedRegistry:
                         manifest=transferred.manifest,
                         fetched=transferred.fetched,
                         actor=self.actor,
+                        license=transferred.license,
                     )
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred

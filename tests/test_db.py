@@ -187,3 +187,115 @@ def test_embedded_registry_uses_postgres_when_configured(
         assert conn.execute(text("SELECT count(*) FROM checkpoints")).scalar() == 1
     engine.dispose()
     assert not (tmp_path / "home" / "registry.db").exists()
+
+
+def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
+    """An existing database at 0008: upgrading computes `scans.max_severity` from each stored
+    report (over more than one batch) and leaves `checkpoints.license` not yet recorded."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.db.engine import MIGRATIONS
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0008")
+    assert current_revision(engine) == "0008"
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=["models", "checkpoints", "scans"])
+    models, cps, scans = (meta.tables[t] for t in ("models", "checkpoints", "scans"))
+
+    def report(*severities: str) -> dict[str, object]:
+        findings = [{"rule": "r", "severity": s} for s in severities]
+        return {"files": [{"path": "a.bin", "verdict": "x", "findings": findings}], "limits": {}}
+
+    reports: list[object] = [report() for _ in range(520)]
+    reports[3] = report("low", "high", "medium")
+    reports[510] = report("info")  # in the second batch
+    reports[511] = {"files": [{"path": "a", "findings": [{"severity": "bogus"}, "junk"]}]}
+    reports[512] = ["not", "a", "report"]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(models).values(id=1, namespace="o", name="m", created_at=now))
+        conn.execute(
+            sa.insert(cps).values(
+                id=1,
+                model_id=1,
+                manifest_digest="a" * 64,
+                source_uri="hf://o/m",
+                source_commit="c" * 40,
+                file_count=1,
+                total_size=1,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(scans),
+            [
+                {
+                    "id": i + 1,
+                    "checkpoint_id": 1,
+                    "scanner_id": "pickle",
+                    "scanner_version": "1",
+                    "ruleset_version": "1",
+                    "verdict": "clean",
+                    "report": r,
+                    "started_at": now,
+                    "finished_at": now,
+                }
+                for i, r in enumerate(reports)
+            ],
+        )
+    migrate(engine)
+    assert current_revision(engine) == "0009"
+    with engine.connect() as conn:
+        severities = dict(conn.execute(text("SELECT id, max_severity FROM scans")).all())
+        licenses = conn.execute(text("SELECT license FROM checkpoints")).scalars().all()
+    assert {k: v for k, v in severities.items() if v is not None} == {4: "high", 511: "info"}
+    assert len(severities) == 520
+    assert licenses == [None]  # not recorded yet: read from the card when next decided
+    engine.dispose()
+
+
+def test_record_keeps_the_license_and_fills_one_not_recorded(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    manifest, files = fetched({"README.md": b"---\nlicense: mit\n---\n", "w": b"1"})
+    name = ModelName("org", "m")
+    with unit_of_work(sessions) as s:
+        cp, _ = checkpoints.record_checkpoint(
+            s, name=name, snapshot=SNAPSHOT, manifest=manifest, fetched=files, actor="t"
+        )
+        assert cp.license is None  # not read: stays "not recorded"
+    with unit_of_work(sessions) as s:
+        cp, created = checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            license="mit",
+        )
+        assert not created
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Checkpoint.license)).one() == "mit"
+        checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            license="unknown",
+        )
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Checkpoint.license)).one() == "mit"  # recorded once
+    engine.dispose()

@@ -14,15 +14,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
 from registry.db.engine import unit_of_work
-from registry.db.models import AuditEvent
+from registry.db.models import AuditEvent, Checkpoint, Model, Scan
 from registry.embedded import EmbeddedRegistry
+from registry.interface import MirrorRequest
 from registry.service import tokens
+from registry.service.progress import NoProgress
+from registry.service.scan import report_max_severity
 from registry.settings import Settings
 from registry.web import session as websession
 from tests.fakes.hfhub import FakeHub
-from tests.web_helpers import XSS_NAME, Scenario, seed, serve, ui_path
+from tests.web_helpers import XSS_NAME, Scenario, safetensors_bytes, seed, serve, ui_path
 
 
 @dataclass
@@ -225,6 +229,128 @@ def test_models_search_filters_and_badges(site: Site) -> None:
     assert "0 checkpoints" in wildcard.text  # LIKE wildcards are literal
 
 
+def _model_names(html: str) -> set[str]:
+    return set(re.findall(r'href="/ui/m/(acme/[a-z-]+)/', html))
+
+
+def test_models_license_and_severity_filters(site: Site, tmp_path: Path) -> None:
+    # A model with no card at all: its license is "unknown"; its scans found nothing.
+    folder = tmp_path / "nocard"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(safetensors_bytes(9))
+    site.registry.mirror(
+        MirrorRequest(source=str(folder), name="acme/nocard-llm"), progress=NoProgress()
+    )
+    with unit_of_work(site.registry.sessions) as s:
+        recorded = dict(
+            s.execute(
+                select(Model.name, Checkpoint.license).join(
+                    Checkpoint, Checkpoint.model_id == Model.id
+                )
+            ).all()
+        )
+        worst = {
+            (name, sev)
+            for name, sev in s.execute(
+                select(Model.name, Scan.max_severity)
+                .join(Checkpoint, Checkpoint.model_id == Model.id)
+                .join(Scan, Scan.checkpoint_id == Checkpoint.id)
+            )
+            if sev is not None
+        }
+    assert recorded["xss-llm"] == "mit"  # read from README.md when mirrored
+    assert recorded["nocard-llm"] == "unknown"
+    assert recorded["clean-llm"] == "apache-2.0"
+    assert worst == {("pickled-llm", "critical")}  # the os.system pickle; the rest is clean
+
+    client = site.signed_in("reader")
+    page = client.get("/ui/models")
+    options = re.findall(
+        r'<option value="([^"]*)"', page.text.split('name="license"')[1].split("</select>")[0]
+    )
+    assert options == ["", "apache-2.0", "mit", "proprietary", "unknown"]
+    assert "(not recorded)" not in options  # every checkpoint here has its license recorded
+    assert '<span class="license">mit</span>' in page.text
+
+    mit = client.get("/ui/models", params={"license": "mit"})
+    assert _model_names(mit.text) == {"acme/xss-llm"}
+    unknown = client.get("/ui/models", params={"license": "unknown"})
+    assert _model_names(unknown.text) == {"acme/nocard-llm"}
+    assert '<span class="license unknown"' in unknown.text
+    assert "0 checkpoints" in client.get("/ui/models", params={"license": "gpl-3.0"}).text
+
+    high = client.get("/ui/models", params={"severity": "high"})
+    assert _model_names(high.text) == {"acme/pickled-llm"}
+    assert "1 checkpoint</p>" in high.text
+    info = client.get("/ui/models", params={"severity": "info"})
+    assert _model_names(info.text) == {"acme/pickled-llm"}
+    both = client.get("/ui/models", params={"severity": "high", "license": "unknown"})
+    assert "0 checkpoints" in both.text
+    bad = client.get("/ui/models", params={"severity": "severe"})
+    assert bad.status_code == 400
+
+    # A newer clean scan of the pickled checkpoint by the same scanner closes its findings.
+    with unit_of_work(site.registry.sessions) as s:
+        newest = s.scalars(
+            select(Scan).where(Scan.max_severity == "critical").order_by(Scan.id.desc()).limit(1)
+        ).one()
+        s.add(
+            Scan(
+                checkpoint_id=newest.checkpoint_id,
+                scanner_id=newest.scanner_id,
+                scanner_version=newest.scanner_version,
+                ruleset_version=newest.ruleset_version,
+                verdict="clean",
+                report={"files": []},
+                max_severity=None,
+                started_at=newest.started_at,
+                finished_at=newest.finished_at,
+            )
+        )
+    # ... and a low finding recorded for another is at or above low, not at or above high.
+    with unit_of_work(site.registry.sessions) as s:
+        proprietary = s.scalars(
+            select(Checkpoint.id).join(Model).where(Model.name == "proprietary-llm")
+        ).one()
+        report = {"files": [{"path": "README.md", "findings": [{"severity": "low"}]}]}
+        s.add(
+            Scan(
+                checkpoint_id=proprietary,
+                scanner_id="card-lint",
+                scanner_version="1",
+                ruleset_version="1",
+                verdict="suspicious",
+                report=report,
+                max_severity=report_max_severity(report),
+                started_at=newest.started_at,
+                finished_at=newest.finished_at,
+            )
+        )
+    assert "0 checkpoints" in client.get("/ui/models", params={"severity": "high"}).text
+    low = client.get("/ui/models", params={"severity": "low"})
+    assert _model_names(low.text) == {"acme/proprietary-llm"}
+
+    # A checkpoint recorded before migration 0009 has no license yet: shown and filterable
+    # as not recorded, and recorded from its card when it is next decided.
+    with unit_of_work(site.registry.sessions) as s:
+        s.execute(
+            update(Checkpoint)
+            .where(
+                Checkpoint.model_id
+                == select(Model.id).where(Model.name == "xss-llm").scalar_subquery()
+            )
+            .values(license=None)
+        )
+    page = client.get("/ui/models", params={"license": "(not recorded)"})
+    assert _model_names(page.text) == {"acme/xss-llm"}
+    assert "not recorded</span>" in page.text
+    site.registry.policy_check(site.scenario.xss, "prod")
+    assert _model_names(client.get("/ui/models", params={"license": "mit"}).text) == {
+        "acme/xss-llm"
+    }
+    assert "0 checkpoints" in client.get("/ui/models", params={"license": "(not recorded)"}).text
+
+
 def test_audit_export_csv_and_json_follow_the_filters(site: Site) -> None:
     security = site.signed_in("security")
     path = ui_path(site.scenario.pickled)
@@ -373,6 +499,10 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert names(q="CLEAN") == ["acme/clean-llm", "acme/clean-llm"]
                 assert names(q="%") == []  # LIKE wildcards are literal
                 assert names(format="bin", sort="size") == ["acme/pickled-llm"]
+                assert names(severity="high") == ["acme/pickled-llm"]
+                assert names(severity="info", license="apache-2.0") == ["acme/pickled-llm"]
+                assert names(license="mit") == ["acme/xss-llm"]
+                assert names(license="unknown") == []
                 rows, total = browse.findings(s, browse.FindingQuery(severity="high"))
                 assert total == len(rows) >= 1
                 assert {r.ref for r in rows} == {scenario.pickled}

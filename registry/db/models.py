@@ -88,6 +88,9 @@ class Checkpoint(Base):
     file_count: Mapped[int] = mapped_column(Integer)
     total_size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: `license:` of the model card (README.md front matter), lower-cased; "unknown" when the
+    #: card has none or there is no card; NULL when not read yet (recorded before 0009).
+    license: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     model: Mapped[Model] = relationship(back_populates="checkpoints")
     files: Mapped[list[CheckpointFile]] = relationship(
@@ -173,6 +176,8 @@ class Scan(Base):
     ruleset_version: Mapped[str] = mapped_column(String(50))
     verdict: Mapped[str] = mapped_column(String(20))
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The worst severity among the report's findings; NULL when it has none.
+    max_severity: Mapped[str | None] = mapped_column(String(10), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attestation_id: Mapped[int | None] = mapped_column(

@@ -7,7 +7,6 @@ file formats are what the scanners recognised by content.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, 
 from registry.db.models import Decision as DecisionRow
 from registry.errors import InputError, NotFound
 from registry.service.attest import store_attestation
+from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
+from registry.service.scan import report_max_severity
 
 #: Formats by the scanner that recognised a file (docs/formats/scan.md).
 _FORMAT_BY_SCANNER = {
@@ -38,9 +39,6 @@ _FORMAT_BY_SCANNER = {
 }
 #: Without a scan, these names are assumed pickle-based: fail closed.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
-_SEVERITIES = ("info", "low", "medium", "high", "critical")
-_LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
-MODEL_CARD_BYTES = 64 * 1024
 
 
 def latest_scans(checkpoint: Checkpoint) -> list[Scan]:
@@ -69,29 +67,9 @@ def _formats(checkpoint: Checkpoint, scans: list[Scan]) -> dict[str, str]:
     return formats
 
 
-def _max_severity(row: Scan) -> str | None:
-    ranks = [
-        _SEVERITIES.index(finding["severity"])
-        for entry in (row.report.get("files", []) if isinstance(row.report, dict) else [])
-        if isinstance(entry, dict)
-        for finding in entry.get("findings", [])
-        if isinstance(finding, dict) and finding.get("severity") in _SEVERITIES
-    ]
-    return _SEVERITIES[max(ranks)] if ranks else None
-
-
 def model_card_license(checkpoint: Checkpoint, blobs: BlobStore) -> str | None:
     """`license:` from the model card's YAML front matter (README.md), lower-cased."""
-    card = next((f for f in checkpoint.files if f.path.lower() == "readme.md"), None)
-    if card is None:
-        return None
-    with blobs.open(Digest(card.sha256)) as f:
-        head = f.read(MODEL_CARD_BYTES)
-    if not head.startswith(b"---"):
-        return None
-    front = head.split(b"\n---", 1)[0]
-    match = _LICENSE.search(front)
-    return match.group(1).decode().lower() if match else None
+    return card_license(((f.path, Digest(f.sha256)) for f in checkpoint.files), blobs)
 
 
 def evidence_attestations(checkpoint: Checkpoint) -> list[Attestation]:
@@ -138,6 +116,9 @@ def checkpoint_facts(
     now = now or datetime.now(UTC)
     scans = latest_scans(checkpoint)
     formats = _formats(checkpoint, scans)
+    license = model_card_license(checkpoint, blobs)
+    if checkpoint.license is None:  # recorded before migration 0009: record it now, once
+        checkpoint.license = license or UNKNOWN_LICENSE
     return Facts(
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
@@ -147,7 +128,7 @@ def checkpoint_facts(
             FileFact(path=f.path, size=f.size, sha256=f.sha256, format=formats[f.path])
             for f in checkpoint.files
         ),
-        license=model_card_license(checkpoint, blobs),
+        license=license,
         attestations=tuple(verified_attestations(checkpoint, registry_public_key, now)),
         scans=tuple(
             ScanFact(
@@ -157,7 +138,7 @@ def checkpoint_facts(
                 finished_at=row.finished_at
                 if row.finished_at.tzinfo
                 else row.finished_at.replace(tzinfo=UTC),
-                max_severity=_max_severity(row),
+                max_severity=report_max_severity(row.report),
             )
             for row in scans
         ),

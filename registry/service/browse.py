@@ -31,6 +31,7 @@ from registry.db.models import (
     WaiverRow,
 )
 from registry.errors import InputError, NotFound
+from registry.service.checkpoints import UNKNOWN_LICENSE
 from registry.service.tokens import Principal, Role
 
 #: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
@@ -285,6 +286,9 @@ SORTS = {
 SOURCE_KINDS = {"hf": "hf://%", "ms": "ms://%", "local": "file:%"}
 DECISION_FILTERS = ("allowed", "denied", "quarantined", "undecided")
 VERDICT_FILTERS = ("clean", "suspicious", "malicious", "malformed", "error", "unsupported")
+#: The license filter's value for checkpoints recorded before migration 0009 whose card has
+#: not been read yet (they get their license when next decided).
+NOT_RECORDED = "(not recorded)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +300,8 @@ class ModelQuery:
     decision: str = ""  # with env: allowed | denied | quarantined | undecided
     verdict: str = ""  # worst newest-scan verdict
     format: str = ""  # a file extension present in the checkpoint, e.g. safetensors
+    license: str = ""  # the model card's license, "unknown" (none), or NOT_RECORDED
+    severity: str = ""  # an open finding at or above this, in a newest scan per scanner
     sort: str = "newest"
     page: int = 1
     per_page: int = PAGE_SIZE
@@ -313,6 +319,10 @@ class ModelQuery:
             raise InputError(f"unknown verdict {self.verdict!r}")
         if self.format and not self.format.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"bad format {self.format!r:.40}")
+        if self.severity and self.severity not in SEVERITIES:
+            raise InputError(f"unknown severity {self.severity!r}")
+        if len(self.license) > 100:
+            raise InputError("bad license")
         if self.page < 1 or not 1 <= self.per_page <= MAX_PAGE_SIZE:
             raise InputError("bad page")
 
@@ -330,6 +340,7 @@ class CheckpointRow:
     total_size: int
     statuses: dict[str, Status]
     verdict: str | None  # worst newest-scan verdict; None: never scanned
+    license: str | None  # the model card's; "unknown": none; None: not recorded yet
 
     @property
     def ref(self) -> str:
@@ -343,6 +354,7 @@ class Page:
     page: int
     per_page: int
     orgs: tuple[str, ...] = field(default=())
+    licenses: tuple[str, ...] = field(default=())  # those recorded, for the filter
 
     @property
     def pages(self) -> int:
@@ -433,6 +445,7 @@ def search_checkpoints(
                 .where(Scan.verdict == query.verdict)
                 .exists()
             )
+    stmt = _license_and_severity(stmt, query)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     ids = list(
         session.scalars(
@@ -443,7 +456,37 @@ def search_checkpoints(
     )
     rows = checkpoint_rows(session, ids, environments, now=now)
     orgs = tuple(session.scalars(select(Model.namespace).distinct().order_by(Model.namespace)))
-    return Page(rows=rows, total=total, page=query.page, per_page=query.per_page, orgs=orgs)
+    recorded = set(session.scalars(select(Checkpoint.license).distinct()))
+    licenses = (
+        *sorted({UNKNOWN_LICENSE, *(x for x in recorded if x is not None)}),
+        *((NOT_RECORDED,) if None in recorded else ()),
+    )
+    return Page(
+        rows=rows,
+        total=total,
+        page=query.page,
+        per_page=query.per_page,
+        orgs=orgs,
+        licenses=licenses,
+    )
+
+
+def _license_and_severity(stmt: Select[int], query: ModelQuery) -> Select[int]:
+    """The license filter on the recorded column; the severity filter on `scans.max_severity`
+    of each checkpoint's newest scan per scanner (no report JSON is read)."""
+    if query.license == NOT_RECORDED:
+        stmt = stmt.where(Checkpoint.license.is_(None))
+    elif query.license:
+        stmt = stmt.where(Checkpoint.license == query.license)
+    if query.severity:
+        at_or_above = list(SEVERITIES[SEVERITIES.index(query.severity) :])
+        flagged = (
+            select(Scan.checkpoint_id)
+            .where(Scan.id.in_(latest_scan_ids()))
+            .where(Scan.max_severity.in_(at_or_above))
+        )
+        stmt = stmt.where(Checkpoint.id.in_(flagged))
+    return stmt
 
 
 def checkpoint_rows(
@@ -502,6 +545,7 @@ def checkpoint_rows(
                     for env in environments
                 },
                 verdict=worst.get(cid),
+                license=c.license,
             )
         )
     return tuple(out)

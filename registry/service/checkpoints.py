@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -58,6 +59,28 @@ def current_actor() -> str:
         return "local:unknown"
 
 
+#: What `checkpoints.license` records for a checkpoint whose model card names no license (or
+#: that has no README.md). NULL there means "not read yet" (recorded before migration 0009).
+UNKNOWN_LICENSE = "unknown"
+MODEL_CARD_BYTES = 64 * 1024
+_LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
+
+
+def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobStore) -> str | None:
+    """`license:` from the model card's YAML front matter (README.md), lower-cased; None when
+    there is no card or it names none. `files` are (path, sha256) of the checkpoint."""
+    card = next((d for path, d in files if path.lower() == "readme.md"), None)
+    if card is None:
+        return None
+    with blobs.open(card) as f:
+        head = f.read(MODEL_CARD_BYTES)
+    if not head.startswith(b"---"):
+        return None
+    front = head.split(b"\n---", 1)[0]
+    match = _LICENSE.search(front)
+    return match.group(1).decode().lower() if match else None
+
+
 @dataclass(frozen=True, slots=True)
 class FileFilter:
     """`--include` / `--exclude` globs, matched against the whole relative path (fnmatch)."""
@@ -91,6 +114,7 @@ class Transferred:
     manifest: Manifest
     fetched: tuple[FetchedFile, ...]
     started: float
+    license: str  # the model card's, or UNKNOWN_LICENSE
 
     def stats(self) -> MirrorStats:
         return MirrorStats(
@@ -129,8 +153,13 @@ def transfer(
     finally:
         progress.end()
     manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in fetched)
+    license = card_license(((f.path, f.blob.digest) for f in fetched), blobs)
     return Transferred(
-        snapshot=snapshot, manifest=manifest, fetched=tuple(fetched), started=started
+        snapshot=snapshot,
+        manifest=manifest,
+        fetched=tuple(fetched),
+        started=started,
+        license=license or UNKNOWN_LICENSE,
     )
 
 
@@ -150,8 +179,12 @@ def record_checkpoint(
     manifest: Manifest,
     fetched: Sequence[FetchedFile],
     actor: str,
+    license: str | None = None,
 ) -> tuple[Checkpoint, bool]:
-    """Add the checkpoint to the session (idempotent for the same bytes under the same name)."""
+    """Add the checkpoint to the session (idempotent for the same bytes under the same name).
+
+    `license` is the model card's as `transfer` read it (UNKNOWN_LICENSE for none); None
+    leaves the column as it is (NULL for a new checkpoint: filled when it is next decided)."""
     digest = manifest.digest
     commit = snapshot.commit or str(digest)  # a folder has no commit: its content pins it
     model = session.scalars(
@@ -176,6 +209,7 @@ def record_checkpoint(
             source_commit=commit,
             file_count=len(manifest),
             total_size=manifest.total_size,
+            license=license,
         )
         checkpoint.files = [
             CheckpointFile(path=e.path, size=e.size, sha256=e.sha256.hex) for e in manifest
@@ -183,6 +217,8 @@ def record_checkpoint(
         session.add(checkpoint)
     else:
         checkpoint = existing
+        if checkpoint.license is None and license is not None:
+            checkpoint.license = license
     if snapshot.requested_revision and snapshot.requested_revision not in {
         r.revision for r in checkpoint.revisions
     }:

@@ -8,6 +8,7 @@ The scanners read the verified blobs, never a copy on someone's disk. Each scann
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,7 @@ from attestations.keys import KeySigner
 from attestations.scan_result import ScannedFile, ScanRun, scan_statement
 from registry.blobs.base import BlobStore
 from registry.db.models import AuditEvent, Checkpoint, Scan
-from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget
+from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Severity
 from registry.scanners.runner import OpenerFile, ScanReport, scan_targets
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import manifest_of
@@ -37,6 +38,22 @@ def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobStore) -> list[ScanTar
             )
         )
     return targets
+
+
+#: Worst last, as the scanners' `Severity` (registry/scanners/base.py).
+SEVERITIES = tuple(s.value for s in sorted(Severity, key=lambda s: s.rank))
+
+
+def report_max_severity(report: Any) -> str | None:
+    """The worst severity among a stored scan report's findings; None when it has none."""
+    worst = -1
+    files = report.get("files", []) if isinstance(report, dict) else []
+    for entry in files if isinstance(files, list) else []:
+        findings = entry.get("findings", []) if isinstance(entry, dict) else []
+        for finding in findings if isinstance(findings, list) else []:
+            if isinstance(finding, dict) and finding.get("severity") in SEVERITIES:
+                worst = max(worst, SEVERITIES.index(finding["severity"]))
+    return SEVERITIES[worst] if worst >= 0 else None
 
 
 def _when(ts: float) -> datetime:
@@ -72,24 +89,26 @@ def scan_checkpoint(
             )
             for path, result in sorted(run.results.items())
         ]
+        stored = {
+            "files": [
+                {
+                    "path": f.path,
+                    "sha256": f.sha256,
+                    "verdict": f.verdict,
+                    "findings": f.findings,
+                }
+                for f in files
+            ],
+            "limits": limits_json,
+        }
         row = Scan(
             checkpoint=checkpoint,
             scanner_id=run.id,
             scanner_version=run.version,
             ruleset_version=run.ruleset_version,
             verdict=run.verdict.value,
-            report={
-                "files": [
-                    {
-                        "path": f.path,
-                        "sha256": f.sha256,
-                        "verdict": f.verdict,
-                        "findings": f.findings,
-                    }
-                    for f in files
-                ],
-                "limits": limits_json,
-            },
+            report=stored,
+            max_severity=report_max_severity(stored),
             started_at=_when(report.started),
             finished_at=_when(report.finished),
         )

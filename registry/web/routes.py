@@ -433,6 +433,8 @@ def models_page(request: Request) -> Response:
         decision=params.get("decision", ""),
         verdict=params.get("verdict", ""),
         format=params.get("format", "")[:20],
+        license=params.get("license", "")[:101],
+        severity=params.get("severity", ""),
         sort=params.get("sort", "newest"),
         page=_int(params.get("page"), 1),
         per_page=_int(params.get("per_page"), browse.PAGE_SIZE, hi=browse.MAX_PAGE_SIZE),
@@ -451,6 +453,8 @@ def models_page(request: Request) -> Response:
         sorts=list(browse.SORTS),
         verdicts=browse.VERDICT_FILTERS,
         decisions=browse.DECISION_FILTERS,
+        severities=tuple(reversed(browse.SEVERITIES)),
+        not_recorded=browse.NOT_RECORDED,
     )
 
 
