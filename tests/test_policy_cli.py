@@ -289,3 +289,43 @@ def test_earlier_decisions_are_not_evidence_for_the_next(run_cli: Any, hub: Fake
 
     payload = json.loads(Bundle.from_bytes(last_vsa).envelope.payload)
     assert len(payload["predicate"]["inputAttestations"]) == evidence
+
+
+def test_a_decision_does_not_load_the_decisions_before_it(
+    run_cli: Any, hub: FakeHub, isolated_env: Path
+) -> None:
+    """Every check stores a signed decision; the next check must not read them all back (the
+    server decides many times a second, so that would make each check slower than the last)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from registry.db.models import Attestation, Decision
+    from registry.embedded import EmbeddedRegistry
+    from registry.settings import Settings
+
+    mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
+    assert run_cli("attest", "org/tiny").code == 0
+    registry = EmbeddedRegistry(Settings.from_env())
+    loaded: list[object] = []
+
+    def count(session: Session, instance: object) -> None:
+        if isinstance(instance, Attestation | Decision):
+            loaded.append(instance)
+
+    event.listen(Session, "loaded_as_persistent", count)
+    try:
+        per_check = []
+        for _ in range(6):
+            loaded.clear()
+            assert registry.policy_check("org/tiny", "prod").allowed
+            per_check.append(len(loaded))
+    finally:
+        event.remove(Session, "loaded_as_persistent", count)
+        registry.close()
+    assert len(set(per_check)) == 1, per_check  # constant, whatever the history
+    evidence = [
+        a
+        for a in run_cli("inspect", "org/tiny", "--json").json()["attestations"]
+        if a["predicate_type"] != "https://slsa.dev/verification_summary/v1"
+    ]
+    assert per_check[0] == len(evidence)  # signature, provenance, scans: never past decisions
