@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from registry.scanners.backdoor import preflight
@@ -16,6 +16,7 @@ from registry.scanners.base import (
     JSONValue,
     ModelFolder,
     ScanLimits,
+    ScanTarget,
     Severity,
     Verdict,
 )
@@ -73,7 +74,7 @@ class BackdoorScanner:
             return {".": pipeline.run(Path(tmp), info, self.settings, started, self._say)}
 
     @staticmethod
-    def _serialization_verdict(files: list, limits: ScanLimits) -> str | None:  # type: ignore[type-arg]
+    def _serialization_verdict(files: Sequence[ScanTarget], limits: ScanLimits) -> str | None:
         """None when every other scanner finds the folder clean, else the worst verdict."""
         from registry.scanners.catalog import all_scanners
         from registry.scanners.runner import scan_targets
