@@ -24,7 +24,7 @@ from registry import signing_key
 from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
-from registry.errors import Denied, InputError, NotFound, StorageError
+from registry.errors import InputError, NotFound, StorageError
 from registry.interface import (
     AuditQuery,  # server
     MirrorRequest,
@@ -373,15 +373,9 @@ class EmbeddedRegistry:
     ) -> PullResult:
         from registry.service import pull as pull_service
 
-        if layout not in pull_service.LAYOUTS:
-            raise InputError(f"unknown layout {layout!r}: expected plain or hf-cache")
+        checked_layout = pull_service.check_layout(layout)
         decision = self.policy_check(ref, environment)
-        if not decision.allowed:
-            raise Denied(
-                f"{decision.name}@{decision.digest} is not admitted to {environment!r}: "
-                + "; ".join(decision.reasons),
-                reasons=decision.reasons,
-            )
+        pull_service.require_admitted(decision)
         # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(
@@ -394,7 +388,7 @@ class EmbeddedRegistry:
             blobs=self.blobs,
             dest=dest,
             force=force,
-            layout="hf-cache" if layout == "hf-cache" else "plain",
+            layout=checked_layout,
             workers=self.settings.hash_workers,
             progress=progress,
         )

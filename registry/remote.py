@@ -535,8 +535,7 @@ class RemoteRegistry:
         layout: str = "plain",
         progress: Progress,
     ) -> PullResult:
-        if layout not in pull_service.LAYOUTS:
-            raise InputError(f"unknown layout {layout!r}: expected plain or hf-cache")
+        checked_layout = pull_service.check_layout(layout)
         if self.registry_key is None:
             raise InputError(
                 f"a remote pull checks the registry's signature itself: set {KEY_ENV} to the "
@@ -547,12 +546,7 @@ class RemoteRegistry:
         except OSError as exc:
             raise InputError(f"{KEY_ENV}: cannot read {self.registry_key}: {exc.strerror}") from exc
         decision = self.policy_check(ref, environment)
-        if not decision.allowed:
-            raise Denied(
-                f"{decision.name}@{decision.digest} is not admitted to {environment!r}: "
-                + "; ".join(decision.reasons),
-                reasons=decision.reasons,
-            )
+        pull_service.require_admitted(decision)
         # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
         base = self._canonical(f"{decision.name}@{decision.digest}")
         checkpoint = checkpoint_from_json(self._json("GET", base))
@@ -575,7 +569,7 @@ class RemoteRegistry:
             blobs=RemoteBlobs(self),
             dest=dest,
             force=force,
-            layout="hf-cache" if layout == "hf-cache" else "plain",
+            layout=checked_layout,
             workers=4,
             progress=progress,
         )

@@ -54,7 +54,7 @@ from attestations.keys import PublicKeyVerifier, load_public_key
 from attestations.model_signature import PREDICATE_TYPE, verify_model_signature
 from registry.blobs.base import BlobStore
 from registry.db.models import AuditEvent, Checkpoint
-from registry.errors import InputError, IntegrityFailure, NotFound, StorageError
+from registry.errors import Denied, InputError, IntegrityFailure, NotFound, StorageError
 from registry.service.progress import Progress
 from registry.views import DecisionView, PullResult
 
@@ -397,6 +397,22 @@ def _stage(
     return staged_model, staged_meta, jobs, finish
 
 
+def check_layout(layout: str) -> Layout:
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    return layout  # narrowed by the membership test
+
+
+def require_admitted(decision: DecisionView) -> None:
+    """`Denied`, naming the failing checks, unless the decision allows the pull."""
+    if not decision.allowed:
+        raise Denied(
+            f"{decision.name}@{decision.digest} is not admitted to {decision.environment!r}: "
+            + "; ".join(decision.reasons),
+            reasons=list(decision.reasons),
+        )
+
+
 def pull_checkpoint(
     signed: SignedCheckpoint,
     decision: DecisionView,
@@ -410,8 +426,7 @@ def pull_checkpoint(
 ) -> PullResult:
     """Stage, verify, then rename into place. See the module docstring for the layouts."""
     started = time.monotonic()
-    if layout not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    check_layout(layout)
     plan = _plan(signed, Path(os.path.abspath(dest)), layout)
     if not force:
         for path in plan.finals:
