@@ -477,8 +477,9 @@ def test_read_side_queries_on_sqlite_and_postgres(
             registry.quarantine(scenario.xss, "test")
             envs = ["dev", "staging", "prod"]
             now = datetime.now(UTC)
+            live = registry.live_statuses()
             with unit_of_work(registry.sessions) as s:
-                over = browse.overview(s, envs, now=now)
+                over = browse.overview(s, envs, now=now, live=live)
                 assert over.checkpoints == 5
                 assert over.quarantined == 1
                 assert over.by_environment["prod"]["allowed"] == 2  # clean v1 and v2
@@ -487,7 +488,13 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert over.findings_by_severity["critical"] >= 1
 
                 def names(**kw: str) -> list[str]:
-                    page = browse.search_checkpoints(s, browse.ModelQuery(**kw), envs, now=now)  # type: ignore[arg-type]
+                    page = browse.search_checkpoints(
+                        s,
+                        browse.ModelQuery(**kw),  # type: ignore[arg-type]
+                        envs,
+                        now=now,
+                        live=live,
+                    )
                     return sorted(r.ref.split("@")[0] for r in page.rows)
 
                 assert names(env="prod", decision="denied") == [
@@ -510,7 +517,7 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 ns, model = name.split("/")
                 new = browse.get_checkpoint(s, ns, model, digest)
                 old = browse.get_checkpoint(s, ns, model, scenario.clean_v1.split("sha256:")[1])
-                d = browse.diff(s, old, new, envs, now)
+                d = browse.diff(s, old, new, envs, now, live=live)
                 assert [f.path for f in d.added] == ["config.json"]
                 assert [f.path for f in d.changed] == ["model.safetensors"]
                 exported = "".join(
