@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -203,39 +202,39 @@ def release(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str
 # -- decisions -------------------------------------------------------------------------------------
 
 
-def newest_decision(session: Session, checkpoint_id: int, environment: str) -> DecisionRow | None:
-    """The newest recorded decision for (checkpoint, environment) (one indexed row)."""
-    return session.scalars(
-        select(DecisionRow)
+Outcome = tuple[bool, str, str, frozenset[tuple[str, str]]]
+
+
+def _outcome(allowed: bool, mode: str, policy_digest: str, checks: Iterable[object]) -> Outcome:
+    return (
+        allowed,
+        mode,
+        policy_digest,
+        frozenset(
+            (str(c.get("id")), str(c.get("status"))) for c in checks if isinstance(c, Mapping)
+        ),
+    )
+
+
+def newest_outcome(session: Session, checkpoint_id: int, environment: str) -> Outcome | None:
+    """What the newest recorded decision for (checkpoint, environment) said: one indexed row,
+    read as columns (no decision object is loaded)."""
+    row = session.execute(
+        select(DecisionRow.allowed, DecisionRow.mode, DecisionRow.policy_digest, DecisionRow.checks)
         .where(DecisionRow.checkpoint_id == checkpoint_id)
         .where(DecisionRow.environment == environment)
         .order_by(DecisionRow.id.desc())
         .limit(1)
     ).first()
+    if row is None:
+        return None
+    return _outcome(row.allowed, row.mode, row.policy_digest, row.checks or ())
 
 
-def _outcome(
-    allowed: bool, mode: str, policy_digest: str, checks: Iterable[Mapping[str, Any]]
-) -> tuple[bool, str, str, frozenset[tuple[str, str]]]:
-    return (
-        allowed,
-        mode,
-        policy_digest,
-        frozenset((str(c.get("id")), str(c.get("status"))) for c in checks),
-    )
-
-
-def outcome_changed(previous: DecisionRow | None, record: DecisionRecord) -> bool:
+def outcome_changed(previous: Outcome | None, record: DecisionRecord) -> bool:
     """Whether `record` says something the newest recorded decision does not: allowed, mode,
     policy digest or the status of any check (messages and times alone are not a change)."""
-    if previous is None:
-        return True
-    return _outcome(
-        previous.allowed,
-        previous.mode,
-        previous.policy_digest,
-        (c for c in previous.checks if isinstance(c, Mapping)),
-    ) != _outcome(record.allowed, record.mode, record.policy_digest, record.checks)
+    return previous != _outcome(record.allowed, record.mode, record.policy_digest, record.checks)
 
 
 def record_decision_if_changed(
@@ -248,7 +247,7 @@ def record_decision_if_changed(
 ) -> DecisionRow | None:
     """Record (row, signed VSA, audit event) only when the outcome changed for (checkpoint,
     environment): a reader repeating a check adds nothing to the database."""
-    if not outcome_changed(newest_decision(session, checkpoint.id, record.environment), record):
+    if not outcome_changed(newest_outcome(session, checkpoint.id, record.environment), record):
         return None
     return record_decision(session, checkpoint, record, signer=signer, actor=actor)
 
