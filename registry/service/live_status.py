@@ -60,10 +60,20 @@ NO_EFFECT_ACTIONS = frozenset(
         "exception.reject",
     }
 )
-#: Actions whose effect is confined to the checkpoint(s) with the manifest digest their
-#: subject (`NS/NAME@sha256:<hex>`) names. Every other action forgets every status.
+#: Actions whose effect is confined to the checkpoints with the manifest digest their subject
+#: (`NS/NAME@sha256:<hex>`) names, under every name. The same action with any other subject
+#: (a bare file digest, an exception id), and every other action, forgets every status.
 SCOPED_ACTIONS = frozenset(
-    {"checkpoint.mirror", "checkpoint.scan", "checkpoint.attest", "attestation.upload"}
+    {
+        "checkpoint.mirror",
+        "checkpoint.scan",
+        "checkpoint.attest",
+        "attestation.upload",
+        "checkpoint.quarantine",
+        "checkpoint.release",
+        "exception.add",
+        "exception.approve",
+    }
 )
 _SUBJECT_DIGEST = re.compile(r"@sha256:([0-9a-f]{64})$")
 #: More new events than this in one read: forget everything rather than read them all.
