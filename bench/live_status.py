@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -104,6 +105,18 @@ def pages(
     return out
 
 
+def decision(registry: EmbeddedRegistry, digest: str, repeat: int) -> dict[str, float]:
+    """The decision itself, on a checkpoint already loaded (what pull, /hf and live statuses
+    call): the facts gathered and attestations verified now, then evaluated."""
+    live = registry.live_statuses()
+    with unit_of_work(registry.sessions) as s:
+        checkpoint = s.scalars(select(Checkpoint).where(Checkpoint.manifest_digest == digest)).one()
+        now = datetime.now(UTC)
+        return summary(
+            timed(repeat, lambda: live.gate.decide(s, checkpoint, "prod", now), lambda: None)
+        )
+
+
 def admission(
     base: str, token: str, registry: EmbeddedRegistry, repeat: int
 ) -> dict[str, dict[str, float]]:
@@ -118,6 +131,11 @@ def admission(
     ref = f"{ns}/{name}@sha256:{digest}"
     registry.policy_check(ref, "prod")  # recorded once if it changed; then never again
     out = {
+        "admission decision (Gatekeeper.decide: facts now, verified, evaluated)": decision(
+            registry, digest, repeat
+        )
+    }
+    out |= {
         "admission check, in-process": summary(
             timed(repeat, lambda: registry.policy_check(ref, "prod"), lambda: None)
         )
