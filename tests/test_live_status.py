@@ -239,3 +239,48 @@ def test_status_board_forgets_only_what_an_event_may_change(
         assert board.computed == settled + 2 * len(ENVS)
     finally:
         registry.close()
+
+
+def test_exception_and_its_expiry_change_the_status(
+    database_url: str,
+    run_cli: Any,
+    hub: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A warm board follows exceptions granted and revoked by another process, and a status
+    resting on a waiver is not used past the waiver's expiry."""
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    from tests.api_server import tiny_files
+
+    files = dict(tiny_files())
+    files["README.md"] = b"---\nlicense: proprietary\n---\n# p\n"
+    hub.add_repo("org/p", files)
+    assert run_cli("mirror", "hf://org/p").code == 0
+    assert run_cli("attest", "org/p").code == 0
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+
+        def prod(now: datetime | None = None) -> tuple[str, tuple[str, ...]]:
+            """org/p's live status in prod (as `models` shows it), at `now`."""
+            live = registry.live_statuses()
+            with unit_of_work(registry.sessions) as s:
+                (found,) = live.statuses(s, live.all_ids(s), ["prod"], now=now).values()
+                return found.status, found.reasons
+
+        (model,) = registry.models()
+        assert model.checkpoints[0].environments["prod"]["status"] == "denied"
+        status, reasons = prod()
+        assert status == "denied"
+        assert any(r.startswith("licenses") for r in reasons)
+        added = run_cli(
+            "exception", "add", "org/p", "--waive", "licenses", "--reason", "vendor deal",
+            "--approver", "legal", "--expires", "2d", "--json",
+        )  # fmt: skip
+        assert added.code == 0, added.stderr
+        assert prod()[0] == "allowed"
+        # Past the waiver's expiry the cached status is not used: decided again, denied.
+        assert prod(datetime.now(UTC) + timedelta(days=3))[0] == "denied"
+        assert run_cli("exception", "revoke", str(added.json()["id"])).code == 0
+        assert prod()[0] == "denied"
+    finally:
+        registry.close()
