@@ -148,7 +148,7 @@ def test_quarantine_denies_every_environment_and_release_restores(ui: UI) -> Non
         section = page.locator(f'section.decision[data-env="{env}"]')
         expect(section.locator("h2 .badge")).to_have_text("denied")
         expect(section.locator("tr.c-fail").first).to_contain_text("the checkpoint is quarantined")
-    # The models list agrees (recorded decisions), for every environment.
+    # The models list agrees (live statuses), for every environment.
     page.goto(ui.base + "/ui/models?env=prod&decision=quarantined")
     expect(page.locator("table.models tbody tr")).to_have_count(1)
     expect(page.locator("table.models tbody tr .badge")).to_have_text(["quarantined"] * 3)
