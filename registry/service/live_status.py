@@ -18,7 +18,8 @@ Deciding costs about a millisecond a checkpoint, so statuses are kept in memory 
   fact (`NO_EFFECT_ACTIONS`), everything for any other action, including actions added later.
   So new kinds of state need no hook here, as long as they write an audit event;
 - **time**: a status is kept until its decision's `expires_at` (a scan going stale, a waiver
-  or a key expiring) and at most `max_age`.
+  or a key expiring) and at most `max_age` (30 minutes: a backstop for a change made outside
+  the log, e.g. by hand in the database).
 
 Several servers share one database: each has its own board and each reads the same log, so a
 change made through one server shows on every server at its next request. On PostgreSQL, ids
@@ -155,7 +156,7 @@ class StatusBoard:
     def __init__(
         self,
         *,
-        max_age: timedelta = timedelta(minutes=10),
+        max_age: timedelta = timedelta(minutes=30),
         gap_ttl: timedelta = timedelta(minutes=10),
         max_entries: int = 500_000,
     ) -> None:
