@@ -61,8 +61,13 @@ def mirror_text(result: MirrorResult) -> str:
 
 
 def models_text(models: Sequence[ModelSummary]) -> str:
+    """One row per checkpoint; one column per bound environment with its live status (the
+    policy in force evaluated now: allowed, warn, denied or quarantined)."""
     if not models:
         return "no models yet: try `modelctl mirror SOURCE`"
+    envs: list[str] = []
+    for c in (c for m in models for c in m.checkpoints):
+        envs += [e for e in c.environments if e not in envs]
     rows = [
         [
             m.name,
@@ -71,11 +76,13 @@ def models_text(models: Sequence[ModelSummary]) -> str:
             str(c.file_count),
             human_size(c.total_size),
             iso(c.created_at),
+            *(str(c.environments.get(e, {}).get("status", "-")) for e in envs),
         ]
         for m in models
         for c in m.checkpoints
     ]
-    return _table(rows, ["NAME", "CHECKPOINT", "SOURCE", "FILES", "SIZE", "MIRRORED"])
+    headers = ["NAME", "CHECKPOINT", "SOURCE", "FILES", "SIZE", "MIRRORED"]
+    return _table(rows, headers + [e.upper() for e in envs])
 
 
 def inspect_text(cp: CheckpointView) -> str:

@@ -37,6 +37,7 @@ from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints, decide
 from registry.service import scan as scan_service
 from registry.service.jobs import JobView  # server
+from registry.service.live_status import LiveStatuses, StatusBoard, context_key
 from registry.service.progress import Progress
 from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
@@ -78,6 +79,8 @@ class EmbeddedRegistry:
         self.blobs = LocalBlobStore(settings.blob_root)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
+        #: Live statuses for lists and counts, shared by `as_actor` copies (see live_status).
+        self.status_board = StatusBoard()
         #: Who the audit log names for what this handle changes (see `as_actor`).
         self.actor = checkpoints.current_actor()
 
@@ -153,8 +156,25 @@ class EmbeddedRegistry:
             return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
     def models(self) -> list[ModelSummary]:
+        """Every model and checkpoint, with its live status in each bound environment."""
+        live = self.live_statuses()
+        envs = decide.environments(live.gate.policies)
         with unit_of_work(self.sessions) as session:
-            return checkpoints.list_models(session)
+            statuses = live.statuses(session, live.all_ids(session), envs)
+            return checkpoints.list_models(
+                session,
+                statuses={key: status.to_json() for key, status in statuses.items()},
+                environments=envs,
+            )
+
+    def live_statuses(self) -> LiveStatuses:
+        """The status board bound to the policy and key in force now (what lists show)."""
+        from registry.service.admitted import Gatekeeper
+
+        text, _ = self.policy_source()
+        key = self.registry_public_key()
+        gate = Gatekeeper(policies=self.policy_set(), blobs=self.blobs, registry_public_key=key)
+        return LiveStatuses(self.status_board, gate, context_key(text, key))
 
     def _optional_signer(self) -> KeySigner | None:
         """The registry key when its passphrase is configured; scans are recorded either way."""
@@ -237,8 +257,12 @@ class EmbeddedRegistry:
         *,
         now: datetime | None = None,
     ) -> DecisionView:
+        """The decision now. Under the registry's own policy it is recorded (row, signed VSA,
+        audit event) when its outcome differs from the newest recorded one; a what-if (another
+        policy document) is answered and never recorded, so it never becomes a status."""
         from registry.service.admitted import Gatekeeper
 
+        what_if = policy_text is not None and policy_text != self.policy_source()[0]
         gate = Gatekeeper(
             policies=self.policy_set(policy_text, policy_file),
             blobs=self.blobs,
@@ -251,28 +275,29 @@ class EmbeddedRegistry:
             digest = f"sha256:{checkpoint.manifest_digest}"
             decision = gate.decide(session, checkpoint, environment, now)
             check_rows = decide.check_rows(decision)
-            admission.record_decision(
-                session,
-                checkpoint,
-                DecisionRecord(
-                    name=name,
-                    manifest_digest=Digest.parse(digest),
-                    environment=environment,
-                    allowed=decision.allowed,
-                    mode=str(decision.mode.value),
-                    policy_name=decision.policy_name,
-                    policy_digest=decision.policy_digest,
-                    checks=check_rows,
-                    evaluated_at=decision.evaluated_at,
-                    expires_at=decision.expires_at,
-                    input_attestations=[
-                        a.bundle_sha256 for a in admission.evidence_attestations(checkpoint)
-                    ],
-                    tool_version=tool_version(),
-                ),
-                signer=self._optional_signer(),
-                actor=self.actor,
-            )
+            if not what_if:
+                admission.record_decision_if_changed(
+                    session,
+                    checkpoint,
+                    DecisionRecord(
+                        name=name,
+                        manifest_digest=Digest.parse(digest),
+                        environment=environment,
+                        allowed=decision.allowed,
+                        mode=str(decision.mode.value),
+                        policy_name=decision.policy_name,
+                        policy_digest=decision.policy_digest,
+                        checks=check_rows,
+                        evaluated_at=decision.evaluated_at,
+                        expires_at=decision.expires_at,
+                        input_attestations=[
+                            a.bundle_sha256 for a in admission.evidence_attestations(checkpoint)
+                        ],
+                        tool_version=tool_version(),
+                    ),
+                    signer=self._optional_signer(),
+                    actor=self.actor,
+                )
         return DecisionView(
             name=name,
             digest=digest,
@@ -285,6 +310,7 @@ class EmbeddedRegistry:
             evaluated_at=decision.evaluated_at,
             expires_at=decision.expires_at,
             reasons=decision.reasons,
+            what_if=what_if,
         )
 
     def exception_add(

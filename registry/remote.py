@@ -154,6 +154,7 @@ def decision_from_json(d: dict[str, Any]) -> DecisionView:
         evaluated_at=_ts(d["evaluated_at"]),
         expires_at=_ts_or_none(d.get("expires_at")),
         reasons=tuple(d["reasons"]),
+        what_if=bool(d.get("what_if", False)),
     )
 
 
@@ -220,6 +221,7 @@ def _model(d: dict[str, Any]) -> ModelSummary:
                 created_at=_ts(c["created_at"]),
                 file_count=c["file_count"],
                 total_size=c["total_size"],
+                environments=c.get("environments") or {},
             )
             for c in d["checkpoints"]
         ),

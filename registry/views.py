@@ -6,6 +6,7 @@ may be added, never renamed or removed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -195,6 +196,9 @@ class CheckpointSummary:
     created_at: datetime
     file_count: int
     total_size: int
+    #: environment -> the live status (the bound policy evaluated now, not a recorded
+    #: decision): {"status", "allowed", "mode", "policy", "reasons", "expires_at"}.
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,8 +207,7 @@ class CheckpointSummary:
             "created_at": iso(self.created_at),
             "file_count": self.file_count,
             "total_size": self.total_size,
-            # Admission status per environment arrives with the policy engine.
-            "environments": {},
+            "environments": {env: dict(s) for env, s in self.environments.items()},
         }
 
 
@@ -232,12 +235,15 @@ class DecisionView:
     evaluated_at: datetime
     expires_at: datetime | None
     reasons: tuple[str, ...]
+    #: Decided with a policy document other than the registry's: not recorded, not a status.
+    what_if: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "digest": self.digest,
             "environment": self.environment,
+            "what_if": self.what_if,
             "allowed": self.allowed,
             "mode": self.mode,
             "policy": {"name": self.policy_name, "digest": self.policy_digest},

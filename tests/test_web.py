@@ -477,8 +477,9 @@ def test_read_side_queries_on_sqlite_and_postgres(
             registry.quarantine(scenario.xss, "test")
             envs = ["dev", "staging", "prod"]
             now = datetime.now(UTC)
+            live = registry.live_statuses()
             with unit_of_work(registry.sessions) as s:
-                over = browse.overview(s, envs, now=now)
+                over = browse.overview(s, envs, now=now, live=live)
                 assert over.checkpoints == 5
                 assert over.quarantined == 1
                 assert over.by_environment["prod"]["allowed"] == 2  # clean v1 and v2
@@ -487,7 +488,13 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert over.findings_by_severity["critical"] >= 1
 
                 def names(**kw: str) -> list[str]:
-                    page = browse.search_checkpoints(s, browse.ModelQuery(**kw), envs, now=now)  # type: ignore[arg-type]
+                    page = browse.search_checkpoints(
+                        s,
+                        browse.ModelQuery(**kw),  # type: ignore[arg-type]
+                        envs,
+                        now=now,
+                        live=live,
+                    )
                     return sorted(r.ref.split("@")[0] for r in page.rows)
 
                 assert names(env="prod", decision="denied") == [
@@ -510,7 +517,7 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 ns, model = name.split("/")
                 new = browse.get_checkpoint(s, ns, model, digest)
                 old = browse.get_checkpoint(s, ns, model, scenario.clean_v1.split("sha256:")[1])
-                d = browse.diff(s, old, new, envs, now)
+                d = browse.diff(s, old, new, envs, now, live=live)
                 assert [f.path for f in d.added] == ["config.json"]
                 assert [f.path for f in d.changed] == ["model.safetensors"]
                 exported = "".join(
@@ -583,3 +590,75 @@ def test_the_servers_policy_file_is_the_one_shown_and_applied(
             served.close()
         finally:
             registry.close()
+
+
+def _prod_badge(html: str, model: str) -> str:
+    row = next(r for r in html.split("<tr>") if f'href="/ui/m/{model}/' in r)
+    match = re.search(r'<td data-env="prod"><span class="badge b-(\w+)"', row)
+    assert match is not None, row
+    return match.group(1)
+
+
+def test_models_page_badges_are_the_policy_in_force_now(site: Site, tmp_path: Path) -> None:
+    """Not the newest recorded decision: a what-if is no status, a checkpoint never checked
+    has one, and a quarantine made without re-deciding shows at once (and so does the
+    release)."""
+    from policies import default_policies_text
+
+    client = site.signed_in("reader")
+    assert _prod_badge(client.get("/ui/models").text, "acme/clean-llm") == "allowed"
+    strict = default_policies_text().replace("apache-2.0, mit,", "mit,", 1)
+    what_if = site.registry.policy_check(site.scenario.clean, "prod", strict, "strict.yaml")
+    assert not what_if.allowed
+    assert what_if.what_if
+    page = client.get("/ui/models").text
+    assert _prod_badge(page, "acme/clean-llm") == "allowed"
+    assert "undecided" not in page
+    # Mirrored, never checked: a live status all the same (attested? no: denied in prod).
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(safetensors_bytes(7))
+    site.registry.mirror(
+        MirrorRequest(source=str(folder), name="acme/fresh-llm"), progress=NoProgress()
+    )
+    fresh = site.registry.models()
+    shown = next(m for m in fresh if m.name == "acme/fresh-llm").checkpoints[0].environments
+    page = client.get("/ui/models").text
+    assert _prod_badge(page, "acme/fresh-llm") == shown["prod"]["status"] == "denied"
+    assert "undecided" not in page
+    # Quarantine and release through the registry (no decision recorded in between).
+    site.registry.quarantine(site.scenario.clean, "test")
+    assert _prod_badge(client.get("/ui/models").text, "acme/clean-llm") == "quarantined"
+    overview = client.get("/").text
+    assert "No checkpoint is denied now." not in overview  # pickled, proprietary, fresh
+    site.registry.release(site.scenario.clean, "test")
+    assert _prod_badge(client.get("/ui/models").text, "acme/clean-llm") == "allowed"
+    allowed = client.get("/ui/models", params={"env": "prod", "decision": "allowed"})
+    assert _model_names(allowed.text) == {"acme/clean-llm"}
+    assert (
+        client.get("/ui/models", params={"decision": "undecided", "env": "prod"}).status_code == 400
+    )
+
+
+def test_dry_run_evaluates_both_policies_now(site: Site) -> None:
+    """The policy in force and the candidate, both evaluated now: the same document changes
+    nothing, even where the newest recorded decision is out of date."""
+    site.registry.quarantine(site.scenario.clean, "recorded decisions say allowed")
+    client = site.signed_in("reader")
+    page = client.get("/ui/policies")
+    candidate = page.text.split('aria-label="candidate policy YAML">')[1].split("</textarea>")[0]
+    import html
+
+    same = client.post(
+        "/ui/policies/dry-run",
+        data={"csrf": csrf_of(page.text), "policy": html.unescape(candidate)},
+    )
+    assert same.status_code == 200
+    assert "0 decisions would change" in same.text
+    site.registry.release(site.scenario.clean, "done")
+    stricter = html.unescape(candidate).replace("apache-2.0, mit,", "mit,", 1)
+    flips = client.post(
+        "/ui/policies/dry-run", data={"csrf": csrf_of(page.text), "policy": stricter}
+    ).text.split('class="grid dry"')[1]
+    assert "acme/clean-llm@" in flips
+    assert "acme/pickled-llm@" not in flips  # denied now and with the candidate

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def test_quarantine_denies_every_environment_and_release_restores(ui: UI) -> Non
         section = page.locator(f'section.decision[data-env="{env}"]')
         expect(section.locator("h2 .badge")).to_have_text("denied")
         expect(section.locator("tr.c-fail").first).to_contain_text("the checkpoint is quarantined")
-    # The models list agrees (recorded decisions), for every environment.
+    # The models list agrees (live statuses), for every environment.
     page.goto(ui.base + "/ui/models?env=prod&decision=quarantined")
     expect(page.locator("table.models tbody tr")).to_have_count(1)
     expect(page.locator("table.models tbody tr .badge")).to_have_text(["quarantined"] * 3)
@@ -241,3 +242,19 @@ def test_xss_payload_in_a_file_name_renders_inert(ui: UI) -> None:
     page.goto(ui.base + "/ui/models?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     expect(page.get_by_label("search")).to_have_value("<script>alert(1)</script>")
     assert dialogs == []
+
+
+def test_models_badges_are_live_and_explain_a_denial(ui: UI) -> None:
+    """A what-if check under another policy is no status; a denied badge says why."""
+    from policies import default_policies_text
+
+    strict = default_policies_text().replace("apache-2.0, mit,", "mit,", 1)
+    assert not ui.registry.policy_check(ui.scenario.clean, "prod", strict, "strict.yaml").allowed
+    page = ui.sign_in("reader")
+    page.goto(ui.base + "/ui/models?sort=name")
+    clean = page.locator("table.models tbody tr").filter(has_text="acme/clean-llm").first
+    expect(clean.locator('td[data-env="prod"] .badge')).to_have_text("allowed")
+    pickled = page.locator("table.models tbody tr").filter(has_text="acme/pickled-llm")
+    badge = pickled.locator('td[data-env="prod"] .badge')
+    expect(badge).to_have_text("denied")
+    expect(badge).to_have_attribute("title", re.compile(r"scans\.pickle: "))

@@ -482,10 +482,13 @@ def admission_check(
     principal: Annotated[Principal, Depends(require("admission.check"))],
     body: AdmissionBody,
 ) -> dict[str, Any]:
-    """Decide (and record) whether the checkpoint may be used in the environment.
+    """Decide whether the checkpoint may be used in the environment, now.
 
-    The answer is 200 whether it is allowed or denied: read `allowed`. A policy sent with the
-    request needs the security role (its decision is recorded and signed like any other).
+    The answer is 200 whether it is allowed or denied: read `allowed`. Under the server's
+    policy the decision is recorded (row, signed VSA, audit event) only when its outcome
+    differs from the newest recorded one, so repeating a check writes nothing. A policy sent
+    with the request needs the security role; its answer is a what-if (`what_if: true`):
+    never recorded, never shown as the checkpoint's status.
     """
     text = body.policy
     source = body.policy_file

@@ -7,9 +7,14 @@ file formats are what the scanners recognised by content.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attestations.bundle import Bundle
@@ -78,6 +83,40 @@ def evidence_attestations(checkpoint: Checkpoint) -> list[Attestation]:
     return list(checkpoint.evidence_attestations)
 
 
+#: Verification results by (sha256 of the bundle's bytes, sha256 of the key): a signature
+#: check is a pure function of the two, and live statuses re-decide many checkpoints at once.
+_VERIFIED: OrderedDict[tuple[str, str], tuple[tuple[str, str], ...] | None] = OrderedDict()
+_VERIFIED_MAX = 50_000
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _verified_subjects(
+    bundle: bytes, key_id: str, verifier: PublicKeyVerifier
+) -> tuple[tuple[str, str], ...] | None:
+    """(predicate type, subject sha256) of each subject, or None when it does not verify."""
+    cache_key = (hashlib.sha256(bundle).hexdigest(), key_id)
+    with _VERIFIED_LOCK:
+        if cache_key in _VERIFIED:
+            _VERIFIED.move_to_end(cache_key)
+            return _VERIFIED[cache_key]
+    try:
+        envelope = verifier.verify(Bundle.from_bytes(bundle))
+        statement = Statement.from_payload(envelope.payload)
+    except AttestationError:
+        result = None  # does not verify: it does not count (and is never trusted from columns)
+    else:
+        result = tuple(
+            (statement.predicate_type, digest)
+            for subject in statement.subjects
+            if (digest := subject.digest.get("sha256"))
+        )
+    with _VERIFIED_LOCK:
+        _VERIFIED[cache_key] = result
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return result
+
+
 def verified_attestations(
     checkpoint: Checkpoint, registry_public_key: bytes | None, now: datetime
 ) -> list[AttestationFact]:
@@ -85,24 +124,18 @@ def verified_attestations(
     if registry_public_key is None:
         return []
     verifier = PublicKeyVerifier([load_public_key(registry_public_key)])
+    key_id = hashlib.sha256(registry_public_key).hexdigest()
     facts: list[AttestationFact] = []
     for row in evidence_attestations(checkpoint):
-        try:
-            envelope = verifier.verify(Bundle.from_bytes(row.bundle))
-            statement = Statement.from_payload(envelope.payload)
-        except AttestationError:
-            continue  # does not verify: it does not count (and is never trusted from columns)
-        for subject in statement.subjects:
-            digest = subject.digest.get("sha256")
-            if digest:
-                facts.append(
-                    AttestationFact(
-                        predicate_type=statement.predicate_type,
-                        signer=REGISTRY_SIGNER,
-                        subject_digest=f"sha256:{digest}",
-                        verified_at=now,
-                    )
+        for predicate_type, digest in _verified_subjects(row.bundle, key_id, verifier) or ():
+            facts.append(
+                AttestationFact(
+                    predicate_type=predicate_type,
+                    signer=REGISTRY_SIGNER,
+                    subject_digest=f"sha256:{digest}",
+                    verified_at=now,
                 )
+            )
     return facts
 
 
@@ -198,6 +231,56 @@ def release(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str
 
 
 # -- decisions -------------------------------------------------------------------------------------
+
+
+Outcome = tuple[bool, str, str, frozenset[tuple[str, str]]]
+
+
+def _outcome(allowed: bool, mode: str, policy_digest: str, checks: Iterable[object]) -> Outcome:
+    return (
+        allowed,
+        mode,
+        policy_digest,
+        frozenset(
+            (str(c.get("id")), str(c.get("status"))) for c in checks if isinstance(c, Mapping)
+        ),
+    )
+
+
+def newest_outcome(session: Session, checkpoint_id: int, environment: str) -> Outcome | None:
+    """What the newest recorded decision for (checkpoint, environment) said: one indexed row,
+    read as columns (no decision object is loaded)."""
+    row = session.execute(
+        select(DecisionRow.allowed, DecisionRow.mode, DecisionRow.policy_digest, DecisionRow.checks)
+        .where(DecisionRow.checkpoint_id == checkpoint_id)
+        .where(DecisionRow.environment == environment)
+        .order_by(DecisionRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return _outcome(row.allowed, row.mode, row.policy_digest, row.checks or ())
+
+
+def outcome_changed(previous: Outcome | None, record: DecisionRecord) -> bool:
+    """Whether `record` says something the newest recorded decision does not: allowed, mode,
+    policy digest or the status of any check (messages and times alone are not a change)."""
+    return previous != _outcome(record.allowed, record.mode, record.policy_digest, record.checks)
+
+
+def record_decision_if_changed(
+    session: Session,
+    checkpoint: Checkpoint,
+    record: DecisionRecord,
+    *,
+    signer: KeySigner | None,
+    actor: str,
+) -> DecisionRow | None:
+    """Record (row, signed VSA, audit event) only when the outcome changed for (checkpoint,
+    environment): a reader repeating a check adds nothing to the database."""
+    if not outcome_changed(newest_outcome(session, checkpoint.id, record.environment), record):
+        return None
+    return record_decision(session, checkpoint, record, signer=signer, actor=actor)
 
 
 def record_decision(

@@ -1,9 +1,10 @@
 """Read-side queries for the web UI: overview, model search, findings, diff, audit log.
 
 Everything here reads; nothing writes or commits. Queries are shaped for a registry with
-thousands of checkpoints: the newest decision per (checkpoint, environment) and the newest
-scan per (checkpoint, scanner) come from grouped subqueries, pages are fetched with
-LIMIT/OFFSET and the details (badges, verdicts) only for the rows on the page.
+thousands of checkpoints: the newest scan per (checkpoint, scanner) comes from grouped
+subqueries, pages are fetched with LIMIT/OFFSET and the details (badges, verdicts) only for the
+rows on the page. Every status, badge and count is the live status (`live_status`): the
+policy in force evaluated now, never the newest recorded decision.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from registry.db.models import (
     ApiToken,
     AuditEvent,
     Checkpoint,
     CheckpointFile,
-    Decision,
     Model,
     Quarantine,
     Scan,
@@ -32,6 +32,7 @@ from registry.db.models import (
 )
 from registry.errors import InputError, NotFound
 from registry.service.checkpoints import UNKNOWN_LICENSE
+from registry.service.live_status import STATUSES, LiveStatus, LiveStatuses, Status
 from registry.service.tokens import Principal, Role
 
 #: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
@@ -47,8 +48,6 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
-Status = Literal["allowed", "warn", "denied", "quarantined", "undecided", "expired"]
-
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
@@ -60,28 +59,9 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def latest_decision_ids() -> Select[int]:
-    """The newest decision row per (checkpoint, environment)."""
-    return select(func.max(Decision.id)).group_by(Decision.checkpoint_id, Decision.environment)
-
-
 def latest_scan_ids() -> Select[int]:
     """The newest scan row per (checkpoint, scanner)."""
     return select(func.max(Scan.id)).group_by(Scan.checkpoint_id, Scan.scanner_id)
-
-
-def decision_status(row: Decision | None, quarantined: bool, now: datetime) -> Status:
-    if quarantined:
-        return "quarantined"
-    if row is None:
-        return "undecided"
-    if row.expires_at is not None and _aware(row.expires_at) < now:
-        return "expired"
-    if not row.allowed:
-        return "denied"
-    if any(isinstance(c, dict) and c.get("status") in ("warn", "fail") for c in row.checks):
-        return "warn"
-    return "allowed"
 
 
 # -- overview -------------------------------------------------------------------------------------
@@ -89,6 +69,8 @@ def decision_status(row: Decision | None, quarantined: bool, now: datetime) -> S
 
 @dataclass(frozen=True, slots=True)
 class Denial:
+    """A checkpoint denied now in one environment (newest checkpoints first)."""
+
     ref: str
     namespace: str
     name: str
@@ -96,7 +78,7 @@ class Denial:
     environment: str
     policy: str
     failed: tuple[str, ...]
-    at: datetime
+    at: datetime  # when the checkpoint was mirrored
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +94,8 @@ class Overview:
     models: int
     checkpoints: int
     files: int
-    quarantined: int
-    by_environment: dict[str, dict[str, int]]  # env -> status -> count
+    quarantined: int  # checkpoints whose live status is quarantined
+    by_environment: dict[str, dict[str, int]]  # env -> live status -> count
     findings_by_severity: dict[str, int]
     recent_denials: tuple[Denial, ...]
     expiring: tuple[ExpiringException, ...]
@@ -126,59 +108,19 @@ def overview(
     environments: Sequence[str],
     *,
     now: datetime,
+    live: LiveStatuses,
     stale_after: timedelta = timedelta(days=30),
     expiring_within: timedelta = timedelta(days=14),
 ) -> Overview:
     models = session.scalar(select(func.count(Model.id))) or 0
-    total = session.scalar(select(func.count(Checkpoint.id))) or 0
     files = session.scalar(select(func.count(CheckpointFile.id))) or 0
-    quarantined_ids = set(
-        session.scalars(select(Quarantine.checkpoint_id).where(Quarantine.released_at.is_(None)))
-    )
-    by_env: dict[str, dict[str, int]] = {
-        env: dict.fromkeys(("allowed", "warn", "denied", "quarantined", "expired", "undecided"), 0)
-        for env in environments
-    }
-    decided = dict.fromkeys(environments, 0)
-    # Allowed in a non-enforcing mode: "warn" when a check failed or warned. Only those rows'
-    # checks are read (parsing every decision's checks would dominate the page).
-    maybe_warn: list[int] = []
-    for did, env, cid, allowed, mode, expires_at in session.execute(
-        select(
-            Decision.id,
-            Decision.environment,
-            Decision.checkpoint_id,
-            Decision.allowed,
-            Decision.mode,
-            Decision.expires_at,
-        )
-        .where(Decision.id.in_(latest_decision_ids()))
-        .where(Decision.environment.in_(list(environments)))
-    ):
-        if cid in quarantined_ids:
-            continue
-        decided[env] += 1
-        if expires_at is not None and _aware(expires_at) < now:
-            by_env[env]["expired"] += 1
-        elif not allowed:
-            by_env[env]["denied"] += 1
-        elif mode != "enforce":
-            maybe_warn.append(did)
-        else:
-            by_env[env]["allowed"] += 1
-    for start in range(0, len(maybe_warn), 500):
-        for env, checks in session.execute(
-            select(Decision.environment, Decision.checks).where(
-                Decision.id.in_(maybe_warn[start : start + 500])
-            )
-        ):
-            warned = any(
-                isinstance(c, dict) and c.get("status") in ("warn", "fail") for c in checks
-            )
-            by_env[env]["warn" if warned else "allowed"] += 1
-    for env in environments:
-        by_env[env]["quarantined"] = len(quarantined_ids)
-        by_env[env]["undecided"] = max(0, total - len(quarantined_ids) - decided[env])
+    ids = live.all_ids(session)
+    statuses = live.statuses(session, ids, environments, now=now)
+    by_env: dict[str, dict[str, int]] = {env: dict.fromkeys(STATUSES, 0) for env in environments}
+    for (_, env), status in statuses.items():
+        by_env[env][status.status] += 1
+    quarantined = {cid for (cid, _), st in statuses.items() if st.status == "quarantined"}
+    denials = _denials(session, statuses)
 
     severities = dict.fromkeys(reversed(SEVERITIES), 0)
     for report in session.scalars(
@@ -188,32 +130,6 @@ def overview(
             sev = finding.get("severity")
             if sev in severities:
                 severities[sev] += 1
-
-    denial_rows = session.execute(
-        select(Decision, Model.namespace, Model.name, Checkpoint.manifest_digest)
-        .join(Checkpoint, Checkpoint.id == Decision.checkpoint_id)
-        .join(Model, Model.id == Checkpoint.model_id)
-        .where(Decision.allowed.is_(False))
-        .order_by(Decision.id.desc())
-        .limit(10)
-    ).all()
-    denials = tuple(
-        Denial(
-            ref=f"{ns}/{name}@sha256:{digest}",
-            namespace=ns,
-            name=name,
-            digest=digest,
-            environment=d.environment,
-            policy=d.policy_name,
-            failed=tuple(
-                str(c.get("id"))
-                for c in d.checks
-                if isinstance(c, dict) and c.get("status") == "fail"
-            ),
-            at=_aware(d.evaluated_at),
-        )
-        for d, ns, name, digest in denial_rows
-    )
 
     exp_rows = session.execute(
         select(WaiverRow, Model.namespace, Model.name, Checkpoint.manifest_digest)
@@ -249,17 +165,59 @@ def overview(
         or 0
     )
     scanned = session.scalar(select(func.count(func.distinct(Scan.checkpoint_id)))) or 0
+    total = len(ids)
     return Overview(
         models=models,
         checkpoints=total,
         files=files,
-        quarantined=len(quarantined_ids),
+        quarantined=len(quarantined),
         by_environment=by_env,
         findings_by_severity=severities,
         recent_denials=denials,
         expiring=expiring,
         stale_scans=stale,
         unscanned=max(0, total - scanned),
+    )
+
+
+def _denials(
+    session: Session, statuses: dict[tuple[int, str], LiveStatus], limit: int = 10
+) -> tuple[Denial, ...]:
+    """The newest checkpoints denied now (quarantined ones are counted apart)."""
+    denied = sorted(
+        ((cid, env, st) for (cid, env), st in statuses.items() if st.status == "denied"),
+        key=lambda item: (-item[0], item[1]),
+    )[:limit]
+    if not denied:
+        return ()
+    names = {
+        cid: (ns, name, digest, created)
+        for cid, ns, name, digest, created in session.execute(
+            select(
+                Checkpoint.id,
+                Model.namespace,
+                Model.name,
+                Checkpoint.manifest_digest,
+                Checkpoint.created_at,
+            )
+            .join(Model, Model.id == Checkpoint.model_id)
+            .where(Checkpoint.id.in_({cid for cid, _, _ in denied}))
+        )
+    }
+    return tuple(
+        Denial(
+            ref=f"{ns}/{name}@sha256:{digest}",
+            namespace=ns,
+            name=name,
+            digest=digest,
+            environment=env,
+            policy=st.policy,
+            failed=st.failed,
+            at=_aware(created),
+        )
+        for cid, env, st in denied
+        if cid in names
+        for ns, name, digest, created in [names[cid]]
     )
 
 
@@ -284,7 +242,8 @@ SORTS = {
     "files": (Checkpoint.file_count.desc(), Checkpoint.id),
 }
 SOURCE_KINDS = {"hf": "hf://%", "ms": "ms://%", "local": "file:%"}
-DECISION_FILTERS = ("allowed", "denied", "quarantined", "undecided")
+#: Live statuses to filter on (as the badges show them: "warn" is allowed with warnings).
+DECISION_FILTERS = STATUSES
 VERDICT_FILTERS = ("clean", "suspicious", "malicious", "malformed", "error", "unsupported")
 #: The license filter's value for checkpoints recorded before migration 0009 whose card has
 #: not been read yet (they get their license when next decided).
@@ -297,7 +256,7 @@ class ModelQuery:
     source: str = ""  # hf | ms | local
     org: str = ""
     env: str = ""
-    decision: str = ""  # with env: allowed | denied | quarantined | undecided
+    decision: str = ""  # with env: a live status (DECISION_FILTERS)
     verdict: str = ""  # worst newest-scan verdict
     format: str = ""  # a file extension present in the checkpoint, e.g. safetensors
     license: str = ""  # the model card's license, "unknown" (none), or NOT_RECORDED
@@ -338,9 +297,10 @@ class CheckpointRow:
     created_at: datetime
     file_count: int
     total_size: int
-    statuses: dict[str, Status]
+    statuses: dict[str, Status]  # live: the policy in force evaluated now
     verdict: str | None  # worst newest-scan verdict; None: never scanned
     license: str | None  # the model card's; "unknown": none; None: not recorded yet
+    reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)  # env -> failed checks
 
     @property
     def ref(self) -> str:
@@ -369,7 +329,12 @@ def _verdict_rank_expr() -> Any:
 
 
 def search_checkpoints(
-    session: Session, query: ModelQuery, environments: Sequence[str], *, now: datetime
+    session: Session,
+    query: ModelQuery,
+    environments: Sequence[str],
+    *,
+    now: datetime,
+    live: LiveStatuses,
 ) -> Page:
     query.check(environments)
     stmt = select(Checkpoint.id).join(Model, Model.id == Checkpoint.model_id)
@@ -394,33 +359,6 @@ def search_checkpoints(
             .where(CheckpointFile.path.like(f"%.{query.format}"))
             .exists()
         )
-    active_q = (
-        select(Quarantine.id)
-        .where(Quarantine.checkpoint_id == Checkpoint.id)
-        .where(Quarantine.released_at.is_(None))
-        .exists()
-    )
-    if query.decision:
-        if query.decision == "quarantined":
-            stmt = stmt.where(active_q)
-        else:
-            stmt = stmt.where(~active_q)
-            # The newest decision per checkpoint in this environment, as one derived table
-            # joined once (a correlated subquery per row is 50x slower on SQLite).
-            newest = (
-                select(Decision.checkpoint_id.label("cid"), func.max(Decision.id).label("did"))
-                .where(Decision.environment == query.env)
-                .group_by(Decision.checkpoint_id)
-                .subquery()
-            )
-            stmt = stmt.outerjoin(newest, newest.c.cid == Checkpoint.id)
-            if query.decision == "undecided":
-                stmt = stmt.where(newest.c.did.is_(None))
-            else:
-                chosen = aliased(Decision)
-                stmt = stmt.join(chosen, chosen.id == newest.c.did).where(
-                    chosen.allowed.is_(query.decision == "allowed")
-                )
     if query.verdict:
         newest_scans = select(func.max(Scan.id).label("sid")).group_by(
             Scan.checkpoint_id, Scan.scanner_id
@@ -446,15 +384,18 @@ def search_checkpoints(
                 .exists()
             )
     stmt = _license_and_severity(stmt, query)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    ids = list(
-        session.scalars(
-            stmt.order_by(*SORTS[query.sort])
-            .limit(query.per_page)
-            .offset((query.page - 1) * query.per_page)
+    first = (query.page - 1) * query.per_page
+    if query.decision:
+        # The live status filters: the SQL filters first, then the status of each match.
+        matched = _with_live_status(session, stmt.order_by(*SORTS[query.sort]), query, live, now)
+        total = len(matched)
+        ids = matched[first : first + query.per_page]
+    else:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        ids = list(
+            session.scalars(stmt.order_by(*SORTS[query.sort]).limit(query.per_page).offset(first))
         )
-    )
-    rows = checkpoint_rows(session, ids, environments, now=now)
+    rows = checkpoint_rows(session, ids, environments, now=now, live=live)
     orgs = tuple(session.scalars(select(Model.namespace).distinct().order_by(Model.namespace)))
     recorded = set(session.scalars(select(Checkpoint.license).distinct()))
     licenses = (
@@ -469,6 +410,14 @@ def search_checkpoints(
         orgs=orgs,
         licenses=licenses,
     )
+
+
+def _with_live_status(
+    session: Session, ordered: Select[int], query: ModelQuery, live: LiveStatuses, now: datetime
+) -> list[int]:
+    ids = list(session.scalars(ordered))
+    statuses = live.statuses(session, ids, [query.env], now=now)
+    return [cid for cid in ids if statuses[(cid, query.env)].status == query.decision]
 
 
 def _license_and_severity(stmt: Select[int], query: ModelQuery) -> Select[int]:
@@ -490,9 +439,14 @@ def _license_and_severity(stmt: Select[int], query: ModelQuery) -> Select[int]:
 
 
 def checkpoint_rows(
-    session: Session, ids: Sequence[int], environments: Sequence[str], *, now: datetime
+    session: Session,
+    ids: Sequence[int],
+    environments: Sequence[str],
+    *,
+    now: datetime,
+    live: LiveStatuses,
 ) -> tuple[CheckpointRow, ...]:
-    """Rows with their badges, in the order of `ids`: four queries whatever the page size."""
+    """Rows with their live badges, in the order of `ids`."""
     if not ids:
         return ()
     base = {
@@ -503,21 +457,7 @@ def checkpoint_rows(
             .where(Checkpoint.id.in_(ids))
         )
     }
-    decisions: dict[tuple[int, str], Decision] = {
-        (d.checkpoint_id, d.environment): d
-        for d in session.scalars(
-            select(Decision)
-            .where(Decision.checkpoint_id.in_(ids))
-            .where(Decision.id.in_(latest_decision_ids().where(Decision.checkpoint_id.in_(ids))))
-        )
-    }
-    quarantined = set(
-        session.scalars(
-            select(Quarantine.checkpoint_id)
-            .where(Quarantine.checkpoint_id.in_(ids))
-            .where(Quarantine.released_at.is_(None))
-        )
-    )
+    statuses = live.statuses(session, ids, environments, now=now)
     worst: dict[int, str] = {}
     for cid, verdict in session.execute(
         select(Scan.checkpoint_id, Scan.verdict).where(
@@ -540,10 +480,8 @@ def checkpoint_rows(
                 created_at=_aware(c.created_at),
                 file_count=c.file_count,
                 total_size=c.total_size,
-                statuses={
-                    env: decision_status(decisions.get((cid, env)), cid in quarantined, now)
-                    for env in environments
-                },
+                statuses={env: statuses[(cid, env)].status for env in environments},
+                reasons={env: statuses[(cid, env)].reasons for env in environments},
                 verdict=worst.get(cid),
                 license=c.license,
             )
@@ -588,19 +526,6 @@ def all_checkpoints(session: Session, *, limit: int) -> list[Checkpoint]:
             )
         )
     )
-
-
-def latest_decisions(session: Session, checkpoint_id: int) -> dict[str, Decision]:
-    return {
-        d.environment: d
-        for d in session.scalars(
-            select(Decision).where(
-                Decision.id.in_(
-                    latest_decision_ids().where(Decision.checkpoint_id == checkpoint_id)
-                )
-            )
-        )
-    }
 
 
 def other_checkpoints(session: Session, model_id: int) -> list[tuple[int, str, datetime]]:
@@ -748,7 +673,13 @@ class Diff:
 
 
 def diff(
-    session: Session, old: Checkpoint, new: Checkpoint, environments: Sequence[str], now: datetime
+    session: Session,
+    old: Checkpoint,
+    new: Checkpoint,
+    environments: Sequence[str],
+    now: datetime,
+    *,
+    live: LiveStatuses,
 ) -> Diff:
     if old.model_id != new.model_id:
         raise InputError("a diff compares two checkpoints of one model")
@@ -763,15 +694,9 @@ def diff(
 
     fa = {key(f): f for f in checkpoint_findings(old)}
     fb = {key(f): f for f in checkpoint_findings(new)}
-    qa = any(q.released_at is None for q in old.quarantines)
-    qb = any(q.released_at is None for q in new.quarantines)
-    da, db = latest_decisions(session, old.id), latest_decisions(session, new.id)
+    statuses = live.statuses(session, [old.id, new.id], environments, now=now)
     decisions = tuple(
-        (
-            env,
-            decision_status(da.get(env), qa, now),
-            decision_status(db.get(env), qb, now),
-        )
+        (env, statuses[(old.id, env)].status, statuses[(new.id, env)].status)
         for env in environments
     )
     return Diff(

@@ -13,8 +13,9 @@ import fnmatch
 import getpass
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -254,12 +255,20 @@ def _record_blobs(session: Session, fetched: Sequence[FetchedFile]) -> None:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def list_models(session: Session) -> list[ModelSummary]:
+def list_models(
+    session: Session,
+    *,
+    statuses: Mapping[tuple[int, str], Mapping[str, Any]] | None = None,
+    environments: Sequence[str] = (),
+) -> list[ModelSummary]:
+    """Every model and its checkpoints; `statuses` (checkpoint id, environment) -> the live
+    status as JSON (`live_status.LiveStatus.to_json`), shown per environment."""
     models = session.scalars(
         select(Model)
         .options(selectinload(Model.checkpoints).selectinload(Checkpoint.revisions))
         .order_by(Model.namespace, Model.name)
     ).all()
+    found = statuses or {}
     return [
         ModelSummary(
             name=m.full_name,
@@ -270,6 +279,11 @@ def list_models(session: Session) -> list[ModelSummary]:
                     created_at=c.created_at,
                     file_count=c.file_count,
                     total_size=c.total_size,
+                    environments={
+                        env: dict(found[(c.id, env)])
+                        for env in environments
+                        if (c.id, env) in found
+                    },
                 )
                 for c in m.checkpoints
             ),

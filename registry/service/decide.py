@@ -81,6 +81,39 @@ def decide_now(
     return out
 
 
+def compare_now(
+    session: Session,
+    checkpoint: Checkpoint,
+    current: PolicySet,
+    candidate: PolicySet,
+    environments: Sequence[str],
+    *,
+    blobs: BlobStore,
+    registry_public_key: bytes | None,
+    now: datetime,
+) -> tuple[list[EnvDecision], list[EnvDecision]]:
+    """The decision under the policy in force and under a candidate, both now, on the same
+    facts (gathered once): what a dry run compares. Records nothing."""
+    gate = Gatekeeper(policies=current, blobs=blobs, registry_public_key=registry_public_key)
+    facts, granted = gate.inputs(session, checkpoint, now)
+
+    def under(policy_set: PolicySet) -> list[EnvDecision]:
+        other = Gatekeeper(
+            policies=policy_set, blobs=blobs, registry_public_key=registry_public_key
+        )
+        out = []
+        for env in environments:
+            bound = policy_set.for_environment(env)
+            if bound is None:  # unbound: denied (fail closed)
+                out.append(EnvDecision(env, None, "enforce"))
+            else:
+                decision = other.evaluate(facts, granted, env, now)
+                out.append(EnvDecision(env, decision, str(bound[1].value)))
+        return out
+
+    return under(current), under(candidate)
+
+
 @dataclass(frozen=True, slots=True)
 class AttestationCheck:
     id: int

@@ -192,7 +192,7 @@ _NOTICES = {
     "quarantined": "Quarantined: every environment denies this checkpoint until it is released.",
     "released": "Released from quarantine; decisions re-evaluated.",
     "rescanned": "Re-scanned; decisions re-evaluated.",
-    "decided": "Decisions re-evaluated and recorded.",
+    "decided": "Decisions re-evaluated; those that changed were recorded.",
     "requested": "Exception requested: it waives nothing until someone else approves it.",
     "approved": "Exception approved; decisions re-evaluated.",
     "rejected": "Exception request rejected.",
@@ -307,7 +307,8 @@ def _int(text: str | None, default: int, *, lo: int = 1, hi: int = 10_000) -> in
 
 
 def _redecide(request: Request, registry: EmbeddedRegistry, ref: str) -> None:
-    """Record a fresh decision per environment under the bound policy (as the API would)."""
+    """Decide again in every environment under the bound policy, recording each decision
+    whose outcome changed (as the API would); lists show the live status either way."""
     for env in decide.environments(registry.policy_set()):
         registry.policy_check(ref, env)
 
@@ -411,8 +412,9 @@ def logout(request: Request, form: FormBody) -> Response:
 def overview_page(request: Request) -> Response:
     caller = _reader(request)
     envs = decide.environments(_policy_set(request))
+    live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
-        data = browse.overview(s, envs, now=datetime.now(UTC))
+        data = browse.overview(s, envs, now=datetime.now(UTC), live=live)
     signers = _signers(request)
     soon = datetime.now(UTC) + timedelta(days=30)
     expiring_keys = [x for x in signers if x["not_after"] is not None and x["not_after"] <= soon]
@@ -439,8 +441,9 @@ def models_page(request: Request) -> Response:
         page=_int(params.get("page"), 1),
         per_page=_int(params.get("per_page"), browse.PAGE_SIZE, hi=browse.MAX_PAGE_SIZE),
     )
+    live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
-        result = browse.search_checkpoints(s, query, envs, now=datetime.now(UTC))
+        result = browse.search_checkpoints(s, query, envs, now=datetime.now(UTC), live=live)
     base = {k: v for k, v in params.items() if k != "page" and v}
     return render(
         request,
@@ -695,10 +698,11 @@ def diff_page(request: Request, namespace: str, name: str, digest: str) -> Respo
     caller = _reader(request)
     other = request.query_params.get("against", "")
     envs = decide.environments(_policy_set(request))
+    live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
         new = browse.get_checkpoint(s, namespace, name, _hex(digest))
         old = browse.get_checkpoint(s, namespace, name, _hex(other))
-        result = browse.diff(s, old, new, envs, datetime.now(UTC))
+        result = browse.diff(s, old, new, envs, datetime.now(UTC), live=live)
         return render(request, "diff.html", caller, d=result, model_name=new.model.full_name)
 
 
@@ -823,8 +827,8 @@ def _policies(
 def dry_run_action(request: Request, form: FormBody) -> Response:
     """What would change if this policy document applied, over every current checkpoint.
 
-    Records nothing: the candidate is evaluated against today's facts and compared with the
-    newest recorded decision of each checkpoint in each environment.
+    Records nothing: the policy in force and the candidate are both evaluated now, on the same
+    facts gathered once per checkpoint, in every environment either of them binds.
     """
     caller = _actor(request, form, "admission.check")
     text = form.get("policy", "")
@@ -835,32 +839,41 @@ def dry_run_action(request: Request, form: FormBody) -> Response:
     registry = _registry(request)
     current = _policy_set(request)
     envs = decide.environments(current)
+    envs += [e for e in decide.environments(candidate) if e not in envs]
     pub = registry.registry_public_key()
     flips: list[dict[str, Any]] = []
     counted = 0
     started = time.monotonic()
+    now = datetime.now(UTC)
     with unit_of_work(registry.sessions) as s:
         for cp in browse.all_checkpoints(s, limit=5000):
             counted += 1
-            recorded = browse.latest_decisions(s, cp.id)
-            for item in decide.decide_now(
-                s, cp, candidate, envs, blobs=registry.blobs, registry_public_key=pub
-            ):
-                before = recorded.get(item.environment)
-                after = item.decision.allowed if item.decision is not None else False
-                if before is None or before.allowed != after:
+            before, after = decide.compare_now(
+                s,
+                cp,
+                current,
+                candidate,
+                envs,
+                blobs=registry.blobs,
+                registry_public_key=pub,
+                now=now,
+            )
+            for was, will in zip(before, after, strict=True):
+                allowed_before = was.decision is not None and was.decision.allowed
+                allowed_after = will.decision is not None and will.decision.allowed
+                if allowed_before != allowed_after:
                     flips.append(
                         {
                             "ref": f"{cp.model.full_name}@sha256:{cp.manifest_digest}",
                             "ns": cp.model.namespace,
                             "name": cp.model.name,
                             "digest": cp.manifest_digest,
-                            "env": item.environment,
-                            "before": None if before is None else before.allowed,
-                            "after": after,
+                            "env": will.environment,
+                            "before": allowed_before,
+                            "after": allowed_after,
                             "failed": [
                                 c.id
-                                for c in (item.decision.checks if item.decision else ())
+                                for c in (will.decision.checks if will.decision else ())
                                 if str(c.status.value) == "fail"
                             ],
                         }
