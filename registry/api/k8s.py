@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import get_registry, require
+from registry.api.deps import check_scope, get_registry, require
 from registry.api.hf import gatekeeper
 from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
@@ -99,12 +99,15 @@ def _review(
 
 
 async def _admission(
-    request: Request, registry: EmbeddedRegistry, environment: str
+    request: Request, registry: EmbeddedRegistry, environment: str, who: Principal
 ) -> JSONResponse:
     try:
         admitted.check_environment(environment)
     except InputError as exc:
         raise ApiProblem(404, "not_found", exc.message) from exc
+    # The API server's token decides which environments it may have reviewed: a token scoped
+    # to prod cannot send pods to the dev policy's weaker rules (a 403 fails the call closed).
+    check_scope(who, environment)
     document = await _read_body(request)
     uid = admitted.review_uid(document)
     try:
@@ -130,7 +133,7 @@ async def admission_default(
     _who: Checker,
 ) -> JSONResponse:
     environment = os.environ.get(ENV_VARIABLE) or DEFAULT_ENVIRONMENT
-    return await _admission(request, registry, environment)
+    return await _admission(request, registry, environment, _who)
 
 
 @router.post("/admission/{env}")
@@ -140,4 +143,4 @@ async def admission_for(
     registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
     _who: Checker,
 ) -> JSONResponse:
-    return await _admission(request, registry, env)
+    return await _admission(request, registry, env, _who)
