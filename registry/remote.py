@@ -73,6 +73,8 @@ _ERRORS: dict[str, type[RegistryError]] = {
     "not_found": NotFound,
     "ambiguous_reference": AmbiguousReference,
     "denied": Denied,
+    "not_admitted": Denied,  # a byte read the environment's policy refuses
+    "environment_out_of_scope": Denied,  # the token is scoped to other environments
     "integrity_failure": IntegrityFailure,
     "signature_verification_error": IntegrityFailure,
     "model_signature_error": IntegrityFailure,
