@@ -198,7 +198,9 @@ def test_a_tampered_blob_is_never_served_whole(api: Api, seeded: Seeded) -> None
         with pytest.raises(httpx.RemoteProtocolError):  # the body is cut short: never whole
             api.get(_cp(seeded) + "/files/extra/weights.dat?env=prod", headers=headers)
     # The server stays healthy and serves other files.
-    assert api.get(_cp(seeded) + "/files/config.json?env=prod").content == seeded.files["config.json"]
+    assert (
+        api.get(_cp(seeded) + "/files/config.json?env=prod").content == seeded.files["config.json"]
+    )
 
 
 def _open_fds() -> int:
