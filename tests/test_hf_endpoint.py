@@ -757,7 +757,8 @@ def test_hf_refuses_an_environment_outside_the_tokens_scope_and_shows_warnings(
             warning = got.headers["X-Modelctl-Warning"]
             assert warning.startswith("1 check(s) failed in warn mode for 'lab'"), warning
             assert "licenses:" in warning
-            assert len(warning) <= 1024 and warning.isascii()
+            assert len(warning) <= 1024
+            assert warning.isascii()
         head = httpx.head(f"{live.url}/hf/lab/org/tiny/resolve/main/config.json", headers=headers)
         assert "licenses:" in head.headers["X-Modelctl-Warning"]
         folder = snapshot_download(

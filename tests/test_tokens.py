@@ -230,7 +230,8 @@ def test_cli_tokens_create_scoped_to_environments(
     registry.close()
     assert principal is not None
     assert principal.environments == ("prod", "staging")
-    assert principal.may_use("prod") and not principal.may_use("dev")
+    assert principal.may_use("prod")
+    assert not principal.may_use("dev")
     bad = run_cli("tokens", "create", "x", "--env", "../prod")
     assert bad.code == 2
     assert "bad environment name" in bad.stderr
