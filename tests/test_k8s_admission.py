@@ -406,3 +406,14 @@ def test_unknown_modelctl_annotation_refuses_the_pod(on_database: str, webhook: 
         {"modelctl.dev/model": f"org/tiny@{webhook.digest}", "modelctl.dev/Model": "org/x@v1"}
     )
     assert webhook.review(mixed)["allowed"] is False
+
+
+def test_webhook_warnings_are_bounded_and_none_vanishes_unannounced() -> None:
+    from registry.api.k8s import review_response
+
+    warnings = tuple(f"org/m@sha256:{i}: licenses: {'x' * 400}\nsecond line" for i in range(13))
+    got = review_response("u", True, "ok", code=403, warnings=warnings)["response"]["warnings"]
+    assert len(got) == 10
+    assert all(len(w) <= 240 and "\n" not in w for w in got)
+    assert got[0].startswith("org/m@sha256:0: licenses: xxx")
+    assert got[-1] == "4 more warn-mode failure(s) not listed"

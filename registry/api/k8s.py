@@ -42,6 +42,7 @@ DEFAULT_ENVIRONMENT = "prod"
 #: kube-apiserver refuses requests over 3 MiB, so a review is never larger than that.
 MAX_REVIEW_BYTES = 3 * 1024 * 1024 + 64 * 1024
 MAX_MESSAGE = 4000
+MAX_WARNINGS = 10
 
 router = APIRouter(prefix="/k8s", tags=["kubernetes"], include_in_schema=False)
 Checker = Annotated[Principal, Depends(require("admission.check"))]
@@ -73,8 +74,18 @@ def review_response(
         reason = "BadRequest" if code == 400 else "Forbidden"
         response["status"] = {"code": code, "reason": reason, "message": message}
     if warnings:
-        response["warnings"] = [w if len(w) <= 240 else w[:237] + "..." for w in warnings[:10]]
+        response["warnings"] = _bounded_warnings(warnings)
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+def _bounded_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """At most MAX_WARNINGS, each at most 240 characters (the API server keeps a warning to 256)
+    and one line; the last says how many more there were, so none vanishes unannounced."""
+    shown = [" ".join(w.split()) for w in warnings[:MAX_WARNINGS]]
+    shown = [w if len(w) <= 240 else w[:237] + "..." for w in shown]
+    if len(warnings) > MAX_WARNINGS:
+        shown[-1] = f"{len(warnings) - MAX_WARNINGS + 1} more warn-mode failure(s) not listed"
+    return shown
 
 
 async def _read_body(request: Request) -> object:
