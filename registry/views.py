@@ -41,7 +41,8 @@ class SourceView:
     def filter_text(self) -> str:
         """How the checkpoint was cut from its source, for people."""
         if self.complete:
-            return "the whole commit (no --include/--exclude)"
+            filtered = bool(self.include or self.exclude)
+            return "the whole commit" + (" (the filter left no file out)" if filtered else "")
         if self.include is None and self.exclude is None:
             return "unknown (recorded before filters were kept): not known to be the whole commit"
         globs = [f"--include {g!r}" for g in self.include or ()]
