@@ -8,8 +8,9 @@ bytes, a config) is mirrored into a fresh ``MODELCTL_HOME`` with
 Measured for ``--seconds`` (after a short warm-up): ``--clients`` concurrent HTTP clients
 (asyncio + httpx, one connection each), each in a loop alternating
 
-1. a pull of one file: ``GET /v1/checkpoints/NS/NAME/sha256:…/files/PATH``, the whole body
-   read (the server re-hashes every byte it sends), its sha256 checked by the client too;
+1. a pull of one file: ``GET /v1/checkpoints/NS/NAME/sha256:…/files/PATH?env=dev``, the whole
+   body read (the server decides for ``dev`` first, then re-hashes every byte it sends), its
+   sha256 checked by the client too;
 2. an admission check: ``POST /v1/admission/check`` for ``--env dev`` (a decision evaluated,
    recorded and signed as a VSA on every call).
 
@@ -260,7 +261,7 @@ def main() -> None:
         plan = Plan(
             url=url,
             token=token,
-            file_path=f"/v1/checkpoints/{NAME}/{digest}/files/model.safetensors",
+            file_path=f"/v1/checkpoints/{NAME}/{digest}/files/model.safetensors?env=dev",
             file_sha=sha,
             clients=args.clients,
             seconds=args.seconds,

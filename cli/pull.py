@@ -71,4 +71,11 @@ def pull_command(
             layout=layout,
             progress=make_progress(verbose=state.verbose),
         )
+    # Warn mode lets the pull through; the failures must still be seen where the bytes land.
+    for warning in result.decision.warnings:
+        typer.echo(f"modelctl: warning: {result.environment}: {_one_line(warning)}", err=True)
     emit(state, result.to_json(), pull_text(result))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

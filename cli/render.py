@@ -91,6 +91,7 @@ def inspect_text(cp: CheckpointView) -> str:
         f"digest     {cp.digest}",
         f"source     {cp.source.uri}",
         f"commit     {cp.source.commit}",
+        f"coverage   {cp.source.filter_text}",
     ]
     if cp.source.revisions:
         header.append(f"revisions  {', '.join(cp.source.revisions)}")

@@ -19,6 +19,12 @@ from registry.views import TokenView, iso
 tokens_app = typer.Typer(help="API tokens for the registry server.", no_args_is_help=True)
 
 
+def _scope(token: TokenView) -> str:
+    if token.environments is None:
+        return "every environment"
+    return "environments " + ",".join(token.environments)
+
+
 def _table(found: list[TokenView]) -> str:
     if not found:
         return "no tokens"
@@ -27,13 +33,14 @@ def _table(found: list[TokenView]) -> str:
             str(t.id),
             t.name,
             t.role,
+            ",".join(t.environments) if t.environments is not None else "*",
             iso(t.created_at),
             iso(t.expires_at) if t.expires_at else "-",
             f"revoked {iso(t.revoked_at)}" if t.revoked_at else "active",
         ]
         for t in found
     ]
-    return render.table(rows, ["ID", "NAME", "ROLE", "CREATED", "EXPIRES", "STATE"])
+    return render.table(rows, ["ID", "NAME", "ROLE", "ENVS", "CREATED", "EXPIRES", "STATE"])
 
 
 @tokens_app.command("create")
@@ -46,6 +53,14 @@ def create_command(
     expires_in_days: Annotated[
         int | None, typer.Option("--expires-in-days", help="Expire after this many days.")
     ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help="Scope the token to this environment (repeatable): /hf, the webhook and byte "
+            "reads refuse any other. Default: every environment.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -57,10 +72,10 @@ def create_command(
             raise InputError("--expires-in-days must be between 1 and 3650")
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
     with open_registry(state) as registry:
-        created = registry.token_create(name, role, expires_at=expires_at)
+        created = registry.token_create(name, role, expires_at=expires_at, environments=env or None)
     typer.echo(
-        f"modelctl: token {created.token.name!r} ({created.token.role}) created; "
-        "it is shown only this once",
+        f"modelctl: token {created.token.name!r} ({created.token.role}, {_scope(created.token)}) "
+        "created; it is shown only this once",
         err=True,
     )
     emit(state, created.to_json(), created.secret)

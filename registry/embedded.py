@@ -130,6 +130,8 @@ class EmbeddedRegistry:
                         fetched=transferred.fetched,
                         actor=self.actor,
                         license=transferred.license,
+                        file_filter=transferred.file_filter,
+                        complete=transferred.complete,
                     )
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
@@ -424,7 +426,12 @@ class EmbeddedRegistry:
 
     # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
     def token_create(
-        self, name: str, role: str, *, expires_at: datetime | None = None
+        self,
+        name: str,
+        role: str,
+        *,
+        expires_at: datetime | None = None,
+        environments: Sequence[str] | None = None,
     ) -> TokenCreated:
         from registry.service import tokens
 
@@ -435,6 +442,7 @@ class EmbeddedRegistry:
                 role=tokens.Role.parse(role),
                 actor=self.actor,
                 expires_at=expires_at,
+                environments=environments,
             )
 
     def token_list(self) -> list[TokenView]:

@@ -85,7 +85,12 @@ class Registry(Protocol):
     ) -> PullResult: ...
     # -- the server (added for `modelctl serve` / remote mode) --
     def token_create(
-        self, name: str, role: str, *, expires_at: datetime | None = None
+        self,
+        name: str,
+        role: str,
+        *,
+        expires_at: datetime | None = None,
+        environments: Sequence[str] | None = None,
     ) -> TokenCreated: ...
     def token_list(self) -> list[TokenView]: ...
     def token_revoke(self, key: str) -> TokenView: ...

@@ -73,6 +73,8 @@ _ERRORS: dict[str, type[RegistryError]] = {
     "not_found": NotFound,
     "ambiguous_reference": AmbiguousReference,
     "denied": Denied,
+    "not_admitted": Denied,  # a byte read the environment's policy refuses
+    "environment_out_of_scope": Denied,  # the token is scoped to other environments
     "integrity_failure": IntegrityFailure,
     "signature_verification_error": IntegrityFailure,
     "model_signature_error": IntegrityFailure,
@@ -99,7 +101,15 @@ def _ts_or_none(text: str | None) -> datetime | None:
 
 
 def _source(d: dict[str, Any]) -> SourceView:
-    return SourceView(uri=d["uri"], commit=d["commit"], revisions=tuple(d.get("revisions", ())))
+    include, exclude = d.get("include"), d.get("exclude")
+    return SourceView(
+        uri=d["uri"],
+        commit=d["commit"],
+        revisions=tuple(d.get("revisions", ())),
+        include=tuple(include) if include is not None else None,
+        exclude=tuple(exclude) if exclude is not None else None,
+        complete=d.get("complete"),
+    )
 
 
 def _scan(d: dict[str, Any]) -> ScanView:
@@ -208,6 +218,7 @@ def _token(d: dict[str, Any]) -> TokenView:
         created_by=d["created_by"],
         expires_at=_ts_or_none(d.get("expires_at")),
         revoked_at=_ts_or_none(d.get("revoked_at")),
+        environments=tuple(d["environments"]) if d.get("environments") is not None else None,
     )
 
 
@@ -264,13 +275,17 @@ class _ResponseReader(io.RawIOBase):
 
 class RemoteBlobs:
     """The read side of `BlobStore` over `/v1/blobs`, for `pull_checkpoint` (never trusted:
-    the pull re-hashes every byte against the signed manifest)."""
+    the pull re-hashes every byte against the signed manifest). Every read names the pull's
+    environment: the server lets bytes out only for an environment that admits them."""
 
-    def __init__(self, remote: RemoteRegistry) -> None:
+    def __init__(self, remote: RemoteRegistry, environment: str) -> None:
         self._remote = remote
+        self._params = {"env": environment}
 
     def open(self, digest: Digest) -> BinaryIO:
-        request = self._remote.client.build_request("GET", f"/v1/blobs/{digest}")
+        request = self._remote.client.build_request(
+            "GET", f"/v1/blobs/{digest}", params=self._params
+        )
         try:
             response = self._remote.client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -282,10 +297,11 @@ class RemoteBlobs:
         return io.BufferedReader(_ResponseReader(response), buffer_size=1 << 20)
 
     def exists(self, digest: Digest) -> bool:
-        return self._remote.client.head(f"/v1/blobs/{digest}").status_code == 200
+        response = self._remote.client.head(f"/v1/blobs/{digest}", params=self._params)
+        return response.status_code == 200
 
     def size(self, digest: Digest) -> int:
-        response = self._remote.client.head(f"/v1/blobs/{digest}")
+        response = self._remote.client.head(f"/v1/blobs/{digest}", params=self._params)
         if response.status_code != 200:
             self._remote.raise_problem(response)
         return int(response.headers["content-length"])
@@ -568,7 +584,7 @@ class RemoteRegistry:
         return pull_service.pull_checkpoint(
             signed,
             decision,
-            blobs=RemoteBlobs(self),
+            blobs=RemoteBlobs(self, environment),
             dest=dest,
             force=force,
             layout=checked_layout,
@@ -578,11 +594,18 @@ class RemoteRegistry:
 
     # -- the server's own (tokens, audit) ------------------------------------------------------
     def token_create(
-        self, name: str, role: str, *, expires_at: datetime | None = None
+        self,
+        name: str,
+        role: str,
+        *,
+        expires_at: datetime | None = None,
+        environments: Sequence[str] | None = None,
     ) -> TokenCreated:
         body: dict[str, Any] = {"name": name, "role": role}
         if expires_at is not None:
             body["expires_at"] = expires_at.isoformat()
+        if environments is not None:
+            body["environments"] = list(environments)
         d = self._json("POST", "/v1/tokens", json=body)
         return TokenCreated(token=_token(d), secret=d["token"])
 

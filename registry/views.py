@@ -34,9 +34,31 @@ class SourceView:
     uri: str
     commit: str
     revisions: tuple[str, ...] = ()
+    include: tuple[str, ...] | None = None  # the mirror's --include globs (None: not recorded)
+    exclude: tuple[str, ...] | None = None  # the mirror's --exclude globs (None: not recorded)
+    complete: bool | None = None  # every file of the commit (None: unknown, not complete)
+
+    @property
+    def filter_text(self) -> str:
+        """How the checkpoint was cut from its source, for people."""
+        if self.complete:
+            filtered = bool(self.include or self.exclude)
+            return "the whole commit" + (" (the filter left no file out)" if filtered else "")
+        if self.include is None and self.exclude is None:
+            return "unknown (recorded before filters were kept): not known to be the whole commit"
+        globs = [f"--include {g!r}" for g in self.include or ()]
+        globs += [f"--exclude {g!r}" for g in self.exclude or ()]
+        return f"mirrored with {' '.join(globs) or 'a filter'}: not the whole commit"
 
     def to_json(self) -> dict[str, Any]:
-        return {"uri": self.uri, "commit": self.commit, "revisions": list(self.revisions)}
+        return {
+            "uri": self.uri,
+            "commit": self.commit,
+            "revisions": list(self.revisions),
+            "include": list(self.include) if self.include is not None else None,
+            "exclude": list(self.exclude) if self.exclude is not None else None,
+            "complete": self.complete,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +260,13 @@ class DecisionView:
     #: Decided with a policy document other than the registry's: not recorded, not a status.
     what_if: bool = False
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """`check-id: message` of every check that failed in warn mode (allowed anyway)."""
+        return tuple(
+            f"{c.get('id')}: {c.get('message')}" for c in self.checks if c.get("status") == "warn"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -336,6 +365,7 @@ class TokenView:
     created_by: str
     expires_at: datetime | None
     revoked_at: datetime | None
+    environments: tuple[str, ...] | None = None  # the scope; None: every environment
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,6 +376,7 @@ class TokenView:
             "created_by": self.created_by,
             "expires_at": _iso_or_none(self.expires_at),
             "revoked_at": _iso_or_none(self.revoked_at),
+            "environments": list(self.environments) if self.environments is not None else None,
         }
 
 

@@ -118,7 +118,7 @@ def test_reads_match_the_cli_json(api: Api, seeded: Seeded, run_cli: Any) -> Non
 def test_file_download_whole_range_etag_head(api: Api, seeded: Seeded) -> None:
     big = seeded.files["extra/weights.dat"]
     sha = hashlib.sha256(big).hexdigest()
-    path = _cp(seeded) + "/files/extra/weights.dat"
+    path = _cp(seeded) + "/files/extra/weights.dat?env=prod"
     whole = api.get(path)
     assert whole.status_code == 200
     assert whole.content == big
@@ -144,7 +144,9 @@ def test_file_download_whole_range_etag_head(api: Api, seeded: Seeded) -> None:
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(big))
     assert head.content == b""
-    blob = api.get(f"/v1/blobs/sha256:{sha}", headers={"Range": "bytes=0-9"})
+    blob = api.get(
+        f"/v1/blobs/sha256:{sha}", params={"env": "prod"}, headers={"Range": "bytes=0-9"}
+    )
     assert (blob.status_code, blob.content) == (206, big[:10])
     _problem(api.get(_cp(seeded) + "/files/nope.bin"), 404, "not_found")
     _problem(api.get("/v1/blobs/sha256:" + "0" * 64), 404, "not_found")
@@ -180,7 +182,7 @@ def test_path_traversal_in_file_routes_is_refused(api: Api, seeded: Seeded) -> N
         assert problem["reason"] in {"input_error", "not_found"}
         assert b"root:" not in body
         assert not (secret.exists() and secret.read_bytes()[:16] in body)
-    status, _ = _raw_get(api.url, _cp(seeded) + "/files/config.json", api.h("reader"))
+    status, _ = _raw_get(api.url, _cp(seeded) + "/files/config.json?env=prod", api.h("reader"))
     assert status == 200
 
 
@@ -194,9 +196,11 @@ def test_a_tampered_blob_is_never_served_whole(api: Api, seeded: Seeded) -> None
     blob.write_bytes(bytes(data))
     for headers in ({}, {"Range": "bytes=0-99"}):
         with pytest.raises(httpx.RemoteProtocolError):  # the body is cut short: never whole
-            api.get(_cp(seeded) + "/files/extra/weights.dat", headers=headers)
+            api.get(_cp(seeded) + "/files/extra/weights.dat?env=prod", headers=headers)
     # The server stays healthy and serves other files.
-    assert api.get(_cp(seeded) + "/files/config.json").content == seeded.files["config.json"]
+    assert (
+        api.get(_cp(seeded) + "/files/config.json?env=prod").content == seeded.files["config.json"]
+    )
 
 
 def _open_fds() -> int:
@@ -204,7 +208,7 @@ def _open_fds() -> int:
 
 
 def test_client_disconnect_mid_download_leaks_nothing(api: Api, seeded: Seeded) -> None:
-    path = _cp(seeded) + "/files/extra/weights.dat"
+    path = _cp(seeded) + "/files/extra/weights.dat?env=prod"
     api.get("/v1/health")  # warm up the server's lazy imports and pools
     baseline = _open_fds()
     host, port = api.url.removeprefix("http://").split(":")
@@ -220,6 +224,99 @@ def test_client_disconnect_mid_download_leaks_nothing(api: Api, seeded: Seeded) 
     assert _open_fds() <= baseline
     assert api.get("/v1/health").json() == {"status": "ok"}
     assert api.get(path).content == seeded.files["extra/weights.dat"]
+
+
+# -- bytes leave only through a gate ------------------------------------------------------------
+
+SECRET = b"bytes nobody attested\n"
+
+
+def _mirror_unsigned(run_cli: Any, hub: FakeHub, seeded: Seeded) -> str:
+    """org/unsigned: mirrored, never attested (denied in prod); shares config.json with
+    org/tiny and holds one blob of its own (SECRET)."""
+    files = {k: v for k, v in seeded.files.items() if k != "extra/weights.dat"}
+    hub.add_repo("org/unsigned", {**files, "secret.bin": SECRET})
+    mirrored = run_cli("mirror", "hf://org/unsigned", "--json")
+    assert mirrored.code == 0, mirrored.stderr
+    digest: str = mirrored.json()["digest"]
+    return digest
+
+
+def test_reader_cannot_read_denied_blob(
+    api: Api, seeded: Seeded, run_cli: Any, hub: FakeHub
+) -> None:
+    digest = _mirror_unsigned(run_cli, hub, seeded)
+    secret = "sha256:" + hashlib.sha256(SECRET).hexdigest()
+    denied = _problem(api.get(f"/v1/blobs/{secret}", params={"env": "prod"}), 403, "not_admitted")
+    assert "not admitted to 'prod'" in denied["detail"]
+    assert any("model_signing" in r for r in denied["reasons"]), denied
+    head = httpx.head(api.url + f"/v1/blobs/{secret}?env=prod", headers=api.h("reader"))
+    assert head.status_code == 403
+    file = f"/v1/checkpoints/org/unsigned/{digest}/files/secret.bin"
+    _problem(api.get(file, params={"env": "prod"}), 403, "not_admitted")
+    # No environment: no gate to pass, so no bytes (a reader cannot ask for a forensic read).
+    needs_env = _problem(api.get(f"/v1/blobs/{secret}"), 400, "environment_required")
+    assert "?env=ENV" in needs_env["detail"]
+    _problem(api.get(file), 400, "environment_required")
+    _problem(api.get(file, "publisher"), 400, "environment_required")
+    # A blob is readable for an environment where some checkpoint holding it is admitted.
+    shared = "sha256:" + hashlib.sha256(seeded.files["config.json"]).hexdigest()
+    ok = api.get(f"/v1/blobs/{shared}", params={"env": "prod"})
+    assert (ok.status_code, ok.content) == (200, seeded.files["config.json"])
+    unbound = _problem(api.get(f"/v1/blobs/{shared}", params={"env": "qa"}), 403, "denied")
+    assert "no policy is bound" in unbound["detail"]  # fail closed
+
+
+def test_reader_cannot_read_quarantined_file(api: Api, seeded: Seeded) -> None:
+    path = _cp(seeded) + "/files/extra/weights.dat"
+    assert api.get(path, params={"env": "prod"}).status_code == 200
+    quarantined = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "CVE-2099-2"})
+    assert quarantined.status_code == 200
+    for env in ("prod", "dev"):
+        body = _problem(api.get(path, params={"env": env}), 403, "not_admitted")
+        assert "quarantine" in body["detail"], body
+    big = "sha256:" + hashlib.sha256(seeded.files["extra/weights.dat"]).hexdigest()
+    _problem(api.get(f"/v1/blobs/{big}", params={"env": "prod"}), 403, "not_admitted")
+
+
+def test_security_forensic_read_is_audited(api: Api, seeded: Seeded) -> None:
+    api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "CVE-2099-3"})
+    path = _cp(seeded) + "/files/config.json"
+    read = api.get(path, "security", params={"reason": "incident 7"})
+    assert (read.status_code, read.content) == (200, seeded.files["config.json"])
+    big = "sha256:" + hashlib.sha256(seeded.files["extra/weights.dat"]).hexdigest()
+    assert api.get(f"/v1/blobs/{big}", "admin", headers={"Range": "bytes=0-3"}).status_code == 206
+    head = httpx.head(api.url + f"/v1/blobs/{big}", headers=api.h("security"))
+    assert head.status_code == 200
+    events = api.get("/v1/audit", "security", params={"action": "bytes.forensic_read"}).json()
+    got = [(e["actor"], e["subject"], e["details"]["reason"]) for e in events["events"]]
+    assert got == [  # newest first; the HEAD moved no bytes and is not recorded
+        ("token:admin-token", big, "forensic"),
+        ("token:security-token", f"{seeded.ref}/config.json", "incident 7"),
+    ]
+
+
+def test_token_scoped_to_prod_cannot_read_bytes_for_dev(api: Api, seeded: Seeded) -> None:
+    made = api.post(
+        "/v1/tokens", "admin", json={"name": "prod-only", "environments": ["prod"]}
+    ).json()
+    assert made["environments"] == ["prod"]
+    scoped = {"Authorization": f"Bearer {made['token']}"}
+    path = api.url + _cp(seeded) + "/files/config.json"
+    assert httpx.get(path, params={"env": "prod"}, headers=scoped).status_code == 200
+    refused = _problem(
+        httpx.get(path, params={"env": "dev"}, headers=scoped), 403, "environment_out_of_scope"
+    )
+    assert "'prod-only' is scoped to environment(s) prod, not 'dev'" in refused["detail"]
+    check = httpx.post(
+        api.url + "/v1/admission/check",
+        json={"ref": seeded.ref, "environment": "dev"},
+        headers=scoped,
+    )
+    _problem(check, 403, "environment_out_of_scope")
+    listed = {t["name"]: t for t in api.get("/v1/tokens", "admin").json()["tokens"]}
+    assert listed["prod-only"]["environments"] == ["prod"]
+    assert listed["reader-token"]["environments"] is None  # unscoped: every environment
 
 
 # -- roles ---------------------------------------------------------------------------------------

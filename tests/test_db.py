@@ -12,6 +12,7 @@ from attestations.digests import Digest
 from attestations.manifest import Manifest, ManifestEntry
 from registry.blobs.base import StoredBlob, blob_key
 from registry.db.engine import (
+    HEAD_REVISION,
     current_revision,
     head_revision,
     make_engine,
@@ -21,7 +22,7 @@ from registry.db.engine import (
 )
 from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, Model
 from registry.mirror.base import Snapshot
-from registry.service import checkpoints
+from registry.service import checkpoints, tokens
 from registry.service.refs import ModelName, Ref
 from registry.service.transfer import FetchedFile
 from tests.helpers import write_tree
@@ -253,7 +254,7 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
             ],
         )
     migrate(engine)
-    assert current_revision(engine) == "0009"
+    assert current_revision(engine) == HEAD_REVISION
     with engine.connect() as conn:
         severities = dict(conn.execute(text("SELECT id, max_severity FROM scans")).all())
         licenses = conn.execute(text("SELECT license FROM checkpoints")).scalars().all()
@@ -298,4 +299,108 @@ def test_record_keeps_the_license_and_fills_one_not_recorded(database_url: str) 
         )
     with unit_of_work(sessions) as s:
         assert s.scalars(select(Checkpoint.license)).one() == "mit"  # recorded once
+    engine.dispose()
+
+
+def test_0012_leaves_old_tokens_unscoped_and_old_checkpoints_not_known_complete(
+    database_url: str,
+) -> None:
+    """A database at 0009: after 0012 an existing token still works in every environment
+    (scope NULL) and an existing checkpoint's completeness is unknown (NULL: not complete)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.db.engine import MIGRATIONS
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0009")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=["models", "checkpoints", "api_tokens"])
+    models, cps, api_tokens = (meta.tables[t] for t in ("models", "checkpoints", "api_tokens"))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(models).values(id=1, namespace="o", name="m", created_at=now))
+        conn.execute(
+            sa.insert(cps).values(
+                id=1,
+                model_id=1,
+                manifest_digest="a" * 64,
+                source_uri="hf://o/m",
+                source_commit="c" * 40,
+                file_count=1,
+                total_size=1,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(api_tokens).values(
+                key_id="0" * 16,
+                name="old",
+                role="reader",
+                secret_sha256="f" * 64,
+                created_at=now,
+                created_by="t",
+            )
+        )
+    migrate(engine)
+    assert current_revision(engine) == HEAD_REVISION
+    with unit_of_work(session_factory(engine)) as s:
+        cp = s.get(Checkpoint, 1)
+        assert cp is not None
+        assert (cp.complete, cp.mirror_include, cp.mirror_exclude) == (None, None, None)
+        assert [t.environments for t in tokens.list_tokens(s)] == [None]
+    engine.dispose()
+
+
+def test_record_checkpoint_keeps_the_filter_and_learns_completeness(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    manifest, files = fetched({"config.json": b"{}", "w": b"1"})
+    name = ModelName("org", "m")
+    subset = checkpoints.FileFilter(include=("*.json", "w"))
+    with unit_of_work(sessions) as s:
+        cp, _ = checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            file_filter=subset,
+            complete=False,
+        )
+        assert (cp.mirror_include, cp.mirror_exclude, cp.complete) == (["*.json", "w"], [], False)
+    with unit_of_work(sessions) as s:  # the same bytes, mirrored whole: they are the commit
+        cp, created = checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            file_filter=checkpoints.FileFilter(),
+            complete=True,
+        )
+        assert not created
+        assert (cp.mirror_include, cp.complete) == ([], True)
+    with unit_of_work(sessions) as s:  # a later filtered mirror does not undo what is known
+        cp, _ = checkpoints.record_checkpoint(
+            s,
+            name=name,
+            snapshot=SNAPSHOT,
+            manifest=manifest,
+            fetched=files,
+            actor="t",
+            file_filter=subset,
+            complete=False,
+        )
+        assert cp.complete is True
     engine.dispose()

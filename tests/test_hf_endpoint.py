@@ -702,3 +702,66 @@ def test_public_reads_need_no_token_but_a_bad_one_is_refused(
         # the webhook is not a public read: it always wants a token
         hook = httpx.post(f"{live.url}/k8s/admission", json={"apiVersion": "admission.k8s.io/v1"})
         assert hook.status_code == 401
+
+
+# -- token scopes and warnings (on both databases) -----------------------------------------------
+
+
+def test_hf_refuses_an_environment_outside_the_tokens_scope_and_shows_warnings(
+    run_cli: Any,
+    hub: FakeHub,
+    isolated_env: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A token scoped to `lab` cannot pick another environment (here `gate`, bound to the same
+    policy enforced: a scope refusal, not a policy one). In `lab` (warn mode) the failing
+    license check is served with an `X-Modelctl-Warning` header on every response."""
+    from tests.helpers import write_warn_policy
+
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    monkeypatch.setenv("MODELCTL_POLICY", str(write_warn_policy(tmp_path)))
+    files = model_files()
+    mirror_and_attest(run_cli, hub, "org/tiny", files)
+    settings = Settings.from_env(home=isolated_env)
+    from registry.embedded import EmbeddedRegistry
+
+    registry = EmbeddedRegistry(settings)
+    with unit_of_work(registry.sessions) as session:
+        lab_only = tokens.create(
+            session, name="lab-only", role=Role.READER, actor="t", environments=["lab"]
+        ).secret
+    registry.close()
+    headers = {"Authorization": f"Bearer {lab_only}"}
+    with live_server(create_app(Settings.from_env())) as live:
+        out = httpx.get(f"{live.url}/hf/gate/org/tiny/resolve/main/config.json", headers=headers)
+        assert out.status_code == 403
+        assert "scoped to environment(s) lab, not 'gate'" in out.headers["X-Error-Message"]
+        with pytest.raises(LocalEntryNotFoundError) as caught:  # the client's wrapper
+            snapshot_download(
+                "org/tiny",
+                endpoint=f"{live.url}/hf/gate",
+                token=lab_only,
+                cache_dir=tmp_path / "refused",
+            )
+        assert "scoped to environment(s) lab" in _chain(caught.value)
+        # In scope, warn mode: served, and the failures are in a header on every response.
+        for path in (
+            "/api/models/org/tiny",
+            "/api/models/org/tiny/tree/main",
+            "/org/tiny/resolve/main/config.json",
+        ):
+            got = httpx.get(f"{live.url}/hf/lab{path}", headers=headers)
+            assert got.status_code == 200, path
+            warning = got.headers["X-Modelctl-Warning"]
+            assert warning.startswith("1 check(s) failed in warn mode for 'lab'"), warning
+            assert "licenses:" in warning
+            assert len(warning) <= 1024
+            assert warning.isascii()
+        head = httpx.head(f"{live.url}/hf/lab/org/tiny/resolve/main/config.json", headers=headers)
+        assert "licenses:" in head.headers["X-Modelctl-Warning"]
+        folder = snapshot_download(
+            "org/tiny", endpoint=f"{live.url}/hf/lab", token=lab_only, cache_dir=tmp_path / "c"
+        )
+        assert _tree(Path(folder)) == files

@@ -309,3 +309,111 @@ def test_decision_cache_honours_expiry_cap_and_quarantine() -> None:
     assert cache.get("prod", "a", now) is None  # least recently used went first
     cache.invalidate("c")
     assert cache.get("prod", "c", now) is None
+
+
+# -- exact claims, token scopes, unknown annotations (on both databases) -------------------------
+
+
+@pytest.fixture
+def on_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Name it before `webhook`: the registry the webhook fixture fills lives there."""
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    return database_url
+
+
+def scoped_token(home: Path, name: str, environments: list[str]) -> str:
+    from registry.db.engine import unit_of_work
+    from registry.embedded import EmbeddedRegistry
+    from registry.service import tokens
+
+    registry = EmbeddedRegistry(Settings.from_env(home=home))
+    try:
+        with unit_of_work(registry.sessions) as session:
+            return tokens.create(
+                session,
+                name=name,
+                role=tokens.Role.READER,
+                actor="test",
+                environments=environments,
+            ).secret
+    finally:
+        registry.close()
+
+
+def test_hf_commit_mirrored_with_include_is_not_admitted(
+    on_database: str, webhook: Webhook, run_cli: Any, hub: FakeHub
+) -> None:
+    commit = hub.add_repo("org/part", model_files())
+    subset = run_cli(
+        "mirror", "hf://org/part", "--include", "*.json", "--include", "README.md", "--json"
+    )
+    assert subset.code == 0, subset.stderr
+    assert subset.json()["source"]["complete"] is False
+    assert run_cli("attest", f"org/part@{subset.json()['digest']}").code == 0
+    # The subset itself is admitted: by digest, the pod gets exactly what was scanned.
+    by_digest = pod({"modelctl.dev/model": f"org/part@{subset.json()['digest']}"})
+    assert webhook.review(by_digest)["allowed"] is True
+    # The whole commit is not: the pod would fetch the weights nobody scanned.
+    kserve = pod(init_args=[f"hf://org/part:{commit}", "/mnt/models"])
+    denied = webhook.review(kserve)
+    assert denied["allowed"] is False
+    message = denied["status"]["message"]
+    assert "mirrored with --include '*.json' --include 'README.md': not the whole commit" in message
+    source_uri = {
+        "internal.serving.kserve.io/storage-initializer-sourceuri": f"hf://org/part:{commit}"
+    }
+    assert webhook.review(pod(source_uri))["allowed"] is False
+    # inspect shows how the checkpoint was cut, in text and JSON
+    shown = run_cli("inspect", f"org/part@{subset.json()['digest']}", "--json").json()["source"]
+    assert (shown["include"], shown["exclude"], shown["complete"]) == (
+        ["*.json", "README.md"],
+        [],
+        False,
+    )
+    text = run_cli("inspect", f"org/part@{subset.json()['digest']}").stdout
+    assert "not the whole commit" in text
+    # Mirrored whole and attested: now the commit is covered.
+    whole = run_cli("mirror", "hf://org/part", "--json")
+    assert whole.json()["source"]["complete"] is True
+    assert run_cli("attest", f"org/part@{whole.json()['digest']}").code == 0
+    assert webhook.review(kserve)["allowed"] is True
+
+
+def test_webhook_refuses_an_environment_outside_the_tokens_scope(
+    on_database: str, webhook: Webhook, isolated_env: Path
+) -> None:
+    prod_only = scoped_token(isolated_env, "apiserver-prod", ["prod"])
+    body = review(pod({"modelctl.dev/model": f"org/tiny@{webhook.digest}"}))
+    refused = webhook.post(body, path="/k8s/admission/dev", token=prod_only)
+    assert refused.status_code == 403  # the API server fails the call: failurePolicy Fail
+    assert refused.json()["reason"] == "environment_out_of_scope"
+    assert "scoped to environment(s) prod, not 'dev'" in refused.json()["detail"]
+    allowed = webhook.post(body, path="/k8s/admission/prod", token=prod_only)
+    assert allowed.json()["response"]["allowed"] is True
+    default = webhook.post(body, token=prod_only)  # the default environment is prod
+    assert default.json()["response"]["allowed"] is True
+
+
+def test_unknown_modelctl_annotation_refuses_the_pod(on_database: str, webhook: Webhook) -> None:
+    for key in ("modelctl.dev/Model", "modelctl.dev/models", "modelctl.dev/image"):
+        got = webhook.review(pod({key: f"org/tiny@{webhook.digest}"}))
+        assert got["allowed"] is False, key
+        message = got["status"]["message"]
+        assert "unknown modelctl annotation" in message
+        assert "modelctl.dev/model, modelctl.dev/model.<suffix>" in message
+    # together with a valid reference, still refused
+    mixed = pod(
+        {"modelctl.dev/model": f"org/tiny@{webhook.digest}", "modelctl.dev/Model": "org/x@v1"}
+    )
+    assert webhook.review(mixed)["allowed"] is False
+
+
+def test_webhook_warnings_are_bounded_and_none_vanishes_unannounced() -> None:
+    from registry.api.k8s import review_response
+
+    warnings = tuple(f"org/m@sha256:{i}: licenses: {'x' * 400}\nsecond line" for i in range(13))
+    got = review_response("u", True, "ok", code=403, warnings=warnings)["response"]["warnings"]
+    assert len(got) == 10
+    assert all(len(w) <= 240 and "\n" not in w for w in got)
+    assert got[0].startswith("org/m@sha256:0: licenses: xxx")
+    assert got[-1] == "4 more warn-mode failure(s) not listed"

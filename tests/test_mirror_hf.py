@@ -60,7 +60,14 @@ def test_mirror_pins_the_commit_and_hashes_every_file(
     assert result.code == 0, result.stderr
     out = result.json()
     assert out["name"] == "org/llama"
-    assert out["source"] == {"uri": "hf://org/llama", "commit": commit, "revisions": []}
+    assert out["source"] == {
+        "uri": "hf://org/llama",
+        "commit": commit,
+        "revisions": [],
+        "include": [],
+        "exclude": [],
+        "complete": True,  # every file of the commit (git metadata is never part of a model)
+    }
     assert [f["path"] for f in out["files"]] == MIRRORED
     for f in out["files"]:
         assert f["sha256"] == hashlib.sha256(FILES[f["path"]]).hexdigest()
@@ -132,6 +139,10 @@ def test_include_exclude_and_name(run_cli: Any, hub: FakeHub, commit: str) -> No
     ).json()
     assert out["name"] == "mirror/llama-weights"
     assert [f["path"] for f in out["files"]] == ["config.json", "model-00001-of-00002.safetensors"]
+    # The filter is recorded, and the checkpoint is known not to be the whole commit.
+    assert out["source"]["include"] == ["*.safetensors", "config.json"]
+    assert out["source"]["exclude"] == ["model-00002*"]
+    assert out["source"]["complete"] is False
 
 
 @pytest.mark.parametrize("path", ["model-00002-of-00002.safetensors", "config.json"])

@@ -13,6 +13,7 @@ import pytest
 
 import registry.service.pull as pull_service
 from tests.fakes.hfhub import FakeHub
+from tests.helpers import write_warn_policy
 from tests.test_policy_cli import CARD, _safetensors
 
 BIG = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several 1 MiB chunks
@@ -368,3 +369,19 @@ def test_end_to_end_mirror_attest_pull_per_environment(
         assert any("scans.pickle" in r for r in pulled.json()["reasons"])
         assert not (out / "evil").exists()
         assert _leftovers(out) == []
+
+
+def test_pull_prints_every_warn_mode_failure_on_stderr(
+    run_cli: Any, admitted: Path, out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warn mode lets the pull through; each failing check is one stderr line all the same."""
+    monkeypatch.setenv("MODELCTL_POLICY", str(write_warn_policy(tmp_path)))
+    pulled = run_cli("pull", "org/tiny", "--env", "lab", "--dest", str(out / "m"), "--json")
+    assert pulled.code == 0, pulled.stderr
+    warned = [c for c in pulled.json()["decision"]["checks"] if c["status"] == "warn"]
+    assert [c["id"] for c in warned] == ["licenses"]
+    lines = [line for line in pulled.stderr.splitlines() if "warning" in line]
+    assert lines == [f"modelctl: warning: lab: licenses: {warned[0]['message']}"]
+    enforced = run_cli("pull", "org/tiny", "--env", "gate", "--dest", str(out / "g"))
+    assert enforced.code == 1  # the same failure, enforced
+    assert "licenses" in enforced.stderr

@@ -22,6 +22,7 @@ from registry.service.progress import NoProgress
 from registry.settings import Settings
 from tests.api_server import Seeded, live_server, seed
 from tests.fakes.hfhub import FakeHub
+from tests.helpers import write_warn_policy
 
 
 @pytest.fixture
@@ -196,6 +197,54 @@ def test_remote_pull_is_verified_on_the_client(
     assert denied.code == 1
     assert "not admitted" in denied.stderr
     assert not (tmp_path / "z").exists()
+
+
+@pytest.fixture
+def warn_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MODELCTL_POLICY set before the server starts (name it before `remote`)."""
+    path = write_warn_policy(tmp_path)
+    monkeypatch.setenv("MODELCTL_POLICY", str(path))
+    return path
+
+
+def test_remote_pull_prints_warn_mode_failures_and_names_its_environment(
+    warn_policy: Path, run_cli: Any, remote: Remote, tmp_path: Path
+) -> None:
+    remote.on("reader")
+    pulled = run_cli("pull", "org/tiny", "--env", "lab", "--dest", str(tmp_path / "m"))
+    assert pulled.code == 0, pulled.stderr
+    assert _tree(tmp_path / "m") == remote.seeded.files
+    warnings = [line for line in pulled.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("modelctl: warning: lab: licenses: ")
+    # Every byte was read for `lab` (the server's gate), never without an environment.
+    events = remote_audit(remote, "bytes.forensic_read")
+    assert events == []
+
+
+def remote_audit(remote: Remote, action: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        remote.url + "/v1/audit",
+        params={"action": action},
+        headers={"Authorization": f"Bearer {remote.tokens['security']}"},
+    )
+    assert response.status_code == 200, response.text
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
+
+
+def test_remote_pull_with_a_token_scoped_elsewhere_is_refused(
+    run_cli: Any, remote: Remote, tmp_path: Path
+) -> None:
+    remote.on("admin")
+    made = run_cli("tokens", "create", "staging-ci", "--env", "staging", "--json")
+    assert made.code == 0, made.stderr
+    assert made.json()["environments"] == ["staging"]
+    remote.monkeypatch.setenv("MODELCTL_TOKEN", made.json()["token"])
+    refused = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(tmp_path / "p"))
+    assert refused.code == 1, refused.stderr
+    assert "scoped to environment(s) staging, not 'prod'" in refused.stderr
+    assert not (tmp_path / "p").exists()
 
 
 class TamperingTransport(httpx.HTTPTransport):

@@ -212,6 +212,33 @@ def test_cli_tokens_create_list_revoke_embedded(run_cli: Any) -> None:
     assert [e["action"] for e in events] == ["token.revoke", "token.create", "token.create"]
 
 
+def test_cli_tokens_create_scoped_to_environments(
+    run_cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    made = run_cli(
+        "tokens", "create", "deploy", "--role", "reader", "--env", "prod", "--env", "staging"
+    )
+    assert made.code == 0, made.stderr
+    assert "environments prod,staging" in made.stderr
+    listed = {t["name"]: t for t in run_cli("tokens", "list", "--json").json()["tokens"]}
+    assert listed["deploy"]["environments"] == ["prod", "staging"]
+    assert "prod,staging" in run_cli("tokens", "list").stdout
+    registry = EmbeddedRegistry(Settings.from_env())
+    with unit_of_work(registry.sessions) as session:
+        principal = tokens.authenticate(session, made.stdout.strip())
+    registry.close()
+    assert principal is not None
+    assert principal.environments == ("prod", "staging")
+    assert principal.may_use("prod")
+    assert not principal.may_use("dev")
+    bad = run_cli("tokens", "create", "x", "--env", "../prod")
+    assert bad.code == 2
+    assert "bad environment name" in bad.stderr
+    event = run_cli("audit", "--action", "token.create", "--json").json()["events"][0]
+    assert event["details"]["environments"] == ["prod", "staging"]
+
+
 def test_uvicorn_access_log_never_prints_the_token(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,16 +8,22 @@ closed when the response ends, fails, or the client goes away.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import anyio
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
+from registry.api.deps import check_scope
+from registry.api.hf import gatekeeper
 from registry.api.problems import ApiProblem
+from registry.db.engine import unit_of_work
+from registry.db.models import Checkpoint
 from registry.embedded import EmbeddedRegistry
 from registry.errors import IntegrityFailure
-from registry.service import serving
+from registry.service import admitted, audit, serving
+from registry.service.tokens import Principal
 
 log = logging.getLogger("modelctl.api")
 _DONE = object()
@@ -46,6 +52,63 @@ def _close(chunks: Iterator[bytes]) -> None:
         close()
 
 
+# -- the gate: bytes leave for an environment that admits them, or as an audited forensic read --
+
+
+def gate_read(
+    request: Request,
+    registry: EmbeddedRegistry,
+    principal: Principal,
+    *,
+    environment: str | None,
+    reason: str | None,
+    subject: str,
+    holders: Callable[[Session], Sequence[Checkpoint]],
+) -> dict[str, str]:
+    """Let a byte read through, or raise; returns headers to add (the warn-mode failures).
+
+    With `env`, the checkpoints `holders` finds are decided for that environment now, as pull
+    and `/hf` decide (the token's scope must cover it). Without one, only an unscoped
+    `security` token may read, and the read is audited (`bytes.forensic_read`, with `reason`).
+    """
+    if environment is None:
+        _forensic_read(request, registry, principal, subject=subject, reason=reason)
+        return {}
+    check_scope(principal, environment)
+    gate = gatekeeper(request, registry)
+    with unit_of_work(registry.sessions) as session:
+        decision = admitted.admit_bytes(session, gate, holders(session), environment, what=subject)
+    warning = admitted.warning_header(decision, environment)
+    return {admitted.WARNING_HEADER: warning} if warning else {}
+
+
+def _forensic_read(
+    request: Request,
+    registry: EmbeddedRegistry,
+    principal: Principal,
+    *,
+    subject: str,
+    reason: str | None,
+) -> None:
+    if not principal.may("audit.read") or principal.environments is not None:
+        raise ApiProblem(
+            400,
+            "environment_required",
+            "reading bytes needs ?env=ENV, an environment whose policy admits the checkpoint "
+            "(raw forensic reads without one need an unscoped security token)",
+        )
+    if request.method == "HEAD":
+        return  # no bytes leave: nothing to audit
+    with unit_of_work(registry.sessions) as session:
+        audit.record_forensic_read(
+            session,
+            actor=principal.actor,
+            subject=subject,
+            reason=reason or "forensic",
+            method=request.method,
+        )
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -54,10 +117,17 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def blob_response(
-    request: Request, registry: EmbeddedRegistry, sha256: str, size: int, *, filename: str = ""
+    request: Request,
+    registry: EmbeddedRegistry,
+    sha256: str,
+    size: int,
+    *,
+    filename: str = "",
+    extra_headers: dict[str, str] | None = None,
 ) -> Response:
     etag = f'"{sha256}"'
     headers = {
+        **(extra_headers or {}),
         "ETag": etag,
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=31536000, immutable",

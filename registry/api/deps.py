@@ -92,6 +92,19 @@ def require(action: str) -> Callable[..., Principal]:
     return dependency
 
 
+def check_scope(principal: Principal, environment: str) -> None:
+    """A 403 (`environment_out_of_scope`, one line) when the caller's token is scoped to other
+    environments: a token made for prod cannot pick `/hf/dev` or review pods for dev."""
+    if not principal.may_use(environment):
+        scope = ", ".join(principal.environments or ())
+        raise ApiProblem(
+            403,
+            "environment_out_of_scope",
+            f"token {principal.name!r} is scoped to environment(s) {scope}, "
+            f"not {environment[:100]!r}",
+        )
+
+
 def registry_for(action: str) -> Callable[..., EmbeddedRegistry]:
     """A dependency giving the registry bound to the caller, after checking their role."""
     check = require(action)

@@ -32,7 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from registry.api.deps import _bearer, get_principal, get_registry, require
+from registry.api.deps import _bearer, check_scope, get_principal, get_registry, require
 from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
@@ -92,14 +92,18 @@ def hf_error(
 
 def hf_reader(
     request: Request,
+    env: str,
     registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The read permission (public reads by setting), with the Hub's `X-Error-Message` on a
-    401/403 so `huggingface_hub` shows the reason (it sends `HF_TOKEN` as a bearer token)."""
+    """The read permission (public reads by setting) for a token whose scope covers `env`,
+    with the Hub's `X-Error-Message` on a 401/403 so `huggingface_hub` shows the reason (it
+    sends `HF_TOKEN` as a bearer token)."""
     try:
         principal = get_principal(registry, credentials)
-        return require("read")(request, principal)
+        reader = require("read")(request, principal)
+        check_scope(reader, env)
+        return reader
     except ApiProblem as exc:
         exc.headers = {**exc.headers, "X-Error-Message": _header(exc.detail)}
         raise
@@ -130,6 +134,12 @@ def _resolve(request: Request, registry: EmbeddedRegistry, env: str, repo: str, 
     gate = gatekeeper(request, registry)
     with unit_of_work(registry.sessions) as session:
         return admitted.resolve(session, gate, repo, rev, env)
+
+
+def _warning(served: ServedCheckpoint, env: str) -> dict[str, str]:
+    """`X-Modelctl-Warning` when the checkpoint is served with warn-mode failures."""
+    warning = admitted.warning_header(served.decision, env)
+    return {admitted.WARNING_HEADER: warning} if warning else {}
 
 
 def _raw_tail(request: Request, marker: str) -> str:
@@ -173,7 +183,7 @@ def _model_info(
         served: ServedCheckpoint = _resolve(request, registry, env, repo, rev)
     except RegistryError as exc:
         return _error_response(exc)
-    return JSONResponse(served.model_info(blobs=blobs))
+    return JSONResponse(served.model_info(blobs=blobs), headers=_warning(served, env))
 
 
 # -- listings --------------------------------------------------------------------------------
@@ -194,7 +204,7 @@ def tree(
         chunk, cursor = admitted.page(entries, request.query_params.get("cursor"))
     except RegistryError as exc:
         return _error_response(exc)
-    headers = {"X-Repo-Commit": served.commit}
+    headers = {"X-Repo-Commit": served.commit, **_warning(served, env)}
     if cursor is not None:
         query = {**dict(request.query_params), "cursor": cursor}
         url = request.url.replace(query=urlencode(query))
@@ -224,7 +234,7 @@ async def paths_info(
     for path in dict.fromkeys(p.strip("/") for p in wanted):
         if path in entries:
             found.append(entries[path])
-    return JSONResponse(found, headers={"X-Repo-Commit": served.commit})
+    return JSONResponse(found, headers={"X-Repo-Commit": served.commit, **_warning(served, env)})
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -306,6 +316,7 @@ def resolve_file(
         "Content-Type": "application/octet-stream",
         "Last-Modified": served.created_at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
         "X-Modelctl-Digest": served.digest,
+        **_warning(served, env),
     }
     status = 200
     if span is not None:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from registry.api.deps import get_registry, require
+from registry.api.deps import check_scope, get_registry, require
 from registry.api.hf import gatekeeper
 from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
@@ -42,6 +42,7 @@ DEFAULT_ENVIRONMENT = "prod"
 #: kube-apiserver refuses requests over 3 MiB, so a review is never larger than that.
 MAX_REVIEW_BYTES = 3 * 1024 * 1024 + 64 * 1024
 MAX_MESSAGE = 4000
+MAX_WARNINGS = 10
 
 router = APIRouter(prefix="/k8s", tags=["kubernetes"], include_in_schema=False)
 Checker = Annotated[Principal, Depends(require("admission.check"))]
@@ -73,8 +74,18 @@ def review_response(
         reason = "BadRequest" if code == 400 else "Forbidden"
         response["status"] = {"code": code, "reason": reason, "message": message}
     if warnings:
-        response["warnings"] = [w if len(w) <= 240 else w[:237] + "..." for w in warnings[:10]]
+        response["warnings"] = _bounded_warnings(warnings)
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+def _bounded_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """At most MAX_WARNINGS, each at most 240 characters (the API server keeps a warning to 256)
+    and one line; the last says how many more there were, so none vanishes unannounced."""
+    shown = [" ".join(w.split()) for w in warnings[:MAX_WARNINGS]]
+    shown = [w if len(w) <= 240 else w[:237] + "..." for w in shown]
+    if len(warnings) > MAX_WARNINGS:
+        shown[-1] = f"{len(warnings) - MAX_WARNINGS + 1} more warn-mode failure(s) not listed"
+    return shown
 
 
 async def _read_body(request: Request) -> object:
@@ -99,12 +110,15 @@ def _review(
 
 
 async def _admission(
-    request: Request, registry: EmbeddedRegistry, environment: str
+    request: Request, registry: EmbeddedRegistry, environment: str, who: Principal
 ) -> JSONResponse:
     try:
         admitted.check_environment(environment)
     except InputError as exc:
         raise ApiProblem(404, "not_found", exc.message) from exc
+    # The API server's token decides which environments it may have reviewed: a token scoped
+    # to prod cannot send pods to the dev policy's weaker rules (a 403 fails the call closed).
+    check_scope(who, environment)
     document = await _read_body(request)
     uid = admitted.review_uid(document)
     try:
@@ -130,7 +144,7 @@ async def admission_default(
     _who: Checker,
 ) -> JSONResponse:
     environment = os.environ.get(ENV_VARIABLE) or DEFAULT_ENVIRONMENT
-    return await _admission(request, registry, environment)
+    return await _admission(request, registry, environment, _who)
 
 
 @router.post("/admission/{env}")
@@ -140,4 +154,4 @@ async def admission_for(
     registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
     _who: Checker,
 ) -> JSONResponse:
-    return await _admission(request, registry, env)
+    return await _admission(request, registry, env, _who)

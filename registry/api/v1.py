@@ -13,12 +13,14 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.api.blobs import blob_response
-from registry.api.deps import get_registry, registry_for, require
+from registry.api.blobs import blob_response, gate_read
+from registry.api.deps import check_scope, get_registry, registry_for, require
 from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
+from registry.service import admitted, checkpoints
+from registry.service.refs import Ref
 from registry.service.tokens import Principal
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -65,6 +67,12 @@ class TokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="Unique; the audit log's actor.")
     role: Literal["reader", "publisher", "security", "admin"] = "reader"
     expires_at: datetime | None = Field(default=None, description="RFC 3339; none: no expiry.")
+    environments: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="The environments the token may name (/hf/{env}, the webhook, byte reads); "
+        "none: every environment.",
+    )
 
 
 Admin = Annotated[EmbeddedRegistry, Depends(registry_for("token.manage"))]
@@ -76,7 +84,9 @@ def create_token(registry: Admin, body: TokenRequest) -> dict[str, Any]:
     expires_at = body.expires_at
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    return registry.token_create(body.name, body.role, expires_at=expires_at).to_json()
+    return registry.token_create(
+        body.name, body.role, expires_at=expires_at, environments=body.environments
+    ).to_json()
 
 
 @router.get("/tokens", tags=["tokens"])
@@ -131,6 +141,18 @@ Namespace = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
 DigestParam = Annotated[str, Path(pattern=DIGEST, description="sha256:<manifest digest>")]
 CHECKPOINT = "/checkpoints/{namespace}/{name}/{digest}"
+EnvQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=63,
+        description="The environment whose policy must admit the bytes (pull, /hf decide alike)",
+    ),
+]
+ReasonQuery = Annotated[
+    str | None,
+    Query(max_length=200, description="Why, for a forensic read without `env` (audited)"),
+]
 
 
 def _ref(namespace: str, name: str, digest: str) -> str:
@@ -167,14 +189,32 @@ def get_checkpoint(
 def download_file(
     request: Request,
     registry: Reader,
+    principal: Annotated[Principal, Depends(require("read"))],
     namespace: Namespace,
     name: Name,
     digest: DigestParam,
     path: str,
+    env: EnvQuery = None,
+    reason: ReasonQuery = None,
 ) -> Response:
-    """A file of a checkpoint, re-hashed as it streams. `ETag` is its sha256; one `Range`."""
-    info = registry.file_info(_ref(namespace, name, digest), path)
-    return blob_response(request, registry, info.sha256, info.size, filename=info.path)
+    """A file of a checkpoint, re-hashed as it streams. `ETag` is its sha256; one `Range`.
+
+    Needs `env`: an environment whose policy admits the checkpoint now (warn-mode failures in
+    `X-Modelctl-Warning`); without one, an unscoped security token reads it, audited."""
+    ref = _ref(namespace, name, digest)
+    info = registry.file_info(ref, path)
+    headers = gate_read(
+        request,
+        registry,
+        principal,
+        environment=env,
+        reason=reason,
+        subject=f"{ref}/{info.path}",
+        holders=lambda session: [checkpoints.resolve_ref(session, Ref.parse(ref))],
+    )
+    return blob_response(
+        request, registry, info.sha256, info.size, filename=info.path, extra_headers=headers
+    )
 
 
 @router.head(
@@ -194,10 +234,30 @@ def download_file(
         206: {"content": {"application/octet-stream": {}}, "description": "A byte range"},
     },
 )
-def download_blob(request: Request, registry: Reader, digest: DigestParam) -> Response:
-    """A blob by its sha256, re-hashed as it streams (what remote `pull` reads)."""
+def download_blob(
+    request: Request,
+    registry: Reader,
+    principal: Annotated[Principal, Depends(require("read"))],
+    digest: DigestParam,
+    env: EnvQuery = None,
+    reason: ReasonQuery = None,
+) -> Response:
+    """A blob by its sha256, re-hashed as it streams (what remote `pull` reads).
+
+    Needs `env`: readable when at least one checkpoint holding the blob is admitted there now;
+    without one, an unscoped security token reads it, audited."""
     sha256 = digest.removeprefix("sha256:")
-    return blob_response(request, registry, sha256, registry.blob_size(sha256))
+    size = registry.blob_size(sha256)
+    headers = gate_read(
+        request,
+        registry,
+        principal,
+        environment=env,
+        reason=reason,
+        subject=digest,
+        holders=lambda session: admitted.checkpoints_holding_blob(session, sha256),
+    )
+    return blob_response(request, registry, sha256, size, extra_headers=headers)
 
 
 # -- attestations --------------------------------------------------------------------------------
@@ -492,6 +552,7 @@ def admission_check(
     """
     text = body.policy
     source = body.policy_file
+    check_scope(principal, body.environment)
     if text is not None and not principal.may("exception.add"):
         raise ApiProblem(
             403,

@@ -91,6 +91,14 @@ class Checkpoint(Base):
     #: `license:` of the model card (README.md front matter), lower-cased; "unknown" when the
     #: card has none or there is no card; NULL when not read yet (recorded before 0009).
     license: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: The `--include` / `--exclude` globs of the mirror that recorded the checkpoint (empty
+    #: lists: none given); NULL when not recorded (before 0012).
+    mirror_include: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    mirror_exclude: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: True when the checkpoint holds every file its source listed at `source_commit` (so a pod
+    #: fetching the whole commit gets exactly these bytes); False for a filtered subset; NULL
+    #: unknown (before 0012), which counts as not complete.
+    complete: Mapped[bool | None] = mapped_column(nullable=True)
 
     model: Mapped[Model] = relationship(back_populates="checkpoints")
     files: Mapped[list[CheckpointFile]] = relationship(
@@ -296,6 +304,8 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The environments the token may name (`/hf/{env}`, the webhook, byte reads); NULL: all.
+    environments: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Job(Base):

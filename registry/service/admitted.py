@@ -40,9 +40,10 @@ from attestations.digests import Digest
 from policies import CheckStatus, Decision, Facts, Mode, ModelPolicy, PolicySet, evaluate
 from policies.model import PolicyException
 from registry.blobs.base import BlobStore
-from registry.db.models import Checkpoint, Model, WaiverRow
+from registry.db.models import Checkpoint, CheckpointFile, Model, WaiverRow
 from registry.errors import Denied, InputError, IntegrityFailure, NotFound
 from registry.service import admission
+from registry.service.checkpoints import source_view
 from registry.service.pull import SignedCheckpoint, signed_checkpoint
 from registry.service.refs import ModelName
 
@@ -157,6 +158,30 @@ def failing_checks(decision: Decision) -> list[str]:
 
 def warning_checks(decision: Decision) -> list[str]:
     return [f"{c.id}: {c.message}" for c in decision.checks if c.status is CheckStatus.WARN]
+
+
+#: The response header that carries warn-mode failures wherever bytes leave over HTTP
+#: (`/hf/{env}` and gated `/v1` byte reads); the webhook uses AdmissionReview `warnings`.
+WARNING_HEADER = "X-Modelctl-Warning"
+MAX_WARNING_HEADER = 1024
+
+
+def warning_header(decision: Decision, environment: str) -> str | None:
+    """One header value listing the checks that failed but only warn (`warn` mode), or None.
+
+    Printable ASCII only (check messages quote names from outside; a header must be latin-1
+    and one line) and at most MAX_WARNING_HEADER characters."""
+    warned = warning_checks(decision)
+    if not warned:
+        return None
+    text = (
+        f"{len(warned)} check(s) failed in warn mode for {environment!r}, allowed anyway: "
+        + "; ".join(warned)
+    )
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text)
+    if len(safe) > MAX_WARNING_HEADER:
+        safe = safe[: MAX_WARNING_HEADER - 3] + "..."
+    return safe
 
 
 # -- what a Hugging Face client sees ---------------------------------------------------------
@@ -469,6 +494,64 @@ def check_blob(blobs: BlobStore, file: ServedFile) -> None:
         )
 
 
+# -- raw byte reads (`/v1/.../files/…`, `/v1/blobs/…`) ------------------------------------------
+
+#: A blob shared by more checkpoints than this is decided for its newest ones only.
+MAX_BLOB_CHECKPOINTS = 20
+
+
+def checkpoints_holding_blob(session: Session, sha256: str) -> list[Checkpoint]:
+    """The checkpoints whose file list holds the blob, newest first (at most
+    MAX_BLOB_CHECKPOINTS)."""
+    holders = select(CheckpointFile.checkpoint_id).where(CheckpointFile.sha256 == sha256)
+    return list(
+        session.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.id.in_(holders))
+            .order_by(Checkpoint.id.desc())
+            .limit(MAX_BLOB_CHECKPOINTS)
+        )
+    )
+
+
+def admit_bytes(
+    session: Session,
+    gate: Gatekeeper,
+    candidates: Sequence[Checkpoint],
+    environment: str,
+    *,
+    what: str,
+    now: datetime | None = None,
+) -> Decision:
+    """The decision that lets `what` (a file or a blob) leave the registry for `environment`:
+    that of the first of `candidates` admitted there now, decided as pull and `/hf` decide.
+
+    A blob is as readable as the most admitted checkpoint holding it: the same bytes are served
+    for that checkpoint anyway. Raises NotAdmitted naming the failing checks of the first
+    candidate (NotFound when there is none).
+    """
+    now = now or datetime.now(UTC)
+    check_environment(environment)
+    if not candidates:
+        raise NotFound(f"no checkpoint holds {what}")
+    refusal: list[str] | None = None
+    for checkpoint in candidates:
+        decision = gate.decide(session, checkpoint, environment, now)
+        if decision.allowed:
+            return decision
+        refusal = refusal or failing_checks(decision) or ["policy: denied"]
+    assert refusal is not None
+    holders = (
+        "its checkpoint is not"
+        if len(candidates) == 1
+        else f"none of the {len(candidates)} checkpoints holding it is"
+    )
+    raise NotAdmitted(
+        f"{what}: {holders} admitted to {environment!r}: {'; '.join(refusal)}",
+        reasons=refusal,
+    )
+
+
 # -- tree pagination -------------------------------------------------------------------------
 
 
@@ -491,6 +574,10 @@ def page(
 # -- the Kubernetes webhook -----------------------------------------------------------------
 
 ANNOTATION = "modelctl.dev/model"
+#: Every annotation under this prefix is ours: one we do not know (a typo, `modelctl.dev/Model`)
+#: refuses the pod, lest a misspelt model reference let it through as model-free.
+ANNOTATION_PREFIX = "modelctl.dev/"
+KNOWN_ANNOTATIONS = f"{ANNOTATION}, {ANNOTATION}.<suffix> (lower-case letters, digits, '-')"
 KSERVE_SOURCE_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 STORAGE_INITIALIZER = "storage-initializer"
 _ANNOTATION_KEY = re.compile(r"modelctl\.dev/model(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?")
@@ -680,8 +767,14 @@ def _annotation_references(annotations: Mapping[str, Any]) -> list[ModelReferenc
             refs += [parse_reference(t, where) for t in items]
         elif _ANNOTATION_KEY.fullmatch(key):
             refs.append(parse_reference(value, where))
-        elif key.startswith(ANNOTATION):
-            refs.append(ModelReference(where, value[:80], problem="unknown modelctl annotation"))
+        elif key.lower().startswith(ANNOTATION_PREFIX):
+            refs.append(
+                ModelReference(
+                    where,
+                    value[:80],
+                    problem=f"unknown modelctl annotation; the known keys are {KNOWN_ANNOTATIONS}",
+                )
+            )
         elif key == KSERVE_SOURCE_ANNOTATION and value.strip().startswith("hf://"):
             refs.append(parse_reference(value, where))
     return refs
@@ -787,6 +880,23 @@ def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
     return list(session.scalars(query))
 
 
+def _whole_commit_refusal(ref: ModelReference, checkpoints: Sequence[Checkpoint]) -> str | None:
+    """Why `hf://NS/NAME:<commit>` cannot be admitted on these (admitted) checkpoints, or None.
+
+    The pod fetches every file of the commit from the hub: that is covered only by a
+    checkpoint known to hold the commit's complete file list. One mirrored with `--include`
+    or `--exclude` (or recorded before filters were kept) leaves files nobody scanned."""
+    if any(c.complete for c in checkpoints):
+        return None
+    cuts = "; ".join(
+        f"sha256:{c.manifest_digest[:12]}… {source_view(c).filter_text}" for c in checkpoints[:3]
+    )
+    return (
+        f"{cuts}; the pod would fetch files nobody scanned: mirror {ref.source_uri}@{ref.commit} "
+        "without --include/--exclude and attest it"
+    )
+
+
 def review_pod(
     session: Session,
     gate: Gatekeeper,
@@ -873,5 +983,9 @@ def _decide_reference(
             reasons = failing_checks(decision) or ["policy: denied"]
             return ReferenceVerdict(ref, False, f"{digest}: " + "; ".join(reasons))
         warnings += [f"{ref.text}: {w}" for w in warning_checks(decision)]
+    if ref.source_uri is not None:
+        incomplete = _whole_commit_refusal(ref, checkpoints)
+        if incomplete is not None:
+            return ReferenceVerdict(ref, False, incomplete)
     admitted = ", ".join(f"sha256:{c.manifest_digest[:12]}…" for c in checkpoints)
     return ReferenceVerdict(ref, True, f"admitted ({admitted})", tuple(warnings))

@@ -15,6 +15,21 @@ from registry.views import AuditEventView
 MAX_LIMIT = 1000
 
 
+def record_forensic_read(
+    session: Session, *, actor: str, subject: str, reason: str, method: str
+) -> None:
+    """A security principal read raw bytes without an environment's gate: who, what, why."""
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="bytes.forensic_read",
+            subject=subject,
+            details={"reason": reason, "method": method},
+        )
+    )
+    session.flush()
+
+
 def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InputError(f"limit must be between 1 and {MAX_LIMIT}")

@@ -116,6 +116,9 @@ class Transferred:
     fetched: tuple[FetchedFile, ...]
     started: float
     license: str  # the model card's, or UNKNOWN_LICENSE
+    file_filter: FileFilter = FileFilter()
+    #: Every file the source listed at the commit was selected (no filter left one out).
+    complete: bool = False
 
     def stats(self) -> MirrorStats:
         return MirrorStats(
@@ -161,6 +164,8 @@ def transfer(
         fetched=tuple(fetched),
         started=started,
         license=license or UNKNOWN_LICENSE,
+        file_filter=file_filter,
+        complete=len(files) == len(snapshot.files),
     )
 
 
@@ -181,6 +186,8 @@ def record_checkpoint(
     fetched: Sequence[FetchedFile],
     actor: str,
     license: str | None = None,
+    file_filter: FileFilter | None = None,
+    complete: bool | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Add the checkpoint to the session (idempotent for the same bytes under the same name).
 
@@ -212,6 +219,7 @@ def record_checkpoint(
             total_size=manifest.total_size,
             license=license,
         )
+        _record_cut(checkpoint, file_filter, complete)
         checkpoint.files = [
             CheckpointFile(path=e.path, size=e.size, sha256=e.sha256.hex) for e in manifest
         ]
@@ -220,6 +228,9 @@ def record_checkpoint(
         checkpoint = existing
         if checkpoint.license is None and license is not None:
             checkpoint.license = license
+        # The same bytes mirrored again: a whole-commit mirror proves they are the whole commit.
+        if complete is not None and (checkpoint.complete is None or complete > checkpoint.complete):
+            _record_cut(checkpoint, file_filter, complete)
     if snapshot.requested_revision and snapshot.requested_revision not in {
         r.revision for r in checkpoint.revisions
     }:
@@ -236,11 +247,25 @@ def record_checkpoint(
                 "files": len(manifest),
                 "bytes": manifest.total_size,
                 "created": created,
+                "include": list(file_filter.include) if file_filter else None,
+                "exclude": list(file_filter.exclude) if file_filter else None,
+                "complete": complete,
             },
         )
     )
     session.flush()
     return checkpoint, created
+
+
+def _record_cut(
+    checkpoint: Checkpoint, file_filter: FileFilter | None, complete: bool | None
+) -> None:
+    """How the checkpoint was cut from its source commit (the webhook's `hf://…:<commit>` rule)."""
+    if file_filter is None or complete is None:
+        return
+    checkpoint.mirror_include = list(file_filter.include)
+    checkpoint.mirror_exclude = list(file_filter.exclude)
+    checkpoint.complete = complete
 
 
 def _record_blobs(session: Session, fetched: Sequence[FetchedFile]) -> None:
@@ -275,7 +300,7 @@ def list_models(
             checkpoints=tuple(
                 CheckpointSummary(
                     digest=f"sha256:{c.manifest_digest}",
-                    source=_source_view(c),
+                    source=source_view(c),
                     created_at=c.created_at,
                     file_count=c.file_count,
                     total_size=c.total_size,
@@ -343,7 +368,7 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
     return CheckpointView(
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
-        source=_source_view(checkpoint),
+        source=source_view(checkpoint),
         created_at=checkpoint.created_at,
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
         attestations=tuple(attestation_view(a) for a in checkpoint.attestations),
@@ -409,9 +434,13 @@ def attestation_view(row: Attestation) -> AttestationView:
     )
 
 
-def _source_view(checkpoint: Checkpoint) -> SourceView:
+def source_view(checkpoint: Checkpoint) -> SourceView:
+    include, exclude = checkpoint.mirror_include, checkpoint.mirror_exclude
     return SourceView(
         uri=checkpoint.source_uri,
         commit=checkpoint.source_commit,
         revisions=tuple(r.revision for r in checkpoint.revisions),
+        include=tuple(include) if include is not None else None,
+        exclude=tuple(exclude) if exclude is not None else None,
+        complete=checkpoint.complete,
     )

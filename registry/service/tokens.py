@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -30,6 +31,8 @@ from registry.views import TokenCreated, TokenView
 PREFIX = "mctl_"
 _TOKEN = re.compile(r"mctl_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+MAX_SCOPE = 50
 
 
 class Role(IntEnum):
@@ -82,6 +85,8 @@ class Principal:
     name: str
     role: Role
     token_id: int | None = None
+    #: The environments this caller may name; None: every one (unscoped tokens, anonymous).
+    environments: tuple[str, ...] | None = None
 
     @property
     def actor(self) -> str:
@@ -90,6 +95,10 @@ class Principal:
 
     def may(self, action: str) -> bool:
         return self.role >= PERMISSIONS[action]
+
+    def may_use(self, environment: str) -> bool:
+        """Whether the token's environment scope covers `environment`."""
+        return self.environments is None or environment in self.environments
 
 
 ANONYMOUS = Principal(name="anonymous", role=Role.READER)
@@ -108,7 +117,23 @@ def _view(row: ApiToken) -> TokenView:
         created_by=row.created_by,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        environments=tuple(row.environments) if row.environments is not None else None,
     )
+
+
+def check_scope(environments: Iterable[str] | None) -> tuple[str, ...] | None:
+    """The scope as stored: valid environment names, deduplicated and sorted; None: all."""
+    if environments is None:
+        return None
+    scope = tuple(sorted(set(environments)))
+    if not scope:
+        raise InputError("a token scope needs at least one environment (leave it out for all)")
+    if len(scope) > MAX_SCOPE:
+        raise InputError(f"a token scope names at most {MAX_SCOPE} environments")
+    for env in scope:
+        if not _ENVIRONMENT.fullmatch(env):
+            raise InputError(f"bad environment name {env[:80]!r} in the token's scope")
+    return scope
 
 
 def create(
@@ -119,9 +144,14 @@ def create(
     actor: str,
     expires_at: datetime | None = None,
     now: datetime | None = None,
+    environments: Iterable[str] | None = None,
 ) -> TokenCreated:
-    """A new token; the returned `secret` is the only time it exists outside the caller."""
+    """A new token; the returned `secret` is the only time it exists outside the caller.
+
+    `environments` scopes it: `/hf/{env}`, the webhook, byte reads and admission checks refuse
+    any other environment (None: every environment)."""
     now = now or datetime.now(UTC)
+    scope = check_scope(environments)
     if not _NAME.fullmatch(name):
         raise InputError(f"bad token name {name!r}: 1-100 letters, digits, '.', '_', '@' or '-'")
     if expires_at is not None and expires_at <= now:
@@ -139,6 +169,7 @@ def create(
         created_at=now,
         created_by=actor,
         expires_at=expires_at,
+        environments=list(scope) if scope is not None else None,
     )
     session.add(row)
     session.add(
@@ -149,6 +180,7 @@ def create(
             details={
                 "role": role.label,
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                "environments": list(scope) if scope is not None else None,
             },
         )
     )
@@ -202,7 +234,8 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     now = now or datetime.now(UTC)
     if row.expires_at is not None and _aware(row.expires_at) <= now:
         return None
-    return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id)
+    scope = tuple(row.environments) if row.environments is not None else None
+    return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id, environments=scope)
 
 
 def _aware(ts: datetime) -> datetime:
