@@ -31,12 +31,34 @@ class AttestationFact:
 
 
 @dataclass(frozen=True, slots=True)
+class FindingFact:
+    """One finding of a scan, with its stable id (scanner, rule, file sha256, location)."""
+
+    id: str
+    rule: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedFileFact:
+    """A file (or `.`, the folder) that a scan did not find clean, and why."""
+
+    path: str
+    sha256: str
+    verdict: str
+    findings: tuple[FindingFact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ScanFact:
     scanner: str
     version: str
     verdict: str
     finished_at: datetime
     max_severity: str | None = None
+    #: The files this run did not find clean (clean files are left out).
+    files: tuple[ScannedFileFact, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +73,5 @@ class Facts:
     scans: tuple[ScanFact, ...]
     quarantined: bool = False
     revisions: tuple[str, ...] = ()
+    #: Finding ids with an active "false positive" triage (requested and approved by two people).
+    triaged: frozenset[str] = frozenset()

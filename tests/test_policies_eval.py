@@ -108,8 +108,11 @@ def test_malicious_scan_denied_where_enforced() -> None:
     for name in ("staging", "prod"):
         decision = decide(good_facts(scans=scans), name)
         assert not decision.allowed
-        assert "verdict malicious" in decision.reasons[0]
-    assert status(decide(good_facts(scans=scans), "dev"), "scans.pickle") is CheckStatus.WARN
+        assert "verdict malicious" in " ".join(decision.reasons)
+    dev = decide(good_facts(scans=scans), "dev")
+    assert status(dev, "scans.pickle") is CheckStatus.WARN
+    assert status(dev, "malicious") is CheckStatus.FAIL  # malicious denies in every mode
+    assert not dev.allowed
 
 
 def test_errored_or_missing_scan_is_never_clean() -> None:
