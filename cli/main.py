@@ -10,8 +10,8 @@ import typer
 
 from attestations.errors import AttestationError
 from cli import policy, render, scanning, signing
-from cli.findings import finding_app
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull

@@ -335,12 +335,8 @@ class _Eval:
             )
         if notes:
             msg += " (" + "; ".join(notes) + ")"
-        if (
-            not ok
-            and REGISTRY_SIGNER in req.signers
-            and req.predicate_type in _REGISTRY_ATTESTED
-        ):
-            msg += f"; run: modelctl attest {self.ref}"
+        if not ok:
+            msg += self.attest_hint(req)
         self.add(
             req.check_id,
             ok,
@@ -350,6 +346,12 @@ class _Eval:
             required=list(req.signers),
             threshold=req.threshold,
         )
+
+    def attest_hint(self, req: RequiredAttestation) -> str:
+        """What fixes a missing registry attestation: `modelctl attest` issues both kinds."""
+        if REGISTRY_SIGNER in req.signers and req.predicate_type in _REGISTRY_ATTESTED:
+            return f"; run: modelctl attest {self.ref}"
+        return ""
 
     # ---- scans ------------------------------------------------------------------------------
     def scan(self, req: ScanRequirement) -> bool:
