@@ -65,7 +65,7 @@ def triage_command(
     ctx: typer.Context,
     finding_id: Annotated[str, typer.Argument(help="The finding's id (fnd-…, see `list`).")],
     false_positive: Annotated[
-        bool, typer.Option("--false-positive", help="The decision: the finding is a false positive.")
+        bool, typer.Option("--false-positive", help="The finding is a false positive.")
     ] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = "",
     expires: Annotated[

@@ -335,12 +335,10 @@ class _Eval:
             )
         if notes:
             msg += " (" + "; ".join(notes) + ")"
-        if not ok:
-            msg += self.attest_hint(req)
         self.add(
             req.check_id,
             ok,
-            msg,
+            msg if ok else msg + self.attest_hint(req),
             predicateType=req.predicate_type,
             signers=satisfied,
             required=list(req.signers),

@@ -135,9 +135,7 @@ def checkpoint_facts(
     )
     session = object_session(checkpoint)
     # Finding-level triage is read only when a scan is malicious: a clean checkpoint costs none.
-    triaged = (
-        findings.triaged_for(session, scan_facts, now) if session is not None else frozenset()
-    )
+    triaged = findings.triaged_for(session, scan_facts, now) if session is not None else frozenset()
     return Facts(
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
