@@ -247,7 +247,8 @@ def test_the_same_triage_holds_for_the_same_bytes_under_another_name_and_a_resca
     ids = {f["id"] for f in run_cli("finding", "list", first, "--json").json()["findings"]}
     scan(run_cli, first)
     again = {f["id"] for f in run_cli("finding", "list", first, "--json").json()["findings"]}
-    assert again == ids and len(ids) == 1
+    assert again == ids
+    assert len(ids) == 1
     (fid,) = ids
     other = tmp_path / "other"
     shutil.copytree(tmp_path / "model", other)
@@ -284,12 +285,22 @@ def test_finding_ids_follow_scanner_rule_file_and_location() -> None:
                 "sha256": "11" * 32,
                 "verdict": "malicious",
                 "findings": [
-                    {"rule": "pickle.global.dangerous", "severity": "critical", "offset": 19,
-                     "message": "REDUCE calls os.system", "evidence": {"global": "os.system"}},
-                    {"rule": "pickle.global.dangerous", "severity": "critical", "offset": 40,
-                     "message": "REDUCE calls os.system", "evidence": {"global": "os.system"}},
+                    {
+                        "rule": "pickle.global.dangerous",
+                        "severity": "critical",
+                        "offset": 19,
+                        "message": "REDUCE calls os.system",
+                        "evidence": {"global": "os.system"},
+                    },
+                    {
+                        "rule": "pickle.global.dangerous",
+                        "severity": "critical",
+                        "offset": 40,
+                        "message": "REDUCE calls os.system",
+                        "evidence": {"global": "os.system"},
+                    },
                 ],
-            },  # fmt: skip
+            },
             {"path": "b.pkl", "sha256": "22" * 32, "verdict": "malicious", "findings": []},
             {"path": "c.json", "sha256": "33" * 32, "verdict": "clean", "findings": []},
         ]
@@ -299,7 +310,10 @@ def test_finding_ids_follow_scanner_rule_file_and_location() -> None:
     first, second = files[0].findings
     assert first.id != second.id  # another location, another finding
     assert first.id == finding_id(
-        "pickle", "pickle.global.dangerous", "11" * 32, location(report["files"][0]["findings"][0])  # type: ignore[index]
+        "pickle",
+        "pickle.global.dangerous",
+        "11" * 32,
+        location(report["files"][0]["findings"][0]),  # type: ignore[index]
     )
     # A malicious file that names no finding still has one to triage (and to block on).
     (synthetic,) = files[1].findings
@@ -398,7 +412,7 @@ def test_triage_over_the_api_and_the_remote_cli_needs_two_tokens(
             headers = {"Authorization": f"Bearer {secrets[token]}"}
             return httpx.request(method, server.url + path, headers=headers, timeout=30, **kw)
 
-        body = {"decision": "false-positive", "reason": "eval canary", "expires_at": "2099-01-01T00:00:00Z"}  # fmt: skip
+        body = {"decision": "false-positive", "reason": "r", "expires_at": "2099-01-01T00:00:00Z"}
         assert call("reader", "POST", f"/v1/findings/{fid}/triage", json=body).status_code == 403
         too_far = call("sec-a", "POST", f"/v1/findings/{fid}/triage", json=body)
         assert too_far.status_code == 400
