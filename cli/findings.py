@@ -26,8 +26,9 @@ finding_app = typer.Typer(
 def _finding_line(f: FindingView) -> str:
     state = f.triage or ""
     mark = "blocks" if f.blocking and not state.startswith("false positive") else ""
+    more = f" (+{f.occurrences - 1} more here)" if f.occurrences > 1 else ""
     return (
-        f"{f.id}  {f.severity:<8}  {f.scanner}: {f.path}  {f.rule}  {f.message[:100]}"
+        f"{f.id}  {f.severity:<8}  {f.scanner}: {f.path}  {f.rule}  {f.message[:100]}{more}"
         + (f"  [{mark}]" if mark else "")
         + (f"  ({state})" if state else "")
     )

@@ -400,7 +400,7 @@ class _Eval:
                 not hits,
                 f"{verdict} from {'; '.join(hits)}"
                 if hits
-                else f"no scanner's newest scan finds anything {verdict}",
+                else f"no scanner's newest scan has a {verdict} verdict",
                 verdict=verdict,
                 scanners=[h.split(" ", 1)[0] for h in hits],
             )

@@ -214,6 +214,7 @@ def _finding(d: dict[str, Any]) -> FindingView:
         message=d["message"],
         blocking=d["blocking"],
         triage=d.get("triage"),
+        occurrences=d.get("occurrences", 1),
     )
 
 

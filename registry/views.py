@@ -328,6 +328,7 @@ class FindingView:
     message: str
     blocking: bool  # makes a malicious verdict: denies until triaged
     triage: str | None  # "false positive until …", "pending request N", or None
+    occurrences: int = 1  # findings at the same location share the id (the first is shown)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -341,6 +342,7 @@ class FindingView:
             "message": self.message,
             "blocking": self.blocking,
             "triage": self.triage,
+            "occurrences": self.occurrences,
         }
 
 

@@ -347,6 +347,9 @@ def test_dev_shows_keras_lambda_and_gguf_template_escape_and_denies_them(
     assert row(dev, "malicious")["status"] == "fail"
     assert Path(sample).name in row(dev, "malicious")["message"]
     assert dev["allowed"] is False
+    listed = run_cli("finding", "list", ref, "--json").json()["findings"]
+    assert len({f["id"] for f in listed}) == len(listed)  # one row per location
+    assert any(f["blocking"] and f["scanner"] == scanner for f in listed)
     denied = run_cli("pull", ref, "--env", "dev", "--dest", str(tmp_path / "out"))
     assert denied.code == 1
     assert not (tmp_path / "out").exists()

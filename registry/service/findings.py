@@ -163,7 +163,7 @@ def checkpoint_findings(
 ) -> list[FindingView]:
     """Every finding of the newest scan of each scanner (files not found clean), with whether
     it blocks (makes a malicious verdict) and its triage state."""
-    views: list[FindingView] = []
+    views: dict[tuple[str, str, str], FindingView] = {}
     for row in scans:
         fact = ScanFact(
             row.scanner_id,
@@ -177,23 +177,26 @@ def checkpoint_findings(
         )
         for file in fact.files:
             for f in file.findings:
-                views.append(
-                    FindingView(
-                        id=f.id,
-                        scanner=row.scanner_id,
-                        path=file.path,
-                        sha256=file.sha256,
-                        file_verdict=file.verdict,
-                        rule=f.rule,
-                        severity=f.severity,
-                        message=f.message,
-                        blocking=f.id in blocking,
-                        triage=None,
-                    )
+                key = (row.scanner_id, file.path, f.id)
+                if key in views:  # the same location again: one finding, counted
+                    seen = views[key]
+                    views[key] = replace(seen, occurrences=seen.occurrences + 1)
+                    continue
+                views[key] = FindingView(
+                    id=f.id,
+                    scanner=row.scanner_id,
+                    path=file.path,
+                    sha256=file.sha256,
+                    file_verdict=file.verdict,
+                    rule=f.rule,
+                    severity=f.severity,
+                    message=f.message,
+                    blocking=f.id in blocking,
+                    triage=None,
                 )
-    ids = {v.id for v in views}
+    ids = {v.id for v in views.values()}
     if not ids:
-        return views
+        return []
     state: dict[str, str] = {}
     for t in session.scalars(
         select(FindingTriage)
@@ -205,7 +208,7 @@ def checkpoint_findings(
             state[t.finding_id] = f"false positive until {view.to_json()['expires_at']}"
         elif t.status == "pending" and t.finding_id not in state:
             state[t.finding_id] = f"pending request {t.id}"
-    return [replace(v, triage=state.get(v.id)) for v in views]
+    return [replace(v, triage=state.get(v.id)) for v in views.values()]
 
 
 # -- triage ------------------------------------------------------------------------------------
