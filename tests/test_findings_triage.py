@@ -460,3 +460,42 @@ def test_triage_over_the_api_and_the_remote_cli_needs_two_tokens(
             ("finding.triage.approve", "token:sec-b"),
             ("finding.triage.revoke", "token:sec-a"),
         ]
+
+
+def test_hf_dev_and_the_dev_webhook_refuse_a_malicious_pickle(
+    run_cli: Any, registry_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Finding 1: `/hf/dev` served an `os.system` pickle with 200; the webhook admitted it."""
+    from registry.api.app import create_app
+    from registry.settings import Settings
+    from tests.api_server import live_server
+    from tests.test_k8s_admission import pod, review
+
+    evil = (CORPUS / "pickle" / "os_system_global_reduce_p0.pkl").read_bytes()
+    ref = mirror_attested(run_cli, local_model(tmp_path, {"pytorch_model.bin": evil}), "org/evil")
+    clean = mirror_attested(run_cli, local_model(tmp_path / "c"), "org/clean")
+    app = create_app(Settings.from_env())
+    token = app.state.registry.token_create("reader", "reader").secret
+    headers = {"Authorization": f"Bearer {token}"}
+    with live_server(app) as server:
+        for name, status in (("org/clean", 200), ("org/evil", 403)):
+            got = httpx.get(
+                f"{server.url}/hf/dev/{name}/resolve/main/README.md", headers=headers, timeout=30
+            )
+            assert got.status_code == status, (name, got.headers.get("X-Error-Message"))
+        refused = httpx.get(
+            f"{server.url}/hf/dev/org/evil/resolve/main/pytorch_model.bin",
+            headers=headers,
+            timeout=30,
+        )
+        assert refused.status_code == 403
+        assert "malicious: pickle: pytorch_model.bin" in refused.headers["X-Error-Message"]
+        for target, allowed in ((clean, True), (ref, False)):
+            answer = httpx.post(
+                f"{server.url}/k8s/admission/dev",
+                json=review(pod({"modelctl.dev/model": target})),
+                headers=headers,
+                timeout=30,
+            ).json()["response"]
+            assert answer["allowed"] is allowed, answer
+        assert "malicious" in answer["status"]["message"]
