@@ -565,7 +565,9 @@ class RemoteRegistry:
     def finding_triage(
         self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
     ) -> TriageView:
-        fid = quote(finding_id.strip(), safe="")
+        from registry.service.findings import check_finding_id
+
+        fid = check_finding_id(finding_id)  # the same InputError as embedded, before a request
         body = {"decision": decision, "reason": reason, "expires_at": expires_at.isoformat()}
         return _triage(self._json("POST", f"/v1/findings/{fid}/triage", json=body))
 
