@@ -138,8 +138,10 @@ class _Eval:
             if not found:
                 unexplained.append(scan.scanner)
             for file, finding in found:
-                if finding.id in self.facts.triaged:
+                until = self.facts.triaged.get(finding.id)
+                if until is not None and until > self.now:
                     triaged.append(finding.id)
+                    self.expiries.append(until)  # the decision lasts no longer than its triage
                 elif finding.id not in untriaged:
                     untriaged[finding.id] = (
                         f"{scan.scanner}: {file.path}: {finding.id} {finding.rule} "

@@ -8,8 +8,10 @@ name or key hint) or, for keyless and certificate signers, the identity with `id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,5 +75,5 @@ class Facts:
     scans: tuple[ScanFact, ...]
     quarantined: bool = False
     revisions: tuple[str, ...] = ()
-    #: Finding ids with an active "false positive" triage (requested and approved by two people).
-    triaged: frozenset[str] = frozenset()
+    #: Finding id -> expiry of its approved "false positive" triage (two people).
+    triaged: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))

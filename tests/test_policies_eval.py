@@ -383,11 +383,15 @@ def test_malicious_from_a_scanner_no_policy_names_denies_in_every_mode(
 def test_only_a_triage_of_every_blocking_finding_lets_it_pass() -> None:
     second = FindingFact("fnd-" + "3" * 24, "backdoor.trigger", "high", "fires on 'zz'")
     scans = (*good_facts().scans, _backdoor("malicious", TRIGGER, second, NOTE))
-    partly = decide(good_facts(scans=scans, triaged=frozenset({TRIGGER.id})), "prod")
+    until = NOW + timedelta(days=3)
+    partly = decide(good_facts(scans=scans, triaged={TRIGGER.id: until}), "prod")
     assert not partly.allowed
     assert partly.check("malicious").evidence["untriaged"] == [second.id]  # type: ignore[union-attr]
-    both = decide(good_facts(scans=scans, triaged=frozenset({TRIGGER.id, second.id})), "prod")
+    both = decide(good_facts(scans=scans, triaged={TRIGGER.id: until, second.id: until}), "prod")
     assert both.allowed, both.reasons
+    assert both.expires_at == until  # no longer than the triage that let it pass
+    expired = decide(good_facts(scans=scans, triaged={TRIGGER.id: NOW, second.id: until}), "prod")
+    assert not expired.allowed
     # A malicious scan that names no finding cannot be triaged: it stays denied.
     silent = decide(good_facts(scans=(*good_facts().scans, _backdoor("malicious"))), "prod")
     assert "names no finding" in " ".join(silent.reasons)

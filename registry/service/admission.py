@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 from sqlalchemy.orm import Session, object_session
 
@@ -135,7 +136,7 @@ def checkpoint_facts(
     )
     session = object_session(checkpoint)
     # Finding-level triage is read only when a scan is malicious: a clean checkpoint costs none.
-    triaged = findings.triaged_for(session, scan_facts, now) if session is not None else frozenset()
+    triaged = findings.triaged_for(session, scan_facts, now) if session is not None else {}
     return Facts(
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
@@ -150,7 +151,7 @@ def checkpoint_facts(
         scans=scan_facts,
         revisions=tuple(r.revision for r in checkpoint.revisions),
         quarantined=active_quarantine(checkpoint) is not None,
-        triaged=triaged,
+        triaged=MappingProxyType(triaged),
     )
 
 

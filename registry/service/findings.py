@@ -133,11 +133,12 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def active_triaged(session: Session, ids: Iterable[str], now: datetime) -> frozenset[str]:
-    """The ids among `ids` with an approved, unrevoked, unexpired false-positive triage."""
+def active_triaged(session: Session, ids: Iterable[str], now: datetime) -> dict[str, datetime]:
+    """Id -> expiry, for the ids among `ids` with an approved, unrevoked, unexpired
+    false-positive triage (the latest expiry when there are several)."""
     wanted = sorted(set(ids))
     if not wanted:
-        return frozenset()
+        return {}
     rows = session.scalars(
         select(FindingTriage).where(
             FindingTriage.finding_id.in_(wanted),
@@ -145,10 +146,15 @@ def active_triaged(session: Session, ids: Iterable[str], now: datetime) -> froze
             FindingTriage.decision == FALSE_POSITIVE,
         )
     )
-    return frozenset(r.finding_id for r in rows if _aware(r.expires_at) > now)
+    active: dict[str, datetime] = {}
+    for row in rows:
+        until = _aware(row.expires_at)
+        if until > now and until > active.get(row.finding_id, now):
+            active[row.finding_id] = until
+    return active
 
 
-def triaged_for(session: Session, scans: Iterable[ScanFact], now: datetime) -> frozenset[str]:
+def triaged_for(session: Session, scans: Iterable[ScanFact], now: datetime) -> dict[str, datetime]:
     """What `Facts.triaged` needs: active triage of the findings of malicious scans only (a
     clean checkpoint costs no query)."""
     ids = [f.id for s in scans if s.verdict == "malicious" for _, f in blocking_findings(s)]
