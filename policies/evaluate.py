@@ -162,18 +162,7 @@ class _Eval:
                 **evidence,
             )
             return
-        parts = list(untriaged.values())[:5]
-        if len(untriaged) > 5:
-            parts.append(f"and {len(untriaged) - 5} more")
-        parts += [f"{name} says malicious but names no finding: re-scan" for name in unexplained]
-        self.add(
-            "malicious",
-            False,
-            "; ".join(parts)
-            + " (a false positive needs a finding triage approved by a second person: "
-            "modelctl finding triage FINDING_ID --false-positive)",
-            **evidence,
-        )
+        self.add("malicious", False, _malicious_message(untriaged, unexplained), **evidence)
 
     # ---- declarative checks -----------------------------------------------------------------
     def sources(self) -> None:
@@ -474,6 +463,18 @@ class _Eval:
             and (s.digest is None or s.digest == f.digest)
             and (s.source is None or s.source.matches(f.source_uri))
         )
+
+
+def _malicious_message(untriaged: dict[str, str], unexplained: list[str]) -> str:
+    """Each untriaged finding (id, rule, file; five at most), and what gets past them."""
+    parts = list(untriaged.values())[:5]
+    if len(untriaged) > 5:
+        parts.append(f"and {len(untriaged) - 5} more")
+    parts += [f"{name} says malicious but names no finding: re-scan" for name in unexplained]
+    return "; ".join(parts) + (
+        " (a false positive needs a finding triage approved by a second person: "
+        "modelctl finding triage FINDING_ID --false-positive)"
+    )
 
 
 def newest_scans(scans: tuple[ScanFact, ...]) -> list[ScanFact]:
