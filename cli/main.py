@@ -11,6 +11,7 @@ import typer
 from attestations.errors import AttestationError
 from cli import policy, render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
@@ -61,6 +62,7 @@ app.add_typer(policy.policy_app, name="policy")
 app.command("quarantine")(policy.quarantine_command)
 app.command("release")(policy.release_command)
 app.add_typer(policy.exception_app, name="exception")
+app.add_typer(finding_app, name="finding")
 app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 app.command("serve")(serve)  # serve (added for `modelctl serve`)
 app.command("worker")(worker)  # serve

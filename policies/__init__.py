@@ -9,7 +9,14 @@ from importlib import resources
 
 from policies.errors import PolicyError
 from policies.evaluate import CheckResult, CheckStatus, Decision, evaluate
-from policies.facts import AttestationFact, Facts, FileFact, ScanFact
+from policies.facts import (
+    AttestationFact,
+    Facts,
+    FileFact,
+    FindingFact,
+    ScanFact,
+    ScannedFileFact,
+)
 from policies.lint import LintLevel, LintMessage, lint
 from policies.loader import load_policies
 from policies.model import REGISTRY_SIGNER, Mode, ModelPolicy, ModelPolicyBinding, PolicySet
@@ -34,6 +41,7 @@ __all__ = [
     "Decision",
     "Facts",
     "FileFact",
+    "FindingFact",
     "LintLevel",
     "LintMessage",
     "Mode",
@@ -42,6 +50,7 @@ __all__ = [
     "PolicyError",
     "PolicySet",
     "ScanFact",
+    "ScannedFileFact",
     "evaluate",
     "lint",
     "load_default_policies",

@@ -1,8 +1,9 @@
 """Pure evaluation: (policy, facts, now) -> Decision with every check's result.
 
-Order: quarantine and digest (never waivable, deny in every mode), sources, revisions,
-licenses, formats, required attestations, scans, CEL rules; then exceptions waive the
-waivable failures; then the mode turns failures into warnings (`warn`) or records (`audit`).
+Order: quarantine, digest and malicious (never waivable, deny in every mode), sources,
+revisions, licenses, formats, required attestations, scans, verdicts, CEL rules; then
+exceptions waive the waivable failures; then the mode turns failures into warnings (`warn`) or
+records (`audit`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 from attestations.digests import Digest
 from attestations.errors import InvalidInputError
 from policies import cel_engine
-from policies.facts import AttestationFact, Facts, ScanFact
+from policies.facts import AttestationFact, Facts, FindingFact, ScanFact, ScannedFileFact
 from policies.model import (
+    HARD_CHECKS,
     PICKLE_BASED_FORMATS,
+    REGISTRY_SIGNER,
     SEVERITIES,
     UNWAIVABLE_PREFIXES,
     VERDICTS,
@@ -38,6 +41,12 @@ from policies.model import (
 )
 
 _PINNED = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+#: Severities of a malicious file's findings that make it malicious (and need a triage).
+BLOCKING_SEVERITIES = frozenset({"high", "critical"})
+#: Predicate types `modelctl attest` issues with the registry's key.
+_REGISTRY_ATTESTED = frozenset(
+    {"https://model_signing/signature/v1.0", "https://slsa.dev/provenance/v1"}
+)
 _UNKNOWN_LICENSES = frozenset({"", "unknown", "other", "noassertion", "none"})
 
 
@@ -107,6 +116,53 @@ class _Eval:
             self.add("digest", False, f"not a checkpoint digest: {exc.message}", digest=f.digest)
         else:
             self.add("digest", True, "checkpoint digest well-formed", digest=f.digest)
+        self.malicious()
+
+    @property
+    def ref(self) -> str:
+        """The checkpoint as a CLI reference, for the `run: modelctl …` hints."""
+        return f"{self.facts.name}@{self.facts.digest}"
+
+    def malicious(self) -> None:
+        """Denied while the newest scan of any scanner says `malicious`, unless every finding
+        that makes it so has an active "false positive" triage."""
+        bad = [s for s in newest_scans(self.facts.scans) if s.verdict == "malicious"]
+        if not bad:
+            self.add("malicious", True, "no scanner's newest scan is malicious")
+            return
+        untriaged: dict[str, str] = {}
+        triaged: list[str] = []
+        unexplained: list[str] = []
+        for scan in bad:
+            found = blocking_findings(scan)
+            if not found:
+                unexplained.append(scan.scanner)
+            for file, finding in found:
+                until = self.facts.triaged.get(finding.id)
+                if until is not None and until > self.now:
+                    triaged.append(finding.id)
+                    self.expiries.append(until)  # the decision lasts no longer than its triage
+                elif finding.id not in untriaged:
+                    untriaged[finding.id] = (
+                        f"{scan.scanner}: {file.path}: {finding.id} {finding.rule} "
+                        f"({finding.severity}) {finding.message[:120]}"
+                    )
+        scanners = sorted({s.scanner for s in bad})
+        evidence: dict[str, Any] = {
+            "scanners": scanners,
+            "untriaged": sorted(untriaged),
+            "triaged": sorted(set(triaged)),
+        }
+        if not untriaged and not unexplained:
+            self.add(
+                "malicious",
+                True,
+                f"malicious verdict from {', '.join(scanners)}: every finding is triaged as a "
+                f"false positive ({', '.join(sorted(set(triaged)))})",
+                **evidence,
+            )
+            return
+        self.add("malicious", False, _malicious_message(untriaged, unexplained), **evidence)
 
     # ---- declarative checks -----------------------------------------------------------------
     def sources(self) -> None:
@@ -139,12 +195,15 @@ class _Eval:
             return
         commit = self.facts.commit
         if r.require_pinned:
-            ok = _PINNED.match(commit) is not None
-            msg = (
-                f"pinned to commit {commit}"
-                if ok
-                else f"revision {commit!r} is not a full commit id"
-            )
+            # A folder has no commit: its content digest is its revision (and pins it).
+            by_digest = commit == self.facts.digest
+            ok = by_digest or _PINNED.match(commit) is not None
+            if by_digest:
+                msg = f"pinned by its content digest {commit}"
+            elif ok:
+                msg = f"pinned to commit {commit}"
+            else:
+                msg = f"revision {commit!r} is not a full commit id nor the checkpoint's digest"
             self.add("revisions.pinned", ok, msg, commit=commit)
         uri = self.facts.source_uri
         for pin in r.pins:
@@ -270,19 +329,29 @@ class _Eval:
         self.add(
             req.check_id,
             ok,
-            msg,
+            msg if ok else msg + self.attest_hint(req),
             predicateType=req.predicate_type,
             signers=satisfied,
             required=list(req.signers),
             threshold=req.threshold,
         )
 
+    def attest_hint(self, req: RequiredAttestation) -> str:
+        """What fixes a missing registry attestation: `modelctl attest` issues both kinds."""
+        if REGISTRY_SIGNER in req.signers and req.predicate_type in _REGISTRY_ATTESTED:
+            return f"; run: modelctl attest {self.ref}"
+        return ""
+
     # ---- scans ------------------------------------------------------------------------------
     def scan(self, req: ScanRequirement) -> bool:
         runs = [s for s in self.facts.scans if s.scanner == req.scanner]
+        hint = f"run: modelctl scan {self.ref} --scanner {req.scanner}"
         if not runs:
             return self.add(
-                req.check_id, False, f"no {req.scanner} scan on record", scanner=req.scanner
+                req.check_id,
+                False,
+                f"no {req.scanner} scan on record; {hint}",
+                scanner=req.scanner,
             )
         run = max(runs, key=lambda s: s.finished_at)
         ev: dict[str, Any] = {
@@ -293,12 +362,39 @@ class _Eval:
         }
         problems = _scan_problems(req, run, self.now)
         if problems:
-            return self.add(req.check_id, False, f"{req.scanner} scan: {'; '.join(problems)}", **ev)
+            stale = any(p.startswith(("stale", "version")) for p in problems)
+            message = f"{req.scanner} scan: {'; '.join(problems)}" + (f"; {hint}" if stale else "")
+            return self.add(req.check_id, False, message, **ev)
         if req.max_age is not None:
             self.expiries.append(run.finished_at + req.max_age)
         return self.add(
             req.check_id, True, f"{req.scanner} {run.version} scan is {run.verdict}", **ev
         )
+
+    def verdicts(self) -> None:
+        """`spec.verdicts.deny`: over the newest scan of every scanner, named or not."""
+        rule = self.policy.verdicts
+        if rule is None:
+            return
+        newest = newest_scans(self.facts.scans)
+        for verdict in rule.deny:
+            hits: list[str] = []
+            for scan in newest:
+                files = [f.path for f in scan.files if f.verdict == verdict]
+                if files:
+                    shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
+                    hits.append(f"{scan.scanner} ({shown})")
+                elif scan.verdict == verdict:
+                    hits.append(scan.scanner)
+            self.add(
+                f"verdicts.{verdict}",
+                not hits,
+                f"{verdict} from {'; '.join(hits)}"
+                if hits
+                else f"no scanner's newest scan has a {verdict} verdict",
+                verdict=verdict,
+                scanners=[h.split(" ", 1)[0] for h in hits],
+            )
 
     # ---- rules --------------------------------------------------------------------------------
     def rules(self) -> None:
@@ -367,6 +463,40 @@ class _Eval:
             and (s.digest is None or s.digest == f.digest)
             and (s.source is None or s.source.matches(f.source_uri))
         )
+
+
+def _malicious_message(untriaged: dict[str, str], unexplained: list[str]) -> str:
+    """Each untriaged finding (id, rule, file; five at most), and what gets past them."""
+    parts = list(untriaged.values())[:5]
+    if len(untriaged) > 5:
+        parts.append(f"and {len(untriaged) - 5} more")
+    parts += [f"{name} says malicious but names no finding: re-scan" for name in unexplained]
+    return "; ".join(parts) + (
+        " (a false positive needs a finding triage approved by a second person: "
+        "modelctl finding triage FINDING_ID --false-positive)"
+    )
+
+
+def newest_scans(scans: tuple[ScanFact, ...]) -> list[ScanFact]:
+    """The newest run of each scanner, by scanner id."""
+    newest: dict[str, ScanFact] = {}
+    for scan in scans:
+        seen = newest.get(scan.scanner)
+        if seen is None or scan.finished_at > seen.finished_at:
+            newest[scan.scanner] = scan
+    return [newest[k] for k in sorted(newest)]
+
+
+def blocking_findings(scan: ScanFact) -> list[tuple[ScannedFileFact, FindingFact]]:
+    """What makes a scan malicious: the high and critical findings of each file whose verdict
+    is malicious (every finding of such a file when none is high or critical)."""
+    out: list[tuple[ScannedFileFact, FindingFact]] = []
+    for file in scan.files:
+        if file.verdict != "malicious":
+            continue
+        serious = [f for f in file.findings if f.severity in BLOCKING_SEVERITIES]
+        out += [(file, f) for f in serious or file.findings]
+    return out
 
 
 def _signed_by(signer: Signer, att: AttestationFact) -> bool:
@@ -488,14 +618,15 @@ def evaluate(
     latest = max(pickle_runs, key=lambda s: s.finished_at, default=None)
     pickle_clean = all(scan_ok) and latest is not None and latest.verdict == "clean"
     ev.formats(pickle_clean)
+    ev.verdicts()
     ev.rules()
     applied = ev.waive(environment)
-    hard = any(c.status is CheckStatus.FAIL and c.id in ("quarantine", "digest") for c in ev.checks)
+    hard = any(c.status is CheckStatus.FAIL and c.id in HARD_CHECKS for c in ev.checks)
     checks = ev.checks
     if mode is Mode.WARN:
         checks = [
             CheckResult(c.id, CheckStatus.WARN, c.message, c.evidence)
-            if c.status is CheckStatus.FAIL and c.id not in ("quarantine", "digest")
+            if c.status is CheckStatus.FAIL and c.id not in HARD_CHECKS
             else c
             for c in checks
         ]

@@ -8,8 +8,10 @@ name or key hint) or, for keyless and certificate signers, the identity with `id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +33,34 @@ class AttestationFact:
 
 
 @dataclass(frozen=True, slots=True)
+class FindingFact:
+    """One finding of a scan, with its stable id (scanner, rule, file sha256, location)."""
+
+    id: str
+    rule: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedFileFact:
+    """A file (or `.`, the folder) that a scan did not find clean, and why."""
+
+    path: str
+    sha256: str
+    verdict: str
+    findings: tuple[FindingFact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ScanFact:
     scanner: str
     version: str
     verdict: str
     finished_at: datetime
     max_severity: str | None = None
+    #: The files this run did not find clean (clean files are left out).
+    files: tuple[ScannedFileFact, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +75,5 @@ class Facts:
     scans: tuple[ScanFact, ...]
     quarantined: bool = False
     revisions: tuple[str, ...] = ()
+    #: Finding id -> expiry of its approved "false positive" triage (two people).
+    triaged: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))

@@ -33,7 +33,7 @@ class LintMessage:
 
 def check_ids(policy: ModelPolicy) -> set[str]:
     """Every check id `evaluate` can produce for this policy."""
-    ids = {"quarantine", "digest"}
+    ids = {"quarantine", "digest", "malicious"}
     if policy.sources is not None:
         ids.add("sources")
     if policy.revisions is not None:
@@ -45,6 +45,8 @@ def check_ids(policy: ModelPolicy) -> set[str]:
     ids.update(a.check_id for a in policy.attestations)
     ids.update(s.check_id for s in policy.scans)
     ids.update(r.check_id for r in policy.rules)
+    if policy.verdicts is not None:
+        ids.update(f"verdicts.{v}" for v in policy.verdicts.deny)
     return ids
 
 

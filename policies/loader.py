@@ -46,6 +46,7 @@ from policies.model import (
     ScanRequirement,
     Signer,
     Sources,
+    Verdicts,
 )
 
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -376,6 +377,7 @@ _SPEC_FIELDS = {
     "scans",
     "rules",
     "exceptions",
+    "verdicts",
 }
 
 
@@ -426,6 +428,7 @@ def _policy(name: str, spec: _Node, digest: str, line: int) -> ModelPolicy:
         exceptions=tuple(exceptions),
         filename=spec.ctx.filename,
         line=line,
+        verdicts=_verdicts(f["verdicts"]) if "verdicts" in f else None,
     )
 
 
@@ -557,6 +560,27 @@ def _scan(node: _Node) -> ScanRequirement:
     )
 
 
+#: What `spec.verdicts.deny` may list: `clean` would deny everything and `malicious` is denied
+#: by every policy already (check `malicious`).
+DENIABLE_VERDICTS = tuple(v for v in VERDICTS if v not in ("clean", "malicious"))
+
+
+def _verdicts(node: _Node) -> Verdicts:
+    f = node.mapping({"deny"}, set())
+    deny: list[str] = []
+    for n in f["deny"].sequence():
+        verdict = n.string()
+        if verdict == "malicious":
+            n.fail("'malicious' is denied by every policy already (check `malicious`)")
+        verdict = n.choice(DENIABLE_VERDICTS)
+        if verdict in deny:
+            n.fail(f"verdict {verdict!r} listed twice")
+        deny.append(verdict)
+    if not deny:
+        f["deny"].fail("denies nothing; omit `verdicts` instead")
+    return Verdicts(deny=tuple(v for v in VERDICTS if v in deny))
+
+
 def _rule(node: _Node) -> Rule:
     f = node.mapping({"id", "expression", "message"}, set())
     rule_id = f["id"].string(_NAME, "rule id")
@@ -592,7 +616,10 @@ def _exception(node: _Node) -> PolicyException:
     for n in f["waive"].sequence():
         check = n.string(_CHECK_ID, "check id")
         if check.split(".", 1)[0] in UNWAIVABLE_PREFIXES:
-            n.fail(f"{check!r} cannot be waived: signatures, digests and quarantine never are")
+            n.fail(
+                f"{check!r} cannot be waived: signatures, digests, quarantine and malicious "
+                "verdicts never are"
+            )
         waive.add(check)
     if not waive:
         f["waive"].fail("waives nothing")

@@ -13,8 +13,12 @@ API_VERSION = "modelctl.dev/v1"
 #: The signer name the caller resolves to the registry's own key (not known to the YAML).
 REGISTRY_SIGNER = "registry"
 
-#: Check-id prefixes that no exception may waive: signatures, digests, quarantine.
-UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine")
+#: Check-id prefixes that no exception may waive: signatures, digests, quarantine, and a
+#: malicious verdict (only a finding-level "false positive" triage by two people gets past it).
+UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine", "malicious")
+
+#: Checks that deny in every mode (enforce, warn, audit): never turned into warnings.
+HARD_CHECKS = ("quarantine", "digest", "malicious")
 
 VERDICTS = ("clean", "suspicious", "malicious", "malformed", "unsupported", "error")
 SEVERITIES = ("none", "info", "low", "medium", "high", "critical")
@@ -142,6 +146,14 @@ class ScanRequirement:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdicts:
+    """`spec.verdicts`: verdicts denied from the newest scan of *every* scanner on record,
+    whether or not `scans` names it (one check `verdicts.<verdict>` each)."""
+
+    deny: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     expression: str
@@ -187,6 +199,7 @@ class ModelPolicy:
     exceptions: tuple[PolicyException, ...]
     filename: str
     line: int
+    verdicts: Verdicts | None = None
 
     def signer(self, name: str) -> Signer | None:
         for s in self.signers:
@@ -226,6 +239,10 @@ class PolicySet:
 
     def policy(self, name: str) -> ModelPolicy | None:
         return next((p for p in self.policies if p.name == name), None)
+
+    def environments(self) -> tuple[str, ...]:
+        """Every environment some binding names, sorted."""
+        return tuple(sorted({env for b in self.bindings for env, _ in b.environments}))
 
     def for_environment(self, env: str) -> tuple[ModelPolicy, Mode] | None:
         """The policy and mode bound to `env`; None when no binding names it (deny)."""

@@ -50,12 +50,14 @@ from registry.views import (  # server
     DecisionView,
     ExceptionView,
     FileView,
+    FindingView,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
     ScanOutcome,
     TokenCreated,
     TokenView,
+    TriageView,
 )
 
 if TYPE_CHECKING:
@@ -355,6 +357,56 @@ class EmbeddedRegistry:
                 session, exception_id, actor=self.actor, now=datetime.now(UTC)
             )
             return exception_view(row)
+
+    # -- findings and their triage (registry/service/findings.py) -------------------------------
+    def finding_list(self, ref: str) -> list[FindingView]:
+        from registry.service import findings
+
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            return findings.checkpoint_findings(
+                session, checkpoint, admission.latest_scans(checkpoint), datetime.now(UTC)
+            )
+
+    def finding_triage(
+        self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
+    ) -> TriageView:
+        from registry.service import findings
+
+        with unit_of_work(self.sessions) as session:
+            return findings.request(
+                session,
+                finding_id,
+                decision=decision,
+                reason=reason,
+                expires_at=expires_at,
+                actor=self.actor,
+                now=datetime.now(UTC),
+            )
+
+    def finding_approve(self, request_id: int) -> TriageView:
+        from registry.service import findings
+
+        with unit_of_work(self.sessions) as session:
+            return findings.approve(session, request_id, actor=self.actor, now=datetime.now(UTC))
+
+    def finding_revoke(self, request_id: int, reason: str = "") -> TriageView:
+        from registry.service import findings
+
+        with unit_of_work(self.sessions) as session:
+            return findings.revoke(
+                session, request_id, actor=self.actor, now=datetime.now(UTC), reason=reason
+            )
+
+    def triage_list(
+        self, *, finding_id: str | None = None, status: str | None = None
+    ) -> list[TriageView]:
+        from registry.service import findings
+
+        with unit_of_work(self.sessions) as session:
+            return findings.list_triage(
+                session, finding=finding_id, status=status, now=datetime.now(UTC)
+            )
 
     def quarantine(self, ref: str, reason: str) -> CheckpointView:
         parsed = Ref.parse(ref)

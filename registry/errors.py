@@ -23,6 +23,10 @@ class InputError(RegistryError):
     """The caller's input is unusable: bad syntax, hostile paths, unknown options."""
 
 
+class Forbidden(InputError):
+    """The caller may not do this, whatever their role: e.g. approve their own request."""
+
+
 class NotFound(InputError):
     """The named model, checkpoint, repository or revision does not exist."""
 

@@ -16,12 +16,14 @@ from registry.views import (  # server
     CheckpointView,
     DecisionView,
     ExceptionView,
+    FindingView,
     MirrorResult,
     ModelSummary,
     PullResult,
     ScanOutcome,
     TokenCreated,
     TokenView,
+    TriageView,
 )
 
 
@@ -69,6 +71,16 @@ class Registry(Protocol):
     def scan(
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome: ...
+    # -- findings and their triage (two people: requester and a different approver) --
+    def finding_list(self, ref: str) -> list[FindingView]: ...
+    def finding_triage(
+        self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
+    ) -> TriageView: ...
+    def finding_approve(self, request_id: int) -> TriageView: ...
+    def finding_revoke(self, request_id: int, reason: str = "") -> TriageView: ...
+    def triage_list(
+        self, *, finding_id: str | None = None, status: str | None = None
+    ) -> list[TriageView]: ...
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
     ) -> DecisionView: ...

@@ -31,6 +31,7 @@ from registry.errors import (
     AmbiguousReference,
     AuthenticationRequired,
     Denied,
+    Forbidden,
     InputError,
     IntegrityFailure,
     NotFound,
@@ -52,6 +53,7 @@ from registry.views import (
     DecisionView,
     ExceptionView,
     FileView,
+    FindingView,
     MirrorResult,
     MirrorStats,
     ModelSummary,
@@ -61,6 +63,7 @@ from registry.views import (
     SourceView,
     TokenCreated,
     TokenView,
+    TriageView,
 )
 
 TOKEN_ENV = "MODELCTL_TOKEN"  # noqa: S105 - the name of the variable, not a secret
@@ -75,6 +78,7 @@ _ERRORS: dict[str, type[RegistryError]] = {
     "denied": Denied,
     "not_admitted": Denied,  # a byte read the environment's policy refuses
     "environment_out_of_scope": Denied,  # the token is scoped to other environments
+    "forbidden": Forbidden,
     "integrity_failure": IntegrityFailure,
     "signature_verification_error": IntegrityFailure,
     "model_signature_error": IntegrityFailure,
@@ -206,6 +210,44 @@ def _exception(d: dict[str, Any]) -> ExceptionView:
         expires_at=_ts(d["expires_at"]),
         created_at=_ts(d["created_at"]),
         revoked_at=_ts_or_none(d.get("revoked_at")),
+    )
+
+
+def _finding(d: dict[str, Any]) -> FindingView:
+    return FindingView(
+        id=d["id"],
+        scanner=d["scanner"],
+        path=d["path"],
+        sha256=d["sha256"],
+        file_verdict=d["file_verdict"],
+        rule=d["rule"],
+        severity=d["severity"],
+        message=d["message"],
+        blocking=d["blocking"],
+        triage=d.get("triage"),
+        occurrences=d.get("occurrences", 1),
+    )
+
+
+def _triage(d: dict[str, Any]) -> TriageView:
+    return TriageView(
+        id=d["id"],
+        finding_id=d["finding_id"],
+        decision=d["decision"],
+        status=d["status"],
+        reason=d["reason"],
+        scanner=d["scanner"],
+        rule=d["rule"],
+        path=d["path"],
+        file_sha256=d["file_sha256"],
+        requested_by=d["requested_by"],
+        created_at=_ts(d["created_at"]),
+        expires_at=_ts(d["expires_at"]),
+        approved_by=d.get("approved_by"),
+        approved_at=_ts_or_none(d.get("approved_at")),
+        revoked_by=d.get("revoked_by"),
+        revoked_at=_ts_or_none(d.get("revoked_at")),
+        active=d["active"],
     )
 
 
@@ -532,6 +574,33 @@ class RemoteRegistry:
 
     def exception_revoke(self, exception_id: int) -> ExceptionView:
         return _exception(self._json("POST", f"/v1/exceptions/{int(exception_id)}/revoke"))
+
+    # -- findings and their triage -----------------------------------------------------------
+    def finding_list(self, ref: str) -> list[FindingView]:
+        found = self._json("GET", self._canonical(ref) + "/findings")["findings"]
+        return [_finding(f) for f in found]
+
+    def finding_triage(
+        self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
+    ) -> TriageView:
+        from registry.service.findings import check_finding_id
+
+        fid = check_finding_id(finding_id)  # the same InputError as embedded, before a request
+        body = {"decision": decision, "reason": reason, "expires_at": expires_at.isoformat()}
+        return _triage(self._json("POST", f"/v1/findings/{fid}/triage", json=body))
+
+    def finding_approve(self, request_id: int) -> TriageView:
+        return _triage(self._json("POST", f"/v1/triage/{int(request_id)}/approve"))
+
+    def finding_revoke(self, request_id: int, reason: str = "") -> TriageView:
+        path = f"/v1/triage/{int(request_id)}/revoke"
+        return _triage(self._json("POST", path, json={"reason": reason}))
+
+    def triage_list(
+        self, *, finding_id: str | None = None, status: str | None = None
+    ) -> list[TriageView]:
+        params = {k: v for k, v in (("finding", finding_id), ("status", status)) if v}
+        return [_triage(t) for t in self._json("GET", "/v1/triage", params=params)["triage"]]
 
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""

@@ -349,6 +349,82 @@ class ExceptionView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    """A finding of a checkpoint's newest scans, with its stable id and triage state."""
+
+    id: str  # fnd-<24 hex>: (scanner, rule, file sha256, location)
+    scanner: str
+    path: str
+    sha256: str  # the file's (the manifest digest for `.`)
+    file_verdict: str
+    rule: str
+    severity: str
+    message: str
+    blocking: bool  # makes a malicious verdict: denies until triaged
+    triage: str | None  # "false positive until …", "pending request N", or None
+    occurrences: int = 1  # findings at the same location share the id (the first is shown)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scanner": self.scanner,
+            "path": self.path,
+            "sha256": self.sha256,
+            "file_verdict": self.file_verdict,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "blocking": self.blocking,
+            "triage": self.triage,
+            "occurrences": self.occurrences,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TriageView:
+    """A finding-level decision: requested by one principal, approved by another."""
+
+    id: int
+    finding_id: str
+    decision: str  # false-positive
+    status: str  # pending | approved | revoked
+    reason: str
+    scanner: str
+    rule: str
+    path: str
+    file_sha256: str
+    requested_by: str
+    created_at: datetime
+    expires_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    revoked_by: str | None
+    revoked_at: datetime | None
+    active: bool  # approved, not revoked, not expired
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "finding_id": self.finding_id,
+            "decision": self.decision,
+            "status": self.status,
+            "reason": self.reason,
+            "scanner": self.scanner,
+            "rule": self.rule,
+            "path": self.path,
+            "file_sha256": self.file_sha256,
+            "requested_by": self.requested_by,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "approved_by": self.approved_by,
+            "approved_at": iso(self.approved_at) if self.approved_at else None,
+            "revoked_by": self.revoked_by,
+            "revoked_at": iso(self.revoked_at) if self.revoked_at else None,
+            "active": self.active,
+        }
+
+
 # -- server: API tokens, audit log, jobs (added for `modelctl serve`) ---------------------------
 
 

@@ -254,7 +254,7 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
             ],
         )
     migrate(engine)
-    assert current_revision(engine) == HEAD_REVISION
+    assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
         severities = dict(conn.execute(text("SELECT id, max_severity FROM scans")).all())
         licenses = conn.execute(text("SELECT license FROM checkpoints")).scalars().all()

@@ -14,9 +14,12 @@ from policies import (
     Decision,
     Facts,
     FileFact,
+    FindingFact,
     Mode,
     ModelPolicy,
+    PolicyError,
     ScanFact,
+    ScannedFileFact,
     default_policies_text,
     evaluate,
     load_default_policies,
@@ -108,8 +111,11 @@ def test_malicious_scan_denied_where_enforced() -> None:
     for name in ("staging", "prod"):
         decision = decide(good_facts(scans=scans), name)
         assert not decision.allowed
-        assert "verdict malicious" in decision.reasons[0]
-    assert status(decide(good_facts(scans=scans), "dev"), "scans.pickle") is CheckStatus.WARN
+        assert "verdict malicious" in " ".join(decision.reasons)
+    dev = decide(good_facts(scans=scans), "dev")
+    assert status(dev, "scans.pickle") is CheckStatus.WARN
+    assert status(dev, "malicious") is CheckStatus.FAIL  # malicious denies in every mode
+    assert not dev.allowed
 
 
 def test_errored_or_missing_scan_is_never_clean() -> None:
@@ -343,3 +349,112 @@ def test_cel_rules_see_timestamps_and_attestations() -> None:
     late = evaluate(policy, good_facts(), now=NOW + timedelta(days=1))
     assert status(late, "rules.fresh") is CheckStatus.FAIL
     assert late.check("rules.fresh").message == "a scan is older than three days"  # type: ignore[union-attr]
+
+
+# -- issue 12: malicious from any scanner, spec.verdicts, digest-pinned folders, hints ----------
+
+
+def _backdoor(verdict: str, *findings: FindingFact, path: str = ".") -> ScanFact:
+    files = (ScannedFileFact(path, "cd" * 32, verdict, findings),) if verdict != "clean" else ()
+    return ScanFact("backdoor", "0.1.0", verdict, NOW, "critical", files)
+
+
+TRIGGER = FindingFact("fnd-" + "1" * 24, "backdoor.trigger", "critical", "fires on 'cf-7'")
+NOTE = FindingFact("fnd-" + "2" * 24, "backdoor.note", "info", "probed 200 motifs")
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_malicious_from_a_scanner_no_policy_names_denies_in_every_mode(
+    name: str, mode: Mode
+) -> None:
+    facts = good_facts(scans=(*good_facts().scans, _backdoor("malicious", TRIGGER, NOTE)))
+    policy, _ = env(name)
+    decision = evaluate(policy, facts, now=NOW, mode=mode, environment=name)
+    assert not decision.allowed
+    check = decision.check("malicious")
+    assert check is not None
+    assert check.status is CheckStatus.FAIL
+    assert f"backdoor: .: {TRIGGER.id} backdoor.trigger (critical)" in check.message
+    assert NOTE.id not in check.message  # an info finding does not make it malicious
+    assert check.evidence["untriaged"] == [TRIGGER.id]
+
+
+def test_only_a_triage_of_every_blocking_finding_lets_it_pass() -> None:
+    second = FindingFact("fnd-" + "3" * 24, "backdoor.trigger", "high", "fires on 'zz'")
+    scans = (*good_facts().scans, _backdoor("malicious", TRIGGER, second, NOTE))
+    until = NOW + timedelta(days=3)
+    partly = decide(good_facts(scans=scans, triaged={TRIGGER.id: until}), "prod")
+    assert not partly.allowed
+    assert partly.check("malicious").evidence["untriaged"] == [second.id]  # type: ignore[union-attr]
+    both = decide(good_facts(scans=scans, triaged={TRIGGER.id: until, second.id: until}), "prod")
+    assert both.allowed, both.reasons
+    assert both.expires_at == until  # no longer than the triage that let it pass
+    expired = decide(good_facts(scans=scans, triaged={TRIGGER.id: NOW, second.id: until}), "prod")
+    assert not expired.allowed
+    # A malicious scan that names no finding cannot be triaged: it stays denied.
+    silent = decide(good_facts(scans=(*good_facts().scans, _backdoor("malicious"))), "prod")
+    assert "names no finding" in " ".join(silent.reasons)
+
+
+def test_the_newest_scan_of_a_scanner_decides() -> None:
+    old = dataclasses.replace(_backdoor("malicious", TRIGGER), finished_at=NOW - timedelta(1))
+    newer = _backdoor("clean")
+    assert decide(good_facts(scans=(*good_facts().scans, old, newer)), "prod").allowed
+
+
+def test_malicious_cannot_be_waived_by_a_policy_exception() -> None:
+    text = DEFAULTS_TEXT.replace(
+        "    pickleBased: deny\n",
+        "    pickleBased: deny\n  exceptions:\n    - { id: E1, scope: { name: 'acme/*' }, "
+        "waive: [malicious], reason: r, approver: a, expires: 2099-01-01T00:00:00Z }\n",
+        1,
+    )
+    with pytest.raises(PolicyError, match="cannot be waived"):
+        load_policies(text, "x.yaml")
+
+
+def test_verdicts_deny_covers_every_scanner_and_warns_in_dev() -> None:
+    errored = ScanFact("backdoor", "0.1.0", "error", NOW, None)
+    scans = (*good_facts().scans, errored)
+    for name in ("staging", "prod"):
+        decision = decide(good_facts(scans=scans), name)
+        assert not decision.allowed
+        assert status(decision, "verdicts.error") is CheckStatus.FAIL
+        assert status(decision, "verdicts.malformed") is CheckStatus.PASS
+    dev = decide(good_facts(scans=scans), "dev")
+    assert dev.allowed
+    assert status(dev, "verdicts.error") is CheckStatus.WARN
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "error"),
+    [
+        ("{ deny: [malicious] }", "denied by every policy already"),
+        ("{ deny: [clean] }", "must be one of"),
+        ("{ deny: [] }", "denies nothing"),
+        ("{ deny: [error, error] }", "listed twice"),
+        ("{ deny: [error], allow: [x] }", "unknown field"),
+    ],
+)
+def test_verdicts_block_is_strict(verdicts: str, error: str) -> None:
+    text = DEFAULTS_TEXT.replace("  verdicts:\n    deny: [malformed, error]\n", "", 3).replace(
+        "    pickleBased: deny\n", f"    pickleBased: deny\n  verdicts: {verdicts}\n", 1
+    )
+    with pytest.raises(PolicyError, match=error):
+        load_policies(text, "x.yaml")
+
+
+def test_a_folder_is_pinned_by_its_own_digest_only() -> None:
+    local = good_facts(source_uri="file:///models/bert", commit=DIGEST)
+    assert status(decide(local, "prod"), "revisions.pinned") is CheckStatus.PASS
+    other = good_facts(source_uri="file:///models/bert", commit="sha256:" + "cd" * 32)
+    decision = decide(other, "prod")
+    assert status(decision, "revisions.pinned") is CheckStatus.FAIL
+
+
+def test_deny_messages_say_what_to_run() -> None:
+    decision = decide(good_facts(attestations=(), scans=()), "prod")
+    reasons = " ".join(decision.reasons)
+    assert f"run: modelctl attest acme/bert@{DIGEST}" in reasons
+    assert f"run: modelctl scan acme/bert@{DIGEST} --scanner pickle" in reasons

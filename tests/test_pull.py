@@ -339,14 +339,12 @@ def test_hf_refs_never_become_unsafe_paths() -> None:
     assert pull_service.hf_refs(signed, "a" * 40) == ["main", "release/2026", "v1"]
 
 
-@pytest.mark.parametrize(
-    ("env", "malicious_allowed"), [("dev", True), ("staging", False), ("prod", False)]
-)
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_end_to_end_mirror_attest_pull_per_environment(
-    run_cli: Any, hub: FakeHub, out: Path, env: str, malicious_allowed: bool
+    run_cli: Any, hub: FakeHub, out: Path, env: str
 ) -> None:
-    """Clean and signed: every environment pulls it. A malicious pickle: only warn mode lets it
-    through (with the failing scan as a warning), enforce denies it and writes nothing."""
+    """Clean and signed: every environment pulls it. A malicious pickle: denied everywhere,
+    dev's warn mode included (issue 12: malicious is a deny in every mode), nothing written."""
     evil = (Path(__file__).parent / "assets" / "corpus" / "pickle").joinpath(
         "os_system_global_reduce_p0.pkl"
     )
@@ -360,15 +358,12 @@ def test_end_to_end_mirror_attest_pull_per_environment(
     assert _tree(out / "clean") == FILES
     assert all(c["status"] == "pass" for c in clean.json()["decision"]["checks"]), env
     pulled = run_cli("pull", "org/evil", "--env", env, "--dest", str(out / "evil"), "--json")
-    if malicious_allowed:
-        assert pulled.code == 0, pulled.stderr
-        statuses = {c["id"]: c["status"] for c in pulled.json()["decision"]["checks"]}
-        assert statuses["scans.pickle"] == "warn"
-    else:
-        assert pulled.code == 1
-        assert any("scans.pickle" in r for r in pulled.json()["reasons"])
-        assert not (out / "evil").exists()
-        assert _leftovers(out) == []
+    assert pulled.code == 1
+    reasons = pulled.json()["reasons"]
+    assert any(r.startswith("malicious: pickle: pytorch_model.bin: fnd-") for r in reasons)
+    assert any("scans.pickle" in r for r in reasons)  # a warning in dev, a failure elsewhere
+    assert not (out / "evil").exists()
+    assert _leftovers(out) == []
 
 
 def test_pull_prints_every_warn_mode_failure_on_stderr(

@@ -20,6 +20,7 @@ from attestations.errors import AttestationError, InvalidInputError, Verificatio
 from registry.errors import (
     AmbiguousReference,
     Denied,
+    Forbidden,
     IntegrityFailure,
     NotFound,
     RegistryError,
@@ -101,6 +102,7 @@ def problem(
 
 #: Most specific first: the first class the error is an instance of gives the status.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Forbidden, 403),
     (NotFound, 404),
     (AmbiguousReference, 409),
     (Denied, 403),

@@ -519,6 +519,76 @@ def revoke_exception(
     return registry.exception_revoke(exception_id).to_json()
 
 
+# -- findings and their triage ------------------------------------------------------------------
+
+FindingId = Annotated[str, Path(pattern=r"^fnd-[0-9a-f]{24}$", description="fnd-<24 hex>")]
+Triager = Annotated[EmbeddedRegistry, Depends(registry_for("finding.triage"))]
+
+
+class TriageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["false-positive"] = "false-positive"
+    reason: str = Field(min_length=1, max_length=2000)
+    expires_at: datetime = Field(description="RFC 3339 with a time zone; at most 90 days ahead")
+
+
+class RevokeTriageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.get(CHECKPOINT + "/findings", tags=["findings"])
+def list_findings(
+    registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
+) -> dict[str, Any]:
+    """The findings of the checkpoint's newest scans: stable ids, whether each blocks (makes a
+    malicious verdict), triage state."""
+    found = registry.finding_list(_ref(namespace, name, digest))
+    return {"findings": [f.to_json() for f in found]}
+
+
+@router.post("/findings/{finding_id}/triage", tags=["findings"], status_code=201)
+def request_triage(registry: Triager, finding_id: FindingId, body: TriageBody) -> dict[str, Any]:
+    """Request a finding-level decision; it counts once another principal approves it."""
+    if body.expires_at.tzinfo is None:
+        raise ApiProblem(422, "invalid_request", "expires_at needs a time zone")
+    return registry.finding_triage(
+        finding_id, decision=body.decision, reason=body.reason, expires_at=body.expires_at
+    ).to_json()
+
+
+@router.get("/triage", tags=["findings"])
+def list_triage(
+    registry: Reader,
+    finding: Annotated[str | None, Query(pattern=r"^fnd-[0-9a-f]{24}$")] = None,
+    status: Literal["pending", "approved", "revoked"] | None = None,
+) -> dict[str, Any]:
+    """Triage requests and decisions, newest first."""
+    return {
+        "triage": [t.to_json() for t in registry.triage_list(finding_id=finding, status=status)]
+    }
+
+
+@router.post("/triage/{request_id}/approve", tags=["findings"])
+def approve_triage(
+    registry: Triager, request_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> dict[str, Any]:
+    """Approve a pending triage request: not by the principal who requested it (403)."""
+    return registry.finding_approve(request_id).to_json()
+
+
+@router.post("/triage/{request_id}/revoke", tags=["findings"])
+def revoke_triage(
+    registry: Triager,
+    request_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: RevokeTriageBody | None = None,
+) -> dict[str, Any]:
+    """End a triage (its finding blocks again) or withdraw a pending request."""
+    return registry.finding_revoke(request_id, body.reason if body else "").to_json()
+
+
 # -- admission -----------------------------------------------------------------------------------
 
 

@@ -362,3 +362,35 @@ class ExceptionRequest(Base):
     )
 
     checkpoint: Mapped[Checkpoint] = relationship()
+
+
+class FindingTriage(Base):
+    """A finding-level decision ("false positive"), requested by one principal and approved
+    by another. Keyed by the finding's stable id (scanner, rule, file sha256, location), so it
+    holds across re-scans and for the same bytes under every name. Only an approved, unrevoked,
+    unexpired row counts; a pending one changes nothing.
+    """
+
+    __tablename__ = "finding_triage"
+    __table_args__ = (
+        Index("ix_finding_triage_finding", "finding_id"),
+        Index("ix_finding_triage_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(20))  # false-positive
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # approved | revoked
+    reason: Mapped[str] = mapped_column(Text)
+    #: What the finding was when the request was made (for people; the id is what counts).
+    scanner: Mapped[str] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

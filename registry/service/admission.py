@@ -13,9 +13,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from attestations.bundle import Bundle
 from attestations.decision import DecisionRecord, decision_statement
@@ -30,6 +31,7 @@ from registry.blobs.base import BlobStore
 from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
 from registry.errors import InputError, NotFound
+from registry.service import findings
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
 from registry.service.scan import report_max_severity
@@ -152,6 +154,22 @@ def checkpoint_facts(
     license = model_card_license(checkpoint, blobs)
     if checkpoint.license is None:  # recorded before migration 0009: record it now, once
         checkpoint.license = license or UNKNOWN_LICENSE
+    scan_facts = tuple(
+        ScanFact(
+            scanner=row.scanner_id,
+            version=row.scanner_version,
+            verdict=row.verdict,
+            finished_at=row.finished_at
+            if row.finished_at.tzinfo
+            else row.finished_at.replace(tzinfo=UTC),
+            max_severity=report_max_severity(row.report),
+            files=findings.report_files(row.scanner_id, row.report),
+        )
+        for row in scans
+    )
+    session = object_session(checkpoint)
+    # Finding-level triage is read only when a scan is malicious: a clean checkpoint costs none.
+    triaged = findings.triaged_for(session, scan_facts, now) if session is not None else {}
     return Facts(
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
@@ -163,20 +181,10 @@ def checkpoint_facts(
         ),
         license=license,
         attestations=tuple(verified_attestations(checkpoint, registry_public_key, now)),
-        scans=tuple(
-            ScanFact(
-                scanner=row.scanner_id,
-                version=row.scanner_version,
-                verdict=row.verdict,
-                finished_at=row.finished_at
-                if row.finished_at.tzinfo
-                else row.finished_at.replace(tzinfo=UTC),
-                max_severity=report_max_severity(row.report),
-            )
-            for row in scans
-        ),
+        scans=scan_facts,
         revisions=tuple(r.revision for r in checkpoint.revisions),
         quarantined=active_quarantine(checkpoint) is not None,
+        triaged=MappingProxyType(triaged),
     )
 
 

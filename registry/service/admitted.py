@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hashlib
 import re
 import threading
@@ -115,7 +116,8 @@ class Gatekeeper:
         bound = self.policies.for_environment(environment)
         if bound is None:
             raise Denied(
-                f"no policy is bound to environment {environment!r}: denied (fail closed)",
+                f"no policy is bound to environment {environment!r}: denied (fail closed); "
+                + known_environments_hint(self.policies, environment),
                 reasons=[f"binding: no policy for {environment!r}"],
             )
         return bound
@@ -149,6 +151,16 @@ class Gatekeeper:
         if granted:
             policy = replace(policy, exceptions=(*policy.exceptions, *granted))
         return evaluate(policy, facts, now=now, mode=mode, environment=environment)
+
+
+def known_environments_hint(policies: PolicySet, environment: str) -> str:
+    """`known environments: dev, prod, staging; did you mean prod?` (the nearest name)."""
+    known = policies.environments()
+    if not known:
+        return "no environment is bound by the policy"
+    hint = f"known environments: {', '.join(known)}"
+    near = difflib.get_close_matches(environment.lower(), known, n=1, cutoff=0.6)
+    return hint + (f"; did you mean {near[0]}?" if near else "")
 
 
 def failing_checks(decision: Decision) -> list[str]:

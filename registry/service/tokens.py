@@ -72,6 +72,7 @@ PERMISSIONS: dict[str, Role] = {
     "release": Role.SECURITY,
     "exception.add": Role.SECURITY,
     "exception.revoke": Role.SECURITY,
+    "finding.triage": Role.SECURITY,  # request, approve (another principal), revoke
     "audit.read": Role.SECURITY,
     # who may talk to the registry at all
     "token.manage": Role.ADMIN,
