@@ -20,6 +20,7 @@ from policies import cel_engine
 from policies.errors import PolicyError
 from policies.model import (
     API_VERSION,
+    DEFAULT_WAIVER_MAX_EXPIRY,
     REGISTRY_SIGNER,
     SEVERITIES,
     UNWAIVABLE_PREFIXES,
@@ -376,6 +377,7 @@ _SPEC_FIELDS = {
     "scans",
     "rules",
     "exceptions",
+    "waivers",
 }
 
 
@@ -426,7 +428,15 @@ def _policy(name: str, spec: _Node, digest: str, line: int) -> ModelPolicy:
         exceptions=tuple(exceptions),
         filename=spec.ctx.filename,
         line=line,
+        waiver_max_expiry=_waiver_max_expiry(f["waivers"])
+        if "waivers" in f
+        else DEFAULT_WAIVER_MAX_EXPIRY,
     )
+
+
+def _waiver_max_expiry(node: _Node) -> timedelta:
+    """`spec.waivers: { maxExpiry: 90d }`: the longest a registry exception may run."""
+    return node.mapping({"maxExpiry"}, set())["maxExpiry"].duration()
 
 
 def _signer(node: _Node) -> Signer:

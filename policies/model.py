@@ -16,6 +16,10 @@ REGISTRY_SIGNER = "registry"
 #: Check-id prefixes that no exception may waive: signatures, digests, quarantine.
 UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine")
 
+#: The longest an exception granted through the registry may run, when a policy does not say
+#: (`spec.waivers.maxExpiry`).
+DEFAULT_WAIVER_MAX_EXPIRY = timedelta(days=90)
+
 VERDICTS = ("clean", "suspicious", "malicious", "malformed", "unsupported", "error")
 SEVERITIES = ("none", "info", "low", "medium", "high", "critical")
 
@@ -187,6 +191,8 @@ class ModelPolicy:
     exceptions: tuple[PolicyException, ...]
     filename: str
     line: int
+    #: `spec.waivers.maxExpiry`: the longest a registry exception under this policy may run.
+    waiver_max_expiry: timedelta = DEFAULT_WAIVER_MAX_EXPIRY
 
     def signer(self, name: str) -> Signer | None:
         for s in self.signers:

@@ -24,6 +24,7 @@ from registry.errors import (
     NotFound,
     RegistryError,
     StorageError,
+    TwoPersonRule,
     UpstreamError,
 )
 
@@ -104,6 +105,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
     (AmbiguousReference, 409),
     (Denied, 403),
+    (TwoPersonRule, 403),
     (IntegrityFailure, 422),
     (VerificationError, 422),
     (InvalidInputError, 400),

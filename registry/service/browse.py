@@ -26,12 +26,12 @@ from registry.db.models import (
     CheckpointFile,
     Decision,
     Model,
-    Quarantine,
     Scan,
     WaiverRow,
 )
 from registry.errors import InputError, NotFound
 from registry.service.checkpoints import UNKNOWN_LICENSE
+from registry.service.quarantines import quarantined_checkpoint_ids
 from registry.service.tokens import Principal, Role
 
 #: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
@@ -132,9 +132,7 @@ def overview(
     models = session.scalar(select(func.count(Model.id))) or 0
     total = session.scalar(select(func.count(Checkpoint.id))) or 0
     files = session.scalar(select(func.count(CheckpointFile.id))) or 0
-    quarantined_ids = set(
-        session.scalars(select(Quarantine.checkpoint_id).where(Quarantine.released_at.is_(None)))
-    )
+    quarantined_ids = set(session.scalars(quarantined_checkpoint_ids()))
     by_env: dict[str, dict[str, int]] = {
         env: dict.fromkeys(("allowed", "warn", "denied", "quarantined", "expired", "undecided"), 0)
         for env in environments
@@ -394,12 +392,7 @@ def search_checkpoints(
             .where(CheckpointFile.path.like(f"%.{query.format}"))
             .exists()
         )
-    active_q = (
-        select(Quarantine.id)
-        .where(Quarantine.checkpoint_id == Checkpoint.id)
-        .where(Quarantine.released_at.is_(None))
-        .exists()
-    )
+    active_q = Checkpoint.id.in_(quarantined_checkpoint_ids())  # by digest, every name
     if query.decision:
         if query.decision == "quarantined":
             stmt = stmt.where(active_q)
@@ -511,13 +504,7 @@ def checkpoint_rows(
             .where(Decision.id.in_(latest_decision_ids().where(Decision.checkpoint_id.in_(ids))))
         )
     }
-    quarantined = set(
-        session.scalars(
-            select(Quarantine.checkpoint_id)
-            .where(Quarantine.checkpoint_id.in_(ids))
-            .where(Quarantine.released_at.is_(None))
-        )
-    )
+    quarantined = set(session.scalars(quarantined_checkpoint_ids())) & set(ids)
     worst: dict[int, str] = {}
     for cid, verdict in session.execute(
         select(Scan.checkpoint_id, Scan.verdict).where(
@@ -564,6 +551,7 @@ def get_checkpoint(session: Session, namespace: str, name: str, digest_hex: str)
             selectinload(Checkpoint.attestations),
             selectinload(Checkpoint.revisions),
             selectinload(Checkpoint.quarantines),
+            selectinload(Checkpoint.file_quarantines),
         )
     ).first()
     if row is None:
@@ -585,6 +573,7 @@ def all_checkpoints(session: Session, *, limit: int) -> list[Checkpoint]:
                 selectinload(Checkpoint.evidence_attestations),
                 selectinload(Checkpoint.revisions),
                 selectinload(Checkpoint.quarantines),
+                selectinload(Checkpoint.file_quarantines),
             )
         )
     )
@@ -661,9 +650,7 @@ def findings(session: Session, query: FindingQuery) -> tuple[list[FindingRow], i
     )
     if query.scanner:
         stmt = stmt.where(Scan.scanner_id == query.scanner)
-    quarantined = set(
-        session.scalars(select(Quarantine.checkpoint_id).where(Quarantine.released_at.is_(None)))
-    )
+    quarantined = set(session.scalars(quarantined_checkpoint_ids()))
     min_rank = SEVERITIES.index(query.severity) if query.severity else 0
     rows: list[FindingRow] = []
     for scan, ns, name, digest in session.execute(stmt):
@@ -763,8 +750,8 @@ def diff(
 
     fa = {key(f): f for f in checkpoint_findings(old)}
     fb = {key(f): f for f in checkpoint_findings(new)}
-    qa = any(q.released_at is None for q in old.quarantines)
-    qb = any(q.released_at is None for q in new.quarantines)
+    qa = any(q.released_at is None for q in (*old.quarantines, *old.file_quarantines))
+    qb = any(q.released_at is None for q in (*new.quarantines, *new.file_quarantines))
     da, db = latest_decisions(session, old.id), latest_decisions(session, new.id)
     decisions = tuple(
         (

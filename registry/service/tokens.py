@@ -67,6 +67,7 @@ PERMISSIONS: dict[str, Role] = {
     # withdrawing and waiving
     "quarantine": Role.SECURITY,
     "release": Role.SECURITY,
+    "exception.request": Role.PUBLISHER,  # asks; someone else approves (exception.add)
     "exception.add": Role.SECURITY,
     "exception.revoke": Role.SECURITY,
     "audit.read": Role.SECURITY,
