@@ -167,7 +167,7 @@ def quarantine_text(q: QuarantineView) -> str:
     """A quarantine and everything it holds: every name, every checkpoint."""
     what = "manifest digest" if q.kind == "checkpoint" else "file"
     state = "" if q.active else " (released)"
-    lines = [f"quarantined {what} {q.digest}{state}: {q.reason} (by {q.by}, {iso(q.since)})"]
+    lines = [f"quarantined {what} {q.digest}{state}: {q.reason}"]
     if q.paths:
         lines.append(f"  file paths: {', '.join(q.paths)}")
     if q.covers:
