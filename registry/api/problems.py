@@ -61,6 +61,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Payload too large",
     416: "Range not satisfiable",
     422: "Unprocessable content",

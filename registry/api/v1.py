@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.blobs import blob_response
 from registry.api.deps import get_registry, registry_for, require
-from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
+from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
@@ -468,7 +468,15 @@ def list_exceptions(
     return {"exceptions": [e.to_json() for e in registry.exception_list(ref)]}
 
 
-@router.post("/exceptions", tags=["exceptions"], status_code=201)
+_GONE = {
+    410: {
+        "description": "Gone: request, then approve by another principal",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+@router.post("/exceptions", tags=["exceptions"], status_code=201, responses=_GONE)
 def add_exception(
     _principal: Annotated[Principal, Depends(require("exception.add"))],
 ) -> dict[str, Any]:
