@@ -13,7 +13,6 @@ from policies.loader import load_policies
 from policies.model import Mode, ModelPolicy
 from policies.waivers import check_ids
 
-
 #: A `waivers.maxExpiry` above this is probably a mistake (a year).
 _LONG_WAIVERS = timedelta(days=365)
 

@@ -96,21 +96,31 @@ def waiver_problem(
         return str(exc)
     if not bound:
         return "no policy is bound to any environment: there is nothing to waive"
+    return _unknown_ids(ids, bound) or _too_long(bound, expires_at, now)
+
+
+def _unknown_ids(ids: list[str], bound: list[tuple[str, ModelPolicy]]) -> str | None:
     valid = sorted(frozenset().union(*(waivable_check_ids(p) for _, p in bound)))
     unknown = [c for c in ids if c not in valid]
-    if unknown:
-        where = ", ".join(e for e, _ in bound)
-        return (
-            f"unknown check id {', '.join(repr(c) for c in unknown)}: the policies bound to "
-            f"{where} can waive only {', '.join(valid) or 'nothing'}"
-        )
+    if not unknown:
+        return None
+    where = ", ".join(e for e, _ in bound)
+    return (
+        f"unknown check id {', '.join(repr(c) for c in unknown)}: the policies bound to "
+        f"{where} can waive only {', '.join(valid) or 'nothing'}"
+    )
+
+
+def _too_long(
+    bound: list[tuple[str, ModelPolicy]], expires_at: datetime, now: datetime
+) -> str | None:
     longest = min(p.waiver_max_expiry for _, p in bound)
-    if expires_at > now + longest:
-        return (
-            f"the expiry {expires_at.isoformat()} is more than {_days(longest)} away: "
-            f"the policy allows waivers of at most {_days(longest)} (waivers.maxExpiry)"
-        )
-    return None
+    if expires_at <= now + longest:
+        return None
+    return (
+        f"the expiry {expires_at.isoformat()} is more than {_days(longest)} away: "
+        f"the policy allows waivers of at most {_days(longest)} (waivers.maxExpiry)"
+    )
 
 
 def _days(span: timedelta) -> str:

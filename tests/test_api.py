@@ -10,8 +10,8 @@ import json
 import os
 import socket
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,8 @@ def test_api_exception_waive_ids_and_expiry_are_exact(api: Api, seeded: Seeded) 
     assert "can never be waived" in _problem(barred, 400, "input_error")["detail"]
     late = (datetime.now(UTC) + timedelta(days=120)).isoformat()
     long = {**base, "waive": ["licenses"], "expires_at": late}
-    too_long = _problem(api.post("/v1/exception-requests", "security", json=long), 400, "input_error")
+    refused = api.post("/v1/exception-requests", "security", json=long)
+    too_long = _problem(refused, 400, "input_error")
     assert "at most 90 days" in too_long["detail"]
     assert api.get("/v1/exception-requests").json() == {"requests": []}
 
@@ -359,7 +360,9 @@ def test_api_quarantine_binds_digest_and_lists_every_name(
     assert by_file.json()["kind"] == "file"
     assert seeded.ref in by_file.json()["covers"]
     _problem(
-        api.post("/v1/quarantines", "publisher", json={"digest": f"sha256:{file_sha}", "reason": "x"}),
+        api.post(
+            "/v1/quarantines", "publisher", json={"digest": f"sha256:{file_sha}", "reason": "x"}
+        ),
         403,
         "role_insufficient",
     )

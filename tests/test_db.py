@@ -302,7 +302,8 @@ def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(database_url:
         active = {"id": 1, "checkpoint_id": 1, "reason": "bad", "actor": "x", "created_at": now}
         conn.execute(sa.insert(quarantines).values(**active))
         released = {**active, "id": 2, "checkpoint_id": 2, "released_at": now}
-        conn.execute(sa.insert(quarantines).values(**released, released_by="y", release_reason="ok"))
+        extra = {"released_by": "y", "release_reason": "ok"}
+        conn.execute(sa.insert(quarantines).values(**released, **extra))
     migrate(engine)
     with engine.connect() as conn:
         rows = conn.execute(

@@ -484,10 +484,12 @@ def test_ui_quarantine_binds_the_digest_and_lists_every_name(site: Site) -> None
     assert done.status_code == 303
     page = security.get(ui_path(copy))  # the other name: quarantined too, and says by what
     assert 'data-quarantine="checkpoint"' in page.text
-    assert site.scenario.clean in page.text and copy in page.text
+    assert site.scenario.clean in page.text
+    assert copy in page.text
     listing = security.get("/ui/quarantines")
     assert listing.status_code == 200
-    assert site.scenario.clean in listing.text and copy in listing.text
+    assert site.scenario.clean in listing.text
+    assert copy in listing.text
     assert site.registry.inspect(copy).quarantine is not None
 
 
@@ -500,7 +502,9 @@ def test_ui_quarantine_a_file_digest_and_release_exactly_that(site: Site) -> Non
     done = security.post("/ui/quarantines", data={"csrf": csrf, "digest": digest, "reason": "bad"})
     assert done.status_code == 303
     listing = security.get("/ui/quarantines").text
-    assert digest in listing and site.scenario.clean in listing and "config.json" in listing
+    assert digest in listing
+    assert site.scenario.clean in listing
+    assert "config.json" in listing
     page = security.get(ui_path(site.scenario.clean)).text
     assert 'data-quarantine="file"' in page
     assert 'data-action="release"' not in page  # a file quarantine is released by its digest

@@ -468,7 +468,7 @@ def list_exceptions(
     return {"exceptions": [e.to_json() for e in registry.exception_list(ref)]}
 
 
-_GONE = {
+_GONE: dict[int | str, dict[str, Any]] = {
     410: {
         "description": "Gone: request, then approve by another principal",
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},

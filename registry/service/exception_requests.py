@@ -64,9 +64,7 @@ def request(
 ) -> ExceptionRequest:
     now = now or datetime.now(UTC)
     waive = sorted({w.strip() for w in waive if w.strip()})
-    _check_waiver(
-        policies, waive=waive, environments=environments, expires_at=expires_at, now=now
-    )
+    _check_waiver(policies, waive=waive, environments=environments, expires_at=expires_at, now=now)
     if not reason.strip():
         raise InputError("an exception request needs a reason")
     if len(reason) > MAX_REASON:

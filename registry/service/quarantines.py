@@ -257,9 +257,7 @@ def release(
 
 
 def _active_rows(session: Session, kind: str | None, hex_: str) -> list[Quarantine]:
-    query = select(Quarantine).where(
-        Quarantine.digest == hex_, Quarantine.released_at.is_(None)
-    )
+    query = select(Quarantine).where(Quarantine.digest == hex_, Quarantine.released_at.is_(None))
     if kind is not None:
         query = query.where(Quarantine.kind == kind)
     return list(session.scalars(query.order_by(Quarantine.id)))

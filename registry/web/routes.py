@@ -218,10 +218,9 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
             return _error_page(request, exc.status, exc.message)
         except NotFound as exc:
             return _error_page(request, 404, exc.message)
-        except TwoPersonRule as exc:
-            return _error_page(request, 403, exc.message)
-        except (InputError, Denied) as exc:
-            return _error_page(request, 400, exc.message)
+        except (InputError, Denied) as exc:  # asking to approve your own request: 403
+            status = 403 if isinstance(exc, TwoPersonRule) else 400
+            return _error_page(request, status, exc.message)
         except RegistryError as exc:
             return _error_page(request, 503, exc.message)
 
