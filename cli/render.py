@@ -58,6 +58,12 @@ def mirror_text(result: MirrorResult) -> str:
             f"  scan     {result.scan.report['verdict']}"
             + (f" ({len(flagged)} files flagged: modelctl scan {cp.ref})" if flagged else "")
         )
+    if cp.quarantine:  # the same bytes (or one of its files) were quarantined before
+        q = cp.quarantine
+        lines.append(
+            f"  QUARANTINED on arrival by {q.get('kind', 'checkpoint')} {q.get('digest', '')}: "
+            f"{q['reason']}"
+        )
     return "\n".join(lines)
 
 

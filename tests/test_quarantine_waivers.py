@@ -58,8 +58,10 @@ def test_quarantine_binds_digest_under_every_name(
     text = run_cli("quarantine", "org/tiny", "--reason", "again").stdout
     assert f"other/copy@{digest}" in text  # the CLI lists every name it holds
 
-    # A name added later holding the same bytes is quarantined on arrival.
-    mirror(run_cli, "hf://org/tiny", "late/copy")
+    # A name added later holding the same bytes is quarantined on arrival, and says so.
+    arrived = run_cli("mirror", "hf://org/tiny", "--name", "late/copy")
+    assert f"QUARANTINED on arrival by checkpoint {digest}: CVE-2026-0001" in arrived.stdout
+    run_cli("attest", "late/copy")
     assert checks(prod(run_cli, "late/copy"))["quarantine"] == "fail"
     shown = run_cli("inspect", "late/copy", "--json").json()["quarantine"]
     assert (shown["kind"], shown["digest"]) == ("checkpoint", digest)
