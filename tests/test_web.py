@@ -469,6 +469,12 @@ def test_ui_exception_request_waives_exact_ids_within_the_policy_expiry(site: Si
     assert too_long.status_code == 400
     assert "at most 90 days" in too_long.text
     assert "data-request=" not in security.get("/ui/exceptions").text
+    form = security.get(path + "?tab=exceptions").text
+    hint = form.split("data-waivable>", 1)[1].split("</p>", 1)[0]
+    assert "licenses" in hint
+    assert "At most 90 days" in hint
+    assert "attestations." not in hint
+    assert "quarantine" not in hint
 
 
 def test_ui_quarantine_binds_the_digest_and_lists_every_name(site: Site) -> None:

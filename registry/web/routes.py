@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from policies import PolicyError, PolicySet, load_policies
+from policies import PolicyError, PolicySet, load_policies, waivers
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
@@ -540,6 +540,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
                 }
             ),
             "default_expiry": (now + timedelta(days=14)).strftime("%Y-%m-%d"),
+            "waivable": _waivable(policy_set),
             "now": now,
         }
         return render(request, "checkpoint.html", caller, **context)
@@ -586,6 +587,14 @@ def evidence_download(request: Request, namespace: str, name: str, digest: str) 
 
 
 # -- checkpoint actions -------------------------------------------------------------------------
+
+
+def _waivable(policy_set: PolicySet) -> tuple[list[str], int]:
+    """The check ids an exception may name here, and the longest it may run (days)."""
+    bound = waivers.bound_policies(policy_set, None)
+    ids = sorted(frozenset().union(*(waivers.waivable_check_ids(p) for _, p in bound)))
+    days = min((p.waiver_max_expiry.days for _, p in bound), default=0)
+    return ids, days
 
 
 def _resolve(request: Request, namespace: str, name: str, digest: str) -> str:
