@@ -167,7 +167,11 @@ def seed(  # noqa: PLR0915 - one linear seeding script reads best in one piece
                     )
                 )
             if i % 100 == 5:
-                s.add(Quarantine(checkpoint_id=cp.id, reason="bench", actor="bench"))
+                s.add(
+                    Quarantine(
+                        kind="checkpoint", digest=cp.manifest_digest, reason="bench", actor="bench"
+                    )
+                )
             if i % 97 == 11:
                 s.add(
                     WaiverRow(

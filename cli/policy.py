@@ -76,32 +76,56 @@ def check_command(
         raise typer.Exit(1)
 
 
+_TARGET_HELP = (
+    "NS/NAME[@sha256:DIGEST|@REV] (that manifest digest, under every name), a bare "
+    "sha256:HEX (a manifest digest or a file's sha256), or `list`."
+)
+
+
 def quarantine_command(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    target: Annotated[str, typer.Argument(help=_TARGET_HELP)],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the audit log).")
+    ] = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Withdraw a checkpoint: every environment denies it at once, until `release`."""
+    """Withdraw bytes from every environment at once, under every name, until `release`.
+
+    `quarantine list` shows the active quarantines and what each holds.
+    """
     state = state_of(ctx, json_output=json_output, verbose=verbose)
+    if target == "list":  # never a reference (NS/NAME) nor a digest (sha256:…)
+        with open_registry(state) as registry:
+            views = registry.quarantine_list()
+        emit(
+            state,
+            {"quarantines": [v.to_json() for v in views]},
+            "\n\n".join(render.quarantine_text(v) for v in views) or "no active quarantines",
+        )
+        return
+    if reason is None:
+        raise InputError("a quarantine needs a --reason")
     with open_registry(state) as registry:
-        view = registry.quarantine(ref, reason)
-    emit(state, view.to_json(), f"quarantined {view.ref}: {reason}")
+        view = registry.quarantine(target, reason)
+    emit(state, view.to_json(), render.quarantine_text(view))
 
 
 def release_command(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
+    target: Annotated[
+        str, typer.Argument(help="NS/NAME[@…] (its manifest digest) or a bare sha256:HEX.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """End a checkpoint's quarantine (policies decide again)."""
+    """End exactly the quarantine TARGET names (policies decide again, unless another holds)."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
-        view = registry.release(ref, reason)
-    emit(state, view.to_json(), f"released {view.ref}: {reason}")
+        view = registry.release(target, reason)
+    emit(state, view.to_json(), render.release_text(view))
 
 
 exception_app = typer.Typer(help="Exceptions that waive named checks for one checkpoint.")
@@ -121,13 +145,14 @@ def parse_expiry(text: str, *, now: datetime) -> datetime:
     return when
 
 
-@exception_app.command("add")
-def exception_add(
+@exception_app.command("request")
+def exception_request(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The checkpoint (NS/NAME@sha256:DIGEST is best).")],
-    waive: Annotated[list[str], typer.Option("--waive", help="Check id to waive (repeatable).")],
+    waive: Annotated[
+        list[str], typer.Option("--waive", help="Check id to waive (repeatable), e.g. licenses.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why this is acceptable.")],
-    approver: Annotated[str, typer.Option("--approver", help="Who approved it.")],
     expires: Annotated[str, typer.Option("--expires", help="2026-12-31T00:00:00Z or 30d.")],
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Only in this environment (repeatable).")
@@ -135,23 +160,98 @@ def exception_add(
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Waive checks for one checkpoint until a mandatory expiry (never signatures or digests)."""
+    """Ask for an exception: it waives nothing until another principal approves it."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     expires_at = parse_expiry(expires, now=datetime.now(UTC))
     with open_registry(state) as registry:
-        view = registry.exception_add(
+        view = registry.exception_request(
             ref,
             waive=list(waive),
             reason=reason,
-            approver=approver,
             expires_at=expires_at,
             environments=list(env) if env else None,
         )
     emit(
         state,
         view.to_json(),
+        f"exception request {view.id} by {view.requested_by}: {', '.join(view.waive)} for "
+        f"{view.ref} until {view.to_json()['expires_at']}; it waives nothing until someone "
+        f"else runs: modelctl exception approve {view.id}",
+    )
+
+
+@exception_app.command("approve")
+def exception_approve(
+    ctx: typer.Context,
+    request_id: Annotated[int, typer.Argument(help="The request's id (`exception requests`).")],
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Grant a pending request (as a principal other than the one that asked)."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.exception_approve(request_id)
+    emit(
+        state,
+        view.to_json(),
         f"exception {view.id}: {', '.join(view.waive)} waived for {view.ref} until "
-        f"{view.to_json()['expires_at']}",
+        f"{view.to_json()['expires_at']} (requested by {view.requested_by}, approved by "
+        f"{view.approver})",
+    )
+
+
+@exception_app.command("reject")
+def exception_reject(
+    ctx: typer.Context,
+    request_id: Annotated[int, typer.Argument(help="The request's id.")],
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Turn a pending request down."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.exception_reject(request_id)
+    emit(state, view.to_json(), f"exception request {view.id} rejected")
+
+
+@exception_app.command("requests")
+def exception_requests(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, approved or rejected.")
+    ] = None,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Requested exceptions (newest first)."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        views = registry.exception_requests(status)
+    rows = [v.to_json() for v in views]
+    emit(
+        state,
+        {"requests": rows},
+        "\n".join(
+            f"{r['id']:>4}  {r['status']:<8}  {','.join(r['waive'])}  {r['ref']}  "
+            f"(by {r['requested_by']}: {r['reason']})"
+            for r in rows
+        )
+        or "no exception requests",
+    )
+
+
+@exception_app.command(
+    "add",
+    hidden=True,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def exception_add(
+    args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
+) -> None:
+    """Removed: exceptions are requested by one principal and approved by another."""
+    raise InputError(
+        "`exception add` is gone: run `modelctl exception request REF --waive ID --reason … "
+        "--expires 30d`, then another person runs `modelctl exception approve REQUEST_ID`"
     )
 
 
@@ -172,7 +272,8 @@ def exception_list(
         {"exceptions": rows},
         "\n".join(
             f"{r['id']:>4}  {'revoked' if r['revoked_at'] else 'until ' + r['expires_at']}  "
-            f"{','.join(r['waive'])}  {r['ref']}  ({r['approver']}: {r['reason']})"
+            f"{','.join(r['waive'])}  {r['ref']}  (requested by {r['requested_by']}, "
+            f"approved by {r['approver']}: {r['reason']})"
             for r in rows
         )
         or "no exceptions",

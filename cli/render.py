@@ -12,6 +12,7 @@ from registry.views import (
     DecisionView,
     MirrorResult,
     ModelSummary,
+    QuarantineView,
     iso,
 )
 
@@ -56,6 +57,12 @@ def mirror_text(result: MirrorResult) -> str:
         lines.append(
             f"  scan     {result.scan.report['verdict']}"
             + (f" ({len(flagged)} files flagged: modelctl scan {cp.ref})" if flagged else "")
+        )
+    if cp.quarantine:  # the same bytes (or one of its files) were quarantined before
+        q = cp.quarantine
+        lines.append(
+            f"  QUARANTINED on arrival by {q.get('kind', 'checkpoint')} {q.get('digest', '')}: "
+            f"{q['reason']}"
         )
     return "\n".join(lines)
 
@@ -107,7 +114,9 @@ def inspect_text(cp: CheckpointView) -> str:
     ]
     header += [f"  {a.predicate_type}  {a.signer}  {iso(a.created_at)}" for a in cp.attestations]
     if cp.quarantine:
-        header.append(f"QUARANTINED since {cp.quarantine['since']}: {cp.quarantine['reason']}")
+        q = cp.quarantine
+        by = f" (by {q['kind']} {q['digest']})" if q.get("kind") else ""
+        header.append(f"QUARANTINED since {q['since']}{by}: {q['reason']}")
     header += [
         f"decided    {d['environment']}: {'allowed' if d['allowed'] else 'denied'} "
         f"({d['policy']['name']}, {d['evaluated_at']})"
@@ -166,3 +175,32 @@ def decision_text(d: DecisionView) -> str:
 
 
 table = _table  # for commands outside this module (tokens, audit)
+
+
+def quarantine_text(q: QuarantineView) -> str:
+    """A quarantine and everything it holds: every name, every checkpoint."""
+    what = "manifest digest" if q.kind == "checkpoint" else "file"
+    state = "" if q.active else " (released)"
+    lines = [f"quarantined {what} {q.digest}{state}: {q.reason}"]
+    if q.paths:
+        lines.append(f"  file paths: {', '.join(q.paths)}")
+    if q.covers:
+        lines.append(f"  holds {len(q.covers)} checkpoint(s), under every name, now and later:")
+        lines += [f"    {ref}" for ref in q.covers]
+    else:
+        lines.append(
+            "  no checkpoint holds it yet: quarantined ahead of time, any checkpoint that "
+            "arrives with it is quarantined on arrival"
+        )
+    return "\n".join(lines)
+
+
+def release_text(q: QuarantineView) -> str:
+    lines = [f"released {q.kind} {q.digest}: {q.release_reason}"]
+    lines += [f"  {ref}: released" for ref in q.covers if not _held(ref, q)]
+    lines += [f"  still quarantined: {held}" for held in q.still_quarantined_by]
+    return "\n".join(lines)
+
+
+def _held(ref: str, q: QuarantineView) -> bool:
+    return any(held.startswith(f"{ref} by ") for held in q.still_quarantined_by)

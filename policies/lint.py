@@ -5,12 +5,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from policies import cel_engine
 from policies.errors import PolicyError
 from policies.loader import load_policies
 from policies.model import Mode, ModelPolicy
+from policies.waivers import check_ids
+
+#: A `waivers.maxExpiry` above this is probably a mistake (a year).
+_LONG_WAIVERS = timedelta(days=365)
 
 
 class LintLevel(enum.StrEnum):
@@ -29,25 +33,6 @@ class LintMessage:
     def __str__(self) -> str:
         where = f"{self.filename}:{self.line}"
         return f"{where}: {self.level}: {self.path + ': ' if self.path else ''}{self.message}"
-
-
-def check_ids(policy: ModelPolicy) -> set[str]:
-    """Every check id `evaluate` can produce for this policy."""
-    ids = {"quarantine", "digest", "malicious"}
-    if policy.sources is not None:
-        ids.add("sources")
-    if policy.revisions is not None:
-        ids.update({"revisions.pinned", "revisions.pins"})
-    if policy.licenses is not None:
-        ids.add("licenses")
-    if policy.formats is not None:
-        ids.update({"formats.pickle-based", "formats.allowed"})
-    ids.update(a.check_id for a in policy.attestations)
-    ids.update(s.check_id for s in policy.scans)
-    ids.update(r.check_id for r in policy.rules)
-    if policy.verdicts is not None:
-        ids.update(f"verdicts.{v}" for v in policy.verdicts.deny)
-    return ids
 
 
 def lint(
@@ -97,6 +82,12 @@ def _lint_policy(p: ModelPolicy, now: datetime, warn: Callable[[int, str, str], 
             warn(p.line, f"{where}: rules.{rule.id}", "can never be true")
         elif constant is True:
             warn(p.line, f"{where}: rules.{rule.id}", "is always true and checks nothing")
+    if p.waiver_max_expiry > _LONG_WAIVERS:
+        warn(
+            p.line,
+            f"{where}: waivers.maxExpiry",
+            f"waivers may run {p.waiver_max_expiry.days} days: exceptions outlive their reasons",
+        )
     _lint_exceptions(p, now, warn, where)
 
 

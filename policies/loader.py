@@ -20,6 +20,7 @@ from policies import cel_engine
 from policies.errors import PolicyError
 from policies.model import (
     API_VERSION,
+    DEFAULT_WAIVER_MAX_EXPIRY,
     REGISTRY_SIGNER,
     SEVERITIES,
     UNWAIVABLE_PREFIXES,
@@ -378,6 +379,7 @@ _SPEC_FIELDS = {
     "rules",
     "exceptions",
     "verdicts",
+    "waivers",
 }
 
 
@@ -429,7 +431,15 @@ def _policy(name: str, spec: _Node, digest: str, line: int) -> ModelPolicy:
         filename=spec.ctx.filename,
         line=line,
         verdicts=_verdicts(f["verdicts"]) if "verdicts" in f else None,
+        waiver_max_expiry=_waiver_max_expiry(f["waivers"])
+        if "waivers" in f
+        else DEFAULT_WAIVER_MAX_EXPIRY,
     )
+
+
+def _waiver_max_expiry(node: _Node) -> timedelta:
+    """`spec.waivers: { maxExpiry: 90d }`: the longest a registry exception may run."""
+    return node.mapping({"maxExpiry"}, set())["maxExpiry"].duration()
 
 
 def _signer(node: _Node) -> Signer:

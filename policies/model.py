@@ -20,6 +20,10 @@ UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine", "malic
 #: Checks that deny in every mode (enforce, warn, audit): never turned into warnings.
 HARD_CHECKS = ("quarantine", "digest", "malicious")
 
+#: The longest an exception granted through the registry may run, when a policy does not say
+#: (`spec.waivers.maxExpiry`).
+DEFAULT_WAIVER_MAX_EXPIRY = timedelta(days=90)
+
 VERDICTS = ("clean", "suspicious", "malicious", "malformed", "unsupported", "error")
 SEVERITIES = ("none", "info", "low", "medium", "high", "critical")
 
@@ -200,6 +204,8 @@ class ModelPolicy:
     filename: str
     line: int
     verdicts: Verdicts | None = None
+    #: `spec.waivers.maxExpiry`: the longest a registry exception under this policy may run.
+    waiver_max_expiry: timedelta = DEFAULT_WAIVER_MAX_EXPIRY
 
     def signer(self, name: str) -> Signer | None:
         for s in self.signers:

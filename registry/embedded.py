@@ -34,7 +34,7 @@ from registry.mirror.factory import open_source
 from registry.scanners import catalog
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
-from registry.service import admission, attest, checkpoints, decide
+from registry.service import admission, attest, checkpoints, decide, quarantines
 from registry.service import scan as scan_service
 from registry.service.jobs import JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
@@ -48,12 +48,14 @@ from registry.views import (  # server
     AuditEventView,
     CheckpointView,
     DecisionView,
+    ExceptionRequestView,
     ExceptionView,
     FileView,
     FindingView,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
+    QuarantineView,
     ScanOutcome,
     TokenCreated,
     TokenView,
@@ -317,31 +319,58 @@ class EmbeddedRegistry:
             what_if=what_if,
         )
 
-    def exception_add(
+    def exception_request(
         self,
         ref: str,
         *,
         waive: list[str],
         reason: str,
-        approver: str,
         expires_at: datetime,
         environments: list[str] | None,
-    ) -> ExceptionView:
+    ) -> ExceptionRequestView:
+        """Ask for an exception as this principal; it waives nothing until another approves."""
+        from registry.service import exception_requests
+
         parsed = Ref.parse(ref)
+        policies = self.policy_set()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
-            row = admission.add_exception(
+            row = exception_requests.request(
                 session,
                 checkpoint,
                 waive=waive,
                 reason=reason,
-                approver=approver,
                 expires_at=expires_at,
                 environments=environments,
                 actor=self.actor,
-                now=datetime.now(UTC),
+                policies=policies,
+            )
+            return exception_requests.request_view(row)
+
+    def exception_approve(self, request_id: int) -> ExceptionView:
+        """Grant a pending request as this principal (never the one that asked)."""
+        from registry.service import exception_requests
+
+        policies = self.policy_set()
+        with unit_of_work(self.sessions) as session:
+            row = exception_requests.approve(
+                session, request_id, actor=self.actor, policies=policies
             )
             return exception_view(row)
+
+    def exception_reject(self, request_id: int) -> ExceptionRequestView:
+        from registry.service import exception_requests
+
+        with unit_of_work(self.sessions) as session:
+            row = exception_requests.reject(session, request_id, actor=self.actor)
+            return exception_requests.request_view(row)
+
+    def exception_requests(self, status: str | None = None) -> list[ExceptionRequestView]:
+        from registry.service import exception_requests
+
+        with unit_of_work(self.sessions) as session:
+            rows = exception_requests.list_requests(session, status=status)
+            return [exception_requests.request_view(r) for r in rows]
 
     def exception_list(self, ref: str | None = None) -> list[ExceptionView]:
         with unit_of_work(self.sessions) as session:
@@ -408,19 +437,22 @@ class EmbeddedRegistry:
                 session, finding=finding_id, status=status, now=datetime.now(UTC)
             )
 
-    def quarantine(self, ref: str, reason: str) -> CheckpointView:
-        parsed = Ref.parse(ref)
+    def quarantine(self, target: str, reason: str) -> QuarantineView:
+        """Quarantine REF's manifest digest under every name, or a bare `sha256:` digest."""
         with unit_of_work(self.sessions) as session:
-            checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.quarantine(session, checkpoint, reason=reason, actor=self.actor)
-            return checkpoints.checkpoint_view(checkpoint)
+            row = quarantines.quarantine(session, target, reason=reason, actor=self.actor)
+            return quarantines.view(session, row)
 
-    def release(self, ref: str, reason: str) -> CheckpointView:
-        parsed = Ref.parse(ref)
+    def release(self, target: str, reason: str) -> QuarantineView:
+        """Undo exactly the quarantine `target` names; say what still holds those bytes."""
         with unit_of_work(self.sessions) as session:
-            checkpoint = checkpoints.resolve_ref(session, parsed)
-            admission.release(session, checkpoint, reason=reason, actor=self.actor)
-            return checkpoints.checkpoint_view(checkpoint)
+            row, still = quarantines.release(session, target, reason=reason, actor=self.actor)
+            return quarantines.view(session, row, still_quarantined_by=still)
+
+    def quarantine_list(self) -> list[QuarantineView]:
+        """Every active quarantine with the checkpoints it holds now."""
+        with unit_of_work(self.sessions) as session:
+            return [quarantines.view(session, row) for row in quarantines.active(session)]
 
     def attest(self, ref: str) -> AttestResult:
         parsed = Ref.parse(ref)
@@ -598,4 +630,5 @@ def exception_view(row: WaiverRow) -> ExceptionView:
         expires_at=row.expires_at,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        requested_by=row.requested_by,
     )

@@ -35,6 +35,10 @@ class AmbiguousReference(InputError):
     """A reference matches more than one checkpoint."""
 
 
+class TwoPersonRule(InputError):
+    """The same principal may not both request and approve (exit 2, HTTP 403)."""
+
+
 class UpstreamError(RegistryError):
     """The source (hub, folder) failed: HTTP errors, dropped connections, missing files."""
 

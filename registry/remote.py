@@ -37,6 +37,7 @@ from registry.errors import (
     NotFound,
     RegistryError,
     StorageError,
+    TwoPersonRule,
     UpstreamError,
 )
 from registry.interface import AuditQuery, MirrorRequest
@@ -51,6 +52,7 @@ from registry.views import (
     CheckpointSummary,
     CheckpointView,
     DecisionView,
+    ExceptionRequestView,
     ExceptionView,
     FileView,
     FindingView,
@@ -58,6 +60,7 @@ from registry.views import (
     MirrorStats,
     ModelSummary,
     PullResult,
+    QuarantineView,
     ScanOutcome,
     ScanView,
     SourceView,
@@ -79,6 +82,7 @@ _ERRORS: dict[str, type[RegistryError]] = {
     "not_admitted": Denied,  # a byte read the environment's policy refuses
     "environment_out_of_scope": Denied,  # the token is scoped to other environments
     "forbidden": Forbidden,
+    "two_person_rule": TwoPersonRule,
     "integrity_failure": IntegrityFailure,
     "signature_verification_error": IntegrityFailure,
     "model_signature_error": IntegrityFailure,
@@ -210,6 +214,40 @@ def _exception(d: dict[str, Any]) -> ExceptionView:
         expires_at=_ts(d["expires_at"]),
         created_at=_ts(d["created_at"]),
         revoked_at=_ts_or_none(d.get("revoked_at")),
+        requested_by=d.get("requested_by"),
+    )
+
+
+def _exception_request(d: dict[str, Any]) -> ExceptionRequestView:
+    return ExceptionRequestView(
+        id=d["id"],
+        ref=d["ref"],
+        waive=tuple(d["waive"]),
+        environments=tuple(d["environments"]) if d.get("environments") else None,
+        reason=d["reason"],
+        expires_at=_ts(d["expires_at"]),
+        status=d["status"],
+        requested_by=d["requested_by"],
+        requested_at=_ts(d["requested_at"]),
+        decided_by=d.get("decided_by"),
+        exception_id=d.get("exception_id"),
+    )
+
+
+def _quarantine(d: dict[str, Any]) -> QuarantineView:
+    return QuarantineView(
+        id=d["id"],
+        kind=d["kind"],
+        digest=d["digest"],
+        reason=d["reason"],
+        by=d["by"],
+        since=_ts(d["since"]),
+        covers=tuple(d.get("covers", ())),
+        paths=tuple(d.get("paths", ())),
+        released_at=_ts_or_none(d.get("released_at")),
+        released_by=d.get("released_by"),
+        release_reason=d.get("release_reason"),
+        still_quarantined_by=tuple(d.get("still_quarantined_by", ())),
     )
 
 
@@ -538,34 +576,55 @@ class RemoteRegistry:
             public_key_pem=d["public_key_pem"].encode("ascii"),
         )
 
-    def quarantine(self, ref: str, reason: str) -> CheckpointView:
-        path = self._canonical(ref) + "/quarantine"
-        return checkpoint_from_json(self._json("POST", path, json={"reason": reason}))
+    def quarantine(self, target: str, reason: str) -> QuarantineView:
+        if target.startswith("sha256:"):  # a bare digest: a manifest digest or a file's
+            body = {"digest": target, "reason": reason}
+            return _quarantine(self._json("POST", "/v1/quarantines", json=body))
+        path = self._canonical(target) + "/quarantine"
+        return _quarantine(self._json("POST", path, json={"reason": reason}))
 
-    def release(self, ref: str, reason: str) -> CheckpointView:
-        path = self._canonical(ref) + "/release"
-        return checkpoint_from_json(self._json("POST", path, json={"reason": reason}))
+    def release(self, target: str, reason: str) -> QuarantineView:
+        if target.startswith("sha256:"):
+            body = {"digest": target, "reason": reason}
+            return _quarantine(self._json("POST", "/v1/quarantines/release", json=body))
+        path = self._canonical(target) + "/release"
+        return _quarantine(self._json("POST", path, json={"reason": reason}))
 
-    def exception_add(
+    def quarantine_list(self) -> list[QuarantineView]:
+        found = self._json("GET", "/v1/quarantines")["quarantines"]
+        return [_quarantine(q) for q in found]
+
+    def exception_request(
         self,
         ref: str,
         *,
         waive: list[str],
         reason: str,
-        approver: str,
         expires_at: datetime,
         environments: list[str] | None,
-    ) -> ExceptionView:
+    ) -> ExceptionRequestView:
         Ref.parse(ref)
         body = {
             "ref": ref,
             "waive": waive,
             "reason": reason,
-            "approver": approver,
             "expires_at": expires_at.isoformat(),
             "environments": environments,
         }
-        return _exception(self._json("POST", "/v1/exceptions", json=body))
+        return _exception_request(self._json("POST", "/v1/exception-requests", json=body))
+
+    def exception_approve(self, request_id: int) -> ExceptionView:
+        path = f"/v1/exception-requests/{int(request_id)}/approve"
+        return _exception(self._json("POST", path))
+
+    def exception_reject(self, request_id: int) -> ExceptionRequestView:
+        path = f"/v1/exception-requests/{int(request_id)}/reject"
+        return _exception_request(self._json("POST", path))
+
+    def exception_requests(self, status: str | None = None) -> list[ExceptionRequestView]:
+        params = {"status": status} if status is not None else {}
+        found = self._json("GET", "/v1/exception-requests", params=params)["requests"]
+        return [_exception_request(r) for r in found]
 
     def exception_list(self, ref: str | None = None) -> list[ExceptionView]:
         params = {"ref": ref} if ref is not None else {}

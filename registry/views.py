@@ -334,6 +334,7 @@ class ExceptionView:
     expires_at: datetime
     created_at: datetime
     revoked_at: datetime | None
+    requested_by: str | None = None  # the principal that asked (None: granted before 0011)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -342,6 +343,7 @@ class ExceptionView:
             "waive": list(self.waive),
             "environments": list(self.environments) if self.environments else None,
             "reason": self.reason,
+            "requested_by": self.requested_by,
             "approver": self.approver,
             "expires_at": iso(self.expires_at),
             "created_at": iso(self.created_at),
@@ -482,4 +484,77 @@ class AuditEventView:
             "action": self.action,
             "subject": self.subject,
             "details": self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionRequestView:
+    """A requested exception: it waives nothing until another principal approves it."""
+
+    id: int
+    ref: str
+    waive: tuple[str, ...]
+    environments: tuple[str, ...] | None
+    reason: str
+    expires_at: datetime
+    status: str  # pending | approved | rejected
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    exception_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "waive": list(self.waive),
+            "environments": list(self.environments) if self.environments else None,
+            "reason": self.reason,
+            "expires_at": iso(self.expires_at),
+            "status": self.status,
+            "requested_by": self.requested_by,
+            "requested_at": iso(self.requested_at),
+            "decided_by": self.decided_by,
+            "exception_id": self.exception_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineView:
+    """A quarantine of bytes: a manifest digest (`kind` checkpoint) or a file's sha256 (`file`),
+    with every checkpoint it covers now, under every name."""
+
+    id: int
+    kind: str  # checkpoint | file
+    digest: str  # sha256:<hex>
+    reason: str
+    by: str
+    since: datetime
+    covers: tuple[str, ...]  # NS/NAME@sha256:<manifest digest>, every name
+    paths: tuple[str, ...] = ()  # for a file quarantine: the paths that file has
+    released_at: datetime | None = None
+    released_by: str | None = None
+    release_reason: str | None = None
+    #: After a release: other quarantines that still hold some of what this one covered.
+    still_quarantined_by: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "digest": self.digest,
+            "reason": self.reason,
+            "by": self.by,
+            "since": iso(self.since),
+            "active": self.active,
+            "covers": list(self.covers),
+            "paths": list(self.paths),
+            "released_at": iso(self.released_at) if self.released_at else None,
+            "released_by": self.released_by,
+            "release_reason": self.release_reason,
+            "still_quarantined_by": list(self.still_quarantined_by),
         }

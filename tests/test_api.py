@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -330,13 +331,15 @@ def test_quarantine_needs_security_and_is_audited_as_the_token(api: Api, seeded:
     _problem(api.post(path, "publisher", json={"reason": "x"}), 403, "role_insufficient")
     done = api.post(path, "security", json={"reason": "CVE-2099-1"})
     assert done.status_code == 200
-    assert done.json()["quarantine"]["reason"] == "CVE-2099-1"
+    assert done.json()["reason"] == "CVE-2099-1"
+    assert api.get(_cp(seeded)).json()["quarantine"]["reason"] == "CVE-2099-1"
     decision = api.post(
         "/v1/admission/check", "reader", json={"ref": seeded.ref, "environment": "prod"}
     ).json()
     assert decision["allowed"] is False
     released = api.post(_cp(seeded) + "/release", "security", json={"reason": "fixed"})
-    assert released.json()["quarantine"] is None
+    assert released.json()["released_by"] == "token:security-token"
+    assert api.get(_cp(seeded)).json()["quarantine"] is None
     events = api.get("/v1/audit", "security", params={"subject": "org/tiny"}).json()["events"]
     mine = [(e["action"], e["actor"]) for e in events if e["action"].startswith("checkpoint.")]
     assert ("checkpoint.quarantine", "token:security-token") in mine
@@ -366,20 +369,110 @@ def test_admission_check_and_own_policy_needs_security(api: Api, seeded: Seeded)
 def test_exceptions_over_the_api(api: Api, seeded: Seeded) -> None:
     body = {
         "ref": seeded.ref,
-        "waive": ["license.allowed"],
+        "waive": ["licenses"],
         "reason": "legal approved",
-        "approver": "lee",
-        "expires_at": "2099-01-01T00:00:00Z",
+        "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
     }
-    _problem(api.post("/v1/exceptions", "publisher", json=body), 403, "role_insufficient")
-    made = api.post("/v1/exceptions", "security", json=body)
-    assert made.status_code == 201
+    _problem(api.post("/v1/exception-requests", "reader", json=body), 403, "role_insufficient")
+    asked = api.post("/v1/exception-requests", "publisher", json=body)
+    assert asked.status_code == 201, asked.text
+    assert (asked.json()["status"], asked.json()["requested_by"]) == (
+        "pending",
+        "token:publisher-token",
+    )
+    approve = f"/v1/exception-requests/{asked.json()['id']}/approve"
+    _problem(api.post(approve, "publisher"), 403, "role_insufficient")
+    made = api.post(approve, "security")
+    assert made.status_code == 200, made.text
+    assert (made.json()["requested_by"], made.json()["approver"]) == (
+        "token:publisher-token",
+        "token:security-token",
+    )
     listed = api.get("/v1/exceptions", params={"ref": seeded.ref}).json()["exceptions"]
     assert [e["id"] for e in listed] == [made.json()["id"]]
     revoked = api.post(f"/v1/exceptions/{made.json()['id']}/revoke", "security")
     assert revoked.json()["revoked_at"] is not None
     naive = {**body, "expires_at": "2099-01-01T00:00:00"}
-    _problem(api.post("/v1/exceptions", "security", json=naive), 422, "invalid_request")
+    _problem(api.post("/v1/exception-requests", "security", json=naive), 422, "invalid_request")
+
+
+def test_api_exception_requester_cannot_approve_their_own(api: Api, seeded: Seeded) -> None:
+    """One security token used to grant exceptions alone (POST /v1/exceptions, free-text
+    approver): now a request needs another principal's approval, and the old route is gone."""
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    body = {"ref": seeded.ref, "waive": ["licenses"], "reason": "r", "expires_at": expires}
+    old = {**body, "approver": "lee"}
+    _problem(api.post("/v1/exceptions", "security", json=old), 410, "gone")
+    asked = api.post("/v1/exception-requests", "security", json=body)
+    assert asked.status_code == 201, asked.text
+    approve = f"/v1/exception-requests/{asked.json()['id']}/approve"
+    own = _problem(api.post(approve, "security"), 403, "two_person_rule")
+    assert "second person" in own["detail"]
+    assert api.get("/v1/exceptions").json() == {"exceptions": []}
+    other = api.registry.token_create("security-2", "security").secret
+    made = httpx.post(api.url + approve, headers={"Authorization": f"Bearer {other}"})
+    assert made.status_code == 200, made.text
+    assert made.json()["approver"] == "token:security-2"
+    pending = api.get("/v1/exception-requests", params={"status": "approved"}).json()
+    assert [r["id"] for r in pending["requests"]] == [asked.json()["id"]]
+
+
+def test_api_exception_waive_ids_and_expiry_are_exact(api: Api, seeded: Seeded) -> None:
+    soon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    base = {"ref": seeded.ref, "reason": "r", "expires_at": soon}
+    wrong = _problem(
+        api.post("/v1/exception-requests", "security", json={**base, "waive": ["license"]}),
+        400,
+        "input_error",
+    )
+    assert "unknown check id 'license'" in wrong["detail"]
+    assert "licenses" in wrong["detail"]
+    barred = api.post("/v1/exception-requests", "security", json={**base, "waive": ["quarantine"]})
+    assert "can never be waived" in _problem(barred, 400, "input_error")["detail"]
+    late = (datetime.now(UTC) + timedelta(days=120)).isoformat()
+    long = {**base, "waive": ["licenses"], "expires_at": late}
+    refused = api.post("/v1/exception-requests", "security", json=long)
+    too_long = _problem(refused, 400, "input_error")
+    assert "at most 90 days" in too_long["detail"]
+    assert api.get("/v1/exception-requests").json() == {"requests": []}
+
+
+def test_api_quarantine_binds_digest_and_lists_every_name(
+    api: Api, seeded: Seeded, run_cli: Any
+) -> None:
+    assert run_cli("mirror", "hf://org/tiny", "--name", "copy/tiny").code == 0
+    done = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "bad"})
+    assert done.status_code == 200, done.text
+    assert done.json()["covers"] == [seeded.ref, f"copy/tiny@{seeded.digest}"]
+    decision = api.post(
+        "/v1/admission/check", "reader", json={"ref": "copy/tiny", "environment": "dev"}
+    ).json()
+    assert decision["allowed"] is False
+    listed = api.get("/v1/quarantines").json()["quarantines"]
+    assert [(q["kind"], q["digest"]) for q in listed] == [("checkpoint", seeded.digest)]
+    file_sha = api.get(_cp(seeded)).json()["files"][0]["sha256"]
+    by_file = api.post(
+        "/v1/quarantines", "security", json={"digest": f"sha256:{file_sha}", "reason": "bad file"}
+    )
+    assert by_file.json()["kind"] == "file"
+    assert seeded.ref in by_file.json()["covers"]
+    _problem(
+        api.post(
+            "/v1/quarantines", "publisher", json={"digest": f"sha256:{file_sha}", "reason": "x"}
+        ),
+        403,
+        "role_insufficient",
+    )
+    released = api.post(_cp(seeded) + "/release", "security", json={"reason": "ok"})
+    assert released.json()["still_quarantined_by"] == [
+        f"{seeded.ref} by file sha256:{file_sha}",
+        f"copy/tiny@{seeded.digest} by file sha256:{file_sha}",
+    ]
+    lifted = api.post(
+        "/v1/quarantines/release", "security", json={"digest": f"sha256:{file_sha}", "reason": "ok"}
+    )
+    assert lifted.status_code == 200, lifted.text
+    assert api.get("/v1/quarantines").json() == {"quarantines": []}
 
 
 # -- attestations --------------------------------------------------------------------------------

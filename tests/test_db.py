@@ -264,6 +264,60 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
     engine.dispose()
 
 
+def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(database_url: str) -> None:
+    """An existing database at 0009: a quarantine that hung off one checkpoint row becomes a
+    quarantine of that checkpoint's manifest digest (active and released alike)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from registry.db.engine import MIGRATIONS
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0009")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=["models", "checkpoints", "quarantines"])
+    models, cps, quarantines = (meta.tables[t] for t in ("models", "checkpoints", "quarantines"))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(models).values(id=1, namespace="o", name="m", created_at=now))
+        for cid, digest in ((1, "a" * 64), (2, "b" * 64)):
+            conn.execute(
+                sa.insert(cps).values(
+                    id=cid,
+                    model_id=1,
+                    manifest_digest=digest,
+                    source_uri="hf://o/m",
+                    source_commit="c" * 40,
+                    file_count=1,
+                    total_size=1,
+                    created_at=now,
+                )
+            )
+        active = {"id": 1, "checkpoint_id": 1, "reason": "bad", "actor": "x", "created_at": now}
+        conn.execute(sa.insert(quarantines).values(**active))
+        released = {**active, "id": 2, "checkpoint_id": 2, "released_at": now}
+        extra = {"released_by": "y", "release_reason": "ok"}
+        conn.execute(sa.insert(quarantines).values(**released, **extra))
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, kind, digest, released_at IS NULL FROM quarantines ORDER BY id")
+        ).all()
+    assert [(i, k, d, bool(a)) for i, k, d, a in rows] == [
+        (1, "checkpoint", "a" * 64, True),
+        (2, "checkpoint", "b" * 64, False),
+    ]
+    assert "checkpoint_id" not in {c["name"] for c in inspect(engine).get_columns("quarantines")}
+    engine.dispose()
+
+
 def test_record_keeps_the_license_and_fills_one_not_recorded(database_url: str) -> None:
     engine = make_engine(database_url)
     migrate(engine)

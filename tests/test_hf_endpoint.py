@@ -355,6 +355,27 @@ def test_unsigned_checkpoint_is_403_with_the_failing_checks(
     assert "no policy is bound" in nowhere.headers["X-Error-Message"]
 
 
+def test_hf_quarantine_by_digest_holds_the_same_bytes_under_another_name(
+    served: Served, run_cli: Any
+) -> None:
+    """Quarantining org/tiny's digest closes /hf for every name holding those bytes, and a
+    file's sha256 closes it for every checkpoint holding that file."""
+    assert run_cli("mirror", "hf://org/tiny", "--name", "acme/copy").code == 0
+    assert run_cli("attest", "acme/copy").code == 0
+    copy = "/hf/prod/acme/copy/resolve/main/config.json"
+    assert served.get(copy).status_code == 200
+    assert run_cli("quarantine", "org/tiny", "--reason", "CVE-2026-0002").code == 0
+    denied = served.get(copy)
+    assert denied.status_code == 403
+    assert "quarantine" in denied.headers["X-Error-Message"]
+    assert run_cli("release", "acme/copy", "--reason", "fixed").code == 0
+    assert served.get(copy).status_code == 200
+    config = "sha256:" + hashlib.sha256(served.files["config.json"]).hexdigest()
+    assert run_cli("quarantine", config, "--reason", "bad config").code == 0
+    for path in (copy, "/hf/prod/org/tiny/resolve/main/README.md"):
+        assert served.get(path).status_code == 403, path
+
+
 def test_quarantine_is_403_at_once(served: Served, run_cli: Any, tmp_path: Path) -> None:
     url = "/hf/prod/org/tiny/resolve/main/config.json"
     assert served.get(url).status_code == 200

@@ -207,6 +207,28 @@ def test_quarantine_denies_even_when_the_decision_is_cached(webhook: Webhook, ru
     assert webhook.review(annotated)["allowed"] is True
 
 
+def test_webhook_quarantine_by_digest_denies_every_name_even_when_cached(
+    webhook: Webhook, run_cli: Any
+) -> None:
+    mirrored = run_cli("mirror", "hf://org/tiny", "--name", "acme/copy", "--json")
+    assert mirrored.json()["digest"] == webhook.digest  # the same bytes under another name
+    assert run_cli("attest", "acme/copy").code == 0
+    copy = pod({"modelctl.dev/model": f"acme/copy@{webhook.digest}"})
+    assert webhook.review(copy)["allowed"] is True
+    assert webhook.review(copy)["allowed"] is True  # cached
+    assert run_cli("quarantine", "org/tiny", "--reason", "CVE-2026-0003").code == 0
+    got = webhook.review(copy)
+    assert got["allowed"] is False
+    assert "quarantined: CVE-2026-0003" in got["status"]["message"]
+    assert run_cli("release", "org/tiny", "--reason", "fixed").code == 0
+    assert webhook.review(copy)["allowed"] is True
+    config = run_cli("inspect", "acme/copy", "--json").json()["files"][0]["sha256"]
+    assert run_cli("quarantine", f"sha256:{config}", "--reason", "bad file").code == 0
+    by_file = webhook.review(copy)
+    assert by_file["allowed"] is False
+    assert f"quarantined by file sha256:{config}: bad file" in by_file["status"]["message"]
+
+
 def test_malformed_reviews(webhook: Webhook) -> None:
     not_json = webhook.post(b"{nope")
     assert not_json.status_code == 400

@@ -458,3 +458,92 @@ def test_deny_messages_say_what_to_run() -> None:
     reasons = " ".join(decision.reasons)
     assert f"run: modelctl attest acme/bert@{DIGEST}" in reasons
     assert f"run: modelctl scan acme/bert@{DIGEST} --scanner pickle" in reasons
+
+
+# -- waivers: exact ids and a maximum expiry (policies.waivers) --------------------------------
+
+_EVERY_BLOCK = """
+apiVersion: modelctl.dev/v1
+kind: ModelPolicy
+metadata: { name: all }
+spec:
+  sources: { allow: ["hf://**"] }
+  revisions: { requirePinned: true, pins: [{ source: "hf://acme/*", commits: [COMMIT] }] }
+  licenses: { allow: [apache-2.0] }
+  formats: { pickleBased: deny, allow: [json, safetensors] }
+  attestations: [{ predicateType: "https://slsa.dev/provenance/v1", signers: [registry] }]
+  scans: [{ scanner: pickle }]
+  rules: [{ id: small, expression: 'checkpoint.files.size() < 10', message: too many }]
+  waivers: { maxExpiry: 14d }
+""".replace("COMMIT", COMMIT)
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod", "all"])
+def test_check_ids_are_exactly_what_evaluate_emits(name: str) -> None:
+    from policies.waivers import check_ids
+
+    policy = load_policies(_EVERY_BLOCK).policies[0] if name == "all" else env(name)[0]
+    emitted = {c.id for c in evaluate(policy, good_facts(), now=NOW).checks}
+    assert check_ids(policy) == emitted
+
+
+def test_waiver_problem_refuses_unknown_ids_listing_the_valid_ones() -> None:
+    from policies.waivers import waiver_problem
+
+    def problem(waive: list[str], envs: list[str] | None = None, days: int = 30) -> str | None:
+        until = NOW + timedelta(days=days)
+        return waiver_problem(DEFAULTS, waive=waive, environments=envs, expires_at=until, now=NOW)
+
+    assert problem(["licenses"]) is None
+    assert problem(["licenses"], ["prod"]) is None
+    wrong = problem(["license"])
+    assert wrong is not None
+    assert "unknown check id 'license'" in wrong
+    assert "licenses" in wrong
+    assert "revisions.pinned" in wrong
+    assert "attestations." not in wrong  # never offered: not waivable
+    assert problem(["licenses"], ["dev"]) is not None  # dev's policy checks no license
+    barred = problem(["attestations.https://slsa.dev/provenance/v1"])
+    assert barred is not None
+    assert "can never be waived" in barred
+    assert problem(["quarantine"]) is not None
+    assert problem(["digest"]) is not None
+    assert problem(["licenses"], ["moon"]) == (
+        "no policy is bound to environment 'moon' (bound: dev, prod, staging)"
+    )
+    too_long = problem(["licenses"], days=91)
+    assert too_long is not None
+    assert "at most 90 days" in too_long
+    assert problem(["licenses"], days=90) is None
+
+
+def test_waivers_max_expiry_is_strict_and_the_shortest_bound_wins() -> None:
+    from policies import PolicyError
+    from policies.waivers import waiver_problem
+
+    shorter = DEFAULTS_TEXT.replace("maxExpiry: 90d", "maxExpiry: 7d", 1)  # prod only
+    policies = load_policies(shorter)
+    until = NOW + timedelta(days=8)
+    anywhere = waiver_problem(
+        policies, waive=["licenses"], environments=None, expires_at=until, now=NOW
+    )
+    assert anywhere is not None
+    assert "at most 7 days" in anywhere
+    staging = waiver_problem(
+        policies, waive=["licenses"], environments=["staging"], expires_at=until, now=NOW
+    )
+    assert staging is None
+    assert DEFAULTS.policy("prod") is not None
+    assert {p.waiver_max_expiry for p in DEFAULTS.policies} == {timedelta(days=90)}
+    for bad in ("maxExpiry: forever", "maxExpiry: 0d", "maxExpiry: 9d\n    extra: 1"):
+        with pytest.raises(PolicyError):
+            load_policies(DEFAULTS_TEXT.replace("maxExpiry: 90d", bad, 1))
+
+
+def test_lint_warns_about_waivers_longer_than_a_year() -> None:
+    from policies import lint
+
+    long = DEFAULTS_TEXT.replace("maxExpiry: 90d", "maxExpiry: 400d", 1)
+    messages = [m for m in lint(long, now=NOW) if "waivers.maxExpiry" in m.path]
+    assert len(messages) == 1
+    assert "400 days" in messages[0].message

@@ -176,8 +176,14 @@ def test_decisions_are_recorded_and_signed_as_vsa(
     assert {c["id"] for c in vsa["modelctl"]["checks"]} >= {"quarantine", "licenses"}
 
 
+def as_user(monkeypatch: pytest.MonkeyPatch, user: str) -> None:
+    """The embedded CLI's principal is the local user (`local:USER`)."""
+    monkeypatch.setenv("LOGNAME", user)
+    monkeypatch.setenv("USER", user)
+
+
 def test_an_exception_lets_a_check_through_until_it_expires(
-    run_cli: Any, hub: FakeHub, isolated_env: Path
+    run_cli: Any, hub: FakeHub, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -189,23 +195,28 @@ def test_an_exception_lets_a_check_through_until_it_expires(
     denied = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
     assert denied.code == 1
     assert [c for c, s in checks(denied).items() if s == "fail"] == ["licenses"]
-    added = run_cli(
+    as_user(monkeypatch, "alice")
+    requested = run_cli(
         "exception",
-        "add",
+        "request",
         "org/tiny",
         "--waive",
         "licenses",
         "--reason",
         "licence under review",
-        "--approver",
-        "security@acme",
         "--expires",
         "10d",
         "--env",
         "prod",
         "--json",
     )
+    assert requested.code == 0, requested.stderr
+    assert requested.json()["requested_by"] == "local:alice"
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 1  # not yet approved
+    as_user(monkeypatch, "bob")
+    added = run_cli("exception", "approve", str(requested.json()["id"]), "--json")
     assert added.code == 0, added.stderr
+    assert (added.json()["requested_by"], added.json()["approver"]) == ("local:alice", "local:bob")
     exception_id = added.json()["id"]
     allowed = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
     assert allowed.code == 0, allowed.stdout
@@ -235,6 +246,8 @@ def test_an_exception_lets_a_check_through_until_it_expires(
         ("licenses", "2020-01-01T00:00:00Z", "in the past"),
         ("licenses", "2030-01-01T00:00:00", "needs a time zone"),
         ("licenses", "soon", "use 2026-12-31T00:00:00Z or 30d"),
+        ("license", "10d", "unknown check id 'license'"),
+        ("licenses", "91d", "at most 90 days"),
     ],
 )
 def test_bad_exceptions_are_refused(
@@ -242,20 +255,11 @@ def test_bad_exceptions_are_refused(
 ) -> None:
     mirror(run_cli, hub, {"README.md": CARD})
     result = run_cli(
-        "exception",
-        "add",
-        "org/tiny",
-        "--waive",
-        waive,
-        "--reason",
-        "r",
-        "--approver",
-        "a",
-        "--expires",
-        expires,
+        "exception", "request", "org/tiny", "--waive", waive, "--reason", "r", "--expires", expires
     )
     assert result.code == 2
     assert message in result.stderr
+    assert run_cli("exception", "requests", "--json").json() == {"requests": []}
     assert run_cli("exception", "list", "--json").json() == {"exceptions": []}
 
 

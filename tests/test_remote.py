@@ -131,18 +131,35 @@ def test_decisions_quarantine_and_exceptions_print_the_same(run_cli: Any, remote
         assert over_http.code == embedded.code, (args, over_http.stderr)
         assert _no_times(over_http.stdout) == _no_times(embedded.stdout), args
         assert over_http.stderr == embedded.stderr, args
-    add = ("exception", "add", ref, "--waive", "license.allowed", "--reason", "ok")
-    add += ("--approver", "lee", "--expires", "2099-01-01T00:00:00Z")
-    embedded, over_http = both(run_cli, remote, *add, role="security")
-    assert over_http.code == embedded.code == 0
-    assert re.sub(r"exception \d+", "N", over_http.stdout) == re.sub(
-        r"exception \d+", "N", embedded.stdout
+    request = ("exception", "request", ref, "--waive", "licenses", "--reason", "ok")
+    request += ("--expires", "30d")
+    embedded, over_http = both(run_cli, remote, *request, role="security")
+    assert over_http.code == embedded.code == 0, over_http.stderr
+    assert re.sub(r"request \d+ by \S+|approve \d+|TIME", "X", _no_times(over_http.stdout)) == (
+        re.sub(r"request \d+ by \S+|approve \d+|TIME", "X", _no_times(embedded.stdout))
     )
     remote.on("security")
-    assert run_cli("exception", "revoke", "1").stdout.strip() == "exception 1 revoked"
+    asked = run_cli(*request, "--json").json()
+    assert asked["requested_by"] == "token:cli-security"
+    own = run_cli("exception", "approve", str(asked["id"]))
+    assert own.code == 2
+    assert own.stderr.strip() == (
+        f"modelctl: error: an exception needs a second person: token:cli-security requested "
+        f"request {asked['id']} and may not approve it"
+    )
+    remote.on("admin")
+    granted = run_cli("exception", "approve", str(asked["id"]), "--json")
+    assert granted.code == 0, granted.stderr
+    assert (granted.json()["requested_by"], granted.json()["approver"]) == (
+        "token:cli-security",
+        "token:cli-admin",
+    )
+    remote.on("security")
+    assert run_cli("exception", "revoke", str(granted.json()["id"])).code == 0
     events = run_cli("audit", "--action", "exception.", "--json").json()["events"]
     actors = {(e["action"], e["actor"]) for e in events}
-    assert ("exception.add", "token:cli-security") in actors
+    assert ("exception.request", "token:cli-security") in actors
+    assert ("exception.approve", "token:cli-admin") in actors
     assert ("exception.revoke", "token:cli-security") in actors
 
 
@@ -375,3 +392,29 @@ def test_remote_backdoor_scan_options_reach_the_server(
         json={"ref": "org/llm", "scanners": ["backdoor"], "backdoor": {"device": "tpu"}},
     )
     assert refused.status_code == 422
+
+
+def test_remote_quarantine_of_a_bare_digest_prints_the_same(run_cli: Any, remote: Remote) -> None:
+    """Quarantine by a file's sha256 and by name through the remote CLI: the same output and
+    exit codes as embedded; release undoes exactly what was quarantined."""
+    shown = run_cli("inspect", remote.seeded.ref, "--json").json()
+    file_digest = f"sha256:{shown['files'][0]['sha256']}"
+    for args in (
+        ("quarantine", file_digest, "--reason", "bad file"),  # the second run keeps the first
+        ("quarantine", "list"),
+        ("quarantine", "list", "--json"),
+    ):
+        embedded, over_http = both(run_cli, remote, *args, role="security")
+        assert over_http.code == embedded.code == 0, (args, over_http.stderr)
+        assert over_http.stdout == embedded.stdout, args
+    remote.on("security")
+    by_name = run_cli("release", "org/tiny", "--reason", "ok")
+    assert by_name.code == 2
+    assert f"still quarantined by file {file_digest}" in by_name.stderr
+    released = run_cli("release", file_digest, "--reason", "false alarm", "--json")
+    assert released.code == 0, released.stderr
+    assert released.json()["released_by"] == "token:cli-security"
+    again = run_cli("release", file_digest, "--reason", "twice")
+    remote.off()
+    assert again.stderr == run_cli("release", file_digest, "--reason", "twice").stderr
+    assert again.code == 2

@@ -25,6 +25,7 @@ from registry.errors import (
     NotFound,
     RegistryError,
     StorageError,
+    TwoPersonRule,
     UpstreamError,
 )
 
@@ -61,6 +62,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Payload too large",
     416: "Range not satisfiable",
     422: "Unprocessable content",
@@ -106,6 +108,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
     (AmbiguousReference, 409),
     (Denied, 403),
+    (TwoPersonRule, 403),
     (IntegrityFailure, 422),
     (VerificationError, 422),
     (InvalidInputError, 400),

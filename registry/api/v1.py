@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.blobs import blob_response, gate_read
 from registry.api.deps import check_scope, get_registry, registry_for, require
-from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
+from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
@@ -454,7 +454,8 @@ def quarantine(
     digest: DigestParam,
     body: ReasonBody,
 ) -> dict[str, Any]:
-    """Withdraw a checkpoint from every environment until it is released."""
+    """Withdraw this checkpoint's bytes (its manifest digest) from every environment, under
+    every name, until released. The answer lists every checkpoint it holds."""
     return registry.quarantine(_ref(namespace, name, digest), body.reason).to_json()
 
 
@@ -466,20 +467,54 @@ def release(
     digest: DigestParam,
     body: ReasonBody,
 ) -> dict[str, Any]:
-    """End a quarantine (policies decide again)."""
+    """End the quarantine of this checkpoint's manifest digest (policies decide again).
+
+    `still_quarantined_by` names any other quarantine (e.g. of one of its files) that holds it.
+    """
     return registry.release(_ref(namespace, name, digest), body.reason).to_json()
 
 
-# -- exceptions ----------------------------------------------------------------------------------
+class DigestQuarantineBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<64 hex>")
+    reason: str = Field(min_length=1, max_length=2000)
 
 
-class ExceptionBody(BaseModel):
+@router.get("/quarantines", tags=["quarantine"])
+def list_quarantines(registry: Reader) -> dict[str, Any]:
+    """Every active quarantine and the checkpoints (every name) it holds now."""
+    return {"quarantines": [q.to_json() for q in registry.quarantine_list()]}
+
+
+@router.post("/quarantines", tags=["quarantine"])
+def quarantine_digest(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("quarantine"))],
+    body: DigestQuarantineBody,
+) -> dict[str, Any]:
+    """Quarantine a bare digest: a manifest digest, or a file's sha256 (every checkpoint holding
+    that file, now or later; one nobody holds yet is quarantined ahead of time)."""
+    return registry.quarantine(body.digest, body.reason).to_json()
+
+
+@router.post("/quarantines/release", tags=["quarantine"])
+def release_digest(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("release"))],
+    body: DigestQuarantineBody,
+) -> dict[str, Any]:
+    """End the quarantine of a bare digest (exactly that one)."""
+    return registry.release(body.digest, body.reason).to_json()
+
+
+# -- exceptions: requested by one principal, approved by another -------------------------------
+
+
+class ExceptionRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ref: str = Field(min_length=3, max_length=500)
     waive: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=50)
     reason: str = Field(min_length=1, max_length=2000)
-    approver: str = Field(min_length=1, max_length=200)
     expires_at: datetime
     environments: list[Annotated[str, Field(max_length=100)]] | None = Field(
         default=None, max_length=50
@@ -493,22 +528,72 @@ def list_exceptions(
     return {"exceptions": [e.to_json() for e in registry.exception_list(ref)]}
 
 
-@router.post("/exceptions", tags=["exceptions"], status_code=201)
+_GONE: dict[int | str, dict[str, Any]] = {
+    410: {
+        "description": "Gone: request, then approve by another principal",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+@router.post("/exceptions", tags=["exceptions"], status_code=201, responses=_GONE)
 def add_exception(
-    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
-    body: ExceptionBody,
+    _principal: Annotated[Principal, Depends(require("exception.add"))],
 ) -> dict[str, Any]:
-    """Waive named checks for one checkpoint until a mandatory expiry."""
+    """Gone: an exception is requested (`POST /v1/exception-requests`) by one principal and
+    approved (`POST /v1/exception-requests/{id}/approve`) by another."""
+    raise ApiProblem(
+        410,
+        "gone",
+        "exceptions are no longer granted in one step: POST /v1/exception-requests, then "
+        "another principal POSTs /v1/exception-requests/{id}/approve",
+    )
+
+
+RequestId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/exception-requests", tags=["exceptions"])
+def list_exception_requests(
+    registry: Reader,
+    status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
+) -> dict[str, Any]:
+    return {"requests": [r.to_json() for r in registry.exception_requests(status)]}
+
+
+@router.post("/exception-requests", tags=["exceptions"], status_code=201)
+def request_exception(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.request"))],
+    body: ExceptionRequestBody,
+) -> dict[str, Any]:
+    """Ask for named checks to be waived for one checkpoint until an expiry within the policy's
+    `waivers.maxExpiry`. Waives nothing until another principal approves it."""
     if body.expires_at.tzinfo is None:
         raise ApiProblem(422, "invalid_request", "expires_at needs a time zone")
-    return registry.exception_add(
+    return registry.exception_request(
         body.ref,
         waive=body.waive,
         reason=body.reason,
-        approver=body.approver,
         expires_at=body.expires_at,
         environments=body.environments,
     ).to_json()
+
+
+@router.post("/exception-requests/{request_id}/approve", tags=["exceptions"])
+def approve_exception(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
+    request_id: RequestId,
+) -> dict[str, Any]:
+    """Grant a pending request: 403 when the caller is the principal that asked for it."""
+    return registry.exception_approve(request_id).to_json()
+
+
+@router.post("/exception-requests/{request_id}/reject", tags=["exceptions"])
+def reject_exception(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
+    request_id: RequestId,
+) -> dict[str, Any]:
+    return registry.exception_reject(request_id).to_json()
 
 
 @router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"])

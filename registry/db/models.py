@@ -31,6 +31,11 @@ NAMING = {
 }
 
 
+#: What a quarantine's digest names (`Quarantine.kind`).
+QUARANTINE_CHECKPOINT = "checkpoint"
+QUARANTINE_FILE = "file"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -122,8 +127,22 @@ class Checkpoint(Base):
     scans: Mapped[list[Scan]] = relationship(
         back_populates="checkpoint", cascade="all, delete-orphan", order_by="Scan.id"
     )
+    #: Quarantines of this checkpoint's manifest digest, under whatever name they were made:
+    #: a quarantine binds bytes, so it covers every name holding them, now and later.
     quarantines: Mapped[list[Quarantine]] = relationship(
-        cascade="all, delete-orphan", order_by="Quarantine.id"
+        primaryjoin="and_(foreign(Quarantine.digest) == Checkpoint.manifest_digest, "
+        f"Quarantine.kind == '{QUARANTINE_CHECKPOINT}')",
+        order_by="Quarantine.id",
+        viewonly=True,
+    )
+    #: Quarantines of the sha256 of one of this checkpoint's files (a known-bad file).
+    file_quarantines: Mapped[list[Quarantine]] = relationship(
+        secondary="checkpoint_files",
+        primaryjoin="Checkpoint.id == CheckpointFile.checkpoint_id",
+        secondaryjoin="and_(foreign(Quarantine.digest) == CheckpointFile.sha256, "
+        f"Quarantine.kind == '{QUARANTINE_FILE}')",
+        order_by="Quarantine.id",
+        viewonly=True,
     )
     decisions: Mapped[list[Decision]] = relationship(
         cascade="all, delete-orphan", order_by="Decision.id"
@@ -196,13 +215,20 @@ class Scan(Base):
 
 
 class Quarantine(Base):
-    """A checkpoint withdrawn from every environment until released (history is kept)."""
+    """Bytes withdrawn from every environment until released (history is kept).
+
+    It names a digest, never a model name: a checkpoint's manifest digest (`kind` checkpoint:
+    every checkpoint with those bytes, under any name) or a file's sha256 (`kind` file: every
+    checkpoint holding that file). Checkpoints registered later are covered on arrival, and a
+    file digest nobody holds yet may be quarantined ahead of time (a known-bad hash).
+    """
 
     __tablename__ = "quarantines"
-    __table_args__ = (Index("ix_quarantines_checkpoint", "checkpoint_id"),)
+    __table_args__ = (Index("ix_quarantines_kind_digest", "kind", "digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # checkpoint | file
+    digest: Mapped[str] = mapped_column(String(64))  # hex, no `sha256:` prefix
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -243,10 +269,13 @@ class WaiverRow(Base):
     waive: Mapped[list[str]] = mapped_column(JSON)
     environments: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str] = mapped_column(Text)
+    #: The principal that approved it (an audit actor); free text before migration 0011.
     approver: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
+    #: The principal that requested it (never the approver); NULL before migration 0011.
+    requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 

@@ -30,7 +30,7 @@ from policies.model import UNWAIVABLE_PREFIXES, ExceptionScope, PolicyException
 from registry.blobs.base import BlobStore
 from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
-from registry.errors import InputError, NotFound
+from registry.errors import InputError, NotFound, TwoPersonRule
 from registry.service import findings
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
@@ -192,50 +192,12 @@ def checkpoint_facts(
 
 
 def active_quarantine(checkpoint: Checkpoint) -> Quarantine | None:
-    return next((q for q in checkpoint.quarantines if q.released_at is None), None)
-
-
-def quarantine(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str) -> Quarantine:
-    if not reason.strip():
-        raise InputError("a quarantine needs a --reason")
-    existing = active_quarantine(checkpoint)
-    if existing is not None:
-        return existing
-    row = Quarantine(reason=reason.strip(), actor=actor)
-    checkpoint.quarantines.append(row)
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="checkpoint.quarantine",
-            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
-            details={"reason": row.reason},
-        )
-    )
-    session.flush()
-    return row
-
-
-def release(session: Session, checkpoint: Checkpoint, *, reason: str, actor: str) -> Quarantine:
-    row = active_quarantine(checkpoint)
-    if row is None:
-        raise InputError(
-            f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest} is not quarantined"
-        )
-    if not reason.strip():
-        raise InputError("a release needs a --reason")
-    row.released_at = datetime.now(UTC)
-    row.released_by = actor
-    row.release_reason = reason.strip()
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="checkpoint.release",
-            subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
-            details={"reason": row.release_reason, "quarantined_since": row.created_at.isoformat()},
-        )
-    )
-    session.flush()
-    return row
+    """The first active quarantine holding these bytes: of the manifest digest (under any
+    name) or of one of its files' sha256 (`registry.service.quarantines`)."""
+    for row in (*checkpoint.quarantines, *checkpoint.file_quarantines):
+        if row.released_at is None:
+            return row
+    return None
 
 
 # -- decisions -------------------------------------------------------------------------------------
@@ -347,19 +309,28 @@ def add_exception(
     waive: list[str],
     reason: str,
     approver: str,
+    requested_by: str,
     expires_at: datetime,
     environments: list[str] | None,
     actor: str,
     now: datetime,
 ) -> WaiverRow:
-    """Waive checks for one checkpoint until `expires_at`; never signatures, digests, quarantine."""
+    """Waive checks for one checkpoint until `expires_at`; never signatures, digests, quarantine.
+
+    Only through an approved request (`exception_requests.approve`): `requested_by` and
+    `approver` are authenticated principals and never the same one.
+    """
     if not waive:
         raise InputError("an exception must name the checks it waives (--waive CHECK_ID)")
     barred = [c for c in waive if c.split(".", 1)[0] in UNWAIVABLE_PREFIXES]
     if barred:
         raise InputError(f"these checks can never be waived: {', '.join(barred)}")
-    if not reason.strip() or not approver.strip():
-        raise InputError("an exception needs a --reason and an --approver")
+    if not reason.strip() or not approver.strip() or not requested_by.strip():
+        raise InputError("an exception needs a reason, a requester and an approver")
+    if requested_by == approver:
+        raise TwoPersonRule(
+            f"an exception needs a second person: {approver} requested it and may not approve it"
+        )
     if expires_at.tzinfo is None:
         raise InputError("the expiry needs a time zone (e.g. 2026-12-31T00:00:00Z)")
     if expires_at <= now:
@@ -370,6 +341,7 @@ def add_exception(
         environments=sorted(set(environments)) if environments else None,
         reason=reason.strip(),
         approver=approver.strip(),
+        requested_by=requested_by,
         expires_at=expires_at,
         actor=actor,
     )
@@ -384,6 +356,7 @@ def add_exception(
                 "id": row.id,
                 "waive": row.waive,
                 "environments": row.environments,
+                "requested_by": row.requested_by,
                 "approver": row.approver,
                 "expires_at": expires_at.isoformat(),
                 "reason": row.reason,

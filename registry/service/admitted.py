@@ -392,6 +392,7 @@ def _candidates(session: Session, name: str, revision: str) -> _Candidates:
                 selectinload(Checkpoint.evidence_attestations),
                 selectinload(Checkpoint.scans),
                 selectinload(Checkpoint.quarantines),
+                selectinload(Checkpoint.file_quarantines),
             )
             .order_by(Checkpoint.id.desc())
         )
@@ -874,7 +875,11 @@ def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
     """The checkpoints a reference names: by registry name and digest or source commit, or,
     for `hf://NS/NAME:COMMIT`, every checkpoint mirrored from that repository at that commit
     whatever its registry name (that is what the pod will fetch)."""
-    query = select(Checkpoint).options(selectinload(Checkpoint.quarantines)).order_by(Checkpoint.id)
+    query = (  # quarantine by digest: of the manifest (any name) or of one of its files
+        select(Checkpoint)
+        .options(selectinload(Checkpoint.quarantines), selectinload(Checkpoint.file_quarantines))
+        .order_by(Checkpoint.id)
+    )
     if ref.source_uri is not None:
         query = query.where(
             Checkpoint.source_uri == ref.source_uri, Checkpoint.source_commit == ref.commit
@@ -986,7 +991,8 @@ def _decide_reference(
         digest = f"sha256:{checkpoint.manifest_digest}"
         held = admission.active_quarantine(checkpoint)
         if held is not None:  # read now, on every review: never from the cache
-            return ReferenceVerdict(ref, False, f"{digest} is quarantined: {held.reason}")
+            by = f" by file sha256:{held.digest}" if held.kind == "file" else ""
+            return ReferenceVerdict(ref, False, f"{digest} is quarantined{by}: {held.reason}")
         decision = cache.get(environment, digest, now)
         if decision is None:
             decision = gate.decide(session, checkpoint, environment, now)

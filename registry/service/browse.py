@@ -26,13 +26,13 @@ from registry.db.models import (
     Checkpoint,
     CheckpointFile,
     Model,
-    Quarantine,
     Scan,
     WaiverRow,
 )
 from registry.errors import InputError, NotFound
 from registry.service.checkpoints import UNKNOWN_LICENSE
 from registry.service.live_status import STATUSES, LiveStatus, LiveStatuses, Status
+from registry.service.quarantines import quarantined_checkpoint_ids
 from registry.service.tokens import Principal, Role
 
 #: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
@@ -502,6 +502,7 @@ def get_checkpoint(session: Session, namespace: str, name: str, digest_hex: str)
             selectinload(Checkpoint.attestations),
             selectinload(Checkpoint.revisions),
             selectinload(Checkpoint.quarantines),
+            selectinload(Checkpoint.file_quarantines),
         )
     ).first()
     if row is None:
@@ -523,6 +524,7 @@ def all_checkpoints(session: Session, *, limit: int) -> list[Checkpoint]:
                 selectinload(Checkpoint.evidence_attestations),
                 selectinload(Checkpoint.revisions),
                 selectinload(Checkpoint.quarantines),
+                selectinload(Checkpoint.file_quarantines),
             )
         )
     )
@@ -586,9 +588,7 @@ def findings(session: Session, query: FindingQuery) -> tuple[list[FindingRow], i
     )
     if query.scanner:
         stmt = stmt.where(Scan.scanner_id == query.scanner)
-    quarantined = set(
-        session.scalars(select(Quarantine.checkpoint_id).where(Quarantine.released_at.is_(None)))
-    )
+    quarantined = set(session.scalars(quarantined_checkpoint_ids()))
     min_rank = SEVERITIES.index(query.severity) if query.severity else 0
     rows: list[FindingRow] = []
     for scan, ns, name, digest in session.execute(stmt):

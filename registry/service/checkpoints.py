@@ -387,8 +387,14 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         ),
         quarantine=next(
             (
-                {"reason": q.reason, "by": q.actor, "since": iso(q.created_at)}
-                for q in checkpoint.quarantines
+                {
+                    "reason": q.reason,
+                    "by": q.actor,
+                    "since": iso(q.created_at),
+                    "kind": q.kind,  # checkpoint (its manifest digest) | file (a file's sha256)
+                    "digest": f"sha256:{q.digest}",
+                }
+                for q in (*checkpoint.quarantines, *checkpoint.file_quarantines)
                 if q.released_at is None
             ),
             None,

@@ -3,7 +3,11 @@
 A request waives nothing. Approval grants the exception through `admission.add_exception`
 (same checks: never signatures, digests or quarantine; mandatory future expiry) with the
 approver's name, so the decision path knows only one kind of exception. The requester may not
-approve their own request (two people). Every step is audited. The caller owns the transaction.
+approve their own request (two people): both are authenticated principals (`token:NAME`,
+`local:USER`), never free text. The waived ids must be ones the bound policies produce, and
+the expiry within their `waivers.maxExpiry` (`policies.waivers`), checked on request and again
+on approval (the policy may have changed in between). This is the only way to grant an
+exception: CLI, API and UI alike. Every step is audited. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -13,16 +17,37 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policies.model import UNWAIVABLE_PREFIXES
+from policies.model import PolicySet
+from policies.waivers import waiver_problem
 from registry.db.models import AuditEvent, Checkpoint, ExceptionRequest, WaiverRow
-from registry.errors import InputError, NotFound
+from registry.errors import InputError, NotFound, TwoPersonRule
 from registry.service import admission
+from registry.views import ExceptionRequestView
 
 MAX_REASON = 2000
 
 
 def _ref(checkpoint: Checkpoint) -> str:
     return f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}"
+
+
+def _check_waiver(
+    policies: PolicySet,
+    *,
+    waive: list[str],
+    environments: list[str] | None,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    if expires_at.tzinfo is None:
+        raise InputError("the expiry needs a time zone")
+    if expires_at <= now:
+        raise InputError(f"the expiry {expires_at.isoformat()} is in the past")
+    problem = waiver_problem(
+        policies, waive=waive, environments=environments, expires_at=expires_at, now=now
+    )
+    if problem is not None:
+        raise InputError(problem)
 
 
 def request(
@@ -34,23 +59,16 @@ def request(
     expires_at: datetime,
     environments: list[str] | None,
     actor: str,
+    policies: PolicySet,
     now: datetime | None = None,
 ) -> ExceptionRequest:
     now = now or datetime.now(UTC)
     waive = sorted({w.strip() for w in waive if w.strip()})
-    if not waive:
-        raise InputError("an exception must name the checks it waives")
-    barred = [c for c in waive if c.split(".", 1)[0] in UNWAIVABLE_PREFIXES]
-    if barred:
-        raise InputError(f"these checks can never be waived: {', '.join(barred)}")
+    _check_waiver(policies, waive=waive, environments=environments, expires_at=expires_at, now=now)
     if not reason.strip():
         raise InputError("an exception request needs a reason")
     if len(reason) > MAX_REASON:
         raise InputError(f"the reason is longer than {MAX_REASON} characters")
-    if expires_at.tzinfo is None:
-        raise InputError("the expiry needs a time zone")
-    if expires_at <= now:
-        raise InputError(f"the expiry {expires_at.isoformat()} is in the past")
     row = ExceptionRequest(
         checkpoint=checkpoint,
         waive=waive,
@@ -96,22 +114,35 @@ def _pending(session: Session, request_id: int) -> ExceptionRequest:
 
 
 def approve(
-    session: Session, request_id: int, *, actor: str, now: datetime | None = None
+    session: Session,
+    request_id: int,
+    *,
+    actor: str,
+    policies: PolicySet,
+    now: datetime | None = None,
 ) -> WaiverRow:
     """Grant the requested exception, named after its approver. Not by its requester."""
     now = now or datetime.now(UTC)
     row = _pending(session, request_id)
     if row.requested_by == actor:
-        raise InputError("an exception needs a second person: you requested this one")
+        raise TwoPersonRule(
+            f"an exception needs a second person: {actor} requested request {row.id} "
+            "and may not approve it"
+        )
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    environments = list(row.environments) if row.environments else None
+    _check_waiver(
+        policies, waive=list(row.waive), environments=environments, expires_at=expires, now=now
+    )
     granted = admission.add_exception(
         session,
         row.checkpoint,
         waive=list(row.waive),
-        reason=f"{row.reason} (requested by {row.requested_by}, request {row.id})",
+        reason=row.reason,
         approver=actor,
+        requested_by=row.requested_by,
         expires_at=expires,
-        environments=list(row.environments) if row.environments else None,
+        environments=environments,
         actor=actor,
         now=now,
     )
@@ -160,3 +191,19 @@ def list_requests(
     if checkpoint_id is not None:
         query = query.where(ExceptionRequest.checkpoint_id == checkpoint_id)
     return list(session.scalars(query))
+
+
+def request_view(row: ExceptionRequest) -> ExceptionRequestView:
+    return ExceptionRequestView(
+        id=row.id,
+        ref=_ref(row.checkpoint),
+        waive=tuple(row.waive),
+        environments=tuple(row.environments) if row.environments else None,
+        reason=row.reason,
+        expires_at=row.expires_at,
+        status=row.status,
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        decided_by=row.decided_by,
+        exception_id=row.exception_id,
+    )

@@ -70,6 +70,7 @@ PERMISSIONS: dict[str, Role] = {
     # withdrawing and waiving
     "quarantine": Role.SECURITY,
     "release": Role.SECURITY,
+    "exception.request": Role.PUBLISHER,  # asks; someone else approves (exception.add)
     "exception.add": Role.SECURITY,
     "exception.revoke": Role.SECURITY,
     "finding.triage": Role.SECURITY,  # request, approve (another principal), revoke

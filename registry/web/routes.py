@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -28,12 +28,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from policies import PolicyError, PolicySet, load_policies
+from policies import PolicyError, PolicySet, load_policies, waivers
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import Denied, InputError, NotFound, RegistryError
-from registry.service import browse, decide, tokens
+from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
+from registry.service import admission, browse, decide, quarantines, tokens
 from registry.service import exception_requests as requests_service
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Principal, Role
 from registry.web import session as websession
@@ -189,7 +189,8 @@ def render(
 
 
 _NOTICES = {
-    "quarantined": "Quarantined: every environment denies this checkpoint until it is released.",
+    "quarantined": "Quarantined: every environment denies these bytes, under every name, until "
+    "they are released.",
     "released": "Released from quarantine; decisions re-evaluated.",
     "rescanned": "Re-scanned; decisions re-evaluated.",
     "decided": "Decisions re-evaluated; those that changed were recorded.",
@@ -217,8 +218,9 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
             return _error_page(request, exc.status, exc.message)
         except NotFound as exc:
             return _error_page(request, 404, exc.message)
-        except (InputError, Denied) as exc:
-            return _error_page(request, 400, exc.message)
+        except (InputError, Denied) as exc:  # asking to approve your own request: 403
+            status = 403 if isinstance(exc, TwoPersonRule) else 400
+            return _error_page(request, status, exc.message)
         except RegistryError as exc:
             return _error_page(request, 503, exc.message)
 
@@ -311,6 +313,16 @@ def _redecide(request: Request, registry: EmbeddedRegistry, ref: str) -> None:
     whose outcome changed (as the API would); lists show the live status either way."""
     for env in decide.environments(registry.policy_set()):
         registry.policy_check(ref, env)
+
+
+#: At most this many checkpoints get fresh decisions recorded after a quarantine changes
+#: (a file quarantine may hold thousands; the rest are decided when next checked).
+REDECIDE_LIMIT = 50
+
+
+def _redecide_all(request: Request, registry: EmbeddedRegistry, refs: Sequence[str]) -> None:
+    for ref in refs[:REDECIDE_LIMIT]:
+        _redecide(request, registry, ref)
 
 
 # -- sign-in ------------------------------------------------------------------------------------
@@ -502,6 +514,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
     pub = registry.registry_public_key()
     with unit_of_work(registry.sessions) as s:
         cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        held = admission.active_quarantine(cp)
         decisions = decide.decide_now(
             s, cp, policy_set, envs, blobs=registry.blobs, registry_public_key=pub, now=now
         )
@@ -510,7 +523,8 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "ref": f"{cp.model.full_name}@sha256:{cp.manifest_digest}",
             "decisions": decisions,
             "tab": tab,
-            "quarantine": next((q for q in cp.quarantines if q.released_at is None), None),
+            "quarantine": held,
+            "quarantine_covers": quarantines.view(s, held).covers if held is not None else (),
             "attestations": decide.verify_now(cp, pub) if tab == "attestations" else [],
             "verdicts": browse.file_verdicts(cp) if tab == "files" else {},
             "findings": browse.checkpoint_findings(cp),
@@ -529,6 +543,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
                 }
             ),
             "default_expiry": (now + timedelta(days=14)).strftime("%Y-%m-%d"),
+            "waivable": _waivable(policy_set),
             "now": now,
         }
         return render(request, "checkpoint.html", caller, **context)
@@ -577,6 +592,14 @@ def evidence_download(request: Request, namespace: str, name: str, digest: str) 
 # -- checkpoint actions -------------------------------------------------------------------------
 
 
+def _waivable(policy_set: PolicySet) -> tuple[list[str], int]:
+    """The check ids an exception may name here, and the longest it may run (days)."""
+    bound = waivers.bound_policies(policy_set, None)
+    ids = sorted(frozenset().union(*(waivers.waivable_check_ids(p) for _, p in bound)))
+    days = min((p.waiver_max_expiry.days for _, p in bound), default=0)
+    return ids, days
+
+
 def _resolve(request: Request, namespace: str, name: str, digest: str) -> str:
     with unit_of_work(_registry(request).sessions) as s:
         cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
@@ -591,8 +614,8 @@ def quarantine_action(
     caller = _actor(request, form, "quarantine")
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
-    registry.quarantine(ref, form.get("reason", ""))
-    _redecide(request, registry, ref)
+    held = registry.quarantine(ref, form.get("reason", ""))
+    _redecide_all(request, registry, held.covers)  # the same bytes under every name
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "policy", "quarantined"))
 
 
@@ -604,8 +627,8 @@ def release_action(
     caller = _actor(request, form, "release")
     ref = _resolve(request, namespace, name, digest)
     registry = _registry(request).as_actor(_principal(caller).actor)
-    registry.release(ref, form.get("reason", ""))
-    _redecide(request, registry, ref)
+    released = registry.release(ref, form.get("reason", ""))
+    _redecide_all(request, registry, released.covers)
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "policy", "released"))
 
 
@@ -663,6 +686,7 @@ def exception_request_action(
             expires_at=expires,
             environments=[env] if env else None,
             actor=principal.actor,
+            policies=_policy_set(request),
         )
     raise _Redirect(_checkpoint_url(namespace, name, _hex(digest), "exceptions", "requested"))
 
@@ -734,6 +758,42 @@ def findings_page(request: Request) -> Response:
     )
 
 
+@router.get("/ui/quarantines")
+@page
+def quarantines_page(request: Request) -> Response:
+    caller = _reader(request)
+    active = _registry(request).quarantine_list()
+    return render(request, "quarantines.html", caller, active=active)
+
+
+@router.post("/ui/quarantines")
+@page
+def quarantine_digest_action(request: Request, form: FormBody) -> Response:
+    """Quarantine a bare digest: a manifest digest, or a file's sha256 (also ahead of time)."""
+    caller = _actor(request, form, "quarantine")
+    registry = _registry(request).as_actor(_principal(caller).actor)
+    held = registry.quarantine(_bare_digest(form.get("digest", "")), form.get("reason", ""))
+    _redecide_all(request, registry, held.covers)
+    raise _Redirect("/ui/quarantines?done=quarantined")
+
+
+@router.post("/ui/quarantines/release")
+@page
+def release_digest_action(request: Request, form: FormBody) -> Response:
+    caller = _actor(request, form, "release")
+    registry = _registry(request).as_actor(_principal(caller).actor)
+    released = registry.release(_bare_digest(form.get("digest", "")), form.get("reason", ""))
+    _redecide_all(request, registry, released.covers)
+    raise _Redirect("/ui/quarantines?done=released")
+
+
+def _bare_digest(text: str) -> str:
+    text = text.strip().lower()
+    if not text.startswith("sha256:"):
+        raise InputError("give a digest as sha256:<64 hex>")
+    return text
+
+
 @router.get("/ui/exceptions")
 @page
 def exceptions_page(request: Request) -> Response:
@@ -767,7 +827,7 @@ def approve_action(request: Request, form: FormBody, request_id: int) -> Respons
     registry = _registry(request).as_actor(_principal(caller).actor)
     with unit_of_work(registry.sessions) as s:
         full, digest = _request_target(s, request_id)
-        requests_service.approve(s, request_id, actor=registry.actor)
+        requests_service.approve(s, request_id, actor=registry.actor, policies=_policy_set(request))
     ref = f"{full}@sha256:{digest}"
     _redecide(request, registry, ref)
     ns, name = full.split("/", 1)

@@ -1,7 +1,7 @@
 """token environment scope, checkpoint mirror filter and completeness
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-04
 
 - `api_tokens.environments`: the environments a token may name (`/hf/{env}`, the webhook,
@@ -22,7 +22,7 @@ from alembic import op
 
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
