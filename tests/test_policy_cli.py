@@ -329,3 +329,14 @@ def test_a_decision_does_not_load_the_decisions_before_it(
         if a["predicate_type"] != "https://slsa.dev/verification_summary/v1"
     ]
     assert per_check[0] == len(evidence)  # signature, provenance, scans: never past decisions
+
+
+@pytest.mark.parametrize("text", ["²d", "١٢h", "99999999999999999d"])
+def test_odd_relative_expiries_are_input_errors_not_crashes(text: str) -> None:
+    from datetime import UTC, datetime
+
+    from cli.policy import parse_expiry
+    from registry.errors import InputError
+
+    with pytest.raises(InputError):
+        parse_expiry(text, now=datetime(2026, 1, 1, tzinfo=UTC))

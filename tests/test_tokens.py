@@ -212,6 +212,24 @@ def test_cli_tokens_create_list_revoke_embedded(run_cli: Any) -> None:
     assert [e["action"] for e in events] == ["token.revoke", "token.create", "token.create"]
 
 
+def test_cli_revoke_with_odd_ids_is_a_clean_exit_2(
+    run_cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # '²'.isdigit() is True but int('²') raises; 2**31 is past PostgreSQL's INTEGER ids.
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    assert run_cli("tokens", "create", "ci", "--role", "publisher").code == 0
+    for key in ("²", "١٢", str(2**31), str(10**30)):
+        result = run_cli("tokens", "revoke", key)
+        assert result.code == 2, (key, result.stderr)
+        assert result.stderr.count("\n") == 1
+        assert "no token" in result.stderr
+    for exception_id in (str(2**31), str(10**30), "0"):
+        result = run_cli("exception", "revoke", exception_id)
+        assert result.code == 2, (exception_id, result.stderr)
+        assert result.stderr.count("\n") == 1
+    assert run_cli("tokens", "revoke", "1").code == 0  # a real id still works
+
+
 def test_uvicorn_access_log_never_prints_the_token(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

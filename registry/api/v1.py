@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.api.blobs import blob_response
 from registry.api.deps import get_registry, registry_for, require
 from registry.api.problems import PROBLEM_RESPONSES, ApiProblem
+from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
@@ -225,7 +226,7 @@ def get_attestation(
     namespace: Namespace,
     name: Name,
     digest: DigestParam,
-    attestation_id: Annotated[int, Path(ge=1, le=2**62)],
+    attestation_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     """The bundle exactly as it was signed and stored (verify it yourself)."""
     data = registry.attestation_bundle(_ref(namespace, name, digest), attestation_id)
@@ -234,7 +235,7 @@ def get_attestation(
 
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiProblem(413, "payload_too_large", f"the body is over the {limit}-byte limit")
     body = bytearray()
     async for chunk in request.stream():
@@ -372,7 +373,7 @@ def start_mirror(
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
+def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> dict[str, Any]:
     """A job's state, progress and, once done, its result or error."""
     return registry.job(job_id).to_json()
 
@@ -454,7 +455,7 @@ def add_exception(
 @router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"])
 def revoke_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.revoke"))],
-    exception_id: Annotated[int, Path(ge=1, le=2**62)],
+    exception_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> dict[str, Any]:
     return registry.exception_revoke(exception_id).to_json()
 
