@@ -494,3 +494,32 @@ def test_token_revoke_with_a_non_ascii_digit_is_not_found(api: Api, seeded: Seed
     # '²'.isdigit() is True but int('²') raises: it was a 500 here and a crash in the CLI.
     for key in ("²", "١٢", "9" * 40):
         _problem(api.post(f"/v1/tokens/{key}/revoke", "admin"), 404, "not_found")
+
+
+def test_docs_page_runs_no_third_party_script_and_html_has_security_headers(
+    api: Api, seeded: Seeded
+) -> None:
+    docs = httpx.get(api.url + "/v1/docs")
+    assert docs.status_code == 200
+    assert docs.headers["content-type"].startswith("text/html")
+    page = docs.text.lower()
+    assert "<script" not in page
+    assert "cdn" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing off-origin
+    assert "/v1/checkpoints/{namespace}/{name}/{digest}/attestations" in docs.text
+    assert 'href="/v1/openapi.json"' in docs.text
+    assert httpx.get(api.url + "/v1/openapi.json").json()["openapi"].startswith("3.")
+    for path in ("/v1/docs", "/ui/login", "/ui/models"):
+        response = httpx.get(api.url + path, follow_redirects=True)
+        assert response.headers["content-type"].startswith("text/html"), path
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, path
+        assert "'unsafe-inline'" not in csp, path
+        assert "'unsafe-eval'" not in csp, path
+        assert "default-src 'none'" in csp, path  # and no script-src: no script at all
+        assert "script-src" not in csp, path
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"], path
+    assert api.get("/v1/models").headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(api.url + "/v1/nothing").headers["x-content-type-options"] == "nosniff"
