@@ -342,7 +342,7 @@ class EmbeddedRegistry:
             admission.release(session, checkpoint, reason=reason, actor=self.actor)
             return checkpoints.checkpoint_view(checkpoint)
 
-    def attest(self, ref: str) -> AttestResult:
+    def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
         parsed = Ref.parse(ref)
         signer = registry_signer(self.settings)
         with unit_of_work(self.sessions) as session:
@@ -353,6 +353,7 @@ class EmbeddedRegistry:
                 signer=signer,
                 tool_version=tool_version(),
                 actor=self.actor,
+                allow_findings=allow_findings,
             )
 
     def inspect(self, ref: str) -> CheckpointView:

@@ -492,7 +492,7 @@ def test_ids_past_32_bits_are_refused_not_a_database_error(
 
 def test_token_revoke_with_a_non_ascii_digit_is_not_found(api: Api, seeded: Seeded) -> None:
     # '²'.isdigit() is True but int('²') raises: it was a 500 here and a crash in the CLI.
-    for key in ("²", "١٢", "9" * 40):
+    for key in ("²", "\u0661\u0662", "9" * 40):
         _problem(api.post(f"/v1/tokens/{key}/revoke", "admin"), 404, "not_found")
 
 

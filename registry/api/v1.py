@@ -280,9 +280,14 @@ def attest(
     namespace: Namespace,
     name: Name,
     digest: DigestParam,
+    allow_findings: Annotated[
+        bool, Query(description="Sign even with open critical or malicious findings.")
+    ] = False,
 ) -> dict[str, Any]:
-    """(Re)issue the registry's signed model signature and provenance for the checkpoint."""
-    result = registry.attest(_ref(namespace, name, digest))
+    """(Re)issue the registry's signed model signature and provenance for the checkpoint.
+    Refused (403) while the newest scans hold critical or malicious findings, unless
+    `allow_findings`; the response then lists them under `findings`."""
+    result = registry.attest(_ref(namespace, name, digest), allow_findings=allow_findings)
     return {
         **result.to_json(),
         "checkpoint": result.checkpoint.to_json(),
