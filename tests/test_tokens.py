@@ -179,6 +179,19 @@ def test_public_reads_allow_anonymous_reads_but_never_writes(settings: Settings)
         assert client.get("/v1/models", headers=_bearer("mctl_x")).status_code == 401
 
 
+def test_public_key_needs_no_token_even_when_reads_are_gated(settings: Settings) -> None:
+    from registry.signing_key import registry_signer
+
+    signer = registry_signer(dataclasses.replace(settings, signing_key_passphrase="pw"))
+    assert not settings.public_reads
+    with _client(settings) as client:
+        assert client.get("/v1/models").status_code == 401  # reads are gated
+        key = client.get("/v1/public-key")
+        assert key.status_code == 200, key.text
+        assert key.content == signer.public_pem
+        assert key.headers["content-type"].startswith("application/x-pem-file")
+
+
 def test_public_reads_setting_is_parsed_strictly(tmp_path: Path) -> None:
     assert Settings.from_env({"MODELCTL_PUBLIC_READS": "true"}, home=tmp_path).public_reads
     assert not Settings.from_env({"MODELCTL_PUBLIC_READS": "0"}, home=tmp_path).public_reads

@@ -302,8 +302,9 @@ def attest(
     response_class=Response,
     responses={200: {"content": {"application/x-pem-file": {}}, "description": "PEM"}},
 )
-def public_key(registry: Reader) -> Response:
-    """The registry's public key: pin it (MODELCTL_REGISTRY_KEY) to verify what you pull."""
+def public_key(registry: Annotated[EmbeddedRegistry, Depends(get_registry)]) -> Response:
+    """The registry's public key: pin it (MODELCTL_REGISTRY_KEY) to verify what you pull.
+    Public by nature: no token needed, even when reads are token-gated."""
     pem = registry.public_key_pem()
     if pem is None:
         raise ApiProblem(404, "no_public_key", "the registry has no signing key yet")
