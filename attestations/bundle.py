@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from attestations.dsse import Envelope, b64decode_strict
 from attestations.errors import MalformedDocumentError
+from attestations.jsonlimits import loads_bounded
 
 BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 ACCEPTED_MEDIA_TYPES = frozenset(
@@ -104,11 +105,7 @@ class Bundle:
         """Parse a bundle file. Raises `MalformedDocumentError` with a one-line reason."""
         if len(data) > MAX_BUNDLE_BYTES:
             raise MalformedDocumentError(f"bundle larger than {MAX_BUNDLE_BYTES} bytes")
-        try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedDocumentError(f"bundle is not JSON: {exc}") from exc
-        return cls.from_json(obj)
+        return cls.from_json(loads_bounded(data, what="bundle"))
 
     @classmethod
     def from_json(cls, obj: object) -> Bundle:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from attestations.errors import MalformedDocumentError
+from attestations.jsonlimits import loads_bounded
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
@@ -88,10 +89,7 @@ class Statement:
         """Parse the bytes of a DSSE payload. Raises `MalformedDocumentError`."""
         if len(payload) > MAX_STATEMENT_BYTES:
             raise MalformedDocumentError("statement is too large")
-        try:
-            obj = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedDocumentError(f"statement is not JSON: {exc}") from exc
+        obj = loads_bounded(payload, what="statement")
         if not isinstance(obj, dict):
             raise MalformedDocumentError("statement must be a JSON object")
         if obj.get("_type") != STATEMENT_TYPE:

@@ -91,11 +91,23 @@ def mirror(
     no_scan: Annotated[
         bool, typer.Option("--no-scan", help="Do not run the scanners on what was stored.")
     ] = False,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 on findings at or above: "
+            f"{', '.join(scanning.FAIL_ON_CHOICES)} (as scan; the checkpoint is still recorded).",
+        ),
+    ] = "high",
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Mirror a model: pin its revision, hash every file while it streams, register, scan."""
+    """Mirror a model: pin its revision, hash every file while it streams, register, scan.
+
+    Like `scan`, exits 1 when the scan finds something at or above `--fail-on` (default
+    high); the checkpoint is recorded all the same (it is evidence, and policy denies it)."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
+    scanning.check_fail_on(fail_on)
     with open_registry(state) as registry:
         result = registry.mirror(
             MirrorRequest(
@@ -109,6 +121,10 @@ def mirror(
             progress=make_progress(verbose=state.verbose),
         )
     emit(state, result.to_json(), render.mirror_text(result))
+    reason = scanning.fail_on_reason(result.scan.report, fail_on) if result.scan else None
+    if reason is not None:
+        print(f"modelctl: error: mirrored {result.checkpoint.ref}, but {reason}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -148,13 +164,26 @@ def attest(
         Path | None,
         typer.Option("--public-key-out", help="Also write the registry's public key here."),
     ] = None,
+    allow_findings: Annotated[
+        bool,
+        typer.Option(
+            "--allow-findings",
+            help="Sign even when the newest scans hold critical or malicious findings.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """(Re)issue the registry's signed attestations for a checkpoint."""
+    """(Re)issue the registry's signed attestations for a checkpoint.
+
+    Refused (exit 1) while the newest scans hold critical or malicious findings: a
+    signature attests identity, not safety. `--allow-findings` signs anyway, with a warning
+    per such file."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     with open_registry(state) as registry:
-        result = registry.attest(ref)
+        result = registry.attest(ref, allow_findings=allow_findings)
+    for finding in result.findings:
+        print(f"modelctl: warning: signed despite {finding.line()}", file=sys.stderr)
     if signature_out is not None:
         atomic_write(signature_out, result.model_signature)
     if public_key_out is not None:

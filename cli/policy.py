@@ -10,6 +10,7 @@ import typer
 
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
+from registry.db.ids import MAX_ROW_ID
 from registry.errors import InputError
 
 policy_app = typer.Typer(help="Admission policy.", no_args_is_help=True)
@@ -134,8 +135,12 @@ _RELATIVE = {"d": 86400, "h": 3600, "m": 60}
 
 def parse_expiry(text: str, *, now: datetime) -> datetime:
     """`2026-12-31T00:00:00Z` (a time zone is required) or relative: `30d`, `12h`, `90m`."""
-    if text and text[-1] in _RELATIVE and text[:-1].isdigit():
-        return now + timedelta(seconds=int(text[:-1]) * _RELATIVE[text[-1]])
+    count = text[:-1]
+    if text and text[-1] in _RELATIVE and count.isascii() and count.isdigit():  # not '²d'
+        try:
+            return now + timedelta(seconds=int(count) * _RELATIVE[text[-1]])
+        except OverflowError:
+            raise InputError(f"--expires {text!r:.40} is too far in the future") from None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -283,7 +288,7 @@ def exception_list(
 @exception_app.command("revoke")
 def exception_revoke(
     ctx: typer.Context,
-    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
+    exception_id: Annotated[int, typer.Argument(help="The exception's id.", min=1, max=MAX_ROW_ID)],
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:

@@ -25,6 +25,29 @@ def _exceeds(findings_severities: list[str], fail_on: str) -> bool:
     return any(Severity(s).rank >= threshold for s in findings_severities)
 
 
+def check_fail_on(fail_on: str) -> None:
+    if fail_on not in FAIL_ON_CHOICES:
+        raise InputError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}")
+
+
+def fail_on_reason(report: dict[str, Any], fail_on: str) -> str | None:
+    """Why a scan report fails `--fail-on` (the worst finding first), or None."""
+    found = [
+        (Severity(f["severity"]).rank, f["severity"], f["rule"], file["path"])
+        for file in report.get("files", [])
+        for f in file.get("findings", [])
+    ]
+    if not _exceeds([severity for _, severity, _, _ in found], fail_on):
+        return None
+    threshold = Severity(fail_on).rank
+    hits = sorted((f for f in found if f[0] >= threshold), reverse=True)
+    _, severity, rule, path = hits[0]
+    return (
+        f"{len(hits)} finding(s) at or above --fail-on {fail_on} "
+        f"(worst: {severity} {rule} in {path})"
+    )
+
+
 def scan(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="A local file or folder, or a registry REF.")],
@@ -53,8 +76,7 @@ def scan(
 ) -> None:
     """Scan for code that runs on load and malformed model files; never loads what it scans."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
-    if fail_on not in FAIL_ON_CHOICES:
-        raise InputError(f"--fail-on must be one of {', '.join(FAIL_ON_CHOICES)}")
+    check_fail_on(fail_on)
     ids = tuple(scanner or ())
     if device not in DEVICES:
         raise InputError(f"--device must be one of {', '.join(DEVICES)}")

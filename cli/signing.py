@@ -71,12 +71,15 @@ def keys_generate(
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     if curve not in ("P-256", "P-384"):
         raise InputError(f"--curve must be P-256 or P-384, not {curve!r}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is not a folder")
     if unsafe_no_passphrase:
         print("modelctl: warning: the private key is written UNENCRYPTED", file=sys.stderr)
         passphrase = None
     else:
         passphrase = _passphrase(passphrase_env, confirm=True, needed=True)
     pair = generate_key(curve, passphrase=passphrase)  # type: ignore[arg-type]
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # `--out keys/` on a fresh machine
     private, public = out / f"{name}.key", out / f"{name}.pub"
     for path in (private, public):
         if path.exists() or path.is_symlink():

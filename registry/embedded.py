@@ -454,7 +454,7 @@ class EmbeddedRegistry:
         with unit_of_work(self.sessions) as session:
             return [quarantines.view(session, row) for row in quarantines.active(session)]
 
-    def attest(self, ref: str) -> AttestResult:
+    def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
         parsed = Ref.parse(ref)
         signer = registry_signer(self.settings)
         with unit_of_work(self.sessions) as session:
@@ -465,6 +465,7 @@ class EmbeddedRegistry:
                 signer=signer,
                 tool_version=tool_version(),
                 actor=self.actor,
+                allow_findings=allow_findings,
             )
 
     def inspect(self, ref: str) -> CheckpointView:

@@ -59,6 +59,7 @@ from registry.views import (
     MirrorResult,
     MirrorStats,
     ModelSummary,
+    OpenFinding,
     PullResult,
     QuarantineView,
     ScanOutcome,
@@ -567,13 +568,15 @@ class RemoteRegistry:
         job = self._json("POST", "/v1/scans", json=body)
         return scan_outcome_from_json(self._follow(job, NoProgress()))
 
-    def attest(self, ref: str) -> AttestResult:
-        d = self._json("POST", self._canonical(ref) + "/attest")
+    def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
+        query = "?allow_findings=true" if allow_findings else ""
+        d = self._json("POST", self._canonical(ref) + "/attest" + query)
         return AttestResult(
             checkpoint=checkpoint_from_json(d["checkpoint"]),
             issued=tuple(_attestation(a) for a in d["issued"]),
             model_signature=base64.b64decode(d["model_signature"]),
             public_key_pem=d["public_key_pem"].encode("ascii"),
+            findings=tuple(OpenFinding(**f) for f in d.get("findings", [])),
         )
 
     def quarantine(self, target: str, reason: str) -> QuarantineView:

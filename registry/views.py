@@ -161,17 +161,44 @@ class CheckpointView:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenFinding:
+    """A file the newest scans call malicious or hold a critical finding on (what `attest`
+    refuses to sign without `--allow-findings`, and warns about when it is given)."""
+
+    path: str
+    scanner: str
+    verdict: str
+    rule: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "scanner": self.scanner,
+            "verdict": self.verdict,
+            "rule": self.rule,
+            "message": self.message,
+        }
+
+    def line(self) -> str:
+        return f"{self.path}: {self.verdict} ({self.scanner}: {self.rule}: {self.message:.160})"
+
+
+@dataclass(frozen=True, slots=True)
 class AttestResult:
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]
     model_signature: bytes  # the bundle, as signed, for `attest --signature-out`
     public_key_pem: bytes
+    #: Signed anyway (`--allow-findings`): the files with open critical/malicious findings.
+    findings: tuple[OpenFinding, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.checkpoint.name,
             "digest": self.checkpoint.digest,
             "issued": [a.to_json() for a in self.issued],
+            "findings": [f.to_json() for f in self.findings],
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -601,3 +602,114 @@ def test_database_error_is_a_500_problem_and_nothing_is_half_written(
     assert api.get("/v1/health").json() == {"status": "ok"}
     retry = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "x"})
     assert retry.status_code == 200
+
+
+# -- hostile input: deep JSON, ids past 32 bits (issue 12) ---------------------------------------
+
+
+def test_deeply_nested_json_in_an_attestation_upload_is_a_400_not_a_500(
+    api: Api, seeded: Seeded
+) -> None:
+    listing = _cp(seeded) + "/attestations"
+    bombs = [b"[" * 100_000, b"[" * 70 + b"]" * 70, b'{"a":' * 100 + b"1" + b"}" * 100]
+    for body in bombs:
+        problem = _problem(
+            api.post(listing, "publisher", content=body), 400, "malformed_document_error"
+        )
+        assert "nests deeper than" in problem["detail"]
+    # Signed by the registry's own key, a deeply nested Statement is refused just the same.
+    deep = (
+        b'{"_type": "https://in-toto.io/Statement/v1", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    )
+    signed = _registry_signer().sign(INTOTO_PAYLOAD_TYPE, deep).to_bytes()
+    _problem(api.post(listing, "publisher", content=signed), 400, "malformed_document_error")
+    # JSON bodies of the other routes (FastAPI parses them): a client error, never a 500.
+    for path, role in (("/v1/exceptions", "security"), ("/v1/scans", "publisher")):
+        response = api.post(
+            path, role, content=b"[" * 100_000, headers={"content-type": "application/json"}
+        )
+        assert 400 <= response.status_code < 500, response.text[:300]
+    assert api.get(listing).json()["attestations"] == api.get(listing).json()["attestations"]
+    assert api.get("/v1/health").status_code == 200
+
+
+def _ui_session(api: Api, role: str) -> tuple[httpx.Client, str]:
+    """A signed-in web UI client and its CSRF token."""
+    client = httpx.Client(base_url=api.url, follow_redirects=False, timeout=30)
+    form = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed = client.post(
+        "/ui/login", data={"csrf": csrf.group(1), "token": api.tokens[role], "next": "/ui/models"}
+    )
+    assert signed.status_code == 303, signed.text[:300]
+    page = client.get("/ui/admin" if role == "admin" else "/ui/exceptions")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text[:300]
+    return client, csrf.group(1)
+
+
+@pytest.mark.parametrize("big", [2**31, 2**32 + 1, 2**62, 10**30])
+def test_ids_past_32_bits_are_refused_not_a_database_error(
+    api: Api, seeded: Seeded, big: int
+) -> None:
+    # PostgreSQL's INTEGER ids end at 2**31 - 1: comparing with more was a DataError (500).
+    _problem(api.get(f"/v1/jobs/{big}"), 422, "invalid_request")
+    _problem(api.get(f"{_cp(seeded)}/attestations/{big}"), 422, "invalid_request")
+    _problem(api.post(f"/v1/exceptions/{big}/revoke", "security"), 422, "invalid_request")
+    _problem(api.post(f"/v1/tokens/{big}/revoke", "admin"), 404, "not_found")
+    security, csrf = _ui_session(api, "security")
+    admin, admin_csrf = _ui_session(api, "admin")
+    try:
+        for path in (
+            f"/ui/exceptions/requests/{big}/approve",
+            f"/ui/exceptions/requests/{big}/reject",
+            f"/ui/exceptions/{big}/revoke",
+        ):
+            assert security.post(path, data={"csrf": csrf}).status_code == 422, path
+        assert (
+            admin.post(f"/ui/admin/tokens/{big}/revoke", data={"csrf": admin_csrf}).status_code
+            == 422
+        )
+        assert security.get(f"/ui/m/org/tiny/{seeded.digest}/attestations/{big}").status_code == 422
+    finally:
+        security.close()
+        admin.close()
+    # The largest id there can be is simply not there.
+    _problem(api.get(f"/v1/jobs/{2**31 - 1}"), 404, "not_found")
+    assert api.get("/v1/health").status_code == 200
+
+
+def test_token_revoke_with_a_non_ascii_digit_is_not_found(api: Api, seeded: Seeded) -> None:
+    # '²'.isdigit() is True but int('²') raises: it was a 500 here and a crash in the CLI.
+    for key in ("²", "\u0661\u0662", "9" * 40):
+        _problem(api.post(f"/v1/tokens/{key}/revoke", "admin"), 404, "not_found")
+
+
+def test_docs_page_runs_no_third_party_script_and_html_has_security_headers(
+    api: Api, seeded: Seeded
+) -> None:
+    docs = httpx.get(api.url + "/v1/docs")
+    assert docs.status_code == 200
+    assert docs.headers["content-type"].startswith("text/html")
+    page = docs.text.lower()
+    assert "<script" not in page
+    assert "cdn" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing off-origin
+    assert "/v1/checkpoints/{namespace}/{name}/{digest}/attestations" in docs.text
+    assert 'href="/v1/openapi.json"' in docs.text
+    assert httpx.get(api.url + "/v1/openapi.json").json()["openapi"].startswith("3.")
+    for path in ("/v1/docs", "/ui/login", "/ui/models"):
+        response = httpx.get(api.url + path, follow_redirects=True)
+        assert response.headers["content-type"].startswith("text/html"), path
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, path
+        assert "'unsafe-inline'" not in csp, path
+        assert "'unsafe-eval'" not in csp, path
+        assert "default-src 'none'" in csp, path  # and no script-src: no script at all
+        assert "script-src" not in csp, path
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"], path
+    assert api.get("/v1/models").headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(api.url + "/v1/nothing").headers["x-content-type-options"] == "nosniff"

@@ -175,3 +175,72 @@ def test_attest_on_postgres(
     assert kinds.count("https://modelctl.dev/attestations/scan/v1") == len(listed["scans"]) == 6
     assert "https://model_signing/signature/v1.0" in kinds
     assert "https://slsa.dev/provenance/v1" in kinds
+
+
+EVIL_PICKLE = (
+    Path(__file__).parent / "assets" / "corpus" / "pickle" / "os_system_global_reduce_p0.pkl"
+)
+
+
+def test_attest_refuses_open_malicious_findings_unless_allowed(
+    run_cli: Any,
+    tmp_path: Path,
+    passphrase: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    folder = write_tree(
+        tmp_path / "evil",
+        {"config.json": b"{}", "pytorch_model.bin": EVIL_PICKLE.read_bytes()},
+    )
+    run_cli("mirror", str(folder), "--name", "acme/evil", "--fail-on", "never")
+    refused = run_cli("attest", "acme/evil", "--json")
+    assert refused.code == 1, refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert "refusing to sign" in refused.stderr
+    assert "pytorch_model.bin" in refused.stderr
+    assert "--allow-findings" in refused.stderr
+    assert refused.json()["kind"] == "denied"
+    assert any("pytorch_model.bin: malicious" in r for r in refused.json()["reasons"])
+    signed = [
+        a["predicate_type"]
+        for a in run_cli("inspect", "acme/evil", "--json").json()["attestations"]
+    ]
+    assert "https://model_signing/signature/v1.0" not in signed
+
+    allowed = run_cli("attest", "acme/evil", "--allow-findings", "--json")
+    assert allowed.code == 0, allowed.stderr
+    warnings = [line for line in allowed.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1  # one line per file with critical or malicious findings
+    assert "signed despite pytorch_model.bin: malicious (pickle:" in warnings[0]
+    [finding] = allowed.json()["findings"]
+    assert finding["path"] == "pytorch_model.bin"
+    assert finding["verdict"] == "malicious"
+    assert finding["scanner"] == "pickle"
+    events = run_cli("audit", "--action", "checkpoint.attest", "--json").json()["events"]
+    assert events[0]["details"]["open_findings"][0]["path"] == "pytorch_model.bin"
+
+
+def test_attest_over_the_api_refuses_open_findings_unless_allowed(
+    run_cli: Any, tmp_path: Path, passphrase: str, isolated_env: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry.api.app import create_app
+    from registry.settings import Settings
+
+    folder = write_tree(tmp_path / "evil", {"pytorch_model.bin": EVIL_PICKLE.read_bytes()})
+    digest = run_cli(
+        "mirror", str(folder), "--name", "acme/evil", "--fail-on", "never", "--json"
+    ).json()["digest"]
+    with TestClient(create_app(Settings.from_env(), start_worker=False)) as client:
+        token = client.app.state.registry.token_create("sec", "security").secret  # type: ignore[attr-defined]
+        url = f"/v1/checkpoints/acme/evil/{digest}/attest"
+        headers = {"Authorization": f"Bearer {token}"}
+        refused = client.post(url, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert "--allow-findings" in refused.json()["detail"]
+        allowed = client.post(url + "?allow_findings=true", headers=headers)
+        assert allowed.status_code == 201, allowed.text
+        assert [f["path"] for f in allowed.json()["findings"]] == ["pytorch_model.bin"]

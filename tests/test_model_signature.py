@@ -319,6 +319,23 @@ def test_encrypted_key_without_passphrase_or_terminal_is_exit_2(
     assert not (tmp_path / "model.sig").exists()
 
 
+def test_keys_generate_creates_the_out_folder(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's `modelctl keys generate --out keys/` on a fresh machine.
+    monkeypatch.setenv(PASSPHRASE_ENV, "secret")
+    monkeypatch.chdir(tmp_path)
+    made = cli("keys", "generate", "--out", "keys/", "--json")
+    assert made.code == 0, made.stderr
+    assert (tmp_path / "keys" / "modelctl.key").is_file()
+    assert (tmp_path / "keys" / "modelctl.pub").is_file()
+    assert (tmp_path / "keys").stat().st_mode & 0o077 == 0  # holds a private key
+    nested = cli("keys", "generate", "--out", tmp_path / "a" / "b", "--name", "x")
+    assert nested.code == 0, nested.stderr
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(cli("keys", "generate", "--out", tmp_path / "file"), 2, "not a folder")
+
+
 def test_keys_generate_refuses_to_overwrite(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

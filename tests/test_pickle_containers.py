@@ -680,3 +680,54 @@ def test_7z_wrapped(tmp_path: Path) -> None:
     with py7zr.SevenZipFile(q, "w") as archive:
         archive.writestr(torch_zip_bytes(), "model.pt")
     assert scan(q).verdict is Verdict.CLEAN
+
+
+def test_7z_with_a_corrupt_lzma_member_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    import py7zr
+
+    p = tmp_path / "model.7z"
+    with py7zr.SevenZipFile(p, "w") as archive:
+        archive.writestr(pickle.dumps(list(range(100)), protocol=4), "ok.pkl")
+    raw = bytearray(p.read_bytes())
+    raw[32] ^= 0xFF  # the first byte of the packed LZMA2 stream (right after the 32-byte header)
+    v = scan(write(tmp_path, "corrupt.7z", bytes(raw)))
+    assert v.verdict is Verdict.MALFORMED, v.findings
+    assert rules(v) == {"7z.corrupt"}
+    assert "LZMAError" in v.findings[0].message or "Corrupt" in v.findings[0].message
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        zlib.compress,
+        gzip.compress,
+        bz2.compress,
+        lzma.compress,
+        lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE),
+        torch_zip_bytes,
+        "7z",
+    ],
+    ids=["zlib", "gzip", "bz2", "xz", "lzma", "zip", "7z"],
+)
+def test_damaged_compressed_streams_never_crash_the_scanner(
+    tmp_path: Path, wrap: Callable[[bytes], bytes] | str
+) -> None:
+    # Every single-byte flip of the wrapper: a verdict (often malformed), never a crash.
+    body = pickle.dumps(list(range(200)), protocol=4)
+    if wrap == "7z":
+        import py7zr
+
+        with py7zr.SevenZipFile(tmp_path / "w.7z", "w") as archive:
+            archive.writestr(body, "ok.pkl")
+        data = (tmp_path / "w.7z").read_bytes()
+    else:
+        assert callable(wrap)
+        data = wrap(body)
+    for offset in range(0, len(data), max(1, len(data) // 150)):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0xFF
+        target = Target(write(tmp_path, "d.pt", bytes(damaged)))
+        if not SCANNER.applies_to(target):
+            continue  # a damaged magic number: not this scanner's file any more
+        v = SCANNER.scan(target, LIMITS)
+        assert v.verdict is not Verdict.ERROR, (offset, v.findings)

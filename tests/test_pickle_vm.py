@@ -676,6 +676,45 @@ def test_bound_max_memo_entries_is_malformed() -> None:
     assert "pickle.limit.memo" in rules(result)
 
 
+MEMO_BOMB = b"\x80\x02]r\xf0\xff\xff\x7f."  # EMPTY_LIST, LONG_BINPUT 0x7ffffff0, STOP
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        MEMO_BOMB,
+        P2 + b"]q\x00" + b"r\xf0\xff\xff\x7f.",  # dense first, then the jump
+        b"(lp2147483632\n.",  # protocol 0 PUT with a text index
+        P2 + b"]r" + struct.pack("<I", 2**32 - 1) + b".",
+    ],
+    ids=["issue-12", "after-dense", "text-put", "u32-max"],
+)
+def test_memo_bomb_index_is_malformed_not_clean(data: bytes) -> None:
+    # CPython's C unpickler grows its memo array to twice the index: 16-32 GiB for 9 bytes.
+    result = scan(data)
+    assert result.verdict is Verdict.MALFORMED, result.findings
+    assert "pickle.limit.memo-index" in rules(result)
+
+
+def test_memo_index_bound_follows_the_stream_and_max_memo_entries() -> None:
+    # One-byte BINPUT indices cost at most 4 KiB: a sparse one in a tiny stream is still fine.
+    assert_clean(P2 + b"]q\xf0.")
+    # A LONG_BINPUT index below the stream's length is one a pickler could have written.
+    padding = b"N0" * 300  # 600 bytes of NONE/POP
+    assert_clean(P2 + padding + b"]r" + struct.pack("<I", 500) + b".")
+    assert scan(P2 + padding + b"]r" + struct.pack("<I", 700) + b".").verdict is (Verdict.MALFORMED)
+    limited = scan(
+        P2 + padding + b"]r" + struct.pack("<I", 500) + b".", ScanLimits(max_memo_entries=100)
+    )
+    assert "pickle.limit.memo-index" in rules(limited)
+
+
+def test_real_pickles_use_small_dense_memo_indices() -> None:
+    big = pickle.dumps([[i, str(i)] for i in range(50_000)], protocol=2)  # LONG_BINPUT indices
+    assert b"r" in big
+    assert_clean(big)
+
+
 def test_bound_max_pickle_bytes_is_an_error() -> None:
     result = scan(pickle.dumps(list(range(1000)), 2), ScanLimits(max_pickle_bytes=100))
     assert result.verdict is Verdict.ERROR

@@ -58,7 +58,8 @@ def test_unsigned_denied_in_prod_allowed_with_warning_in_dev(run_cli: Any, hub: 
 
 def test_a_malicious_finding_is_denied_where_enforce_applies(run_cli: Any, hub: FakeHub) -> None:
     evil = (CORPUS / "pickle" / "os_system_global_reduce_p0.pkl").read_bytes()
-    mirror(run_cli, hub, {"README.md": CARD, "pytorch_model.bin": evil})
+    hub.add_repo("org/tiny", {"README.md": CARD, "pytorch_model.bin": evil})
+    assert run_cli("mirror", "hf://org/tiny", "--fail-on", "never").code == 0
     run_cli("attest", "org/tiny")
     for env in ("prod", "staging"):
         result = run_cli("policy", "check", "org/tiny", "--env", env, "--json")
@@ -334,3 +335,14 @@ def test_a_decision_does_not_load_the_decisions_before_it(
         if a["predicate_type"] != "https://slsa.dev/verification_summary/v1"
     ]
     assert per_check[0] == len(evidence)  # signature, provenance, scans: never past decisions
+
+
+@pytest.mark.parametrize("text", ["²d", "\u0661\u0662h", "99999999999999999d"])
+def test_odd_relative_expiries_are_input_errors_not_crashes(text: str) -> None:
+    from datetime import UTC, datetime
+
+    from cli.policy import parse_expiry
+    from registry.errors import InputError
+
+    with pytest.raises(InputError):
+        parse_expiry(text, now=datetime(2026, 1, 1, tzinfo=UTC))

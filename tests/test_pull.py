@@ -350,9 +350,12 @@ def test_end_to_end_mirror_attest_pull_per_environment(
     )
     hub.add_repo("org/clean", FILES)
     hub.add_repo("org/evil", {"README.md": CARD, "pytorch_model.bin": evil.read_bytes()})
-    for repo in ("org/clean", "org/evil"):
-        assert run_cli("mirror", f"hf://{repo}").code == 0
-        assert run_cli("attest", repo).code == 0
+    assert run_cli("mirror", "hf://org/clean").code == 0
+    assert run_cli("attest", "org/clean").code == 0
+    # The malicious one is recorded (mirror exits 1 under the default --fail-on high) and
+    # signed on purpose (attest refuses open findings by default), so only the scan denies it.
+    assert run_cli("mirror", "hf://org/evil").code == 1
+    assert run_cli("attest", "org/evil", "--allow-findings").code == 0
     clean = run_cli("pull", "org/clean", "--env", env, "--dest", str(out / "clean"), "--json")
     assert clean.code == 0, clean.stderr
     assert _tree(out / "clean") == FILES

@@ -84,7 +84,9 @@ def test_mirror_scans_by_default_and_records_attested_runs(
     monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
     shutil.copy(MALICIOUS, model / "optimizer.pt")
     mirrored = run_cli("mirror", str(model), "--name", "acme/m", "--json")
-    assert mirrored.code == 0, mirrored.stderr  # registered: admission decides, not mirror
+    # Registered (admission decides), and the exit code says what the scan found (--fail-on).
+    assert mirrored.code == 1, mirrored.stderr
+    assert "at or above --fail-on high" in mirrored.stderr
     body = mirrored.json()
     assert body["verdict"] == "malicious"
     scans = {s["scanner"]: s for s in body["scans"]}
@@ -94,7 +96,7 @@ def test_mirror_scans_by_default_and_records_attested_runs(
     assert all(s["attested"] for s in scans.values())
     # Each run is a signed statement about exactly these bytes.
     pub = tmp_path / "registry.pub"
-    run_cli("attest", "acme/m", "--public-key-out", str(pub))
+    run_cli("attest", "acme/m", "--allow-findings", "--public-key-out", str(pub))
     verifier = PublicKeyVerifier([load_public_key(pub.read_bytes())])
     engine = make_engine(f"sqlite:///{isolated_env / 'registry.db'}")
     with engine.connect() as conn:
@@ -130,3 +132,30 @@ def test_scan_without_the_key_is_recorded_unattested(run_cli: Any, model: Path) 
     assert "not attested" in run_cli("scan", "acme/m").stdout
     assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 12
     assert json.loads(run_cli("inspect", "acme/m", "--json").stdout)["attestations"] == []
+
+
+def test_mirror_fail_on_exits_1_but_records_the_checkpoint(
+    run_cli: Any, model: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    clean = run_cli("mirror", str(model), "--name", "acme/clean")
+    assert clean.code == 0, clean.stderr  # the default (--fail-on high) passes a clean model
+    shutil.copy(MALICIOUS, model / "optimizer.pt")
+    mirrored = run_cli("mirror", str(model), "--name", "acme/m", "--json")
+    assert mirrored.code == 1
+    [line] = mirrored.stderr.splitlines()
+    assert line.startswith("modelctl: error: mirrored acme/m@sha256:")
+    assert "at or above --fail-on high (worst: critical" in line
+    assert "optimizer.pt" in line
+    digest = mirrored.json()["digest"]  # stdout is still the one JSON document
+    # Recorded all the same: it is evidence, and admission denies it.
+    assert run_cli("inspect", f"acme/m@{digest}", "--json").json()["digest"] == digest
+    again = run_cli("mirror", str(model), "--name", "acme/m2", "--fail-on", "never")
+    assert again.code == 0, again.stderr
+    assert run_cli("mirror", str(model), "--name", "acme/m3", "--fail-on", "critical").code == 1
+    unscanned = run_cli("mirror", str(model), "--name", "acme/m4", "--no-scan")
+    assert unscanned.code == 0  # nothing scanned, nothing to fail on
+    bad = run_cli("mirror", str(model), "--name", "acme/m5", "--fail-on", "severe")
+    assert bad.code == 2
+    assert "--fail-on must be one of" in bad.stderr
+    assert run_cli("inspect", "acme/m5").code == 2  # refused before anything was mirrored

@@ -179,6 +179,19 @@ def test_public_reads_allow_anonymous_reads_but_never_writes(settings: Settings)
         assert client.get("/v1/models", headers=_bearer("mctl_x")).status_code == 401
 
 
+def test_public_key_needs_no_token_even_when_reads_are_gated(settings: Settings) -> None:
+    from registry.signing_key import registry_signer
+
+    signer = registry_signer(dataclasses.replace(settings, signing_key_passphrase="pw"))
+    assert not settings.public_reads
+    with _client(settings) as client:
+        assert client.get("/v1/models").status_code == 401  # reads are gated
+        key = client.get("/v1/public-key")
+        assert key.status_code == 200, key.text
+        assert key.content == signer.public_pem
+        assert key.headers["content-type"].startswith("application/x-pem-file")
+
+
 def test_public_reads_setting_is_parsed_strictly(tmp_path: Path) -> None:
     assert Settings.from_env({"MODELCTL_PUBLIC_READS": "true"}, home=tmp_path).public_reads
     assert not Settings.from_env({"MODELCTL_PUBLIC_READS": "0"}, home=tmp_path).public_reads
@@ -237,6 +250,24 @@ def test_cli_tokens_create_scoped_to_environments(
     assert "bad environment name" in bad.stderr
     event = run_cli("audit", "--action", "token.create", "--json").json()["events"][0]
     assert event["details"]["environments"] == ["prod", "staging"]
+
+
+def test_cli_revoke_with_odd_ids_is_a_clean_exit_2(
+    run_cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # '²'.isdigit() is True but int('²') raises; 2**31 is past PostgreSQL's INTEGER ids.
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    assert run_cli("tokens", "create", "ci", "--role", "publisher").code == 0
+    for key in ("²", "\u0661\u0662", str(2**31), str(10**30)):
+        result = run_cli("tokens", "revoke", key)
+        assert result.code == 2, (key, result.stderr)
+        assert result.stderr.count("\n") == 1
+        assert "no token" in result.stderr
+    for exception_id in (str(2**31), str(10**30), "0"):
+        result = run_cli("exception", "revoke", exception_id)
+        assert result.code == 2, (exception_id, result.stderr)
+        assert result.stderr.count("\n") == 1
+    assert run_cli("tokens", "revoke", "1").code == 0  # a real id still works
 
 
 def test_uvicorn_access_log_never_prints_the_token(

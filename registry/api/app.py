@@ -54,20 +54,24 @@ def create_app(
         "`application/problem+json` with a `reason` code (docs/api.md).",
         lifespan=lifespan,
         openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        docs_url=None,  # no CDN Swagger UI: /v1/docs is a static page (registry.api.docs)
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = handle
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    from registry.api.docs import SecurityHeaders
+
+    app.add_middleware(SecurityHeaders)  # outermost: on every response, 413s included
     _add_problem_schema(app)
 
     from registry.api import v1
 
     app.include_router(v1.router)
-    from registry.api import hf, k8s
+    from registry.api import docs, hf, k8s
 
+    app.include_router(docs.router)
     app.include_router(hf.router)
     app.include_router(k8s.router)
     from registry.web import routes as web

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.api.blobs import blob_response, gate_read
 from registry.api.deps import check_scope, get_registry, registry_for, require
 from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
+from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
@@ -285,7 +286,7 @@ def get_attestation(
     namespace: Namespace,
     name: Name,
     digest: DigestParam,
-    attestation_id: Annotated[int, Path(ge=1, le=2**62)],
+    attestation_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     """The bundle exactly as it was signed and stored (verify it yourself)."""
     data = registry.attestation_bundle(_ref(namespace, name, digest), attestation_id)
@@ -294,7 +295,7 @@ def get_attestation(
 
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiProblem(413, "payload_too_large", f"the body is over the {limit}-byte limit")
     body = bytearray()
     async for chunk in request.stream():
@@ -339,9 +340,14 @@ def attest(
     namespace: Namespace,
     name: Name,
     digest: DigestParam,
+    allow_findings: Annotated[
+        bool, Query(description="Sign even with open critical or malicious findings.")
+    ] = False,
 ) -> dict[str, Any]:
-    """(Re)issue the registry's signed model signature and provenance for the checkpoint."""
-    result = registry.attest(_ref(namespace, name, digest))
+    """(Re)issue the registry's signed model signature and provenance for the checkpoint.
+    Refused (403) while the newest scans hold critical or malicious findings, unless
+    `allow_findings`; the response then lists them under `findings`."""
+    result = registry.attest(_ref(namespace, name, digest), allow_findings=allow_findings)
     return {
         **result.to_json(),
         "checkpoint": result.checkpoint.to_json(),
@@ -356,8 +362,9 @@ def attest(
     response_class=Response,
     responses={200: {"content": {"application/x-pem-file": {}}, "description": "PEM"}},
 )
-def public_key(registry: Reader) -> Response:
-    """The registry's public key: pin it (MODELCTL_REGISTRY_KEY) to verify what you pull."""
+def public_key(registry: Annotated[EmbeddedRegistry, Depends(get_registry)]) -> Response:
+    """The registry's public key: pin it (MODELCTL_REGISTRY_KEY) to verify what you pull.
+    Public by nature: no token needed, even when reads are token-gated."""
     pem = registry.public_key_pem()
     if pem is None:
         raise ApiProblem(404, "no_public_key", "the registry has no signing key yet")
@@ -432,7 +439,7 @@ def start_mirror(
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
+def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> dict[str, Any]:
     """A job's state, progress and, once done, its result or error."""
     return registry.job(job_id).to_json()
 
@@ -599,7 +606,7 @@ def reject_exception(
 @router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"])
 def revoke_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.revoke"))],
-    exception_id: Annotated[int, Path(ge=1, le=2**62)],
+    exception_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> dict[str, Any]:
     return registry.exception_revoke(exception_id).to_json()
 

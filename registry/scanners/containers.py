@@ -1556,6 +1556,21 @@ class _BufferedDecomp:
 # 7z (py7zr, in memory)
 
 
+#: What py7zr's codecs raise on corrupt member data (a damaged LZMA/LZMA2, bz2 or deflate
+#: stream, a header that points nowhere): the archive is malformed, never a scanner crash.
+_SEVENZ_CORRUPT = (
+    lzma.LZMAError,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    struct.error,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SevenZMember:
     name: str
@@ -1569,7 +1584,7 @@ def read_7z(
     try:
         import py7zr
         from py7zr.exceptions import (
-            Bad7zFile,
+            ArchiveError,
             DecompressionBombError,
             PasswordRequired,
             UnsupportedCompressionMethodError,
@@ -1663,6 +1678,10 @@ def read_7z(
                 "7z.codec", Verdict.UNSUPPORTED, Severity.MEDIUM, f"7z codec not supported: {exc}"
             )
         ) from None
-    except (Bad7zFile, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as exc:
+    except _SEVENZ_CORRUPT as exc:
         raise malformed("7z.corrupt", f"7z archive cannot be read: {exc}") from None
+    except ArchiveError as exc:  # CrcError, DecompressionError, ... (after the cases above)
+        raise malformed(
+            "7z.corrupt", f"7z archive cannot be read: {type(exc).__name__}: {exc}"
+        ) from None
     return [SevenZMember(m.name, bytes(m.buf)) for m in factory.files], issues

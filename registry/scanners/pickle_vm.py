@@ -93,6 +93,9 @@ if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
     except ImportError:  # not built (no compiler at install time): the pure-Python loop
         _FAST = None
 
+#: BINPUT's one-byte memo indices: any of them costs the real unpickler at most 4 KiB.
+_BINPUT_KEYS = 256
+
 #: LONG1/LONG4 values longer than this are kept as their size only.
 _MAX_LONG_BYTES = 64
 
@@ -1074,7 +1077,7 @@ class _Machine:
                             if sparse is None and key == len(memo):
                                 memo_append(stack[-1])
                             else:
-                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                                sparse = self.memo_put(memo, sparse, key, stack[-1], pos - 2)
                         elif op == 0x72:  # LONG_BINPUT
                             if len(stack) <= fence:
                                 raise _Malformed("PUT with an empty stack", pos - 1)
@@ -1083,7 +1086,7 @@ class _Machine:
                             if sparse is None and key == len(memo):
                                 memo_append(stack[-1])
                             else:
-                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                                sparse = self.memo_put(memo, sparse, key, stack[-1], pos - 5)
                         elif op == 0x94:  # MEMOIZE: the key is the number of memo entries
                             if len(stack) <= fence:
                                 raise _Malformed("MEMOIZE with an empty stack", pos - 1)
@@ -1265,7 +1268,7 @@ class _Machine:
                                     raise _Malformed("negative PUT argument", pos - 1)
                                 if len(stack) <= fence:
                                     raise _Malformed("PUT with an empty stack", pos - 1)
-                                sparse = self.memo_put(memo, sparse, key, stack[-1])
+                                sparse = self.memo_put(memo, sparse, key, stack[-1], pos - 1)
                             pos = nl + 1
                         else:
                             pos = self.slow(op, pos - 1, pos, stack, marks)
@@ -1330,11 +1333,18 @@ class _Machine:
             self.storages.append(StorageRef(pid[2], pid[1].qualname, pid[4], offset))
         return PersistentRef(pid, offset)
 
-    @staticmethod
     def memo_put(
-        memo: list[object], sparse: dict[int, object] | None, key: int, value: object
+        self,
+        memo: list[object],
+        sparse: dict[int, object] | None,
+        key: int,
+        value: object,
+        offset: int,
     ) -> dict[int, object] | None:
-        """Store under `key`; return the dict memo once the keys stop being 0..len-1."""
+        """Store under `key`; return the dict memo once the keys stop being 0..len-1.
+
+        Only keys past the dense run come here, so this is where a memo bomb is stopped."""
+        self.check_memo_key(key, offset)
         if sparse is None:
             if key < len(memo):
                 memo[key] = value
@@ -1346,6 +1356,27 @@ class _Machine:
             memo.clear()
         sparse[key] = value
         return sparse
+
+    def check_memo_key(self, key: int, offset: int) -> None:
+        """Refuse a PUT index no pickler writes, before the real loader would allocate for it.
+
+        CPython's C unpickler keeps its memo in an array and grows it to twice the largest
+        index PUT so far, whatever the number of entries: `\x80\x02]r\xf0\xff\xff\x7f.` (9 bytes)
+        makes `pickle.load` allocate 32 GiB. Picklers number memo entries densely (the next
+        index is the number of entries), one entry per PUT/MEMOIZE of an object that an opcode
+        of the stream made, so an honest index is below the stream's length in bytes (BINPUT's
+        one-byte indices, 4 KiB at most, always pass); it must also stay below
+        `max_memo_entries`, the memo size the scan accepts. This machine keeps a sparse memo in
+        a dict and never allocates by index itself."""
+        bound = min(max(len(self.data), _BINPUT_KEYS), self.limits.max_memo_entries)
+        if key >= bound:
+            raise _LimitHit(
+                "pickle.limit.memo-index",
+                f"memo index {key} is larger than this stream can hold (limit {bound}): "
+                f"loading it would allocate about {16 * key} bytes (memory exhaustion)",
+                Verdict.MALFORMED,
+                offset,
+            )
 
     def slow(  # noqa: PLR0911, PLR0912, PLR0915 - the rare opcodes, one branch each
         self,

@@ -20,8 +20,9 @@ from attestations.model_signature import build_statement, resources_from_manifes
 from attestations.provenance import MirrorRecord, mirror_provenance
 from attestations.serialization import Serialization
 from registry.db.models import Attestation, AuditEvent, Checkpoint
+from registry.errors import Denied
 from registry.service.checkpoints import attestation_view, checkpoint_view, manifest_of
-from registry.views import AttestResult
+from registry.views import AttestResult, OpenFinding
 
 
 def store_attestation(
@@ -40,9 +41,59 @@ def store_attestation(
     return row
 
 
+def open_findings(checkpoint: Checkpoint) -> list[OpenFinding]:
+    """One entry per file and scanner whose newest scan calls it malicious or holds a
+    critical finding on it."""
+    from registry.service.admission import latest_scans  # admission imports this module
+
+    found: list[OpenFinding] = []
+    for scan in latest_scans(checkpoint):
+        files = scan.report.get("files", []) if isinstance(scan.report, dict) else []
+        for entry in files if isinstance(files, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            findings = [f for f in entry.get("findings") or [] if isinstance(f, dict)]
+            critical = [f for f in findings if f.get("severity") == "critical"]
+            verdict = str(entry.get("verdict", ""))
+            if verdict != "malicious" and not critical:
+                continue
+            first = (critical or findings or [{}])[0]
+            found.append(
+                OpenFinding(
+                    path=str(entry.get("path", ".")),
+                    scanner=scan.scanner_id,
+                    verdict=verdict or "critical",
+                    rule=str(first.get("rule", "")),
+                    message=" ".join(str(first.get("message", "")).split()),
+                )
+            )
+    return found
+
+
 def attest_checkpoint(
-    session: Session, checkpoint: Checkpoint, *, signer: KeySigner, tool_version: str, actor: str
+    session: Session,
+    checkpoint: Checkpoint,
+    *,
+    signer: KeySigner,
+    tool_version: str,
+    actor: str,
+    allow_findings: bool = False,
 ) -> AttestResult:
+    """Sign the checkpoint's manifest and mirror provenance.
+
+    A signature attests identity (these are the bytes that were mirrored), not safety, yet a
+    registry signature over bytes its own scanners call malicious reads as an endorsement:
+    with open critical or malicious findings it refuses (`Denied`) unless `allow_findings`,
+    and then the result and the audit event carry the findings."""
+    findings = open_findings(checkpoint)
+    ref = f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}"
+    if findings and not allow_findings:
+        raise Denied(
+            f"refusing to sign {ref}: {len(findings)} file(s) with critical or malicious "
+            f"findings ({findings[0].line():.200}); pass --allow-findings to sign anyway "
+            "(a signature attests identity, not safety)",
+            reasons=[f.line() for f in findings],
+        )
     manifest = manifest_of(checkpoint)  # re-checks the stored list against the digest
     signed_by = f"key sha256:{signer.hint}"
     signature_statement = build_statement(
@@ -70,7 +121,11 @@ def attest_checkpoint(
             actor=actor,
             action="checkpoint.attest",
             subject=f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}",
-            details={"signer": signed_by, "predicates": [r.predicate_type for r in rows]},
+            details={
+                "signer": signed_by,
+                "predicates": [r.predicate_type for r in rows],
+                "open_findings": [f.to_json() for f in findings],
+            },
         )
     )
     session.flush()
@@ -79,4 +134,5 @@ def attest_checkpoint(
         issued=tuple(attestation_view(r) for r in rows),
         model_signature=rows[0].bundle,
         public_key_pem=signer.public_pem,
+        findings=tuple(findings),
     )

@@ -24,6 +24,7 @@ from enum import IntEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.db.ids import parse_row_id
 from registry.db.models import ApiToken, AuditEvent
 from registry.errors import InputError, NotFound
 from registry.views import TokenCreated, TokenView
@@ -197,9 +198,12 @@ def list_tokens(session: Session) -> list[TokenView]:
 def revoke(session: Session, key: str, *, actor: str, now: datetime | None = None) -> TokenView:
     """Revoke by id or name. Revoking twice is an error: the first revocation stands."""
     now = now or datetime.now(UTC)
+    row_id = parse_row_id(key)
     query = select(ApiToken)
     query = (
-        query.where(ApiToken.id == int(key)) if key.isdigit() else query.where(ApiToken.name == key)
+        query.where(ApiToken.id == row_id)
+        if row_id is not None
+        else query.where(ApiToken.name == key)
     )
     row = session.scalar(query)
     if row is None:

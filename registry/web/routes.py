@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from policies import PolicyError, PolicySet, load_policies, waivers
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
+from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
 from registry.service import admission, browse, decide, quarantines, tokens
@@ -263,6 +265,8 @@ async def read_form(request: Request) -> Form:
 
 
 FormBody = Annotated[Form, Depends(read_form)]
+#: A row id in a URL: past 32 bits it names no row (and would be a DataError on PostgreSQL).
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 
 
 def _actor(request: Request, form: Form, action: str | None) -> Caller:
@@ -552,7 +556,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
 @router.get("/ui/m/{namespace}/{name}/{digest}/attestations/{attestation_id}")
 @page
 def attestation_download(
-    request: Request, namespace: str, name: str, digest: str, attestation_id: int
+    request: Request, namespace: str, name: str, digest: str, attestation_id: RowId
 ) -> Response:
     _reader(request)
     with unit_of_work(_registry(request).sessions) as s:
@@ -822,7 +826,7 @@ def _request_target(s: Session, request_id: int) -> tuple[str, str]:
 
 @router.post("/ui/exceptions/requests/{request_id}/approve")
 @page
-def approve_action(request: Request, form: FormBody, request_id: int) -> Response:
+def approve_action(request: Request, form: FormBody, request_id: RowId) -> Response:
     caller = _actor(request, form, "exception.add")
     registry = _registry(request).as_actor(_principal(caller).actor)
     with unit_of_work(registry.sessions) as s:
@@ -836,7 +840,7 @@ def approve_action(request: Request, form: FormBody, request_id: int) -> Respons
 
 @router.post("/ui/exceptions/requests/{request_id}/reject")
 @page
-def reject_action(request: Request, form: FormBody, request_id: int) -> Response:
+def reject_action(request: Request, form: FormBody, request_id: RowId) -> Response:
     caller = _actor(request, form, "exception.add")
     with unit_of_work(_registry(request).sessions) as s:
         requests_service.reject(s, request_id, actor=_principal(caller).actor)
@@ -845,7 +849,7 @@ def reject_action(request: Request, form: FormBody, request_id: int) -> Response
 
 @router.post("/ui/exceptions/{exception_id}/revoke")
 @page
-def revoke_exception_action(request: Request, form: FormBody, exception_id: int) -> Response:
+def revoke_exception_action(request: Request, form: FormBody, exception_id: RowId) -> Response:
     caller = _actor(request, form, "exception.revoke")
     registry = _registry(request).as_actor(_principal(caller).actor)
     view = registry.exception_revoke(exception_id)
@@ -1073,7 +1077,7 @@ def create_token_action(request: Request, form: FormBody) -> Response:
 
 @router.post("/ui/admin/tokens/{token_id}/revoke")
 @page
-def revoke_token_action(request: Request, form: FormBody, token_id: int) -> Response:
+def revoke_token_action(request: Request, form: FormBody, token_id: RowId) -> Response:
     caller = _actor(request, form, "token.manage")
     with unit_of_work(_registry(request).sessions) as s:
         tokens.revoke(s, str(token_id), actor=_principal(caller).actor)

@@ -688,6 +688,14 @@ def pickles(c: Corpus) -> None:
         expected="malformed",
     )
     add(
+        "memo_bomb_long_binput_p2.pkl",
+        pickle.PROTO + b"\x02" + pickle.EMPTY_LIST + pickle.LONG_BINPUT + b"\xf0\xff\xff\x7f.",
+        "memo bomb: LONG_BINPUT index 0x7ffffff0 in a 9-byte pickle; CPython's C unpickler "
+        "grows its memo array to twice the index (16-32 GiB)",
+        expected="malformed",
+        notes="fuzz finding (issue 12); no call is made, the harm is memory exhaustion",
+    )
+    add(
         "unknown_global_custom_class_p2.pkl",
         wrap(
             enc(G("mylab.models", "TinyNet"), 2)
@@ -1303,6 +1311,16 @@ def containers(c: Corpus) -> None:
         "7z archive holding a malicious torch zip",
         fmt="7z",
         notes="ReversingLabs nullifAI (7z-compressed PyTorch archives)",
+    )
+    corrupt_7z = bytearray(seven_zip("model.pkl", benign_pkl))
+    corrupt_7z[32] ^= 0xFF  # the first byte of the packed LZMA2 stream, after the 32-byte header
+    comp(
+        "corrupt_lzma_member.7z",
+        bytes(corrupt_7z),
+        "7z archive whose LZMA2 member stream is corrupt (LZMAError while extracting)",
+        expected="malformed",
+        fmt="7z",
+        notes="fuzz finding (issue 12): once a scanner crash; a reader refuses it",
     )
     comp(
         "benign_state_dict.pkl.gz",
