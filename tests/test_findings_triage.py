@@ -79,9 +79,11 @@ def local_model(tmp_path: Path, extra: dict[str, bytes] | None = None) -> Path:
 
 
 def mirror_attested(run_cli: Any, folder: Path, name: str = REF) -> str:
-    mirrored = run_cli("mirror", str(folder), "--name", name, "--json")
+    # Some of these models are malicious on purpose: recorded all the same, and signed as
+    # evidence of identity (never of safety) with --allow-findings.
+    mirrored = run_cli("mirror", str(folder), "--name", name, "--json", "--fail-on", "never")
     assert mirrored.code == 0, mirrored.stderr
-    attested = run_cli("attest", name)
+    attested = run_cli("attest", name, "--allow-findings")
     assert attested.code == 0, attested.stderr
     return f"{name}@{mirrored.json()['digest']}"
 
@@ -148,9 +150,8 @@ def test_a_backdoor_finding_denies_pull_everywhere_until_two_people_triage_it(
 
     # Never a whole-check waiver.
     waived = run_cli(
-        "exception", "add", ref, "--waive", "malicious", "--reason", "r",
-        "--approver", "bob", "--expires", "30d",
-    )  # fmt: skip
+        "exception", "request", ref, "--waive", "malicious", "--reason", "r", "--expires", "30d"
+    )
     assert waived.code == 2
     assert "never be waived" in waived.stderr
 

@@ -229,7 +229,7 @@ def test_status_board_forgets_only_what_an_event_may_change(
                     details={},
                 )
             )
-            s.add(Quarantine(checkpoint_id=cp.id, reason="late", actor="t"))
+            s.add(Quarantine(kind="checkpoint", digest=cp.manifest_digest, reason="late", actor="t"))
         after = statuses()
         assert board.computed > settled
         assert sorted(after.values()).count("quarantined") == len(ENVS)
@@ -272,10 +272,17 @@ def test_exception_and_its_expiry_change_the_status(
         status, reasons = prod()
         assert status == "denied"
         assert any(r.startswith("licenses") for r in reasons)
-        added = run_cli(
-            "exception", "add", "org/p", "--waive", "licenses", "--reason", "vendor deal",
-            "--approver", "legal", "--expires", "2d", "--json",
+        monkeypatch.setenv("USER", "alice")
+        monkeypatch.setenv("LOGNAME", "alice")
+        requested = run_cli(
+            "exception", "request", "org/p", "--waive", "licenses", "--reason", "vendor deal",
+            "--expires", "2d", "--json",
         )  # fmt: skip
+        assert requested.code == 0, requested.stderr
+        assert prod()[0] == "denied"  # a request waives nothing
+        monkeypatch.setenv("USER", "legal")
+        monkeypatch.setenv("LOGNAME", "legal")
+        added = run_cli("exception", "approve", str(requested.json()["id"]), "--json")
         assert added.code == 0, added.stderr
         assert prod()[0] == "allowed"
         # Past the waiver's expiry the cached status is not used: decided again, denied.

@@ -728,7 +728,8 @@ def test_models_page_badges_are_the_policy_in_force_now(site: Site, tmp_path: Pa
     site.registry.release(site.scenario.clean, "test")
     assert _prod_badge(client.get("/ui/models").text, "acme/clean-llm") == "allowed"
     allowed = client.get("/ui/models", params={"env": "prod", "decision": "allowed"})
-    assert _model_names(allowed.text) == {"acme/clean-llm"}
+    # The local folder is pinned by its digest (issue 12): clean, signed, MIT, so admitted.
+    assert _model_names(allowed.text) == {"acme/clean-llm", "acme/xss-llm"}
     assert (
         client.get("/ui/models", params={"decision": "undecided", "env": "prod"}).status_code == 400
     )
