@@ -195,10 +195,14 @@ def test_a_backdoor_finding_denies_pull_everywhere_until_two_people_triage_it(
     assert row(decision, "malicious")["evidence"]["triaged"] == [fid]
     assert run_cli("pull", ref, "--env", "prod", "--dest", str(out / "after")).code == 0
     assert "false positive until" in run_cli("finding", "list", ref).stdout
+    # The same finding-level decision lets the registry sign again without --allow-findings.
+    resigned = run_cli("attest", ref)
+    assert resigned.code == 0, resigned.stderr
 
     revoked = run_cli("finding", "revoke", str(request["id"]), "--reason", "not so sure")
     assert revoked.code == 0, revoked.stderr
     assert check(run_cli, ref, "prod")["allowed"] is False
+    assert run_cli("attest", ref).code == 1  # open again: refused without --allow-findings
     assert run_cli("finding", "approve", str(request["id"])).code == 2  # not pending any more
 
     events = run_cli("audit", "--action", "finding.", "--json").json()["events"]

@@ -9,8 +9,9 @@ subject digest indexed; re-attesting adds new ones and keeps the old.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from attestations.bundle import Bundle
 from attestations.dsse import INTOTO_PAYLOAD_TYPE
@@ -21,6 +22,7 @@ from attestations.provenance import MirrorRecord, mirror_provenance
 from attestations.serialization import Serialization
 from registry.db.models import Attestation, AuditEvent, Checkpoint
 from registry.errors import Denied
+from registry.service import findings
 from registry.service.checkpoints import attestation_view, checkpoint_view, manifest_of
 from registry.views import AttestResult, OpenFinding
 
@@ -41,33 +43,48 @@ def store_attestation(
     return row
 
 
-def open_findings(checkpoint: Checkpoint) -> list[OpenFinding]:
+def open_findings(checkpoint: Checkpoint, now: datetime | None = None) -> list[OpenFinding]:
     """One entry per file and scanner whose newest scan calls it malicious or holds a
-    critical finding on it."""
+    critical finding on it, unless two people triaged every such finding as a false positive
+    (the same finding-level decision that clears the `malicious` check)."""
     from registry.service.admission import latest_scans  # admission imports this module
 
-    found: list[OpenFinding] = []
+    session = object_session(checkpoint)
+    found: list[tuple[OpenFinding, set[str]]] = []
     for scan in latest_scans(checkpoint):
+        by_path = {f.path: f for f in findings.report_files(scan.scanner_id, scan.report)}
         files = scan.report.get("files", []) if isinstance(scan.report, dict) else []
         for entry in files if isinstance(files, list) else []:
             if not isinstance(entry, dict):
                 continue
-            findings = [f for f in entry.get("findings") or [] if isinstance(f, dict)]
-            critical = [f for f in findings if f.get("severity") == "critical"]
+            raw = [f for f in entry.get("findings") or [] if isinstance(f, dict)]
+            critical = [f for f in raw if f.get("severity") == "critical"]
             verdict = str(entry.get("verdict", ""))
             if verdict != "malicious" and not critical:
                 continue
-            first = (critical or findings or [{}])[0]
-            found.append(
-                OpenFinding(
-                    path=str(entry.get("path", ".")),
-                    scanner=scan.scanner_id,
-                    verdict=verdict or "critical",
-                    rule=str(first.get("rule", "")),
-                    message=" ".join(str(first.get("message", "")).split()),
-                )
+            path = str(entry.get("path", "."))
+            scanned = by_path.get(path)
+            ids = {
+                f.id
+                for f in (scanned.findings if scanned is not None else ())
+                if f.severity == "critical" or verdict == "malicious"
+            }
+            first = (critical or raw or [{}])[0]
+            line = OpenFinding(
+                path=path,
+                scanner=scan.scanner_id,
+                verdict=verdict or "critical",
+                rule=str(first.get("rule", "")),
+                message=" ".join(str(first.get("message", "")).split()),
             )
-    return found
+            found.append((line, ids))
+    wanted = set().union(*(ids for _, ids in found)) if found else set()
+    triaged = (
+        findings.active_triaged(session, wanted, now or datetime.now(UTC))
+        if session is not None and wanted
+        else {}
+    )
+    return [line for line, ids in found if not ids or not ids <= triaged.keys()]
 
 
 def attest_checkpoint(
@@ -85,14 +102,14 @@ def attest_checkpoint(
     registry signature over bytes its own scanners call malicious reads as an endorsement:
     with open critical or malicious findings it refuses (`Denied`) unless `allow_findings`,
     and then the result and the audit event carry the findings."""
-    findings = open_findings(checkpoint)
+    unresolved = open_findings(checkpoint)
     ref = f"{checkpoint.model.full_name}@sha256:{checkpoint.manifest_digest}"
-    if findings and not allow_findings:
+    if unresolved and not allow_findings:
         raise Denied(
-            f"refusing to sign {ref}: {len(findings)} file(s) with critical or malicious "
-            f"findings ({findings[0].line():.200}); pass --allow-findings to sign anyway "
+            f"refusing to sign {ref}: {len(unresolved)} file(s) with critical or malicious "
+            f"findings ({unresolved[0].line():.200}); pass --allow-findings to sign anyway "
             "(a signature attests identity, not safety)",
-            reasons=[f.line() for f in findings],
+            reasons=[f.line() for f in unresolved],
         )
     manifest = manifest_of(checkpoint)  # re-checks the stored list against the digest
     signed_by = f"key sha256:{signer.hint}"
@@ -124,7 +141,7 @@ def attest_checkpoint(
             details={
                 "signer": signed_by,
                 "predicates": [r.predicate_type for r in rows],
-                "open_findings": [f.to_json() for f in findings],
+                "open_findings": [f.to_json() for f in unresolved],
             },
         )
     )
@@ -134,5 +151,5 @@ def attest_checkpoint(
         issued=tuple(attestation_view(r) for r in rows),
         model_signature=rows[0].bundle,
         public_key_pem=signer.public_pem,
-        findings=tuple(findings),
+        findings=tuple(unresolved),
     )
