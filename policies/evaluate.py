@@ -391,7 +391,7 @@ class _Eval:
                 not hits,
                 f"{verdict} from {'; '.join(hits)}"
                 if hits
-                else f"no scanner's newest scan has a {verdict} verdict",
+                else f"no scanner's newest scan gives the verdict {verdict}",
                 verdict=verdict,
                 scanners=[h.split(" ", 1)[0] for h in hits],
             )
