@@ -21,8 +21,8 @@ from attestations.errors import SignatureVerificationError
 from attestations.folder import verify_folder
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, key_hint, load_public_key
-from attestations.model_signature import Serialization, resources_digest
-from attestations.serialization import hash_folder
+from attestations.model_signature import resources_digest
+from attestations.serialization import Serialization, hash_folder
 
 COMPAT = Path(__file__).resolve().parent / "assets" / "compat"
 PUBLIC_KEY = COMPAT / "keys" / "compat-test.pub"
