@@ -36,5 +36,9 @@ class SignatureVerificationError(VerificationError):
     """A signature that does not verify, or a signer the policy does not accept."""
 
 
+class MissingDependencyError(AttestationError):
+    """An optional package this operation needs is not installed (an environment error)."""
+
+
 class SigningError(AttestationError):
     """A signer could not produce a signature (bad key, wrong passphrase, no network)."""

@@ -10,7 +10,14 @@ sigstore-python checks the certificate chain, SCT, log inclusion and signatures 
 trusted root, so a keyless bundle verifies offline given `trusted_root.json`.
 
 `sigstore` is imported inside the methods: importing `attestations` stays fast, and only the
-keyless paths pay for sigstore's import (about a second).
+keyless paths pay for sigstore's import (about a second). It is also optional (the `sigstore`
+extra): without it, building a keyless signer or verifier raises `MissingDependencyError`, one
+line naming the extra to install, never an `ImportError` traceback.
+
+Only sigstore-python's public modules are used (`sigstore.dsse`, `errors`, `models`, `oidc`,
+`sign`, `verify`); `sigstore._internal` is not an API. Its transport errors (Fulcio's and
+Rekor's client errors) are therefore told apart by the HTTP request that failed (see
+`_service_failure`), which rests on the services' public REST paths, not on private classes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.errors import (
     InvalidInputError,
     MalformedDocumentError,
+    MissingDependencyError,
     SignatureVerificationError,
     SigningError,
 )
@@ -34,6 +42,33 @@ if TYPE_CHECKING:
     from sigstore.verify import Verifier
 
 _MAX_REASON = 300
+
+#: How to get sigstore-python when it is missing (the `sigstore` extra of pyproject.toml).
+SIGSTORE_INSTALL_HINT = "pip install 'modelctl[sigstore]'"
+
+# The public REST paths of the two Sigstore services a keyless signing talks to: Fulcio issues
+# the certificate (`POST /api/v2/signingCert`), Rekor records the entry (`POST /api/v1/log/entries`,
+# or `/api/v2/log/entries` for Rekor v2).
+_FULCIO_PATH = "/signingCert"
+_REKOR_PATH = "/log/entries"
+
+
+def require_sigstore(purpose: str) -> None:
+    """Check that sigstore-python imports; else one line saying which extra to install.
+
+    `purpose` names what needed it ("keyless signing", "keyless verification"). A sigstore that
+    is installed but cannot import one of its own dependencies is reported the same way, naming
+    the module that is missing.
+    """
+    try:
+        import sigstore.sign
+        import sigstore.verify  # noqa: F401 (imported only to learn whether it can be)
+    except ImportError as exc:
+        missing = exc.name or "sigstore"
+        raise MissingDependencyError(
+            f"{purpose} needs the optional package sigstore (cannot import {missing}); "
+            f"install it with: {SIGSTORE_INSTALL_HINT}"
+        ) from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -62,6 +97,7 @@ class SigstoreSigner:
     method: SigningMethod = "sigstore"
 
     def __init__(self, identity_token: str, *, trust_config: Path | None = None) -> None:
+        require_sigstore("Sigstore keyless signing")
         self._token = identity_token.strip()
         self._trust_config_path = trust_config
 
@@ -98,8 +134,6 @@ class SigstoreSigner:
             )
         import requests
         from sigstore import dsse
-        from sigstore._internal.fulcio.client import ExpiredCertificate, FulcioClientError
-        from sigstore._internal.rekor import RekorClientError
         from sigstore.errors import Error as SigstoreError
         from sigstore.oidc import ExpiredIdentity, IdentityError, IdentityToken
         from sigstore.sign import SigningContext
@@ -120,14 +154,12 @@ class SigstoreSigner:
 
         try:
             context = SigningContext.from_trust_config(config)
+            # One signer per signature: its certificate cache never outlives this call, so the
+            # cached-certificate expiry (sigstore's private ExpiredCertificate) cannot occur.
             with context.signer(token, cache=True) as signer:
                 signed = signer.sign_dsse(statement)
-        except (ExpiredIdentity, ExpiredCertificate) as exc:
+        except ExpiredIdentity as exc:
             raise SigningError("identity token rejected: it expired while signing") from exc
-        except FulcioClientError as exc:
-            raise SigningError(f"identity token rejected by Fulcio: {_one_line(exc)}") from exc
-        except RekorClientError as exc:
-            raise SigningError(f"Rekor refused the log entry: {_one_line(exc)}") from exc
         except requests.RequestException as exc:
             # connection refused, DNS failure, timeout, TLS error, or an answer that is not JSON
             raise SigningError(f"cannot reach Fulcio/Rekor: {_one_line(exc)}") from exc
@@ -135,11 +167,51 @@ class SigstoreSigner:
             raise SigningError(f"Sigstore signing failed: {_one_line(exc)}") from exc
         except (KeyError, ValueError) as exc:
             raise SigningError(f"unexpected answer from Fulcio/Rekor: {_one_line(exc)}") from exc
+        except Exception as exc:
+            # sigstore's Fulcio and Rekor client errors are private classes deriving from
+            # Exception: tell them apart by the HTTP request that failed beneath them.
+            raise _service_failure(exc) from exc
 
         try:
             return Bundle.from_json(json.loads(signed.to_json()))
         except MalformedDocumentError as exc:  # pragma: no cover - sigstore emits v0.3 DSSE
             raise SigningError(f"sigstore produced an unusable bundle: {exc.message}") from exc
+
+
+def _failed_request(exc: BaseException) -> tuple[str, str] | None:
+    """The (URL, one-line reason) of the `requests.HTTPError` under `exc`, if there is one.
+
+    sigstore's service clients raise their own errors `from` the HTTP error (Fulcio) or with it
+    as their argument (Rekor); both ways are followed, a few links deep at most.
+    """
+    import requests
+
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(seen) < 8:
+        current = pending.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, requests.HTTPError):
+            request = current.request
+            url = str(request.url) if request is not None and request.url else ""
+            return url, _one_line(current)
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None
+
+
+def _service_failure(exc: BaseException) -> SigningError:
+    """A one-line `SigningError` for a failure inside sigstore's Fulcio or Rekor clients."""
+    failed = _failed_request(exc)
+    reason = failed[1] if failed is not None and not str(exc).strip() else _one_line(exc)
+    url = failed[0] if failed is not None else ""
+    if _FULCIO_PATH in url:
+        return SigningError(f"identity token rejected by Fulcio: {reason}")
+    if _REKOR_PATH in url:
+        return SigningError(f"Rekor refused the log entry: {reason}")
+    return SigningError(f"Sigstore signing failed: {reason}")
 
 
 class SigstoreIdentityVerifier:
@@ -172,6 +244,7 @@ class SigstoreIdentityVerifier:
     """
 
     def __init__(self, *, identity: str, issuer: str, trusted_root: Path) -> None:
+        require_sigstore("Sigstore keyless verification")
         self._identity, self._issuer = _check_identity(identity, issuer)
         self._verifier = _load_verifier(trusted_root)
         self._root_source = str(trusted_root)
@@ -187,6 +260,7 @@ class SigstoreIdentityVerifier:
         and use the constructor for reproducible verification. Side effect (sigstore-python's):
         the embedded copy is written to the user's cache directory on first use.
         """
+        require_sigstore("Sigstore keyless verification")
         from sigstore.errors import Error as SigstoreError
         from sigstore.models import ClientTrustConfig
         from sigstore.verify import Verifier
@@ -294,4 +368,9 @@ def _load_verifier(path: Path) -> Verifier:
         raise MalformedDocumentError(f"unusable trusted root {path}: {_one_line(exc)}") from exc
 
 
-__all__ = ["SigstoreIdentityVerifier", "SigstoreSigner"]
+__all__ = [
+    "SIGSTORE_INSTALL_HINT",
+    "SigstoreIdentityVerifier",
+    "SigstoreSigner",
+    "require_sigstore",
+]

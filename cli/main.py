@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -25,6 +26,7 @@ app = typer.Typer(
     name="modelctl",
     help="Model supply-chain registry: mirror, scan, attest, admit and pull model checkpoints.",
     no_args_is_help=True,
+    invoke_without_command=True,  # so that `modelctl --version` runs without a command
     add_completion=False,
     pretty_exceptions_enable=False,  # tracebacks with locals could print tokens
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -50,8 +52,28 @@ def main_options(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="More detail on stderr.")
     ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the installed version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = State(home=home, registry_url=registry_url, json=json_output, verbose=verbose)
+    if version:
+        installed = distribution_version()
+        emit(ctx.obj, {"name": "modelctl", "version": installed}, f"modelctl {installed}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        ctx.fail("Missing command.")  # what the group says without invoke_without_command
+
+
+def distribution_version() -> str:
+    """The version of the installed `modelctl` distribution (pyproject.toml's, once installed).
+
+    A source tree run without installing it (only on `PYTHONPATH`) has no distribution
+    metadata; it says so rather than guessing a number."""
+    try:
+        return importlib.metadata.version("modelctl")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown (not installed)"
 
 
 app.add_typer(signing.keys_app, name="keys")

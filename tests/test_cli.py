@@ -154,3 +154,22 @@ def test_make_demo_script_runs_offline(tmp_path: Path) -> None:
     assert (
         "does not match its signature: changed: model-00002-of-00003.safetensors" in result.stderr
     )
+
+
+def test_version_prints_the_distribution_version(run_cli: Any) -> None:
+    from importlib.metadata import version
+
+    text = run_cli("--version")
+    assert text.code == 0
+    assert text.stdout.strip() == f"modelctl {version('modelctl')}"
+    assert run_cli("--version", "--json").json() == {
+        "name": "modelctl",
+        "version": version("modelctl"),
+    }
+    assert run_cli("--json", "--version").code == 0
+
+
+def test_no_command_is_still_a_usage_error(run_cli: Any) -> None:
+    result = run_cli("--json")
+    assert result.code == 2
+    assert result.stderr.strip() == "modelctl: error: Missing command."

@@ -540,3 +540,88 @@ def test_fulcio_refusing_the_token_is_a_signing_error(
             SigstoreSigner(fake_identity_token(), trust_config=config).sign(
                 INTOTO_PAYLOAD_TYPE, STATEMENT
             )
+
+
+# --- service failures, told apart without sigstore's private classes ----------------------------
+
+
+class _PrivateClientError(Exception):
+    """Stands for sigstore's private Fulcio/Rekor client errors (plain Exception subclasses)."""
+
+
+def _http_error(url: str, status: int) -> Any:
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    response.url = url
+    response.request = requests.Request("POST", url).prepare()
+    try:
+        response.raise_for_status()
+    except requests.HTTPError as exc:
+        return exc
+    raise AssertionError("raise_for_status did not raise")
+
+
+def _raised_from(cause: BaseException, *args: object) -> _PrivateClientError:
+    try:
+        raise _PrivateClientError(*args) from cause
+    except _PrivateClientError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        # Fulcio: the client error is raised `from` the HTTP error, with no text of its own
+        (
+            lambda: _raised_from(_http_error("http://ca.example/api/v2/signingCert", 401)),
+            "identity token rejected by Fulcio: 401 Client Error",
+        ),
+        # Rekor v1 and v2: the HTTP error is the client error's argument
+        (
+            lambda: _PrivateClientError(_http_error("http://log.example/api/v1/log/entries", 400)),
+            "Rekor refused the log entry: 400 Client Error",
+        ),
+        (
+            lambda: _PrivateClientError(_http_error("http://log.example/api/v2/log/entries", 409)),
+            "Rekor refused the log entry",
+        ),
+        # no HTTP request beneath it: a plain signing failure, with its own text
+        (
+            lambda: _PrivateClientError("Certificate chain is too short: 1 < 2"),
+            "Sigstore signing failed: Certificate chain is too short",
+        ),
+    ],
+    ids=["fulcio", "rekor-v1", "rekor-v2", "no-request"],
+)
+def test_service_failures_are_named_by_the_request_that_failed(
+    error: Callable[[], BaseException], expected: str
+) -> None:
+    from attestations.sigstore_keyless import _service_failure
+
+    failure = _service_failure(error())
+    assert isinstance(failure, SigningError)
+    assert failure.message.startswith(expected), failure.message
+    assert "\n" not in failure.message
+
+
+def test_no_module_imports_sigstore_internals() -> None:
+    """sigstore-python's `_internal` package is not an API; only its public modules are used."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for package in ("attestations", "policies", "registry", "cli"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else []
+                )
+                if any(n == "sigstore._internal" or n.startswith("sigstore._") for n in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
