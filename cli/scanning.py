@@ -13,6 +13,7 @@ from registry.errors import InputError
 from registry.scanners import catalog
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.base import Severity
+from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import local_targets, merge, scan_targets
 
 FAIL_ON_CHOICES = [s.value for s in Severity] + ["never"]
@@ -86,7 +87,10 @@ def scan(
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
-        file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
+        try:
+            file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
+        except ScanInputError as exc:  # the scanners' own error, made the CLI's (exit 2)
+            raise InputError(exc.message) from exc
         targets, refused = local_targets(local)
         report = merge(
             scan_targets(targets, file_scanners, folder_scanners if local.is_dir() else []),
