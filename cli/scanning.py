@@ -10,7 +10,6 @@ import typer
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
-from registry.scanners import catalog
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.base import Severity
 from registry.scanners.errors import ScanInputError
@@ -87,6 +86,10 @@ def scan(
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
+        # Imported here: the catalog loads every scanner module (regex tables, jinja2), which
+        # every other command, and `modelctl --help`, would otherwise pay for at startup.
+        from registry.scanners import catalog
+
         try:
             file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
         except ScanInputError as exc:  # the scanners' own error, made the CLI's (exit 2)
