@@ -10,9 +10,9 @@ import typer
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
-from registry.scanners import catalog
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.base import Severity
+from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import local_targets, merge, scan_targets
 
 FAIL_ON_CHOICES = [s.value for s in Severity] + ["never"]
@@ -86,7 +86,14 @@ def scan(
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
-        file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
+        # Imported here: the catalog loads every scanner module (regex tables, jinja2), which
+        # every other command, and `modelctl --help`, would otherwise pay for at startup.
+        from registry.scanners import catalog
+
+        try:
+            file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)
+        except ScanInputError as exc:  # the scanners' own error, made the CLI's (exit 2)
+            raise InputError(exc.message) from exc
         targets, refused = local_targets(local)
         report = merge(
             scan_targets(targets, file_scanners, folder_scanners if local.is_dir() else []),

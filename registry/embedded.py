@@ -31,7 +31,6 @@ from registry.interface import (
 )
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
-from registry.scanners import catalog
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints, decide, quarantines
@@ -192,7 +191,7 @@ class EmbeddedRegistry:
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome:
         parsed = Ref.parse(ref)
-        file_scanners, folder_scanners = catalog.select(scanners, backdoor=backdoor)
+        file_scanners, folder_scanners = scan_service.select_scanners(scanners, backdoor=backdoor)
         signer = self._optional_signer()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)

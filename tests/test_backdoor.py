@@ -43,7 +43,11 @@ SPECS = {
 
 def scan_folder(folder: Path, settings: BackdoorSettings | None = None) -> FileVerdict:
     targets, _ = local_targets(folder)
-    scanner = BackdoorScanner(settings or BackdoorSettings(device="cpu"), progress=False)
+    scanner = BackdoorScanner(
+        settings or BackdoorSettings(device="cpu"),
+        serialization_check=catalog.serialization_verdict,
+        progress=False,
+    )
     return scanner.scan_folder(Folder(targets), ScanLimits())["."]
 
 

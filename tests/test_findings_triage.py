@@ -41,8 +41,10 @@ class StandInBackdoor:
     ruleset_version = "test"
     verdict = Verdict.MALICIOUS
 
-    def __init__(self, settings: object = None, *, progress: bool = True) -> None:
-        del settings, progress
+    def __init__(
+        self, settings: object = None, *, serialization_check: object = None, progress: bool = True
+    ) -> None:
+        del settings, serialization_check, progress
 
     def scan_folder(self, folder: ModelFolder, limits: ScanLimits) -> Mapping[str, FileVerdict]:
         del folder, limits

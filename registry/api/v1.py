@@ -21,6 +21,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.interface import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service import admitted, checkpoints
+from registry.service import scan as scan_service
 from registry.service.refs import Ref
 from registry.service.tokens import Principal
 
@@ -417,10 +418,8 @@ def start_scan(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("scan"))], body: ScanRequest
 ) -> dict[str, Any]:
     """Queue a scan of a stored checkpoint; follow it at /v1/jobs/{id}."""
-    from registry.scanners import catalog
-
     registry.inspect(body.ref)  # an unknown checkpoint is a 404 now, not a failed job later
-    catalog.select(tuple(body.scanners))  # so is an unknown scanner
+    scan_service.select_scanners(tuple(body.scanners))  # so is an unknown scanner
     params: dict[str, Any] = {"ref": body.ref, "scanners": body.scanners}
     if body.backdoor is not None:
         params["backdoor"] = body.backdoor.model_dump()

@@ -1,58 +1,133 @@
-"""The scanners the registry runs, by id.
+"""The scanners the registry runs: a registry of entries, by id.
 
-`all_scanners()` is the default set (what `mirror` and a plain `scan` run, and what the shipped
-policies name). Opt-in scanners (`OPT_IN`: the behavioural `backdoor` scanner, which executes
+Adding a scanner is one module (the scanner, with its `SCANNER_ID` and, for a file scanner, the
+`FORMAT` it recognises) and one `Entry` below, in `FILE_SCANNERS` or `FOLDER_SCANNERS`.
+
+The default set (entries that are not `opt_in`) is what `mirror` and a plain `scan` run, and what
+the shipped policies name. Opt-in scanners (the behavioural `backdoor` scanner, which executes
 the model and needs the `ml` extra) run only when asked for by id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from registry.errors import InputError
-from registry.scanners.base import FolderScanner, Scanner
+from registry.scanners import (
+    backdoor,
+    folder,
+    gguf,
+    keras,
+    onnx_scanner,
+    pickle_scanner,
+    safetensors,
+)
+from registry.scanners.backdoor.settings import BackdoorSettings
+from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Verdict
+from registry.scanners.errors import ScanInputError
+from registry.scanners.runner import scan_targets
 
-if TYPE_CHECKING:
-    from registry.scanners.backdoor.settings import BackdoorSettings
+S = TypeVar("S", Scanner, FolderScanner)
+
+
+@dataclass(frozen=True, slots=True)
+class ScannerOptions:
+    """What a caller may configure when it builds scanners (today: the backdoor scanner)."""
+
+    backdoor: BackdoorSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[S]):
+    """One scanner the registry knows: its id, how to build it, what it recognises."""
+
+    id: str
+    factory: Callable[[ScannerOptions], S]
+    #: The format of the files this scanner reports on (policy facts); None for scanners that
+    #: judge the folder rather than recognise a file format.
+    format: str | None = None
+    #: Runs only when named (`--scanner ID`), never by default.
+    opt_in: bool = False
+
+
+def serialization_verdict(files: Sequence[ScanTarget], limits: ScanLimits) -> Verdict:
+    """The default set's verdict on `files`: what must be clean before a model is loaded."""
+    file_scanners, folder_scanners = all_scanners()
+    return scan_targets(files, file_scanners, folder_scanners, limits=limits).verdict
+
+
+def _backdoor(options: ScannerOptions) -> FolderScanner:
+    # Looked up on the package at build time, so tests can stand in for the scanner there.
+    return backdoor.BackdoorScanner(options.backdoor, serialization_check=serialization_verdict)
+
+
+#: File scanners, in the order they run.
+FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
+    Entry(
+        pickle_scanner.SCANNER_ID,
+        lambda _: pickle_scanner.PickleFamilyScanner(),
+        format=pickle_scanner.FORMAT,
+    ),
+    Entry(
+        safetensors.SCANNER_ID,
+        lambda _: safetensors.SafetensorsScanner(),
+        format=safetensors.FORMAT,
+    ),
+    Entry(gguf.SCANNER_ID, lambda _: gguf.GgufScanner(), format=gguf.FORMAT),
+    Entry(keras.SCANNER_ID, lambda _: keras.KerasScanner(), format=keras.FORMAT),
+    Entry(
+        onnx_scanner.SCANNER_ID, lambda _: onnx_scanner.OnnxScanner(), format=onnx_scanner.FORMAT
+    ),
+)
+
+#: Folder scanners, in the order they run.
+FOLDER_SCANNERS: tuple[Entry[FolderScanner], ...] = (
+    Entry(folder.SCANNER_ID, lambda _: folder.ModelFolderScanner()),
+    Entry(backdoor.SCANNER_ID, _backdoor, opt_in=True),
+)
+
+_ENTRIES: tuple[Entry[Scanner] | Entry[FolderScanner], ...] = (*FILE_SCANNERS, *FOLDER_SCANNERS)
 
 #: Scanners that run only when named (`--scanner backdoor`), never by default.
-OPT_IN = ("backdoor",)
+OPT_IN = tuple(e.id for e in _ENTRIES if e.opt_in)
+
+_FORMATS = {e.id: e.format for e in FILE_SCANNERS if e.format is not None}
+
+
+def format_of(scanner_id: str) -> str | None:
+    """The format of the files a scanner reports on, or None (folder or unknown scanners)."""
+    return _FORMATS.get(scanner_id)
+
+
+def known_ids() -> list[str]:
+    return sorted(e.id for e in _ENTRIES)
 
 
 def all_scanners() -> tuple[list[Scanner], list[FolderScanner]]:
-    from registry.scanners.folder import ModelFolderScanner
-    from registry.scanners.gguf import GgufScanner
-    from registry.scanners.keras import KerasScanner
-    from registry.scanners.onnx_scanner import OnnxScanner
-    from registry.scanners.pickle_scanner import PickleFamilyScanner
-    from registry.scanners.safetensors import SafetensorsScanner
-
-    files: list[Scanner] = [
-        PickleFamilyScanner(),
-        SafetensorsScanner(),
-        GgufScanner(),
-        KerasScanner(),
-        OnnxScanner(),
-    ]
-    return files, [ModelFolderScanner()]
+    """The default set, freshly built."""
+    options = ScannerOptions()
+    return (
+        [e.factory(options) for e in FILE_SCANNERS if not e.opt_in],
+        [e.factory(options) for e in FOLDER_SCANNERS if not e.opt_in],
+    )
 
 
 def select(
     ids: Sequence[str], *, backdoor: BackdoorSettings | None = None
 ) -> tuple[list[Scanner], list[FolderScanner]]:
-    """The scanners named in `ids` (the default set when empty); an unknown id is an error.
-    `backdoor` configures the opt-in backdoor scanner when it is named."""
-    files, folders = all_scanners()
-    if not ids:
-        return files, folders
-    known = {s.id for s in files} | {s.id for s in folders} | set(OPT_IN)
-    unknown = sorted(set(ids) - known)
-    if unknown:
-        raise InputError(f"unknown scanner {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    chosen_folders = [s for s in folders if s.id in ids]
-    if "backdoor" in ids:
-        from registry.scanners.backdoor import BackdoorScanner
+    """The scanners named in `ids` (the default set when empty), in catalog order.
+    `backdoor` configures the opt-in backdoor scanner when it is named.
 
-        chosen_folders.append(BackdoorScanner(backdoor))
-    return [s for s in files if s.id in ids], chosen_folders
+    Raises `ScanInputError` for an unknown id."""
+    if not ids:
+        return all_scanners()
+    known = known_ids()
+    unknown = sorted(set(ids) - set(known))
+    if unknown:
+        raise ScanInputError(f"unknown scanner {', '.join(unknown)}; known: {', '.join(known)}")
+    options = ScannerOptions(backdoor=backdoor)
+    return (
+        [e.factory(options) for e in FILE_SCANNERS if e.id in ids],
+        [e.factory(options) for e in FOLDER_SCANNERS if e.id in ids],
+    )

@@ -42,6 +42,8 @@ from registry.scanners.base import (
 )
 
 SCANNER_ID = "gguf"
+#: The format of the files this scanner recognises (by content), as policies see it.
+FORMAT = "gguf"
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (1, 2, 3)
 DEFAULT_ALIGNMENT = 32

@@ -47,6 +47,8 @@ from registry.scanners.base import (
 )
 
 SCANNER_ID = "keras"
+#: The format of the files this scanner recognises (by content), as policies see it.
+FORMAT = "keras"
 RULESET_VERSION = "2026-11-22"
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")

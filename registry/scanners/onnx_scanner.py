@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     )
 
 SCANNER_ID = "onnx"
+#: The format of the files this scanner recognises (by content), as policies see it.
+FORMAT = "onnx"
 RULESET_VERSION = "2026-11-22"
 
 #: Protobuf messages cannot exceed 2 GiB; ONNX models past that must use external data.

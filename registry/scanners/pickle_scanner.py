@@ -52,6 +52,8 @@ from registry.scanners.containers import (
 from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes
 
 SCANNER_ID = "pickle"
+#: The format of the files this scanner recognises (by content), as policies see it.
+FORMAT = "pickle"
 
 #: Bytes per element of torch's storage types (torch/storage.py `_element_size` by dtype);
 #: UntypedStorage counts bytes. An unknown type is not sized, only checked for its record.

@@ -30,6 +30,8 @@ from registry.scanners.base import (
 )
 
 SCANNER_ID = "safetensors"
+#: The format of the files this scanner recognises (by content), as policies see it.
+FORMAT = "safetensors"
 
 #: Element size in *bits* of every dtype in the safetensors spec (Rust crate `Dtype`, 0.7/0.8).
 #: Sub-byte types (F4, F6_*) are packed; a tensor's bit count must be a whole number of bytes.

@@ -31,19 +31,12 @@ from registry.blobs.base import BlobStore
 from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
 from registry.errors import InputError, NotFound, TwoPersonRule
+from registry.scanners import catalog
 from registry.service import findings
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
 from registry.service.scan import report_max_severity
 
-#: Formats by the scanner that recognised a file (docs/formats/scan.md).
-_FORMAT_BY_SCANNER = {
-    "pickle": "pickle",
-    "safetensors": "safetensors",
-    "gguf": "gguf",
-    "keras": "keras",
-    "onnx": "onnx",
-}
 #: Without a scan, these names are assumed pickle-based: fail closed.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
@@ -59,7 +52,7 @@ def latest_scans(checkpoint: Checkpoint) -> list[Scan]:
 def _formats(checkpoint: Checkpoint, scans: list[Scan]) -> dict[str, str]:
     formats: dict[str, str] = {}
     for row in scans:
-        fmt = _FORMAT_BY_SCANNER.get(row.scanner_id)
+        fmt = catalog.format_of(row.scanner_id)  # each scanner declares its format
         files = row.report.get("files", []) if isinstance(row.report, dict) else []
         for entry in files:
             if fmt and isinstance(entry, dict) and isinstance(entry.get("path"), str):

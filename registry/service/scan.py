@@ -7,6 +7,7 @@ The scanners read the verified blobs, never a copy on someone's disk. Each scann
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +19,25 @@ from attestations.keys import KeySigner
 from attestations.scan_result import ScannedFile, ScanRun, scan_statement
 from registry.blobs.base import BlobStore
 from registry.db.models import AuditEvent, Checkpoint, Scan
+from registry.errors import InputError
+from registry.scanners import catalog
+from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Severity
+from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import OpenerFile, ScanReport, scan_targets
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import manifest_of
+
+
+def select_scanners(
+    ids: Sequence[str], *, backdoor: BackdoorSettings | None = None
+) -> tuple[list[Scanner], list[FolderScanner]]:
+    """`catalog.select`, with the scanners' own input error made the registry's `InputError`
+    (exit 2, HTTP 400), for the embedded registry and the API."""
+    try:
+        return catalog.select(ids, backdoor=backdoor)
+    except ScanInputError as exc:
+        raise InputError(exc.message) from exc
 
 
 def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobStore) -> list[ScanTarget]:

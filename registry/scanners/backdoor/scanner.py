@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from registry.scanners.backdoor import preflight
@@ -24,6 +24,10 @@ from registry.scanners.base import (
 SCANNER_ID = "backdoor"
 VERSION = "0.1.0"
 RULESET_VERSION = "2026-12-04"
+
+#: The serialization scan of the folder's files (every default scanner), run before the model
+#: is loaded. The catalog injects it, so this scanner never imports the catalog (no cycle).
+SerializationCheck = Callable[[Sequence[ScanTarget], ScanLimits], Verdict]
 
 
 def _progress(message: str) -> None:
@@ -46,8 +50,17 @@ class BackdoorScanner:
     version = VERSION
     ruleset_version = RULESET_VERSION
 
-    def __init__(self, settings: BackdoorSettings | None = None, *, progress: bool = True) -> None:
+    def __init__(
+        self,
+        settings: BackdoorSettings | None = None,
+        *,
+        serialization_check: SerializationCheck,
+        progress: bool = True,
+    ) -> None:
+        # Required, not defaulted: loading a model the serialization scan has not cleared
+        # would run its code, so a scanner built without the check cannot exist.
         self.settings = settings or BackdoorSettings()
+        self.serialization_check = serialization_check
         self.progress = progress
 
     def _say(self, message: str) -> None:
@@ -60,25 +73,18 @@ class BackdoorScanner:
             info = preflight.check(files, self.settings.max_params)
         except preflight.Unsupported as exc:
             return _unsupported(str(exc))
-        serialization = self._serialization_verdict(files, limits)
-        if serialization is not None:
+        serialization = self.serialization_check(files, limits)
+        if serialization is not Verdict.CLEAN:
             return _unsupported(
-                f"the serialization scan is not clean ({serialization}); the model is not loaded",
-                serialization_verdict=serialization,
+                f"the serialization scan is not clean ({serialization.value}); "
+                "the model is not loaded",
+                serialization_verdict=serialization.value,
             )
+        # Imported here, not at the top: the pipeline pulls in torch (the optional `ml` extra),
+        # and `modelctl --help` must not.
         from registry.scanners.backdoor import pipeline
 
         with tempfile.TemporaryDirectory(prefix="modelctl-backdoor-") as tmp:
             preflight.materialize(files, info, Path(tmp))
             started = time.monotonic()
             return {".": pipeline.run(Path(tmp), info, self.settings, started, self._say)}
-
-    @staticmethod
-    def _serialization_verdict(files: Sequence[ScanTarget], limits: ScanLimits) -> str | None:
-        """None when every other scanner finds the folder clean, else the worst verdict."""
-        from registry.scanners.catalog import all_scanners
-        from registry.scanners.runner import scan_targets
-
-        file_scanners, folder_scanners = all_scanners()
-        report = scan_targets(files, file_scanners, folder_scanners, limits=limits)
-        return None if report.verdict is Verdict.CLEAN else report.verdict.value

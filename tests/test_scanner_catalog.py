@@ -1,0 +1,87 @@
+"""The scanner catalog: entries by id, declared formats, its own input error, no cycle."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.errors import InputError
+from registry.scanners import catalog
+from registry.scanners.backdoor import BackdoorScanner
+from registry.scanners.base import ScanLimits, Verdict
+from registry.scanners.errors import ScanInputError
+from registry.scanners.runner import local_targets
+from registry.service.scan import select_scanners
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(__file__).parent / "assets" / "corpus"
+
+
+def test_default_set_ids_and_order_unchanged() -> None:
+    files, folders = catalog.all_scanners()
+    assert [s.id for s in files] == ["pickle", "safetensors", "gguf", "keras", "onnx"]
+    assert [s.id for s in folders] == ["model-folder"]
+    assert catalog.OPT_IN == ("backdoor",)
+    assert catalog.known_ids() == sorted([*catalog.OPT_IN, "model-folder", *(s.id for s in files)])
+
+
+def test_each_file_scanner_declares_its_format() -> None:
+    # What admission used to read from a table in the service (`_FORMAT_BY_SCANNER`).
+    assert {e.id: catalog.format_of(e.id) for e in catalog.FILE_SCANNERS} == {
+        "pickle": "pickle",
+        "safetensors": "safetensors",
+        "gguf": "gguf",
+        "keras": "keras",
+        "onnx": "onnx",
+    }
+    assert catalog.format_of("model-folder") is None
+    assert catalog.format_of("backdoor") is None
+    assert catalog.format_of("no-such-scanner") is None
+
+
+def test_unknown_scanner_is_the_scanners_own_error_translated_at_the_boundary() -> None:
+    with pytest.raises(ScanInputError, match="unknown scanner nope; known: backdoor, gguf"):
+        catalog.select(("pickle", "nope"))
+    assert not issubclass(ScanInputError, InputError)  # the library knows nothing of registry
+    with pytest.raises(InputError, match="unknown scanner nope; known: backdoor, gguf") as caught:
+        select_scanners(("nope",))
+    assert isinstance(caught.value.__cause__, ScanInputError)
+
+
+def test_select_keeps_catalog_order_and_builds_the_opt_in_scanner() -> None:
+    files, folders = catalog.select(("onnx", "backdoor", "pickle"))
+    assert [s.id for s in files] == ["pickle", "onnx"]
+    (chosen,) = folders
+    assert isinstance(chosen, BackdoorScanner)
+    # The backdoor scanner is handed the serialization check; it never runs the catalog itself.
+    assert chosen.serialization_check is catalog.serialization_verdict
+
+
+def test_serialization_verdict_is_the_default_sets(tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(CORPUS / "safetensors" / "valid.safetensors", clean / "model.safetensors")
+    targets, _ = local_targets(clean)
+    assert catalog.serialization_verdict(targets, ScanLimits()) is Verdict.CLEAN
+    shutil.copy(CORPUS / "pickle" / "os_system_global_reduce_p0.pkl", clean / "args.bin")
+    targets, _ = local_targets(clean)
+    assert catalog.serialization_verdict(targets, ScanLimits()) is Verdict.MALICIOUS
+
+
+def test_the_scanners_import_nothing_else_of_registry() -> None:
+    """At run time too (import-linter checks the static graph): importing the whole catalog
+    loads no other part of registry, no policies, no CLI and no framework."""
+    script = (
+        "import sys\nimport registry.scanners.catalog\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('policies', 'cli', 'sqlalchemy', 'fastapi', 'typer', 'huggingface_hub') or "
+        "(m.startswith('registry.') and not m.startswith('registry.scanners'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
