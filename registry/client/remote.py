@@ -8,6 +8,9 @@ registry errors (by their `reason` code) with the server's one-line detail.
 signature, verifies it with the public key the client pinned (MODELCTL_REGISTRY_KEY), then
 streams every blob through `registry.client.materialize`, re-hashing while writing, exactly as the
 embedded pull does. Mirror and scan run on the server as jobs; the client follows them.
+
+Over 600 lines because the JSON of every view is parsed here by hand (`*_from_json`); the typed
+wire layer of issue 13 (item 3) replaces those functions with the server's own models.
 """
 
 from __future__ import annotations
