@@ -45,9 +45,9 @@ from registry.db.models import (
     WaiverRow,
 )
 from registry.embedded import EmbeddedRegistry
-from registry.interface import MirrorRequest
+from registry.progress import NoProgress
+from registry.requests import MirrorRequest
 from registry.service import admission, attest, decide, tokens
-from registry.service.progress import NoProgress
 from registry.service.scan import report_max_severity
 from registry.service.tokens import Role
 from registry.settings import Settings

@@ -20,7 +20,7 @@ from cli.serve import serve, worker  # serve
 from cli.tokens import audit_command, tokens_app  # serve
 from registry.errors import RegistryError
 from registry.fsutil import atomic_write
-from registry.interface import MirrorRequest
+from registry.requests import MirrorRequest
 
 app = typer.Typer(
     name="modelctl",

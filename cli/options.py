@@ -48,7 +48,7 @@ def open_registry(state: State) -> Iterator[Registry]:
     """The registry the global options select, closed when the command is done."""
     registry: Registry
     if state.registry_url:
-        from registry.remote import KEY_ENV, TOKEN_ENV, RemoteRegistry
+        from registry.client.remote import KEY_ENV, TOKEN_ENV, RemoteRegistry
 
         key = os.environ.get(KEY_ENV)
         registry = RemoteRegistry(

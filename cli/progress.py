@@ -18,7 +18,7 @@ from rich.progress import (
 
 
 class TerminalProgress:
-    """Implements `registry.service.progress.Progress` with a rich bar on stderr."""
+    """Implements `registry.progress.Progress` with a rich bar on stderr."""
 
     def __init__(self, *, verbose: bool = False) -> None:
         self._console = Console(stderr=True)

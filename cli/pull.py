@@ -1,7 +1,7 @@
 """`modelctl pull REF --env ENV --dest DIR`: decide, then write the verified files.
 
 The decision comes first: a denied checkpoint exits 1 naming the failing checks, and nothing
-is written. Layouts and where the signature and decision go: `registry/service/pull.py`.
+is written. Layouts and where the signature and decision go: `registry/client/materialize.py`.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def audit_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Read the append-only audit log: who changed what, when."""
-    from registry.interface import AuditQuery
+    from registry.requests import AuditQuery
 
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     if since is not None and since.tzinfo is None:

@@ -25,20 +25,20 @@ from registry.blobs.local import LocalBlobStore
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
 from registry.errors import InputError, NotFound, StorageError
-from registry.interface import (
+from registry.mirror.base import parse_source
+from registry.mirror.factory import open_source
+from registry.progress import Progress
+from registry.refs import ModelName, Ref
+from registry.requests import (
     AuditQuery,  # server
     MirrorRequest,
 )
-from registry.mirror.base import parse_source
-from registry.mirror.factory import open_source
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints, decide, quarantines
 from registry.service import scan as scan_service
 from registry.service.jobs import JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
-from registry.service.progress import Progress
-from registry.service.refs import ModelName, Ref
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
 from registry.views import (  # server
@@ -472,7 +472,7 @@ class EmbeddedRegistry:
         with unit_of_work(self.sessions) as session:
             return checkpoints.inspect(session, parsed)
 
-    # -- pull (added for `modelctl pull`; logic in registry/service/pull.py) -------------------
+    # -- pull (`modelctl pull`; files: registry/client/materialize.py, row: service/pull.py) -
     def pull(
         self,
         ref: str,
@@ -483,18 +483,19 @@ class EmbeddedRegistry:
         layout: str = "plain",
         progress: Progress,
     ) -> PullResult:
+        from registry.client import materialize
         from registry.service import pull as pull_service
 
-        checked_layout = pull_service.check_layout(layout)
+        checked_layout = materialize.check_layout(layout)
         decision = self.policy_check(ref, environment)
-        pull_service.require_admitted(decision)
+        materialize.require_admitted(decision)
         # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(
                 session, Ref.parse(f"{decision.name}@{decision.digest}")
             )
             signed = pull_service.signed_checkpoint(checkpoint, self.registry_public_key())
-        result = pull_service.pull_checkpoint(
+        result = materialize.pull_checkpoint(
             signed,
             decision,
             blobs=self.blobs,

@@ -1,15 +1,19 @@
-"""The one interface the CLI talks to. Embedded now; a remote HTTP client implements it later."""
+"""The one interface the CLI talks to: `registry.embedded` in-process, `registry.client` over HTTP.
+
+Its request types (`registry/requests.py`) and result types (`registry/views.py`) live below
+the service, so nothing under the interface imports it back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from registry.progress import Progress
+from registry.requests import AuditQuery, MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
-from registry.service.progress import Progress
 from registry.views import (  # server
     AttestResult,
     AuditEventView,
@@ -27,28 +31,6 @@ from registry.views import (  # server
     TokenView,
     TriageView,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorRequest:
-    source: str  # hf://org/name[@rev], ms://org/name[@rev] or a local folder
-    name: str | None = None  # NS/NAME; defaults to the source's org/name
-    revision: str | None = None
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    scan: bool = True  # run every scanner on what was stored
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    """Filters on the audit log; all optional, combined with AND. Newest first."""
-
-    actor: str | None = None
-    action: str | None = None  # exact, or a prefix ending in "." (e.g. "token.")
-    subject: str | None = None  # substring
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 100
 
 
 class Registry(Protocol):

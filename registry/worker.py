@@ -16,8 +16,8 @@ from attestations.errors import AttestationError
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError, RegistryError, StorageError
-from registry.interface import MirrorRequest
 from registry.mirror.base import parse_source
+from registry.requests import MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
 from registry.views import MirrorResult, ScanOutcome

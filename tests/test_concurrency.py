@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 from registry.embedded import EmbeddedRegistry
-from registry.interface import MirrorRequest
-from registry.service.progress import NoProgress
+from registry.progress import NoProgress
+from registry.requests import MirrorRequest
 from registry.settings import Settings
 from registry.views import MirrorResult
 from tests.helpers import write_tree

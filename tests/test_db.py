@@ -22,8 +22,8 @@ from registry.db.engine import (
 )
 from registry.db.models import AuditEvent, Blob, Checkpoint, CheckpointFile, Model
 from registry.mirror.base import Snapshot
+from registry.refs import ModelName, Ref
 from registry.service import checkpoints, tokens
-from registry.service.refs import ModelName, Ref
 from registry.service.transfer import FetchedFile
 from tests.helpers import write_tree
 

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-import registry.service.pull as pull_service
+import registry.client.materialize as materialize
 from tests.fakes.hfhub import FakeHub
 from tests.helpers import write_warn_policy
 from tests.test_policy_cli import CARD, _safetensors
@@ -186,12 +186,12 @@ class _FailingWriter:
 def test_write_failing_half_way_leaves_the_destination_untouched(
     run_cli: Any, admitted: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = pull_service._open_output
+    real = materialize._open_output
 
     def failing(path: Path) -> Any:
         return _FailingWriter(real(path)) if path.name == "weights.dat" else real(path)
 
-    monkeypatch.setattr(pull_service, "_open_output", failing)
+    monkeypatch.setattr(materialize, "_open_output", failing)
     dest = out / "tiny"
     failed = run_cli("pull", "org/tiny", "--env", "prod", "--dest", str(dest))
     assert failed.code == 2
@@ -318,7 +318,7 @@ def test_hf_cache_layout_keeps_the_mirrored_tag(
 
 
 def test_hf_refs_never_become_unsafe_paths() -> None:
-    signed = pull_service.SignedCheckpoint(
+    signed = materialize.SignedCheckpoint(
         name="org/x",
         digest="sha256:" + "0" * 64,
         commit="a" * 40,
@@ -336,7 +336,7 @@ def test_hf_refs_never_become_unsafe_paths() -> None:
             "release/2026",
         ),
     )
-    assert pull_service.hf_refs(signed, "a" * 40) == ["main", "release/2026", "v1"]
+    assert materialize.hf_refs(signed, "a" * 40) == ["main", "release/2026", "v1"]
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])

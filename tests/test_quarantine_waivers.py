@@ -172,7 +172,7 @@ def test_exception_needs_two_principals_on_the_embedded_cli(
     run_cli: Any, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from registry.embedded import EmbeddedRegistry
-    from registry.interface import AuditQuery
+    from registry.requests import AuditQuery
     from registry.settings import Settings
 
     hub.add_repo("org/tiny", {"model.safetensors": _safetensors()})  # unknown license

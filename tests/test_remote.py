@@ -16,9 +16,9 @@ import pytest
 
 from attestations.keys import generate_key
 from registry.api.app import create_app
+from registry.client.remote import RemoteRegistry
 from registry.errors import IntegrityFailure
-from registry.remote import RemoteRegistry
-from registry.service.progress import NoProgress
+from registry.progress import NoProgress
 from registry.settings import Settings
 from tests.api_server import Seeded, live_server, seed
 from tests.fakes.hfhub import FakeHub

@@ -20,9 +20,9 @@ from sqlalchemy import select, update
 from registry.db.engine import unit_of_work
 from registry.db.models import AuditEvent, Checkpoint, Model, Scan
 from registry.embedded import EmbeddedRegistry
-from registry.interface import MirrorRequest
+from registry.progress import NoProgress
+from registry.requests import MirrorRequest
 from registry.service import tokens
-from registry.service.progress import NoProgress
 from registry.service.scan import report_max_severity
 from registry.settings import Settings
 from registry.web import session as websession

@@ -28,9 +28,9 @@ import uvicorn
 from registry.api.app import create_app
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.interface import MirrorRequest
+from registry.progress import NoProgress
+from registry.requests import MirrorRequest
 from registry.service import tokens
-from registry.service.progress import NoProgress
 from registry.service.tokens import Role
 from registry.settings import Settings
 from tests.fakes.hfhub import FakeHub

@@ -18,11 +18,11 @@ from registry.api.deps import check_scope, get_registry, registry_for, require
 from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
-from registry.interface import AuditQuery
+from registry.refs import Ref
+from registry.requests import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service import admitted, checkpoints
 from registry.service import scan as scan_service
-from registry.service.refs import Ref
 from registry.service.tokens import Principal
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)

@@ -43,10 +43,10 @@ from policies.model import PolicyException
 from registry.blobs.base import BlobStore
 from registry.db.models import Checkpoint, CheckpointFile, Model, WaiverRow
 from registry.errors import Denied, InputError, IntegrityFailure, NotFound
+from registry.refs import ModelName
 from registry.service import admission
 from registry.service.checkpoints import source_view
 from registry.service.pull import SignedCheckpoint, signed_checkpoint
-from registry.service.refs import ModelName
 
 #: The Hub pages tree listings by 1000 entries; so do we (the client follows `Link`).
 TREE_PAGE = 1000

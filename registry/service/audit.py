@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.db.models import AuditEvent
 from registry.errors import InputError
-from registry.interface import AuditQuery
+from registry.requests import AuditQuery
 from registry.views import AuditEventView
 
 MAX_LIMIT = 1000

@@ -35,8 +35,8 @@ from registry.db.models import (
 )
 from registry.errors import AmbiguousReference, InputError, IntegrityFailure, NotFound
 from registry.mirror.base import RemoteFile, Snapshot, Source
-from registry.service.progress import Progress
-from registry.service.refs import ModelName, Ref
+from registry.progress import Progress
+from registry.refs import ModelName, Ref
 from registry.service.transfer import FetchedFile, fetch_files
 from registry.settings import Limits
 from registry.views import (

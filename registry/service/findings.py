@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -30,10 +29,9 @@ from policies.evaluate import blocking_findings
 from policies.facts import FindingFact, ScanFact, ScannedFileFact
 from registry.db.models import AuditEvent, Checkpoint, FindingTriage, Scan
 from registry.errors import Forbidden, InputError, NotFound
+from registry.finding_ids import ID_PREFIX, check_finding_id
 from registry.views import FindingView, TriageView
 
-ID_PREFIX = "fnd-"
-_ID = re.compile(r"fnd-[0-9a-f]{24}")
 #: Evidence keys that say *where* in a file a finding is (the rest says *what* it saw).
 LOCATION_KEYS = ("path", "key", "line", "tensor", "where", "layer", "node")
 _SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -66,16 +64,6 @@ def finding_id(scanner: str, rule: str, file_sha256: str, where: Mapping[str, An
         ensure_ascii=False,
     )
     return ID_PREFIX + hashlib.sha256(body.encode("utf-8")).hexdigest()[:24]
-
-
-def check_finding_id(text: str) -> str:
-    value = text.strip().lower()
-    if not _ID.fullmatch(value):
-        raise InputError(
-            f"{text[:80]!r} is not a finding id (fnd- and 24 hex digits; "
-            "see modelctl finding list REF)"
-        )
-    return value
 
 
 def _finding(scanner: str, sha256: str, raw: Mapping[str, Any]) -> FindingFact:

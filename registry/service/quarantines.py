@@ -30,8 +30,8 @@ from registry.db.models import (
     Quarantine,
 )
 from registry.errors import InputError
+from registry.refs import Ref
 from registry.service import checkpoints
-from registry.service.refs import Ref
 from registry.views import QuarantineView
 
 MAX_REASON = 2000

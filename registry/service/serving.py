@@ -24,8 +24,8 @@ from attestations.keys import PublicKeyVerifier, load_public_key
 from registry.blobs.base import BlobStore
 from registry.db.models import Attestation, AuditEvent, Checkpoint, CheckpointFile, Model
 from registry.errors import InputError, IntegrityFailure, NotFound
+from registry.refs import Ref
 from registry.service.checkpoints import resolve_ref
-from registry.service.refs import Ref
 
 CHUNK = 1 << 20
 

@@ -16,7 +16,7 @@ from attestations.digests import Digest
 from registry.blobs.base import BlobStore, BlobUpload, StoredBlob, blob_key
 from registry.errors import RegistryError, StorageError, UpstreamError
 from registry.mirror.base import RemoteFile, Snapshot, Source
-from registry.service.progress import Progress
+from registry.progress import Progress
 
 
 class _Cancelled(Exception):

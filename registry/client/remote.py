@@ -6,8 +6,11 @@ registry errors (by their `reason` code) with the server's one-line detail.
 
 `pull` takes no word of the server's for the bytes: it fetches the registry's signed model
 signature, verifies it with the public key the client pinned (MODELCTL_REGISTRY_KEY), then
-streams every blob through `registry.service.pull`, re-hashing while writing, exactly as the
+streams every blob through `registry.client.materialize`, re-hashing while writing, exactly as the
 embedded pull does. Mirror and scan run on the server as jobs; the client follows them.
+
+Over 600 lines because the JSON of every view is parsed here by hand (`*_from_json`); the typed
+wire layer of issue 13 (item 3) replaces those functions with the server's own models.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import httpx
 from attestations.digests import Digest
 from attestations.model_signature import PREDICATE_TYPE as MODEL_SIGNATURE
 from registry.blobs.base import BlobUpload
+from registry.client import materialize
 from registry.errors import (
     AmbiguousReference,
     AuthenticationRequired,
@@ -40,11 +44,11 @@ from registry.errors import (
     TwoPersonRule,
     UpstreamError,
 )
-from registry.interface import AuditQuery, MirrorRequest
+from registry.finding_ids import check_finding_id
+from registry.progress import NoProgress, Progress
+from registry.refs import Ref
+from registry.requests import AuditQuery, MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
-from registry.service import pull as pull_service
-from registry.service.progress import Progress
-from registry.service.refs import Ref
 from registry.views import (
     AttestationView,
     AttestResult,
@@ -555,8 +559,6 @@ class RemoteRegistry:
     def scan(
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome:
-        from registry.service.progress import NoProgress
-
         Ref.parse(ref)
         body: dict[str, Any] = {"ref": ref, "scanners": list(scanners)}
         if backdoor is not None:  # what the CLI exposes; the server keeps the rest of its budget
@@ -645,8 +647,6 @@ class RemoteRegistry:
     def finding_triage(
         self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
     ) -> TriageView:
-        from registry.service.findings import check_finding_id
-
         fid = check_finding_id(finding_id)  # the same InputError as embedded, before a request
         body = {"decision": decision, "reason": reason, "expires_at": expires_at.isoformat()}
         return _triage(self._json("POST", f"/v1/findings/{fid}/triage", json=body))
@@ -684,7 +684,7 @@ class RemoteRegistry:
         layout: str = "plain",
         progress: Progress,
     ) -> PullResult:
-        checked_layout = pull_service.check_layout(layout)
+        checked_layout = materialize.check_layout(layout)
         if self.registry_key is None:
             raise InputError(
                 f"a remote pull checks the registry's signature itself: set {KEY_ENV} to the "
@@ -695,7 +695,7 @@ class RemoteRegistry:
         except OSError as exc:
             raise InputError(f"{KEY_ENV}: cannot read {self.registry_key}: {exc.strerror}") from exc
         decision = self.policy_check(ref, environment)
-        pull_service.require_admitted(decision)
+        materialize.require_admitted(decision)
         # The decided digest, not `ref` again: a moving revision cannot swap the checkpoint.
         base = self._canonical(f"{decision.name}@{decision.digest}")
         checkpoint = checkpoint_from_json(self._json("GET", base))
@@ -704,7 +704,7 @@ class RemoteRegistry:
             (a["id"] for a in listed if a["predicate_type"] == MODEL_SIGNATURE), reverse=True
         )
         bundles = [self._call("GET", f"{base}/attestations/{i}").content for i in ids]
-        signed = pull_service.signed_from_bundles(
+        signed = materialize.signed_from_bundles(
             name=checkpoint.name,
             manifest_digest=decision.digest.removeprefix("sha256:"),
             commit=checkpoint.source.commit,
@@ -712,7 +712,7 @@ class RemoteRegistry:
             sizes={f.path: f.size for f in checkpoint.files},
             registry_public_key=public_key,
         )
-        return pull_service.pull_checkpoint(
+        return materialize.pull_checkpoint(
             signed,
             decision,
             blobs=RemoteBlobs(self, environment),
