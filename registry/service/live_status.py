@@ -299,7 +299,8 @@ class StatusBoard:
 
 @dataclass(frozen=True, slots=True)
 class LiveStatuses:
-    """A board bound to the policy, key and blob store in force: what browse queries call."""
+    """A board bound to the policy, key and blob store in force: what the read queries
+    (`registry.service.read`) call."""
 
     board: StatusBoard
     gate: Gatekeeper

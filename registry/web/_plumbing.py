@@ -6,9 +6,9 @@ this package imports them.
 
 The registry's web UI: server-rendered pages at `/` and `/ui/...` (no JavaScript needed).
 
-Reads go through `registry.service.browse` / `decide`; every action goes through the same
-`EmbeddedRegistry` methods and service functions as the API, bound to the signed-in token, so
-the audit log names it. Security properties, each tested in tests/test_web*.py:
+Reads go through `registry.service.read` (one module per page) and `decide`; every action goes
+through the same `EmbeddedRegistry` methods and service functions as the API, bound to the
+signed-in token, so the audit log names it. Security properties, each tested in tests/test_web*.py:
 
 - sign-in with an API token, which becomes a signed, HttpOnly, SameSite=Lax cookie (Secure
   over HTTPS or with MODELCTL_WEB_SECURE_COOKIES=1); the token row is re-read on every request;
@@ -38,7 +38,8 @@ from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
-from registry.service import browse, decide
+from registry.service import decide, tokens
+from registry.service.read import checkpoint as read_checkpoint
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Principal, Role
 from registry.web import session as websession
 
@@ -131,7 +132,7 @@ def _caller(request: Request) -> Caller:
     web = websession.decode_session(key, request.cookies.get(websession.SESSION_COOKIE))
     if web is not None:
         with unit_of_work(_registry(request).sessions) as s:
-            principal = browse.token_principal(s, web.token_id, now=datetime.now(UTC))
+            principal = tokens.token_principal(s, web.token_id, now=datetime.now(UTC))
         if principal is not None:
             return Caller(principal, web, web.csrf(key))
     public = bool(_registry(request).settings.public_reads)
@@ -353,7 +354,7 @@ def _signers(request: Request) -> list[dict[str, Any]]:
 
 def _resolve(request: Request, namespace: str, name: str, digest: str) -> str:
     with unit_of_work(_registry(request).sessions) as s:
-        cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        cp = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
         return f"{cp.model.full_name}@sha256:{cp.manifest_digest}"
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
-from registry.service import browse
+from registry.service.read import audit as read_audit
 from registry.service.tokens import PERMISSIONS
 from registry.web._plumbing import (
     Caller,
@@ -27,7 +27,7 @@ from registry.web._plumbing import (
 router = APIRouter(include_in_schema=False)
 
 
-def _audit_query(request: Request) -> browse.AuditQuery:
+def _audit_query(request: Request) -> read_audit.AuditQuery:
     params = request.query_params
 
     def when(key: str) -> datetime | None:
@@ -40,7 +40,7 @@ def _audit_query(request: Request) -> browse.AuditQuery:
             raise InputError(f"bad {key} time {text!r:.40}: use YYYY-MM-DD") from exc
         return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
-    return browse.AuditQuery(
+    return read_audit.AuditQuery(
         actor=params.get("actor", "")[:200],
         action=params.get("action", "")[:100],
         target=params.get("target", "")[:300],
@@ -63,7 +63,7 @@ def audit_page(request: Request) -> Response:
     caller = _auditor(request)
     query = _audit_query(request)
     with unit_of_work(_registry(request).sessions) as s:
-        rows, total, actions = browse.audit_page(s, query)
+        rows, total, actions = read_audit.audit_page(s, query)
         base = {k: v for k, v in request.query_params.items() if k != "page" and v}
         return render(
             request,
@@ -98,7 +98,7 @@ def _audit_export(request: Request, fmt: str) -> Response:
 
     def chunks() -> Iterator[bytes]:
         with unit_of_work(sessions) as s:
-            for part in browse.audit_export(s, query, "csv" if fmt == "csv" else "json"):
+            for part in read_audit.audit_export(s, query, "csv" if fmt == "csv" else "json"):
                 yield part.encode("utf-8")
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"

@@ -14,8 +14,13 @@ from policies import PolicySet, waivers
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
 from registry.errors import NotFound
-from registry.service import admission, browse, decide, quarantines
+from registry.service import admission, decide, quarantines
 from registry.service import exception_requests as requests_service
+from registry.service.read import checkpoint as read_checkpoint
+from registry.service.read import common as read_common
+from registry.service.read import diff as read_diff
+from registry.service.read import exceptions as read_exceptions
+from registry.service.read import models as read_models
 from registry.web._plumbing import (
     TABS,
     FormBody,
@@ -45,7 +50,7 @@ def models_page(request: Request) -> Response:
     caller = _reader(request)
     params = request.query_params
     envs = decide.environments(_policy_set(request))
-    query = browse.ModelQuery(
+    query = read_models.ModelQuery(
         q=params.get("q", "")[:200],
         source=params.get("source", ""),
         org=params.get("org", "")[:96],
@@ -57,11 +62,11 @@ def models_page(request: Request) -> Response:
         severity=params.get("severity", ""),
         sort=params.get("sort", "newest"),
         page=_int(params.get("page"), 1),
-        per_page=_int(params.get("per_page"), browse.PAGE_SIZE, hi=browse.MAX_PAGE_SIZE),
+        per_page=_int(params.get("per_page"), read_common.PAGE_SIZE, hi=read_common.MAX_PAGE_SIZE),
     )
     live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
-        result = browse.search_checkpoints(s, query, envs, now=datetime.now(UTC), live=live)
+        result = read_models.search_checkpoints(s, query, envs, now=datetime.now(UTC), live=live)
     base = {k: v for k, v in params.items() if k != "page" and v}
     return render(
         request,
@@ -71,11 +76,11 @@ def models_page(request: Request) -> Response:
         result=result,
         page_url=lambda n: "/ui/models?" + urlencode({**base, "page": n}),
         sort_url=lambda key: "/ui/models?" + urlencode({**base, "sort": key}),
-        sorts=list(browse.SORTS),
-        verdicts=browse.VERDICT_FILTERS,
-        decisions=browse.DECISION_FILTERS,
-        severities=tuple(reversed(browse.SEVERITIES)),
-        not_recorded=browse.NOT_RECORDED,
+        sorts=list(read_models.SORTS),
+        verdicts=read_models.VERDICT_FILTERS,
+        decisions=read_models.DECISION_FILTERS,
+        severities=tuple(reversed(read_common.SEVERITIES)),
+        not_recorded=read_models.NOT_RECORDED,
     )
 
 
@@ -92,7 +97,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
     now = datetime.now(UTC)
     pub = registry.registry_public_key()
     with unit_of_work(registry.sessions) as s:
-        cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        cp = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
         held = admission.active_quarantine(cp)
         decisions = decide.decide_now(
             s, cp, policy_set, envs, blobs=registry.blobs, registry_public_key=pub, now=now
@@ -105,11 +110,15 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "quarantine": held,
             "quarantine_covers": quarantines.view(s, held).covers if held is not None else (),
             "attestations": decide.verify_now(cp, pub) if tab == "attestations" else [],
-            "verdicts": browse.file_verdicts(cp) if tab == "files" else {},
-            "findings": browse.checkpoint_findings(cp),
+            "verdicts": read_checkpoint.file_verdicts(cp) if tab == "files" else {},
+            "findings": read_checkpoint.checkpoint_findings(cp),
             "scans": sorted(cp.scans, key=lambda r: -r.id),
-            "others": [o for o in browse.other_checkpoints(s, cp.model_id) if o[0] != cp.id],
-            "exceptions": [w for w, _, _ in browse.exceptions(s) if w.checkpoint_id == cp.id],
+            "others": [
+                o for o in read_checkpoint.other_checkpoints(s, cp.model_id) if o[0] != cp.id
+            ],
+            "exceptions": [
+                w for w, _, _ in read_exceptions.exceptions(s) if w.checkpoint_id == cp.id
+            ],
             "requests": requests_service.list_requests(s, checkpoint_id=cp.id),
             "failed_checks": sorted(
                 {
@@ -143,7 +152,7 @@ def attestation_download(
 ) -> Response:
     _reader(request)
     with unit_of_work(_registry(request).sessions) as s:
-        cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        cp = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
         row = next((a for a in cp.attestations if a.id == attestation_id), None)
         if row is None:
             raise NotFound(f"no attestation {attestation_id} on this checkpoint")
@@ -166,7 +175,7 @@ def evidence_download(request: Request, namespace: str, name: str, digest: str) 
     _reader(request)
     registry = _registry(request)
     with unit_of_work(registry.sessions) as s:
-        cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        cp = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
         body = decide.evidence_bundle(cp, registry.registry_public_key())
     filename = f"evidence-{cp.manifest_digest[:12]}.zip"
     return Response(
@@ -209,7 +218,7 @@ def diff_page(request: Request, namespace: str, name: str, digest: str) -> Respo
     envs = decide.environments(_policy_set(request))
     live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
-        new = browse.get_checkpoint(s, namespace, name, _hex(digest))
-        old = browse.get_checkpoint(s, namespace, name, _hex(other))
-        result = browse.diff(s, old, new, envs, datetime.now(UTC), live=live)
+        new = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
+        old = read_checkpoint.get_checkpoint(s, namespace, name, _hex(other))
+        result = read_diff.diff(s, old, new, envs, datetime.now(UTC), live=live)
         return render(request, "diff.html", caller, d=result, model_name=new.model.full_name)

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
-from registry.service import browse, decide
+from registry.service import decide
 from registry.service import exception_requests as requests_service
+from registry.service.read import checkpoint as read_checkpoint
+from registry.service.read import exceptions as read_exceptions
 from registry.web._plumbing import (
     REQUEST_EXCEPTION_ROLE,
     FormBody,
@@ -55,7 +57,7 @@ def exception_request_action(
         raise InputError(f"unknown environment {env!r}")
     waive = [w for w in form.get("waive", "").replace(",", " ").split() if w]
     with unit_of_work(_registry(request).sessions) as s:
-        cp = browse.get_checkpoint(s, namespace, name, _hex(digest))
+        cp = read_checkpoint.get_checkpoint(s, namespace, name, _hex(digest))
         requests_service.request(
             s,
             cp,
@@ -75,7 +77,7 @@ def exceptions_page(request: Request) -> Response:
     caller = _reader(request)
     now = datetime.now(UTC)
     with unit_of_work(_registry(request).sessions) as s:
-        granted = browse.exceptions(s)
+        granted = read_exceptions.exceptions(s)
         pending = requests_service.list_requests(s, status="pending")
         decided = [r for r in requests_service.list_requests(s) if r.status != "pending"][:50]
         return render(

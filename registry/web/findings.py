@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from registry.db.engine import unit_of_work
-from registry.service import browse
+from registry.service.read import common as read_common
+from registry.service.read import findings as read_findings
 from registry.web._plumbing import (
     _int,
     _reader,
@@ -25,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 def findings_page(request: Request) -> Response:
     caller = _reader(request)
     params = request.query_params
-    query = browse.FindingQuery(
+    query = read_findings.FindingQuery(
         scanner=params.get("scanner", "")[:100],
         rule=params.get("rule", "")[:200],
         severity=params.get("severity", ""),
@@ -33,7 +34,7 @@ def findings_page(request: Request) -> Response:
         page=_int(params.get("page"), 1),
     )
     with unit_of_work(_registry(request).sessions) as s:
-        rows, total = browse.findings(s, query)
+        rows, total = read_findings.findings(s, query)
     base = {k: v for k, v in params.items() if k != "page" and v}
     return render(
         request,
@@ -44,5 +45,5 @@ def findings_page(request: Request) -> Response:
         total=total,
         pages=max(1, -(-total // query.per_page)),
         page_url=lambda n: "/ui/findings?" + urlencode({**base, "page": n}),
-        severities=browse.SEVERITIES,
+        severities=read_common.SEVERITIES,
     )

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from registry.db.engine import unit_of_work
-from registry.service import browse, decide
+from registry.service import decide
+from registry.service.read import overview as read_overview
 from registry.web._plumbing import (
     _policy_set,
     _reader,
@@ -28,7 +29,7 @@ def overview_page(request: Request) -> Response:
     envs = decide.environments(_policy_set(request))
     live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
-        data = browse.overview(s, envs, now=datetime.now(UTC), live=live)
+        data = read_overview.overview(s, envs, now=datetime.now(UTC), live=live)
     signers = _signers(request)
     soon = datetime.now(UTC) + timedelta(days=30)
     expiring_keys = [x for x in signers if x["not_after"] is not None and x["not_after"] <= soon]

@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from policies import PolicyError, load_policies
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
-from registry.service import browse, decide
+from registry.service import decide
+from registry.service.read import checkpoint as read_checkpoint
 from registry.web._plumbing import (
     Caller,
     FormBody,
@@ -82,7 +83,7 @@ def dry_run_action(request: Request, form: FormBody) -> Response:
     started = time.monotonic()
     now = datetime.now(UTC)
     with unit_of_work(registry.sessions) as s:
-        for cp in browse.all_checkpoints(s, limit=5000):
+        for cp in read_checkpoint.all_checkpoints(s, limit=5000):
             counted += 1
             before, after = decide.compare_now(
                 s,
