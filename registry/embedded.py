@@ -174,7 +174,7 @@ class EmbeddedRegistry:
 
     def live_statuses(self) -> LiveStatuses:
         """The status board bound to the policy and key in force now (what lists show)."""
-        from registry.service.admitted import Gatekeeper
+        from registry.service.gate import Gatekeeper
 
         text, _ = self.policy_source()
         key = self.registry_public_key()
@@ -265,7 +265,7 @@ class EmbeddedRegistry:
         """The decision now. Under the registry's own policy it is recorded (row, signed VSA,
         audit event) when its outcome differs from the newest recorded one; a what-if (another
         policy document) is answered and never recorded, so it never becomes a status."""
-        from registry.service.admitted import Gatekeeper
+        from registry.service.gate import Gatekeeper
 
         what_if = policy_text is not None and policy_text != self.policy_source()[0]
         gate = Gatekeeper(

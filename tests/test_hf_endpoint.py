@@ -564,9 +564,9 @@ def test_token_is_required_unless_reads_are_public(served: Served, tmp_path: Pat
 def test_tree_pages_follow_link(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import HfApi
 
-    from registry.service import admitted
+    from registry.service import hf_view
 
-    monkeypatch.setattr(admitted, "TREE_PAGE", 2)
+    monkeypatch.setattr(hf_view, "TREE_PAGE", 2)
     first = served.get("/hf/prod/api/models/org/tiny/tree/main?recursive=true")
     assert len(first.json()) == 2
     assert 'rel="next"' in first.headers["Link"]
@@ -695,7 +695,8 @@ def test_a_source_commit_with_two_versions_of_a_file_is_refused() -> None:
     from typing import cast
 
     from registry.db.models import Checkpoint
-    from registry.service.admitted import NotAdmitted, _check_same_bytes
+    from registry.service.gate import NotAdmitted
+    from registry.service.hf_view import _check_same_bytes
 
     def checkpoint(**files: str) -> Checkpoint:
         rows = [SimpleNamespace(path=p, sha256=h) for p, h in files.items()]

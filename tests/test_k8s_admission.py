@@ -14,7 +14,7 @@ import pytest
 
 from policies import CheckResult, CheckStatus, Decision, Mode
 from registry.api.app import create_app
-from registry.service.admitted import (
+from registry.service.k8s_review import (
     DecisionCache,
     MalformedReview,
     parse_admission_review,

@@ -555,10 +555,16 @@ def test_policy_dry_run_shows_what_would_flip(site: Site) -> None:
 def test_read_side_queries_on_sqlite_and_postgres(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """browse.* are plain SQL shapes that must agree on both databases."""
+    """The read modules (registry.service.read) are plain SQL shapes that must agree on both
+    databases."""
     from datetime import UTC, datetime
 
-    from registry.service import browse
+    from registry.service.read import audit as read_audit
+    from registry.service.read import checkpoint as read_checkpoint
+    from registry.service.read import diff as read_diff
+    from registry.service.read import findings as read_findings
+    from registry.service.read import models as read_models
+    from registry.service.read import overview as read_overview
 
     monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
     monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
@@ -572,7 +578,7 @@ def test_read_side_queries_on_sqlite_and_postgres(
             now = datetime.now(UTC)
             live = registry.live_statuses()
             with unit_of_work(registry.sessions) as s:
-                over = browse.overview(s, envs, now=now, live=live)
+                over = read_overview.overview(s, envs, now=now, live=live)
                 assert over.checkpoints == 5
                 assert over.quarantined == 1
                 assert over.by_environment["prod"]["allowed"] == 2  # clean v1 and v2
@@ -582,9 +588,9 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert over.findings_by_severity["critical"] >= 1
 
                 def names(**kw: str) -> list[str]:
-                    page = browse.search_checkpoints(
+                    page = read_models.search_checkpoints(
                         s,
-                        browse.ModelQuery(**kw),  # type: ignore[arg-type]
+                        read_models.ModelQuery(**kw),  # type: ignore[arg-type]
                         envs,
                         now=now,
                         live=live,
@@ -604,19 +610,20 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert names(severity="info", license="apache-2.0") == ["acme/pickled-llm"]
                 assert names(license="mit") == ["acme/xss-llm"]
                 assert names(license="unknown") == []
-                rows, total = browse.findings(s, browse.FindingQuery(severity="high"))
+                rows, total = read_findings.findings(s, read_findings.FindingQuery(severity="high"))
                 assert total == len(rows) >= 1
                 assert {r.ref for r in rows} == {scenario.pickled}
                 name, digest = scenario.clean.split("@sha256:")
                 ns, model = name.split("/")
-                new = browse.get_checkpoint(s, ns, model, digest)
-                old = browse.get_checkpoint(s, ns, model, scenario.clean_v1.split("sha256:")[1])
-                d = browse.diff(s, old, new, envs, now, live=live)
+                new = read_checkpoint.get_checkpoint(s, ns, model, digest)
+                old_hex = scenario.clean_v1.split("sha256:")[1]
+                old = read_checkpoint.get_checkpoint(s, ns, model, old_hex)
+                d = read_diff.diff(s, old, new, envs, now, live=live)
                 assert [f.path for f in d.added] == ["config.json"]
                 assert [f.path for f in d.changed] == ["model.safetensors"]
                 exported = "".join(
-                    browse.audit_export(
-                        s, browse.AuditQuery(action="checkpoint.quarantine"), "json", batch=2
+                    read_audit.audit_export(
+                        s, read_audit.AuditQuery(action="checkpoint.quarantine"), "json", batch=2
                     )
                 )
                 assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]

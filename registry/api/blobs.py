@@ -22,7 +22,8 @@ from registry.db.engine import unit_of_work
 from registry.db.models import Checkpoint
 from registry.embedded import EmbeddedRegistry
 from registry.errors import IntegrityFailure
-from registry.service import admitted, audit, serving
+from registry.service import audit, serving
+from registry.service.gate import WARNING_HEADER, admit_bytes, warning_header
 from registry.service.tokens import Principal
 
 log = logging.getLogger("modelctl.api")
@@ -77,9 +78,9 @@ def gate_read(
     check_scope(principal, environment)
     gate = gatekeeper(request, registry)
     with unit_of_work(registry.sessions) as session:
-        decision = admitted.admit_bytes(session, gate, holders(session), environment, what=subject)
-    warning = admitted.warning_header(decision, environment)
-    return {admitted.WARNING_HEADER: warning} if warning else {}
+        decision = admit_bytes(session, gate, holders(session), environment, what=subject)
+    warning = warning_header(decision, environment)
+    return {WARNING_HEADER: warning} if warning else {}
 
 
 def _forensic_read(

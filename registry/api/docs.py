@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 router = APIRouter(include_in_schema=False)
 
 #: For HTML the registry renders: no script at all, styles only from its own origin, never
-#: framed, forms only to itself (the web UI sends the same policy from `registry.web.routes`).
+#: framed, forms only to itself (the web UI sends the same policy from `registry.web._plumbing`).
 HTML_SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "

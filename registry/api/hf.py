@@ -7,7 +7,7 @@ use to download a model, serving only checkpoints admitted to `env` (docs/hf-end
     POST      /hf/{env}/api/models/{ns}/{name}/paths-info/{rev}      form field `paths`
     HEAD|GET  /hf/{env}/{ns}/{name}/resolve/{rev}/{path}             file metadata / bytes
 
-Every request decides now (registry.service.admitted). Errors carry the Hub's `X-Error-Code`
+Every request decides now (registry.service.hf_view). Errors carry the Hub's `X-Error-Code`
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) and `X-Error-Message`; a checkpoint that
 is not admitted is a 403 whose message lists the failing checks. No `X-Xet-*` header and no
 `xetHash` field is ever sent, so clients always download from `/resolve` over plain HTTP.
@@ -37,10 +37,10 @@ from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, IntegrityFailure, RegistryError
-from registry.service import admitted, serving
-from registry.service.admitted import (
+from registry.service import hf_view, serving
+from registry.service.gate import WARNING_HEADER, Gatekeeper, warning_header
+from registry.service.hf_view import (
     EntryNotFound,
-    Gatekeeper,
     RepoNotFound,
     RevisionNotFound,
     ServedCheckpoint,
@@ -133,13 +133,13 @@ def _error_response(exc: RegistryError) -> JSONResponse:
 def _resolve(request: Request, registry: EmbeddedRegistry, env: str, repo: str, rev: str) -> Any:
     gate = gatekeeper(request, registry)
     with unit_of_work(registry.sessions) as session:
-        return admitted.resolve(session, gate, repo, rev, env)
+        return hf_view.resolve(session, gate, repo, rev, env)
 
 
 def _warning(served: ServedCheckpoint, env: str) -> dict[str, str]:
     """`X-Modelctl-Warning` when the checkpoint is served with warn-mode failures."""
-    warning = admitted.warning_header(served.decision, env)
-    return {admitted.WARNING_HEADER: warning} if warning else {}
+    warning = warning_header(served.decision, env)
+    return {WARNING_HEADER: warning} if warning else {}
 
 
 def _raw_tail(request: Request, marker: str) -> str:
@@ -201,7 +201,7 @@ def tree(
         served: ServedCheckpoint = _resolve(request, registry, env, f"{ns}/{name}", rev)
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
         entries = served.tree(path, recursive=recursive)
-        chunk, cursor = admitted.page(entries, request.query_params.get("cursor"))
+        chunk, cursor = hf_view.page(entries, request.query_params.get("cursor"))
     except RegistryError as exc:
         return _error_response(exc)
     headers = {"X-Repo-Commit": served.commit, **_warning(served, env)}
@@ -298,7 +298,7 @@ def resolve_file(
         assert served is not None
         file: ServedFile = served.file(path)
         span = serving.parse_range(request.headers.get("Range"), file.size)
-        admitted.check_blob(registry.blobs, file)
+        hf_view.check_blob(registry.blobs, file)
     except RangeNotSatisfiable as exc:
         response = hf_error(416, None, exc.message, commit=served.commit if served else None)
         response.headers["Content-Range"] = f"bytes */{exc.size}"

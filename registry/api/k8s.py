@@ -1,7 +1,7 @@
 """`POST /k8s/admission[/{env}]`: a Kubernetes validating admission webhook for Pods
 (AdmissionReview `admission.k8s.io/v1`; docs/k8s-admission.md).
 
-The pod is allowed iff every model it references (registry.service.admitted
+The pod is allowed iff every model it references (registry.service.k8s_review
 `parse_admission_review` says where we look) is admitted to the environment now. The
 environment is the path's `{env}` (one webhook entry per environment, each selecting its
 namespaces by label), else `MODELCTL_K8S_ENVIRONMENT`, else `prod`; never something the pod
@@ -32,8 +32,9 @@ from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError
-from registry.service import admitted
-from registry.service.admitted import DecisionCache, MalformedReview, PodReview, PodVerdict
+from registry.service import k8s_review
+from registry.service.gate import check_environment
+from registry.service.k8s_review import DecisionCache, MalformedReview, PodReview, PodVerdict
 from registry.service.tokens import Principal
 
 ENV_VARIABLE = "MODELCTL_K8S_ENVIRONMENT"
@@ -106,23 +107,23 @@ def _review(
     gate = gatekeeper(request, registry)
     cache = decision_cache(request)
     with unit_of_work(registry.sessions) as session:
-        return admitted.review_pod(session, gate, cache, review, environment)
+        return k8s_review.review_pod(session, gate, cache, review, environment)
 
 
 async def _admission(
     request: Request, registry: EmbeddedRegistry, environment: str, who: Principal
 ) -> JSONResponse:
     try:
-        admitted.check_environment(environment)
+        check_environment(environment)
     except InputError as exc:
         raise ApiProblem(404, "not_found", exc.message) from exc
     # The API server's token decides which environments it may have reviewed: a token scoped
     # to prod cannot send pods to the dev policy's weaker rules (a 403 fails the call closed).
     check_scope(who, environment)
     document = await _read_body(request)
-    uid = admitted.review_uid(document)
+    uid = k8s_review.review_uid(document)
     try:
-        review = admitted.parse_admission_review(document)
+        review = k8s_review.parse_admission_review(document)
     except MalformedReview as exc:
         if uid is None:
             raise ApiProblem(400, "malformed_review", exc.message) from exc

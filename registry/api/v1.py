@@ -21,7 +21,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.refs import Ref
 from registry.requests import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
-from registry.service import admitted, checkpoints
+from registry.service import checkpoints, gate
 from registry.service import scan as scan_service
 from registry.service.tokens import Principal
 
@@ -257,7 +257,7 @@ def download_blob(
         environment=env,
         reason=reason,
         subject=digest,
-        holders=lambda session: admitted.checkpoints_holding_blob(session, sha256),
+        holders=lambda session: gate.checkpoints_holding_blob(session, sha256),
     )
     return blob_response(request, registry, sha256, size, extra_headers=headers)
 

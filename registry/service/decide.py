@@ -21,8 +21,8 @@ from attestations.keys import PublicKeyVerifier, key_hint, load_public_key
 from policies import Decision, PolicySet
 from registry.blobs.base import BlobStore
 from registry.db.models import Checkpoint
-from registry.service.admitted import Gatekeeper
 from registry.service.checkpoints import manifest_of
+from registry.service.gate import Gatekeeper
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, selectinload
 from policies import CheckStatus, Decision
 from registry.db.models import AuditEvent, Checkpoint
 from registry.errors import Denied
-from registry.service.admitted import Gatekeeper
+from registry.service.gate import Gatekeeper
 
 Status = Literal["allowed", "warn", "denied", "quarantined"]
 STATUSES: tuple[Status, ...] = ("allowed", "warn", "denied", "quarantined")
@@ -299,7 +299,8 @@ class StatusBoard:
 
 @dataclass(frozen=True, slots=True)
 class LiveStatuses:
-    """A board bound to the policy, key and blob store in force: what browse queries call."""
+    """A board bound to the policy, key and blob store in force: what the read queries
+    (`registry.service.read`) call."""
 
     board: StatusBoard
     gate: Gatekeeper

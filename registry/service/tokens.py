@@ -246,3 +246,14 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def token_principal(session: Session, token_id: int, *, now: datetime) -> Principal | None:
+    """The caller a browser session stands for, re-read now: None once the token is revoked
+    or expired (so a session never outlives its token, and a role change applies at once)."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        return None
+    return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id)

@@ -1,1 +1,1 @@
-"""The registry web UI (server-rendered; see registry/web/routes.py)."""
+"""The registry web UI (server-rendered; registry/web/routes.py wires one router per area)."""

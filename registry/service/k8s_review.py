@@ -1,0 +1,452 @@
+"""Reviewing pods: the logic behind `/k8s/admission` (registry/api/k8s.py translates it to
+HTTP). AdmissionReview parsing, the model references a pod carries, `DecisionCache` and the
+review itself. Every decision is made through `gate.Gatekeeper` (see `gate` for what
+"admitted" means); only the webhook keeps a decision, in `DecisionCache`, until the decision's
+expiry (capped), and it re-reads the quarantine state on every review.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from policies import CheckStatus, Decision
+from registry.db.models import Checkpoint, Model
+from registry.errors import Denied, InputError
+from registry.refs import ModelName
+from registry.service import admission
+from registry.service.checkpoints import source_view
+from registry.service.gate import Gatekeeper, check_environment, failing_checks, warning_checks
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+ANNOTATION = "modelctl.dev/model"
+#: Every annotation under this prefix is ours: one we do not know (a typo, `modelctl.dev/Model`)
+#: refuses the pod, lest a misspelt model reference let it through as model-free.
+ANNOTATION_PREFIX = "modelctl.dev/"
+KNOWN_ANNOTATIONS = f"{ANNOTATION}, {ANNOTATION}.<suffix> (lower-case letters, digits, '-')"
+KSERVE_SOURCE_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
+STORAGE_INITIALIZER = "storage-initializer"
+_ANNOTATION_KEY = re.compile(r"modelctl\.dev/model(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?")
+_HF_URI = re.compile(
+    r"hf://(?P<ns>[A-Za-z0-9][A-Za-z0-9._-]{0,95})/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
+    r"(?::(?P<hash>[^/\s]*))?(?P<rest>/.*)?"
+)
+#: Bounds on what a review may carry (the API server caps requests at 3 MiB anyway).
+MAX_REFERENCES = 64
+MAX_REFERENCE_CHARS = 512
+
+
+class MalformedReview(InputError):
+    """The body is not an AdmissionReview v1 we can answer (no uid to echo, wrong shape)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReference:
+    """One model a pod uses: where it was found, what was written, and what it pins."""
+
+    where: str
+    text: str
+    name: str | None = None  # NS/NAME
+    digest: str | None = None  # sha256:<hex> (annotation) ...
+    commit: str | None = None  # ... or a 40-hex source commit (annotation or hf://…:HASH)
+    problem: str | None = None  # why it cannot be admitted as written
+    source_uri: str | None = None  # hf://NS/NAME: checkpoints mirrored from it, any name
+
+
+@dataclass(frozen=True, slots=True)
+class PodReview:
+    uid: str
+    kind: str
+    operation: str
+    namespace: str
+    name: str
+    references: tuple[ModelReference, ...]
+
+
+def parse_reference(text: str, where: str) -> ModelReference:
+    """`NS/NAME@sha256:<64 hex>` or `NS/NAME@<40-hex source commit>` (annotation), or
+    `hf://NS/NAME:<40-hex commit>` (KServe). Anything unpinned or unparsable carries a
+    `problem` and is denied."""
+    text = text.strip()
+    if len(text) > MAX_REFERENCE_CHARS:
+        return ModelReference(where, text[:80] + "...", problem="reference too long")
+    if text.startswith("hf://"):
+        return _parse_hf_uri(text, where)
+    if "://" in text:
+        return ModelReference(
+            where, text, problem="unsupported scheme (modelctl checks hf:// only)"
+        )
+    return _parse_name_reference(text, where)
+
+
+def _parse_name_reference(text: str, where: str) -> ModelReference:
+    name, sep, selector = text.partition("@")
+    try:
+        ModelName.parse(name)
+    except InputError:
+        return ModelReference(where, text, problem="not NAMESPACE/NAME@sha256:<digest>")
+    if not sep:
+        return ModelReference(where, text, name=name, problem="unpinned: add @sha256:<digest>")
+    if selector.startswith("sha256:") and _HEX64.fullmatch(selector[7:]):
+        return ModelReference(where, text, name=name, digest=selector)
+    if _HEX40.fullmatch(selector):
+        return ModelReference(where, text, name=name, commit=selector)
+    return ModelReference(
+        where, text, name=name, problem="pin by @sha256:<manifest digest> or a 40-hex commit"
+    )
+
+
+def _parse_hf_uri(text: str, where: str) -> ModelReference:
+    m = _HF_URI.fullmatch(text)
+    if m is None or m.group("rest") or ".." in text:
+        return ModelReference(where, text, problem="not an hf://NAMESPACE/NAME[:COMMIT] URI")
+    name = f"{m.group('ns')}/{m.group('name')}"
+    commit = m.group("hash")
+    if not commit:
+        return ModelReference(
+            where, text, name=name, problem=f"unpinned: write hf://{name}:<40-hex commit>"
+        )
+    if not _HEX40.fullmatch(commit):
+        return ModelReference(where, text, name=name, problem="the :HASH is not a 40-hex commit")
+    return ModelReference(where, text, name=name, commit=commit, source_uri=f"hf://{name}")
+
+
+def _mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedReview(f"{what} is not an object")
+    return value
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MalformedReview(f"{what} is not a list of strings")
+    return list(value)
+
+
+def review_uid(document: object) -> str | None:
+    """The request's uid if the body has one we can echo (even when the rest is malformed)."""
+    if isinstance(document, dict):
+        request = document.get("request")
+        if isinstance(request, dict):
+            uid = request.get("uid")
+            if isinstance(uid, str) and 0 < len(uid) <= 128:
+                return uid
+    return None
+
+
+def parse_admission_review(document: object) -> PodReview:
+    """An `admission.k8s.io/v1` AdmissionReview for a Pod, and the models it references.
+
+    Recognised, in this order (each occurrence is one reference; duplicates are kept once):
+    1. annotation `modelctl.dev/model`: one or several references separated by commas or
+       whitespace; and annotations `modelctl.dev/model.<suffix>` (one reference each);
+    2. annotation `internal.serving.kserve.io/storage-initializer-sourceuri` (what KServe
+       puts on the predictor pod) when it is an `hf://` URI;
+    3. every argument of an init container or container named `storage-initializer` that
+       starts with `hf://` (KServe passes the storage URI as its first argument).
+    """
+    doc = _mapping(document, "the body")
+    if doc.get("apiVersion") != "admission.k8s.io/v1" or doc.get("kind") != "AdmissionReview":
+        raise MalformedReview("expected apiVersion admission.k8s.io/v1, kind AdmissionReview")
+    request = _mapping(doc.get("request"), "request")
+    uid = review_uid(doc)
+    if uid is None:
+        raise MalformedReview("request.uid is missing")
+    kind_obj = _mapping(request.get("kind") or {}, "request.kind")
+    kind = kind_obj.get("kind")
+    operation = request.get("operation")
+    if not isinstance(kind, str) or not isinstance(operation, str):
+        raise MalformedReview("request.kind.kind and request.operation are required")
+    namespace = request.get("namespace") or ""
+    name = request.get("name") or ""
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        raise MalformedReview("request.namespace and request.name must be strings")
+    refs: list[ModelReference] = []
+    if kind == "Pod" and operation in ("CREATE", "UPDATE"):
+        pod = _mapping(request.get("object"), "request.object")
+        metadata = _mapping(pod.get("metadata") or {}, "request.object.metadata")
+        name = name or str(metadata.get("name") or metadata.get("generateName") or "")
+        refs = _pod_references(pod, metadata)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ref in refs:
+        if (ref.where, ref.text) not in seen:
+            seen.add((ref.where, ref.text))
+            unique.append(ref)
+    if len(unique) > MAX_REFERENCES:
+        raise MalformedReview(f"more than {MAX_REFERENCES} model references")
+    return PodReview(uid, kind, operation, namespace, name, tuple(unique))
+
+
+def _pod_references(pod: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[ModelReference]:
+    annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+    refs = _annotation_references(annotations)
+    spec = _mapping(pod.get("spec") or {}, "spec")
+    for field_name in ("initContainers", "containers"):
+        containers = spec.get(field_name) or []
+        if not isinstance(containers, list):
+            raise MalformedReview(f"spec.{field_name} is not a list")
+        for i, container in enumerate(containers):
+            c = _mapping(container, f"spec.{field_name}[{i}]")
+            if c.get("name") != STORAGE_INITIALIZER:
+                continue
+            for j, arg in enumerate(_strings(c.get("args"), f"spec.{field_name}[{i}].args")):
+                if arg.strip().startswith("hf://"):
+                    where = f"{field_name}[{STORAGE_INITIALIZER}].args[{j}]"
+                    refs.append(parse_reference(arg, where))
+    return refs
+
+
+def _annotation_references(annotations: Mapping[str, Any]) -> list[ModelReference]:
+    refs: list[ModelReference] = []
+    for key in sorted(annotations):
+        value = annotations[key]
+        if not isinstance(value, str):
+            raise MalformedReview(f"annotation {key!r:.80} is not a string")
+        where = f"annotation {key[:100]}"
+        if key == ANNOTATION:
+            items = [t for t in re.split(r"[\s,]+", value) if t]
+            if not items:
+                refs.append(ModelReference(where, value, problem="empty"))
+            refs += [parse_reference(t, where) for t in items]
+        elif _ANNOTATION_KEY.fullmatch(key):
+            refs.append(parse_reference(value, where))
+        elif key.lower().startswith(ANNOTATION_PREFIX):
+            refs.append(
+                ModelReference(
+                    where,
+                    value[:80],
+                    problem=f"unknown modelctl annotation; the known keys are {KNOWN_ANNOTATIONS}",
+                )
+            )
+        elif key == KSERVE_SOURCE_ANNOTATION and value.strip().startswith("hf://"):
+            refs.append(parse_reference(value, where))
+    return refs
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceVerdict:
+    reference: ModelReference
+    allowed: bool
+    message: str  # one line: why (failing checks) or what was admitted
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodVerdict:
+    allowed: bool
+    message: str
+    verdicts: tuple[ReferenceVerdict, ...]
+    warnings: tuple[str, ...]
+
+
+class DecisionCache:
+    """Allowing decisions by (environment, checkpoint digest), kept until the decision's
+    expiry, at most `max_age` (facts without an expiry change too: new scans, revoked
+    exceptions), at most `max_entries` (least recently used go first).
+
+    Denials are not kept: a checkpoint attested a moment ago is admitted on the next review,
+    and a denial costs one evaluation. Only decisions made while the checkpoint was not
+    quarantined are kept, and the caller reads the quarantine state before every lookup: a
+    quarantine denies at once, whatever is cached.
+    """
+
+    def __init__(self, *, max_age: timedelta = timedelta(seconds=60), max_entries: int = 4096):
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[Decision, float]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, environment: str, digest: str, now: datetime) -> Decision | None:
+        with self._lock:
+            entry = self._entries.get((environment, digest))
+            if entry is None or entry[1] <= now.timestamp():
+                if entry is not None:
+                    del self._entries[(environment, digest)]
+                self.misses += 1
+                return None
+            self._entries.move_to_end((environment, digest))
+            self.hits += 1
+            return entry[0]
+
+    def put(self, environment: str, digest: str, decision: Decision, now: datetime) -> None:
+        until = now + self.max_age
+        if decision.expires_at is not None:
+            until = min(until, decision.expires_at)
+        quarantine = decision.check("quarantine")
+        if (
+            not decision.allowed
+            or until <= now
+            or quarantine is None
+            or quarantine.status is not CheckStatus.PASS
+        ):
+            return
+        with self._lock:
+            self._entries[(environment, digest)] = (decision, until.timestamp())
+            self._entries.move_to_end((environment, digest))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def invalidate(self, digest: str | None = None) -> None:
+        with self._lock:
+            if digest is None:
+                self._entries.clear()
+            else:
+                for key in [k for k in self._entries if k[1] == digest]:
+                    del self._entries[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
+    """The checkpoints a reference names: by registry name and digest or source commit, or,
+    for `hf://NS/NAME:COMMIT`, every checkpoint mirrored from that repository at that commit
+    whatever its registry name (that is what the pod will fetch)."""
+    query = (  # quarantine by digest: of the manifest (any name) or of one of its files
+        select(Checkpoint)
+        .options(selectinload(Checkpoint.quarantines), selectinload(Checkpoint.file_quarantines))
+        .order_by(Checkpoint.id)
+    )
+    if ref.source_uri is not None:
+        query = query.where(
+            Checkpoint.source_uri == ref.source_uri, Checkpoint.source_commit == ref.commit
+        )
+        return list(session.scalars(query))
+    assert ref.name is not None
+    parsed = ModelName.parse(ref.name)
+    query = query.join(Model, Checkpoint.model_id == Model.id).where(
+        Model.namespace == parsed.namespace, Model.name == parsed.name
+    )
+    if ref.digest is not None:
+        query = query.where(Checkpoint.manifest_digest == ref.digest.removeprefix("sha256:"))
+    else:
+        query = query.where(Checkpoint.source_commit == ref.commit)
+    return list(session.scalars(query))
+
+
+def _whole_commit_refusal(ref: ModelReference, checkpoints: Sequence[Checkpoint]) -> str | None:
+    """Why `hf://NS/NAME:<commit>` cannot be admitted on these (admitted) checkpoints, or None.
+
+    The pod fetches every file of the commit from the hub: that is covered only by a
+    checkpoint known to hold the commit's complete file list. One mirrored with `--include`
+    or `--exclude` (or recorded before filters were kept) leaves files nobody scanned."""
+    if any(c.complete for c in checkpoints):
+        return None
+    cuts = "; ".join(
+        f"sha256:{c.manifest_digest[:12]}… {source_view(c).filter_text}" for c in checkpoints[:3]
+    )
+    return (
+        f"{cuts}; the pod would fetch files nobody scanned: mirror {ref.source_uri}@{ref.commit} "
+        "without --include/--exclude and attest it"
+    )
+
+
+def review_pod(
+    session: Session,
+    gate: Gatekeeper,
+    cache: DecisionCache,
+    review: PodReview,
+    environment: str,
+    *,
+    now: datetime | None = None,
+) -> PodVerdict:
+    """Allowed iff every referenced model is admitted to `environment` now.
+
+    A source commit shared by several checkpoints (e.g. mirrored with different `--include`)
+    must be admitted for every one of them: the pod fetches the commit, not one of our subsets.
+    A pod that references no model is allowed (scope the webhook with selectors).
+    """
+    now = now or datetime.now(UTC)
+    check_environment(environment)
+    if review.kind != "Pod":
+        return PodVerdict(
+            False,
+            f"modelctl reviews Pods only, not {review.kind!r:.60}: fix the webhook's rules",
+            (),
+            (),
+        )
+    verdicts = tuple(
+        _review_reference(session, gate, cache, ref, environment=environment, now=now)
+        for ref in review.references
+    )
+    denied = [v for v in verdicts if not v.allowed]
+    warnings = tuple(w for v in verdicts for w in v.warnings)
+    if denied:
+        message = f"{len(denied)} of {len(verdicts)} model reference(s) not admitted to " + (
+            f"{environment!r}: "
+            + " | ".join(f"{v.reference.text} ({v.reference.where}): {v.message}" for v in denied)
+        )
+        return PodVerdict(False, message, verdicts, warnings)
+    if not verdicts:
+        return PodVerdict(True, "no model references", verdicts, warnings)
+    return PodVerdict(
+        True, f"{len(verdicts)} model reference(s) admitted to {environment!r}", verdicts, warnings
+    )
+
+
+def _review_reference(
+    session: Session,
+    gate: Gatekeeper,
+    cache: DecisionCache,
+    ref: ModelReference,
+    *,
+    environment: str,
+    now: datetime,
+) -> ReferenceVerdict:
+    if ref.problem is not None:
+        return ReferenceVerdict(ref, False, ref.problem)
+    try:
+        return _decide_reference(session, gate, cache, ref, environment=environment, now=now)
+    except Denied as exc:  # no policy bound to the environment: fail closed
+        return ReferenceVerdict(ref, False, exc.message)
+
+
+def _decide_reference(
+    session: Session,
+    gate: Gatekeeper,
+    cache: DecisionCache,
+    ref: ModelReference,
+    *,
+    environment: str,
+    now: datetime,
+) -> ReferenceVerdict:
+    checkpoints = _lookup(session, ref)
+    if not checkpoints:
+        return ReferenceVerdict(ref, False, "no such checkpoint in the registry")
+    warnings: list[str] = []
+    for checkpoint in checkpoints:
+        digest = f"sha256:{checkpoint.manifest_digest}"
+        held = admission.active_quarantine(checkpoint)
+        if held is not None:  # read now, on every review: never from the cache
+            by = f" by file sha256:{held.digest}" if held.kind == "file" else ""
+            return ReferenceVerdict(ref, False, f"{digest} is quarantined{by}: {held.reason}")
+        decision = cache.get(environment, digest, now)
+        if decision is None:
+            decision = gate.decide(session, checkpoint, environment, now)
+            cache.put(environment, digest, decision, now)
+        if not decision.allowed:
+            reasons = failing_checks(decision) or ["policy: denied"]
+            return ReferenceVerdict(ref, False, f"{digest}: " + "; ".join(reasons))
+        warnings += [f"{ref.text}: {w}" for w in warning_checks(decision)]
+    if ref.source_uri is not None:
+        incomplete = _whole_commit_refusal(ref, checkpoints)
+        if incomplete is not None:
+            return ReferenceVerdict(ref, False, incomplete)
+    admitted = ", ".join(f"sha256:{c.manifest_digest[:12]}…" for c in checkpoints)
+    return ReferenceVerdict(ref, True, f"admitted ({admitted})", tuple(warnings))

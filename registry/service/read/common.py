@@ -1,0 +1,51 @@
+"""What every read page shares: the verdict ranking, severities, page sizes, the LIKE
+escaping and the newest-scan subquery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from registry.db.models import Scan
+
+#: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
+VERDICT_RANK = {
+    "clean": 0,
+    "unsupported": 1,
+    "suspicious": 2,
+    "error": 3,
+    "malformed": 3,
+    "malicious": 4,
+}
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with the wildcards in it taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def latest_scan_ids() -> Select[int]:
+    """The newest scan row per (checkpoint, scanner)."""
+    return select(func.max(Scan.id)).group_by(Scan.checkpoint_id, Scan.scanner_id)
+
+
+def report_findings(report: Any) -> Iterator[dict[str, Any]]:
+    if not isinstance(report, dict):
+        return
+    for entry in report.get("files", []):
+        if not isinstance(entry, dict):
+            continue
+        for finding in entry.get("findings", []):
+            if isinstance(finding, dict):
+                yield {**finding, "path": entry.get("path", "")}

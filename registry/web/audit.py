@@ -1,0 +1,110 @@
+"""The audit log: the page (`/ui/audit`) and its CSV and JSON exports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from registry.db.engine import unit_of_work
+from registry.errors import InputError
+from registry.service.read import audit as read_audit
+from registry.service.tokens import PERMISSIONS
+from registry.web._plumbing import (
+    Caller,
+    _headers,
+    _int,
+    _reader,
+    _Refused,
+    _registry,
+    page,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _audit_query(request: Request) -> read_audit.AuditQuery:
+    params = request.query_params
+
+    def when(key: str) -> datetime | None:
+        text = params.get(key, "").strip()
+        if not text:
+            return None
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InputError(f"bad {key} time {text!r:.40}: use YYYY-MM-DD") from exc
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+    return read_audit.AuditQuery(
+        actor=params.get("actor", "")[:200],
+        action=params.get("action", "")[:100],
+        target=params.get("target", "")[:300],
+        since=when("since"),
+        until=when("until"),
+        page=_int(params.get("page"), 1),
+    )
+
+
+def _auditor(request: Request) -> Caller:
+    caller = _reader(request)
+    if not caller.may("audit.read"):
+        raise _Refused(403, f"the audit log needs role {PERMISSIONS['audit.read'].label}")
+    return caller
+
+
+@router.get("/ui/audit")
+@page
+def audit_page(request: Request) -> Response:
+    caller = _auditor(request)
+    query = _audit_query(request)
+    with unit_of_work(_registry(request).sessions) as s:
+        rows, total, actions = read_audit.audit_page(s, query)
+        base = {k: v for k, v in request.query_params.items() if k != "page" and v}
+        return render(
+            request,
+            "audit.html",
+            caller,
+            rows=rows,
+            total=total,
+            actions=actions,
+            query=query,
+            pages=max(1, -(-total // query.per_page)),
+            page_url=lambda n: "/ui/audit?" + urlencode({**base, "page": n}),
+            export_query=urlencode(base),
+        )
+
+
+@router.get("/ui/audit.csv")
+@page
+def audit_csv(request: Request) -> Response:
+    return _audit_export(request, "csv")
+
+
+@router.get("/ui/audit.json")
+@page
+def audit_json(request: Request) -> Response:
+    return _audit_export(request, "json")
+
+
+def _audit_export(request: Request, fmt: str) -> Response:
+    _auditor(request)
+    query = _audit_query(request)
+    sessions = _registry(request).sessions
+
+    def chunks() -> Iterator[bytes]:
+        with unit_of_work(sessions) as s:
+            for part in read_audit.audit_export(s, query, "csv" if fmt == "csv" else "json"):
+                yield part.encode("utf-8")
+
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        chunks(),
+        media_type=media,
+        headers=_headers({"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'}),
+    )

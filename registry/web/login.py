@@ -1,0 +1,113 @@
+"""Sign-in and sign-out: an API token becomes a signed session cookie (see `session`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from registry.db.engine import unit_of_work
+from registry.service import tokens
+from registry.web import session as websession
+from registry.web._plumbing import (
+    FormBody,
+    _actor,
+    _headers,
+    _key,
+    _Refused,
+    _registry,
+    page,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/ui/login")
+@page
+def login_form(request: Request) -> Response:
+    pre = request.cookies.get(websession.PRESESSION_COOKIE) or websession.new_presession()
+    response = render(
+        request,
+        "login.html",
+        None,
+        next=_safe_next(request.query_params.get("next")),
+        login_csrf=websession.presession_csrf(_key(request), pre),
+        error=None,
+    )
+    _set_cookie(request, response, websession.PRESESSION_COOKIE, pre, websession.PRESESSION_SECONDS)
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site ("/ui/..." or "/"): never another origin."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or os.environ.get(
+        "MODELCTL_WEB_SECURE_COOKIES", ""
+    ).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+
+
+@router.post("/ui/login")
+@page
+def login(request: Request, form: FormBody) -> Response:
+    if form.error is not None:
+        raise _Refused(*form.error)
+    key = _key(request)
+    pre = request.cookies.get(websession.PRESESSION_COOKIE)
+    next_url = _safe_next(form.get("next"))
+    if not pre or not websession.same_token(form.get("csrf"), websession.presession_csrf(key, pre)):
+        raise _Refused(403, "the sign-in form expired or came from elsewhere: reload it")
+    token = form.get("token", "").strip()
+    registry = _registry(request)
+    with unit_of_work(registry.sessions) as s:
+        principal = tokens.authenticate(s, token) if token else None
+    if principal is None or principal.token_id is None:
+        time.sleep(0.2)  # a guess costs something
+        return render(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=next_url,
+            login_csrf=websession.presession_csrf(key, pre),
+            error="That token is unknown, revoked or expired.",
+        )
+    web = websession.new_session(principal.token_id)
+    response = RedirectResponse(next_url, status_code=303, headers=_headers())
+    _set_cookie(
+        request,
+        response,
+        websession.SESSION_COOKIE,
+        websession.encode_session(key, web),
+        websession.SESSION_SECONDS,
+    )
+    response.delete_cookie(websession.PRESESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/ui/logout")
+@page
+def logout(request: Request, form: FormBody) -> Response:
+    _actor(request, form, None)
+    response = RedirectResponse("/ui/login", status_code=303, headers=_headers())
+    response.delete_cookie(websession.SESSION_COOKIE, path="/")
+    return response
