@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, selectinload
 from attestations.digests import Digest
 from policies import CheckStatus, Decision, Facts, Mode, ModelPolicy, PolicySet, evaluate
 from policies.model import PolicyException
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint, CheckpointFile, Model, WaiverRow
 from registry.errors import Denied, InputError, IntegrityFailure, NotFound
 from registry.service import admission
@@ -97,7 +97,7 @@ class Gatekeeper:
     """Decides with one policy set, the blob store (model cards) and the registry's key."""
 
     policies: PolicySet
-    blobs: BlobStore
+    blobs: BlobReader
     registry_public_key: bytes | None
 
     def decide(
@@ -493,7 +493,7 @@ def resolve(
 # -- bytes ----------------------------------------------------------------------------------
 
 
-def check_blob(blobs: BlobStore, file: ServedFile) -> None:
+def check_blob(blobs: BlobReader, file: ServedFile) -> None:
     """Before any header is sent: the blob is there and has the signed size."""
     try:
         stored = blobs.size(Digest(file.sha256))

@@ -16,7 +16,7 @@ from attestations.digests import Digest
 from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.keys import KeySigner
 from attestations.scan_result import ScannedFile, ScanRun, scan_statement
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import AuditEvent, Checkpoint, Scan
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Severity
 from registry.scanners.runner import OpenerFile, ScanReport, scan_targets
@@ -24,7 +24,7 @@ from registry.service.attest import store_attestation
 from registry.service.checkpoints import manifest_of
 
 
-def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobStore) -> list[ScanTarget]:
+def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobReader) -> list[ScanTarget]:
     manifest = manifest_of(checkpoint)
     targets: list[ScanTarget] = []
     for entry in manifest:
@@ -64,7 +64,7 @@ def scan_checkpoint(
     session: Session,
     checkpoint: Checkpoint,
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     scanners: list[Scanner],
     folder_scanners: list[FolderScanner],
     signer: KeySigner | None,
