@@ -303,8 +303,10 @@ def test_a_full_disk_is_a_storage_error_not_a_source_error(
 def test_a_path_or_file_url_is_the_local_store(tmp_path: Path) -> None:
     bare = open_blob_store(str(tmp_path / "a"))
     url = open_blob_store((tmp_path / "b").as_uri())
-    assert isinstance(bare, LocalBlobStore) and bare.root == tmp_path / "a"
-    assert isinstance(url, LocalBlobStore) and url.root == tmp_path / "b"
+    assert isinstance(bare, LocalBlobStore)
+    assert bare.root == tmp_path / "a"
+    assert isinstance(url, LocalBlobStore)
+    assert url.root == tmp_path / "b"
 
 
 def test_memory_names_one_store_per_process() -> None:
