@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from registry.blobs.factory import local_root
 from registry.errors import InputError
 
 DEFAULT_HOME = Path("~/.local/share/modelctl")
@@ -55,11 +54,13 @@ class Settings:
 
     @property
     def blob_root(self) -> Path:
-        """Folder of the local blob store (`file://` or a bare path in MODELCTL_BLOB_STORE).
-
-        Only for a local store; `registry.blobs.factory.open_blob_store` opens any store.
-        """
-        return local_root(self.blob_store)
+        """Folder of the local blob store (`file://` or a bare path in MODELCTL_BLOB_STORE)."""
+        spec = self.blob_store
+        if spec.startswith("file://"):
+            return Path(spec[len("file://") :])
+        if "://" in spec:
+            raise InputError(f"unsupported blob store {spec!r}: only local folders for now")
+        return Path(spec)
 
     @classmethod
     def from_env(
