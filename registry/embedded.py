@@ -21,7 +21,8 @@ from attestations.decision import DecisionRecord
 from attestations.digests import Digest
 from attestations.keys import KeySigner
 from registry import signing_key
-from registry.blobs.local import LocalBlobStore
+from registry.blobs.base import BlobStore
+from registry.blobs.factory import open_blob_store
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import WaiverRow
 from registry.errors import InputError, NotFound, StorageError
@@ -73,13 +74,14 @@ class EmbeddedRegistry:
                 settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise StorageError(f"cannot create {settings.home}: {exc.strerror}") from exc
+        # The store first: a blob store spec that names no store fails before any migration.
+        self.blobs: BlobStore = open_blob_store(settings.blob_store)
         self.engine = make_engine(settings.database_url)
         try:
             migrate(self.engine)
         except OperationalError as exc:
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
         self.sessions = session_factory(self.engine)
-        self.blobs = LocalBlobStore(settings.blob_root)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
         #: Live statuses for lists and counts, shared by `as_actor` copies (see live_status).

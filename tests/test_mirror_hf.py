@@ -316,3 +316,41 @@ def test_not_enough_disk_space_is_refused_before_any_download(
     assert "not enough space" in refused.stderr
     assert not any(r.method == "GET" and "/resolve/" in r.path for r in hub.requests)
     assert [m["name"] for m in models(run_cli)] == ["org/llama"]
+
+
+def test_a_hub_that_ignores_range_restarts_the_append_only_upload(
+    hub: FakeHub, commit: str, tmp_path: Path
+) -> None:
+    """http_get rewinds with seek()+truncate(); the upload only appends, so the sink aborts
+    the kept partial and begins again from byte 0 instead."""
+    from attestations.digests import Digest
+    from registry.blobs.memory import MemoryBlobStore
+    from registry.mirror.base import parse_source
+    from registry.mirror.hf import HuggingFaceSource
+    from registry.service.transfer import UploadSink
+    from registry.settings import Limits
+
+    path = "model-00001-of-00002.safetensors"
+    data = FILES[path]
+    source = HuggingFaceSource(
+        parse_source("hf://org/llama"), endpoint=hub.url, token=None, limits=Limits()
+    )
+    snapshot = source.resolve()
+    file = next(f for f in snapshot.files if f.path == path)
+    store = MemoryBlobStore()
+    first = store.upload(expected_size=len(data), resume_key="k")
+    first.write(data[:100_000])
+    first.abort(keep_partial=True)
+
+    hub.inject("org/llama", path, "ignore_range")
+    hub.reset_requests()
+    with UploadSink(
+        store, expected_sha256=Digest.of(data), expected_size=len(data), resume_key="k"
+    ) as sink:
+        assert sink.resume_offset == 100_000
+        source.fetch(snapshot, file, sink)
+        blob = sink.commit()
+    assert blob.digest == Digest.of(data)
+    assert store.in_flight() == []
+    gets = [r for r in hub.requests if r.method == "GET" and path in r.path]
+    assert gets[0].header("range") == "bytes=100000-"

@@ -23,6 +23,7 @@ from registry.errors import (
 )
 from registry.mirror.base import RemoteFile, Snapshot, parse_source
 from registry.mirror.modelscope import ModelScopeSource
+from registry.service.transfer import UploadSink
 from registry.settings import Limits
 from tests.fakes.modelscope import FakeModelScopeHub
 
@@ -100,7 +101,8 @@ def _mirror(
     source: ModelScopeSource, snapshot: Snapshot, file: RemoteFile, store: LocalBlobStore
 ) -> StoredBlob:
     assert file.sha256 is not None
-    with store.upload(
+    with UploadSink(
+        store,
         expected_sha256=Digest(file.sha256),
         expected_size=file.size,
         resume_key=f"{snapshot.commit}/{file.path}",
@@ -298,14 +300,18 @@ def test_an_interrupted_mirror_resumes_from_the_partial_upload(
     hub.inject(REPO, BIG, "status:500")  # ...then the hub fails for good
     key = f"{snapshot.commit}/{BIG}"
 
-    upload = store.upload(expected_size=file.size, resume_key=key, label=BIG)
+    upload = UploadSink(store, expected_size=file.size, resume_key=key, label=BIG)
     with pytest.raises(UpstreamError, match=rf"^ms://{REPO}: {BIG}: HTTP 500"):
         source.fetch(snapshot, file, upload)
     upload.abort(keep_partial=True)
 
     assert file.sha256 is not None
-    with store.upload(
-        expected_sha256=Digest(file.sha256), expected_size=file.size, resume_key=key, label=BIG
+    with UploadSink(
+        store,
+        expected_sha256=Digest(file.sha256),
+        expected_size=file.size,
+        resume_key=key,
+        label=BIG,
     ) as again:
         assert again.resume_offset > 0
         source.fetch(snapshot, file, again)

@@ -1,5 +1,12 @@
-"""Content-addressed blob storage: the port and its implementations."""
+"""Content-addressed blob storage: the ports, their implementations and the factory."""
 
-from registry.blobs.base import BlobStore, BlobUpload, StoredBlob, blob_key
+from registry.blobs.base import (
+    BlobReader,
+    BlobStore,
+    BlobUpload,
+    BlobWriter,
+    StoredBlob,
+    blob_key,
+)
 
-__all__ = ["BlobStore", "BlobUpload", "StoredBlob", "blob_key"]
+__all__ = ["BlobReader", "BlobStore", "BlobUpload", "BlobWriter", "StoredBlob", "blob_key"]

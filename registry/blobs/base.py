@@ -1,8 +1,18 @@
-"""The blob store port.
+"""The blob store ports: a reader and a writer.
 
 A blob is immutable and named by the sha256 of its bytes. Writers hash while they write, and
-a blob becomes visible only after its bytes were fsynced and its digest compared with the
+a blob becomes visible only after its bytes were made durable and its digest compared with the
 expected one: there is never a partial or unverified blob under a digest's name.
+
+Uploads are append-only. An interrupted upload that was kept (`abort(keep_partial=True)` with
+a `resume_key`) reports how many bytes it holds (`resume_offset`) when it is started again, and
+the caller appends from there. There is no seek and no truncate, because an object store's
+multipart upload cannot honour them: to throw partial bytes away, abort the upload and start a
+new one. Code that only reads takes a `BlobReader` (serving, pull, scanners, gate, the remote
+client); code that stores takes a `BlobStore` (both halves).
+
+This module imports nothing of `registry`, so that the remote client can implement the reader
+without pulling in the rest of the registry.
 """
 
 from __future__ import annotations
@@ -27,22 +37,52 @@ class StoredBlob:
     created: bool  # False when the store already held these bytes (dedup)
 
 
-class BlobUpload(Protocol):
-    """A writable, hashing sink for one blob. Use as a context manager; call `commit()`."""
+class BlobReader(Protocol):
+    """Read access to verified blobs. Every reader re-hashes what it passes on."""
 
+    def exists(self, digest: Digest) -> bool: ...
+
+    def size(self, digest: Digest) -> int:
+        """The blob's size in bytes; `NotFound` when the store does not hold it."""
+        ...
+
+    def open(self, digest: Digest) -> BinaryIO:
+        """Stream a blob from its first byte; `NotFound` when the store does not hold it.
+
+        Range reads read and hash from the start (see `service.serving.verified_chunks`), so
+        a reader needs no seek either.
+        """
+        ...
+
+
+class BlobUpload(Protocol):
+    """An append-only, hashing sink for one blob. Use as a context manager; call `commit()`."""
+
+    #: Bytes an earlier, interrupted upload with the same resume key left; appending continues
+    #: after them. 0 for a fresh upload.
     resume_offset: int
 
-    def write(self, data: bytes | memoryview, /) -> int: ...
-    def tell(self) -> int: ...
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
-    def truncate(self, size: int | None = None, /) -> int: ...
-    def commit(self) -> StoredBlob: ...
-    def abort(self, *, keep_partial: bool = False) -> None: ...
+    def write(self, data: bytes | memoryview, /) -> int:
+        """Append `data`; raises `IntegrityFailure` past the expected size."""
+        ...
+
+    def tell(self) -> int:
+        """The current offset: every byte appended so far, resumed ones included."""
+        ...
+
+    def commit(self) -> StoredBlob:
+        """Make the bytes durable, verify size and digests, then publish under the digest."""
+        ...
+
+    def abort(self, *, keep_partial: bool = False) -> None:
+        """Give up. With `keep_partial` (and a resume key) the bytes wait for a later upload."""
+        ...
+
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None: ...
 
 
-class BlobStore(Protocol):
+class BlobWriter(Protocol):
     def upload(
         self,
         *,
@@ -55,20 +95,18 @@ class BlobStore(Protocol):
         """Start writing a blob.
 
         `resume_key` names a transfer that may have been interrupted before: its partial bytes
-        are kept on failure and picked up by the next upload with the same key.
+        are kept on `abort(keep_partial=True)` and picked up by the next upload with the same
+        key, whose `resume_offset` says how many there are. A kept partial longer than
+        `expected_size` cannot be a prefix of the blob and is discarded.
         `expected_git_sha1` (needs `expected_size`) checks git's blob id of the bytes too, for
         files a hub identifies only that way. `label` names the file in error messages.
         """
         ...
 
-    def exists(self, digest: Digest) -> bool: ...
-
-    def size(self, digest: Digest) -> int: ...
-
     def free_space(self) -> int | None:
         """Bytes that can still be written, or None where the store cannot tell."""
         ...
 
-    def open(self, digest: Digest) -> BinaryIO:
-        """Read a blob. The caller re-hashes what it serves."""
-        ...
+
+class BlobStore(BlobReader, BlobWriter, Protocol):
+    """Both halves: what mirroring and the embedded registry hold."""

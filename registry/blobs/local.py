@@ -1,8 +1,8 @@
 """A content-addressed blob folder on the local filesystem.
 
 Layout: `<root>/sha256/<2 hex>/<64 hex>` for blobs, `<root>/tmp/` for uploads in flight.
-Uploads go temp file → fsync → compare digest → rename, so a crash at any point leaves
-either no blob or a whole, verified one.
+Uploads append to a temp file → fsync → compare digest → rename, so a crash at any point
+leaves either no blob or a whole, verified one.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from attestations.digests import Digest
-from attestations.hashing import CHUNK_SIZE, StreamHasher
+from attestations.hashing import CHUNK_SIZE
 from registry.blobs.base import StoredBlob, blob_key
-from registry.errors import IntegrityFailure, NotFound, StorageError
+from registry.blobs.checks import Expected
+from registry.errors import NotFound, StorageError
 
 #: Temp files older than these are left over from crashed processes and are removed.
 STALE_UPLOAD_SECONDS = 24 * 3600
@@ -116,7 +117,7 @@ class LocalBlobStore:
 
 
 class LocalBlobUpload:
-    """A hashing sink over a temp file (file-like enough for streaming HTTP clients)."""
+    """An append-only hashing sink over a temp file: `<root>/tmp/*.part`."""
 
     def __init__(
         self,
@@ -129,45 +130,42 @@ class LocalBlobUpload:
         label: str,
     ) -> None:
         self._store = store
-        self._expected_sha256 = expected_sha256
-        self._expected_size = expected_size
-        self._label = label or "blob"
-        if expected_git_sha1 is not None and expected_size is None:
-            raise StorageError(f"{label}: a git blob id can only be checked with a known size")
-        self._expected_git_sha1 = expected_git_sha1
-        git_blob_size = expected_size if expected_git_sha1 is not None else None
-        self._hasher = StreamHasher(git_blob_size=git_blob_size)
+        self._expected = Expected.of(
+            sha256=expected_sha256, size=expected_size, git_sha1=expected_git_sha1, label=label
+        )
+        self._label = self._expected.label
+        self._hasher = self._expected.new_hasher()
         self._done = False
         if resume_key is not None:
             name = "resume-" + hashlib.sha256(resume_key.encode()).hexdigest() + ".part"
         else:
             name = f"upload-{uuid.uuid4().hex}.part"
         self.temp_path = store.tmp / name
+        self._fd = self._open_temp()
+        self.resume_offset = self._absorb_partial() if resume_key is not None else 0
+        self._written_back = self.resume_offset
+        # Appends only: the descriptor sits at the end of what is already there.
+        os.lseek(self._fd, self.resume_offset, os.SEEK_SET)
+
+    def _open_temp(self) -> int:
         flags = (
             os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         )
         try:
-            self._fd = os.open(self.temp_path, flags, 0o600)
+            return os.open(self.temp_path, flags, 0o600)
         except OSError as exc:
             raise StorageError(f"{self._label}: cannot open upload file: {exc.strerror}") from exc
-        self.resume_offset = self._absorb_partial() if resume_key is not None else 0
-        # Hash states a client may rewind to (a server that ignored our Range header makes
-        # huggingface_hub restart from zero): the empty file and the start of this transfer.
-        self._rewind_points = {
-            0: StreamHasher(git_blob_size=git_blob_size),
-            self.resume_offset: self._hasher.copy(),
-        }
-        self._pending_rewind: int | None = None
-        self._written_back = self.resume_offset
-        os.lseek(self._fd, self.resume_offset, os.SEEK_SET)
 
     def _absorb_partial(self) -> int:
         """Hash the bytes an earlier, interrupted transfer left behind; return their count."""
         size = os.fstat(self._fd).st_size
         if size == 0:
             return 0
-        if self._expected_size is not None and size > self._expected_size:
-            os.ftruncate(self._fd, 0)
+        if self._expected.size is not None and size > self._expected.size:
+            # Not a prefix of this blob: abort it and start again from an empty file.
+            os.close(self._fd)
+            self.temp_path.unlink(missing_ok=True)
+            self._fd = self._open_temp()
             return 0
         buf = bytearray(CHUNK_SIZE)
         view = memoryview(buf)
@@ -178,7 +176,7 @@ class LocalBlobUpload:
             raise StorageError(f"{self._label}: partial file changed while it was read")
         return size
 
-    # -- file-like sink -------------------------------------------------------------------
+    # -- append-only sink -------------------------------------------------------------------
 
     def write(self, data: bytes | memoryview, /) -> int:
         view = memoryview(data)
@@ -199,39 +197,11 @@ class LocalBlobUpload:
                 self._fd, self._written_back, position - self._written_back, os.POSIX_FADV_DONTNEED
             )
             self._written_back = position
-        if self._expected_size is not None and self._hasher.size > self._expected_size:
-            raise IntegrityFailure(
-                f"{self._label}: source sent more than the {self._expected_size} bytes it listed"
-            )
+        self._expected.check_size_so_far(position)
         return total
 
     def tell(self) -> int:
         return self._hasher.size
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        target = offset if whence == os.SEEK_SET else self._hasher.size + offset
-        if whence not in (os.SEEK_SET, os.SEEK_CUR) or (
-            target != self._hasher.size and target not in self._rewind_points
-        ):
-            raise StorageError(f"{self._label}: unsupported seek in a streaming upload")
-        self._pending_rewind = None if target == self._hasher.size else target
-        return target
-
-    def truncate(self, size: int | None = None, /) -> int:
-        target = size if size is not None else self._pending_rewind
-        if target is None or target == self._hasher.size:
-            return self._hasher.size
-        if target not in self._rewind_points:
-            raise StorageError(f"{self._label}: unsupported truncate in a streaming upload")
-        os.ftruncate(self._fd, target)
-        os.lseek(self._fd, target, os.SEEK_SET)
-        self._written_back = min(self._written_back, target)
-        self._hasher = self._rewind_points[target].copy()
-        self._pending_rewind = None
-        return target
-
-    def flush(self) -> None:
-        """Nothing is buffered in user space."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -251,20 +221,7 @@ class LocalBlobUpload:
             self._done = True
         result = self._hasher.result()
         try:
-            if self._expected_size is not None and result.size != self._expected_size:
-                raise IntegrityFailure(
-                    f"{self._label}: expected {self._expected_size} bytes, got {result.size}"
-                )
-            if self._expected_sha256 is not None and result.sha256 != self._expected_sha256:
-                raise IntegrityFailure(
-                    f"{self._label}: sha256 mismatch: expected {self._expected_sha256}, "
-                    f"got {result.sha256}"
-                )
-            if self._expected_git_sha1 is not None and result.git_sha1 != self._expected_git_sha1:
-                raise IntegrityFailure(
-                    f"{self._label}: git blob id mismatch: expected {self._expected_git_sha1}, "
-                    f"got {result.git_sha1}"
-                )
+            self._expected.check(result)
             created = self._store._publish(self.temp_path, result.sha256)
         except BaseException:
             self.temp_path.unlink(missing_ok=True)

@@ -56,7 +56,7 @@ from attestations.digests import Digest
 from attestations.errors import AttestationError
 from attestations.keys import PublicKeyVerifier, load_public_key
 from attestations.model_signature import verify_model_signature
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.errors import Denied, InputError, IntegrityFailure, NotFound, StorageError
 from registry.progress import Progress
 from registry.views import DecisionView, PullResult
@@ -138,7 +138,7 @@ WRITEBACK_EVERY = 32 << 20
 
 
 def _copy_verified(
-    blobs: BlobStore, sha256: str, out: Path, progress: Progress, cancelled: threading.Event
+    blobs: BlobReader, sha256: str, out: Path, progress: Progress, cancelled: threading.Event
 ) -> tuple[str, int]:
     """Stream one blob into `out`, hashing while writing; fsync. Returns (sha256 hex, size)."""
     h = hashlib.sha256()
@@ -172,7 +172,7 @@ class _Job:
     out: Path
 
 
-def _run_jobs(jobs: Sequence[_Job], blobs: BlobStore, *, workers: int, progress: Progress) -> int:
+def _run_jobs(jobs: Sequence[_Job], blobs: BlobReader, *, workers: int, progress: Progress) -> int:
     """Copy every job in parallel; the first failure cancels the rest and is raised."""
     cancelled = threading.Event()
 
@@ -379,7 +379,7 @@ def pull_checkpoint(
     signed: SignedCheckpoint,
     decision: DecisionView,
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     dest: Path,
     force: bool,
     layout: Layout,

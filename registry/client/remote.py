@@ -29,7 +29,6 @@ import httpx
 
 from attestations.digests import Digest
 from attestations.model_signature import PREDICATE_TYPE as MODEL_SIGNATURE
-from registry.blobs.base import BlobUpload
 from registry.client import materialize
 from registry.errors import (
     AmbiguousReference,
@@ -359,7 +358,7 @@ class _ResponseReader(io.RawIOBase):
 
 
 class RemoteBlobs:
-    """The read side of `BlobStore` over `/v1/blobs`, for `pull_checkpoint` (never trusted:
+    """A `BlobReader` (and only that) over `/v1/blobs`, for `pull_checkpoint` (never trusted:
     the pull re-hashes every byte against the signed manifest). Every read names the pull's
     environment: the server lets bytes out only for an environment that admits them."""
 
@@ -390,20 +389,6 @@ class RemoteBlobs:
         if response.status_code != 200:
             self._remote.raise_problem(response)
         return int(response.headers["content-length"])
-
-    def free_space(self) -> int | None:
-        return None
-
-    def upload(
-        self,
-        *,
-        expected_sha256: Digest | None = None,
-        expected_size: int | None = None,
-        expected_git_sha1: str | None = None,
-        resume_key: str | None = None,
-        label: str = "",
-    ) -> BlobUpload:
-        raise InputError("the remote blob store is read-only")
 
 
 # -- the client ----------------------------------------------------------------------------------

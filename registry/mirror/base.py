@@ -100,18 +100,19 @@ class Snapshot:
 
 
 class ByteSink(Protocol):
-    """Where a source streams a file: a hashing blob upload, file-like enough for HTTP clients.
+    """Where a source streams a file: an append-only, hashing blob upload.
 
-    `resume_offset` bytes are already in the sink from an interrupted transfer; a source that
-    cannot resume rewinds with `seek(0)` + `truncate()` and sends everything.
+    `resume_offset` bytes are already in the sink from an interrupted transfer, and `tell()`
+    is where the next `write` appends. There is no seek and no truncate: a source that cannot
+    continue the bytes the sink holds calls `restart()`, which throws them away (the upload is
+    aborted and a fresh one begun) so that it can send the file from byte 0.
     """
 
     @property
     def resume_offset(self) -> int: ...
     def write(self, data: bytes | memoryview, /) -> int: ...
     def tell(self) -> int: ...
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
-    def truncate(self, size: int | None = None, /) -> int: ...
+    def restart(self) -> None: ...
 
 
 class Source(Protocol):

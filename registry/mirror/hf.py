@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -35,6 +36,7 @@ from registry.errors import (
     AuthenticationRequired,
     InputError,
     NotFound,
+    StorageError,
     UpstreamError,
 )
 from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec, checked_path
@@ -124,7 +126,7 @@ class HuggingFaceSource:
         try:
             http_get(
                 url,
-                sink,  # type: ignore[arg-type]  # file-like enough: write/tell/seek/truncate
+                HttpGetFile(sink),  # type: ignore[arg-type]  # file-like enough for http_get
                 resume_size=sink.resume_offset,
                 headers=headers,
                 expected_size=file.size,
@@ -164,3 +166,47 @@ class HuggingFaceSource:
         if status == 404:
             raise UpstreamError(f"{what}: listed by the hub but not served (HTTP 404)") from exc
         raise UpstreamError(f"{what}: HTTP {status}{detail}") from exc
+
+
+class HttpGetFile:
+    """What `http_get` needs of a file, over an append-only sink.
+
+    When a server ignores the Range header, `http_get` rewinds its file with
+    `seek(tell() - resume_size)` then `truncate()` and takes the body from byte 0. The sink
+    has no seek: rewinding to 0 is a `restart()` (the partial upload is aborted and a new one
+    begun); staying where it is does nothing; any other position is refused.
+    """
+
+    def __init__(self, sink: ByteSink) -> None:
+        self._sink = sink
+        self._rewind_to: int | None = None
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        if self._rewind_to is not None:
+            raise StorageError("a write after seek without truncate in an append-only upload")
+        return self._sink.write(data)
+
+    def tell(self) -> int:
+        return self._rewind_to if self._rewind_to is not None else self._sink.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        here = self._sink.tell()
+        target = offset if whence == os.SEEK_SET else here + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target not in (0, here):
+            raise StorageError("unsupported seek in an append-only upload")
+        self._rewind_to = None if target == here else target
+        return target
+
+    def truncate(self, size: int | None = None, /) -> int:
+        here = self._sink.tell()
+        target = size if size is not None else self._rewind_to
+        self._rewind_to = None
+        if target is None or target == here:
+            return here
+        if target != 0:
+            raise StorageError("unsupported truncate in an append-only upload")
+        self._sink.restart()
+        return 0
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""

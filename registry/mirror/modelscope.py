@@ -401,8 +401,7 @@ def _manifest(files: tuple[RemoteFile, ...]) -> dict[str, tuple[int | None, str 
 
 
 def _rewind(sink: ByteSink) -> None:
-    sink.seek(0)
-    sink.truncate()
+    sink.restart()
 
 
 def _int_header(value: str | None) -> int | None:

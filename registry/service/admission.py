@@ -27,7 +27,7 @@ from attestations.intoto import Statement
 from attestations.keys import KeySigner, PublicKeyVerifier, load_public_key
 from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
 from policies.model import UNWAIVABLE_PREFIXES, ExceptionScope, PolicyException
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Attestation, AuditEvent, Checkpoint, Quarantine, Scan, WaiverRow
 from registry.db.models import Decision as DecisionRow
 from registry.errors import InputError, NotFound, TwoPersonRule
@@ -67,7 +67,7 @@ def _formats(checkpoint: Checkpoint, scans: list[Scan]) -> dict[str, str]:
     return formats
 
 
-def model_card_license(checkpoint: Checkpoint, blobs: BlobStore) -> str | None:
+def model_card_license(checkpoint: Checkpoint, blobs: BlobReader) -> str | None:
     """`license:` from the model card's YAML front matter (README.md), lower-cased."""
     return card_license(((f.path, Digest(f.sha256)) for f in checkpoint.files), blobs)
 
@@ -137,7 +137,7 @@ def verified_attestations(
 def checkpoint_facts(
     checkpoint: Checkpoint,
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     registry_public_key: bytes | None,
     now: datetime | None = None,
 ) -> Facts:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
 from attestations.manifest import Manifest, ManifestEntry
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader, BlobStore
 from registry.db.models import (
     Attestation,
     AuditEvent,
@@ -67,7 +67,7 @@ MODEL_CARD_BYTES = 64 * 1024
 _LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
 
 
-def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobStore) -> str | None:
+def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
     """`license:` from the model card's YAML front matter (README.md), lower-cased; None when
     there is no card or it names none. `files` are (path, sha256) of the checkpoint."""
     card = next((d for path, d in files if path.lower() == "readme.md"), None)

@@ -19,7 +19,7 @@ from attestations.errors import AttestationError
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, key_hint, load_public_key
 from policies import Decision, PolicySet
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint
 from registry.service.checkpoints import manifest_of
 from registry.service.gate import Gatekeeper
@@ -62,7 +62,7 @@ def decide_now(
     policy_set: PolicySet,
     environments: Sequence[str],
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     registry_public_key: bytes | None,
     now: datetime | None = None,
 ) -> list[EnvDecision]:
@@ -88,7 +88,7 @@ def compare_now(
     candidate: PolicySet,
     environments: Sequence[str],
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     registry_public_key: bytes | None,
     now: datetime,
 ) -> tuple[list[EnvDecision], list[EnvDecision]]:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from policies import CheckStatus, Decision, Facts, Mode, ModelPolicy, PolicySet, evaluate
 from policies.model import PolicyException
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint, CheckpointFile, WaiverRow
 from registry.errors import Denied, InputError, NotFound
 from registry.service import admission
@@ -64,7 +64,7 @@ class Gatekeeper:
     """Decides with one policy set, the blob store (model cards) and the registry's key."""
 
     policies: PolicySet
-    blobs: BlobStore
+    blobs: BlobReader
     registry_public_key: bytes | None
 
     def decide(

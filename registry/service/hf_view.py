@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
 from policies import Decision
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint, Model
 from registry.errors import InputError, IntegrityFailure, NotFound
 from registry.refs import ModelName
@@ -354,7 +354,7 @@ def resolve(
 # -- bytes ----------------------------------------------------------------------------------
 
 
-def check_blob(blobs: BlobStore, file: ServedFile) -> None:
+def check_blob(blobs: BlobReader, file: ServedFile) -> None:
     """Before any header is sent: the blob is there and has the signed size."""
     try:
         stored = blobs.size(Digest(file.sha256))

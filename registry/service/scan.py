@@ -17,7 +17,7 @@ from attestations.digests import Digest
 from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.keys import KeySigner
 from attestations.scan_result import ScannedFile, ScanRun, scan_statement
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import AuditEvent, Checkpoint, Scan
 from registry.errors import InputError
 from registry.scanners import catalog
@@ -40,7 +40,7 @@ def select_scanners(
         raise InputError(exc.message) from exc
 
 
-def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobStore) -> list[ScanTarget]:
+def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobReader) -> list[ScanTarget]:
     manifest = manifest_of(checkpoint)
     targets: list[ScanTarget] = []
     for entry in manifest:
@@ -80,7 +80,7 @@ def scan_checkpoint(
     session: Session,
     checkpoint: Checkpoint,
     *,
-    blobs: BlobStore,
+    blobs: BlobReader,
     scanners: list[Scanner],
     folder_scanners: list[FolderScanner],
     signer: KeySigner | None,

@@ -21,7 +21,7 @@ from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.errors import SignatureVerificationError
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, load_public_key
-from registry.blobs.base import BlobStore
+from registry.blobs.base import BlobReader
 from registry.db.models import Attestation, AuditEvent, Checkpoint, CheckpointFile, Model
 from registry.errors import InputError, IntegrityFailure, NotFound
 from registry.refs import Ref
@@ -75,7 +75,7 @@ class RangeNotSatisfiable(InputError):
 
 
 def verified_chunks(
-    blobs: BlobStore, sha256: str, size: int, byte_range: ByteRange | None = None
+    blobs: BlobReader, sha256: str, size: int, byte_range: ByteRange | None = None
 ) -> Iterator[bytes]:
     """The bytes of `byte_range` (default: all) of blob `sha256`, checked before the end."""
     want = byte_range or ByteRange(0, size - 1)

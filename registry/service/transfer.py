@@ -4,6 +4,7 @@ Each file streams from its source into a blob upload that hashes as it writes an
 digests the source listed. A file whose listed sha256 is already in the store is not fetched
 again. When any file fails, the others stop at their next chunk and the first real error is
 raised; partial transfers are kept for a later mirror to resume unless their bytes were wrong.
+Uploads only append: a source that must start a file over restarts its sink (abort, begin).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from attestations.digests import Digest
-from registry.blobs.base import BlobStore, BlobUpload, StoredBlob, blob_key
+from registry.blobs.base import BlobReader, BlobStore, BlobUpload, BlobWriter, StoredBlob, blob_key
 from registry.errors import RegistryError, StorageError, UpstreamError
 from registry.mirror.base import RemoteFile, Snapshot, Source
-from registry.progress import Progress
+from registry.progress import NoProgress, Progress
 
 
 class _Cancelled(Exception):
@@ -30,14 +31,37 @@ class FetchedFile:
     transferred: int
 
 
-class _TrackedSink:
-    """A blob upload that reports progress and stops when the batch is cancelled."""
+class UploadSink:
+    """The `ByteSink` a source streams into: a blob upload that reports progress, stops when
+    the batch is cancelled, and restarts by aborting its upload and beginning a new one (the
+    upload itself only appends)."""
 
-    def __init__(self, upload: BlobUpload, progress: Progress, cancel: threading.Event) -> None:
-        self._upload = upload
-        self._progress = progress
-        self._cancel = cancel
-        self.resume_offset = upload.resume_offset
+    def __init__(
+        self,
+        blobs: BlobWriter,
+        *,
+        expected_sha256: Digest | None = None,
+        expected_size: int | None = None,
+        expected_git_sha1: str | None = None,
+        resume_key: str | None = None,
+        label: str = "",
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        def begin() -> BlobUpload:
+            return blobs.upload(
+                expected_sha256=expected_sha256,
+                expected_size=expected_size,
+                expected_git_sha1=expected_git_sha1,
+                resume_key=resume_key,
+                label=label,
+            )
+
+        self._begin = begin
+        self._upload = begin()
+        self._progress = progress or NoProgress()
+        self._cancel = cancel or threading.Event()
+        self.resume_offset = self._upload.resume_offset
         self.transferred = 0
 
     def write(self, data: bytes | memoryview, /) -> int:
@@ -51,14 +75,11 @@ class _TrackedSink:
     def tell(self) -> int:
         return self._upload.tell()
 
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        return self._upload.seek(offset, whence)
-
-    def truncate(self, size: int | None = None, /) -> int:
-        return self._upload.truncate(size)
-
-    def flush(self) -> None:
-        pass
+    def restart(self) -> None:
+        """Throw away every byte received so far: abort the upload, begin an empty one."""
+        self._upload.abort(keep_partial=False)
+        self._upload = self._begin()
+        self.resume_offset = self._upload.resume_offset  # 0: the partial is gone
 
     def commit(self) -> StoredBlob:
         return self._upload.commit()
@@ -66,7 +87,7 @@ class _TrackedSink:
     def abort(self, *, keep_partial: bool = False) -> None:
         self._upload.abort(keep_partial=keep_partial)
 
-    def __enter__(self) -> _TrackedSink:
+    def __enter__(self) -> UploadSink:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None:
@@ -94,14 +115,16 @@ def fetch_files(
             progress.advance(reused.size)
             progress.file_done(file.path, reused=True)
             return FetchedFile(path=file.path, blob=reused, transferred=0)
-        upload = blobs.upload(
+        sink = UploadSink(
+            blobs,
             expected_sha256=Digest(file.sha256) if file.sha256 else None,
             expected_size=file.size,
             expected_git_sha1=file.git_blob_sha1,
             resume_key=f"{snapshot.uri}@{snapshot.commit}:{file.path}" if resumable else None,
             label=f"{snapshot.uri}: {file.path}",
+            progress=progress,
+            cancel=cancel,
         )
-        sink = _TrackedSink(upload, progress, cancel)
         with sink:
             progress.advance(sink.resume_offset)
             try:
@@ -154,7 +177,7 @@ def _check_free_space(blobs: BlobStore, snapshot: Snapshot, files: list[RemoteFi
         )
 
 
-def _already_stored(blobs: BlobStore, file: RemoteFile) -> StoredBlob | None:
+def _already_stored(blobs: BlobReader, file: RemoteFile) -> StoredBlob | None:
     """The stored blob for a file whose listed sha256 and size we already hold, if any."""
     if file.sha256 is None or file.size is None:
         return None

@@ -1,0 +1,60 @@
+"""Pick the blob store from the scheme of MODELCTL_BLOB_STORE.
+
+- a path or `file:///path`: the local folder store (`registry.blobs.local`);
+- `memory://` or `memory://NAME`: the in-memory store, one per name and process (tests);
+- `s3://bucket/prefix`: refused until the object store lands (scale-out);
+- anything else with a scheme: refused, naming the schemes there are.
+
+A new store is one module under `registry/blobs/` and one branch here.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from registry.blobs.base import BlobStore
+from registry.blobs.local import LocalBlobStore
+from registry.blobs.memory import MemoryBlobStore
+from registry.errors import InputError
+
+SCHEMES = ("file", "memory")
+
+_memory_stores: dict[str, MemoryBlobStore] = {}
+_memory_lock = threading.Lock()
+
+
+def open_blob_store(spec: str) -> BlobStore:
+    """The store that `spec` (the value of MODELCTL_BLOB_STORE) names; `InputError` if none."""
+    scheme, _, rest = spec.partition("://")
+    if not _:
+        return LocalBlobStore(local_root(spec))
+    if scheme == "file":
+        return LocalBlobStore(local_root(spec))
+    if scheme == "memory":
+        return memory_store(rest)
+    if scheme == "s3":
+        raise InputError(
+            f"blob store {spec!r}: s3:// is not yet supported; use a folder or file:// for now"
+        )
+    raise InputError(
+        f"unsupported blob store {spec!r}: use a folder, file:///PATH or memory://NAME"
+    )
+
+
+def local_root(spec: str) -> Path:
+    """The folder of a local store spec: a bare path or `file:///path`."""
+    if spec.startswith("file://"):
+        return Path(spec[len("file://") :])
+    if "://" in spec:
+        raise InputError(f"blob store {spec!r} is not a local folder")
+    return Path(spec)
+
+
+def memory_store(name: str = "") -> MemoryBlobStore:
+    """The process's in-memory store called `name`, created on first use."""
+    with _memory_lock:
+        store = _memory_stores.get(name)
+        if store is None:
+            store = _memory_stores[name] = MemoryBlobStore()
+        return store
