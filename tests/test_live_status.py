@@ -229,7 +229,9 @@ def test_status_board_forgets_only_what_an_event_may_change(
                     details={},
                 )
             )
-            s.add(Quarantine(kind="checkpoint", digest=cp.manifest_digest, reason="late", actor="t"))
+            s.add(
+                Quarantine(kind="checkpoint", digest=cp.manifest_digest, reason="late", actor="t")
+            )
         after = statuses()
         assert board.computed > settled
         assert sorted(after.values()).count("quarantined") == len(ENVS)

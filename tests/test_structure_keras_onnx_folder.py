@@ -477,7 +477,8 @@ def onnx_model(
         functions=functions or [],
         producer_name="modelctl-tests",
     )
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def scan_onnx(data: bytes, name: str = "model.onnx") -> FileVerdict:

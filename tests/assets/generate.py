@@ -1683,7 +1683,7 @@ def keras(c: Corpus) -> None:
         None,
         "JFrog report; CVE id not verified (our notes say CVE-2025-9906)",
     )
-    k2_layers = [
+    k2_layers: list[dict[str, object]] = [
         {
             "class_name": "InputLayer",
             "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "input_1"},
@@ -1693,7 +1693,7 @@ def keras(c: Corpus) -> None:
             "config": {"name": "dense", "units": 2, "activation": "linear", "use_bias": True},
         },
     ]
-    k2_lambda = {
+    k2_lambda: dict[str, object] = {
         "class_name": "Lambda",
         "config": {
             "name": "lambda",
