@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import h5py
+import h5py  # type: ignore[import-untyped]
 import numpy as np
 import onnx
 import pytest

@@ -1059,7 +1059,7 @@ def bz2_bomb(total: int = 1 << 30, chunk: int = 16 << 20) -> bytes:
 
 
 def containers(c: Corpus) -> None:
-    import joblib
+    import joblib  # type: ignore[import-untyped]
     import numpy as np
 
     benign_pkl = state_dict_pickle()
@@ -1583,7 +1583,7 @@ def _k3_model(extra_layers: list[dict[str, object]]) -> bytes:
 
 
 def _h5(populate: Callable[[object], None]) -> bytes:
-    import h5py
+    import h5py  # type: ignore[import-untyped]
 
     bio = io.BytesIO()
     with h5py.File(bio, "w") as f:
