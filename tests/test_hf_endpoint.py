@@ -666,6 +666,7 @@ def test_the_servers_policy_file_decides(
         assert "no policy is bound to environment 'prod'" in prod.headers["X-Error-Message"]
 
 
+@pytest.mark.slow
 def test_snapshot_by_source_commit(
     served: Served, hub: FakeHub, run_cli: Any, tmp_path: Path
 ) -> None:

@@ -1093,6 +1093,7 @@ def _plain(value: object, seen: dict[int, int]) -> object:
     return (type(value).__name__, repr(value)[:1000])
 
 
+@pytest.mark.slow
 def test_the_c_accelerator_changes_no_verdict_finding_or_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
