@@ -21,6 +21,7 @@ import pytest
 
 from cli.main import main as cli_main
 from registry.db.engine import make_engine, migrate
+from tests.slow_tests import SLOW_TESTS
 from tests.socket_guard import SocketGuard
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -181,8 +182,10 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Markers that follow from fixtures, so that no test has to remember them."""
+    """Markers that follow from fixtures or measurements, so that no test has to remember them."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "postgres_url" in names or "migrated_postgres_url" in names:
             item.add_marker(pytest.mark.postgres)
+        if item.nodeid.split("[", 1)[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
