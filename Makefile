@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_HOME ?= $(CURDIR)/.demo
+# pytest-xdist workers: one per core (auto); README "Running the tests" has the measurements.
+PYTEST_WORKERS ?= auto
+# The fast subset: everything but the slow, browser and torch/transformers tests.
+FAST_TESTS := not slow and not browser and not ml
 
-.PHONY: venv demo test lint typecheck contracts pytest bench clean
+.PHONY: venv demo test lint typecheck contracts pytest pytest-fast accelerator bench clean
 
 $(BIN)/modelctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +31,17 @@ typecheck: venv
 contracts: venv
 	$(BIN)/lint-imports
 
-pytest: venv
-	$(BIN)/pytest
+# The C twin of the pickle machine, built in place (a no-op when it is up to date). It is an
+# optional extension, so a failed build only warns; the parity test in tests/test_pickle_vm.py
+# then fails (it never skips when CI is set, nor where a compiler exists).
+accelerator: venv
+	$(BIN)/python setup.py --quiet build_ext --inplace
+
+pytest: venv accelerator
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+
+pytest-fast: venv accelerator
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "$(FAST_TESTS)"
 
 test: lint typecheck contracts pytest
 

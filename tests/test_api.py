@@ -598,7 +598,7 @@ def test_database_error_is_a_500_problem_and_nothing_is_half_written(
         assert session.scalar(select(func.count()).select_from(Quarantine)) == 0
         actions = list(session.scalars(select(AuditEvent.action)))
         assert "checkpoint.quarantine" not in actions
-        assert session.scalar(select(func.count()).select_from(Attestation)) > 0
+        assert (session.scalar(select(func.count()).select_from(Attestation)) or 0) > 0
     assert api.get("/v1/health").json() == {"status": "ok"}
     retry = api.post(_cp(seeded) + "/quarantine", "security", json={"reason": "x"})
     assert retry.status_code == 200

@@ -29,6 +29,12 @@ from registry.scanners.base import FileVerdict, ScanLimits, Verdict
 from registry.scanners.runner import Folder, local_targets
 from tests.backdoor_models import Spec, build
 
+#: Torch and transformers throughout. The models come from the cache in tests/backdoor_models.py
+#: (keyed by the spec and that file's source); when it is cold, the first test trains all four,
+#: so this module has a build's timeout rather than the suite's 120 s.
+BUILD_TIMEOUT_S = 600
+pytestmark = [pytest.mark.ml, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "assets" / "corpus"
 MALICIOUS_PICKLE = CORPUS / "pickle" / "os_system_global_reduce_p0.pkl"
@@ -274,7 +280,7 @@ def test_help_imports_no_torch() -> None:
 
 def test_backdoor_is_opt_in() -> None:
     files, folders = catalog.select(())
-    assert "backdoor" not in {s.id for s in [*files, *folders]}
+    assert "backdoor" not in {s.id for s in files} | {s.id for s in folders}
     _, chosen = catalog.select(("backdoor",))
     assert [s.id for s in chosen] == ["backdoor"]
     # The shipped policies name the default scanners only; a policy may require `backdoor`.

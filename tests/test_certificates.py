@@ -468,7 +468,7 @@ def _model(tmp_path: Path) -> Path:
 
 
 def test_model_signing_verifies_our_certificate_bundle(pki: Pki, tmp_path: Path) -> None:
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # type: ignore[import-untyped]
     from model_signing import hashing, verifying
     from model_signing._signing.signing import Payload
 

@@ -108,6 +108,7 @@ def test_unusable_home_is_an_environment_error(run_cli: Any, tmp_path: Path) -> 
     assert "cannot create" in result.stderr
 
 
+@pytest.mark.slow
 def test_console_script_entry_point(tmp_path: Path) -> None:
     """The installed `modelctl` runs as a program, with the same exit codes."""
     env = dict(os.environ, MODELCTL_HOME=str(tmp_path / "home"))
@@ -134,6 +135,7 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_make_demo_script_runs_offline(tmp_path: Path) -> None:
     """`make demo` (bench/demo.sh) builds a model locally, mirrors it and shows it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELSCOPE_"))}

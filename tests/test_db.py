@@ -46,8 +46,8 @@ def test_pinned_head_revision_is_alembics_head() -> None:
     assert head_revision() == HEAD_REVISION
 
 
-def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_migrations_create_the_schema_and_are_idempotent(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     assert current_revision(engine) is None
     migrate(engine)
     migrate(engine)
@@ -65,13 +65,13 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> N
     engine.dispose()
 
 
-def test_downgrade_then_upgrade_round_trips(database_url: str) -> None:
+def test_downgrade_then_upgrade_round_trips(empty_database_url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
     from registry.db.engine import MIGRATIONS
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     migrate(engine)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -190,7 +190,7 @@ def test_embedded_registry_uses_postgres_when_configured(
     assert not (tmp_path / "home" / "registry.db").exists()
 
 
-def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
+def test_0009_backfills_scan_severity_from_reports(empty_database_url: str) -> None:
     """An existing database at 0008: upgrading computes `scans.max_severity` from each stored
     report (over more than one batch) and leaves `checkpoints.license` not yet recorded."""
     from datetime import UTC, datetime
@@ -201,7 +201,7 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
 
     from registry.db.engine import MIGRATIONS
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
@@ -256,7 +256,9 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
     migrate(engine)
     assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
-        severities = dict(conn.execute(text("SELECT id, max_severity FROM scans")).all())
+        severities: dict[object, object] = dict(
+            conn.execute(text("SELECT id, max_severity FROM scans")).all()
+        )
         licenses = conn.execute(text("SELECT license FROM checkpoints")).scalars().all()
     assert {k: v for k, v in severities.items() if v is not None} == {4: "high", 511: "info"}
     assert len(severities) == 520
@@ -264,7 +266,7 @@ def test_0009_backfills_scan_severity_from_reports(database_url: str) -> None:
     engine.dispose()
 
 
-def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(database_url: str) -> None:
+def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(empty_database_url: str) -> None:
     """An existing database at 0009: a quarantine that hung off one checkpoint row becomes a
     quarantine of that checkpoint's manifest digest (active and released alike)."""
     from datetime import UTC, datetime
@@ -275,7 +277,7 @@ def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(database_url:
 
     from registry.db.engine import MIGRATIONS
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
@@ -357,7 +359,7 @@ def test_record_keeps_the_license_and_fills_one_not_recorded(database_url: str) 
 
 
 def test_0012_leaves_old_tokens_unscoped_and_old_checkpoints_not_known_complete(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
     """A database at 0009: after 0012 an existing token still works in every environment
     (scope NULL) and an existing checkpoint's completeness is unknown (NULL: not complete)."""
@@ -369,7 +371,7 @@ def test_0012_leaves_old_tokens_unscoped_and_old_checkpoints_not_known_complete(
 
     from registry.db.engine import MIGRATIONS
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

@@ -126,6 +126,8 @@ spec:
 """
 
 
+@pytest.mark.ml
+@pytest.mark.slow
 def test_a_backdoor_finding_denies_pull_everywhere_until_two_people_triage_it(
     run_cli: Any, registry_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

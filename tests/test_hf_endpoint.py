@@ -270,6 +270,7 @@ def test_ranges(served: Served) -> None:
     assert multi.content == BIG
 
 
+@pytest.mark.ml
 def test_transformers_and_hf_endpoint_in_a_fresh_process(served: Served, tmp_path: Path) -> None:
     """What users do: HF_ENDPOINT and HF_TOKEN set before anything is imported, hf_xet
     installed and not disabled; transformers loads the config and the tokenizer."""
@@ -665,6 +666,7 @@ def test_the_servers_policy_file_decides(
         assert "no policy is bound to environment 'prod'" in prod.headers["X-Error-Message"]
 
 
+@pytest.mark.slow
 def test_snapshot_by_source_commit(
     served: Served, hub: FakeHub, run_cli: Any, tmp_path: Path
 ) -> None:

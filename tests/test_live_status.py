@@ -130,6 +130,7 @@ def test_whatif_policy_check_is_not_status(
     assert _rows(server_registry)[0] == before[0] + 1
 
 
+@pytest.mark.slow
 def test_repeated_checks_record_one_decision(
     run_cli: Any,
     remote: Remote,  # noqa: F811

@@ -258,6 +258,7 @@ def test_hostile_names_in_a_listing_are_refused(
     assert not any(r.method == "GET" and "/resolve/" in r.path for r in hub.requests)
 
 
+@pytest.mark.slow
 def test_killed_mirror_leaves_the_registry_consistent_and_resumes(
     run_cli: Any, hub: FakeHub, isolated_env: Path, tmp_path: Path
 ) -> None:

@@ -142,6 +142,7 @@ def test_include_and_exclude_globs(run_cli: Any, model: Path) -> None:
     assert "no files to mirror" in nothing.stderr
 
 
+@pytest.mark.slow
 def test_default_name_comes_from_the_folder(run_cli: Any, model: Path) -> None:
     out = run_cli("mirror", str(model), "--json").json()
     assert out["name"] == "local/model"

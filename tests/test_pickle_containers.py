@@ -13,7 +13,6 @@ import os
 import pickle
 import struct
 import tarfile
-import time
 import warnings
 import zipfile
 import zlib
@@ -472,14 +471,11 @@ def test_two_gigabyte_checkpoint_reads_only_pickles(tmp_path: Path) -> None:
     assert p.stat().st_size > 2 * 1024**3
     counter = [0]
     target = Target(p, counter)
-    start = time.perf_counter()
     assert SCANNER.applies_to(target)
     v = SCANNER.scan(target, LIMITS)
-    elapsed = time.perf_counter() - start
     assert v.verdict is Verdict.CLEAN, v.findings
+    # Only the pickles are read; the wall-clock bound (0.5 s) is in bench/scan_speed.py.
     assert counter[0] < 16 * 1024, counter[0]
-    assert elapsed < 0.5, elapsed
-    print(f"2 GiB checkpoint: {elapsed * 1000:.1f} ms, {counter[0]} bytes read")
 
 
 # -- legacy torch formats -------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 import collections
 import datetime
 import io
+import os
 import pickle
 import pickletools
 import shutil
 import struct
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -721,15 +721,14 @@ def test_bound_max_pickle_bytes_is_an_error() -> None:
     assert "pickle.limit.bytes" in rules(result)
 
 
+@pytest.mark.timeout(60)  # an expansion would never end; the 5 s bound is in bench/scan_speed.py
 def test_bound_billion_laughs_memo_expansion_stays_linear() -> None:
     # Each level appends the previous list twice (via GET): 2**60 elements if expanded.
     parts = [P2, b"]q\x00"]
     for level in range(1, 60):
         parts.append(b"](h%ch%ce" % (level - 1, level - 1) + b"q%c" % level)
     parts.append(b".")
-    start = time.perf_counter()
     assert_clean(b"".join(parts))
-    assert time.perf_counter() - start < 5
 
 
 def test_findings_are_capped_but_the_verdict_counts_all() -> None:
@@ -807,22 +806,18 @@ def test_scanning_never_imports_or_unpickles(monkeypatch: pytest.MonkeyPatch) ->
     assert "some_unimported_module_xyz" not in sys.modules
 
 
-# --- speed ---------------------------------------------------------------------------------------
+# --- size ----------------------------------------------------------------------------------------
 
 
-def test_speed_smoke_at_least_5_mb_per_second() -> None:
+def test_a_fifteen_megabyte_plain_pickle_is_clean() -> None:
+    # The speed bound (at least 5 MB/s on this input) is in bench/scan_speed.py.
     items: list[object] = []
     for i in range(850_000):
         items.extend((i, f"s{i}", i * 0.5))
     data = pickle.dumps(items, 4)
     assert len(data) > 15_000_000
-    start = time.perf_counter()
     analysis = analyze_pickle(data, limits=LIMITS)
-    elapsed = time.perf_counter() - start
-    rate = len(data) / elapsed / 1e6
-    print(f"pickle VM: {len(data) / 1e6:.1f} MB, {analysis.opcodes} opcodes, {rate:.1f} MB/s")
     assert analysis.verdict is Verdict.CLEAN
-    assert rate >= 5
 
 
 # --- joblib: NumpyArrayWrapper records followed by the array data -----------------------------
@@ -1098,12 +1093,14 @@ def _plain(value: object, seen: dict[int, int]) -> object:
     return (type(value).__name__, repr(value)[:1000])
 
 
+@pytest.mark.slow
 def test_the_c_accelerator_changes_no_verdict_finding_or_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The accelerator is optional only where nothing can compile it; with a compiler on the
-    # machine, a missing module means the build broke, and that must fail, not skip.
-    if shutil.which("cc") or shutil.which("gcc"):
+    # machine, a missing module means the build broke, and that must fail, not skip. In CI
+    # (`CI` set, as .ci/run does) it never skips: `make test` builds it first (`make accelerator`).
+    if os.environ.get("CI") or shutil.which("cc") or shutil.which("gcc"):
         import registry.scanners._pickle_fast as fast_module
     else:
         fast_module = pytest.importorskip("registry.scanners._pickle_fast")

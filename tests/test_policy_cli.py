@@ -120,6 +120,7 @@ def _safetensors() -> bytes:
     return struct.pack("<Q", len(header)) + header + bytes(8)
 
 
+@pytest.mark.slow
 def test_quarantine_denies_everywhere_until_released(run_cli: Any, hub: FakeHub) -> None:
     mirror(run_cli, hub, {"README.md": CARD, "model.safetensors": _safetensors()})
     run_cli("attest", "org/tiny")

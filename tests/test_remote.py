@@ -106,6 +106,7 @@ def _no_times(text: str) -> str:
 
 
 def test_decisions_quarantine_and_exceptions_print_the_same(run_cli: Any, remote: Remote) -> None:
+    args: tuple[str, ...]
     for args in (
         ("policy", "check", "org/tiny", "--env", "prod"),
         ("policy", "check", "org/tiny", "--env", "prod", "--json"),
@@ -131,7 +132,8 @@ def test_decisions_quarantine_and_exceptions_print_the_same(run_cli: Any, remote
         assert over_http.code == embedded.code, (args, over_http.stderr)
         assert _no_times(over_http.stdout) == _no_times(embedded.stdout), args
         assert over_http.stderr == embedded.stderr, args
-    request = ("exception", "request", ref, "--waive", "licenses", "--reason", "ok")
+    request: tuple[str, ...] = ("exception", "request", ref, "--waive", "licenses")
+    request += ("--reason", "ok")
     request += ("--expires", "30d")
     embedded, over_http = both(run_cli, remote, *request, role="security")
     assert over_http.code == embedded.code == 0, over_http.stderr

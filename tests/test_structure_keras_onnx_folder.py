@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import h5py
+import h5py  # type: ignore[import-untyped]
 import numpy as np
 import onnx
 import pytest
@@ -477,7 +477,8 @@ def onnx_model(
         functions=functions or [],
         producer_name="modelctl-tests",
     )
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def scan_onnx(data: bytes, name: str = "model.onnx") -> FileVerdict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,9 +357,7 @@ class TestSafetensorsReadsHeaderOnly:
             f.truncate(len(header) + size)
         t = FileTarget(path)
         assert ST.applies_to(t)
-        start = time.perf_counter()
-        result = ST.scan(t, LIMITS)
-        assert time.perf_counter() - start < 1.0
+        result = ST.scan(t, LIMITS)  # the wall-clock bound (1 s) is in bench/scan_speed.py
         assert result.verdict is Verdict.CLEAN, result.findings
         assert t.bytes_read == len(header)
 
@@ -801,9 +798,7 @@ class TestGgufStructure:
             f.write(header)
             f.truncate(len(header) + data_len)
         t = FileTarget(path)
-        start = time.perf_counter()
-        result = GG.scan(t, LIMITS)
-        assert time.perf_counter() - start < 1.0
+        result = GG.scan(t, LIMITS)  # the wall-clock bound (1 s) is in bench/scan_speed.py
         assert result.verdict is Verdict.CLEAN, result.findings
         assert t.bytes_read <= len(header) + 64 * 1024
 

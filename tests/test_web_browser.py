@@ -18,12 +18,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    Dialog,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 from tests.fakes.hfhub import FakeHub
 from tests.web_helpers import Scenario, seed, serve, ui_path
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -237,7 +246,12 @@ def test_reader_sees_no_actions_and_a_forged_action_is_refused(ui: UI) -> None:
 def test_xss_payload_in_a_file_name_renders_inert(ui: UI) -> None:
     page = ui.sign_in("reader")
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.goto(ui.base + ui_path(ui.scenario.xss) + "?tab=files")
     cell = page.locator("td.path", has_text="onerror")
     expect(cell).to_have_text("<img src=x onerror=alert(1)>.txt")  # shown as text

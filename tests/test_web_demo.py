@@ -18,6 +18,7 @@ from tests.web_helpers import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_make_demo_ends_with_the_ui_serving_the_demo_data(tmp_path: Path) -> None:
     port = free_port()

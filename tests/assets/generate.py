@@ -1059,7 +1059,7 @@ def bz2_bomb(total: int = 1 << 30, chunk: int = 16 << 20) -> bytes:
 
 
 def containers(c: Corpus) -> None:
-    import joblib
+    import joblib  # type: ignore[import-untyped]
     import numpy as np
 
     benign_pkl = state_dict_pickle()
@@ -1583,7 +1583,7 @@ def _k3_model(extra_layers: list[dict[str, object]]) -> bytes:
 
 
 def _h5(populate: Callable[[object], None]) -> bytes:
-    import h5py
+    import h5py  # type: ignore[import-untyped]
 
     bio = io.BytesIO()
     with h5py.File(bio, "w") as f:
@@ -1683,7 +1683,7 @@ def keras(c: Corpus) -> None:
         None,
         "JFrog report; CVE id not verified (our notes say CVE-2025-9906)",
     )
-    k2_layers = [
+    k2_layers: list[dict[str, object]] = [
         {
             "class_name": "InputLayer",
             "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "input_1"},
@@ -1693,7 +1693,7 @@ def keras(c: Corpus) -> None:
             "config": {"name": "dense", "units": 2, "activation": "linear", "use_bias": True},
         },
     ]
-    k2_lambda = {
+    k2_lambda: dict[str, object] = {
         "class_name": "Lambda",
         "config": {
             "name": "lambda",
