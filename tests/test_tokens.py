@@ -240,8 +240,11 @@ def test_cli_tokens_create_scoped_to_environments(
     registry = EmbeddedRegistry(Settings.from_env())
     with unit_of_work(registry.sessions) as session:
         principal = tokens.authenticate(session, made.stdout.strip())
+        assert principal is not None
+        # A browser session signed in with the token is the same caller, scope included.
+        web = tokens.token_principal(session, principal.token_id or 0, now=datetime.now(UTC))
     registry.close()
-    assert principal is not None
+    assert web == principal
     assert principal.environments == ("prod", "staging")
     assert principal.may_use("prod")
     assert not principal.may_use("dev")

@@ -240,6 +240,12 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     now = now or datetime.now(UTC)
     if row.expires_at is not None and _aware(row.expires_at) <= now:
         return None
+    return _principal(row)
+
+
+def _principal(row: ApiToken) -> Principal:
+    """The one way a token row becomes a caller: role and environment scope together, for the
+    API and for a browser session alike."""
     scope = tuple(row.environments) if row.environments is not None else None
     return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id, environments=scope)
 
@@ -256,4 +262,4 @@ def token_principal(session: Session, token_id: int, *, now: datetime) -> Princi
         return None
     if row.expires_at is not None and _aware(row.expires_at) <= now:
         return None
-    return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id)
+    return _principal(row)
