@@ -5,6 +5,7 @@ admission, jobs, and the faults: traversal, oversize, bad signatures, disconnect
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -205,25 +206,57 @@ def test_a_tampered_blob_is_never_served_whole(api: Api, seeded: Seeded) -> None
     )
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_fds() -> list[str]:
+    """What this process's file descriptors point at (paths, `socket:[…]`, pipes)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd is gone by now
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
+def _blob_handles() -> list[str]:
+    root = str(Settings.from_env().blob_root)
+    return [target for target in _open_fds() if target.startswith(root)]
+
+
+def _server_connections(port: int) -> list[str]:
+    """This process's TCP sockets whose local port is the server's (its side of client
+    connections), by inode. Database and other outgoing connections are not counted."""
+    ours = {t[len("socket:[") : -1] for t in _open_fds() if t.startswith("socket:[")}
+    held = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in (line.split() for line in f.read().splitlines()[1:]):
+                local_port = int(row[1].rsplit(":", 1)[1], 16)
+                state = row[3]
+                if local_port == port and state != "0A" and row[9] in ours:  # 0A: LISTEN
+                    held.append(row[9])
+    return held
 
 
 def test_client_disconnect_mid_download_leaks_nothing(api: Api, seeded: Seeded) -> None:
+    """A client that hangs up mid-body leaves no blob open and no connection behind."""
     path = _cp(seeded) + "/files/extra/weights.dat?env=prod"
     api.get("/v1/health")  # warm up the server's lazy imports and pools
-    baseline = _open_fds()
     host, port = api.url.removeprefix("http://").split(":")
-    for _ in range(5):
+    for _ in range(10):
         sock = socket.create_connection((host, int(port)), timeout=10)
         auth = api.h("reader")["Authorization"]
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         sock.close()  # mid-body
-    deadline = time.monotonic() + 10
-    while _open_fds() > baseline and time.monotonic() < deadline:
+    # The server closes its side when it next writes to a dropped connection, and a request
+    # whose client already left may still be deciding before it opens the blob: wait until
+    # nothing has been held for a while, not just for one look.
+    deadline = time.monotonic() + 15
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.5:
+        if _blob_handles() or _server_connections(int(port)):
+            quiet_since = time.monotonic()
         time.sleep(0.05)
-    assert _open_fds() <= baseline
+    assert _blob_handles() == []
+    assert _server_connections(int(port)) == []
     assert api.get("/v1/health").json() == {"status": "ok"}
     assert api.get(path).content == seeded.files["extra/weights.dat"]
 
