@@ -21,6 +21,12 @@ judges every serialized object in it:
 Routing is by content: a zip whose root holds `config.json` / `model.weights.h5` /
 `metadata.json`, or an HDF5 superblock (at 0 or a power-of-two user-block offset) whose file
 has a `model_config` attribute. The file name only adds (`.keras` zips with leading bytes).
+`.keras` zips are read with the strict zip reader (`containers.zip_reader`), as pickles are.
+
+Why this module is over 600 lines: half of it is the allowlists and gadget tables the config
+walk judges against; the walk, the tables and the two readers (zip, HDF5) change together when
+Keras adds a serialized type. The natural next cut, if it grows, is the config walk and its
+tables (`keras_config.py`) apart from the file readers.
 """
 
 from __future__ import annotations
