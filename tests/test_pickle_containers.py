@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from registry.scanners.base import SNIFF_BYTES, FileVerdict, ScanLimits, Verdict
-from registry.scanners.containers import Kind, sniff
+from registry.scanners.containers.sniff import Kind, sniff
 from registry.scanners.pickle_scanner import PickleFamilyScanner
 
 LIMITS = ScanLimits()

@@ -1068,27 +1068,29 @@ def _as_call_argument(data: bytes) -> bytes:
 
 def _plain(value: object, seen: dict[int, int]) -> object:
     """A comparable, cycle-safe image of a symbolic value (floats by their bits)."""
-    from registry.scanners import pickle_vm
+    from registry.scanners import pickle_values
 
     if isinstance(value, float):
         return ("float", struct.pack("<d", value))
-    if isinstance(value, (list, tuple, pickle_vm.PDict, pickle_vm.PSet, pickle_vm.CallResult)):
+    if isinstance(
+        value, (list, tuple, pickle_values.PDict, pickle_values.PSet, pickle_values.CallResult)
+    ):
         if id(value) in seen:
             return ("seen", seen[id(value)])
         seen[id(value)] = len(seen)
-        if isinstance(value, pickle_vm.PDict):
+        if isinstance(value, pickle_values.PDict):
             return ("dict", [(_plain(k, seen), _plain(v, seen)) for k, v in value.items])
-        if isinstance(value, pickle_vm.PSet):
+        if isinstance(value, pickle_values.PSet):
             return ("set", value.frozen, [_plain(v, seen) for v in value.items])
-        if isinstance(value, pickle_vm.CallResult):
+        if isinstance(value, pickle_values.CallResult):
             parts = (value.func, value.args, value.kwargs, value.items, value.state)
             return ("call", [_plain(v, seen) for v in parts])
         return (type(value).__name__, [_plain(v, seen) for v in value])
-    if isinstance(value, pickle_vm.GlobalRef):
+    if isinstance(value, pickle_values.GlobalRef):
         return ("global", value.qualname, value.offset)
-    if isinstance(value, pickle_vm.PersistentRef):
+    if isinstance(value, pickle_values.PersistentRef):
         return ("pid", _plain(value.pid, seen), value.offset)
-    if isinstance(value, pickle_vm.ExtRef | pickle_vm.BufferRef | pickle_vm.BigInt):
+    if isinstance(value, pickle_values.ExtRef | pickle_values.BufferRef | pickle_values.BigInt):
         return (type(value).__name__, [getattr(value, n) for n in type(value).__slots__])
     return (type(value).__name__, repr(value)[:1000])
 

@@ -359,6 +359,25 @@ def test_malformed_keras_archives() -> None:
     assert rules(missing) == {"keras.config.missing"}
 
 
+def test_keras_archives_go_through_the_strict_zip_reader() -> None:
+    # A CRC-32 mismatch: `zipfile` refused such a member; the strict reader reads it and says so.
+    raw = keras_zip(sequential(dense("dense_crc")))
+    assert raw.count(b'"dense_crc"') == 1  # stored, so the name is in the archive as written
+    flipped = raw.replace(b'"dense_crc"', b'"dense_crd"')
+    bad_crc = scan_keras(flipped)
+    assert (bad_crc.verdict, rules(bad_crc)) == (Verdict.MALFORMED, {"zip.crc-mismatch"})
+    assert {f.member for f in bad_crc.findings} == {"config.json"}
+
+    # A compression method the strict reader does not read: the archive is refused, malformed,
+    # and the finding names the zip reader's rule.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("config.json", json.dumps(sequential(dense("d"))))
+    refused = scan_keras(buf.getvalue())
+    assert (refused.verdict, rules(refused)) == (Verdict.MALFORMED, {"keras.zip.malformed"})
+    assert refused.findings[0].evidence["zip_rule"] == "zip.method"
+
+
 def legacy_h5(tmp_path: Path, config: Any | None, name: str = "model.h5") -> DiskTarget:
     path = tmp_path / name
     with h5py.File(path, "w") as f:

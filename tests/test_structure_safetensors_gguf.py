@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from registry.scanners.base import SNIFF_BYTES, FileVerdict, ScanLimits, Verdict
-from registry.scanners.gguf import GgufScanner, analyze_chat_template
+from registry.scanners.chat_template import analyze_chat_template
+from registry.scanners.gguf import GgufScanner
 from registry.scanners.safetensors import SafetensorsScanner
 
 LIMITS = ScanLimits()

@@ -25,28 +25,23 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
-from registry.scanners.containers import (
-    COMPRESSED,
-    ContainerError,
-    Issue,
-    Kind,
-    PickleSpan,
+from registry.scanners.containers.compressed import decompress, read_7z
+from registry.scanners.containers.issues import ContainerError, Issue, malformed, suspicious
+from registry.scanners.containers.npy import npy_data_bytes, read_npy_header
+from registry.scanners.containers.pickle_spans import PickleSpan
+from registry.scanners.containers.sniff import COMPRESSED, Kind, sniff
+from registry.scanners.containers.torch_legacy import (
+    is_legacy_stacked,
+    read_legacy_stacked,
+    read_tar,
+    split_legacy_tar_member,
+)
+from registry.scanners.containers.zip_reader import (
     ZipArchive,
     ZipEntry,
-    decompress,
     has_zip_directory,
-    is_legacy_stacked,
-    malformed,
-    npy_data_bytes,
-    read_7z,
-    read_legacy_stacked,
-    read_npy_header,
-    read_tar,
     read_zip,
     read_zip_member,
-    sniff,
-    split_legacy_tar_member,
-    suspicious,
     zip_member_head,
 )
 from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes

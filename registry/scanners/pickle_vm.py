@@ -25,13 +25,17 @@ Runs of plain-data opcodes go to the optional C extension `_pickle_fast` when it
 
 The public entry points are `scan_pickle_bytes` (a verdict for the container layer) and
 `analyze_pickle` (the same plus the call graph and the offsets of each pickle).
+
+Why this module is over 600 lines: it is the machine itself, one opcode dispatch loop and the
+checks it runs per opcode, kept whole on purpose so that each opcode's effect reads in one place
+beside its C twin (`_pickle_fast.c`). The symbolic values live in `pickle_values`, numpy dtypes
+in `pickle_numpy`, joblib's array layout in `pickle_joblib`.
 """
 
 from __future__ import annotations
 
 import codecs
 import os
-import re
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +50,15 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.pickle_joblib import (
+    JOBLIB_WRAPPER,
+    WRAPPER_KEYS,
+    WRAPPER_METHODS,
+    WRAPPER_SUBCLASSES,
+    JoblibArray,
+    wrapper_layout,
+)
+from registry.scanners.pickle_numpy import BadLayout
 from registry.scanners.pickle_policy import (
     COMPUTED_GLOBAL,
     RULE_NOT_ALLOWED,
@@ -54,6 +67,20 @@ from registry.scanners.pickle_policy import (
     Use,
     classify_global,
     normalize,
+)
+from registry.scanners.pickle_values import (
+    COMPUTED,
+    BigInt,
+    BufferRef,
+    CallResult,
+    ExtRef,
+    GlobalRef,
+    PDict,
+    PersistentRef,
+    PSet,
+    qualname_of,
+    render,
+    render_arg,
 )
 
 __all__ = [
@@ -70,8 +97,6 @@ __all__ = [
 
 #: Findings kept per scanned stream; the verdict still counts every finding.
 MAX_FINDINGS = 1000
-#: Argument reprs in evidence are cut to this many characters.
-ARG_REPR_CHARS = 200
 #: Opcodes run between checks of the stack, memo and time bounds (each opcode adds at most
 #: one stack entry and one memo entry, so a bound is overshot by at most this much).
 _CHUNK = 4096
@@ -121,36 +146,6 @@ _TORCH_HOOKS_ARG = {
 }
 _TORCH_FROM_TYPE_NEW_TYPES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter"})
 
-# joblib's NumpyPickler writes each ndarray as a NumpyArrayWrapper record whose BUILD is followed
-# in the stream by the array itself (joblib/numpy_pickle.py: NumpyArrayWrapper.write_array,
-# read_array and NumpyUnpickler.load_build, which reads it from the raw file right after BUILD):
-# a nested pickle for dtypes holding objects, else [one padding-length byte + that many b"\xff"
-# when numpy_array_alignment_bytes is set (joblib >= 1.2)] + prod(shape) * itemsize raw bytes.
-_JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
-_WRAPPER_REQUIRED = ("subclass", "shape", "order", "dtype", "allow_mmap")
-_WRAPPER_KEYS = frozenset({*_WRAPPER_REQUIRED, "numpy_array_alignment_bytes"})
-#: Methods the loader calls on the wrapper: an instance attribute of that name replaces them.
-_WRAPPER_METHODS = frozenset(
-    {"read", "read_array", "read_mmap", "write_array", "safe_get_numpy_array_alignment_bytes"}
-)
-_WRAPPER_SUBCLASSES = frozenset({"numpy.ndarray", "numpy.memmap"})
-#: numpy's NPY_MAXDIMS (64 in numpy 2, 32 before).
-_MAX_NDIM = 64
-#: How deep dtypes may nest (fields of structured dtypes, subarray bases).
-_MAX_DTYPE_DEPTH = 8
-#: What `numpy.dtype.__reduce__` writes as the type string: kind + size ('U': characters).
-_TYPESTR = re.compile(r"[<>|=]?([biufcOMmSUV])([0-9]{1,10})(\[[0-9]{0,6}[A-Za-z]{1,3}\])?")
-_FIXED_SIZES: Mapping[str, tuple[int, ...]] = {
-    "b": (1,),
-    "i": (1, 2, 4, 8),
-    "u": (1, 2, 4, 8),
-    "f": (2, 4, 8, 12, 16),
-    "c": (8, 16, 24, 32),
-    "O": (4, 8),
-    "M": (8,),
-    "m": (8,),
-}
-_NPY_ITEM_HASOBJECT = 0x01
 
 OPCODE_NAMES: Mapping[int, str] = {
     0x28: "MARK", 0x2E: "STOP", 0x30: "POP", 0x31: "POP_MARK", 0x32: "DUP", 0x46: "FLOAT",
@@ -170,9 +165,6 @@ OPCODE_NAMES: Mapping[int, str] = {
 }  # fmt: skip
 
 
-# --- symbolic values ---------------------------------------------------------------------
-
-
 #: Callables whose results the container opcodes (APPEND(S), SETITEM(S), ADDITEMS) may fill.
 _CONTAINER_FACTORIES = frozenset(
     {
@@ -184,105 +176,6 @@ _CONTAINER_FACTORIES = frozenset(
         "builtins.list",
     }
 )
-
-
-class GlobalRef:
-    """A global named by GLOBAL / STACK_GLOBAL / INST, as the policy decided it."""
-
-    __slots__ = ("decision", "offset", "qualname", "raw")
-
-    def __init__(self, qualname: str, raw: str, decision: GlobalDecision, offset: int) -> None:
-        self.qualname = qualname  # after the Python 2 renames
-        self.raw = raw  # as written in the pickle
-        self.decision = decision
-        self.offset = offset
-
-
-class CallResult:
-    """What a call returns at load time; `items`/`state` record later APPEND/SETITEM/BUILD."""
-
-    __slots__ = ("args", "func", "items", "kwargs", "offset", "state")
-
-    def __init__(self, func: object, args: object, kwargs: object, offset: int) -> None:
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.offset = offset
-        self.items: list[object] | None = None
-        self.state: object = None
-
-
-class PersistentRef:
-    """The consumer's `persistent_load(pid)` (torch storages)."""
-
-    __slots__ = ("offset", "pid")
-
-    def __init__(self, pid: object, offset: int) -> None:
-        self.pid = pid
-        self.offset = offset
-
-
-class ExtRef:
-    """An object from the copyreg extension registry (EXT1/EXT2/EXT4)."""
-
-    __slots__ = ("code", "offset")
-
-    def __init__(self, code: int, offset: int) -> None:
-        self.code = code
-        self.offset = offset
-
-
-class BufferRef:
-    """An out-of-band buffer (NEXT_BUFFER) the stream itself does not carry."""
-
-    __slots__ = ("offset",)
-
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-
-class PDict:
-    """A dict built by the pickle; pairs because keys may be unhashable symbols."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[tuple[object, object]] | None = None) -> None:
-        self.items: list[tuple[object, object]] = items if items is not None else []
-
-
-class PSet:
-    __slots__ = ("frozen", "items")
-
-    def __init__(self, items: list[object], frozen: bool) -> None:
-        self.items = items
-        self.frozen = frozen
-
-
-class BigInt:
-    """A LONG too large to be worth materialising."""
-
-    __slots__ = ("nbytes",)
-
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-
-
-class JoblibArray:
-    """The ndarray joblib's loader puts in place of a NumpyArrayWrapper after its BUILD."""
-
-    __slots__ = ("dtype", "nbytes", "offset", "shape")
-
-    def __init__(self, dtype: str, shape: tuple[int, ...], nbytes: int | None, offset: int) -> None:
-        self.dtype = dtype
-        self.shape = shape
-        self.nbytes = nbytes  # None: an object array, read as a nested pickle
-        self.offset = offset
-
-    def __repr__(self) -> str:
-        return f"<joblib array {self.dtype} {self.shape}>"
-
-
-_COMPUTED = (CallResult, PersistentRef, ExtRef, BufferRef)
 
 
 # --- results -----------------------------------------------------------------------------
@@ -332,15 +225,6 @@ class _Malformed(Exception):
         self.offset = offset
 
 
-class _BadLayout(Exception):
-    """A NumpyArrayWrapper whose array layout cannot be read off literals."""
-
-    def __init__(self, reason: str, *, computed: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.computed = computed
-
-
 class _Unscannable(Exception):
     """The rest of the stream cannot be delimited before loading (a computed joblib wrapper)."""
 
@@ -352,94 +236,6 @@ class _LimitHit(Exception):
         self.message = message
         self.verdict = verdict
         self.offset = offset
-
-
-# --- rendering ---------------------------------------------------------------------------
-
-
-def _render(value: object, limit: int = ARG_REPR_CHARS) -> str:
-    """A bounded, cycle-safe repr of a symbolic value."""
-    out: list[str] = []
-    _render_into(value, out, [0], limit, 0)
-    text = "".join(out)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _render_into(value: object, out: list[str], used: list[int], limit: int, depth: int) -> None:
-    if used[0] > limit:
-        return
-    if depth > 6:
-        piece = "..."
-    elif isinstance(value, GlobalRef):
-        piece = f"<global {value.qualname}>"
-    elif isinstance(value, CallResult):
-        callee = value.func.qualname if isinstance(value.func, GlobalRef) else "<computed>"
-        out.append(f"{callee}(")
-        used[0] += len(callee) + 1
-        _render_into(value.args, out, used, limit, depth + 1)
-        piece = ")"
-    elif isinstance(value, PersistentRef):
-        out.append("<persistent ")
-        used[0] += 12
-        _render_into(value.pid, out, used, limit, depth + 1)
-        piece = ">"
-    elif isinstance(value, ExtRef):
-        piece = f"<extension {value.code}>"
-    elif isinstance(value, BufferRef):
-        piece = "<out-of-band buffer>"
-    elif isinstance(value, BigInt):
-        piece = f"<int of {value.nbytes} bytes>"
-    elif isinstance(value, list | tuple | PSet | PDict):
-        _render_seq(value, out, used, limit, depth)
-        return
-    elif isinstance(value, bytes | bytearray | str):
-        piece = repr(value[: limit + 1])
-    else:
-        piece = repr(value)
-    out.append(piece)
-    used[0] += len(piece)
-
-
-def _render_seq(
-    value: list[object] | tuple[object, ...] | PSet | PDict,
-    out: list[str],
-    used: list[int],
-    limit: int,
-    depth: int,
-) -> None:
-    if isinstance(value, PDict):
-        opening, closing = "{", "}"
-        seq: list[object] = []
-        for k, v in value.items[:32]:
-            seq.extend((k, v))
-    elif isinstance(value, PSet):
-        opening, closing = ("frozenset({", "})") if value.frozen else ("{", "}")
-        seq = value.items[:32]
-    else:
-        opening, closing = ("[", "]") if isinstance(value, list) else ("(", ")")
-        seq = list(value[:32])
-    out.append(opening)
-    used[0] += len(opening)
-    for i, item in enumerate(seq):
-        if used[0] > limit:
-            break
-        if i:
-            sep = ": " if isinstance(value, PDict) and i % 2 else ", "
-            out.append(sep)
-            used[0] += 2
-        _render_into(item, out, used, limit, depth + 1)
-    out.append(closing)
-    used[0] += len(closing)
-
-
-def _render_arg(value: object) -> str:
-    if isinstance(value, str):
-        return value[:ARG_REPR_CHARS]
-    return _render(value)
-
-
-def _qualname_of(value: object) -> str:
-    return value.qualname if isinstance(value, GlobalRef) else "<computed>"
 
 
 # --- text-opcode helpers (protocol 0) ----------------------------------------------------
@@ -575,7 +371,7 @@ class _Machine:
         return ref
 
     def computed_global(self, module: object, name: object, offset: int) -> GlobalRef:
-        shown = f"{_render(module, 80)}.{_render(name, 80)}"
+        shown = f"{render(module, 80)}.{render(name, 80)}"
         ref = GlobalRef("<computed>", shown, COMPUTED_GLOBAL, offset)
         self.add(
             COMPUTED_GLOBAL.rule,
@@ -584,7 +380,7 @@ class _Machine:
             "STACK_GLOBAL operands are computed at load time, so the imported name cannot be "
             "known before loading",
             offset,
-            evidence={"module": _render(module), "name": _render(name)},
+            evidence={"module": render(module), "name": render(name)},
         )
         return ref
 
@@ -618,7 +414,7 @@ class _Machine:
                 return result
             self.flag_call(func, args, kwargs, opcode, offset, decision=decision)
             return result
-        if isinstance(func, _COMPUTED):
+        if isinstance(func, COMPUTED):
             self.flag_call(
                 func,
                 args,
@@ -634,7 +430,7 @@ class _Machine:
                 ),
             )
             return result
-        raise _Malformed(f"{opcode} calls a non-callable value {_render(func, 60)}", offset)
+        raise _Malformed(f"{opcode} calls a non-callable value {render(func, 60)}", offset)
 
     def flag_call(
         self,
@@ -646,23 +442,23 @@ class _Machine:
         *,
         decision: GlobalDecision,
     ) -> None:
-        callee = _qualname_of(func)
+        callee = qualname_of(func)
         if isinstance(func, GlobalRef):
             self.seg.pending.pop(func.qualname, None)
         arg_list = _as_sequence(args)
-        rendered = tuple(_render_arg(a) for a in arg_list) if arg_list is not None else ()
+        rendered = tuple(render_arg(a) for a in arg_list) if arg_list is not None else ()
         evidence: dict[str, JSONValue] = {
             "global": callee,
-            "args": list(rendered) if arg_list is not None else _render(args),
+            "args": list(rendered) if arg_list is not None else render(args),
             "opcode": opcode,
             "label": decision.label,
         }
         if isinstance(func, GlobalRef) and func.raw != func.qualname:
             evidence["raw_global"] = func.raw
         if not isinstance(func, GlobalRef):
-            evidence["callee"] = _render(func)
+            evidence["callee"] = render(func)
         if isinstance(kwargs, PDict):
-            evidence["kwargs"] = {_render_arg(k): _render_arg(v) for k, v in kwargs.items[:32]}
+            evidence["kwargs"] = {render_arg(k): render_arg(v) for k, v in kwargs.items[:32]}
         self.seg.flagged_call = True
         self.calls.append(CallRecord(callee, rendered, offset, opcode, decision.verdict))
         self.add(
@@ -707,7 +503,7 @@ class _Machine:
                 Severity.CRITICAL if verdict is Verdict.MALICIOUS else Severity.HIGH,
                 f"{func.qualname} called with arguments outside its allowed form: {problem}",
                 offset,
-                evidence={"global": func.qualname, "args": [_render_arg(a) for a in (seq or ())]},
+                evidence={"global": func.qualname, "args": [render_arg(a) for a in (seq or ())]},
             )
 
     def check_from_type(self, seq: tuple[object, ...], offset: int) -> tuple[str | None, Verdict]:
@@ -722,7 +518,7 @@ class _Machine:
         if not (
             isinstance(new_type, GlobalRef) and new_type.qualname in _TORCH_FROM_TYPE_NEW_TYPES
         ):
-            return f"new_type {_render(new_type, 80)} is not Tensor/Parameter", Verdict.SUSPICIOUS
+            return f"new_type {render(new_type, 80)} is not Tensor/Parameter", Verdict.SUSPICIOUS
         return None, Verdict.CLEAN
 
     def check_state(self, state: object, what: str, offset: int) -> None:
@@ -735,7 +531,7 @@ class _Machine:
                     Severity.HIGH,
                     f"{what} sets an attribute whose name is not a literal string",
                     offset,
-                    evidence={"key": _render(key)},
+                    evidence={"key": render(key)},
                 )
             elif key.startswith("__") and key.endswith("__") and len(key) > 4:
                 bad = key not in _BENIGN_DUNDERS
@@ -758,21 +554,21 @@ class _Machine:
                 f"BUILD sets attributes on the global {inst.qualname} itself (monkey-patching "
                 "a class or module at load time)",
                 offset,
-                evidence={"global": inst.qualname, "state": _render(state)},
+                evidence={"global": inst.qualname, "state": render(state)},
             )
-        if isinstance(state, _COMPUTED) and not _dict_like_result(state):
+        if isinstance(state, COMPUTED) and not _dict_like_result(state):
             self.add(
                 "pickle.build.computed-state",
                 Verdict.SUSPICIOUS,
                 Severity.HIGH,
                 "BUILD state is computed at load time, so the attributes it sets are unknown",
                 offset,
-                evidence={"state": _render(state)},
+                evidence={"state": render(state)},
             )
         self.check_state(state, "BUILD", offset)
         if isinstance(inst, CallResult):
             inst.state = state
-        elif not isinstance(inst, (*_COMPUTED, GlobalRef)) and _truthy_state(state):
+        elif not isinstance(inst, (*COMPUTED, GlobalRef)) and _truthy_state(state):
             raise _Malformed(f"BUILD on a {type(inst).__name__} literal", offset)
 
     def mutate(self, target: object, items: list[object], opcode: str, offset: int) -> None:
@@ -801,9 +597,9 @@ class _Machine:
                 Severity.CRITICAL,
                 f"{opcode} mutates the global {target.qualname} (module-level state)",
                 offset,
-                evidence={"global": target.qualname, "items": _render(items)},
+                evidence={"global": target.qualname, "items": render(items)},
             )
-        elif not isinstance(target, _COMPUTED):
+        elif not isinstance(target, COMPUTED):
             raise _Malformed(f"{opcode} on a {type(target).__name__}", offset)
 
     def scan_nested(
@@ -822,7 +618,7 @@ class _Machine:
             ):
                 payloads.append(bytes(value))
         for payload in payloads:
-            self.nested(payload, _qualname_of(func), offset)
+            self.nested(payload, qualname_of(func), offset)
 
     def nested(self, payload: bytes, callee: str, offset: int) -> None:
         if self.depth + 1 > self.limits.max_nesting:
@@ -882,18 +678,18 @@ class _Machine:
         self.wrappers[id(inst)] = (inst, attrs)
         try:
             if type(state) is not PDict:
-                raise _BadLayout("state is not a literal dict", computed=True)
+                raise BadLayout("state is not a literal dict", computed=True)
             for key, value in state.items:
                 if type(key) is not str:
-                    raise _BadLayout("state has a computed attribute name", computed=True)
+                    raise BadLayout("state has a computed attribute name", computed=True)
                 attrs[key] = value
             self.check_wrapper_attributes(attrs, offset)
             subclass = attrs.get("subclass")
-            if isinstance(subclass, GlobalRef) and subclass.qualname not in _WRAPPER_SUBCLASSES:
+            if isinstance(subclass, GlobalRef) and subclass.qualname not in WRAPPER_SUBCLASSES:
                 # numpy 1.x loaders rebuild other subclasses: _reconstruct(subclass, (0,), "b").
                 self.call(subclass, ((0,), "b"), None, "joblib array subclass", offset)
-            count, itemsize, hasobject, align, typestr = _wrapper_layout(attrs)
-        except _BadLayout as bad:
+            count, itemsize, hasobject, align, typestr = wrapper_layout(attrs)
+        except BadLayout as bad:
             if bad.computed:
                 # Not malformed: the loader may well accept it, but only loading tells how many
                 # bytes it reads as array data, so opcodes could hide after them.
@@ -905,7 +701,7 @@ class _Machine:
                     f"array data is decided at load time; the {len(self.data) - pos} bytes "
                     "after it were not scanned",
                     offset,
-                    evidence={"state": _render(state), "unscanned_bytes": len(self.data) - pos},
+                    evidence={"state": render(state), "unscanned_bytes": len(self.data) - pos},
                 )
                 raise _Unscannable(bad.reason) from None
             raise _Malformed(
@@ -945,8 +741,8 @@ class _Machine:
         return pos + 1 + pad
 
     def check_wrapper_attributes(self, attrs: dict[str, object], offset: int) -> None:
-        for key in sorted(k for k in attrs if k not in _WRAPPER_KEYS):
-            method = key in _WRAPPER_METHODS
+        for key in sorted(k for k in attrs if k not in WRAPPER_KEYS):
+            method = key in WRAPPER_METHODS
             self.add(
                 "pickle.joblib.wrapper-attribute",
                 Verdict.MALICIOUS if method else Verdict.SUSPICIOUS,
@@ -954,10 +750,10 @@ class _Machine:
                 f"NumpyArrayWrapper state sets {key!r}"
                 + (", replacing a method the loader calls" if method else ""),
                 offset,
-                evidence={"attribute": key, "value": _render(attrs[key])},
+                evidence={"attribute": key, "value": render(attrs[key])},
             )
             if method:
-                raise _BadLayout(f"state replaces the method {key}")
+                raise BadLayout(f"state replaces the method {key}")
 
     def joblib_nested(self, pos: int, offset: int) -> int:
         """Run the nested pickle of a joblib object array in place; return where it ends."""
@@ -1318,7 +1114,7 @@ class _Machine:
     def persistent(self, pid: object, offset: int) -> PersistentRef:
         self.persistent_ids += 1
         if len(self.pid_samples) < 3:
-            self.pid_samples.append(_render(pid, 120))
+            self.pid_samples.append(render(pid, 120))
         # torch's zip format: ('storage', <storage type>, key, location, numel). The container
         # layer checks each against its archive/data/<key> record (see StorageRef).
         if (
@@ -1445,7 +1241,7 @@ class _Machine:
             module_v = stack.pop()
             if type(module_v) is str and type(qual_v) is str:
                 stack.append(self.global_ref(module_v, qual_v, start))
-            elif isinstance(module_v, _COMPUTED) or isinstance(qual_v, _COMPUTED):
+            elif isinstance(module_v, COMPUTED) or isinstance(qual_v, COMPUTED):
                 stack.append(self.computed_global(module_v, qual_v, start))
             else:
                 raise _Malformed("STACK_GLOBAL requires str operands", start)
@@ -1459,7 +1255,7 @@ class _Machine:
                 self.joblib
                 and type(inst) is CallResult
                 and type(inst.func) is GlobalRef
-                and inst.func.qualname == _JOBLIB_WRAPPER
+                and inst.func.qualname == JOBLIB_WRAPPER
             ):
                 array, pos = self.joblib_array(inst, state, pos, start)
                 stack[-1] = array
@@ -1698,143 +1494,6 @@ class _Machine:
         seg.pending = {}
         self.seg = _Segment()
         return seg
-
-
-def _wrapper_layout(attrs: dict[str, object]) -> tuple[int, int, bool, int | None, str]:
-    """(element count, itemsize, has objects, alignment, type string) of a wrapper's array."""
-    for key in _WRAPPER_REQUIRED:
-        if key not in attrs:
-            raise _BadLayout(f"has no {key}")
-        if isinstance(attrs[key], _COMPUTED) and key != "dtype":
-            raise _BadLayout(f"{key} is computed at load time", computed=True)
-    shape = attrs["shape"]
-    if type(shape) is not tuple or len(shape) > _MAX_NDIM:
-        raise _BadLayout(f"shape {_render(shape, 60)} is not a tuple of at most {_MAX_NDIM} ints")
-    count = 1
-    for dim in shape:
-        if isinstance(dim, _COMPUTED):
-            raise _BadLayout("shape is computed at load time", computed=True)
-        if type(dim) is not int or dim < 0:
-            raise _BadLayout(f"shape {_render(shape, 60)} is not a tuple of non-negative ints")
-        count *= dim
-    if attrs["order"] not in ("C", "F"):
-        raise _BadLayout(f"order {_render(attrs['order'], 40)} is not 'C' or 'F'")
-    if type(attrs["allow_mmap"]) is not bool:
-        raise _BadLayout("allow_mmap is not a bool")
-    if not isinstance(attrs["subclass"], GlobalRef):
-        raise _BadLayout("subclass is not a global", computed=True)
-    align = attrs.get("numpy_array_alignment_bytes")
-    if isinstance(align, _COMPUTED):
-        raise _BadLayout("numpy_array_alignment_bytes is computed at load time", computed=True)
-    if align is not None and not (type(align) is int and 1 <= align <= 255):
-        raise _BadLayout(f"numpy_array_alignment_bytes {_render(align, 40)} is not in 1..255")
-    itemsize, hasobject, typestr = _dtype_layout(attrs["dtype"], 0)
-    return count, itemsize, hasobject, align, typestr
-
-
-def _dtype_layout(value: object, depth: int) -> tuple[int, bool, str]:
-    """(itemsize, has objects, type string) of a pickled `numpy.dtype(typestr, align, copy)`."""
-    if depth > _MAX_DTYPE_DEPTH:
-        raise _BadLayout("dtype nests too deeply")
-    if not (
-        type(value) is CallResult
-        and type(value.func) is GlobalRef
-        and value.func.qualname == "numpy.dtype"
-        and value.kwargs is None
-        and value.items is None
-    ):
-        raise _BadLayout(
-            f"dtype {_render(value, 80)} is not a numpy.dtype(...) record",
-            computed=isinstance(value, _COMPUTED),
-        )
-    args = value.args
-    if not (
-        type(args) is tuple
-        and 1 <= len(args) <= 3
-        and type(args[0]) is str
-        and all(type(a) is bool for a in args[1:])
-    ):
-        raise _BadLayout(
-            f"numpy.dtype arguments {_render(args, 80)} are not literals", computed=True
-        )
-    typestr = args[0]
-    match = _TYPESTR.fullmatch(typestr)
-    if match is None:
-        raise _BadLayout(f"dtype {typestr[:40]!r} is not a known numpy type string")
-    kind, size, unit = match.group(1), int(match.group(2)), match.group(3)
-    if unit and kind not in "Mm":
-        raise _BadLayout(f"dtype {typestr!r} has a unit but is not a datetime")
-    if kind in "SUV":
-        if size < 1:
-            raise _BadLayout(f"dtype {typestr!r} has no size")
-        itemsize = size * 4 if kind == "U" else size
-    elif size in _FIXED_SIZES[kind]:
-        itemsize = size
-    else:
-        raise _BadLayout(f"dtype {typestr!r} has an unknown item size")
-    hasobject = kind == "O"
-    state = value.state
-    if state is None:  # no BUILD: numpy.dtype(typestr) as is
-        return itemsize, hasobject, typestr
-    return itemsize, _dtype_state(typestr, itemsize, hasobject, state, depth), typestr
-
-
-def _dtype_state(typestr: str, itemsize: int, hasobject: bool, state: object, depth: int) -> bool:
-    """Check a dtype's BUILD state (numpy's `arraydescr_setstate`); return `hasobject`."""
-    kind = typestr.lstrip("<>|=")[0]
-    if not (type(state) is tuple and len(state) in (8, 9)):
-        raise _BadLayout(
-            f"dtype {typestr!r} state is not numpy's 8/9-tuple",
-            computed=isinstance(state, _COMPUTED),
-        )
-    version, order, sub, names, fields, elsize, _alignment, flags = state[:8]
-    if version not in (3, 4) or order not in ("<", ">", "|", "="):
-        raise _BadLayout(f"dtype {typestr!r} state has an unknown version or byte order")
-    if type(elsize) is not int or elsize not in (-1, itemsize):
-        raise _BadLayout(f"dtype {typestr!r} state gives another item size")
-    if kind in "SUV" and elsize != itemsize:
-        raise _BadLayout(f"dtype {typestr!r} state gives another item size")
-    if sub is not None:
-        hasobject = _subarray_hasobject(typestr, itemsize, sub, depth) or hasobject
-    if names is not None or fields is not None:
-        hasobject = _fields_hasobject(typestr, itemsize, names, fields, depth) or hasobject
-    if type(flags) is not int or bool(flags & _NPY_ITEM_HASOBJECT) != hasobject:
-        raise _BadLayout(f"dtype {typestr!r} flags disagree about holding objects")
-    return hasobject
-
-
-def _subarray_hasobject(typestr: str, itemsize: int, sub: object, depth: int) -> bool:
-    if typestr.lstrip("<>|=")[0] != "V" or not (
-        type(sub) is tuple and len(sub) == 2 and type(sub[1]) is tuple
-    ):
-        raise _BadLayout(f"dtype {typestr!r} has a malformed subarray")
-    base_size, base_obj, _ = _dtype_layout(sub[0], depth + 1)
-    n = 1
-    for dim in sub[1]:
-        if type(dim) is not int or dim < 0:
-            raise _BadLayout(f"dtype {typestr!r} has a malformed subarray shape")
-        n *= dim
-    if base_size * n != itemsize:
-        raise _BadLayout(f"dtype {typestr!r} subarray does not fill its item size")
-    return base_obj
-
-
-def _fields_hasobject(
-    typestr: str, itemsize: int, names: object, fields: object, depth: int
-) -> bool:
-    if typestr.lstrip("<>|=")[0] != "V" or type(names) is not tuple or type(fields) is not PDict:
-        raise _BadLayout(f"dtype {typestr!r} has malformed fields")
-    if len(fields.items) > 4096 or not all(type(k) is str for k in names):
-        raise _BadLayout(f"dtype {typestr!r} has malformed fields")
-    hasobject = False
-    for _key, spec in fields.items:
-        if not (type(spec) is tuple and len(spec) in (2, 3) and type(spec[1]) is int):
-            raise _BadLayout(f"dtype {typestr!r} has a malformed field")
-        field_size, field_obj, _ = _dtype_layout(spec[0], depth + 1)
-        if spec[1] < 0 or spec[1] + field_size > itemsize:
-            raise _BadLayout(f"dtype {typestr!r} has a field outside its item")
-        hasobject = hasobject or field_obj
-    return hasobject
 
 
 def _opname(op: int) -> str:
