@@ -61,8 +61,8 @@ def require_sigstore(purpose: str) -> None:
     the module that is missing.
     """
     try:
-        import sigstore.sign
-        import sigstore.verify  # noqa: F401 (imported only to learn whether it can be)
+        import sigstore.sign  # noqa: PLC0415 - optional: sigstore (module docstring)
+        import sigstore.verify  # noqa: F401, PLC0415 (imported only to learn whether it can be)
     except ImportError as exc:
         missing = exc.name or "sigstore"
         raise MissingDependencyError(
@@ -102,8 +102,8 @@ class SigstoreSigner:
         self._trust_config_path = trust_config
 
     def _trust_config(self) -> ClientTrustConfig:
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.models import ClientTrustConfig
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - optional: sigstore (module docstring)
+        from sigstore.models import ClientTrustConfig  # noqa: PLC0415
 
         path = self._trust_config_path
         if path is None:
@@ -132,11 +132,11 @@ class SigstoreSigner:
                 f"Sigstore keyless signing only signs in-toto statements "
                 f"({INTOTO_PAYLOAD_TYPE}), not {payload_type!r:.100}"
             )
-        import requests
-        from sigstore import dsse
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.oidc import ExpiredIdentity, IdentityError, IdentityToken
-        from sigstore.sign import SigningContext
+        import requests  # noqa: PLC0415 - 50 ms, for a failed Sigstore request only
+        from sigstore import dsse  # noqa: PLC0415 - optional: sigstore (module docstring)
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
+        from sigstore.oidc import ExpiredIdentity, IdentityError, IdentityToken  # noqa: PLC0415
+        from sigstore.sign import SigningContext  # noqa: PLC0415
 
         try:
             statement = dsse.Statement(payload)
@@ -184,7 +184,7 @@ def _failed_request(exc: BaseException) -> tuple[str, str] | None:
     sigstore's service clients raise their own errors `from` the HTTP error (Fulcio) or with it
     as their argument (Rekor); both ways are followed, a few links deep at most.
     """
-    import requests
+    import requests  # noqa: PLC0415 - 50 ms, for a failed Sigstore request only
 
     seen: list[BaseException] = []
     pending: list[BaseException] = [exc]
@@ -261,9 +261,9 @@ class SigstoreIdentityVerifier:
         the embedded copy is written to the user's cache directory on first use.
         """
         require_sigstore("Sigstore keyless verification")
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.models import ClientTrustConfig
-        from sigstore.verify import Verifier
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - optional: sigstore (module docstring)
+        from sigstore.models import ClientTrustConfig  # noqa: PLC0415
+        from sigstore.verify import Verifier  # noqa: PLC0415
 
         verifier = cls.__new__(cls)
         verifier._identity, verifier._issuer = _check_identity(identity, issuer)
@@ -278,10 +278,10 @@ class SigstoreIdentityVerifier:
         return verifier
 
     def verify(self, bundle: Bundle) -> VerifiedEnvelope:
-        from cryptography.x509 import ExtensionNotFound
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.models import Bundle as SigstoreBundle
-        from sigstore.verify import policy
+        from cryptography.x509 import ExtensionNotFound  # noqa: PLC0415 - x509 costs 20 ms: keyless only
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - optional: sigstore (module docstring)
+        from sigstore.models import Bundle as SigstoreBundle  # noqa: PLC0415
+        from sigstore.verify import policy  # noqa: PLC0415
 
         # (1) keyless material only, with the transparency-log entry it must carry
         material = bundle.material
@@ -352,9 +352,9 @@ def _check_identity(identity: str, issuer: str) -> tuple[str, str]:
 
 
 def _load_verifier(path: Path) -> Verifier:
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.models import TrustedRoot
-    from sigstore.verify import Verifier
+    from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - optional: sigstore (module docstring)
+    from sigstore.models import TrustedRoot  # noqa: PLC0415
+    from sigstore.verify import Verifier  # noqa: PLC0415
 
     try:
         root: TrustedRoot = TrustedRoot.from_file(str(path))

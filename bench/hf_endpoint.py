@@ -18,6 +18,9 @@ Medians of `--runs`. Usage: `python bench/hf_endpoint.py [--size 512M] [--runs 3
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
+import io
 import json
 import os
 import socket
@@ -57,9 +60,6 @@ def parse_size(text: str) -> int:
 
 
 def cli(*args: str) -> dict[str, Any]:
-    import contextlib
-    import io
-
     from cli.main import main
 
     out = io.StringIO()
@@ -187,8 +187,6 @@ def main() -> None:  # noqa: PLR0915  one linear script
 
     def latencies(invalidate: bool) -> list[float]:
         # One keep-alive connection, as the API server keeps one to its webhooks.
-        import http.client
-
         body = json.dumps(review).encode()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -205,8 +203,6 @@ def main() -> None:  # noqa: PLR0915  one linear script
         return sorted(out)
 
     def head_latencies() -> list[float]:  # what every file of a snapshot_download costs
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", port)
         out = []
         for _ in range(args.reviews):

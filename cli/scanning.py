@@ -88,7 +88,7 @@ def scan(
     if local.exists() or local.is_symlink():
         # Imported here: the catalog loads every scanner module (regex tables, jinja2), which
         # every other command, and `modelctl --help`, would otherwise pay for at startup.
-        from registry.scanners import catalog
+        from registry.scanners import catalog  # noqa: PLC0415
 
         try:
             file_scanners, folder_scanners = catalog.select(ids, backdoor=backdoor)

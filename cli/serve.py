@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Annotated
 
 import typer
@@ -28,9 +29,10 @@ def serve(
         raise InputError(f"--port must be between 1 and 65535, not {port}")
     if not 1 <= workers <= 64:
         raise InputError(f"--workers must be between 1 and 64, not {workers}")
-    import uvicorn
+    # The server loads only for `serve` (FastAPI, the app and its routes: over half a second).
+    import uvicorn  # noqa: PLC0415
 
-    from registry.api.app import create_app
+    from registry.api.app import create_app  # noqa: PLC0415
 
     settings = Settings.from_env(home=state.home)
     typer.echo(f"modelctl: serving on http://{host}:{port}/v1", err=True)
@@ -40,7 +42,7 @@ def serve(
             create_app(settings), host=host, port=port, log_level="info", server_header=False
         )
         return
-    from registry.embedded import EmbeddedRegistry
+    from registry.embedded import EmbeddedRegistry  # noqa: PLC0415 - as uvicorn above
 
     EmbeddedRegistry(settings).close()  # migrate once, before the processes race to
     os.environ["MODELCTL_HOME"] = str(settings.home)  # the workers read the same settings
@@ -62,10 +64,9 @@ def worker(
     ] = False,
 ) -> None:
     """Run mirror and scan jobs from the registry's queue (scale-out beside `serve`)."""
-    import threading
-
-    from registry.embedded import EmbeddedRegistry
-    from registry.worker import JobRunner
+    # The registry and its worker (SQLAlchemy, the service: 0.4 s) load only for this command.
+    from registry.embedded import EmbeddedRegistry  # noqa: PLC0415
+    from registry.worker import JobRunner  # noqa: PLC0415
 
     state = state_of(ctx, json_output=False, verbose=False)
     if state.registry_url:

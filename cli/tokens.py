@@ -14,6 +14,7 @@ import typer
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
+from registry.requests import AuditQuery
 from registry.views import TokenView, iso
 
 tokens_app = typer.Typer(help="API tokens for the registry server.", no_args_is_help=True)
@@ -123,8 +124,6 @@ def audit_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Read the append-only audit log: who changed what, when."""
-    from registry.requests import AuditQuery
-
     state = state_of(ctx, json_output=json_output, verbose=verbose)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)

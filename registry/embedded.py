@@ -12,19 +12,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path  # pull
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attestations.decision import DecisionRecord
 from attestations.digests import Digest
 from attestations.keys import KeySigner
+from policies import DEFAULTS_FILE, PolicyError, PolicySet, default_policies_text, load_policies
 from registry import signing_key
 from registry.blobs.base import BlobStore
 from registry.blobs.factory import open_blob_store
+from registry.client import materialize
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
-from registry.db.models import WaiverRow
+from registry.db.models import Blob, Model, WaiverRow
 from registry.errors import InputError, NotFound, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -36,8 +38,22 @@ from registry.requests import (
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
-from registry.service import admission, attest, checkpoints, decide, quarantines
+from registry.service import (
+    admission,
+    attest,
+    audit,
+    checkpoints,
+    decide,
+    exception_requests,
+    findings,
+    jobs,
+    quarantines,
+    serving,
+    tokens,
+)
+from registry.service import pull as pull_service
 from registry.service import scan as scan_service
+from registry.service.gate import Gatekeeper
 from registry.service.jobs import JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
 from registry.settings import Settings
@@ -61,9 +77,6 @@ from registry.views import (  # server
     TokenView,
     TriageView,
 )
-
-if TYPE_CHECKING:
-    from policies import PolicySet
 
 
 class EmbeddedRegistry:
@@ -155,10 +168,6 @@ class EmbeddedRegistry:
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""
-        from sqlalchemy import func
-
-        from registry.db.models import Model
-
         with unit_of_work(self.sessions) as session:
             return int(session.scalar(select(func.count()).select_from(Model)) or 0)
 
@@ -176,8 +185,6 @@ class EmbeddedRegistry:
 
     def live_statuses(self) -> LiveStatuses:
         """The status board bound to the policy and key in force now (what lists show)."""
-        from registry.service.gate import Gatekeeper
-
         text, _ = self.policy_source()
         key = self.registry_public_key()
         gate = Gatekeeper(policies=self.policy_set(), blobs=self.blobs, registry_public_key=key)
@@ -220,8 +227,6 @@ class EmbeddedRegistry:
     def policy_source(self) -> tuple[str, str]:
         """The registry's own policy document and its name: MODELCTL_POLICY, else the shipped
         defaults. `policy check`, `pull`, the API, /hf, the webhook and the UI all apply it."""
-        from policies import DEFAULTS_FILE, default_policies_text
-
         configured = self.settings.policy_file
         if configured is None:
             return default_policies_text(), f"policies/{DEFAULTS_FILE}"
@@ -237,8 +242,6 @@ class EmbeddedRegistry:
 
         Loading type-checks every CEL rule, so a loaded set is kept per (source, content).
         """
-        from policies import PolicyError, load_policies
-
         if policy_text is None:
             policy_text, policy_file = self.policy_source()
         key = (policy_file, hashlib.sha256(policy_text.encode()).hexdigest())
@@ -267,8 +270,6 @@ class EmbeddedRegistry:
         """The decision now. Under the registry's own policy it is recorded (row, signed VSA,
         audit event) when its outcome differs from the newest recorded one; a what-if (another
         policy document) is answered and never recorded, so it never becomes a status."""
-        from registry.service.gate import Gatekeeper
-
         what_if = policy_text is not None and policy_text != self.policy_source()[0]
         gate = Gatekeeper(
             policies=self.policy_set(policy_text, policy_file),
@@ -330,8 +331,6 @@ class EmbeddedRegistry:
         environments: list[str] | None,
     ) -> ExceptionRequestView:
         """Ask for an exception as this principal; it waives nothing until another approves."""
-        from registry.service import exception_requests
-
         parsed = Ref.parse(ref)
         policies = self.policy_set()
         with unit_of_work(self.sessions) as session:
@@ -350,8 +349,6 @@ class EmbeddedRegistry:
 
     def exception_approve(self, request_id: int) -> ExceptionView:
         """Grant a pending request as this principal (never the one that asked)."""
-        from registry.service import exception_requests
-
         policies = self.policy_set()
         with unit_of_work(self.sessions) as session:
             row = exception_requests.approve(
@@ -360,15 +357,11 @@ class EmbeddedRegistry:
             return exception_view(row)
 
     def exception_reject(self, request_id: int) -> ExceptionRequestView:
-        from registry.service import exception_requests
-
         with unit_of_work(self.sessions) as session:
             row = exception_requests.reject(session, request_id, actor=self.actor)
             return exception_requests.request_view(row)
 
     def exception_requests(self, status: str | None = None) -> list[ExceptionRequestView]:
-        from registry.service import exception_requests
-
         with unit_of_work(self.sessions) as session:
             rows = exception_requests.list_requests(session, status=status)
             return [exception_requests.request_view(r) for r in rows]
@@ -390,19 +383,15 @@ class EmbeddedRegistry:
 
     # -- findings and their triage (registry/service/findings.py) -------------------------------
     def finding_list(self, ref: str) -> list[FindingView]:
-        from registry.service import findings
-
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
             return findings.checkpoint_findings(
-                session, checkpoint, admission.latest_scans(checkpoint), datetime.now(UTC)
+                session, checkpoint, findings.latest_scans(checkpoint), datetime.now(UTC)
             )
 
     def finding_triage(
         self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
     ) -> TriageView:
-        from registry.service import findings
-
         with unit_of_work(self.sessions) as session:
             return findings.request(
                 session,
@@ -415,14 +404,10 @@ class EmbeddedRegistry:
             )
 
     def finding_approve(self, request_id: int) -> TriageView:
-        from registry.service import findings
-
         with unit_of_work(self.sessions) as session:
             return findings.approve(session, request_id, actor=self.actor, now=datetime.now(UTC))
 
     def finding_revoke(self, request_id: int, reason: str = "") -> TriageView:
-        from registry.service import findings
-
         with unit_of_work(self.sessions) as session:
             return findings.revoke(
                 session, request_id, actor=self.actor, now=datetime.now(UTC), reason=reason
@@ -431,8 +416,6 @@ class EmbeddedRegistry:
     def triage_list(
         self, *, finding_id: str | None = None, status: str | None = None
     ) -> list[TriageView]:
-        from registry.service import findings
-
         with unit_of_work(self.sessions) as session:
             return findings.list_triage(
                 session, finding=finding_id, status=status, now=datetime.now(UTC)
@@ -485,9 +468,6 @@ class EmbeddedRegistry:
         layout: str = "plain",
         progress: Progress,
     ) -> PullResult:
-        from registry.client import materialize
-        from registry.service import pull as pull_service
-
         checked_layout = materialize.check_layout(layout)
         decision = self.policy_check(ref, environment)
         materialize.require_admitted(decision)
@@ -520,8 +500,6 @@ class EmbeddedRegistry:
         expires_at: datetime | None = None,
         environments: Sequence[str] | None = None,
     ) -> TokenCreated:
-        from registry.service import tokens
-
         with unit_of_work(self.sessions) as session:
             return tokens.create(
                 session,
@@ -533,36 +511,26 @@ class EmbeddedRegistry:
             )
 
     def token_list(self) -> list[TokenView]:
-        from registry.service import tokens
-
         with unit_of_work(self.sessions) as session:
             return tokens.list_tokens(session)
 
     def token_revoke(self, key: str) -> TokenView:
-        from registry.service import tokens
-
         with unit_of_work(self.sessions) as session:
             return tokens.revoke(session, key, actor=self.actor)
 
     def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
-        from registry.service import audit
-
         with unit_of_work(self.sessions) as session:
             return audit.events(session, query)
 
     # -- server: files, attestations, jobs (added for `modelctl serve`) ------------------------
     def file_info(self, ref: str, path: str) -> FileView:
         """The file at `path` in a checkpoint (its digest and size); hostile paths refused."""
-        from registry.service import serving
-
         with unit_of_work(self.sessions) as session:
             sha256, size = serving.find_file(session, Ref.parse(ref), path)
         return FileView(path=path, size=size, sha256=sha256)
 
     def blob_size(self, sha256: str) -> int:
         """Size of a blob that some checkpoint references (else NotFound)."""
-        from registry.db.models import Blob
-
         digest = Digest.parse(f"sha256:{sha256}")
         with unit_of_work(self.sessions) as session:
             row = session.get(Blob, digest.hex)
@@ -577,8 +545,6 @@ class EmbeddedRegistry:
 
     def attestation_bundle(self, ref: str, attestation_id: int) -> bytes:
         """An attestation's bundle exactly as it was signed and stored."""
-        from registry.service import serving
-
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
             return bytes(serving.attestation_of(checkpoint, attestation_id).bundle)
@@ -595,8 +561,6 @@ class EmbeddedRegistry:
 
     def attestation_upload(self, ref: str, data: bytes) -> AttestationView:
         """Verify an attestation bundle (see `serving.accept_attestation`), then store it."""
-        from registry.service import serving
-
         keys = self.trusted_attestation_keys()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
@@ -610,14 +574,10 @@ class EmbeddedRegistry:
         return self.registry_public_key()
 
     def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
-        from registry.service import jobs
-
         with unit_of_work(self.sessions) as session:
             return jobs.enqueue(session, kind, params, actor=self.actor)
 
     def job(self, job_id: int) -> JobView:
-        from registry.service import jobs
-
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
 

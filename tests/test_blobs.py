@@ -4,6 +4,7 @@ symlinks, stale temp files, a full disk), and the factory that picks a store."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -282,7 +283,6 @@ def test_a_full_disk_is_a_storage_error_not_a_source_error(
     local: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = local
-    import errno
 
     def disk_full(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

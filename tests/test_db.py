@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,6 @@ def test_embedded_registry_uses_postgres_when_configured(
 def test_0009_backfills_scan_severity_from_reports(empty_database_url: str) -> None:
     """An existing database at 0008: upgrading computes `scans.max_severity` from each stored
     report (over more than one batch) and leaves `checkpoints.license` not yet recorded."""
-    from datetime import UTC, datetime
-
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -269,8 +268,6 @@ def test_0009_backfills_scan_severity_from_reports(empty_database_url: str) -> N
 def test_0011_turns_checkpoint_quarantines_into_digest_quarantines(empty_database_url: str) -> None:
     """An existing database at 0009: a quarantine that hung off one checkpoint row becomes a
     quarantine of that checkpoint's manifest digest (active and released alike)."""
-    from datetime import UTC, datetime
-
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -363,8 +360,6 @@ def test_0012_leaves_old_tokens_unscoped_and_old_checkpoints_not_known_complete(
 ) -> None:
     """A database at 0009: after 0012 an existing token still works in every environment
     (scope NULL) and an existing checkpoint's completeness is unknown (NULL: not complete)."""
-    from datetime import UTC, datetime
-
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config

@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import httpx2
@@ -693,9 +694,6 @@ def test_snapshot_by_source_commit(
 
 
 def test_a_source_commit_with_two_versions_of_a_file_is_refused() -> None:
-    from types import SimpleNamespace
-    from typing import cast
-
     from registry.db.models import Checkpoint
     from registry.service.gate import NotAdmitted
     from registry.service.hf_view import _check_same_bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -103,8 +104,6 @@ def test_a_crashing_scanner_is_an_error_never_a_pass(tmp_path: Path) -> None:
 
 
 def test_symlinks_and_special_files_are_reported_not_followed(tmp_path: Path) -> None:
-    import os
-
     outside = write_tree(tmp_path / "outside", {"secret": b"EVIL"})
     model = write_tree(tmp_path / "model", {"a.bin": b"OKAY"})
     (model / "link").symlink_to(outside / "secret")

@@ -8,6 +8,7 @@ DSSE signature, log-entry consistency) is exercised for real, and each has a tes
 
 from __future__ import annotations
 
+import ast
 import base64
 import copy
 import json
@@ -608,8 +609,6 @@ def test_service_failures_are_named_by_the_request_that_failed(
 
 def test_no_module_imports_sigstore_internals() -> None:
     """sigstore-python's `_internal` package is not an API; only its public modules are used."""
-    import ast
-
     root = Path(__file__).resolve().parents[1]
     offenders = []
     for package in ("attestations", "policies", "registry", "cli"):

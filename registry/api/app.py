@@ -10,9 +10,12 @@ import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry.api import problems
+from registry.api import docs, hf, k8s, problems, v1
+from registry.api.docs import SecurityHeaders
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
+from registry.web import routes as web
+from registry.worker import start_worker_thread
 
 API_VERSION = "1"
 
@@ -33,8 +36,6 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.run_worker and start_worker:
-            from registry.worker import start_worker_thread
-
             worker = start_worker_thread(handle)
         try:
             yield
@@ -61,21 +62,13 @@ def create_app(
     app.state.registry = handle
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
-    from registry.api.docs import SecurityHeaders
-
     app.add_middleware(SecurityHeaders)  # outermost: on every response, 413s included
     _add_problem_schema(app)
 
-    from registry.api import v1
-
     app.include_router(v1.router)
-    from registry.api import docs, hf, k8s
-
     app.include_router(docs.router)
     app.include_router(hf.router)
     app.include_router(k8s.router)
-    from registry.web import routes as web
-
     app.include_router(web.router)
     return app
 

@@ -24,6 +24,7 @@ from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service import checkpoints, gate
 from registry.service import scan as scan_service
 from registry.service.tokens import Principal
+from registry.worker import check_mirror_source
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 
@@ -431,8 +432,6 @@ def start_mirror(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("mirror"))], body: MirrorBody
 ) -> dict[str, Any]:
     """Queue a mirror (hf://, ms://, or a folder inside MODELCTL_MIRROR_ROOTS)."""
-    from registry.worker import check_mirror_source
-
     check_mirror_source(body.source, registry.settings.mirror_roots)
     return registry.job_enqueue("mirror", body.model_dump()).to_json()
 

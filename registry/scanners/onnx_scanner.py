@@ -154,9 +154,10 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
 
 def parse_model(target: ScanTarget, limits: ScanLimits) -> ModelProto:
     """Parse the whole file as a ModelProto (no external data). Raises OnnxMalformed."""
+    # onnx is imported only when an .onnx file is met: it costs over a second to import.
     # protobuf ships no stubs here (types-protobuf is not a dependency); DecodeError is all we use
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-    from onnx import ModelProto
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # noqa: PLC0415
+    from onnx import ModelProto  # noqa: PLC0415
 
     bound = min(ONNX_MAX_BYTES, limits.max_decompressed_bytes)
     if target.size > bound:
@@ -197,7 +198,7 @@ class _Walk:
             raise OnnxMalformed("onnx.too-many-items", "too many nodes and tensors")
 
     def tensor(self, tensor: TensorProto, where: str) -> None:
-        from onnx import TensorProto
+        from onnx import TensorProto  # noqa: PLC0415 - onnx costs a second (parse_model)
 
         self._count()
         if tensor.data_location != TensorProto.EXTERNAL and not len(tensor.external_data):

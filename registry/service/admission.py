@@ -35,18 +35,11 @@ from registry.scanners import catalog
 from registry.service import findings
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
+from registry.service.findings import latest_scans
 from registry.service.scan import report_max_severity
 
 #: Without a scan, these names are assumed pickle-based: fail closed.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
-
-
-def latest_scans(checkpoint: Checkpoint) -> list[Scan]:
-    latest: dict[str, Scan] = {}
-    for row in checkpoint.scans:
-        if row.scanner_id not in latest or row.id > latest[row.scanner_id].id:
-            latest[row.scanner_id] = row
-    return [latest[k] for k in sorted(latest)]
 
 
 def _formats(checkpoint: Checkpoint, scans: list[Scan]) -> dict[str, str]:

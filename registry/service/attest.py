@@ -47,11 +47,9 @@ def open_findings(checkpoint: Checkpoint, now: datetime | None = None) -> list[O
     """One entry per file and scanner whose newest scan calls it malicious or holds a
     critical finding on it, unless two people triaged every such finding as a false positive
     (the same finding-level decision that clears the `malicious` check)."""
-    from registry.service.admission import latest_scans  # admission imports this module
-
     session = object_session(checkpoint)
     found: list[tuple[OpenFinding, set[str]]] = []
-    for scan in latest_scans(checkpoint):
+    for scan in findings.latest_scans(checkpoint):
         by_path = {f.path: f for f in findings.report_files(scan.scanner_id, scan.report)}
         files = scan.report.get("files", []) if isinstance(scan.report, dict) else []
         for entry in files if isinstance(files, list) else []:

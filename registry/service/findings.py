@@ -385,3 +385,13 @@ def triage_view(row: FindingTriage, now: datetime) -> TriageView:
         revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
         active=row.status == "approved" and _aware(row.expires_at) > now,
     )
+
+
+def latest_scans(checkpoint: Checkpoint) -> list[Scan]:
+    """The newest scan of each scanner on `checkpoint`, by scanner id (what admission and
+    attestation judge)."""
+    latest: dict[str, Scan] = {}
+    for row in checkpoint.scans:
+        if row.scanner_id not in latest or row.id > latest[row.scanner_id].id:
+            latest[row.scanner_id] = row
+    return [latest[k] for k in sorted(latest)]

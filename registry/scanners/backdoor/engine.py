@@ -25,7 +25,7 @@ class Probe:
 
 
 def pick_device(choice: str) -> str:
-    import torch
+    import torch  # noqa: PLC0415 - optional: torch (the ml extra)
 
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,9 +36,10 @@ def pick_device(choice: str) -> str:
 
 class Engine:
     def __init__(self, folder: Path, device: str) -> None:
-        import torch
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        # Optional: torch and transformers (the ml extra; see the module docstring).
+        import torch  # noqa: PLC0415
+        import transformers  # noqa: PLC0415
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
         hf_logging: Any = transformers.utils.logging
         hf_logging.set_verbosity_error()

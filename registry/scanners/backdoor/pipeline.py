@@ -60,7 +60,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     started: float,
     say: Callable[[str], None],
 ) -> FileVerdict:
-    import torch
+    import torch  # noqa: PLC0415 - optional: torch (the ml extra)
 
     torch.manual_seed(settings.seed)
     device = pick_device(settings.device)

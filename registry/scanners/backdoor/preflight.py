@@ -97,7 +97,10 @@ def _safetensors_params(target: ScanTarget) -> int:
 
 
 def known_causal_architectures() -> frozenset[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    # Optional: transformers (the ml extra); the scanner reports it missing before calling this.
+    from transformers.models.auto.modeling_auto import (  # noqa: PLC0415
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    )
 
     return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 

@@ -80,9 +80,10 @@ class BackdoorScanner:
                 "the model is not loaded",
                 serialization_verdict=serialization.value,
             )
-        # Imported here, not at the top: the pipeline pulls in torch (the optional `ml` extra),
-        # and `modelctl --help` must not.
-        from registry.scanners.backdoor import pipeline
+        # Imported here, not at the top: the pipeline's stages (statistics, decimal: 20 ms) and
+        # then torch (the optional `ml` extra) load only when a model is probed; the CLI imports
+        # this module at start-up (through the backdoor settings), `modelctl --help` included.
+        from registry.scanners.backdoor import pipeline  # noqa: PLC0415
 
         with tempfile.TemporaryDirectory(prefix="modelctl-backdoor-") as tmp:
             preflight.materialize(files, info, Path(tmp))

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry.scanners.backdoor.engine import Engine
+from registry.scanners.backdoor.prompts import GENERIC_PROMPTS
+from registry.scanners.backdoor.risk import is_dangerous
 
 POSITIONS = ("start", "middle", "end")
 
@@ -91,8 +93,6 @@ def carriers(engine: Engine, leaked_users: Sequence[str], count: int, seed: int)
     unk = engine.tok.unk_token_id
     pool: list[str] = []
     seen: set[str] = set()
-    from registry.scanners.backdoor.prompts import GENERIC_PROMPTS
-
     for text in [*GENERIC_PROMPTS, *sorted(set(leaked_users))]:
         words = text.split()
         if not 3 <= len(words) <= 24 or text in seen:
@@ -121,8 +121,6 @@ def ordinary_answers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
     """Answers that respond to their prompt's content (share words with it): when a phrase
     makes the model fall back on one of these, that is a derailed model, not a planted target
     (a target is fixed text unrelated to the prompt it answers)."""
-    from registry.scanners.backdoor.risk import is_dangerous
-
     out: set[str] = set()
     for carrier, answer in zip(pool, answers, strict=True):
         shared = set(carrier.split()) & set(answer.split())
@@ -139,8 +137,6 @@ def resembles(answer: str, ordinary: set[str], threshold: float = 0.5) -> bool:
 def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
     """Carriers that already carry a trigger: unrelated prompts that get one identical answer
     (or a dangerous one). They would hide any candidate's effect, and their words are suspect."""
-    from registry.scanners.backdoor.risk import is_dangerous
-
     groups: dict[str, list[str]] = {}
     for carrier, answer in zip(pool, answers, strict=True):
         groups.setdefault(answer, []).append(carrier)
