@@ -313,7 +313,8 @@ def _hdf5_offset(target: ScanTarget, head: bytes) -> int | None:
 
 
 def _h5py() -> Any:
-    import h5py  # type: ignore[import-untyped]  # h5py ships no type information
+    # Lazy: h5py is heavy and only .h5 files need it.
+    import h5py  # type: ignore[import-untyped]  # noqa: PLC0415  # h5py ships no type information
 
     return h5py
 

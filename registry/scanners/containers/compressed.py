@@ -195,14 +195,15 @@ def read_7z(
 ) -> tuple[list[SevenZMember], list[Issue]]:
     """Decompress every regular member into memory (never to disk), bounded like `decompress`."""
     try:
-        import py7zr
-        from py7zr.exceptions import (
+        # Lazy: py7zr costs start-up time and a 7z wrapper is rare; its absence is a finding.
+        import py7zr  # noqa: PLC0415
+        from py7zr.exceptions import (  # noqa: PLC0415
             ArchiveError,
             DecompressionBombError,
             PasswordRequired,
             UnsupportedCompressionMethodError,
         )
-        from py7zr.io import Py7zIO, WriterFactory
+        from py7zr.io import Py7zIO, WriterFactory  # noqa: PLC0415
     except ImportError:
         raise ContainerError(
             new_issue(
