@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from attestations.verdicts import Severity
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
-from registry.scanners.base import Severity
 from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import local_targets, merge, scan_targets
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.verdicts import Severity
 from policies.evaluate import blocking_findings
 from policies.facts import FindingFact, ScanFact, ScannedFileFact
 from registry.db.models import AuditEvent, Checkpoint, FindingTriage, Scan
@@ -34,7 +35,7 @@ from registry.views import FindingView, TriageView
 
 #: Evidence keys that say *where* in a file a finding is (the rest says *what* it saw).
 LOCATION_KEYS = ("path", "key", "line", "tensor", "where", "layer", "node")
-_SEVERITIES = ("info", "low", "medium", "high", "critical")
+_SEVERITIES = frozenset(s.value for s in Severity)
 FALSE_POSITIVE = "false-positive"
 MAX_TRIAGE_DAYS = 90
 MAX_REASON = 2000
