@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import AuditEvent
 from registry.errors import InputError
 from registry.requests import AuditQuery
@@ -51,7 +50,7 @@ def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
     return [
         AuditEventView(
             id=row.id,
-            at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+            at=aware(row.at),
             actor=row.actor,
             action=row.action,
             subject=row.subject,

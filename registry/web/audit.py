@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from attestations.utc import aware
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
 from registry.service.read import audit as read_audit
@@ -38,7 +39,7 @@ def _audit_query(request: Request) -> read_audit.AuditQuery:
             ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
             raise InputError(f"bad {key} time {text!r:.40}: use YYYY-MM-DD") from exc
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return aware(ts)
 
     return read_audit.AuditQuery(
         actor=params.get("actor", "")[:200],

@@ -13,9 +13,10 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import AuditEvent
 from registry.errors import InputError
-from registry.service.read.common import MAX_PAGE_SIZE, PAGE_SIZE, aware, like_pattern
+from registry.service.read.common import MAX_PAGE_SIZE, PAGE_SIZE, like_pattern
 
 
 @dataclass(frozen=True, slots=True)

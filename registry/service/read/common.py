@@ -4,7 +4,6 @@ escaping and the newest-scan subquery."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -20,10 +19,6 @@ UNKNOWN_VERDICT_RANK = Verdict.ERROR.rank
 SEVERITIES = tuple(s.value for s in Severity)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-
-
-def aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def like_pattern(text: str) -> str:

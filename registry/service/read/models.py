@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from attestations.verdicts import Verdict
 from registry.db.models import Checkpoint, CheckpointFile, Model, Scan
 from registry.errors import InputError
@@ -21,7 +22,6 @@ from registry.service.read.common import (
     SEVERITIES,
     UNKNOWN_VERDICT_RANK,
     VERDICT_RANK,
-    aware,
     latest_scan_ids,
     like_pattern,
 )
