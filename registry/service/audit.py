@@ -29,7 +29,7 @@ def record_forensic_read(
     session.flush()
 
 
-def matching(query: AuditQuery) -> Select[tuple[AuditEvent]]:
+def matching(query: AuditQuery) -> Select[AuditEvent]:
     """The one audit query: the events `query`'s filters select, unordered and unlimited.
 
     `modelctl audit`, `GET /v1/audit` (`events`) and the audit page and its exports
