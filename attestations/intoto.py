@@ -15,15 +15,14 @@ from typing import Any
 
 from attestations.errors import MalformedDocumentError
 from attestations.jsonlimits import loads_bounded
+from attestations.utc import aware
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 
 def rfc3339(ts: datetime) -> str:
     """A timestamp as predicates write it: UTC, `Z` suffix. Naive datetimes are taken as UTC."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return aware(ts).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _HEX = re.compile(r"[0-9a-f]+")

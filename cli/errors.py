@@ -1,4 +1,4 @@
-"""The one place that maps errors to exit codes (DESIGN §4).
+"""Exit codes (DESIGN §4), read from the one error map in `registry.errors`.
 
 0 success · 1 the answer is no (denied, tampered, bad signature) · 2 usage, input or
 environment error. Every non-zero exit prints one line on stderr saying why.
@@ -6,22 +6,33 @@ environment error. Every non-zero exit prints one line on stderr saying why.
 
 from __future__ import annotations
 
-from attestations.errors import AttestationError, VerificationError
-from registry.errors import Denied, IntegrityFailure, RegistryError
+import sys
+from typing import NoReturn
+
+import typer
+
+from registry.errors import EXIT_ERROR, EXIT_NO, exit_code_for, kind_of
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO",
+    "EXIT_OK",
+    "exit_code_for",
+    "kind_of",
+    "refuse",
+]
 
 EXIT_OK = 0
-EXIT_NO = 1
-EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def exit_code_for(error: RegistryError | AttestationError) -> int:
-    if isinstance(error, IntegrityFailure | Denied | VerificationError):
-        return EXIT_NO
-    return EXIT_ERROR
+def refuse(reason: str) -> NoReturn:
+    """Exit 1 (the answer is no) with its one-line reason on stderr, as every error exits.
 
-
-def kind_of(error: RegistryError | AttestationError) -> str:
-    """A stable, machine-readable name for the error class, for `--json` output."""
-    name = type(error).__name__
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    For commands whose answer is printed on stdout (`scan`, `policy lint`, `policy check`,
+    `mirror --fail-on`): stdout, `--json` included, stays the answer; stderr says why it is no.
+    """
+    line = " ".join(reason.split())  # one line, whatever the reason held
+    print(f"modelctl: error: {line}", file=sys.stderr)
+    raise typer.Exit(EXIT_NO)

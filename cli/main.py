@@ -11,7 +11,7 @@ import typer
 
 from attestations.errors import AttestationError
 from cli import policy, render, scanning, signing
-from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
@@ -145,8 +145,7 @@ def mirror(
     emit(state, result.to_json(), render.mirror_text(result))
     reason = scanning.fail_on_reason(result.scan.report, fail_on) if result.scan else None
     if reason is not None:
-        print(f"modelctl: error: mirrored {result.checkpoint.ref}, but {reason}", file=sys.stderr)
-        raise typer.Exit(1)
+        refuse(f"mirrored {result.checkpoint.ref}, but {reason}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli import render
+from cli.errors import refuse
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.db.ids import MAX_ROW_ID
 from registry.errors import InputError
@@ -50,7 +51,7 @@ def lint_command(
         "\n".join(str(m) for m in messages) or f"{file}: ok",
     )
     if errors:
-        raise typer.Exit(1)
+        refuse(f"{file}: {len(errors)} error(s), the first: {errors[0]}")
 
 
 @policy_app.command("check")
@@ -74,7 +75,10 @@ def check_command(
         decision = registry.policy_check(ref, env, text, str(policy or ""))
     emit(state, decision.to_json(), render.decision_text(decision))
     if not decision.allowed:
-        raise typer.Exit(1)
+        refuse(
+            f"denied: {decision.name}@{decision.digest} is not admitted to "
+            f"{decision.environment!r}: " + "; ".join(decision.reasons)
+        )
 
 
 _TARGET_HELP = (

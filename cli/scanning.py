@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from attestations.verdicts import Severity
 from cli import render
+from cli.errors import refuse
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
-from registry.scanners.base import Severity
 from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import local_targets, merge, scan_targets
 
@@ -106,6 +107,6 @@ def scan(
     else:
         raise InputError(f"{target}: no such file or folder, and not a registry reference")
     emit(state, data, render.scan_text(data, verbose=state.verbose))
-    severities = [f["severity"] for file in data["files"] for f in file["findings"]]
-    if _exceeds(severities, fail_on):
-        raise typer.Exit(1)
+    reason = fail_on_reason(data, fail_on)
+    if reason is not None:
+        refuse(reason)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from attestations.utc import aware_or_none
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
@@ -125,8 +126,7 @@ def audit_command(
 ) -> None:
     """Read the append-only audit log: who changed what, when."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    since = aware_or_none(since)
     query = AuditQuery(actor=actor, action=action, subject=subject, since=since, limit=limit)
     with open_registry(state) as registry:
         found = registry.audit_log(query)

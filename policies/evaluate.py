@@ -18,6 +18,7 @@ from typing import Any
 
 from attestations.digests import Digest
 from attestations.errors import InvalidInputError
+from attestations.verdicts import Severity
 from policies import cel_engine
 from policies.facts import AttestationFact, Facts, FindingFact, ScanFact, ScannedFileFact
 from policies.model import (
@@ -42,7 +43,7 @@ from policies.model import (
 
 _PINNED = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 #: Severities of a malicious file's findings that make it malicious (and need a triage).
-BLOCKING_SEVERITIES = frozenset({"high", "critical"})
+BLOCKING_SEVERITIES = frozenset({Severity.HIGH.value, Severity.CRITICAL.value})
 #: Predicate types `modelctl attest` issues with the registry's key.
 _REGISTRY_ATTESTED = frozenset(
     {"https://model_signing/signature/v1.0", "https://slsa.dev/provenance/v1"}

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from attestations.verdicts import Severity, Verdict
+
 API_VERSION = "modelctl.dev/v1"
 
 #: The signer name the caller resolves to the registry's own key (not known to the YAML).
@@ -24,8 +26,21 @@ HARD_CHECKS = ("quarantine", "digest", "malicious")
 #: (`spec.waivers.maxExpiry`).
 DEFAULT_WAIVER_MAX_EXPIRY = timedelta(days=90)
 
-VERDICTS = ("clean", "suspicious", "malicious", "malformed", "unsupported", "error")
-SEVERITIES = ("none", "info", "low", "medium", "high", "critical")
+#: The verdicts a policy may name, in the order its messages list them (the rank is
+#: `attestations.verdicts.Verdict`'s; this is only the listing order users have seen).
+VERDICTS: tuple[str, ...] = tuple(
+    v.value
+    for v in (
+        Verdict.CLEAN,
+        Verdict.SUSPICIOUS,
+        Verdict.MALICIOUS,
+        Verdict.MALFORMED,
+        Verdict.UNSUPPORTED,
+        Verdict.ERROR,
+    )
+)
+#: `maxSeverity` values: "none" (no finding at all) below every `Severity`, least first.
+SEVERITIES: tuple[str, ...] = ("none", *(s.value for s in Severity))
 
 #: File formats whose loading runs a pickle VM (what `formats.pickleBased` governs).
 PICKLE_BASED_FORMATS = frozenset(

@@ -15,7 +15,7 @@ from typing import Any
 from attestations.errors import AttestationError
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import InputError, RegistryError, StorageError
+from registry.errors import InputError, RegistryError, StorageError, kind_of
 from registry.mirror.base import parse_source
 from registry.requests import MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
@@ -129,7 +129,7 @@ class JobRunner:
         except (RegistryError, AttestationError) as exc:
             error = {
                 "message": exc.message,
-                "kind": _kind(exc),
+                "kind": kind_of(exc),
                 "reasons": list(getattr(exc, "reasons", [])),
             }
         except Exception as exc:  # a bug: recorded without internals, logged in full
@@ -195,11 +195,6 @@ class JobRunner:
                 worked = False
             if not worked:
                 stop.wait(poll_seconds)
-
-
-def _kind(error: BaseException) -> str:
-    name = type(error).__name__
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 def start_worker_thread(registry: EmbeddedRegistry) -> tuple[threading.Thread, threading.Event]:

@@ -423,7 +423,7 @@ def test_verifier_needs_roots_and_an_aware_time(p256: Pki) -> None:
     with pytest.raises(InvalidInputError, match="trusted root"):
         CertificateChainVerifier([], SAN_PATTERN)
     with pytest.raises(InvalidInputError, match="timezone"):
-        CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=datetime(2030, 1, 1))
+        CertificateChainVerifier([p256.root.cert], SAN_PATTERN, at=datetime(2030, 1, 1))  # noqa: DTZ001  naive on purpose
 
 
 def test_load_certificates(p256: Pki) -> None:

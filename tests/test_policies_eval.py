@@ -329,7 +329,7 @@ def test_malformed_digest_denied_in_warn_mode() -> None:
 def test_naive_clock_refused() -> None:
     policy, _ = env("dev")
     with pytest.raises(InvalidInputError, match="timezone"):
-        evaluate(policy, good_facts(), now=datetime(2026, 1, 1))
+        evaluate(policy, good_facts(), now=datetime(2026, 1, 1))  # noqa: DTZ001  naive on purpose
 
 
 def test_cel_rules_see_timestamps_and_attestations() -> None:

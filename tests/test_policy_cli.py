@@ -41,6 +41,14 @@ def test_unsigned_denied_in_prod_allowed_with_warning_in_dev(run_cli: Any, hub: 
     prod = run_cli("policy", "check", "org/tiny", "--env", "prod", "--json")
     assert prod.code == 1
     assert prod.json()["allowed"] is False
+    (line,) = prod.stderr.strip().splitlines()
+    assert line.startswith("modelctl: error: denied: org/tiny@")
+    assert "is not admitted to 'prod'" in line
+    assert "attestations.https://model_signing/signature/v1.0" in line
+    text = run_cli("policy", "check", "org/tiny", "--env", "prod")
+    assert text.code == 1
+    assert "DENIED" in text.stdout
+    assert len(text.stderr.strip().splitlines()) == 1
     assert checks(prod)["attestations.https://model_signing/signature/v1.0"] == "fail"
     dev = run_cli("policy", "check", "org/tiny", "--env", "dev", "--json")
     assert dev.code == 0
@@ -105,6 +113,11 @@ def test_custom_policy_file_and_lint(run_cli: Any, hub: FakeHub, tmp_path: Path)
     linted = run_cli("policy", "lint", str(bad), "--json")
     assert linted.code == 1
     assert any(m["level"] == "error" and m["line"] > 0 for m in linted.json()["messages"])
+    (line,) = linted.stderr.strip().splitlines()
+    assert line.startswith(f"modelctl: error: {bad}: ")
+    assert "error(s)" in line
+    assert "licences" in line
+    assert run_cli("policy", "lint", str(default)).stderr == ""
     refused = run_cli("policy", "check", "org/tiny", "--env", "prod", "--policy", str(bad))
     assert refused.code == 2
     assert "licences" in refused.stderr

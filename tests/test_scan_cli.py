@@ -44,6 +44,20 @@ def test_scan_a_malicious_file_exits_1_with_the_finding(run_cli: Any) -> None:
     assert "malicious" in text.stdout
 
 
+def test_a_failing_scan_says_why_in_one_line_on_stderr(run_cli: Any) -> None:
+    for args in ((), ("--json",)):
+        result = run_cli("scan", str(MALICIOUS), *args)
+        assert result.code == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("modelctl: error: ")
+        assert "finding(s) at or above --fail-on high" in line
+        assert "pickle.global.dangerous" in line
+        assert MALICIOUS.name in line
+    # --json keeps stdout the report alone.
+    assert run_cli("scan", str(MALICIOUS), "--json").json()["verdict"] == "malicious"
+    assert run_cli("scan", str(MALICIOUS), "--fail-on", "never").stderr == ""
+
+
 def test_fail_on_threshold(run_cli: Any) -> None:
     assert run_cli("scan", str(MALICIOUS), "--fail-on", "never").code == 0
     assert run_cli("scan", str(MALICIOUS), "--fail-on", "critical").code == 1

@@ -21,7 +21,7 @@ from registry.db.engine import unit_of_work
 from registry.db.models import AuditEvent, Checkpoint, Model, Scan
 from registry.embedded import EmbeddedRegistry
 from registry.progress import NoProgress
-from registry.requests import MirrorRequest
+from registry.requests import AuditQuery, MirrorRequest
 from registry.service import tokens
 from registry.service.scan import report_max_severity
 from registry.settings import Settings
@@ -623,7 +623,7 @@ def test_read_side_queries_on_sqlite_and_postgres(
                 assert [f.path for f in d.changed] == ["model.safetensors"]
                 exported = "".join(
                     read_audit.audit_export(
-                        s, read_audit.AuditQuery(action="checkpoint.quarantine"), "json", batch=2
+                        s, AuditQuery(action="checkpoint.quarantine"), "json", batch=2
                     )
                 )
                 assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]

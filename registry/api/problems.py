@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problem details (`application/problem+json`) with a `reason` code.
 
-The one place where registry errors become HTTP: the status follows who is at fault, `reason`
-is a stable machine-readable code (the same names as the CLI's `--json` `kind`), and a 5xx
+Where registry errors become HTTP: the status follows who is at fault (`registry.errors`'
+one error map, which the CLI and the worker read too), `reason` is a stable machine-readable
+code (`registry.errors.kind_of`: the CLI's `--json` `kind`), and a 5xx
 never carries internals (the detail is generic; the server log has the rest, without secrets).
 """
 
@@ -16,17 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from attestations.errors import AttestationError, InvalidInputError, VerificationError
+from attestations.errors import AttestationError
 from registry.errors import (
-    AmbiguousReference,
-    Denied,
-    Forbidden,
-    IntegrityFailure,
-    NotFound,
     RegistryError,
     StorageError,
-    TwoPersonRule,
     UpstreamError,
+    http_status_for,
+    kind_of,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -72,12 +69,6 @@ _TITLES = {
 }
 
 
-def reason_of(error: BaseException) -> str:
-    """`IntegrityFailure` -> `integrity_failure` (the CLI's `--json` kind)."""
-    name = type(error).__name__
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-
-
 def problem(
     status: int,
     reason: str,
@@ -102,34 +93,14 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-#: Most specific first: the first class the error is an instance of gives the status.
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (Forbidden, 403),
-    (NotFound, 404),
-    (AmbiguousReference, 409),
-    (Denied, 403),
-    (TwoPersonRule, 403),
-    (IntegrityFailure, 422),
-    (VerificationError, 422),
-    (InvalidInputError, 400),
-    (StorageError, 503),
-    (UpstreamError, 502),
-    (AttestationError, 500),  # signing failed on our side
-)
-
-
-def status_for(error: RegistryError | AttestationError) -> int:
-    return next((status for cls, status in _STATUS if isinstance(error, cls)), 400)
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem JSON."""
 
     async def on_registry_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RegistryError | AttestationError)
-        status = status_for(exc)
+        status = http_status_for(exc)
         if status >= 500:
-            log.error("%s %s: %s: %s", request.method, request.url.path, reason_of(exc), exc)
+            log.error("%s %s: %s: %s", request.method, request.url.path, kind_of(exc), exc)
             detail = (
                 "the registry's storage failed; the server log has the details"
                 if isinstance(exc, StorageError)
@@ -137,9 +108,9 @@ def install(app: FastAPI) -> None:
                 if isinstance(exc, UpstreamError)
                 else "the server failed; the server log has the details"
             )
-            return problem(status, reason_of(exc), detail, instance=request.url.path)
+            return problem(status, kind_of(exc), detail, instance=request.url.path)
         reasons = exc.reasons if isinstance(exc, RegistryError) else []
-        return problem(status, reason_of(exc), str(exc), reasons=reasons)
+        return problem(status, kind_of(exc), str(exc), reasons=reasons)
 
     async def on_api_problem(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiProblem)

@@ -6,13 +6,14 @@ The shapes are `registry.views` `to_json()`: the same as `modelctl --json` (docs
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from attestations.utc import aware_or_none
 from registry.api.blobs import blob_response, gate_read
 from registry.api.deps import check_scope, get_registry, registry_for, require
 from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
@@ -84,11 +85,11 @@ Admin = Annotated[EmbeddedRegistry, Depends(registry_for("token.manage"))]
 @router.post("/tokens", tags=["tokens"], status_code=201)
 def create_token(registry: Admin, body: TokenRequest) -> dict[str, Any]:
     """Create a token; the response is the only time its secret (`token`) is shown."""
-    expires_at = body.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
     return registry.token_create(
-        body.name, body.role, expires_at=expires_at, environments=body.environments
+        body.name,
+        body.role,
+        expires_at=aware_or_none(body.expires_at),
+        environments=body.environments,
     ).to_json()
 
 
@@ -124,17 +125,11 @@ def audit_log(
         actor=actor,
         action=action,
         subject=subject,
-        since=_utc(since),
-        until=_utc(until),
+        since=aware_or_none(since),
+        until=aware_or_none(until),
         limit=limit,
     )
     return {"events": [e.to_json() for e in registry.audit_log(query)]}
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=UTC)
-    return ts
 
 
 # -- checkpoints ---------------------------------------------------------------------------------

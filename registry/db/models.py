@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from attestations.decision import PREDICATE_TYPE as VSA_PREDICATE_TYPE
+from attestations.utc import utc_now
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING = {
@@ -36,10 +37,6 @@ QUARANTINE_CHECKPOINT = "checkpoint"
 QUARANTINE_FILE = "file"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -53,7 +50,7 @@ class Model(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     namespace: Mapped[str] = mapped_column(String(96))
     name: Mapped[str] = mapped_column(String(96))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     checkpoints: Mapped[list[Checkpoint]] = relationship(
         back_populates="model", order_by="Checkpoint.id"
@@ -72,7 +69,7 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     storage_key: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class Checkpoint(Base):
@@ -92,7 +89,7 @@ class Checkpoint(Base):
     source_commit: Mapped[str] = mapped_column(String(128))
     file_count: Mapped[int] = mapped_column(Integer)
     total_size: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     #: `license:` of the model card (README.md front matter), lower-cased; "unknown" when the
     #: card has none or there is no card; NULL when not read yet (recorded before 0009).
     license: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -164,7 +161,7 @@ class CheckpointRevision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
     revision: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="revisions")
 
@@ -185,7 +182,7 @@ class Attestation(Base):
     signer: Mapped[str] = mapped_column(String(300))
     bundle: Mapped[bytes] = mapped_column(LargeBinary)
     bundle_sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="attestations")
 
@@ -231,7 +228,7 @@ class Quarantine(Base):
     digest: Mapped[str] = mapped_column(String(64))  # hex, no `sha256:` prefix
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -272,7 +269,7 @@ class WaiverRow(Base):
     #: The principal that approved it (an audit actor); free text before migration 0011.
     approver: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     actor: Mapped[str] = mapped_column(String(200))
     #: The principal that requested it (never the approver); NULL before migration 0011.
     requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -307,7 +304,7 @@ class AuditEvent(Base):
     __table_args__ = (Index("ix_audit_events_at", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(Text)
@@ -328,7 +325,7 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20))
     secret_sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     created_by: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -359,7 +356,7 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -383,7 +380,7 @@ class ExceptionRequest(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20), default="pending")  # approved | rejected
     requested_by: Mapped[str] = mapped_column(String(200))
-    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     exception_id: Mapped[int | None] = mapped_column(
@@ -417,7 +414,7 @@ class FindingTriage(Base):
     path: Mapped[str] = mapped_column(Text)
     file_sha256: Mapped[str] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -3,56 +3,37 @@
 A scanner decides which files it applies to by *sniffing content* (the first bytes), never
 by file name alone, and returns one verdict per file with findings that explain it.
 `malformed`, `unsupported` and `error` are never clean: the admission policy decides what to
-do with them.
+do with them. `Verdict`, `Severity` and `worst` are the shared vocabulary of
+`attestations.verdicts`, re-exported here as part of the scanner port.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import BinaryIO, Protocol
+
+from attestations.verdicts import Severity, Verdict, worst
+
+__all__ = [
+    "SNIFF_BYTES",
+    "FileVerdict",
+    "Finding",
+    "FolderScanner",
+    "JSONValue",
+    "ModelFolder",
+    "ScanLimits",
+    "ScanTarget",
+    "Scanner",
+    "Severity",
+    "Verdict",
+    "worst",
+]
 
 JSONValue = str | int | float | bool | None | Sequence["JSONValue"] | Mapping[str, "JSONValue"]
 
 #: How many leading bytes a scanner sees to decide whether it applies.
 SNIFF_BYTES = 4096
-
-
-class Verdict(StrEnum):
-    CLEAN = "clean"
-    UNSUPPORTED = "unsupported"
-    SUSPICIOUS = "suspicious"
-    MALFORMED = "malformed"
-    ERROR = "error"
-    MALICIOUS = "malicious"
-
-    @property
-    def rank(self) -> int:
-        """Worse verdicts rank higher; a file's verdict is its scanners' worst."""
-        return _VERDICT_RANK[self]
-
-
-_VERDICT_RANK = {v: i for i, v in enumerate(Verdict)}
-
-
-def worst(verdicts: Sequence[Verdict]) -> Verdict:
-    return max(verdicts, key=lambda v: v.rank, default=Verdict.CLEAN)
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from registry.scanners.base import (
     worst,
 )
 from registry.scanners.onnx_scanner import (
-    OnnxMalformed,
+    OnnxMalformedError,
     external_data_refs,
     location_problem,
     looks_like_onnx,
@@ -317,7 +317,7 @@ def _check_onnx(model: ScanTarget, paths: set[str], limits: ScanLimits, report: 
         return
     try:
         refs = external_data_refs(parse_model(model, limits), limits)
-    except OnnxMalformed:
+    except OnnxMalformedError:
         return  # the ONNX file scanner reports it
     full = _full_path(model)
     done: set[str] = set()

@@ -81,7 +81,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class OnnxMalformed(Exception):
+class OnnxMalformedError(Exception):
     def __init__(self, rule: str, message: str, evidence: Mapping[str, JSONValue] | None = None):
         super().__init__(message)
         self.rule = rule
@@ -153,7 +153,7 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
 
 
 def parse_model(target: ScanTarget, limits: ScanLimits) -> ModelProto:
-    """Parse the whole file as a ModelProto (no external data). Raises OnnxMalformed."""
+    """Parse the whole file as a ModelProto (no external data). Raises OnnxMalformedError."""
     # onnx is imported only when an .onnx file is met: it costs over a second to import.
     # protobuf ships no stubs here (types-protobuf is not a dependency); DecodeError is all we use
     from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # noqa: PLC0415
@@ -161,7 +161,7 @@ def parse_model(target: ScanTarget, limits: ScanLimits) -> ModelProto:
 
     bound = min(ONNX_MAX_BYTES, limits.max_decompressed_bytes)
     if target.size > bound:
-        raise OnnxMalformed(
+        raise OnnxMalformedError(
             "onnx.too-large",
             f"{target.size} bytes: over the {bound}-byte protobuf bound (use external data)",
             {"bytes": target.size, "bound": bound},
@@ -169,14 +169,16 @@ def parse_model(target: ScanTarget, limits: ScanLimits) -> ModelProto:
     with target.open() as fh:
         data = fh.read(bound + 1)
     if len(data) > bound:
-        raise OnnxMalformed("onnx.too-large", f"file grew past {bound} bytes while read")
+        raise OnnxMalformedError("onnx.too-large", f"file grew past {bound} bytes while read")
     model = ModelProto()
     try:
         model.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise OnnxMalformed("onnx.malformed", f"not a valid ONNX protobuf: {exc}"[:200]) from exc
+        raise OnnxMalformedError(
+            "onnx.malformed", f"not a valid ONNX protobuf: {exc}"[:200]
+        ) from exc
     if model.ir_version <= 0 or not model.HasField("graph"):
-        raise OnnxMalformed("onnx.malformed", "ModelProto without ir_version or graph")
+        raise OnnxMalformedError("onnx.malformed", "ModelProto without ir_version or graph")
     return model
 
 
@@ -195,7 +197,7 @@ class _Walk:
     def _count(self) -> None:
         self.items += 1
         if self.items > self.limits.max_items:
-            raise OnnxMalformed("onnx.too-many-items", "too many nodes and tensors")
+            raise OnnxMalformedError("onnx.too-many-items", "too many nodes and tensors")
 
     def tensor(self, tensor: TensorProto, where: str) -> None:
         from onnx import TensorProto  # noqa: PLC0415 - onnx costs a second (parse_model)
@@ -206,20 +208,20 @@ class _Walk:
         entries = tuple((e.key, e.value) for e in tensor.external_data)
         locations = [v for k, v in entries if k == "location"]
         if len(locations) > 1:
-            raise OnnxMalformed(
+            raise OnnxMalformedError(
                 "onnx.external-data.ambiguous",
                 f"tensor {tensor.name!r} names {len(locations)} locations",
                 {"tensor": tensor.name, "locations": locations[:MAX_EVIDENCE]},
             )
         for key, value in entries:
             if key in {"offset", "length"} and not value.isdigit():
-                raise OnnxMalformed(
+                raise OnnxMalformedError(
                     "onnx.external-data.malformed",
                     f"tensor {tensor.name!r}: external {key} {value!r} is not a byte count",
                     {"tensor": tensor.name, key: value[:100]},
                 )
         if not locations or not locations[0]:
-            raise OnnxMalformed(
+            raise OnnxMalformedError(
                 "onnx.external-data.malformed",
                 f"tensor {tensor.name!r} is external but names no location",
                 {"tensor": tensor.name},
@@ -232,7 +234,7 @@ class _Walk:
 
     def graph(self, graph: GraphProto, where: str, depth: int) -> None:
         if depth > self.limits.max_nesting:
-            raise OnnxMalformed("onnx.too-deep", f"subgraphs nest deeper than {depth}")
+            raise OnnxMalformedError("onnx.too-deep", f"subgraphs nest deeper than {depth}")
         for tensor in graph.initializer:
             self.tensor(tensor, f"{where}/initializer")
         for sparse in graph.sparse_initializer:
@@ -285,7 +287,7 @@ def _walk(model: ModelProto, limits: ScanLimits) -> _Walk:
 
 def external_data_refs(model: ModelProto, limits: ScanLimits) -> list[ExternalRef]:
     """Every external-data reference in the model (initializers, attributes, sparse, functions,
-    training graphs). Raises OnnxMalformed."""
+    training graphs). Raises OnnxMalformedError."""
     return _walk(model, limits).refs
 
 
@@ -361,7 +363,7 @@ class OnnxScanner:
         try:
             model = parse_model(target, limits)
             walk = _walk(model, limits)
-        except OnnxMalformed as exc:
+        except OnnxMalformedError as exc:
             finding = _finding(exc.rule, Severity.HIGH, str(exc), exc.evidence)
             return FileVerdict(Verdict.MALFORMED, (finding,))
         items = list(self._judge(walk, target.path))

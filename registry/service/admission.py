@@ -25,6 +25,7 @@ from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.errors import AttestationError
 from attestations.intoto import Statement
 from attestations.keys import KeySigner, PublicKeyVerifier, load_public_key
+from attestations.utc import aware
 from policies import REGISTRY_SIGNER, AttestationFact, Facts, FileFact, ScanFact
 from policies.model import UNWAIVABLE_PREFIXES, ExceptionScope, PolicyException
 from registry.blobs.base import BlobReader
@@ -145,9 +146,7 @@ def checkpoint_facts(
             scanner=row.scanner_id,
             version=row.scanner_version,
             verdict=row.verdict,
-            finished_at=row.finished_at
-            if row.finished_at.tzinfo
-            else row.finished_at.replace(tzinfo=UTC),
+            finished_at=aware(row.finished_at),
             max_severity=report_max_severity(row.report),
             files=findings.report_files(row.scanner_id, row.report),
         )
@@ -380,7 +379,7 @@ def registry_exceptions(
     for row in rows:
         if row.checkpoint_id != checkpoint_id or row.revoked_at is not None:
             continue
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        expires = aware(row.expires_at)
         out.append(
             PolicyException(
                 id=f"registry-exception-{row.id}",

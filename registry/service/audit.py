@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import AuditEvent
 from registry.errors import InputError
 from registry.requests import AuditQuery
@@ -30,10 +29,14 @@ def record_forensic_read(
     session.flush()
 
 
-def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
-    if not 1 <= query.limit <= MAX_LIMIT:
-        raise InputError(f"limit must be between 1 and {MAX_LIMIT}")
-    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(query.limit)
+def matching(query: AuditQuery) -> Select[AuditEvent]:
+    """The one audit query: the events `query`'s filters select, unordered and unlimited.
+
+    `modelctl audit`, `GET /v1/audit` (`events`) and the audit page and its exports
+    (`registry.service.read.audit`) all filter through it. `query.limit` is not applied here:
+    the log takes the newest `limit`, the page pages.
+    """
+    stmt = select(AuditEvent)
     if query.actor:
         stmt = stmt.where(AuditEvent.actor == query.actor)
     if query.action:
@@ -48,10 +51,18 @@ def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
         stmt = stmt.where(AuditEvent.at >= query.since)
     if query.until:
         stmt = stmt.where(AuditEvent.at < query.until)
+    return stmt
+
+
+def events(session: Session, query: AuditQuery) -> list[AuditEventView]:
+    """The newest `query.limit` events matching `query`, newest first."""
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InputError(f"limit must be between 1 and {MAX_LIMIT}")
+    stmt = matching(query).order_by(AuditEvent.id.desc()).limit(query.limit)
     return [
         AuditEventView(
             id=row.id,
-            at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+            at=aware(row.at),
             actor=row.actor,
             action=row.action,
             subject=row.subject,

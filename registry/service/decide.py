@@ -18,6 +18,7 @@ from attestations.bundle import Bundle
 from attestations.errors import AttestationError
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, key_hint, load_public_key
+from attestations.utc import aware
 from policies import Decision, PolicySet
 from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint
@@ -156,9 +157,7 @@ def verify_now(checkpoint: Checkpoint, registry_public_key: bytes | None) -> lis
                 id=row.id,
                 predicate_type=row.predicate_type,
                 signer=row.signer,
-                created_at=row.created_at
-                if row.created_at.tzinfo
-                else row.created_at.replace(tzinfo=UTC),
+                created_at=aware(row.created_at),
                 bundle_sha256=row.bundle_sha256,
                 verified=verified,
                 detail=detail,

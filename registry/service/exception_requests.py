@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from policies.model import PolicySet
 from policies.waivers import waiver_problem
 from registry.db.models import AuditEvent, Checkpoint, ExceptionRequest, WaiverRow
@@ -129,7 +130,7 @@ def approve(
             f"an exception needs a second person: {actor} requested request {row.id} "
             "and may not approve it"
         )
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    expires = aware(row.expires_at)
     environments = list(row.environments) if row.environments else None
     _check_waiver(
         policies, waive=list(row.waive), environments=environments, expires_at=expires, now=now

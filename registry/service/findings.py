@@ -19,12 +19,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
+from attestations.verdicts import Severity
 from policies.evaluate import blocking_findings
 from policies.facts import FindingFact, ScanFact, ScannedFileFact
 from registry.db.models import AuditEvent, Checkpoint, FindingTriage, Scan
@@ -34,7 +36,7 @@ from registry.views import FindingView, TriageView
 
 #: Evidence keys that say *where* in a file a finding is (the rest says *what* it saw).
 LOCATION_KEYS = ("path", "key", "line", "tensor", "where", "layer", "node")
-_SEVERITIES = ("info", "low", "medium", "high", "critical")
+_SEVERITIES = frozenset(s.value for s in Severity)
 FALSE_POSITIVE = "false-positive"
 MAX_TRIAGE_DAYS = 90
 MAX_REASON = 2000
@@ -117,10 +119,6 @@ def report_files(scanner: str, report: Any) -> tuple[ScannedFileFact, ...]:
 # -- what the policy reads --------------------------------------------------------------------
 
 
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def active_triaged(session: Session, ids: Iterable[str], now: datetime) -> dict[str, datetime]:
     """Id -> expiry, for the ids among `ids` with an approved, unrevoked, unexpired
     false-positive triage (the latest expiry when there are several)."""
@@ -136,7 +134,7 @@ def active_triaged(session: Session, ids: Iterable[str], now: datetime) -> dict[
     )
     active: dict[str, datetime] = {}
     for row in rows:
-        until = _aware(row.expires_at)
+        until = aware(row.expires_at)
         if until > now and until > active.get(row.finding_id, now):
             active[row.finding_id] = until
     return active
@@ -307,7 +305,7 @@ def approve(session: Session, request_id: int, *, actor: str, now: datetime) -> 
         raise Forbidden(
             f"triage request {request_id} was made by {actor}: a second person must approve it"
         )
-    if _aware(row.expires_at) <= now:
+    if aware(row.expires_at) <= now:
         raise InputError(f"triage request {request_id} expired; request it again")
     row.status = "approved"
     row.approved_by = actor
@@ -321,7 +319,7 @@ def approve(session: Session, request_id: int, *, actor: str, now: datetime) -> 
                 "request": row.id,
                 "decision": row.decision,
                 "requested_by": row.requested_by,
-                "expires_at": _aware(row.expires_at).isoformat(),
+                "expires_at": aware(row.expires_at).isoformat(),
             },
         )
     )
@@ -377,13 +375,13 @@ def triage_view(row: FindingTriage, now: datetime) -> TriageView:
         path=row.path,
         file_sha256=row.file_sha256,
         requested_by=row.requested_by,
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at),
+        created_at=aware(row.created_at),
+        expires_at=aware(row.expires_at),
         approved_by=row.approved_by,
-        approved_at=_aware(row.approved_at) if row.approved_at else None,
+        approved_at=aware(row.approved_at) if row.approved_at else None,
         revoked_by=row.revoked_by,
-        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
-        active=row.status == "approved" and _aware(row.expires_at) > now,
+        revoked_at=aware(row.revoked_at) if row.revoked_at else None,
+        active=row.status == "approved" and aware(row.expires_at) > now,
     )
 
 

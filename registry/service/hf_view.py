@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
+from attestations.utc import aware
 from policies import Decision
 from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint, Model
@@ -151,9 +152,7 @@ class ServedCheckpoint:
             digest=signed.digest,
             commit=commit or served_commit(checkpoint.manifest_digest),
             source_commit=checkpoint.source_commit,
-            created_at=checkpoint.created_at
-            if checkpoint.created_at.tzinfo
-            else checkpoint.created_at.replace(tzinfo=UTC),
+            created_at=aware(checkpoint.created_at),
             files=files,
             decision=decision,
             _by_path={f.path: f for f in files},

@@ -12,12 +12,13 @@ heartbeat is older than the lease is re-queued by the next claim (its worker die
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from attestations.utc import utc_now
 from registry.db.models import AuditEvent, Job
 from registry.errors import InputError, NotFound
 from registry.views import iso
@@ -80,10 +81,6 @@ def view(row: Job) -> JobView:
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def enqueue(session: Session, kind: str, params: dict[str, Any], *, actor: str) -> JobView:
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}")
@@ -118,7 +115,7 @@ def _claimable(now: datetime) -> Any:
 
 def claim(session: Session, worker: str, *, now: datetime | None = None) -> JobView | None:
     """Take the oldest claimable job for `worker`, or None. Commit right after."""
-    now = now or _now()
+    now = now or utc_now()
     candidate = select(Job.id, Job.attempts).where(_claimable(now)).order_by(Job.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
@@ -164,7 +161,7 @@ def heartbeat(
     session: Session, job_id: int, worker: str, progress: dict[str, Any] | None = None
 ) -> bool:
     """Extend the lease (and record progress). False when the job is no longer ours."""
-    values: dict[str, Any] = {"heartbeat_at": _now()}
+    values: dict[str, Any] = {"heartbeat_at": utc_now()}
     if progress is not None:
         values["progress"] = progress
     done = session.execute(
@@ -187,7 +184,7 @@ def finish(
 ) -> bool:
     values: dict[str, Any] = {
         "state": "failed" if error is not None else "succeeded",
-        "finished_at": _now(),
+        "finished_at": utc_now(),
         "result": result,
         "error": error,
     }

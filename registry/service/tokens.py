@@ -24,6 +24,7 @@ from enum import IntEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.ids import parse_row_id
 from registry.db.models import ApiToken, AuditEvent
 from registry.errors import InputError, NotFound
@@ -238,7 +239,7 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     if row.revoked_at is not None:
         return None
     now = now or datetime.now(UTC)
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and aware(row.expires_at) <= now:
         return None
     return _principal(row)
 
@@ -250,16 +251,12 @@ def _principal(row: ApiToken) -> Principal:
     return Principal(name=row.name, role=Role.parse(row.role), token_id=row.id, environments=scope)
 
 
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 def token_principal(session: Session, token_id: int, *, now: datetime) -> Principal | None:
     """The caller a browser session stands for, re-read now: None once the token is revoked
     or expired (so a session never outlives its token, and a role change applies at once)."""
     row = session.get(ApiToken, token_id)
     if row is None or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and aware(row.expires_at) <= now:
         return None
     return _principal(row)

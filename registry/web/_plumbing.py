@@ -33,6 +33,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from attestations.utc import aware
 from policies import PolicySet
 from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
@@ -81,7 +82,7 @@ def _human_size(n: int) -> str:
 def _when(ts: datetime | None) -> str:
     if ts is None:
         return "never"
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    ts = aware(ts)
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 

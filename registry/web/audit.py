@@ -9,9 +9,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from attestations.utc import aware
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
+from registry.requests import AuditQuery
 from registry.service.read import audit as read_audit
+from registry.service.read.common import PAGE_SIZE
 from registry.service.tokens import PERMISSIONS
 from registry.web._plumbing import (
     Caller,
@@ -27,7 +30,7 @@ from registry.web._plumbing import (
 router = APIRouter(include_in_schema=False)
 
 
-def _audit_query(request: Request) -> read_audit.AuditQuery:
+def _audit_query(request: Request) -> AuditQuery:
     params = request.query_params
 
     def when(key: str) -> datetime | None:
@@ -38,15 +41,14 @@ def _audit_query(request: Request) -> read_audit.AuditQuery:
             ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
             raise InputError(f"bad {key} time {text!r:.40}: use YYYY-MM-DD") from exc
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return aware(ts)
 
-    return read_audit.AuditQuery(
+    return AuditQuery(
         actor=params.get("actor", "")[:200],
         action=params.get("action", "")[:100],
-        target=params.get("target", "")[:300],
+        subject=params.get("target", "")[:300],  # the page calls the subject "target"
         since=when("since"),
         until=when("until"),
-        page=_int(params.get("page"), 1),
     )
 
 
@@ -62,8 +64,9 @@ def _auditor(request: Request) -> Caller:
 def audit_page(request: Request) -> Response:
     caller = _auditor(request)
     query = _audit_query(request)
+    page_number = _int(request.query_params.get("page"), 1)
     with unit_of_work(_registry(request).sessions) as s:
-        rows, total, actions = read_audit.audit_page(s, query)
+        rows, total, actions = read_audit.audit_page(s, query, page=page_number)
         base = {k: v for k, v in request.query_params.items() if k != "page" and v}
         return render(
             request,
@@ -73,7 +76,8 @@ def audit_page(request: Request) -> Response:
             total=total,
             actions=actions,
             query=query,
-            pages=max(1, -(-total // query.per_page)),
+            page_number=page_number,
+            pages=max(1, -(-total // PAGE_SIZE)),
             page_url=lambda n: "/ui/audit?" + urlencode({**base, "page": n}),
             export_query=urlencode(base),
         )

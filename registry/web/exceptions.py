@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
 from registry.service import decide
@@ -88,7 +89,7 @@ def exceptions_page(request: Request) -> Response:
             pending=pending,
             decided=decided,
             now=now,
-            aware=lambda ts: ts if ts.tzinfo else ts.replace(tzinfo=UTC),
+            aware=aware,
         )
 
 

@@ -946,7 +946,7 @@ def pickles_benign(c: Corpus) -> None:
         "bytes depend on the numpy major version",
     )
     moments = {
-        "created": dt.datetime(2024, 5, 17, 12, 30, 5, 1234),
+        "created": dt.datetime(2024, 5, 17, 12, 30, 5, 1234),  # noqa: DTZ001  naive, as the format writes it
         "day": dt.date(2024, 5, 17),
         "at": dt.time(7, 45),
         "took": dt.timedelta(hours=3, seconds=2),

@@ -445,9 +445,8 @@ class FakeSigstore:
 
     def log_entry(self, body: bytes, *, integrated_time: int | None = None) -> LoggedEntry:
         """Append `body` to the log; returns it with inclusion proof, checkpoint and SET."""
-        when = (
-            integrated_time if integrated_time is not None else int(dt.datetime.now().timestamp())
-        )
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        when = integrated_time if integrated_time is not None else now
         with self._lock:
             index = len(self.leaves)
             self.leaves.append(_leaf_hash(body))

@@ -39,7 +39,7 @@ _SIDE_FILES = frozenset(
 _REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
 
 
-class Unsupported(Exception):
+class UnsupportedModelError(Exception):
     """The model cannot be scanned; the message says why (one line)."""
 
 
@@ -64,15 +64,15 @@ def _by_path(files: Sequence[ScanTarget]) -> dict[str, ScanTarget]:
 
 def _read_json(target: ScanTarget) -> dict[str, object]:
     if target.size > CONFIG_BYTES:
-        raise Unsupported(f"{target.path} is larger than {CONFIG_BYTES} bytes")
+        raise UnsupportedModelError(f"{target.path} is larger than {CONFIG_BYTES} bytes")
     with target.open() as fh:
         raw = fh.read(CONFIG_BYTES + 1)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Unsupported(f"{target.path} is not valid JSON: {exc}") from exc
+        raise UnsupportedModelError(f"{target.path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise Unsupported(f"{target.path} is not a JSON object")
+        raise UnsupportedModelError(f"{target.path} is not a JSON object")
     return data
 
 
@@ -80,10 +80,12 @@ def _safetensors_params(target: ScanTarget) -> int:
     with target.open() as fh:
         head = fh.read(8)
         if len(head) != 8:
-            raise Unsupported(f"{target.path} is not a safetensors file")
+            raise UnsupportedModelError(f"{target.path} is not a safetensors file")
         (length,) = struct.unpack("<Q", head)
         if length > SAFETENSORS_HEADER_BYTES or length > target.size - 8:
-            raise Unsupported(f"{target.path}: safetensors header length {length} out of bounds")
+            raise UnsupportedModelError(
+                f"{target.path}: safetensors header length {length} out of bounds"
+            )
         header = json.loads(fh.read(length))
     total = 0
     for name, entry in header.items():
@@ -91,7 +93,7 @@ def _safetensors_params(target: ScanTarget) -> int:
             continue
         shape = entry.get("shape", [])
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise Unsupported(f"{target.path}: tensor {name!r} has a bad shape")
+            raise UnsupportedModelError(f"{target.path}: tensor {name!r} has a bad shape")
         total += math.prod(shape)
     return total
 
@@ -106,43 +108,45 @@ def known_causal_architectures() -> frozenset[str]:
 
 
 def check(files: Sequence[ScanTarget], max_params: int) -> ModelInfo:
-    """The model's facts, or `Unsupported` with the reason."""
+    """The model's facts, or `UnsupportedModelError` with the reason."""
     by_path = _by_path(files)
     config_target = by_path.get("config.json")
     if config_target is None:
-        raise Unsupported("no config.json at the top of the folder: not a Hugging Face model")
+        raise UnsupportedModelError(
+            "no config.json at the top of the folder: not a Hugging Face model"
+        )
     config = _read_json(config_target)
     for name in ("config.json", "tokenizer_config.json"):
         target = by_path.get(name)
         data = config if name == "config.json" else (_read_json(target) if target else {})
         for key in _REMOTE_CODE_KEYS:
             if key in data:
-                raise Unsupported(f"{name} has {key!r}: remote code is never run")
+                raise UnsupportedModelError(f"{name} has {key!r}: remote code is never run")
     if any(PurePosixPath(p).suffix in (".py", ".pyc") for p in by_path):
-        raise Unsupported("the folder ships Python files: remote code is never run")
+        raise UnsupportedModelError("the folder ships Python files: remote code is never run")
     archs = config.get("architectures")
     if not isinstance(archs, list) or len(archs) != 1 or not isinstance(archs[0], str):
-        raise Unsupported("config.json must name exactly one architecture")
+        raise UnsupportedModelError("config.json must name exactly one architecture")
     architecture = archs[0]
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
-        raise Unsupported("config.json has no model_type")
+        raise UnsupportedModelError("config.json has no model_type")
     if not ml_available():
-        raise Unsupported(f"torch and transformers are not installed: {INSTALL_HINT}")
+        raise UnsupportedModelError(f"torch and transformers are not installed: {INSTALL_HINT}")
     if architecture not in known_causal_architectures():
-        raise Unsupported(
+        raise UnsupportedModelError(
             f"architecture {architecture!r} is not a causal LM that transformers implements"
         )
     if "tokenizer.json" not in by_path:
-        raise Unsupported("no tokenizer.json (a fast tokenizer is required)")
+        raise UnsupportedModelError("no tokenizer.json (a fast tokenizer is required)")
     weights = tuple(sorted(p for p in by_path if "/" not in p and p.endswith(".safetensors")))
     if not weights:
-        raise Unsupported(
+        raise UnsupportedModelError(
             "no safetensors weights at the top of the folder (pickle is never loaded)"
         )
     params = sum(_safetensors_params(by_path[w]) for w in weights)
     if params > max_params:
-        raise Unsupported(
+        raise UnsupportedModelError(
             f"{params:,} parameters exceed the backdoor scanner's limit of {max_params:,}"
             " (raise it with --backdoor-max-params, or scan on a bigger machine)"
         )

@@ -71,7 +71,7 @@ class BackdoorScanner:
         files = list(folder.files)
         try:
             info = preflight.check(files, self.settings.max_params)
-        except preflight.Unsupported as exc:
+        except preflight.UnsupportedModelError as exc:
             return _unsupported(str(exc))
         serialization = self.serialization_check(files, limits)
         if serialization is not Verdict.CLEAN:

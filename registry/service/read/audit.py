@@ -1,4 +1,4 @@
-"""The audit log page and its CSV and JSON exports."""
+"""The audit log page and its CSV and JSON exports (filtered by `service.audit.matching`)."""
 
 from __future__ import annotations
 
@@ -10,38 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import AuditEvent
 from registry.errors import InputError
-from registry.service.read.common import MAX_PAGE_SIZE, PAGE_SIZE, aware, like_pattern
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    actor: str = ""
-    action: str = ""
-    target: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-    page: int = 1
-    per_page: int = PAGE_SIZE
-
-
-def _audit_stmt(query: AuditQuery) -> Select[Any]:
-    stmt = select(AuditEvent)
-    if query.actor:
-        stmt = stmt.where(AuditEvent.actor == query.actor)
-    if query.action:
-        stmt = stmt.where(AuditEvent.action == query.action)
-    if query.target:
-        stmt = stmt.where(AuditEvent.subject.like(like_pattern(query.target), escape="\\"))
-    if query.since is not None:
-        stmt = stmt.where(AuditEvent.at >= query.since)
-    if query.until is not None:
-        stmt = stmt.where(AuditEvent.at < query.until)
-    return stmt
+from registry.requests import AuditQuery
+from registry.service.audit import matching
+from registry.service.read.common import MAX_PAGE_SIZE, PAGE_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +33,18 @@ class AuditRow:
     details: Any
 
 
-def audit_page(session: Session, query: AuditQuery) -> tuple[list[AuditRow], int, list[str]]:
-    if query.page < 1 or not 1 <= query.per_page <= MAX_PAGE_SIZE:
+def audit_page(
+    session: Session, query: AuditQuery, *, page: int = 1, per_page: int = PAGE_SIZE
+) -> tuple[list[AuditRow], int, list[str]]:
+    """One page of the events `query` selects (its `limit` is not used), newest first."""
+    if page < 1 or not 1 <= per_page <= MAX_PAGE_SIZE:
         raise InputError("bad page")
-    stmt = _audit_stmt(query)
+    stmt = matching(query)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = [
         AuditRow(e.id, aware(e.at), e.actor, e.action, e.subject, e.details)
         for e in session.scalars(
-            stmt.order_by(AuditEvent.id.desc())
-            .limit(query.per_page)
-            .offset((query.page - 1) * query.per_page)
+            stmt.order_by(AuditEvent.id.desc()).limit(per_page).offset((page - 1) * per_page)
         )
     ]
     actions = list(
@@ -98,7 +76,7 @@ def audit_export(
     session: Session, query: AuditQuery, fmt: Literal["csv", "json"], *, batch: int = 1000
 ) -> Iterator[str]:
     """The whole filtered log, oldest first, streamed in batches (keyset pagination)."""
-    stmt = _audit_stmt(query).order_by(AuditEvent.id)
+    stmt = matching(query).order_by(AuditEvent.id)
     last = 0
     first = True
     if fmt == "csv":

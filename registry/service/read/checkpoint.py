@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from attestations.utc import aware
 from registry.db.models import Checkpoint, Model, Scan
 from registry.errors import NotFound
-from registry.service.read.common import SEVERITIES, aware, report_findings
+from registry.service.read.common import SEVERITIES, report_findings
 
 
 def get_checkpoint(session: Session, namespace: str, name: str, digest_hex: str) -> Checkpoint:

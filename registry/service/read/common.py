@@ -4,29 +4,21 @@ escaping and the newest-scan subquery."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from attestations.verdicts import Severity, Verdict
 from registry.db.models import Scan
 
-#: Worst first. `error` is as bad as `malformed` for a reader: the scan did not say clean.
-VERDICT_RANK = {
-    "clean": 0,
-    "unsupported": 1,
-    "suspicious": 2,
-    "error": 3,
-    "malformed": 3,
-    "malicious": 4,
-}
-SEVERITIES = ("info", "low", "medium", "high", "critical")
+#: A stored verdict string's rank (`attestations.verdicts`: higher is worse, `error` above
+#: `malformed`). A string the vocabulary does not know ranks as `error`: fail closed.
+VERDICT_RANK = {v.value: v.rank for v in Verdict}
+UNKNOWN_VERDICT_RANK = Verdict.ERROR.rank
+#: Least first.
+SEVERITIES = tuple(s.value for s in Severity)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-
-
-def aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def like_pattern(text: str) -> str:

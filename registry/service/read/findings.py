@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import Checkpoint, Model, Scan
 from registry.errors import InputError
 from registry.service.quarantines import quarantined_checkpoint_ids
@@ -16,7 +17,6 @@ from registry.service.read.common import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
     SEVERITIES,
-    aware,
     latest_scan_ids,
     report_findings,
 )

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
+from attestations.verdicts import Verdict
 from registry.db.models import Checkpoint, CheckpointFile, Model, Scan
 from registry.errors import InputError
 from registry.service.checkpoints import UNKNOWN_LICENSE
@@ -18,8 +20,8 @@ from registry.service.read.common import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
     SEVERITIES,
+    UNKNOWN_VERDICT_RANK,
     VERDICT_RANK,
-    aware,
     latest_scan_ids,
     like_pattern,
 )
@@ -34,7 +36,18 @@ SORTS = {
 SOURCE_KINDS = {"hf": "hf://%", "ms": "ms://%", "local": "file:%"}
 #: Live statuses to filter on (as the badges show them: "warn" is allowed with warnings).
 DECISION_FILTERS = STATUSES
-VERDICT_FILTERS = ("clean", "suspicious", "malicious", "malformed", "error", "unsupported")
+#: The verdict filter's choices, in the order the page lists them.
+VERDICT_FILTERS = tuple(
+    v.value
+    for v in (
+        Verdict.CLEAN,
+        Verdict.SUSPICIOUS,
+        Verdict.MALICIOUS,
+        Verdict.MALFORMED,
+        Verdict.ERROR,
+        Verdict.UNSUPPORTED,
+    )
+)
 #: The license filter's value for checkpoints recorded before migration 0009 whose card has
 #: not been read yet (they get their license when next decided).
 NOT_RECORDED = "(not recorded)"
@@ -114,7 +127,7 @@ class Page:
 def _verdict_rank_expr() -> Any:
     return case(
         *((Scan.verdict == v, r) for v, r in VERDICT_RANK.items()),
-        else_=3,
+        else_=UNKNOWN_VERDICT_RANK,
     )
 
 
@@ -165,14 +178,6 @@ def search_checkpoints(
         stmt = stmt.join(worst, worst.c.cid == Checkpoint.id).where(
             worst.c.rank == VERDICT_RANK[query.verdict]
         )
-        if query.verdict in ("error", "malformed"):  # the two share a rank
-            stmt = stmt.where(
-                select(Scan.id)
-                .where(Scan.checkpoint_id == Checkpoint.id)
-                .where(Scan.id.in_(newest_scans))
-                .where(Scan.verdict == query.verdict)
-                .exists()
-            )
     stmt = _license_and_severity(stmt, query)
     first = (query.page - 1) * query.per_page
     if query.decision:
@@ -254,7 +259,9 @@ def checkpoint_rows(
             Scan.id.in_(latest_scan_ids().where(Scan.checkpoint_id.in_(ids)))
         )
     ):
-        if cid not in worst or VERDICT_RANK.get(verdict, 3) > VERDICT_RANK.get(worst[cid], 3):
+        if cid not in worst or VERDICT_RANK.get(verdict, UNKNOWN_VERDICT_RANK) > VERDICT_RANK.get(
+            worst[cid], UNKNOWN_VERDICT_RANK
+        ):
             worst[cid] = verdict
     out = []
     for cid in ids:

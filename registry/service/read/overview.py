@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from attestations.utc import aware
 from registry.db.models import Checkpoint, CheckpointFile, Model, Scan, WaiverRow
 from registry.service.live_status import STATUSES, LiveStatus, LiveStatuses
-from registry.service.read.common import SEVERITIES, aware, latest_scan_ids, report_findings
+from registry.service.read.common import SEVERITIES, latest_scan_ids, report_findings
 
 
 @dataclass(frozen=True, slots=True)
