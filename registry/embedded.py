@@ -151,7 +151,7 @@ class EmbeddedRegistry:
             return result
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
-        return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
+        return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""

@@ -11,7 +11,6 @@ heartbeat is older than the lease is re-queued by the next claim (its worker die
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,15 +19,16 @@ from sqlalchemy.orm import Session
 
 from registry.db.models import AuditEvent, Job
 from registry.errors import InputError, NotFound
-from registry.views import iso
+from registry.views import Timestamp, WireModel
 
 KINDS = ("mirror", "scan")
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class JobView:
+class JobView(WireModel):
+    """A job as `/v1/jobs/{id}` returns it: the result is the mirror or scan document."""
+
     id: int
     kind: str
     state: str
@@ -38,29 +38,13 @@ class JobView:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
     @property
     def done(self) -> bool:
         return self.state in {"succeeded", "failed"}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "state": self.state,
-            "actor": self.actor,
-            "params": self.params,
-            "progress": self.progress,
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at) if self.started_at else None,
-            "finished_at": iso(self.finished_at) if self.finished_at else None,
-        }
 
 
 def view(row: Job) -> JobView:
