@@ -38,7 +38,7 @@ from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import ScanLimits
 from registry.service import admission, attest, checkpoints, decide, quarantines
 from registry.service import scan as scan_service
-from registry.service.jobs import JobView  # server
+from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
@@ -609,7 +609,7 @@ class EmbeddedRegistry:
         """The registry's public key (what remote clients pin to verify signatures)."""
         return self.registry_public_key()
 
-    def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
+    def job_enqueue(self, kind: JobKind | str, params: JobPayload | dict[str, Any]) -> JobView:
         from registry.service import jobs
 
         with unit_of_work(self.sessions) as session:

@@ -23,7 +23,7 @@ from registry.requests import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service import checkpoints, gate
 from registry.service import scan as scan_service
-from registry.service.jobs import JobView
+from registry.service.jobs import JobKind, JobView, MirrorJob, ScanJob
 from registry.service.tokens import Principal
 from registry.views import (
     AttestationList,
@@ -451,7 +451,7 @@ def start_scan(
     params: dict[str, Any] = {"ref": body.ref, "scanners": body.scanners}
     if body.backdoor is not None:
         params["backdoor"] = body.backdoor.model_dump()
-    return registry.job_enqueue("scan", params).to_json()
+    return registry.job_enqueue(JobKind.SCAN, ScanJob.model_validate(params)).to_json()
 
 
 @router.post("/mirrors", tags=["mirrors"], status_code=202, response_model=JobView)
@@ -462,7 +462,9 @@ def start_mirror(
     from registry.worker import check_mirror_source
 
     check_mirror_source(body.source, registry.settings.mirror_roots)
-    return registry.job_enqueue("mirror", body.model_dump()).to_json()
+    return registry.job_enqueue(
+        JobKind.MIRROR, MirrorJob.model_validate(body.model_dump())
+    ).to_json()
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], response_model=JobView)

@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
 from registry.service.read import audit as read_audit
-from registry.service.tokens import PERMISSIONS
+from registry.service.tokens import PERMISSIONS, Action
 from registry.web._plumbing import (
     Caller,
     _headers,
@@ -53,7 +53,7 @@ def _audit_query(request: Request) -> read_audit.AuditQuery:
 def _auditor(request: Request) -> Caller:
     caller = _reader(request)
     if not caller.may("audit.read"):
-        raise _Refused(403, f"the audit log needs role {PERMISSIONS['audit.read'].label}")
+        raise _Refused(403, f"the audit log needs role {PERMISSIONS[Action.AUDIT_READ].label}")
     return caller
 
 
