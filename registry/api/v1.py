@@ -1,6 +1,8 @@
 """`/v1`: the REST API. Each route checks the caller's role, calls the registry, returns views.
 
-The shapes are `registry.views` `to_json()`: the same as `modelctl --json` (docs/api.md).
+The shapes are the `registry.views` models, each route's `response_model`: the same JSON as
+`modelctl --json` (docs/api.md), and what the remote client parses back. Over 600 lines: one
+route list per API version, read top to bottom; a split by area (as `registry/web/`) is open.
 """
 
 from __future__ import annotations
