@@ -54,7 +54,7 @@ from registry.service import (
 from registry.service import pull as pull_service
 from registry.service import scan as scan_service
 from registry.service.gate import Gatekeeper
-from registry.service.jobs import JobView  # server
+from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
@@ -164,7 +164,7 @@ class EmbeddedRegistry:
             return result
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
-        return replace(result, checkpoint=outcome.checkpoint, scan=outcome)
+        return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""
@@ -573,7 +573,7 @@ class EmbeddedRegistry:
         """The registry's public key (what remote clients pin to verify signatures)."""
         return self.registry_public_key()
 
-    def job_enqueue(self, kind: str, params: dict[str, Any]) -> JobView:
+    def job_enqueue(self, kind: JobKind | str, params: JobPayload | dict[str, Any]) -> JobView:
         with unit_of_work(self.sessions) as session:
             return jobs.enqueue(session, kind, params, actor=self.actor)
 

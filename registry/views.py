@@ -1,15 +1,31 @@
-"""What the registry returns to its callers: plain frozen data, the same embedded or remote.
+"""What the registry returns to its callers: frozen pydantic models, the same embedded or remote.
 
-`to_json()` gives the stable machine output documented in docs/formats/cli-json.md: fields
-may be added, never renamed or removed.
+They are the one wire layer: the API declares them as `response_model`, the remote client
+parses them back with `model_validate`, and `to_json()` (a dump by alias) gives the stable
+machine output documented in docs/formats/cli-json.md: fields may be added, never renamed or
+removed. Where the JSON name or shape differs from the attribute (`flagged` is
+`flagged_files`, `policy_name`/`policy_digest` are `policy.{name,digest}`), an alias or a
+computed field says so, and validation accepts the JSON form back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    computed_field,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from attestations.intoto import rfc3339
 
@@ -19,18 +35,33 @@ def iso(ts: datetime) -> str:
     return rfc3339(ts)
 
 
-@dataclass(frozen=True, slots=True)
-class FileView:
+#: A moment, written as RFC 3339 in UTC with a `Z` (naive values are taken as UTC).
+Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str, when_used="json")]
+
+
+class WireModel(BaseModel):
+    """A frozen view. Extra keys are ignored on the way in because the JSON carries computed
+    fields (`ref`, `total_size`, `attested`, `active`) that are derived again, not stored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON (docs/formats/cli-json.md): every field by its JSON name."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _none_if_empty(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """An empty scope is written as null, as it always was."""
+    return value or None
+
+
+class FileView(WireModel):
     path: str
     size: int
     sha256: str  # lowercase hex
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256}
 
-
-@dataclass(frozen=True, slots=True)
-class SourceView:
+class SourceView(WireModel):
     uri: str
     commit: str
     revisions: tuple[str, ...] = ()
@@ -50,73 +81,69 @@ class SourceView:
         globs += [f"--exclude {g!r}" for g in self.exclude or ()]
         return f"mirrored with {' '.join(globs) or 'a filter'}: not the whole commit"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "commit": self.commit,
-            "revisions": list(self.revisions),
-            "include": list(self.include) if self.include is not None else None,
-            "exclude": list(self.exclude) if self.exclude is not None else None,
-            "complete": self.complete,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class AttestationView:
+class AttestationView(WireModel):
     id: int
     predicate_type: str
     subject_digest: str  # "sha256:<hex>"
     signer: str
-    created_at: datetime
+    created_at: Timestamp
     bundle_sha256: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "predicate_type": self.predicate_type,
-            "subject_digest": self.subject_digest,
-            "signer": self.signer,
-            "created_at": iso(self.created_at),
-            "bundle_sha256": self.bundle_sha256,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class ScanView:
+class ScanView(WireModel):
     id: int
     scanner: str
     version: str
     ruleset_version: str
     verdict: str
-    started_at: datetime
-    finished_at: datetime
+    started_at: Timestamp
+    finished_at: Timestamp
     attestation_id: int | None
-    flagged: int  # files this scanner did not find clean
+    #: Files this scanner did not find clean (`flagged_files` in JSON).
+    flagged: int = Field(
+        validation_alias=AliasChoices("flagged", "flagged_files"),
+        serialization_alias="flagged_files",
+    )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "scanner": self.scanner,
-            "version": self.version,
-            "ruleset_version": self.ruleset_version,
-            "verdict": self.verdict,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "attested": self.attestation_id is not None,
-            "attestation_id": self.attestation_id,
-            "flagged_files": self.flagged,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def attested(self) -> bool:
+        return self.attestation_id is not None
 
 
-@dataclass(frozen=True, slots=True)
-class ScanOutcome:
+class CheckpointView(WireModel):
+    name: str
+    digest: str  # "sha256:<hex>", the manifest digest
+    source: SourceView
+    created_at: Timestamp
+    files: tuple[FileView, ...]
+    scans: tuple[ScanView, ...] = ()
+    attestations: tuple[AttestationView, ...] = ()
+    decisions: tuple[dict[str, Any], ...] = ()
+    quarantine: dict[str, Any] | None = None  # set while the checkpoint is quarantined
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+
+class ScanOutcome(WireModel):
     """A registry scan: the full report (as `scan --json` prints it) and what was recorded."""
 
     checkpoint: CheckpointView
     report: dict[str, Any]
     recorded: tuple[ScanView, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    @model_serializer(mode="plain")
+    def _as_json(self) -> dict[str, Any]:
+        # The report is the scanner's own document (docs/formats/scan.md), extended in place.
         out = dict(self.report)
         out["name"] = self.checkpoint.name
         out["digest"] = self.checkpoint.digest
@@ -124,44 +151,7 @@ class ScanOutcome:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointView:
-    name: str
-    digest: str  # "sha256:<hex>", the manifest digest
-    source: SourceView
-    created_at: datetime
-    files: tuple[FileView, ...]
-    scans: tuple[ScanView, ...] = ()
-    attestations: tuple[AttestationView, ...] = ()
-    decisions: tuple[dict[str, Any], ...] = ()
-    quarantine: dict[str, Any] | None = None  # set while the checkpoint is quarantined
-
-    @property
-    def total_size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.digest}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "digest": self.digest,
-            "ref": self.ref,
-            "source": self.source.to_json(),
-            "created_at": iso(self.created_at),
-            "total_size": self.total_size,
-            "files": [f.to_json() for f in self.files],
-            "scans": [s.to_json() for s in self.scans],
-            "attestations": [a.to_json() for a in self.attestations],
-            "decisions": list(self.decisions),
-            "quarantine": self.quarantine,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class OpenFinding:
+class OpenFinding(WireModel):
     """A file the newest scans call malicious or hold a critical finding on (what `attest`
     refuses to sign without `--allow-findings`, and warns about when it is given)."""
 
@@ -171,21 +161,11 @@ class OpenFinding:
     rule: str
     message: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "scanner": self.scanner,
-            "verdict": self.verdict,
-            "rule": self.rule,
-            "message": self.message,
-        }
-
     def line(self) -> str:
         return f"{self.path}: {self.verdict} ({self.scanner}: {self.rule}: {self.message:.160})"
 
 
-@dataclass(frozen=True, slots=True)
-class AttestResult:
+class AttestResult(WireModel):
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]
     model_signature: bytes  # the bundle, as signed, for `attest --signature-out`
@@ -193,7 +173,8 @@ class AttestResult:
     #: Signed anyway (`--allow-findings`): the files with open critical/malicious findings.
     findings: tuple[OpenFinding, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    @model_serializer(mode="plain")
+    def _as_json(self) -> dict[str, Any]:
         return {
             "name": self.checkpoint.name,
             "digest": self.checkpoint.digest,
@@ -202,8 +183,7 @@ class AttestResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class MirrorStats:
+class MirrorStats(WireModel):
     files: int
     bytes_total: int
     bytes_transferred: int  # what crossed the wire (or was read from the folder) this time
@@ -211,25 +191,20 @@ class MirrorStats:
     blobs_reused: int
     seconds: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "bytes_total": self.bytes_total,
-            "bytes_transferred": self.bytes_transferred,
-            "blobs_created": self.blobs_created,
-            "blobs_reused": self.blobs_reused,
-            "seconds": round(self.seconds, 3),
-        }
+    @field_serializer("seconds")
+    def _milliseconds(self, seconds: float) -> float:
+        return round(seconds, 3)
 
 
-@dataclass(frozen=True, slots=True)
-class MirrorResult:
+class MirrorResult(WireModel):
     checkpoint: CheckpointView
     created: bool  # False: these exact bytes were already registered under this name
     stats: MirrorStats
     scan: ScanOutcome | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    @model_serializer(mode="plain")
+    def _as_json(self) -> dict[str, Any]:
+        # The checkpoint, flattened, with what this mirror did.
         out = self.checkpoint.to_json()
         out["created"] = self.created
         out["stats"] = self.stats.to_json()
@@ -238,39 +213,30 @@ class MirrorResult:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointSummary:
+class CheckpointSummary(WireModel):
     digest: str
     source: SourceView
-    created_at: datetime
+    created_at: Timestamp
     file_count: int
     total_size: int
     #: environment -> the live status (the bound policy evaluated now, not a recorded
     #: decision): {"status", "allowed", "mode", "policy", "reasons", "expires_at"}.
-    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "source": self.source.to_json(),
-            "created_at": iso(self.created_at),
-            "file_count": self.file_count,
-            "total_size": self.total_size,
-            "environments": {env: dict(s) for env, s in self.environments.items()},
-        }
+    environments: Mapping[str, Mapping[str, Any]] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSummary:
+class ModelSummary(WireModel):
     name: str
-    checkpoints: tuple[CheckpointSummary, ...] = field(default=())
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "checkpoints": [c.to_json() for c in self.checkpoints]}
+    checkpoints: tuple[CheckpointSummary, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionView:
+class PolicyRef(WireModel):
+    """The policy document a decision was made with."""
+
+    name: str
+    digest: str
+
+
+class DecisionView(WireModel):
     """An admission decision about one checkpoint in one environment."""
 
     name: str
@@ -278,14 +244,30 @@ class DecisionView:
     environment: str
     allowed: bool
     mode: str
-    policy_name: str
-    policy_digest: str
+    policy_name: str = Field(exclude=True)
+    policy_digest: str = Field(exclude=True)
     checks: tuple[dict[str, Any], ...]
-    evaluated_at: datetime
-    expires_at: datetime | None
+    evaluated_at: Timestamp
+    expires_at: Timestamp | None
     reasons: tuple[str, ...]
     #: Decided with a policy document other than the registry's: not recorded, not a status.
     what_if: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_from_json(cls, data: Any) -> Any:
+        # JSON nests the policy: {"policy": {"name", "digest"}}.
+        if isinstance(data, dict) and isinstance(data.get("policy"), dict):
+            data = dict(data)
+            policy = data.pop("policy")
+            data.setdefault("policy_name", policy.get("name"))
+            data.setdefault("policy_digest", policy.get("digest"))
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def policy(self) -> PolicyRef:
+        return PolicyRef(name=self.policy_name, digest=self.policy_digest)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -294,27 +276,11 @@ class DecisionView:
             f"{c.get('id')}: {c.get('message')}" for c in self.checks if c.get("status") == "warn"
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "digest": self.digest,
-            "environment": self.environment,
-            "what_if": self.what_if,
-            "allowed": self.allowed,
-            "mode": self.mode,
-            "policy": {"name": self.policy_name, "digest": self.policy_digest},
-            "checks": list(self.checks),
-            "evaluated_at": iso(self.evaluated_at),
-            "expires_at": iso(self.expires_at) if self.expires_at else None,
-            "reasons": list(self.reasons),
-        }
-
 
 # -- pull (added for `modelctl pull`) -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PullResult:
+class PullResult(WireModel):
     """A checkpoint pulled into a folder, every byte checked against the signed manifest."""
 
     name: str
@@ -323,63 +289,48 @@ class PullResult:
     layout: str  # "plain" or "hf-cache"
     destination: str  # what was renamed into place
     model_path: str  # the folder holding the model files (a snapshot folder for hf-cache)
-    signature_path: str  # model.sig: the signature bundle, as stored
-    decision_path: str  # decision.json: the admission decision
+    #: model.sig: the signature bundle, as stored (`signature` in JSON).
+    signature_path: str = Field(
+        validation_alias=AliasChoices("signature_path", "signature"),
+        serialization_alias="signature",
+    )
+    #: decision.json: the admission decision (`decision_file` in JSON).
+    decision_path: str = Field(
+        validation_alias=AliasChoices("decision_path", "decision_file"),
+        serialization_alias="decision_file",
+    )
     files: int
     bytes: int
     seconds: float
     replaced: bool  # --force replaced an existing destination
     decision: DecisionView
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "digest": self.digest,
-            "ref": f"{self.name}@{self.digest}",
-            "environment": self.environment,
-            "layout": self.layout,
-            "destination": self.destination,
-            "model_path": self.model_path,
-            "signature": self.signature_path,
-            "decision_file": self.decision_path,
-            "files": self.files,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-            "replaced": self.replaced,
-            "decision": self.decision.to_json(),
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    @field_serializer("seconds")
+    def _milliseconds(self, seconds: float) -> float:
+        return round(seconds, 3)
 
 
-@dataclass(frozen=True, slots=True)
-class ExceptionView:
+class ExceptionView(WireModel):
     id: int
     ref: str
     waive: tuple[str, ...]
     environments: tuple[str, ...] | None
     reason: str
     approver: str
-    expires_at: datetime
-    created_at: datetime
-    revoked_at: datetime | None
+    expires_at: Timestamp
+    created_at: Timestamp
+    revoked_at: Timestamp | None
     requested_by: str | None = None  # the principal that asked (None: granted before 0011)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ref": self.ref,
-            "waive": list(self.waive),
-            "environments": list(self.environments) if self.environments else None,
-            "reason": self.reason,
-            "requested_by": self.requested_by,
-            "approver": self.approver,
-            "expires_at": iso(self.expires_at),
-            "created_at": iso(self.created_at),
-            "revoked_at": iso(self.revoked_at) if self.revoked_at else None,
-        }
+    _empty_scope_is_none = field_validator("environments")(_none_if_empty)
 
 
-@dataclass(frozen=True, slots=True)
-class FindingView:
+class FindingView(WireModel):
     """A finding of a checkpoint's newest scans, with its stable id and triage state."""
 
     id: str  # fnd-<24 hex>: (scanner, rule, file sha256, location)
@@ -394,24 +345,8 @@ class FindingView:
     triage: str | None  # "false positive until …", "pending request N", or None
     occurrences: int = 1  # findings at the same location share the id (the first is shown)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "scanner": self.scanner,
-            "path": self.path,
-            "sha256": self.sha256,
-            "file_verdict": self.file_verdict,
-            "rule": self.rule,
-            "severity": self.severity,
-            "message": self.message,
-            "blocking": self.blocking,
-            "triage": self.triage,
-            "occurrences": self.occurrences,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class TriageView:
+class TriageView(WireModel):
     """A finding-level decision: requested by one principal, approved by another."""
 
     id: int
@@ -424,98 +359,49 @@ class TriageView:
     path: str
     file_sha256: str
     requested_by: str
-    created_at: datetime
-    expires_at: datetime
+    created_at: Timestamp
+    expires_at: Timestamp
     approved_by: str | None
-    approved_at: datetime | None
+    approved_at: Timestamp | None
     revoked_by: str | None
-    revoked_at: datetime | None
+    revoked_at: Timestamp | None
     active: bool  # approved, not revoked, not expired
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "finding_id": self.finding_id,
-            "decision": self.decision,
-            "status": self.status,
-            "reason": self.reason,
-            "scanner": self.scanner,
-            "rule": self.rule,
-            "path": self.path,
-            "file_sha256": self.file_sha256,
-            "requested_by": self.requested_by,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-            "approved_by": self.approved_by,
-            "approved_at": iso(self.approved_at) if self.approved_at else None,
-            "revoked_by": self.revoked_by,
-            "revoked_at": iso(self.revoked_at) if self.revoked_at else None,
-            "active": self.active,
-        }
 
 
 # -- server: API tokens, audit log, jobs (added for `modelctl serve`) ---------------------------
 
 
-def _iso_or_none(ts: datetime | None) -> str | None:
-    return iso(ts) if ts is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenView:
+class TokenView(WireModel):
     id: int
     name: str
     role: str
-    created_at: datetime
+    created_at: Timestamp
     created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
     environments: tuple[str, ...] | None = None  # the scope; None: every environment
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "role": self.role,
-            "created_at": iso(self.created_at),
-            "created_by": self.created_by,
-            "expires_at": _iso_or_none(self.expires_at),
-            "revoked_at": _iso_or_none(self.revoked_at),
-            "environments": list(self.environments) if self.environments is not None else None,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class TokenCreated:
+class TokenCreated(WireModel):
     token: TokenView
     secret: str  # shown once; never stored, never logged
 
-    def to_json(self) -> dict[str, Any]:
+    @model_serializer(mode="plain")
+    def _as_json(self) -> dict[str, Any]:
+        # The token's view, flattened, with the secret under "token".
         return {**self.token.to_json(), "token": self.secret}
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEventView:
+class AuditEventView(WireModel):
     id: int
-    at: datetime
+    at: Timestamp
     actor: str
     action: str
     subject: str
     details: dict[str, Any]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": iso(self.at),
-            "actor": self.actor,
-            "action": self.action,
-            "subject": self.subject,
-            "details": self.details,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class ExceptionRequestView:
+class ExceptionRequestView(WireModel):
     """A requested exception: it waives nothing until another principal approves it."""
 
     id: int
@@ -523,31 +409,17 @@ class ExceptionRequestView:
     waive: tuple[str, ...]
     environments: tuple[str, ...] | None
     reason: str
-    expires_at: datetime
+    expires_at: Timestamp
     status: str  # pending | approved | rejected
     requested_by: str
-    requested_at: datetime
+    requested_at: Timestamp
     decided_by: str | None
     exception_id: int | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ref": self.ref,
-            "waive": list(self.waive),
-            "environments": list(self.environments) if self.environments else None,
-            "reason": self.reason,
-            "expires_at": iso(self.expires_at),
-            "status": self.status,
-            "requested_by": self.requested_by,
-            "requested_at": iso(self.requested_at),
-            "decided_by": self.decided_by,
-            "exception_id": self.exception_id,
-        }
+    _empty_scope_is_none = field_validator("environments")(_none_if_empty)
 
 
-@dataclass(frozen=True, slots=True)
-class QuarantineView:
+class QuarantineView(WireModel):
     """A quarantine of bytes: a manifest digest (`kind` checkpoint) or a file's sha256 (`file`),
     with every checkpoint it covers now, under every name."""
 
@@ -556,32 +428,87 @@ class QuarantineView:
     digest: str  # sha256:<hex>
     reason: str
     by: str
-    since: datetime
+    since: Timestamp
     covers: tuple[str, ...]  # NS/NAME@sha256:<manifest digest>, every name
     paths: tuple[str, ...] = ()  # for a file quarantine: the paths that file has
-    released_at: datetime | None = None
+    released_at: Timestamp | None = None
     released_by: str | None = None
     release_reason: str | None = None
     #: After a release: other quarantines that still hold some of what this one covered.
     still_quarantined_by: tuple[str, ...] = ()
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def active(self) -> bool:
         return self.released_at is None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "digest": self.digest,
-            "reason": self.reason,
-            "by": self.by,
-            "since": iso(self.since),
-            "active": self.active,
-            "covers": list(self.covers),
-            "paths": list(self.paths),
-            "released_at": iso(self.released_at) if self.released_at else None,
-            "released_by": self.released_by,
-            "release_reason": self.release_reason,
-            "still_quarantined_by": list(self.still_quarantined_by),
-        }
+
+# -- response bodies of /v1 that wrap the views (docs/api.md) -----------------------------------
+
+
+class Health(WireModel):
+    status: str
+
+
+class WhoAmI(WireModel):
+    name: str
+    role: str
+    actor: str
+
+
+class ModelList(WireModel):
+    models: tuple[ModelSummary, ...]
+
+
+class TokenList(WireModel):
+    tokens: tuple[TokenView, ...]
+
+
+class NewToken(TokenView):
+    """A token just created: its view and, this once, its secret."""
+
+    token: str
+
+
+class AuditLog(WireModel):
+    events: tuple[AuditEventView, ...]
+
+
+class AttestationList(WireModel):
+    attestations: tuple[AttestationView, ...]
+
+
+class Attested(WireModel):
+    """What `POST .../attest` returns: the issued attestations with the signed bundle."""
+
+    name: str
+    digest: str
+    issued: tuple[AttestationView, ...]
+    findings: tuple[OpenFinding, ...] = ()
+    checkpoint: CheckpointView
+    model_signature: str  # base64 of the signature bundle
+    public_key_pem: str
+
+
+class ScanList(WireModel):
+    scans: tuple[ScanView, ...]
+
+
+class QuarantineList(WireModel):
+    quarantines: tuple[QuarantineView, ...]
+
+
+class ExceptionList(WireModel):
+    exceptions: tuple[ExceptionView, ...]
+
+
+class ExceptionRequestList(WireModel):
+    requests: tuple[ExceptionRequestView, ...]
+
+
+class FindingList(WireModel):
+    findings: tuple[FindingView, ...]
+
+
+class TriageList(WireModel):
+    triage: tuple[TriageView, ...]

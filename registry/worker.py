@@ -163,27 +163,25 @@ class JobRunner:
 
     def _run(self, job: jobs.JobView, progress: JobProgress) -> dict[str, Any]:
         registry = self.registry.as_actor(job.actor)
-        params = job.params
-        if job.kind == "mirror":
-            check_mirror_source(params["source"], self.registry.settings.mirror_roots)
+        params = job.payload()
+        if isinstance(params, jobs.MirrorJob):
+            check_mirror_source(params.source, self.registry.settings.mirror_roots)
             result = registry.mirror(
                 MirrorRequest(
-                    source=params["source"],
-                    name=params.get("name"),
-                    revision=params.get("revision"),
-                    include=tuple(params.get("include", ())),
-                    exclude=tuple(params.get("exclude", ())),
-                    scan=bool(params.get("scan", True)),
+                    source=params.source,
+                    name=params.name,
+                    revision=params.revision,
+                    include=params.include,
+                    exclude=params.exclude,
+                    scan=params.scan,
                 ),
                 progress=progress,
             )
             return mirror_payload(result)
-        if job.kind == "scan":
-            options = params.get("backdoor")
-            backdoor = BackdoorSettings(**options) if isinstance(options, dict) else None
-            return scan_payload(
-                registry.scan(params["ref"], tuple(params.get("scanners", ())), backdoor=backdoor)
-            )
+        if isinstance(params, jobs.ScanJob):
+            options = params.backdoor
+            backdoor = BackdoorSettings(**options) if options is not None else None
+            return scan_payload(registry.scan(params.ref, params.scanners, backdoor=backdoor))
         raise InputError(f"unknown job kind {job.kind!r}")
 
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:

@@ -28,7 +28,7 @@ from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.service import tokens
-from registry.service.tokens import ANONYMOUS, PERMISSIONS, Principal
+from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer mctl_…`")
 
@@ -62,16 +62,17 @@ def get_principal(
     return principal
 
 
-def require(action: str) -> Callable[..., Principal]:
-    """A dependency giving the caller, after checking their role allows `action`."""
-    needed = PERMISSIONS[action]  # KeyError here is a programming error, caught at import
+def require(name: Action | str) -> Callable[..., Principal]:
+    """A dependency giving the caller, after checking their role allows the action."""
+    action = Action(name)  # ValueError here is a programming error, caught at import
+    needed = PERMISSIONS[action]
 
     def dependency(
         request: Request,
         principal: Annotated[Principal | None, Depends(get_principal)],
     ) -> Principal:
         if principal is None:
-            if action == "read" and request.app.state.settings.public_reads:
+            if action is Action.READ and request.app.state.settings.public_reads:
                 return ANONYMOUS
             raise ApiProblem(
                 401,
@@ -105,7 +106,7 @@ def check_scope(principal: Principal, environment: str) -> None:
         )
 
 
-def registry_for(action: str) -> Callable[..., EmbeddedRegistry]:
+def registry_for(action: Action | str) -> Callable[..., EmbeddedRegistry]:
     """A dependency giving the registry bound to the caller, after checking their role."""
     check = require(action)
 
@@ -115,10 +116,10 @@ def registry_for(action: str) -> Callable[..., EmbeddedRegistry]:
     ) -> EmbeddedRegistry:
         return registry.as_actor(principal.actor)
 
-    dependency.__name__ = f"registry_for_{action.replace('.', '_')}"
+    dependency.__name__ = f"registry_for_{Action(action).replace('.', '_')}"
     return dependency
 
 
-def require_role(action: str) -> Callable[..., Principal]:
+def require_role(action: Action | str) -> Callable[..., Principal]:
     """Alias of `require` (the brief's name)."""
     return require(action)

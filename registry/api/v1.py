@@ -1,6 +1,8 @@
 """`/v1`: the REST API. Each route checks the caller's role, calls the registry, returns views.
 
-The shapes are `registry.views` `to_json()`: the same as `modelctl --json` (docs/api.md).
+The shapes are the `registry.views` models, each route's `response_model`: the same JSON as
+`modelctl --json` (docs/api.md), and what the remote client parses back. Over 600 lines: one
+route list per API version, read top to bottom; a split by area (as `registry/web/`) is open.
 """
 
 from __future__ import annotations
@@ -24,7 +26,32 @@ from registry.requests import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
 from registry.service import checkpoints, gate
 from registry.service import scan as scan_service
+from registry.service.jobs import JobKind, JobView, MirrorJob, ScanJob
 from registry.service.tokens import Principal
+from registry.views import (
+    AttestationList,
+    AttestationView,
+    Attested,
+    AuditLog,
+    CheckpointView,
+    DecisionView,
+    ExceptionList,
+    ExceptionRequestList,
+    ExceptionRequestView,
+    ExceptionView,
+    FindingList,
+    Health,
+    ModelList,
+    NewToken,
+    QuarantineList,
+    QuarantineView,
+    ScanList,
+    TokenList,
+    TokenView,
+    TriageList,
+    TriageView,
+    WhoAmI,
+)
 from registry.worker import check_mirror_source
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -37,26 +64,26 @@ REF_QUERY = Query(
 )
 
 
-@router.get("/health", tags=["server"])
+@router.get("/health", tags=["server"], response_model=Health)
 def health(registry: Annotated[EmbeddedRegistry, Depends(get_registry)]) -> dict[str, Any]:
     """Liveness and readiness: answers once the database is reachable."""
     registry.models_count()
     return {"status": "ok"}
 
 
-@router.get("/whoami", tags=["server"])
+@router.get("/whoami", tags=["server"], response_model=WhoAmI)
 def whoami(principal: Annotated[Principal, Depends(require("read"))]) -> dict[str, Any]:
     """The caller as the server sees them."""
     return {"name": principal.name, "role": principal.role.label, "actor": principal.actor}
 
 
-@router.get("/models", tags=["models"])
+@router.get("/models", tags=["models"], response_model=ModelList)
 def list_models(registry: Reader) -> dict[str, Any]:
     """Every model and its checkpoints (as `modelctl models --json`)."""
     return {"models": [m.to_json() for m in registry.models()]}
 
 
-@router.get("/resolve", tags=["checkpoints"])
+@router.get("/resolve", tags=["checkpoints"], response_model=CheckpointView)
 def resolve(registry: Reader, ref: Annotated[str, REF_QUERY]) -> dict[str, Any]:
     """The checkpoint a reference names (as `modelctl inspect --json`)."""
     return registry.inspect(ref).to_json()
@@ -82,7 +109,7 @@ class TokenRequest(BaseModel):
 Admin = Annotated[EmbeddedRegistry, Depends(registry_for("token.manage"))]
 
 
-@router.post("/tokens", tags=["tokens"], status_code=201)
+@router.post("/tokens", tags=["tokens"], status_code=201, response_model=NewToken)
 def create_token(registry: Admin, body: TokenRequest) -> dict[str, Any]:
     """Create a token; the response is the only time its secret (`token`) is shown."""
     return registry.token_create(
@@ -93,13 +120,13 @@ def create_token(registry: Admin, body: TokenRequest) -> dict[str, Any]:
     ).to_json()
 
 
-@router.get("/tokens", tags=["tokens"])
+@router.get("/tokens", tags=["tokens"], response_model=TokenList)
 def list_tokens(registry: Admin) -> dict[str, Any]:
     """Every token, never a secret."""
     return {"tokens": [t.to_json() for t in registry.token_list()]}
 
 
-@router.post("/tokens/{token}/revoke", tags=["tokens"])
+@router.post("/tokens/{token}/revoke", tags=["tokens"], response_model=TokenView)
 def revoke_token(
     registry: Admin, token: Annotated[str, Path(min_length=1, max_length=100)]
 ) -> dict[str, Any]:
@@ -110,7 +137,7 @@ def revoke_token(
 # -- audit log (security) ------------------------------------------------------------------------
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], response_model=AuditLog)
 def audit_log(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("audit.read"))],
     actor: Annotated[str | None, Query(max_length=200)] = None,
@@ -157,7 +184,7 @@ def _ref(namespace: str, name: str, digest: str) -> str:
     return f"{namespace}/{name}@{digest}"
 
 
-@router.get(CHECKPOINT, tags=["checkpoints"])
+@router.get(CHECKPOINT, tags=["checkpoints"], response_model=CheckpointView)
 def get_checkpoint(
     registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
 ) -> dict[str, Any]:
@@ -261,7 +288,7 @@ def download_blob(
 # -- attestations --------------------------------------------------------------------------------
 
 
-@router.get(CHECKPOINT + "/attestations", tags=["attestations"])
+@router.get(CHECKPOINT + "/attestations", tags=["attestations"], response_model=AttestationList)
 def list_attestations(
     registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
 ) -> dict[str, Any]:
@@ -314,6 +341,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
         }
     },
     responses={413: PROBLEM_RESPONSES[400] | {"description": "Payload too large"}},
+    response_model=AttestationView,
 )
 async def upload_attestation(
     request: Request,
@@ -331,7 +359,9 @@ async def upload_attestation(
     return view.to_json()
 
 
-@router.post(CHECKPOINT + "/attest", tags=["attestations"], status_code=201)
+@router.post(
+    CHECKPOINT + "/attest", tags=["attestations"], status_code=201, response_model=Attested
+)
 def attest(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("attest"))],
     namespace: Namespace,
@@ -371,7 +401,7 @@ def public_key(registry: Annotated[EmbeddedRegistry, Depends(get_registry)]) -> 
 # -- scans and mirrors (jobs) --------------------------------------------------------------------
 
 
-@router.get(CHECKPOINT + "/scans", tags=["scans"])
+@router.get(CHECKPOINT + "/scans", tags=["scans"], response_model=ScanList)
 def list_scans(
     registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
 ) -> dict[str, Any]:
@@ -409,7 +439,7 @@ class MirrorBody(BaseModel):
     scan: bool = True
 
 
-@router.post("/scans", tags=["scans"], status_code=202)
+@router.post("/scans", tags=["scans"], status_code=202, response_model=JobView)
 def start_scan(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("scan"))], body: ScanRequest
 ) -> dict[str, Any]:
@@ -419,19 +449,21 @@ def start_scan(
     params: dict[str, Any] = {"ref": body.ref, "scanners": body.scanners}
     if body.backdoor is not None:
         params["backdoor"] = body.backdoor.model_dump()
-    return registry.job_enqueue("scan", params).to_json()
+    return registry.job_enqueue(JobKind.SCAN, ScanJob.model_validate(params)).to_json()
 
 
-@router.post("/mirrors", tags=["mirrors"], status_code=202)
+@router.post("/mirrors", tags=["mirrors"], status_code=202, response_model=JobView)
 def start_mirror(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("mirror"))], body: MirrorBody
 ) -> dict[str, Any]:
     """Queue a mirror (hf://, ms://, or a folder inside MODELCTL_MIRROR_ROOTS)."""
     check_mirror_source(body.source, registry.settings.mirror_roots)
-    return registry.job_enqueue("mirror", body.model_dump()).to_json()
+    return registry.job_enqueue(
+        JobKind.MIRROR, MirrorJob.model_validate(body.model_dump())
+    ).to_json()
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"])
+@router.get("/jobs/{job_id}", tags=["jobs"], response_model=JobView)
 def get_job(registry: Reader, job_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> dict[str, Any]:
     """A job's state, progress and, once done, its result or error."""
     return registry.job(job_id).to_json()
@@ -446,7 +478,7 @@ class ReasonBody(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-@router.post(CHECKPOINT + "/quarantine", tags=["quarantine"])
+@router.post(CHECKPOINT + "/quarantine", tags=["quarantine"], response_model=QuarantineView)
 def quarantine(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("quarantine"))],
     namespace: Namespace,
@@ -459,7 +491,7 @@ def quarantine(
     return registry.quarantine(_ref(namespace, name, digest), body.reason).to_json()
 
 
-@router.post(CHECKPOINT + "/release", tags=["quarantine"])
+@router.post(CHECKPOINT + "/release", tags=["quarantine"], response_model=QuarantineView)
 def release(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("release"))],
     namespace: Namespace,
@@ -481,13 +513,13 @@ class DigestQuarantineBody(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-@router.get("/quarantines", tags=["quarantine"])
+@router.get("/quarantines", tags=["quarantine"], response_model=QuarantineList)
 def list_quarantines(registry: Reader) -> dict[str, Any]:
     """Every active quarantine and the checkpoints (every name) it holds now."""
     return {"quarantines": [q.to_json() for q in registry.quarantine_list()]}
 
 
-@router.post("/quarantines", tags=["quarantine"])
+@router.post("/quarantines", tags=["quarantine"], response_model=QuarantineView)
 def quarantine_digest(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("quarantine"))],
     body: DigestQuarantineBody,
@@ -497,7 +529,7 @@ def quarantine_digest(
     return registry.quarantine(body.digest, body.reason).to_json()
 
 
-@router.post("/quarantines/release", tags=["quarantine"])
+@router.post("/quarantines/release", tags=["quarantine"], response_model=QuarantineView)
 def release_digest(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("release"))],
     body: DigestQuarantineBody,
@@ -521,7 +553,7 @@ class ExceptionRequestBody(BaseModel):
     )
 
 
-@router.get("/exceptions", tags=["exceptions"])
+@router.get("/exceptions", tags=["exceptions"], response_model=ExceptionList)
 def list_exceptions(
     registry: Reader, ref: Annotated[str | None, Query(min_length=3, max_length=500)] = None
 ) -> dict[str, Any]:
@@ -553,7 +585,7 @@ def add_exception(
 RequestId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.get("/exception-requests", tags=["exceptions"])
+@router.get("/exception-requests", tags=["exceptions"], response_model=ExceptionRequestList)
 def list_exception_requests(
     registry: Reader,
     status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
@@ -561,7 +593,9 @@ def list_exception_requests(
     return {"requests": [r.to_json() for r in registry.exception_requests(status)]}
 
 
-@router.post("/exception-requests", tags=["exceptions"], status_code=201)
+@router.post(
+    "/exception-requests", tags=["exceptions"], status_code=201, response_model=ExceptionRequestView
+)
 def request_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.request"))],
     body: ExceptionRequestBody,
@@ -579,7 +613,9 @@ def request_exception(
     ).to_json()
 
 
-@router.post("/exception-requests/{request_id}/approve", tags=["exceptions"])
+@router.post(
+    "/exception-requests/{request_id}/approve", tags=["exceptions"], response_model=ExceptionView
+)
 def approve_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
     request_id: RequestId,
@@ -588,7 +624,11 @@ def approve_exception(
     return registry.exception_approve(request_id).to_json()
 
 
-@router.post("/exception-requests/{request_id}/reject", tags=["exceptions"])
+@router.post(
+    "/exception-requests/{request_id}/reject",
+    tags=["exceptions"],
+    response_model=ExceptionRequestView,
+)
 def reject_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.add"))],
     request_id: RequestId,
@@ -596,7 +636,7 @@ def reject_exception(
     return registry.exception_reject(request_id).to_json()
 
 
-@router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"])
+@router.post("/exceptions/{exception_id}/revoke", tags=["exceptions"], response_model=ExceptionView)
 def revoke_exception(
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("exception.revoke"))],
     exception_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
@@ -624,7 +664,7 @@ class RevokeTriageBody(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
-@router.get(CHECKPOINT + "/findings", tags=["findings"])
+@router.get(CHECKPOINT + "/findings", tags=["findings"], response_model=FindingList)
 def list_findings(
     registry: Reader, namespace: Namespace, name: Name, digest: DigestParam
 ) -> dict[str, Any]:
@@ -634,7 +674,9 @@ def list_findings(
     return {"findings": [f.to_json() for f in found]}
 
 
-@router.post("/findings/{finding_id}/triage", tags=["findings"], status_code=201)
+@router.post(
+    "/findings/{finding_id}/triage", tags=["findings"], status_code=201, response_model=TriageView
+)
 def request_triage(registry: Triager, finding_id: FindingId, body: TriageBody) -> dict[str, Any]:
     """Request a finding-level decision; it counts once another principal approves it."""
     if body.expires_at.tzinfo is None:
@@ -644,7 +686,7 @@ def request_triage(registry: Triager, finding_id: FindingId, body: TriageBody) -
     ).to_json()
 
 
-@router.get("/triage", tags=["findings"])
+@router.get("/triage", tags=["findings"], response_model=TriageList)
 def list_triage(
     registry: Reader,
     finding: Annotated[str | None, Query(pattern=r"^fnd-[0-9a-f]{24}$")] = None,
@@ -656,7 +698,7 @@ def list_triage(
     }
 
 
-@router.post("/triage/{request_id}/approve", tags=["findings"])
+@router.post("/triage/{request_id}/approve", tags=["findings"], response_model=TriageView)
 def approve_triage(
     registry: Triager, request_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> dict[str, Any]:
@@ -664,7 +706,7 @@ def approve_triage(
     return registry.finding_approve(request_id).to_json()
 
 
-@router.post("/triage/{request_id}/revoke", tags=["findings"])
+@router.post("/triage/{request_id}/revoke", tags=["findings"], response_model=TriageView)
 def revoke_triage(
     registry: Triager,
     request_id: Annotated[int, Path(ge=1, le=2**62)],
@@ -690,7 +732,7 @@ class AdmissionBody(BaseModel):
     policy_file: str = Field(default="", max_length=500, description="Its name, for messages")
 
 
-@router.post("/admission/check", tags=["admission"])
+@router.post("/admission/check", tags=["admission"], response_model=DecisionView)
 def admission_check(
     request: Request,
     registry: Annotated[EmbeddedRegistry, Depends(registry_for("admission.check"))],

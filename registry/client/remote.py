@@ -9,8 +9,8 @@ signature, verifies it with the public key the client pinned (MODELCTL_REGISTRY_
 streams every blob through `registry.client.materialize`, re-hashing while writing, exactly as the
 embedded pull does. Mirror and scan run on the server as jobs; the client follows them.
 
-Over 600 lines because the JSON of every view is parsed here by hand (`*_from_json`); the typed
-wire layer of issue 13 (item 3) replaces those functions with the server's own models.
+Every view is parsed back with its own pydantic model (`registry.views`), the one the server
+declares as the route's response model.
 """
 
 from __future__ import annotations
@@ -52,12 +52,10 @@ from registry.views import (
     AttestationView,
     AttestResult,
     AuditEventView,
-    CheckpointSummary,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
     ExceptionView,
-    FileView,
     FindingView,
     MirrorResult,
     MirrorStats,
@@ -67,7 +65,6 @@ from registry.views import (
     QuarantineView,
     ScanOutcome,
     ScanView,
-    SourceView,
     TokenCreated,
     TokenView,
     TriageView,
@@ -101,225 +98,35 @@ _ERRORS: dict[str, type[RegistryError]] = {
 }
 
 
-# -- views from JSON (the inverse of each view's to_json) ----------------------------------------
-
-
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _ts_or_none(text: str | None) -> datetime | None:
-    return _ts(text) if text else None
-
-
-def _source(d: dict[str, Any]) -> SourceView:
-    include, exclude = d.get("include"), d.get("exclude")
-    return SourceView(
-        uri=d["uri"],
-        commit=d["commit"],
-        revisions=tuple(d.get("revisions", ())),
-        include=tuple(include) if include is not None else None,
-        exclude=tuple(exclude) if exclude is not None else None,
-        complete=d.get("complete"),
-    )
-
-
-def _scan(d: dict[str, Any]) -> ScanView:
-    return ScanView(
-        id=d["id"],
-        scanner=d["scanner"],
-        version=d["version"],
-        ruleset_version=d["ruleset_version"],
-        verdict=d["verdict"],
-        started_at=_ts(d["started_at"]),
-        finished_at=_ts(d["finished_at"]),
-        attestation_id=d.get("attestation_id"),
-        flagged=d["flagged_files"],
-    )
-
-
-def _attestation(d: dict[str, Any]) -> AttestationView:
-    return AttestationView(
-        id=d["id"],
-        predicate_type=d["predicate_type"],
-        subject_digest=d["subject_digest"],
-        signer=d["signer"],
-        created_at=_ts(d["created_at"]),
-        bundle_sha256=d["bundle_sha256"],
-    )
+# -- views from JSON: each view's model validates its own JSON; two are nested in job results --
 
 
 def checkpoint_from_json(d: dict[str, Any]) -> CheckpointView:
-    return CheckpointView(
-        name=d["name"],
-        digest=d["digest"],
-        source=_source(d["source"]),
-        created_at=_ts(d["created_at"]),
-        files=tuple(FileView(f["path"], f["size"], f["sha256"]) for f in d["files"]),
-        scans=tuple(_scan(s) for s in d.get("scans", ())),
-        attestations=tuple(_attestation(a) for a in d.get("attestations", ())),
-        decisions=tuple(d.get("decisions", ())),
-        quarantine=d.get("quarantine"),
-    )
+    return CheckpointView.model_validate(d)
 
 
 def decision_from_json(d: dict[str, Any]) -> DecisionView:
-    return DecisionView(
-        name=d["name"],
-        digest=d["digest"],
-        environment=d["environment"],
-        allowed=d["allowed"],
-        mode=d["mode"],
-        policy_name=d["policy"]["name"],
-        policy_digest=d["policy"]["digest"],
-        checks=tuple(d["checks"]),
-        evaluated_at=_ts(d["evaluated_at"]),
-        expires_at=_ts_or_none(d.get("expires_at")),
-        reasons=tuple(d["reasons"]),
-        what_if=bool(d.get("what_if", False)),
-    )
+    return DecisionView.model_validate(d)
 
 
 def scan_outcome_from_json(d: dict[str, Any]) -> ScanOutcome:
+    """A scan job's result: the report, extended with name, digest, recorded and checkpoint."""
     report = {k: v for k, v in d.items() if k not in {"name", "digest", "recorded", "checkpoint"}}
     return ScanOutcome(
-        checkpoint=checkpoint_from_json(d["checkpoint"]),
+        checkpoint=CheckpointView.model_validate(d["checkpoint"]),
         report=report,
-        recorded=tuple(_scan(s) for s in d.get("recorded", ())),
+        recorded=tuple(ScanView.model_validate(s) for s in d.get("recorded", ())),
     )
 
 
 def mirror_from_json(d: dict[str, Any]) -> MirrorResult:
+    """A mirror job's result: the flattened checkpoint with its stats, and the scan if any."""
     m = d["mirror"]
-    s = m["stats"]
     return MirrorResult(
-        checkpoint=checkpoint_from_json(m),
+        checkpoint=CheckpointView.model_validate(m),
         created=m["created"],
-        stats=MirrorStats(
-            files=s["files"],
-            bytes_total=s["bytes_total"],
-            bytes_transferred=s["bytes_transferred"],
-            blobs_created=s["blobs_created"],
-            blobs_reused=s["blobs_reused"],
-            seconds=s["seconds"],
-        ),
+        stats=MirrorStats.model_validate(m["stats"]),
         scan=scan_outcome_from_json(d["scan"]) if d.get("scan") else None,
-    )
-
-
-def _exception(d: dict[str, Any]) -> ExceptionView:
-    return ExceptionView(
-        id=d["id"],
-        ref=d["ref"],
-        waive=tuple(d["waive"]),
-        environments=tuple(d["environments"]) if d.get("environments") else None,
-        reason=d["reason"],
-        approver=d["approver"],
-        expires_at=_ts(d["expires_at"]),
-        created_at=_ts(d["created_at"]),
-        revoked_at=_ts_or_none(d.get("revoked_at")),
-        requested_by=d.get("requested_by"),
-    )
-
-
-def _exception_request(d: dict[str, Any]) -> ExceptionRequestView:
-    return ExceptionRequestView(
-        id=d["id"],
-        ref=d["ref"],
-        waive=tuple(d["waive"]),
-        environments=tuple(d["environments"]) if d.get("environments") else None,
-        reason=d["reason"],
-        expires_at=_ts(d["expires_at"]),
-        status=d["status"],
-        requested_by=d["requested_by"],
-        requested_at=_ts(d["requested_at"]),
-        decided_by=d.get("decided_by"),
-        exception_id=d.get("exception_id"),
-    )
-
-
-def _quarantine(d: dict[str, Any]) -> QuarantineView:
-    return QuarantineView(
-        id=d["id"],
-        kind=d["kind"],
-        digest=d["digest"],
-        reason=d["reason"],
-        by=d["by"],
-        since=_ts(d["since"]),
-        covers=tuple(d.get("covers", ())),
-        paths=tuple(d.get("paths", ())),
-        released_at=_ts_or_none(d.get("released_at")),
-        released_by=d.get("released_by"),
-        release_reason=d.get("release_reason"),
-        still_quarantined_by=tuple(d.get("still_quarantined_by", ())),
-    )
-
-
-def _finding(d: dict[str, Any]) -> FindingView:
-    return FindingView(
-        id=d["id"],
-        scanner=d["scanner"],
-        path=d["path"],
-        sha256=d["sha256"],
-        file_verdict=d["file_verdict"],
-        rule=d["rule"],
-        severity=d["severity"],
-        message=d["message"],
-        blocking=d["blocking"],
-        triage=d.get("triage"),
-        occurrences=d.get("occurrences", 1),
-    )
-
-
-def _triage(d: dict[str, Any]) -> TriageView:
-    return TriageView(
-        id=d["id"],
-        finding_id=d["finding_id"],
-        decision=d["decision"],
-        status=d["status"],
-        reason=d["reason"],
-        scanner=d["scanner"],
-        rule=d["rule"],
-        path=d["path"],
-        file_sha256=d["file_sha256"],
-        requested_by=d["requested_by"],
-        created_at=_ts(d["created_at"]),
-        expires_at=_ts(d["expires_at"]),
-        approved_by=d.get("approved_by"),
-        approved_at=_ts_or_none(d.get("approved_at")),
-        revoked_by=d.get("revoked_by"),
-        revoked_at=_ts_or_none(d.get("revoked_at")),
-        active=d["active"],
-    )
-
-
-def _token(d: dict[str, Any]) -> TokenView:
-    return TokenView(
-        id=d["id"],
-        name=d["name"],
-        role=d["role"],
-        created_at=_ts(d["created_at"]),
-        created_by=d["created_by"],
-        expires_at=_ts_or_none(d.get("expires_at")),
-        revoked_at=_ts_or_none(d.get("revoked_at")),
-        environments=tuple(d["environments"]) if d.get("environments") is not None else None,
-    )
-
-
-def _model(d: dict[str, Any]) -> ModelSummary:
-    return ModelSummary(
-        name=d["name"],
-        checkpoints=tuple(
-            CheckpointSummary(
-                digest=c["digest"],
-                source=_source(c["source"]),
-                created_at=_ts(c["created_at"]),
-                file_count=c["file_count"],
-                total_size=c["total_size"],
-                environments=c.get("environments") or {},
-            )
-            for c in d["checkpoints"]
-        ),
     )
 
 
@@ -520,7 +327,7 @@ class RemoteRegistry:
 
     # -- the Registry interface ----------------------------------------------------------------
     def models(self) -> list[ModelSummary]:
-        return [_model(m) for m in self._json("GET", "/v1/models")["models"]]
+        return [ModelSummary.model_validate(m) for m in self._json("GET", "/v1/models")["models"]]
 
     def inspect(self, ref: str) -> CheckpointView:
         Ref.parse(ref)
@@ -560,29 +367,31 @@ class RemoteRegistry:
         d = self._json("POST", self._canonical(ref) + "/attest" + query)
         return AttestResult(
             checkpoint=checkpoint_from_json(d["checkpoint"]),
-            issued=tuple(_attestation(a) for a in d["issued"]),
+            issued=tuple(AttestationView.model_validate(a) for a in d["issued"]),
             model_signature=base64.b64decode(d["model_signature"]),
             public_key_pem=d["public_key_pem"].encode("ascii"),
-            findings=tuple(OpenFinding(**f) for f in d.get("findings", [])),
+            findings=tuple(OpenFinding.model_validate(f) for f in d.get("findings", [])),
         )
 
     def quarantine(self, target: str, reason: str) -> QuarantineView:
         if target.startswith("sha256:"):  # a bare digest: a manifest digest or a file's
             body = {"digest": target, "reason": reason}
-            return _quarantine(self._json("POST", "/v1/quarantines", json=body))
+            return QuarantineView.model_validate(self._json("POST", "/v1/quarantines", json=body))
         path = self._canonical(target) + "/quarantine"
-        return _quarantine(self._json("POST", path, json={"reason": reason}))
+        return QuarantineView.model_validate(self._json("POST", path, json={"reason": reason}))
 
     def release(self, target: str, reason: str) -> QuarantineView:
         if target.startswith("sha256:"):
             body = {"digest": target, "reason": reason}
-            return _quarantine(self._json("POST", "/v1/quarantines/release", json=body))
+            return QuarantineView.model_validate(
+                self._json("POST", "/v1/quarantines/release", json=body)
+            )
         path = self._canonical(target) + "/release"
-        return _quarantine(self._json("POST", path, json={"reason": reason}))
+        return QuarantineView.model_validate(self._json("POST", path, json={"reason": reason}))
 
     def quarantine_list(self) -> list[QuarantineView]:
         found = self._json("GET", "/v1/quarantines")["quarantines"]
-        return [_quarantine(q) for q in found]
+        return [QuarantineView.model_validate(q) for q in found]
 
     def exception_request(
         self,
@@ -601,53 +410,64 @@ class RemoteRegistry:
             "expires_at": expires_at.isoformat(),
             "environments": environments,
         }
-        return _exception_request(self._json("POST", "/v1/exception-requests", json=body))
+        return ExceptionRequestView.model_validate(
+            self._json("POST", "/v1/exception-requests", json=body)
+        )
 
     def exception_approve(self, request_id: int) -> ExceptionView:
         path = f"/v1/exception-requests/{int(request_id)}/approve"
-        return _exception(self._json("POST", path))
+        return ExceptionView.model_validate(self._json("POST", path))
 
     def exception_reject(self, request_id: int) -> ExceptionRequestView:
         path = f"/v1/exception-requests/{int(request_id)}/reject"
-        return _exception_request(self._json("POST", path))
+        return ExceptionRequestView.model_validate(self._json("POST", path))
 
     def exception_requests(self, status: str | None = None) -> list[ExceptionRequestView]:
         params = {"status": status} if status is not None else {}
         found = self._json("GET", "/v1/exception-requests", params=params)["requests"]
-        return [_exception_request(r) for r in found]
+        return [ExceptionRequestView.model_validate(r) for r in found]
 
     def exception_list(self, ref: str | None = None) -> list[ExceptionView]:
         params = {"ref": ref} if ref is not None else {}
         found = self._json("GET", "/v1/exceptions", params=params)["exceptions"]
-        return [_exception(e) for e in found]
+        return [ExceptionView.model_validate(e) for e in found]
 
     def exception_revoke(self, exception_id: int) -> ExceptionView:
-        return _exception(self._json("POST", f"/v1/exceptions/{int(exception_id)}/revoke"))
+        return ExceptionView.model_validate(
+            self._json("POST", f"/v1/exceptions/{int(exception_id)}/revoke")
+        )
 
     # -- findings and their triage -----------------------------------------------------------
     def finding_list(self, ref: str) -> list[FindingView]:
         found = self._json("GET", self._canonical(ref) + "/findings")["findings"]
-        return [_finding(f) for f in found]
+        return [FindingView.model_validate(f) for f in found]
 
     def finding_triage(
         self, finding_id: str, *, decision: str, reason: str, expires_at: datetime
     ) -> TriageView:
         fid = check_finding_id(finding_id)  # the same InputError as embedded, before a request
         body = {"decision": decision, "reason": reason, "expires_at": expires_at.isoformat()}
-        return _triage(self._json("POST", f"/v1/findings/{fid}/triage", json=body))
+        return TriageView.model_validate(
+            self._json("POST", f"/v1/findings/{fid}/triage", json=body)
+        )
 
     def finding_approve(self, request_id: int) -> TriageView:
-        return _triage(self._json("POST", f"/v1/triage/{int(request_id)}/approve"))
+        return TriageView.model_validate(
+            self._json("POST", f"/v1/triage/{int(request_id)}/approve")
+        )
 
     def finding_revoke(self, request_id: int, reason: str = "") -> TriageView:
         path = f"/v1/triage/{int(request_id)}/revoke"
-        return _triage(self._json("POST", path, json={"reason": reason}))
+        return TriageView.model_validate(self._json("POST", path, json={"reason": reason}))
 
     def triage_list(
         self, *, finding_id: str | None = None, status: str | None = None
     ) -> list[TriageView]:
         params = {k: v for k, v in (("finding", finding_id), ("status", status)) if v}
-        return [_triage(t) for t in self._json("GET", "/v1/triage", params=params)["triage"]]
+        return [
+            TriageView.model_validate(t)
+            for t in self._json("GET", "/v1/triage", params=params)["triage"]
+        ]
 
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
@@ -723,13 +543,15 @@ class RemoteRegistry:
         if environments is not None:
             body["environments"] = list(environments)
         d = self._json("POST", "/v1/tokens", json=body)
-        return TokenCreated(token=_token(d), secret=d["token"])
+        return TokenCreated(token=TokenView.model_validate(d), secret=d["token"])
 
     def token_list(self) -> list[TokenView]:
-        return [_token(t) for t in self._json("GET", "/v1/tokens")["tokens"]]
+        return [TokenView.model_validate(t) for t in self._json("GET", "/v1/tokens")["tokens"]]
 
     def token_revoke(self, key: str) -> TokenView:
-        return _token(self._json("POST", f"/v1/tokens/{quote(key, safe='')}/revoke"))
+        return TokenView.model_validate(
+            self._json("POST", f"/v1/tokens/{quote(key, safe='')}/revoke")
+        )
 
     def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
         params: dict[str, Any] = {"limit": query.limit}
@@ -740,14 +562,5 @@ class RemoteRegistry:
             params["since"] = query.since.isoformat()
         if query.until:
             params["until"] = query.until.isoformat()
-        return [
-            AuditEventView(
-                id=e["id"],
-                at=_ts(e["at"]),
-                actor=e["actor"],
-                action=e["action"],
-                subject=e["subject"],
-                details=e["details"],
-            )
-            for e in self._json("GET", "/v1/audit", params=params)["events"]
-        ]
+        found = self._json("GET", "/v1/audit", params=params)["events"]
+        return [AuditEventView.model_validate(e) for e in found]

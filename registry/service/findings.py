@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,7 +172,7 @@ def checkpoint_findings(
                 key = (row.scanner_id, file.path, f.id)
                 if key in views:  # the same location again: one finding, counted
                     seen = views[key]
-                    views[key] = replace(seen, occurrences=seen.occurrences + 1)
+                    views[key] = seen.model_copy(update={"occurrences": seen.occurrences + 1})
                     continue
                 views[key] = FindingView(
                     id=f.id,
@@ -200,7 +200,7 @@ def checkpoint_findings(
             state[t.finding_id] = f"false positive until {view.to_json()['expires_at']}"
         elif t.status == "pending" and t.finding_id not in state:
             state[t.finding_id] = f"pending request {t.id}"
-    return [replace(v, triage=state.get(v.id)) for v in views.values()]
+    return [v.model_copy(update={"triage": state.get(v.id)}) for v in views.values()]
 
 
 # -- triage ------------------------------------------------------------------------------------

@@ -11,27 +11,60 @@ heartbeat is older than the lease is re-queued by the next claim (its worker die
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from attestations.utc import utc_now
 from registry.db.models import AuditEvent, Job
 from registry.errors import InputError, NotFound
-from registry.views import iso
+from registry.views import Timestamp, WireModel
 
-KINDS = ("mirror", "scan")
+
+class JobKind(StrEnum):
+    """What a job does; the value is the `kind` column and the `/v1/jobs` field."""
+
+    MIRROR = "mirror"
+    SCAN = "scan"
+
+
+class MirrorJob(WireModel):
+    """The parameters of a mirror job (`POST /v1/mirrors`), as stored in the job row."""
+
+    source: str
+    name: str | None = None
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    scan: bool = True
+
+
+class ScanJob(WireModel):
+    """The parameters of a scan job (`POST /v1/scans`), as stored in the job row."""
+
+    ref: str
+    scanners: tuple[str, ...] = ()
+    backdoor: dict[str, Any] | None = None  # BackdoorSettings fields, when asked for
+
+
+JobPayload = MirrorJob | ScanJob
+PAYLOADS: dict[JobKind, type[MirrorJob] | type[ScanJob]] = {
+    JobKind.MIRROR: MirrorJob,
+    JobKind.SCAN: ScanJob,
+}
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class JobView:
+class JobView(WireModel):
+    """A job as `/v1/jobs/{id}` returns it: the result is the mirror or scan document."""
+
     id: int
-    kind: str
+    kind: JobKind
     state: str
     actor: str
     params: dict[str, Any]
@@ -39,35 +72,23 @@ class JobView:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
     @property
     def done(self) -> bool:
         return self.state in {"succeeded", "failed"}
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "state": self.state,
-            "actor": self.actor,
-            "params": self.params,
-            "progress": self.progress,
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at) if self.started_at else None,
-            "finished_at": iso(self.finished_at) if self.finished_at else None,
-        }
+    def payload(self) -> JobPayload:
+        """The parameters, typed by the job's kind."""
+        return PAYLOADS[self.kind].model_validate(self.params)
 
 
 def view(row: Job) -> JobView:
     return JobView(
         id=row.id,
-        kind=row.kind,
+        kind=JobKind(row.kind),
         state=row.state,
         actor=row.actor,
         params=dict(row.params),
@@ -81,18 +102,33 @@ def view(row: Job) -> JobView:
     )
 
 
-def enqueue(session: Session, kind: str, params: dict[str, Any], *, actor: str) -> JobView:
-    if kind not in KINDS:
+def enqueue(
+    session: Session,
+    kind: JobKind | str,
+    params: JobPayload | dict[str, Any],
+    *,
+    actor: str,
+) -> JobView:
+    if kind not in set(JobKind):
         raise InputError(f"unknown job kind {kind!r}")
-    row = Job(kind=kind, params=params, state="queued", actor=actor, attempts=0, progress={})
+    typed_kind = JobKind(kind)
+    try:
+        payload = PAYLOADS[typed_kind].model_validate(params)
+    except ValidationError as exc:
+        raise InputError(f"the {typed_kind} job's parameters do not fit: {exc}") from exc
+    # Only what was given is stored: the row's params stay as the caller wrote them.
+    stored = payload.model_dump(mode="json", exclude_unset=True)
+    row = Job(
+        kind=typed_kind.value, params=stored, state="queued", actor=actor, attempts=0, progress={}
+    )
     session.add(row)
     session.flush()
     session.add(
         AuditEvent(
             actor=actor,
-            action=f"job.{kind}",
+            action=f"job.{typed_kind.value}",
             subject=f"job:{row.id}",
-            details={"params": params},
+            details={"params": stored},
         )
     )
     session.flush()

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,26 +59,46 @@ class Role(IntEnum):
             ) from None
 
 
-#: Which role each action needs (the least one; higher roles may too).
-PERMISSIONS: dict[str, Role] = {
+class Action(StrEnum):
+    """What a caller may be allowed to do; the value is the name routes and the audit log use."""
+
+    READ = "read"
+    ADMISSION_CHECK = "admission.check"
+    MIRROR = "mirror"
+    SCAN = "scan"
+    ATTEST = "attest"
+    ATTESTATION_UPLOAD = "attestation.upload"
+    QUARANTINE = "quarantine"
+    RELEASE = "release"
+    EXCEPTION_REQUEST = "exception.request"
+    EXCEPTION_ADD = "exception.add"
+    EXCEPTION_REVOKE = "exception.revoke"
+    FINDING_TRIAGE = "finding.triage"
+    AUDIT_READ = "audit.read"
+    TOKEN_MANAGE = "token.manage"  # noqa: S105 (an action name, not a secret)
+
+
+#: Which role each action needs (the least one; higher roles may too). Keyed by `Action`, a
+#: `StrEnum`, so a lookup by the action's name (`PERMISSIONS["read"]`) finds the same entry.
+PERMISSIONS: dict[Action, Role] = {
     # reads: models, checkpoints, files, attestations, scans, decisions; admission checks
-    "read": Role.READER,
-    "admission.check": Role.READER,
+    Action.READ: Role.READER,
+    Action.ADMISSION_CHECK: Role.READER,
     # bringing checkpoints and evidence in
-    "mirror": Role.PUBLISHER,
-    "scan": Role.PUBLISHER,
-    "attest": Role.PUBLISHER,
-    "attestation.upload": Role.PUBLISHER,
+    Action.MIRROR: Role.PUBLISHER,
+    Action.SCAN: Role.PUBLISHER,
+    Action.ATTEST: Role.PUBLISHER,
+    Action.ATTESTATION_UPLOAD: Role.PUBLISHER,
     # withdrawing and waiving
-    "quarantine": Role.SECURITY,
-    "release": Role.SECURITY,
-    "exception.request": Role.PUBLISHER,  # asks; someone else approves (exception.add)
-    "exception.add": Role.SECURITY,
-    "exception.revoke": Role.SECURITY,
-    "finding.triage": Role.SECURITY,  # request, approve (another principal), revoke
-    "audit.read": Role.SECURITY,
+    Action.QUARANTINE: Role.SECURITY,
+    Action.RELEASE: Role.SECURITY,
+    Action.EXCEPTION_REQUEST: Role.PUBLISHER,  # asks; someone else approves (exception.add)
+    Action.EXCEPTION_ADD: Role.SECURITY,
+    Action.EXCEPTION_REVOKE: Role.SECURITY,
+    Action.FINDING_TRIAGE: Role.SECURITY,  # request, approve (another principal), revoke
+    Action.AUDIT_READ: Role.SECURITY,
     # who may talk to the registry at all
-    "token.manage": Role.ADMIN,
+    Action.TOKEN_MANAGE: Role.ADMIN,
 }
 
 
@@ -97,8 +117,9 @@ class Principal:
         """The audit log's name for this caller."""
         return f"token:{self.name}" if self.token_id is not None else self.name
 
-    def may(self, action: str) -> bool:
-        return self.role >= PERMISSIONS[action]
+    def may(self, action: Action | str) -> bool:
+        """Whether this caller's role suffices (an unknown action name is a ValueError)."""
+        return self.role >= PERMISSIONS[Action(action)]
 
     def may_use(self, environment: str) -> bool:
         """Whether the token's environment scope covers `environment`."""

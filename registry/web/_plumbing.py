@@ -41,7 +41,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
 from registry.service import decide, tokens
 from registry.service.read import checkpoint as read_checkpoint
-from registry.service.tokens import ANONYMOUS, PERMISSIONS, Principal, Role
+from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal, Role
 from registry.web import session as websession
 
 HERE = Path(__file__).parent
@@ -279,7 +279,7 @@ def _actor(request: Request, form: Form, action: str | None) -> Caller:
         raise _Refused(
             403,
             f"your token ({caller.principal.name}) has role {caller.principal.role.label}; "
-            f"this needs {PERMISSIONS[action].label} or higher",
+            f"this needs {PERMISSIONS[Action(action)].label} or higher",
         )
     return caller
 

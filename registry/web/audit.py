@@ -15,7 +15,7 @@ from registry.errors import InputError
 from registry.requests import AuditQuery
 from registry.service.read import audit as read_audit
 from registry.service.read.common import PAGE_SIZE
-from registry.service.tokens import PERMISSIONS
+from registry.service.tokens import PERMISSIONS, Action
 from registry.web._plumbing import (
     Caller,
     _headers,
@@ -55,7 +55,7 @@ def _audit_query(request: Request) -> AuditQuery:
 def _auditor(request: Request) -> Caller:
     caller = _reader(request)
     if not caller.may("audit.read"):
-        raise _Refused(403, f"the audit log needs role {PERMISSIONS['audit.read'].label}")
+        raise _Refused(403, f"the audit log needs role {PERMISSIONS[Action.AUDIT_READ].label}")
     return caller
 
 
