@@ -4,6 +4,10 @@ Order: quarantine, digest and malicious (never waivable, deny in every mode), so
 revisions, licenses, formats, required attestations, scans, verdicts, CEL rules; then
 exceptions waive the waivable failures; then the mode turns failures into warnings (`warn`) or
 records (`audit`).
+
+Why this module is over 600 lines: it is the evaluation order above, one method per check
+family on one `_Eval`, plus the CEL input; the order is the contract, and keeping it in one
+file keeps it readable top to bottom.
 """
 
 from __future__ import annotations
