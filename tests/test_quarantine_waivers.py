@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from attestations.digests import Digest
+from attestations.manifest import Manifest, ManifestEntry
 from tests.fakes.hfhub import FakeHub
 from tests.test_policy_cli import CARD, _safetensors, as_user, checks
 
@@ -140,6 +142,28 @@ def test_quarantine_of_an_unknown_file_digest_blocks_it_ahead_of_time(
     mirror(run_cli, "hf://org/later")
     assert checks(prod(run_cli, "org/later"))["quarantine"] == "fail"
     assert run_cli("quarantine", "sha256:xyz", "--reason", "r").code == 2  # not a digest
+
+
+def test_a_digest_blocked_ahead_of_time_holds_a_checkpoint_with_that_identity(
+    run_cli: Any, hub: FakeHub
+) -> None:
+    """A threat feed names a checkpoint's manifest digest before the registry has those bytes:
+    the quarantine is recorded as a file's (nothing is known yet), and it must still hold the
+    checkpoint that arrives with that digest as its identity, under any name."""
+    files = {"README.md": CARD, "model.safetensors": _safetensors()}
+    manifest = Manifest.build(
+        ManifestEntry(path, len(data), Digest(hashlib.sha256(data).hexdigest()))
+        for path, data in files.items()
+    )
+    ahead = run_cli("quarantine", str(manifest.digest), "--reason", "feed: backdoored release")
+    assert ahead.code == 0, ahead.stderr
+    assert "no checkpoint holds it yet" in ahead.stdout
+    hub.add_repo("org/feed", files)
+    assert mirror(run_cli, "hf://org/feed") == str(manifest.digest)
+    assert checks(prod(run_cli, "org/feed"))["quarantine"] == "fail"
+    listed = run_cli("quarantine", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    assert any(f"org/feed@{manifest.digest}" in q["covers"] for q in listed.json()["quarantines"])
 
 
 def test_quarantine_list_shows_every_active_quarantine_and_what_it_holds(

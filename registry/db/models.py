@@ -126,9 +126,10 @@ class Checkpoint(Base):
     )
     #: Quarantines of this checkpoint's manifest digest, under whatever name they were made:
     #: a quarantine binds bytes, so it covers every name holding them, now and later.
+    #: Any kind: a digest blocked before the registry knew it is recorded as a file's, and
+    #: must hold a checkpoint that later turns out to have it as its manifest digest.
     quarantines: Mapped[list[Quarantine]] = relationship(
-        primaryjoin="and_(foreign(Quarantine.digest) == Checkpoint.manifest_digest, "
-        f"Quarantine.kind == '{QUARANTINE_CHECKPOINT}')",
+        primaryjoin="foreign(Quarantine.digest) == Checkpoint.manifest_digest",
         order_by="Quarantine.id",
         viewonly=True,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import CompoundSelect, and_, select, union
+from sqlalchemy import CompoundSelect, and_, or_, select, union
 from sqlalchemy.orm import Session
 
 from attestations.digests import SHA256_PREFIX, Digest
@@ -68,11 +68,12 @@ def _reason(reason: str, what: str) -> str:
 def covered(session: Session, kind: str, digest_hex: str) -> list[Checkpoint]:
     """Every checkpoint a quarantine of (`kind`, `digest_hex`) holds now, oldest first."""
     query = select(Checkpoint).join(Model, Checkpoint.model_id == Model.id)
+    by_manifest = Checkpoint.manifest_digest == digest_hex
     if kind == QUARANTINE_CHECKPOINT:
-        query = query.where(Checkpoint.manifest_digest == digest_hex)
-    else:
+        query = query.where(by_manifest)
+    else:  # a file's sha256, or a digest blocked before any checkpoint had it as its identity
         holding = select(CheckpointFile.checkpoint_id).where(CheckpointFile.sha256 == digest_hex)
-        query = query.where(Checkpoint.id.in_(holding))
+        query = query.where(or_(Checkpoint.id.in_(holding), by_manifest))
     return list(session.scalars(query.order_by(Checkpoint.id)))
 
 
@@ -88,13 +89,7 @@ def quarantined_checkpoint_ids() -> CompoundSelect[int]:
     active = Quarantine.released_at.is_(None)
     by_manifest = (
         select(Checkpoint.id)
-        .join(
-            Quarantine,
-            and_(
-                Quarantine.kind == QUARANTINE_CHECKPOINT,
-                Quarantine.digest == Checkpoint.manifest_digest,
-            ),
-        )
+        .join(Quarantine, Quarantine.digest == Checkpoint.manifest_digest)  # any kind
         .where(active)
     )
     by_file = (
