@@ -207,6 +207,31 @@ def test_quarantine_denies_even_when_the_decision_is_cached(webhook: Webhook, ru
     assert webhook.review(annotated)["allowed"] is True
 
 
+def test_any_state_change_in_the_audit_log_drops_cached_decisions(webhook: Webhook) -> None:
+    """A cached allow does not outlive a change of facts (a new scan, a revoked waiver or
+    triage, written by any server): the webhook follows the audit log, as the status board
+    does, and decides again at the next review, not after the cache's max age."""
+    from registry.db.engine import unit_of_work
+    from registry.db.models import AuditEvent
+    from registry.embedded import EmbeddedRegistry
+
+    annotated = pod({"modelctl.dev/model": f"org/tiny@{webhook.digest}"})
+    assert webhook.review(annotated)["allowed"] is True
+    assert webhook.review(annotated)["allowed"] is True
+    hits, misses = webhook.cache.hits, webhook.cache.misses
+    assert hits >= 1
+    other = EmbeddedRegistry(Settings.from_env())  # another process's write, seen in the log
+    try:
+        with unit_of_work(other.sessions) as session:
+            session.add(AuditEvent(actor="t", action="future.fact", subject="x", details={}))
+    finally:
+        other.close()
+    assert webhook.review(annotated)["allowed"] is True
+    assert (webhook.cache.hits, webhook.cache.misses) == (hits, misses + 1)  # decided again
+    assert webhook.review(annotated)["allowed"] is True
+    assert webhook.cache.hits == hits + 1  # and cached again until the next change
+
+
 def test_webhook_quarantine_by_digest_denies_every_name_even_when_cached(
     webhook: Webhook, run_cli: Any
 ) -> None:

@@ -106,7 +106,9 @@ def _review(
 ) -> PodVerdict:
     gate = gatekeeper(request, registry)
     cache = decision_cache(request)
+    live = registry.live_statuses()
     with unit_of_work(registry.sessions) as session:
+        cache.follow(live.board.sync(session, live.context))  # state changed: decide again
         return k8s_review.review_pod(session, gate, cache, review, environment)
 
 

@@ -254,8 +254,9 @@ class PodVerdict:
 
 class DecisionCache:
     """Allowing decisions by (environment, checkpoint digest), kept until the decision's
-    expiry, at most `max_age` (facts without an expiry change too: new scans, revoked
-    exceptions), at most `max_entries` (least recently used go first).
+    expiry, until the audit log shows any state change (`follow`: a new scan, a revoked
+    waiver or triage, on any server), at most `max_age` (a backstop), at most `max_entries`
+    (least recently used go first).
 
     Denials are not kept: a checkpoint attested a moment ago is admitted on the next review,
     and a denial costs one evaluation. Only decisions made while the checkpoint was not
@@ -268,6 +269,7 @@ class DecisionCache:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], tuple[Decision, float]] = OrderedDict()
+        self._generation: int | None = None
         self.hits = 0
         self.misses = 0
 
@@ -300,6 +302,15 @@ class DecisionCache:
             self._entries.move_to_end((environment, digest))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def follow(self, generation: int) -> None:
+        """Forget everything when the audit log moved (`StatusBoard.sync`'s generation): a new
+        malicious scan, a revoked waiver or triage denies at the next review, not after
+        `max_age`, on every server."""
+        with self._lock:
+            if generation != self._generation:
+                self._generation = generation
+                self._entries.clear()
 
     def invalidate(self, digest: str | None = None) -> None:
         with self._lock:
