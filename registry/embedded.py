@@ -52,6 +52,7 @@ from registry.service import (
     tokens,
 )
 from registry.service import pull as pull_service
+from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
 from registry.service.gate import Gatekeeper
 from registry.service.jobs import JobKind, JobPayload, JobView  # server
@@ -72,6 +73,7 @@ from registry.views import (  # server
     ModelSummary,
     PullResult,  # pull
     QuarantineView,
+    RescanResult,
     ScanOutcome,
     TokenCreated,
     TokenView,
@@ -580,6 +582,17 @@ class EmbeddedRegistry:
     def job(self, job_id: int) -> JobView:
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
+
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
+        """Queue a scan of every checkpoint whose newest scan by one of `scanners` (the default
+        set when empty) is older than the scanner this registry runs; `dry_run` only finds."""
+        current = scan_service.current_versions(scanners)
+        defaults = frozenset(scan_service.current_versions(()))
+        with unit_of_work(self.sessions) as session:
+            stale = rescan_service.find_stale(session, current)
+            if not dry_run:
+                stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
+            return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))
 
 
 def exception_view(row: WaiverRow) -> ExceptionView:

@@ -26,6 +26,7 @@ from registry.views import (  # server
     ModelSummary,
     PullResult,
     QuarantineView,
+    RescanResult,
     ScanOutcome,
     TokenCreated,
     TokenView,
@@ -58,6 +59,7 @@ class Registry(Protocol):
     def scan(
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome: ...
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult: ...
     # -- findings and their triage (two people: requester and a different approver) --
     def finding_list(self, ref: str) -> list[FindingView]: ...
     def finding_triage(

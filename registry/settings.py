@@ -47,6 +47,9 @@ class Settings:
     ] = ()  # folders the server may mirror from (MODELCTL_MIRROR_ROOTS)
     trusted_keys: tuple[Path, ...] = ()  # PEM public keys whose uploaded attestations verify
     run_worker: bool = True  # `modelctl serve` runs jobs itself (MODELCTL_SERVE_WORKER=false: not)
+    # Workers queue re-scans of checkpoints judged by older scanner rules when they start
+    # (MODELCTL_RESCAN_ON_START=false: only `modelctl rescan` does).
+    rescan_on_start: bool = True
 
     @property
     def signing_key_path(self) -> Path:
@@ -96,6 +99,7 @@ class Settings:
             mirror_roots=_paths(env.get("MODELCTL_MIRROR_ROOTS")),
             trusted_keys=_paths(env.get("MODELCTL_TRUSTED_KEYS")),
             run_worker=_flag(env, "MODELCTL_SERVE_WORKER", default=True),
+            rescan_on_start=_flag(env, "MODELCTL_RESCAN_ON_START", default=True),
             policy_file=Path(env["MODELCTL_POLICY"]).expanduser()
             if env.get("MODELCTL_POLICY")
             else None,

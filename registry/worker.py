@@ -20,6 +20,7 @@ from registry.mirror.base import parse_source
 from registry.requests import MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
+from registry.service.rescan import RESCAN_ACTOR
 from registry.views import MirrorResult, ScanOutcome
 
 log = logging.getLogger("modelctl.worker")
@@ -184,7 +185,22 @@ class JobRunner:
             return scan_payload(registry.scan(params.ref, params.scanners, backdoor=backdoor))
         raise InputError(f"unknown job kind {job.kind!r}")
 
+    def queue_rescans(self) -> int:
+        """The start-up sweep: queue scans of checkpoints judged by older scanner rules (once
+        per worker start; idempotent across workers). Returns how many jobs were queued."""
+        if not self.registry.settings.rescan_on_start:
+            return 0
+        try:
+            result = self.registry.as_actor(RESCAN_ACTOR).rescan()
+        except Exception:  # the sweep must never keep a worker from running jobs
+            log.warning("the start-up re-scan sweep failed", exc_info=True)
+            return 0
+        if result.queued:
+            log.info("queued %d re-scan job(s): scanner rules changed", result.queued)
+        return result.queued
+
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:
+        self.queue_rescans()
         while not stop.is_set():
             try:
                 worked = self.run_once()

@@ -63,6 +63,7 @@ from registry.views import (
     OpenFinding,
     PullResult,
     QuarantineView,
+    RescanResult,
     ScanOutcome,
     ScanView,
     TokenCreated,
@@ -361,6 +362,10 @@ class RemoteRegistry:
             }
         job = self._json("POST", "/v1/scans", json=body)
         return scan_outcome_from_json(self._follow(job, NoProgress()))
+
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
+        body = {"scanners": list(scanners), "dry_run": dry_run}
+        return RescanResult.model_validate(self._json("POST", "/v1/rescans", json=body))
 
     def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
         query = "?allow_findings=true" if allow_findings else ""
