@@ -28,6 +28,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.parallel import scan_in_processes
 
 RUNNER_ID = "modelctl-scan"
 
@@ -144,6 +145,24 @@ def _crash(scanner_id: str, exc: BaseException) -> FileVerdict:
     )
 
 
+def _lost(exc: BaseException) -> dict[str, FileVerdict]:
+    return {
+        RUNNER_ID: FileVerdict(
+            Verdict.ERROR,
+            (
+                Finding(
+                    scanner=RUNNER_ID,
+                    rule="scanner.worker-lost",
+                    severity=Severity.HIGH,
+                    message=f"the worker process scanning this file failed: "
+                    f"{type(exc).__name__}: {exc}"[:300],
+                    evidence={"exception": type(exc).__name__},
+                ),
+            ),
+        )
+    }
+
+
 def _scan_one(
     target: ScanTarget, scanners: Sequence[Scanner], limits: ScanLimits
 ) -> dict[str, FileVerdict]:
@@ -165,11 +184,23 @@ def scan_targets(
     *,
     limits: ScanLimits | None = None,
     workers: int | None = None,
+    processes: int = 0,
 ) -> ScanReport:
+    """Every scanner over `targets`, then the folder scanners over all of them.
+
+    `processes` > 1 scans the files in that many forked worker processes (the targets must be
+    picklable: `LocalFile` is); otherwise, or where forking is unsafe, in `workers` threads.
+    The report is the same either way."""
     limits = limits or ScanLimits()
     started = time.time()
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        per_file = list(pool.map(lambda t: _scan_one(t, scanners, limits), targets))
+    per_file = (
+        scan_in_processes(targets, _scan_one, scanners, limits, jobs=processes, on_lost=_lost)
+        if processes > 1
+        else None
+    )
+    if per_file is None:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            per_file = list(pool.map(lambda t: _scan_one(t, scanners, limits), targets))
     by_path: dict[str, dict[str, FileVerdict]] = {
         t.path: results for t, results in zip(targets, per_file, strict=True)
     }
