@@ -54,18 +54,13 @@ _NOT_AT_START = (
     "cli.scanning",
     "cli.policy",
     "cli.progress",
+    "concurrent.futures.process",  # the scan's process pool, only for a folder of files
 )
 
 #: Loaded by a local scan, on purpose: Typer coerces option values through pydantic (which reads
-#: plugin entry points with importlib.metadata), and the scanners are the command's work (jinja2
-#: parses chat templates).
-_A_LOCAL_SCAN_NEEDS = {
-    "pydantic",
-    "importlib.metadata",
-    "jinja2",
-    "registry.scanners",
-    "cli.scanning",
-}
+#: plugin entry points with importlib.metadata), and the scanners are the command's work. Not
+#: jinja2: the chat-template checks load it when a file carries a template.
+_A_LOCAL_SCAN_NEEDS = {"pydantic", "importlib.metadata", "registry.scanners", "cli.scanning"}
 
 #: Never loaded by a local `modelctl scan FILE`: nothing of the registry, signing or the server.
 _NOT_FOR_A_LOCAL_SCAN = tuple(m for m in _NOT_AT_START if m not in _A_LOCAL_SCAN_NEEDS)
@@ -108,6 +103,13 @@ def test_a_local_scan_loads_the_scanners_and_nothing_of_the_registry(tmp_path: P
     loaded = _loaded_after(code, ROOT)
     assert "registry.scanners.catalog" in loaded  # it did scan
     assert _present(loaded, _NOT_FOR_A_LOCAL_SCAN) == []
+    assert _present(loaded, ("registry.scanners.chat_template",)) == []
+
+
+def test_gguf_looks_for_the_key_the_template_checks_name() -> None:
+    from registry.scanners import chat_template, gguf
+
+    assert gguf.CHAT_TEMPLATE_KEY == chat_template.CHAT_TEMPLATE_KEY
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)

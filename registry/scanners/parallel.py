@@ -18,9 +18,12 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from registry.scanners.base import FileVerdict, ScanLimits, Scanner, ScanTarget
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Scans one target with every scanner; the runner's `_scan_one`.
 ScanOne = Callable[[ScanTarget, Sequence[Scanner], ScanLimits], dict[str, FileVerdict]]
@@ -78,6 +81,10 @@ def scan_in_processes(
     jobs = min(jobs, len(targets))
     if jobs < 2 or not can_fork():
         return None
+    # Imported here: the process pool (multiprocessing's queues and connections) costs 30 ms of
+    # CPU that a one-file scan, the commonest, never needs.
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     chunks = _chunks(targets, jobs)
     context = multiprocessing.get_context("fork")
     results: list[dict[str, FileVerdict]] = []
