@@ -366,11 +366,17 @@ def speed_test(
     return {"size_mb": size_mb, "repeats": repeats, "seconds": shown, "ratio": ratio}
 
 
-def make_small_models(folder: Path, count: int) -> None:
+def make_small_models(
+    folder: Path, count: int, *, pickles: str = "values", width: int = 64
+) -> None:
     """`count` small model files as a training run leaves them (torch is the `ml` extra).
 
-    A quarter each: torch zip checkpoints (`.pt`), legacy torch pickles (`.bin`), plain pickles
-    of a state dict of floats (`.pkl`) and safetensors files. 10 to 40 kB each."""
+    A quarter each: torch zip checkpoints (`.pt`), legacy torch pickles (`.bin`), `.pkl` state
+    dicts and safetensors files; 2 to 6 `width` x `width` float32 tensors each. The `.pkl`
+    files hold the tensors as plain Python lists (`pickles="values"`: one opcode per number,
+    where an opcode-walking scanner spends its time; 70 to 220 kB) or as numpy arrays
+    (`pickles="arrays"`, as scikit-learn style code writes them: a few opcodes around raw bytes;
+    30 to 100 kB)."""
     import torch  # the project's ml extra; only this leg needs it
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -378,7 +384,8 @@ def make_small_models(folder: Path, count: int) -> None:
     for i in range(count):
         layers = 2 + i % 5
         state = {
-            f"layers.{k}.weight": torch.randn(16, 16, generator=generator) for k in range(layers)
+            f"layers.{k}.weight": torch.randn(width, width, generator=generator)
+            for k in range(layers)
         }
         kind = i % 4
         if kind == 0:
@@ -386,8 +393,12 @@ def make_small_models(folder: Path, count: int) -> None:
         elif kind == 1:
             torch.save(state, folder / f"ckpt_{i:04d}.bin", _use_new_zipfile_serialization=False)
         elif kind == 2:
-            plain = {name: t.flatten().tolist() for name, t in state.items()}
-            (folder / f"state_{i:04d}.pkl").write_bytes(pickle.dumps(plain, protocol=4))
+            # pickle.dumps of our own plain values and numpy arrays: safe to write and to scan
+            values: dict[str, object] = {
+                name: t.numpy() if pickles == "arrays" else t.flatten().tolist()
+                for name, t in state.items()
+            }
+            (folder / f"state_{i:04d}.pkl").write_bytes(pickle.dumps(values, protocol=4))
         else:
             header: dict[str, object] = {}
             body = b""
@@ -415,14 +426,21 @@ def _best_of(cmd: list[str], cwd: Path, repeats: int, timeout: float) -> tuple[f
 
 
 def folder_speed_test(
-    venv: Path, modelctl: Path, workdir: Path, *, count: int, repeats: int, timeout: float
+    venv: Path,
+    modelctl: Path,
+    workdir: Path,
+    *,
+    count: int,
+    pickles: str,
+    repeats: int,
+    timeout: float,
 ) -> dict[str, object]:
     """Wall time of one CLI call over a folder of `count` small model files, best of `repeats`.
 
     modelctl runs with its default `--jobs` (every core) and with `--jobs 1`; the ratio that
     counts is modelctl's default over picklescan's (<= 1.0 is the goal)."""
     folder = workdir / "small-models"
-    make_small_models(folder, count)
+    make_small_models(folder, count, pickles=pickles)
     legs = {
         "picklescan": [str(venv / "bin" / "picklescan"), "-p", str(folder)],
         "modelctl": [str(modelctl), "scan", str(folder), "--json", "--fail-on", "never"],
@@ -442,6 +460,7 @@ def folder_speed_test(
         ratio = round(seconds["modelctl"] / seconds["picklescan"], 2)
     return {
         "files": count,
+        "pickles": pickles,
         "repeats": repeats,
         "cores": os.cpu_count(),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
@@ -453,7 +472,8 @@ def folder_speed_test(
 def print_folder_speed(folder: dict[str, object]) -> None:
     print()
     print(
-        f"Folder speed ({folder['files']} small model files, {folder['cores']} cores, "
+        f"Folder speed ({folder['files']} small model files, .pkl as {folder['pickles']}, "
+        f"{folder['cores']} cores, "
         f"best of {folder['repeats']}):"
     )
     for tool, secs in dict(folder["seconds"]).items():  # type: ignore[call-overload]
@@ -481,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-repeats", type=int, default=2)
     ap.add_argument(
         "--folder-files", type=int, default=400, help="files in the folder-speed leg (0: skip it)"
+    )
+    ap.add_argument(
+        "--folder-pickles",
+        choices=("values", "arrays"),
+        default="values",
+        help="what the folder's .pkl files hold: plain lists of numbers, or numpy arrays",
     )
     ap.add_argument(
         "--speed-only", action="store_true", help="only the timings, not the corpus comparison"
@@ -532,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.modelctl,
                 workdir,
                 count=args.folder_files,
+                pickles=args.folder_pickles,
                 repeats=max(3, args.speed_repeats),
                 timeout=args.timeout,
             )
