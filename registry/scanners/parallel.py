@@ -2,8 +2,9 @@
 
 Workers are forked, so they start with every scanner module already imported and the scanners
 already built (nothing is pickled but the file targets going out and the verdicts coming back).
-Fork is used only where it is safe: a platform that has it, from a process running a single
-thread (a lock held by another thread at fork time would stay locked in the child forever).
+Fork is used only where it is safe: on Linux (macOS has fork, but system libraries there may
+crash in a forked child, which is why Python defaults to spawn on it), from a process running a
+single thread (a lock held by another thread at fork time would stay locked in the child).
 Anywhere else `scan_in_processes` returns None and the caller scans in-process: the results
 are the same either way, only the wall time differs.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -47,7 +49,7 @@ def available_cores() -> int:
 
 def can_fork() -> bool:
     """Whether worker processes can be forked safely here and now."""
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 def _install(scan_one: ScanOne, scanners: Sequence[Scanner], limits: ScanLimits) -> None:
