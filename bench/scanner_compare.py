@@ -322,6 +322,11 @@ def print_report(
             ]
             print(f"  {s.tool:<11} " + " | ".join(parts))
     if speed:
+        print_speed(speed)
+
+
+def print_speed(speed: dict[str, object]) -> None:
+    if speed:
         print()
         print(f"Speed ({speed['size_mb']} MB pure pickle, best of {speed['repeats']}):")
         for tool, secs in dict(speed["seconds"]).items():  # type: ignore[call-overload]
@@ -485,7 +490,7 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument(
@@ -511,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--speed-only", action="store_true", help="only the timings, not the corpus comparison"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     manifest: list[dict[str, str]] = json.loads((args.corpus / "manifest.json").read_text())
     if args.speed_only:
@@ -588,7 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, sys.stdout, indent=1)
         print()
     else:
-        print_report(summaries, manifest, results, speed)
+        if manifest:
+            print_report(summaries, manifest, results, speed)
+        elif speed:
+            print_speed(speed)
         if folder:
             print_folder_speed(folder)
     return 0
