@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,15 @@ from typing import Any
 import pytest
 
 from registry.scanners import catalog
-from registry.scanners.base import FileVerdict, Finding, ScanLimits, ScanTarget, Severity, Verdict
+from registry.scanners.base import (
+    SNIFF_BYTES,
+    FileVerdict,
+    Finding,
+    ScanLimits,
+    ScanTarget,
+    Severity,
+    Verdict,
+)
 from registry.scanners.parallel import CHUNKS_PER_WORKER, can_fork
 from registry.scanners.runner import local_targets, scan_targets
 from tests.helpers import write_tree
@@ -155,3 +164,16 @@ def test_jobs_must_be_positive(run_cli: Any, tmp_path: Path, jobs: str) -> None:
     result = run_cli("scan", str(_folder(tmp_path, 2)), "--jobs", jobs)
     assert result.code == 2
     assert result.stderr.strip() == "modelctl: error: --jobs must be at least 1"
+
+
+def test_a_local_file_is_sniffed_once_and_travels_to_a_worker(tmp_path: Path) -> None:
+    """Every scanner sniffs the head: it is read once, so all of them judge the same bytes."""
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"FIRST" + bytes(5000))
+    (target,), _ = local_targets(path)
+    assert target.head()[:5] == b"FIRST"
+    path.write_bytes(b"OTHER" + bytes(5000))
+    assert target.head()[:5] == b"FIRST"
+    assert len(target.head()) == SNIFF_BYTES
+    assert target == local_targets(path)[0][0]  # the cache is not part of its identity
+    assert pickle.loads(pickle.dumps(target)).head()[:5] == b"FIRST"  # our own object

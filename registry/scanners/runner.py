@@ -40,10 +40,15 @@ class LocalFile:
     path: str
     full_path: Path
     size: int
+    #: The head, once read: every scanner (and the folder scanner) sniffs each file, and each
+    #: re-read cost an open and a read; read once, they all judge the same bytes too.
+    _head: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def head(self) -> bytes:
-        with self.open() as f:
-            return f.read(SNIFF_BYTES)
+        if not self._head:
+            with self.open() as f:
+                self._head.append(f.read(SNIFF_BYTES))
+        return self._head[0]
 
     def open(self) -> BinaryIO:
         fd = os.open(self.full_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
