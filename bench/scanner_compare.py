@@ -45,6 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO / "tests" / "assets" / "corpus"
@@ -95,6 +96,14 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
     except subprocess.TimeoutExpired:
         return 124, "timeout", time.perf_counter() - start
     return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+def _json_in(out: str) -> dict[str, Any]:
+    """The first JSON object in a tool's output (stdout, then stderr: a line may follow it)."""
+    data, _end = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def _first_line(text: str, needle: str) -> str:
@@ -224,17 +233,18 @@ class Modelctl(Tool):
             probe.write_text("{}")
             rc, out, _ = _run([str(self.exe), "scan", str(probe), "--json"], Path(tmp), 60)
         try:
-            json.loads(out[out.index("{") :])
+            _json_in(out)
         except ValueError:
             tail = out.strip().splitlines()[-1:] or [f"exit {rc}"]
             return False, f"`modelctl scan --json` does not work yet: {tail[0][:160]}"
         return True, ""
 
     def scan(self, path: Path) -> Outcome:
-        cmd = [str(self.exe), "scan", str(path), "--json"]
+        # --fail-on never: the verdict is read from the JSON, not from the exit code
+        cmd = [str(self.exe), "scan", str(path), "--json", "--fail-on", "never"]
         rc, out, secs = _run(cmd, self.workdir, self.timeout)
         try:
-            data = json.loads(out[out.index("{") :])
+            data = _json_in(out)
         except ValueError:
             return Outcome(ERROR, _first_line(out, "rror") or f"exit {rc}, no JSON", secs)
         verdict = str(data.get("verdict", "")).lower()
