@@ -86,9 +86,16 @@ class ToolSummary:
         return self.false_pos / self.clean if self.clean else 0.0
 
 
+#: Where the tools' Python bytecode is cached: an installed tool has its .pyc files, and a
+#: timing must not count compiling a checkout's sources again on every run (some sandboxes
+#: set PYTHONDONTWRITEBYTECODE). The first run of each tool warms it; timings take the best run.
+PYCACHE = Path(tempfile.gettempdir(), "scanner-compare-pycache")
+
+
 def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
     start = time.perf_counter()
-    env = {**os.environ, **QUIET_ENV}
+    env = {**os.environ, **QUIET_ENV, "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         proc = subprocess.run(
             cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
