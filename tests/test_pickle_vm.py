@@ -1024,6 +1024,9 @@ def _differential_inputs() -> Iterator[tuple[bytes, ScanLimits]]:
         P4 + b"\x95" + struct.pack("<Q", 10**6) + b"N.",  # FRAME longer than the data
         P2 + b"]" + glob("collections", "OrderedDict") + b")R" + b"K\x01a" + b"(K\x01K\x02u.",
         P2 + b"(K\x01K\x02K\x03\x87l(t)0.",
+        P4 + b"\x95\x02" + bytes(7) + b"B\x07\x01\x00\x00" + b"N" * 263 + b".",  # crosses
+        P4 + b"\x95\x04" + bytes(7) + b"N0\x95\x02" + bytes(7) + b"N.",  # FRAME in a FRAME
+        P4 + b"\x95\x00" + bytes(7) + b"]\x95\x01" + bytes(7) + b"(K\x01e.",  # empty frame
     ]
     seeds.extend(edge)
     body = _wrapper(F8)[2:] + bytes(16)  # joblib array bytes inside a FRAME (frame_end)

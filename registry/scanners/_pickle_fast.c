@@ -11,6 +11,11 @@
  * then runs that opcode itself and decides what it means. This code never decides a verdict
  * and never unpickles anything. `memo` is None when the Python memo has turned sparse (a
  * dict): memo opcodes then stop the run. Only MemoryError-class failures propagate.
+ *
+ * `frame_end` is where the open FRAME ends, PY_SSIZE_T_MAX (Python's sys.maxsize) when none is
+ * open. Inside a frame an opcode's argument may only use the frame's bytes (`pickle.load(file)`
+ * reads them from the frame's buffer): the bytes available to a case end at the frame's end, so
+ * an opcode crossing it stops the run and Python reports it; a FRAME inside a frame stops too.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -91,13 +96,15 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
     const Py_ssize_t n = PyBytes_GET_SIZE(data);
     Py_ssize_t done = 0;
     Py_ssize_t fence = fence_of(marks);
-    if (pos < 0 || pos > n || limit < 0 || fence < 0)
+    if (pos < 0 || pos > n || limit < 0 || fence < 0 ||
+        (frame_end != PY_SSIZE_T_MAX && (frame_end <= pos || frame_end > n)))
         goto out;
 
     while (done < limit && pos < n) {
         const unsigned char op = buf[pos];
         const Py_ssize_t a = pos + 1; /* the argument starts here */
-        const Py_ssize_t avail = n - a; /* bytes available after the opcode byte */
+        /* bytes available after the opcode byte: to the frame's end inside a frame */
+        const Py_ssize_t avail = (frame_end < n ? frame_end : n) - a;
         Py_ssize_t len = PyList_GET_SIZE(stack);
         Py_ssize_t next; /* position after this opcode, set by each case */
         switch (op) {
@@ -441,6 +448,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             break;
         }
         case 0x95: /* FRAME */ {
+            if (frame_end != PY_SSIZE_T_MAX) /* a FRAME inside a frame: Python reports it */
+                goto out;
             if (avail < 8)
                 goto out;
             uint64_t size = rd_u64(buf + a);
@@ -455,6 +464,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
         }
         pos = next;
         done++;
+        if (pos == frame_end) /* the opcode ended the frame exactly */
+            frame_end = PY_SSIZE_T_MAX;
     }
 out:
     return Py_BuildValue("(nnn)", pos, done, frame_end);

@@ -37,6 +37,7 @@ from __future__ import annotations
 import codecs
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -117,6 +118,9 @@ if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
         _FAST = _pickle_fast.run_data
     except ImportError:  # not built (no compiler at install time): the pure-Python loop
         _FAST = None
+
+#: `frame_end` when no FRAME is open. The C twin uses PY_SSIZE_T_MAX, the same number.
+_NO_FRAME = sys.maxsize
 
 #: BINPUT's one-byte memo indices: any of them costs the real unpickler at most 4 KiB.
 _BINPUT_KEYS = 256
@@ -310,7 +314,10 @@ class _Machine:
     ) -> None:
         self.data = data
         self.joblib = joblib  # BUILD of a NumpyArrayWrapper is followed by array data
-        self.frame_end = -1  # where the last FRAME ends: the loader buffers the whole frame
+        # Where the open FRAME ends (`_NO_FRAME` when none is open). `pickle.load(file)` reads
+        # a frame into a buffer and its opcodes from that buffer, so an opcode that crosses the
+        # frame's end reads other bytes there than `pickle.loads` reads: malformed.
+        self.frame_end = _NO_FRAME
         self.wrappers: dict[int, tuple[CallResult, dict[str, object]]] = {}
         self.limits = limits
         self.scanner_id = scanner_id
@@ -711,9 +718,12 @@ class _Machine:
             ) from None
         shape = attrs["shape"]
         assert isinstance(shape, tuple)
-        if pos < self.frame_end:
-            # The loader reads the array after the buffered frame but resumes opcodes inside it.
-            raise _Malformed("joblib array data starts inside a pickle frame", offset)
+        if self.frame_end != _NO_FRAME:
+            if pos < self.frame_end:
+                # The loader reads the array after the buffered frame but resumes opcodes
+                # inside it.
+                raise _Malformed("joblib array data starts inside a pickle frame", offset)
+            self.frame_end = _NO_FRAME  # BUILD ended the frame; the array bytes follow it
         if hasobject:
             return JoblibArray(typestr, shape, None, offset), self.joblib_nested(pos, offset)
         n = len(self.data)
@@ -774,7 +784,7 @@ class _Machine:
         failure: _Malformed | None = None
         try:
             end = inner.run(pos)
-            if end < inner.frame_end:
+            if inner.frame_end != _NO_FRAME:
                 failure = _Malformed("nested pickle's frame continues after its STOP", end)
         except _Malformed as bad:
             failure = bad
@@ -825,6 +835,11 @@ class _Machine:
         u32, i32, f64 = _U32, _I32, _F64
         fast = _FAST if type(data) is bytes else None
         op = 0
+        frame_end = self.frame_end
+        if frame_end != _NO_FRAME:
+            # The previous pickle's frame goes on after its STOP: `pickle.load(file)` has read
+            # these bytes into that frame's buffer, `pickle.loads` reads them as a new pickle.
+            raise _Malformed("pickle starts inside the previous pickle's frame", pos)
         try:
             while True:
                 budget = self.opcodes_left
@@ -843,7 +858,7 @@ class _Machine:
                     if fast is not None:
                         # Plain-data opcodes in C; it stops before anything else (or anything
                         # irregular), which the loop below then runs: one opcode, then C again.
-                        pos, ran, self.frame_end = fast(
+                        pos, ran, frame_end = fast(
                             data,
                             pos,
                             chunk - done,
@@ -851,7 +866,7 @@ class _Machine:
                             marks,
                             memo if sparse is None else None,
                             PDict,
-                            self.frame_end,
+                            frame_end,
                         )
                         fence = marks[-1] if marks else 0
                         done += ran
@@ -1005,11 +1020,13 @@ class _Machine:
                                 raise _Malformed("BINPERSID stack underflow", pos - 1)
                             stack[-1] = self.persistent(stack[-1], pos - 1)
                         elif op == 0x95:  # FRAME
+                            if frame_end != _NO_FRAME:
+                                raise _Malformed("FRAME opens inside another frame", pos - 1)
                             size = _U64(data, pos)[0]
                             if pos + 8 + size > n:
                                 raise _Malformed("FRAME longer than the data", pos - 1)
                             pos += 8
-                            self.frame_end = pos + size
+                            frame_end = pos + size
                         elif op == 0x61:  # APPEND
                             if len(stack) - 2 < fence:
                                 raise _Malformed("APPEND stack underflow", pos - 1)
@@ -1046,6 +1063,8 @@ class _Machine:
                                 raise _Malformed("STOP with an empty stack", pos - 1)
                             stopped = True
                             executed = i + 1
+                            if pos == frame_end:
+                                frame_end = _NO_FRAME
                             break
                         elif op in (0x67, 0x70):  # GET, PUT: a text index read with int()
                             nl = data.find(b"\n", pos)
@@ -1067,8 +1086,20 @@ class _Machine:
                                 sparse = self.memo_put(memo, sparse, key, stack[-1], pos - 1)
                             pos = nl + 1
                         else:
+                            self.frame_end = frame_end
                             pos = self.slow(op, pos - 1, pos, stack, marks)
+                            frame_end = self.frame_end
                             fence = marks[-1] if marks else 0
+                        if pos >= frame_end:
+                            # The opcode (with its argument) ends at or after its frame's end:
+                            # exactly at it leaves the frame, past it reads outside the frame.
+                            if pos > frame_end:
+                                raise _Malformed(
+                                    f"{_opname(op)} crosses the end of its FRAME at offset "
+                                    f"{frame_end}",
+                                    frame_end,
+                                )
+                            frame_end = _NO_FRAME
                     if stopped:
                         break
                     done = upto
@@ -1095,6 +1126,7 @@ class _Machine:
                         pos,
                     )
                 if stopped:
+                    self.frame_end = frame_end
                     return pos
         except KeyError as exc:
             raise _Malformed(f"memo key {exc.args[0]!r} not found", pos - 1) from None
