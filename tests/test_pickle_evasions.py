@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from registry.scanners import pickle_vm
+from registry.scanners import catalog, pickle_vm
 from registry.scanners.base import FileVerdict, ScanLimits, Verdict
+from registry.scanners.containers.sniff import looks_like_pickle
 from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes
+from registry.scanners.runner import local_targets, merge, scan_targets
 
 LIMITS = ScanLimits()
 P2 = b"\x80\x02"
@@ -142,3 +145,124 @@ def test_c_twin_and_pure_loop_agree_on_frame_edges(monkeypatch: pytest.MonkeyPat
         monkeypatch.undo()
         fast = analyze_pickle(data, limits=LIMITS)
         assert fast == pure, data
+
+
+# --- class 3: broken streams, unhashable cycles, expansion bombs ------------------------------
+
+
+def scan_file(tmp_path: Path, data: bytes, name: str = "model.bin") -> tuple[Verdict, set[str]]:
+    """The whole scan a user runs: content sniffing, every scanner, the merged verdict."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    files, _folder_scanners = catalog.all_scanners()
+    targets, refused = local_targets(path)
+    report = merge(scan_targets(targets, files, []), refused)
+    return report.verdict, {f.rule for entry in report.files for f in entry.findings}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"cos\nsystem\n(S'true'\ntR",  # the call runs, then the stream ends (nullifAI)
+        b"cos\nsystem\n(S'tr",  # ends inside the argument, after the import
+        b"(cos\nsystem\nS'true'\ni",  # INST, cut before its second line
+        b"cmymodel\nNet\n)\x81\xff\xfe",  # an unknown class, then bytes that are no opcode
+        b"(S'posix'\nS'system'\n\x93",  # STACK_GLOBAL and nothing after it
+    ],
+)
+def test_a_broken_stream_that_imports_is_a_pickle_never_clean(tmp_path: Path, data: bytes) -> None:
+    assert looks_like_pickle(data, len(data))
+    verdict, found = scan_file(tmp_path, data)
+    assert verdict in (Verdict.MALICIOUS, Verdict.MALFORMED, Verdict.SUSPICIOUS), found
+    assert "pickle.malformed" in found
+    assert found & {"pickle.global.dangerous", "pickle.global.not-allowed"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"class Net:\n    pass\n",
+        b"import os\nprint(os.name)\n",
+        b"cuda 12.4 wheels\nsee README\n",
+        b"(c) 2026 the authors\n",
+    ],
+)
+def test_text_that_starts_like_an_opcode_is_still_not_a_pickle(text: bytes) -> None:
+    assert not looks_like_pickle(text, len(text))
+
+
+UNHASHABLE = [
+    P2 + b"}q\x00h\x00K\x01s.",  # a dict as its own key (SETITEM)
+    P2 + b"}q\x00(h\x00K\x01u.",  # the same through SETITEMS
+    P4 + b"\x8f\x94(h\x00\x90.",  # a set added to itself (ADDITEMS)
+    P2 + b"}(]K\x01u.",  # a list as a dict key
+    P2 + b"}((]tK\x01u.",  # a tuple holding a list as a dict key
+    b"(lp0\n(g0\nI1\nd.",  # protocol 0 DICT keyed by a list
+    P4 + b"(]\x91.",  # a list in a frozenset
+    P2 + glob("collections", "OrderedDict") + b")R(]K\x01u.",  # OrderedDict keyed by a list
+]
+
+
+@pytest.mark.parametrize("data", UNHASHABLE)
+def test_unhashable_cycles_and_keys_are_malformed(data: bytes) -> None:
+    result = scan(data)
+    assert result.verdict is Verdict.MALFORMED, reasons(result)
+    assert "which the loader cannot compute" in reasons(result)
+
+
+def test_an_unhashable_key_after_a_call_is_the_nullifai_pattern() -> None:
+    data = P4 + SYSTEM_CALL + b"0}q\x00h\x00K\x01s."
+    result = scan(data)
+    assert result.verdict is Verdict.MALICIOUS
+    assert "pickle.broken-after-call" in rules(result)
+
+
+def test_hashable_keys_stay_clean() -> None:
+    value = {("a", 1, (2.0, None)): b"x", frozenset({1, 2}): [1], 7: {"k": (1,)}, True: 0.5}
+    for protocol in range(6):
+        assert scan(pickle.dumps(value, protocol)).verdict is Verdict.CLEAN
+    # a dtype (a global) as a key is hashable as far as anyone can tell
+    assert scan(P2 + b"}" + glob("collections", "OrderedDict") + b"K\x01s.").verdict in (
+        Verdict.CLEAN,
+        Verdict.SUSPICIOUS,
+    )
+
+
+def memo_fanout(levels: int, fan: int) -> bytes:
+    """Each level is a list holding the previous level `fan` times by memo reference."""
+    out = P2 + b"]q\x00"
+    for level in range(1, levels + 1):
+        out += b"](" + b"h" + bytes([level - 1]) + (b"h" + bytes([level - 1])) * (fan - 1)
+        out += b"eq" + bytes([level])
+    return out + b"."
+
+
+def dup_fanout(levels: int, fan: int) -> bytes:
+    """The same built with DUP only: no memo at all."""
+    return P2 + b"(" * levels + b"]" + (b"2" * (fan - 1) + b"l") * levels + b"."
+
+
+@pytest.mark.parametrize(
+    ("data", "containers"),
+    [(memo_fanout(9, 10), 10), (dup_fanout(8, 10), 9), (memo_fanout(40, 2), 41)],
+)
+def test_reference_expansion_bombs_carry_their_expansion_factor(
+    data: bytes, containers: int
+) -> None:
+    result = scan(data)
+    assert result.verdict is Verdict.SUSPICIOUS, reasons(result)
+    bomb = next(f for f in result.findings if f.rule == "pickle.expansion-bomb")
+    assert bomb.evidence["containers"] == containers
+    assert bomb.evidence["stream_bytes"] == len(data)
+    factor = bomb.evidence["expansion_factor"]
+    assert isinstance(factor, int)
+    assert factor >= 100
+    assert f"{factor}x" in bomb.message
+
+
+def test_a_small_fanout_and_honest_sharing_are_clean() -> None:
+    assert scan(memo_fanout(3, 10)).verdict is Verdict.CLEAN  # about 1,000 visits
+    shared = {"w": list(range(100))}
+    for protocol in (2, 4):
+        data = pickle.dumps([shared] * 2000 + [list(range(50_000))], protocol)
+        assert scan(data).verdict is Verdict.CLEAN

@@ -1,6 +1,7 @@
 /* Optional accelerator for registry.scanners.pickle_vm: runs plain-data opcodes in C.
  *
- * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end) -> (pos, executed, frame_end)
+ * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end)
+ *     -> (pos, executed, frame_end, shared)
  *
  * Executes at most `limit` opcodes starting at `pos`, only those that build plain values
  * (ints, floats, str/bytes, None/True/False, empty and literal containers, MARK, memo
@@ -16,6 +17,11 @@
  * open. Inside a frame an opcode's argument may only use the frame's bytes (`pickle.load(file)`
  * reads them from the frame's buffer): the bytes available to a case end at the frame's end, so
  * an opcode crossing it stops the run and Python reports it; a FRAME inside a frame stops too.
+ *
+ * `shared` counts the memo GETs that pushed anything but a plain scalar (what Python's
+ * PLAIN_KEYS names: exact str, int, float, bytes, bool, None); Python adds it to its own count
+ * and walks the loaded object for reference expansion only when it is not zero. Dict keys
+ * that are not plainly hashable stop the run: Python decides whether the loader can hash them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,6 +55,26 @@ static Py_ssize_t fence_of(PyObject *marks)
         return -1;
     }
     return f;
+}
+
+/* Exact str, int, float, bytes, bool or None: Python's PLAIN_KEYS. */
+static inline int is_plain(PyObject *o)
+{
+    return PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o) ||
+           PyBytes_CheckExact(o) || PyBool_Check(o) || o == Py_None;
+}
+
+/* A plain scalar, or a tuple of them (to a small depth): hashable without any doubt. */
+static int plainly_hashable(PyObject *o, int depth)
+{
+    if (is_plain(o))
+        return 1;
+    if (!PyTuple_CheckExact(o) || depth >= 8)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+        if (!plainly_hashable(PyTuple_GET_ITEM(o, i), depth + 1))
+            return 0;
+    return 1;
 }
 
 /* Push a new reference (stolen). Returns -1 with an exception set on failure. */
@@ -95,6 +121,7 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
     const Py_ssize_t n = PyBytes_GET_SIZE(data);
     Py_ssize_t done = 0;
+    Py_ssize_t shared = 0;
     Py_ssize_t fence = fence_of(marks);
     if (pos < 0 || pos > n || limit < 0 || fence < 0 ||
         (frame_end != PY_SSIZE_T_MAX && (frame_end <= pos || frame_end > n)))
@@ -159,8 +186,11 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             }
             if (key >= (uint64_t)PyList_GET_SIZE(memo))
                 goto out;
-            if (PyList_Append(stack, PyList_GET_ITEM(memo, (Py_ssize_t)key)) < 0)
+            PyObject *value = PyList_GET_ITEM(memo, (Py_ssize_t)key);
+            if (PyList_Append(stack, value) < 0)
                 return NULL;
+            if (!is_plain(value))
+                shared++;
             break;
         }
         case 0x4A: /* BININT */
@@ -353,6 +383,12 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
                         goto out;
                     }
                     if ((PyObject *)Py_TYPE(target) == pdict) {
+                        for (Py_ssize_t i = 0; i < ni; i += 2) {
+                            if (!plainly_hashable(PyList_GET_ITEM(items, i), 0)) {
+                                Py_DECREF(items);
+                                goto out;
+                            }
+                        }
                         PyObject *pairs = PyObject_GetAttr(target, str_items);
                         if (pairs == NULL) {
                             Py_DECREF(items);
@@ -425,6 +461,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
                 if (PyList_Append(target, PyList_GET_ITEM(stack, len - 1)) < 0)
                     return NULL;
             } else if ((PyObject *)Py_TYPE(target) == pdict) {
+                if (!plainly_hashable(PyList_GET_ITEM(stack, len - 2), 0))
+                    goto out;
                 PyObject *pairs = PyObject_GetAttr(target, str_items);
                 if (pairs == NULL)
                     return NULL;
@@ -468,13 +506,13 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             frame_end = PY_SSIZE_T_MAX;
     }
 out:
-    return Py_BuildValue("(nnn)", pos, done, frame_end);
+    return Py_BuildValue("(nnnn)", pos, done, frame_end, shared);
 }
 
 static PyMethodDef methods[] = {
     {"run_data", (PyCFunction)(void (*)(void))run_data, METH_FASTCALL,
      "run_data(data, pos, limit, stack, marks, memo, pdict, frame_end) -> "
-     "(pos, executed, frame_end)"},
+     "(pos, executed, frame_end, shared)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -71,6 +71,7 @@ from registry.scanners.pickle_policy import (
 )
 from registry.scanners.pickle_values import (
     COMPUTED,
+    PLAIN_KEYS,
     BigInt,
     BufferRef,
     CallResult,
@@ -79,9 +80,11 @@ from registry.scanners.pickle_values import (
     PDict,
     PersistentRef,
     PSet,
+    expanded_size,
     qualname_of,
     render,
     render_arg,
+    unhashable,
 )
 
 __all__ = [
@@ -108,7 +111,7 @@ _HIGHEST_PROTOCOL = 5
 #: the extension is not built or `MODELCTL_PICKLE_PURE=1` (read at import) asks for pure Python.
 _FastRun = Callable[
     [bytes, int, int, list[object], list[int], list[object] | None, type, int],
-    tuple[int, int, int],
+    tuple[int, int, int, int],
 ]
 _FAST: _FastRun | None = None
 if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
@@ -121,6 +124,19 @@ if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
 
 #: `frame_end` when no FRAME is open. The C twin uses PY_SSIZE_T_MAX, the same number.
 _NO_FRAME = sys.maxsize
+
+#: A loaded object is a reference-expansion bomb when a walk that follows every reference
+#: visits at least this many objects, and this many times more than the stream has bytes (an
+#: honest pickle spends at least one opcode byte per object it makes).
+_BOMB_VISITS = 1_000_000
+_BOMB_FACTOR = 100
+#: Expansion counts beyond this are reported as this (they can have hundreds of digits).
+_BOMB_CAP = 10**15
+
+#: Dict factories whose results SETITEM(S) fills, and set factories ADDITEMS fills: their keys
+#: are hashed by the loader like a literal dict's or set's.
+_DICT_FACTORIES = frozenset({"collections.OrderedDict", "collections.Counter", "builtins.dict"})
+_SET_FACTORIES = frozenset({"builtins.set", "builtins.frozenset"})
 
 #: BINPUT's one-byte memo indices: any of them costs the real unpickler at most 4 KiB.
 _BINPUT_KEYS = 256
@@ -332,6 +348,9 @@ class _Machine:
         self.storages: list[StorageRef] = []
         self.decisions: dict[tuple[str, str], GlobalDecision] = {}
         self.seg = _Segment()
+        # Memo GETs and DUPs of anything but a plain scalar in the current pickle: without
+        # shared references no object can be reached twice, so the expansion walk is skipped.
+        self.shared = 0
 
     # -- findings --
 
@@ -578,10 +597,54 @@ class _Machine:
         elif not isinstance(inst, (*COMPUTED, GlobalRef)) and _truthy_state(state):
             raise _Malformed(f"BUILD on a {type(inst).__name__} literal", offset)
 
+    def check_key(self, key: object, opcode: str, offset: int) -> None:
+        """A dict key or set item the loader cannot hash: it raises TypeError there."""
+        if unhashable(key):
+            kind = {list: "list", PDict: "dict", PSet: "set", bytearray: "bytearray"}.get(
+                type(key), "tuple holding a list, dict or set"
+            )
+            raise _Malformed(
+                f"{opcode} needs the hash of a {kind} (a dict key or set item), which the loader "
+                "cannot compute (an unhashable cycle such as a dict used as its own key)",
+                offset,
+            )
+
+    def check_expansion(self, root: object, nbytes: int, offset: int) -> None:
+        """Report a loaded object that memo/DUP references expand far beyond the stream."""
+        containers, visits = expanded_size(root)
+        if visits < _BOMB_VISITS or visits < _BOMB_FACTOR * nbytes:
+            return
+        factor = visits // max(nbytes, 1)
+        self.add(
+            "pickle.expansion-bomb",
+            Verdict.SUSPICIOUS,
+            Severity.HIGH,
+            f"the loaded object is {containers} containers, but a walk that follows every "
+            f"reference (repr, copy, JSON, comparison) visits {min(visits, _BOMB_CAP)}"
+            f"{'+' if visits > _BOMB_CAP else ''} objects: {min(factor, _BOMB_CAP)}x the "
+            f"{nbytes} bytes of the stream (memo/DUP reference expansion)",
+            offset,
+            evidence={
+                "containers": containers,
+                "expanded_objects": min(visits, _BOMB_CAP),
+                "stream_bytes": nbytes,
+                "expansion_factor": min(factor, _BOMB_CAP),
+                "capped": visits > _BOMB_CAP,
+            },
+            reference="billion laughs (CWE-776); fickling expansion-attack analysis",
+        )
+
     def mutate(self, target: object, items: list[object], opcode: str, offset: int) -> None:
         """APPEND(S)/SETITEM(S)/ADDITEMS on something other than a literal container."""
         if isinstance(target, CallResult):
             func = target.func
+            callee = func.qualname if isinstance(func, GlobalRef) else ""
+            if callee in _DICT_FACTORIES and opcode.startswith("SETITEM"):
+                for key in items[0::2]:
+                    self.check_key(key, opcode, offset)
+            elif callee in _SET_FACTORIES and opcode == "ADDITEMS":
+                for key in items:
+                    self.check_key(key, opcode, offset)
             if isinstance(func, GlobalRef) and func.qualname not in _CONTAINER_FACTORIES:
                 # __setitem__ / append / extend / add on a tensor or other object: code a
                 # container-only loader never runs (the weights_only heap-corruption class).
@@ -834,6 +897,9 @@ class _Machine:
         max_memo = limits.max_memo_entries
         u32, i32, f64 = _U32, _I32, _F64
         fast = _FAST if type(data) is bytes else None
+        plain = PLAIN_KEYS
+        begin = pos
+        self.shared = 0
         op = 0
         frame_end = self.frame_end
         if frame_end != _NO_FRAME:
@@ -858,7 +924,7 @@ class _Machine:
                     if fast is not None:
                         # Plain-data opcodes in C; it stops before anything else (or anything
                         # irregular), which the loop below then runs: one opcode, then C again.
-                        pos, ran, frame_end = fast(
+                        pos, ran, frame_end, shared = fast(
                             data,
                             pos,
                             chunk - done,
@@ -869,6 +935,7 @@ class _Machine:
                             frame_end,
                         )
                         fence = marks[-1] if marks else 0
+                        self.shared += shared
                         done += ran
                         if done >= chunk:
                             break
@@ -937,11 +1004,17 @@ class _Machine:
                             pos += 2
                         elif op == 0x68:  # BINGET
                             key = data[pos]
-                            append(memo[key] if sparse is None else sparse[key])
+                            value = memo[key] if sparse is None else sparse[key]
+                            append(value)
+                            if type(value) not in plain:
+                                self.shared += 1
                             pos += 1
                         elif op == 0x6A:  # LONG_BINGET
                             key = u32(data, pos)[0]
-                            append(memo[key] if sparse is None else sparse[key])
+                            value = memo[key] if sparse is None else sparse[key]
+                            append(value)
+                            if type(value) not in plain:
+                                self.shared += 1
                             pos += 4
                         elif op == 0x87:  # TUPLE3
                             if len(stack) - 3 < fence:
@@ -985,6 +1058,9 @@ class _Machine:
                                 raise _Malformed("odd number of items for SETITEMS", pos - 1)
                             target = stack[m - 1]
                             if type(target) is PDict:
+                                for key in stack[m::2]:
+                                    if type(key) not in plain:
+                                        self.check_key(key, "SETITEMS", pos - 1)
                                 it = iter(stack[m:])
                                 target.items.extend(zip(it, it, strict=True))
                             elif type(target) is not list:  # list[i] = v is valid
@@ -1043,6 +1119,8 @@ class _Machine:
                             k = pop()
                             target = stack[-1]
                             if type(target) is PDict:
+                                if type(k) not in plain:
+                                    self.check_key(k, "SETITEM", pos - 1)
                                 target.items.append((k, v))
                             elif type(target) is not list:  # list[i] = v is valid
                                 self.mutate(target, [k, v], "SETITEM", pos - 1)
@@ -1063,6 +1141,8 @@ class _Machine:
                                 raise _Malformed("STOP with an empty stack", pos - 1)
                             stopped = True
                             executed = i + 1
+                            if self.shared:
+                                self.check_expansion(stack[-1], pos - begin, pos - 1)
                             if pos == frame_end:
                                 frame_end = _NO_FRAME
                             break
@@ -1077,7 +1157,10 @@ class _Machine:
                             if op == 0x67:
                                 if key < 0:
                                     raise KeyError(key)
-                                append(memo[key] if sparse is None else sparse[key])
+                                value = memo[key] if sparse is None else sparse[key]
+                                append(value)
+                                if type(value) not in plain:
+                                    self.shared += 1
                             else:
                                 if key < 0:
                                     raise _Malformed("negative PUT argument", pos - 1)
@@ -1324,11 +1407,15 @@ class _Machine:
         if op == 0x32:  # DUP
             need(1)
             stack.append(stack[-1])
+            if type(stack[-1]) not in PLAIN_KEYS:
+                self.shared += 1
             return pos
         if op == 0x64:  # DICT
             items = pop_mark()
             if len(items) & 1:
                 raise _Malformed("odd number of items for DICT", start)
+            for key in items[0::2]:
+                self.check_key(key, "DICT", start)
             it = iter(items)
             stack.append(PDict(list(zip(it, it, strict=True))))
             return pos
@@ -1339,7 +1426,10 @@ class _Machine:
             stack.append(PSet([], frozen=False))
             return pos
         if op == 0x91:  # FROZENSET
-            stack.append(PSet(pop_mark(), frozen=True))
+            items = pop_mark()
+            for key in items:
+                self.check_key(key, "FROZENSET", start)
+            stack.append(PSet(items, frozen=True))
             return pos
         if op == 0x90:  # ADDITEMS
             items = pop_mark()
@@ -1348,6 +1438,8 @@ class _Machine:
                 raise _Malformed("ADDITEMS with no set below its MARK", start)
             target = stack[-1]
             if type(target) is PSet and not target.frozen:
+                for key in items:
+                    self.check_key(key, "ADDITEMS", start)
                 target.items.extend(items)
             else:
                 self.mutate(target, items, "ADDITEMS", start)
