@@ -1058,9 +1058,9 @@ class _Machine:
                                 raise _Malformed("odd number of items for SETITEMS", pos - 1)
                             target = stack[m - 1]
                             if type(target) is PDict:
-                                for key in stack[m::2]:
-                                    if type(key) not in plain:
-                                        self.check_key(key, "SETITEMS", pos - 1)
+                                for item in stack[m::2]:
+                                    if type(item) not in plain:
+                                        self.check_key(item, "SETITEMS", pos - 1)
                                 it = iter(stack[m:])
                                 target.items.extend(zip(it, it, strict=True))
                             elif type(target) is not list:  # list[i] = v is valid
