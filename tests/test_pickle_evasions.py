@@ -7,6 +7,8 @@ unpickled. Each behaviour is checked on the pure-Python machine and on its C twi
 
 from __future__ import annotations
 
+import __future__
+import collections
 import io
 import pickle
 import struct
@@ -16,10 +18,11 @@ from typing import Any
 import pytest
 
 from registry.scanners import catalog, pickle_vm
-from registry.scanners.base import FileVerdict, ScanLimits, Verdict
+from registry.scanners.base import FileVerdict, ScanLimits, Severity, Verdict
 from registry.scanners.containers.sniff import looks_like_pickle
 from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes
 from registry.scanners.runner import local_targets, merge, scan_targets
+from tests.test_pickle_containers import torch_zip_bytes
 
 LIMITS = ScanLimits()
 P2 = b"\x80\x02"
@@ -266,3 +269,65 @@ def test_a_small_fanout_and_honest_sharing_are_clean() -> None:
     for protocol in (2, 4):
         data = pickle.dumps([shared] * 2000 + [list(range(50_000))], protocol)
         assert scan(data).verdict is Verdict.CLEAN
+
+
+# --- class 7: harmless builtins outside weights files ----------------------------------------
+
+
+def harmless_values() -> list[bytes]:
+    """Pickles of harmless values that name builtins, collections and __future__ globals."""
+    out: list[bytes] = []
+    values: list[object] = [
+        collections.deque([1, 2, 3], maxlen=5),
+        len,
+        dict,
+        [list, tuple, int, float, str, bool],
+        __future__.annotations,
+        {"feature": __future__.division, "names": __future__.all_feature_names},
+        collections.OrderedDict(a=collections.deque()),
+    ]
+    for value in values:
+        out.extend(pickle.dumps(value, protocol) for protocol in (2, 3, 4, 5))
+    out.append(P2 + glob("builtins", "len") + b"](K\x01K\x02e\x85R.")  # len([1, 2]) is called
+    out.append(P2 + glob("__builtin__", "dict") + b")R(X\x01\x00\x00\x00aK\x01u.")  # dict()
+    return out
+
+
+@pytest.mark.parametrize("data", harmless_values())
+def test_harmless_builtins_in_a_plain_pickle_are_at_most_info(tmp_path: Path, data: bytes) -> None:
+    result = scan(data, weights=False)
+    assert result.verdict is Verdict.CLEAN, reasons(result)
+    assert all(f.severity is Severity.INFO for f in result.findings)
+    assert "pickle.global.harmless" in rules(result) or b"OrderedDict" in data
+    verdict, found = scan_file(tmp_path, data, "model.pkl")  # a raw pickle is not weights
+    assert verdict is Verdict.CLEAN, found
+
+
+@pytest.mark.parametrize("data", [d for d in harmless_values() if b"OrderedDict" not in d])
+def test_the_weights_allowlist_stays_as_strict(tmp_path: Path, data: bytes) -> None:
+    assert scan(data).verdict is Verdict.SUSPICIOUS  # weights=True is the default
+    verdict, found = scan_file(tmp_path, torch_zip_bytes(data), "model.pt")
+    assert verdict is Verdict.SUSPICIOUS, found
+    assert "pickle.global.not-allowed" in found
+    assert "pickle.global.harmless" not in found
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("builtins", "eval"),
+        ("builtins", "getattr"),
+        ("builtins", "__import__"),
+        ("builtins", "dict.fromkeys"),
+        ("collections", "defaultdict"),
+        ("__future__", "sys"),
+    ],
+)
+def test_other_builtins_stay_refused_outside_weights(module: str, name: str) -> None:
+    result = scan(P2 + glob(module, name) + b"N\x85R.", weights=False)
+    assert result.verdict in (Verdict.SUSPICIOUS, Verdict.MALICIOUS), reasons(result)
+
+
+def test_future_feature_construction_takes_no_arguments() -> None:
+    data = P2 + glob("__future__", "_Feature") + b"K\x01\x85\x81."
+    assert scan(data, weights=False).verdict is Verdict.SUSPICIOUS

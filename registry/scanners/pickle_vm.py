@@ -62,6 +62,7 @@ from registry.scanners.pickle_joblib import (
 from registry.scanners.pickle_numpy import BadLayout
 from registry.scanners.pickle_policy import (
     COMPUTED_GLOBAL,
+    RULE_HARMLESS,
     RULE_NOT_ALLOWED,
     ArgCheck,
     GlobalDecision,
@@ -194,6 +195,7 @@ _CONTAINER_FACTORIES = frozenset(
         "builtins.frozenset",
         "builtins.dict",
         "builtins.list",
+        "collections.deque",
     }
 )
 
@@ -327,9 +329,14 @@ class _Machine:
         depth: int,
         *,
         joblib: bool = True,
+        weights: bool = True,
     ) -> None:
         self.data = data
         self.joblib = joblib  # BUILD of a NumpyArrayWrapper is followed by array data
+        # A weights file (a torch checkpoint) gets the checkpoint allowlist alone; any other
+        # pickle also accepts the policy's harmless builtins.
+        self.weights = weights
+        self.harmless_seen: set[str] = set()
         # Where the open FRAME ends (`_NO_FRAME` when none is open). `pickle.load(file)` reads
         # a frame into a buffer and its opcodes from that buffer, so an opcode that crosses the
         # frame's end reads other bytes there than `pickle.loads` reads: malformed.
@@ -389,11 +396,21 @@ class _Machine:
         key = (module, name)
         decision = self.decisions.get(key)
         if decision is None:
-            decision = self.decisions[key] = classify_global(module, name)
+            decision = self.decisions[key] = classify_global(module, name, weights=self.weights)
         norm_module, norm_name = normalize(module, name)
         ref = GlobalRef(f"{norm_module}.{norm_name}", f"{module}.{name}", decision, offset)
         if not decision.allowed:
             self.seg.pending.setdefault(ref.qualname, ref)
+        elif decision.rule == RULE_HARMLESS and ref.qualname not in self.harmless_seen:
+            self.harmless_seen.add(ref.qualname)
+            self.add(
+                RULE_HARMLESS,
+                Verdict.CLEAN,
+                Severity.INFO,
+                f"imports {ref.qualname} ({decision.label})",
+                offset,
+                evidence={"global": ref.qualname, "label": decision.label},
+            )
         return ref
 
     def computed_global(self, module: object, name: object, offset: int) -> GlobalRef:
@@ -709,6 +726,7 @@ class _Machine:
             member=self.member,
             depth=self.depth + 1,
             joblib=False,  # handed to a plain loader (pickle.loads and the like)
+            weights=self.weights,
         )
         self.add(
             "pickle.nested",
@@ -839,7 +857,13 @@ class _Machine:
             )
         # joblib reads it with a plain Unpickler: no array data after wrappers in there.
         inner = _Machine(
-            self.data, self.limits, self.scanner_id, self.member, self.depth + 1, joblib=False
+            self.data,
+            self.limits,
+            self.scanner_id,
+            self.member,
+            self.depth + 1,
+            joblib=False,
+            weights=self.weights,
         )
         inner.deadline = self.deadline
         inner.opcodes_left = self.opcodes_left
@@ -1704,15 +1728,18 @@ def analyze_pickle(
     member: str | None = None,
     depth: int = 0,
     joblib: bool = True,
+    weights: bool = True,
 ) -> PickleAnalysis:
     """Run the symbolic machine over every pickle in `data` and explain what loading would do.
 
     With `joblib` (the default: a raw pickle may be a joblib file) the array data joblib writes
     after each NumpyArrayWrapper's BUILD is delimited and skipped (or, for object arrays, scanned
-    as the nested pickle it is) exactly as joblib's NumpyUnpickler reads it.
+    as the nested pickle it is) exactly as joblib's NumpyUnpickler reads it. With `weights`
+    (the default) the stream is a weights file and only the checkpoint allowlist applies;
+    `weights=False` also accepts the policy's harmless builtins (`HARMLESS_OUTSIDE_WEIGHTS`).
     """
     buf = data if isinstance(data, bytes) else bytes(data)
-    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib)
+    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib, weights=weights)
     n = len(buf)
     findings: list[Finding] = []
     verdicts: list[Verdict] = []
@@ -1811,12 +1838,14 @@ def scan_pickle_bytes(
     scanner_id: str = "pickle",
     member: str | None = None,
     depth: int = 0,
+    weights: bool = True,
 ) -> FileVerdict:
     """The verdict for one pickle stream (every pickle concatenated in it), with findings.
 
     Findings carry `member` when given and `offset` = the byte offset of the opcode in
-    `data`. Nested pickles are scanned at `depth + 1` up to `limits.max_nesting`.
+    `data`. Nested pickles are scanned at `depth + 1` up to `limits.max_nesting`. `weights`:
+    see `analyze_pickle`.
     """
     return analyze_pickle(
-        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth
+        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth, weights=weights
     ).to_file_verdict()
