@@ -6,8 +6,8 @@ unpickled. Each behaviour is checked on the pure-Python machine and on its C twi
 """
 
 from __future__ import annotations
-
 import __future__
+
 import collections
 import io
 import pickle
