@@ -8,6 +8,7 @@ unpickled. Each behaviour is checked on the pure-Python machine and on its C twi
 from __future__ import annotations
 import __future__
 
+import base64
 import collections
 import io
 import pickle
@@ -331,3 +332,90 @@ def test_other_builtins_stay_refused_outside_weights(module: str, name: str) -> 
 def test_future_feature_construction_takes_no_arguments() -> None:
     data = P2 + glob("__future__", "_Feature") + b"K\x01\x85\x81."
     assert scan(data, weights=False).verdict is Verdict.SUSPICIOUS
+
+
+# --- class 6: pickles carried as data -----------------------------------------------------
+
+
+#: os.system('true') as raw protocol-2 opcodes (never loaded).
+INNER = P2 + glob("os", "system") + b"X\x04\x00\x00\x00true\x85R."
+
+
+def carried(value: object, protocol: int = 4) -> bytes:
+    """A benign outer pickle (pickle.dumps of plain data) that holds `value`."""
+    return pickle.dumps({"config": {"lr": 0.1}, "blob": value}, protocol)
+
+
+def embedded(result: FileVerdict) -> list[Any]:
+    return [f for f in result.findings if f.rule == "pickle.embedded"]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoding"),
+    [
+        (INNER, "bytes"),
+        (bytearray(INNER), "bytes"),
+        (INNER.decode("latin-1"), "latin-1 text"),
+        (INNER.hex(), "hex"),
+        (INNER.hex().upper().encode(), "hex"),
+        (base64.b64encode(INNER).decode(), "base64"),
+        (base64.urlsafe_b64encode(INNER + b"\xff\xfe").decode().rstrip("="), "base64"),
+        (base64.b64encode(b"cos\nsystem\n(S'true'\ntR."), "base64"),
+        (b"cos\nsystem\n(S'true'\ntR.", "bytes"),
+    ],
+)
+def test_a_pickle_carried_as_data_is_named_in_an_info_finding(value: object, encoding: str) -> None:
+    for protocol in (2, 4) if not isinstance(value, bytes | bytearray) else (3, 4, 5):
+        result = scan(carried(value, protocol))
+        assert result.verdict is Verdict.CLEAN, reasons(result)
+        (found,) = embedded(result)
+        assert found.severity is Severity.INFO
+        assert found.evidence["encoding"] == encoding
+        assert found.evidence["globals"] == ["os.system"]
+        assert found.evidence["embedded_verdict"] in ("malicious", "malformed")
+        assert "os.system" in found.message
+
+
+def test_a_multistage_payload_names_every_stage() -> None:
+    second = carried(INNER.hex())  # stage 2 carries stage 3 as hex
+    first = carried(base64.b64encode(second).decode())  # stage 1 carries stage 2 as base64
+    result = scan(first)
+    assert result.verdict is Verdict.CLEAN
+    stages = embedded(result)
+    assert [f.evidence["encoding"] for f in stages] == ["base64", "hex"]
+    assert stages[0].evidence["globals"] == []  # stage 2 itself imports nothing
+    assert stages[1].evidence["globals"] == ["os.system"]
+    assert stages[1].message.startswith("in the pickle carried as data")
+
+
+def test_data_carried_pickles_nest_only_to_max_nesting() -> None:
+    stage = INNER
+    for _ in range(5):
+        stage = carried(stage)
+    result = scan_pickle_bytes(stage, limits=ScanLimits(max_nesting=2))
+    assert "pickle.limit.nesting" in rules(result)
+    assert result.verdict is Verdict.ERROR
+
+
+def test_a_pickle_handed_to_a_loader_is_reported_once_as_nested_not_as_data() -> None:
+    data = P2 + glob("pickle", "loads") + b"C" + bytes([len(INNER)]) + INNER + b"\x85R."
+    result = scan(data)
+    assert result.verdict is Verdict.MALICIOUS
+    assert "pickle.nested" in rules(result)
+    assert not embedded(result)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\x80\x02" + bytes(range(200)),  # starts like a pickle, is none
+        "80" * 40,  # hex of no pickle
+        "gAJ9" + "A" * 40,  # base64 of a broken one
+        "cat and dog and bird",
+        b"\x00" * 4096,
+    ],
+)
+def test_data_that_only_looks_like_a_pickle_adds_nothing(value: object) -> None:
+    result = scan(carried(value))
+    assert result.verdict is Verdict.CLEAN
+    assert not embedded(result)

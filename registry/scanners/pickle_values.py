@@ -208,7 +208,8 @@ def unhashable(value: object) -> bool:
     return False
 
 
-def _children(node: object) -> Sequence[object]:
+def children(node: object) -> Sequence[object]:
+    """The values a symbolic value holds (what a walk of the loaded object would reach)."""
     if isinstance(node, list | tuple):
         return node
     if isinstance(node, PDict):
@@ -239,22 +240,22 @@ def expanded_size(root: object) -> tuple[int, int]:
         key = id(node)
         if finished:
             total = 1
-            for child in _children(node):
+            for child in children(node):
                 total += 1 if type(child) in scalars else sizes.get(id(child), 1)
             sizes[key] = total
             active.discard(key)
             continue
         if key in sizes or key in active:
             continue
-        children = _children(node)
-        if not children:
+        kids = children(node)
+        if not kids:
             sizes[key] = 1
             continue
         active.add(key)
         todo.append((node, True))
         todo.extend(
             (child, False)
-            for child in children
+            for child in kids
             if type(child) not in scalars and id(child) not in sizes and id(child) not in active
         )
     return len(sizes), sizes.get(id(root), 1)

@@ -51,6 +51,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.pickle_embedded import EMBEDDED_HINT, embedded_streams
 from registry.scanners.pickle_joblib import (
     JOBLIB_WRAPPER,
     WRAPPER_KEYS,
@@ -358,6 +359,7 @@ class _Machine:
         # Memo GETs and DUPs of anything but a plain scalar in the current pickle: without
         # shared references no object can be reached twice, so the expansion walk is skipped.
         self.shared = 0
+        self.loaded_payloads: set[int] = set()  # bytes values scanned as a loader's argument
 
     # -- findings --
 
@@ -651,6 +653,67 @@ class _Machine:
             reference="billion laughs (CWE-776); fickling expansion-attack analysis",
         )
 
+    def check_embedded(self, root: object, offset: int) -> None:
+        """Name what each pickle carried as data in the loaded object would import."""
+        streams = embedded_streams(root, self.loaded_payloads, self.limits.max_pickle_bytes)
+        for raw, encoding, _holder in streams:
+            if self.depth + 1 > self.limits.max_nesting:
+                self.add(
+                    "pickle.limit.nesting",
+                    Verdict.ERROR,
+                    Severity.HIGH,
+                    f"pickle carried as data nests deeper than max_nesting "
+                    f"({self.limits.max_nesting}); not scanned",
+                    offset,
+                )
+                return
+            inner = analyze_pickle(
+                raw,
+                limits=self.limits,
+                scanner_id=self.scanner_id,
+                member=self.member,
+                depth=self.depth + 1,
+                joblib=False,
+                weights=self.weights,
+            )
+            if not inner.pickles:
+                continue  # starts like a pickle, but is none
+            names = sorted(
+                {g for f in inner.findings if isinstance(g := f.evidence.get("global"), str)}
+                | set(inner.allowed_calls)
+            )
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            self.add(
+                "pickle.embedded",
+                Verdict.CLEAN,
+                Severity.INFO,
+                f"carries a pickle as data ({encoding}, {len(raw)} bytes) that this pickle does "
+                f"not load; loading it would import {shown or 'nothing'} "
+                f"({inner.verdict.value} on its own)",
+                offset,
+                evidence={
+                    "encoding": encoding,
+                    "bytes": len(raw),
+                    "globals": list(names[:64]),
+                    "embedded_verdict": inner.verdict.value,
+                    "depth": self.depth + 1,
+                },
+                reference="multistage pickle payloads (issue 14, class 6)",
+            )
+            for f in inner.findings:
+                # The next stage of a multistage payload, or where the stages stopped being
+                # scanned (which leaves this scan incomplete: an error, never clean).
+                if f.rule in ("pickle.embedded", "pickle.limit.nesting"):
+                    self.add(
+                        f.rule,
+                        Verdict.CLEAN if f.rule == "pickle.embedded" else Verdict.ERROR,
+                        f.severity,
+                        f"in the pickle carried as data: {f.message}",
+                        offset,
+                        evidence=f.evidence,
+                        reference=f.reference,
+                    )
+
     def mutate(self, target: object, items: list[object], opcode: str, offset: int) -> None:
         """APPEND(S)/SETITEM(S)/ADDITEMS on something other than a literal container."""
         if isinstance(target, CallResult):
@@ -703,6 +766,7 @@ class _Machine:
             if isinstance(value, bytes | bytearray) and (
                 decision.loader or _looks_like_pickle(value)
             ):
+                self.loaded_payloads.add(id(value))
                 payloads.append(bytes(value))
         for payload in payloads:
             self.nested(payload, qualname_of(func), offset)
@@ -1167,6 +1231,8 @@ class _Machine:
                             executed = i + 1
                             if self.shared:
                                 self.check_expansion(stack[-1], pos - begin, pos - 1)
+                            if EMBEDDED_HINT.search(data, begin + 1, pos):
+                                self.check_embedded(stack[-1], pos - 1)
                             if pos == frame_end:
                                 frame_end = _NO_FRAME
                             break
