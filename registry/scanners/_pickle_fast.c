@@ -18,6 +18,9 @@
  * reads them from the frame's buffer): the bytes available to a case end at the frame's end, so
  * an opcode crossing it stops the run and Python reports it; a FRAME inside a frame stops too.
  *
+ * String and bytes literals that may carry another pickle (see may_carry) stop the run too:
+ * Python notes them for pickle_embedded.
+ *
  * `shared` counts the memo GETs that pushed anything but a plain scalar (what Python's
  * PLAIN_KEYS names: exact str, int, float, bytes, bool, None); Python adds it to its own count
  * and walks the loaded object for reference expansion only when it is not zero. Dict keys
@@ -75,6 +78,19 @@ static int plainly_hashable(PyObject *o, int depth)
         if (!plainly_hashable(PyTuple_GET_ITEM(o, i), depth + 1))
             return 0;
     return 1;
+}
+
+/* The first two bytes of a literal of 8 bytes or more that may carry a pickle stream: text
+ * (UTF-8) starting with U+0080 (latin-1 kept), "80" (hex) or "gA" (base64); bytes starting
+ * with \x80 and a protocol, "80", "gA", "c" or "(c" (protocol 0). A superset of what
+ * pickle_embedded.may_carry accepts, so that Python runs and notes every such literal. */
+static inline int may_carry(const unsigned char *p, int is_bytes)
+{
+    if ((p[0] == '8' && p[1] == '0') || (p[0] == 'g' && p[1] == 'A'))
+        return 1;
+    if (!is_bytes)
+        return p[0] == 0xc2 && p[1] == 0x80;
+    return (p[0] == 0x80 && p[1] <= 5) || p[0] == 'c' || (p[0] == '(' && p[1] == 'c');
 }
 
 /* Push a new reference (stolen). Returns -1 with an exception set on failure. */
@@ -253,6 +269,9 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             if (size > (uint64_t)(avail - width))
                 goto out;
             const unsigned char *p = buf + a + width;
+            /* A literal that may carry a pickle (pickle_embedded.may_carry): Python notes it. */
+            if (size >= 8 && may_carry(p, op == 0x43 || op == 0x42))
+                goto out;
             PyObject *obj;
             if (op == 0x43 || op == 0x42) {
                 obj = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)size);

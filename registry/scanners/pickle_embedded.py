@@ -1,10 +1,13 @@
 """Pickles that a pickle carries as data: raw bytes, latin-1 text, hex or base64 (issue 14).
 
-A loaded object that holds another pickle stream does not run it, but whatever takes it out
-and loads it later does (a "multistage" payload: the first stage looks like plain data). The
-pickle machine (`pickle_vm`) therefore finds such streams among the values a pickle loads and
-scans them with the same machine, so that a reviewer sees what they would import. This module
-only finds them; nothing is decoded beyond hex and base64, and nothing is ever loaded.
+A pickle that holds another pickle stream as a bytes or string literal does not run it, but
+whatever takes it out and loads it later does (a "multistage" payload: the first stage looks
+like plain data). The pickle machine (`pickle_vm`) notes each literal of 8 bytes or more that
+`may_carry` a stream while it runs (its C twin hands such literals to Python: they start with
+`\x80` + a protocol, the UTF-8 of `\x80`, `80` or `gA`), then scans each with the same machine,
+so that a reviewer sees what it would import. This module only recognises them; nothing is
+decoded beyond hex and base64, and nothing is ever loaded. Embedded streams of protocol 0/1
+(no PROTO, what `pickle.dumps` writes only when asked) are recognised as raw bytes only.
 """
 
 from __future__ import annotations
@@ -13,68 +16,31 @@ import base64
 import binascii
 import re
 
-from registry.scanners.pickle_values import children
-
-#: A cheap test of the raw stream before the loaded values are walked: a string or bytes
-#: literal's header (SHORT_BINBYTES / SHORT_BINUNICODE / SHORT_BINSTRING, their 4- and 8-byte
-#: forms) directly followed by what an embedded stream starts with: PROTO (as bytes, or as
-#: latin-1 text in UTF-8), a protocol-0 GLOBAL, the hex of PROTO, or the base64 of PROTO
-#: (`gA`), of `c` + a letter (`Y0`..`Y3`) or of `(c` (`KGN`), each with more text after it;
-#: protocol 0's V and S literals only with the text forms. No stream that `decode_stream`
-#: finds is present without one, and plain data (floats, ints, short names) rarely has one,
-#: so the walk is skipped for it.
-_TEXT_STARTS = rb"\(?c[A-Za-z_][\w.]*\n|800[0-5][0-9a-fA-F]{8}|(?:gA[A-Z]|Y[0-3]|KGN)[\w+/\-]{8}"
-EMBEDDED_HINT = re.compile(
-    rb"(?:[CU\x8c].|[BTX].{4}|[\x8d\x8e\x96].{8})(?:\x80[\x00-\x05]|\xc2\x80[\x00-\x05]|"
-    + _TEXT_STARTS
-    + rb")|(?:V|S'|S\")(?:"
-    + _TEXT_STARTS
-    + rb")",
-    re.ASCII | re.DOTALL,
-)
-
 #: An embedded stream must start like a pickle that imports: PROTO, or a protocol 0/1 GLOBAL
 #: (optionally after MARK) naming a dotted Python identifier.
 _PICKLE_START = re.compile(rb"\x80[\x00-\x05]|\(?c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n", re.ASCII)
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+", re.ASCII)
 _BASE64 = re.compile(r"[A-Za-z0-9+/\-_]+={0,2}", re.ASCII)
 
-#: Shorter values cannot hold a pickle that imports anything.
-_MIN_CHARS = 8
-#: Values walked per loaded object, and embedded streams reported per pickle.
-_MAX_VALUES = 1_000_000
+#: Literals shorter than this (in the stream's bytes) cannot hold a pickle that imports.
+MIN_CARRIER_BYTES = 8
+#: Embedded streams scanned per pickle.
 MAX_EMBEDDED = 16
+#: First bytes (in the stream) of a str / bytes literal that `may_carry` a pickle.
+CARRIER_FIRST_TEXT = frozenset(b"\xc28g")
+CARRIER_FIRST_BYTES = frozenset(b"\x808g(c")
 
-_SKIP = (int, float, bool, type(None))
 
-
-def embedded_streams(
-    root: object, skip: set[int], max_bytes: int
-) -> list[tuple[bytes, str, object]]:
-    """(stream, how it is encoded, the value holding it) for each pickle among `root`'s values.
-
-    `skip` holds the ids of values already scanned as the argument of a loader call. Each
-    container is visited once, so shared references cost nothing extra.
-    """
-    found: list[tuple[bytes, str, object]] = []
-    seen: set[int] = set()
-    todo: list[object] = [root]
-    budget = _MAX_VALUES
-    while todo and budget > 0 and len(found) < MAX_EMBEDDED:
-        value = todo.pop()
-        budget -= 1
-        kind = type(value)
-        if kind is str or kind is bytes or kind is bytearray:
-            if len(value) >= _MIN_CHARS and id(value) not in skip:  # type: ignore[arg-type]
-                decoded = decode_stream(value, max_bytes)  # type: ignore[arg-type]
-                if decoded is not None:
-                    found.append((*decoded, value))
-            continue
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        todo.extend(child for child in children(value) if not isinstance(child, _SKIP))
-    return found
+def may_carry(value: object) -> bool:
+    """Whether a literal's value starts like an embedded pickle in one of the encodings:
+    bytes `\x80` + protocol 0-5, text `\x80` (latin-1), `80` (hex) or `gA` (base64)."""
+    if isinstance(value, str):
+        return value.startswith(("\x80", "80", "gA"))
+    if isinstance(value, bytes | bytearray):
+        return (len(value) > 1 and value[0] == 0x80 and value[1] <= 5) or value.startswith(
+            (b"80", b"gA", b"(c", b"c")
+        )
+    return False
 
 
 def decode_stream(value: str | bytes | bytearray, max_bytes: int) -> tuple[bytes, str] | None:
@@ -88,11 +54,10 @@ def decode_stream(value: str | bytes | bytearray, max_bytes: int) -> tuple[bytes
             if _PICKLE_START.match(raw):
                 return raw, "latin-1 text"
     else:
-        raw = bytes(value)
-        if _PICKLE_START.match(raw):
-            return raw, "bytes"
+        if _PICKLE_START.match(value):
+            return bytes(value), "bytes"
         try:
-            text = raw.decode("ascii")
+            text = value.decode("ascii")
         except UnicodeDecodeError:
             return None
     decoded = _decode_text(text.strip())
@@ -103,7 +68,7 @@ def _decode_text(text: str) -> tuple[bytes, str] | None:
     """Hex or base64 (standard or URL-safe) text that starts like an encoded pickle."""
     if text.startswith("80") and _HEX.fullmatch(text):
         return bytes.fromhex(text), "hex"
-    if text.startswith(("gA", "KGN", "Y")) and _BASE64.fullmatch(text):
+    if text.startswith("gA") and _BASE64.fullmatch(text):
         try:
             padded = text + "=" * (-len(text) % 4)
             return base64.b64decode(padded, altchars=_altchars(text)), "base64"

@@ -51,7 +51,14 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
-from registry.scanners.pickle_embedded import EMBEDDED_HINT, embedded_streams
+from registry.scanners.pickle_embedded import (
+    CARRIER_FIRST_BYTES,
+    CARRIER_FIRST_TEXT,
+    MAX_EMBEDDED,
+    MIN_CARRIER_BYTES,
+    decode_stream,
+    may_carry,
+)
 from registry.scanners.pickle_joblib import (
     JOBLIB_WRAPPER,
     WRAPPER_KEYS,
@@ -359,7 +366,9 @@ class _Machine:
         # Memo GETs and DUPs of anything but a plain scalar in the current pickle: without
         # shared references no object can be reached twice, so the expansion walk is skipped.
         self.shared = 0
-        self.loaded_payloads: set[int] = set()  # bytes values scanned as a loader's argument
+        self.loaded_payloads: set[bytes] = set()  # scanned as a loader's argument already
+        # (opcode offset, value) of the current pickle's literals that may carry a pickle.
+        self.carried: list[tuple[int, object]] = []
 
     # -- findings --
 
@@ -653,10 +662,25 @@ class _Machine:
             reference="billion laughs (CWE-776); fickling expansion-attack analysis",
         )
 
-    def check_embedded(self, root: object, offset: int) -> None:
-        """Name what each pickle carried as data in the loaded object would import."""
-        streams = embedded_streams(root, self.loaded_payloads, self.limits.max_pickle_bytes)
-        for raw, encoding, _holder in streams:
+    def note_carrier(self, offset: int, value: object) -> None:
+        """Keep a literal (of at least MIN_CARRIER_BYTES in the stream) that may carry a pickle.
+
+        The C twin hands every literal that starts like one to Python, so both paths note the
+        same literals."""
+        if may_carry(value) and len(self.carried) < MAX_EMBEDDED:
+            self.carried.append((offset, value))
+
+    def check_embedded(self) -> None:
+        """Name what each pickle carried as data by the pickle now stopping would import."""
+        carried, self.carried = self.carried, []
+        for offset, value in carried:
+            assert isinstance(value, str | bytes | bytearray)
+            decoded = decode_stream(value, self.limits.max_pickle_bytes)
+            if decoded is None:
+                continue
+            raw, encoding = decoded
+            if raw in self.loaded_payloads:
+                continue  # a loader's argument: already scanned as a nested pickle
             if self.depth + 1 > self.limits.max_nesting:
                 self.add(
                     "pickle.limit.nesting",
@@ -766,8 +790,8 @@ class _Machine:
             if isinstance(value, bytes | bytearray) and (
                 decision.loader or _looks_like_pickle(value)
             ):
-                self.loaded_payloads.add(id(value))
                 payloads.append(bytes(value))
+                self.loaded_payloads.add(payloads[-1])
         for payload in payloads:
             self.nested(payload, qualname_of(func), offset)
 
@@ -986,8 +1010,11 @@ class _Machine:
         u32, i32, f64 = _U32, _I32, _F64
         fast = _FAST if type(data) is bytes else None
         plain = PLAIN_KEYS
+        carrier_min = MIN_CARRIER_BYTES
+        first_text, first_bytes = CARRIER_FIRST_TEXT, CARRIER_FIRST_BYTES
         begin = pos
         self.shared = 0
+        self.carried = []
         op = 0
         frame_end = self.frame_end
         if frame_end != _NO_FRAME:
@@ -1074,6 +1101,8 @@ class _Machine:
                                 append(data[pos + 1 : end].decode())
                             except UnicodeDecodeError:  # lone surrogates are valid in pickles
                                 append(data[pos + 1 : end].decode("utf-8", "surrogatepass"))
+                            if end - pos >= carrier_min + 1 and data[pos + 1] in first_text:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x58:  # BINUNICODE
                             end = pos + 4 + u32(data, pos)[0]
@@ -1083,6 +1112,8 @@ class _Machine:
                                 append(data[pos + 4 : end].decode())
                             except UnicodeDecodeError:  # lone surrogates are valid in pickles
                                 append(data[pos + 4 : end].decode("utf-8", "surrogatepass"))
+                            if end - pos >= carrier_min + 4 and data[pos + 4] in first_text:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x47:  # BINFLOAT
                             append(f64(data, pos)[0])
@@ -1217,12 +1248,16 @@ class _Machine:
                             if end > n:
                                 raise _Malformed("truncated bytes", pos - 1)
                             append(data[pos + 1 : end])
+                            if end - pos >= carrier_min + 1 and data[pos + 1] in first_bytes:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x42:  # BINBYTES
                             end = pos + 4 + u32(data, pos)[0]
                             if end > n:
                                 raise _Malformed("truncated bytes", pos - 1)
                             append(data[pos + 4 : end])
+                            if end - pos >= carrier_min + 4 and data[pos + 4] in first_bytes:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x2E:  # STOP
                             if len(stack) <= fence:
@@ -1231,8 +1266,8 @@ class _Machine:
                             executed = i + 1
                             if self.shared:
                                 self.check_expansion(stack[-1], pos - begin, pos - 1)
-                            if EMBEDDED_HINT.search(data, begin + 1, pos):
-                                self.check_embedded(stack[-1], pos - 1)
+                            if self.carried:
+                                self.check_embedded()
                             if pos == frame_end:
                                 frame_end = _NO_FRAME
                             break
@@ -1411,6 +1446,10 @@ class _Machine:
                 raise _Malformed(f"{name} argument has no newline", start)
             return data[pos:nl], nl + 1
 
+        def carrier(size: int) -> None:  # a literal the C twin never runs: no byte check
+            if size >= MIN_CARRIER_BYTES:
+                self.note_carrier(start, stack[-1])
+
         def sized(width: int) -> tuple[bytes, int]:
             if width == 1:
                 size, at = data[pos], pos + 1
@@ -1551,14 +1590,17 @@ class _Machine:
         if op == 0x8D:  # BINUNICODE8
             raw, after = sized(8)
             stack.append(raw.decode("utf-8", "surrogatepass"))
+            carrier(len(raw))
             return after
         if op == 0x8E:  # BINBYTES8
             raw, after = sized(8)
             stack.append(raw)
+            carrier(len(raw))
             return after
         if op == 0x96:  # BYTEARRAY8
             raw, after = sized(8)
             stack.append(bytearray(raw))
+            carrier(len(raw))
             return after
         if op in (0x54, 0x55):  # BINSTRING, SHORT_BINSTRING
             if op == 0x54:
@@ -1572,6 +1614,7 @@ class _Machine:
             # Python 2 str: the unpickler's `encoding` decides; latin-1 keeps every byte and
             # yields a str, the reading under which it can feed STACK_GLOBAL (fail closed).
             stack.append(data[at : at + size].decode("latin-1"))
+            carrier(size)
             return at + size
         if op == 0x53:  # STRING
             text, after = line()
@@ -1581,6 +1624,7 @@ class _Machine:
                 stack.append(_escape_decode(text[1:-1]).decode("latin-1"))
             except ValueError:
                 raise _Malformed("STRING has a bad escape", start) from None
+            carrier(len(text))
             return after
         if op == 0x56:  # UNICODE
             text, after = line()
@@ -1588,6 +1632,7 @@ class _Machine:
                 stack.append(codecs.raw_unicode_escape_decode(text)[0])
             except UnicodeDecodeError:
                 raise _Malformed("UNICODE has a bad escape", start) from None
+            carrier(len(text))
             return after
         if op in (0x49, 0x4C):  # INT, LONG
             text, after = line()
