@@ -1102,15 +1102,16 @@ def pickle_evasions(c: Corpus) -> None:
             ref=carried,
         )
     benign = "issue 14 class 7: harmless outside weights files, info at most"
-    for name, value in (
+    harmless: list[tuple[str, object]] = [
         ("builtins_len_dict_p2", {"count": len, "kind": dict, "types": [list, tuple, int]}),
         ("collections_deque_p4", collections.deque([1, 2, 3], maxlen=8)),
         ("future_features_p4", [__future__.annotations, __future__.division]),
-    ):
+    ]
+    for name, plain_value in harmless:
         protocol = int(name[-1])
         add(
             f"pickle_benign/{name}.pkl",
-            pickle.dumps(value, protocol=protocol),
+            pickle.dumps(plain_value, protocol=protocol),
             f"pickle.dumps of harmless values naming {name.rsplit('_', 1)[0]}",
             "clean",
             ref=benign,
