@@ -1,7 +1,7 @@
 /* Optional accelerator for registry.scanners.pickle_vm: runs plain-data opcodes in C.
  *
- * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end)
- *     -> (pos, executed, frame_end, shared)
+ * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end, globalref, shared)
+ *     -> (pos, executed, frame_end)
  *
  * Executes at most `limit` opcodes starting at `pos`, only those that build plain values
  * (ints, floats, str/bytes, None/True/False, empty and literal containers, MARK, memo
@@ -21,9 +21,10 @@
  * String and bytes literals that may carry another pickle (see may_carry) stop the run too:
  * Python notes them for pickle_embedded.
  *
- * `shared` counts the memo GETs that pushed anything but a plain scalar (what Python's
- * PLAIN_KEYS names: exact str, int, float, bytes, bool, None); Python adds it to its own count
- * and walks the loaded object for reference expansion only when it is not zero. Dict keys
+ * Each value a memo GET pushes that is neither a plain scalar (what Python's PLAIN_KEYS names:
+ * exact str, int, float, bytes, bool, None) nor a `globalref` (a GlobalRef, a leaf that a
+ * protocol-2 checkpoint fetches again for every tensor) is appended to the list `shared`, as
+ * the Python loop appends it: the reference-expansion check sizes only those. Dict keys
  * that are not plainly hashable stop the run: Python decides whether the loader can hash them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -116,19 +117,20 @@ static PyObject *decode(const unsigned char *p, Py_ssize_t len)
 static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "run_data takes 8 positional arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "run_data takes 10 positional arguments");
         return NULL;
     }
     PyObject *data = args[0], *stack = args[3], *marks = args[4], *memo = args[5];
-    PyObject *pdict = args[6];
+    PyObject *pdict = args[6], *globalref = args[8], *shared = args[9];
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
     Py_ssize_t frame_end = PyLong_AsSsize_t(args[7]);
     if (PyErr_Occurred())
         return NULL;
     if (!PyBytes_CheckExact(data) || !PyList_CheckExact(stack) || !PyList_CheckExact(marks) ||
-        !(memo == Py_None || PyList_CheckExact(memo)) || !PyType_Check(pdict)) {
+        !(memo == Py_None || PyList_CheckExact(memo)) || !PyType_Check(pdict) ||
+        !PyType_Check(globalref) || !PyList_CheckExact(shared)) {
         PyErr_SetString(PyExc_TypeError, "run_data: unexpected argument types");
         return NULL;
     }
@@ -137,7 +139,6 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
     const Py_ssize_t n = PyBytes_GET_SIZE(data);
     Py_ssize_t done = 0;
-    Py_ssize_t shared = 0;
     Py_ssize_t fence = fence_of(marks);
     if (pos < 0 || pos > n || limit < 0 || fence < 0 ||
         (frame_end != PY_SSIZE_T_MAX && (frame_end <= pos || frame_end > n)))
@@ -205,8 +206,9 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             PyObject *value = PyList_GET_ITEM(memo, (Py_ssize_t)key);
             if (PyList_Append(stack, value) < 0)
                 return NULL;
-            if (!is_plain(value))
-                shared++;
+            if (!is_plain(value) && (PyObject *)Py_TYPE(value) != globalref &&
+                PyList_Append(shared, value) < 0)
+                return NULL;
             break;
         }
         case 0x4A: /* BININT */
@@ -525,13 +527,13 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             frame_end = PY_SSIZE_T_MAX;
     }
 out:
-    return Py_BuildValue("(nnnn)", pos, done, frame_end, shared);
+    return Py_BuildValue("(nnn)", pos, done, frame_end);
 }
 
 static PyMethodDef methods[] = {
     {"run_data", (PyCFunction)(void (*)(void))run_data, METH_FASTCALL,
-     "run_data(data, pos, limit, stack, marks, memo, pdict, frame_end) -> "
-     "(pos, executed, frame_end, shared)"},
+     "run_data(data, pos, limit, stack, marks, memo, pdict, frame_end, globalref, shared) -> "
+     "(pos, executed, frame_end)"},
     {NULL, NULL, 0, NULL},
 };
 

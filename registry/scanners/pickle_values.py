@@ -223,7 +223,7 @@ def children(node: object) -> Sequence[object]:
     return ()
 
 
-def expanded_size(root: object) -> tuple[int, int]:
+def expanded_size(root: object, sizes: dict[int, int] | None = None) -> tuple[int, int]:
     """(distinct containers, objects visited) when `root` is walked as a tree.
 
     Memo references (GET) and DUP make one container appear in many places; a walk that follows
@@ -231,7 +231,8 @@ def expanded_size(root: object) -> tuple[int, int]:
     those visits without making them (each container once, memoised by identity); a container
     reached again through a cycle counts once.
     """
-    sizes: dict[int, int] = {}
+    if sizes is None:
+        sizes = {}
     active: set[int] = set()
     todo: list[tuple[object, bool]] = [(root, False)]
     scalars = PLAIN_KEYS
@@ -259,3 +260,19 @@ def expanded_size(root: object) -> tuple[int, int]:
             if type(child) not in scalars and id(child) not in sizes and id(child) not in active
         )
     return len(sizes), sizes.get(id(root), 1)
+
+
+def shared_expansion(shared: list[object]) -> tuple[int, int]:
+    """(distinct objects, extra visits) for the values memo GETs and DUPs pushed again: each
+    push makes a full walk visit the whole (expanded) object once more. Sizes are memoised
+    across the values, so the cost is the shared objects' distinct nodes, not their expansion.
+    """
+    counts: dict[int, tuple[object, int]] = {}
+    for value in shared:
+        _, n = counts.get(id(value), (value, 0))
+        counts[id(value)] = (value, n + 1)
+    sizes: dict[int, int] = {}
+    extra = 0
+    for value, n in counts.values():
+        extra += n * expanded_size(value, sizes)[1]
+    return len(counts), extra

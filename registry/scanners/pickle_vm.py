@@ -89,10 +89,10 @@ from registry.scanners.pickle_values import (
     PDict,
     PersistentRef,
     PSet,
-    expanded_size,
     qualname_of,
     render,
     render_arg,
+    shared_expansion,
     unhashable,
 )
 
@@ -119,8 +119,8 @@ _HIGHEST_PROTOCOL = 5
 #: exactly the effects of the loop in `_Machine.run`, stopping before anything else. None when
 #: the extension is not built or `MODELCTL_PICKLE_PURE=1` (read at import) asks for pure Python.
 _FastRun = Callable[
-    [bytes, int, int, list[object], list[int], list[object] | None, type, int],
-    tuple[int, int, int, int],
+    [bytes, int, int, list[object], list[int], list[object] | None, type, int, type, list[object]],
+    tuple[int, int, int],
 ]
 _FAST: _FastRun | None = None
 if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
@@ -141,6 +141,10 @@ _BOMB_VISITS = 1_000_000
 _BOMB_FACTOR = 100
 #: Expansion counts beyond this are reported as this (they can have hundreds of digits).
 _BOMB_CAP = 10**15
+
+#: Values a memo GET or DUP may share without any expansion: plain scalars and globals (a
+#: protocol-2 checkpoint fetches its rebuild function from the memo for every tensor).
+_LEAVES = PLAIN_KEYS | {GlobalRef}
 
 #: Dict factories whose results SETITEM(S) fills, and set factories ADDITEMS fills: their keys
 #: are hashed by the loader like a literal dict's or set's.
@@ -363,9 +367,9 @@ class _Machine:
         self.storages: list[StorageRef] = []
         self.decisions: dict[tuple[str, str], GlobalDecision] = {}
         self.seg = _Segment()
-        # Memo GETs and DUPs of anything but a plain scalar in the current pickle: without
-        # shared references no object can be reached twice, so the expansion walk is skipped.
-        self.shared = 0
+        # What memo GETs and DUPs of the current pickle pushed, but plain scalars and globals:
+        # only these can be reached twice, so only they are sized for reference expansion.
+        self.shared: list[object] = []
         self.loaded_payloads: set[bytes] = set()  # scanned as a loader's argument already
         # (opcode offset, value) of the current pickle's literals that may carry a pickle.
         self.carried: list[tuple[int, object]] = []
@@ -637,9 +641,9 @@ class _Machine:
                 offset,
             )
 
-    def check_expansion(self, root: object, nbytes: int, offset: int) -> None:
-        """Report a loaded object that memo/DUP references expand far beyond the stream."""
-        containers, visits = expanded_size(root)
+    def check_expansion(self, nbytes: int, offset: int) -> None:
+        """Report memo/DUP references that expand the loaded object far beyond the stream."""
+        containers, visits = shared_expansion(self.shared)
         if visits < _BOMB_VISITS or visits < _BOMB_FACTOR * nbytes:
             return
         factor = visits // max(nbytes, 1)
@@ -647,13 +651,13 @@ class _Machine:
             "pickle.expansion-bomb",
             Verdict.SUSPICIOUS,
             Severity.HIGH,
-            f"the loaded object is {containers} containers, but a walk that follows every "
-            f"reference (repr, copy, JSON, comparison) visits {min(visits, _BOMB_CAP)}"
-            f"{'+' if visits > _BOMB_CAP else ''} objects: {min(factor, _BOMB_CAP)}x the "
-            f"{nbytes} bytes of the stream (memo/DUP reference expansion)",
+            f"{containers} objects are referenced again through the memo or DUP so that a walk "
+            f"following every reference (repr, copy, JSON, comparison) visits "
+            f"{min(visits, _BOMB_CAP)}{'+' if visits > _BOMB_CAP else ''} more objects: "
+            f"{min(factor, _BOMB_CAP)}x the {nbytes} bytes of the stream (reference expansion)",
             offset,
             evidence={
-                "containers": containers,
+                "shared_objects": containers,
                 "expanded_objects": min(visits, _BOMB_CAP),
                 "stream_bytes": nbytes,
                 "expansion_factor": min(factor, _BOMB_CAP),
@@ -743,11 +747,13 @@ class _Machine:
         if isinstance(target, CallResult):
             func = target.func
             callee = func.qualname if isinstance(func, GlobalRef) else ""
+            keys: list[object] = []
             if callee in _DICT_FACTORIES and opcode.startswith("SETITEM"):
-                for key in items[0::2]:
-                    self.check_key(key, opcode, offset)
+                keys = items[0::2]
             elif callee in _SET_FACTORIES and opcode == "ADDITEMS":
-                for key in items:
+                keys = items
+            for key in keys:
+                if type(key) not in PLAIN_KEYS:
                     self.check_key(key, opcode, offset)
             if isinstance(func, GlobalRef) and func.qualname not in _CONTAINER_FACTORIES:
                 # __setitem__ / append / extend / add on a tensor or other object: code a
@@ -1010,10 +1016,12 @@ class _Machine:
         u32, i32, f64 = _U32, _I32, _F64
         fast = _FAST if type(data) is bytes else None
         plain = PLAIN_KEYS
+        leaf = _LEAVES
         carrier_min = MIN_CARRIER_BYTES
         first_text, first_bytes = CARRIER_FIRST_TEXT, CARRIER_FIRST_BYTES
         begin = pos
-        self.shared = 0
+        self.shared = []
+        shared = self.shared
         self.carried = []
         op = 0
         frame_end = self.frame_end
@@ -1039,7 +1047,7 @@ class _Machine:
                     if fast is not None:
                         # Plain-data opcodes in C; it stops before anything else (or anything
                         # irregular), which the loop below then runs: one opcode, then C again.
-                        pos, ran, frame_end, shared = fast(
+                        pos, ran, frame_end = fast(
                             data,
                             pos,
                             chunk - done,
@@ -1048,9 +1056,10 @@ class _Machine:
                             memo if sparse is None else None,
                             PDict,
                             frame_end,
+                            GlobalRef,
+                            shared,
                         )
                         fence = marks[-1] if marks else 0
-                        self.shared += shared
                         done += ran
                         if done >= chunk:
                             break
@@ -1125,15 +1134,15 @@ class _Machine:
                             key = data[pos]
                             value = memo[key] if sparse is None else sparse[key]
                             append(value)
-                            if type(value) not in plain:
-                                self.shared += 1
+                            if type(value) not in leaf:
+                                shared.append(value)
                             pos += 1
                         elif op == 0x6A:  # LONG_BINGET
                             key = u32(data, pos)[0]
                             value = memo[key] if sparse is None else sparse[key]
                             append(value)
-                            if type(value) not in plain:
-                                self.shared += 1
+                            if type(value) not in leaf:
+                                shared.append(value)
                             pos += 4
                         elif op == 0x87:  # TUPLE3
                             if len(stack) - 3 < fence:
@@ -1264,8 +1273,8 @@ class _Machine:
                                 raise _Malformed("STOP with an empty stack", pos - 1)
                             stopped = True
                             executed = i + 1
-                            if self.shared:
-                                self.check_expansion(stack[-1], pos - begin, pos - 1)
+                            if shared:
+                                self.check_expansion(pos - begin, pos - 1)
                             if self.carried:
                                 self.check_embedded()
                             if pos == frame_end:
@@ -1284,8 +1293,8 @@ class _Machine:
                                     raise KeyError(key)
                                 value = memo[key] if sparse is None else sparse[key]
                                 append(value)
-                                if type(value) not in plain:
-                                    self.shared += 1
+                                if type(value) not in leaf:
+                                    shared.append(value)
                             else:
                                 if key < 0:
                                     raise _Malformed("negative PUT argument", pos - 1)
@@ -1536,8 +1545,8 @@ class _Machine:
         if op == 0x32:  # DUP
             need(1)
             stack.append(stack[-1])
-            if type(stack[-1]) not in PLAIN_KEYS:
-                self.shared += 1
+            if type(stack[-1]) not in _LEAVES:
+                self.shared.append(stack[-1])
             return pos
         if op == 0x64:  # DICT
             items = pop_mark()
