@@ -67,6 +67,7 @@ from registry.views import (
     RescanResult,
     ScanOutcome,
     ScanView,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
@@ -388,6 +389,10 @@ class RemoteRegistry:
     def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
         body = {"scanners": list(scanners), "dry_run": dry_run}
         return RescanResult.model_validate(self._json("POST", "/v1/rescans", json=body))
+
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult:
+        body = {"sources": list(sources), "dry_run": dry_run}
+        return SyncResult.model_validate(self._json("POST", "/v1/syncs", json=body))
 
     def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
         query = "?allow_findings=true" if allow_findings else ""

@@ -41,6 +41,9 @@ class MirrorJob(WireModel):
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     scan: bool = True
+    #: Have the registry sign the checkpoint after a scan with nothing blocking (pull-through
+    #: and sync: what `/hf` serves must carry the registry's model signature).
+    attest: bool = False
 
 
 class ScanJob(WireModel):
