@@ -57,6 +57,9 @@ class Settings:
     # Workers queue re-scans of checkpoints judged by older scanner rules when they start
     # (MODELCTL_RESCAN_ON_START=false: only `modelctl rescan` does).
     rescan_on_start: bool = True
+    # A running job whose worker sent no heartbeat for this long is taken over by another
+    # (MODELCTL_JOB_LEASE_SECONDS; workers beat every half second).
+    job_lease_seconds: float = 60.0
 
     @property
     def signing_key_path(self) -> Path:
@@ -109,6 +112,7 @@ class Settings:
             proxy_sources=parse_proxy_globs(env.get("MODELCTL_PROXY_SOURCES")),
             sync_interval=_seconds(env, "MODELCTL_SYNC_INTERVAL"),
             rescan_on_start=_flag(env, "MODELCTL_RESCAN_ON_START", default=True),
+            job_lease_seconds=_lease(env),
             policy_file=Path(env["MODELCTL_POLICY"]).expanduser()
             if env.get("MODELCTL_POLICY")
             else None,
@@ -136,6 +140,19 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
         value = -1.0
     if not 0 <= value <= 7 * 86400:
         raise InputError(f"{name} must be a number of seconds from 0 to 604800, not {raw!r:.40}")
+    return value
+
+
+def _lease(env: Mapping[str, str]) -> float:
+    raw = env.get("MODELCTL_JOB_LEASE_SECONDS") or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 2 <= value <= 86400:
+        raise InputError(
+            f"MODELCTL_JOB_LEASE_SECONDS must be from 2 to 86400 seconds, not {raw!r:.40}"
+        )
     return value
 
 

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,12 @@ class JobRunner:
     def __init__(self, registry: EmbeddedRegistry, *, name: str | None = None) -> None:
         self.registry = registry
         self.name = name or worker_name()
+        self.lease = timedelta(seconds=registry.settings.job_lease_seconds)
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
         with unit_of_work(self.registry.sessions) as session:
-            job = jobs.claim(session, self.name)
+            job = jobs.claim(session, self.name, lease=self.lease)
         if job is None:
             return False
         progress = JobProgress()
