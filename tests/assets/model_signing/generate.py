@@ -1,4 +1,4 @@
-"""Golden signatures from every model_signing release on PyPI, for `tests/test_model_signing_golden.py`.
+"""Golden signatures from every model_signing release on PyPI (for test_model_signing_golden.py).
 
 At test-BUILD time (never in a test run) this script installs each model_signing release into a
 separate throwaway venv, and has that release sign the fixed model folder and single file under
@@ -47,14 +47,14 @@ PKI = HERE / "pki"
 MODEL = HERE / "model"
 SINGLE = HERE / "single" / "model.bin"
 
-#: Every release on PyPI that can sign offline with a key or a certificate (0.1.x only had
-#: keyless Sigstore and an unrelated format). `pip index versions model-signing` lists them.
+#: The releases from 0.2.0 on (`pip index versions model-signing` lists them; 0.1.x, before the
+#: Sigstore bundle format, are left out, as in the issue's range 0.2.x to 1.1.1).
 RELEASES = ("0.2.0", "0.3.0", "0.3.1", "1.0.0", "1.0.1", "1.1.0", "1.1.1")
 #: Undeclared dependencies: 1.x imports pyOpenSSL; up to 1.0.1 it imports sigstore_protobuf_specs,
 #: which only sigstore 3.x still brings.
-EXTRA_PINS: dict[str, tuple[str, ...]] = {
-    v: ("sigstore<4",) for v in ("0.2.0", "0.3.0", "0.3.1", "1.0.0", "1.0.1")
-}
+EXTRA_PINS: dict[str, tuple[str, ...]] = dict.fromkeys(
+    ("0.2.0", "0.3.0", "0.3.1", "1.0.0", "1.0.1"), ("sigstore<4",)
+)
 
 MODEL_FILES: dict[str, bytes] = {
     "signme-1": b"first signed file of the golden model\n",
@@ -176,7 +176,7 @@ def make_models() -> None:
 
 
 # Runs inside the release's own venv: argv = version, out folder, pki folder, model, single file.
-_DRIVER = r'''
+_DRIVER = r"""
 import pathlib, sys
 version, out, pki, model, single = sys.argv[1:6]
 out, pki, model, single = map(pathlib.Path, (out, pki, model, single))
@@ -238,15 +238,17 @@ def ignoring():
 failed = {}
 attempt("key.sig", lambda dest: key_config().sign(model, dest))
 attempt("key-file.sig", lambda dest: key_config().sign(single, dest))
-attempt("key-ignore.sig", lambda dest: key_config().set_hashing_config(ignoring()).sign(model, dest))
-sharded = lambda: hashing.Config().use_shard_serialization(shard_size=64)
-attempt("key-shards.sig", lambda dest: key_config().set_hashing_config(sharded()).sign(model, dest))
+def sharded():
+    return hashing.Config().use_shard_serialization(shard_size=64)
+
+attempt("key-ignore.sig", lambda to: key_config().set_hashing_config(ignoring()).sign(model, to))
+attempt("key-shards.sig", lambda to: key_config().set_hashing_config(sharded()).sign(model, to))
 attempt("cert.sig", lambda dest: cert_config("leaf").sign(model, dest))
 attempt("cert-ca-leaf.sig", lambda dest: cert_config("ca-leaf").sign(model, dest))
 if failed:
     import json
     (out / "could-not-sign.json").write_text(json.dumps(failed, indent=2, sort_keys=True) + "\n")
-'''
+"""
 
 
 def sign_with_release(version: str, out: Path, venvs: Path | None) -> None:
@@ -259,9 +261,9 @@ def sign_with_release(version: str, out: Path, venvs: Path | None) -> None:
             subprocess.run([*pip, f"model-signing=={version}", "pyOpenSSL", *extra], check=True)
         staged = Path(tmp) / "out"
         staged.mkdir()
+        outputs = (staged, PKI, MODEL, SINGLE)
         subprocess.run(
-            [str(venv / "bin" / "python"), "-c", _DRIVER, version, str(staged), str(PKI)]
-            + [str(MODEL), str(SINGLE)],
+            [str(venv / "bin" / "python"), "-c", _DRIVER, version, *map(str, outputs)],
             check=True,
             cwd=tmp,
         )
