@@ -99,6 +99,8 @@ class FolderVerification:
     checks: tuple[str, ...]
     #: Paths the verifier chose to leave out (`--ignore-paths`), beyond what was signed.
     verifier_ignored: tuple[str, ...] = ()
+    #: Files present but never signed, accepted because the caller asked (`allow_unsigned`).
+    unsigned: tuple[str, ...] = ()
 
 
 def verify_folder(
@@ -109,6 +111,7 @@ def verify_folder(
     signature_path: Path | None = None,
     allow_ignore: Sequence[str] = (),
     ignore_paths: Sequence[str] = (),
+    allow_unsigned: bool = False,
     workers: int | None = None,
 ) -> FolderVerification:
     """Verify `folder` against a model signature.
@@ -142,8 +145,10 @@ def verify_folder(
         )
     effective = _with_ignored(ser, ([own] if own else []) + list(verifier_ignored))
     actual = hash_folder(folder, effective, workers=workers)
-    compare_resources(_as_named(verified.predicate.resources, folder), actual)
-    listed = list_files(folder, effective)
+    unsigned = compare_resources(
+        _as_named(verified.predicate.resources, folder), actual, allow_unsigned=allow_unsigned
+    )
+    listed = [(rel, size) for rel, size in list_files(folder, effective) if rel not in unsigned]
     total = sum(size for _, size in listed)
     files = len(listed)
     checks = (
@@ -155,7 +160,11 @@ def verify_folder(
             else []
         ),
         f"re-hashed {files} files ({ser.method}, {ser.hash_type}): every digest matches, "
-        "no file missing, none unsigned",
+        + (
+            f"no file missing; {len(unsigned)} unsigned files accepted (--ignore-unsigned-files)"
+            if allow_unsigned
+            else "no file missing, none unsigned"
+        ),
     )
     return FolderVerification(
         signature=verified,
@@ -163,4 +172,5 @@ def verify_folder(
         bytes=total,
         checks=checks,
         verifier_ignored=verifier_ignored,
+        unsigned=unsigned,
     )

@@ -83,6 +83,8 @@ class ModelSignaturePredicate:
         raw = predicate.get("resources")
         if not isinstance(raw, list):
             raise MalformedDocumentError("model signature has no resources list")
+        if not raw:
+            raise MalformedDocumentError("model signature lists no resources (OMS 5.2.1)")
         resources: list[Resource] = []
         seen: set[tuple[str, int | None, int | None]] = set()
         for item in raw:
@@ -323,11 +325,15 @@ def _verified_legacy(
     )
 
 
-def compare_resources(signed: Sequence[Resource], actual: Sequence[Resource]) -> None:
+def compare_resources(
+    signed: Sequence[Resource], actual: Sequence[Resource], *, allow_unsigned: bool = False
+) -> tuple[str, ...]:
     """The folder must hold exactly the signed resources. Raises `ModelSignatureError`.
 
     The message names the files: missing ones, extra ones, changed ones (a rename shows as
-    one missing and one extra).
+    one missing and one extra). With `allow_unsigned` (OMS 8.5, `--ignore-unsigned-files`)
+    files nobody signed are returned instead of refused; every signed file must still be
+    there, unchanged.
     """
     want = {r.name: r.digest for r in signed}
     have = {r.name: r.digest for r in actual}
@@ -344,9 +350,10 @@ def compare_resources(signed: Sequence[Resource], actual: Sequence[Resource]) ->
         problems.append("changed: " + ", ".join(changed[:5]) + (" …" if len(changed) > 5 else ""))
     if missing:
         problems.append("missing: " + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
-    if extra:
+    if extra and not allow_unsigned:
         problems.append("not signed: " + ", ".join(extra[:5]) + (" …" if len(extra) > 5 else ""))
     if problems:
         raise ModelSignatureError(
             "the model folder does not match its signature: " + "; ".join(problems)
         )
+    return tuple(extra)

@@ -280,6 +280,7 @@ def verification_json(folder: Path, signature: Path, result: FolderVerification)
             "ignore_paths": list(ser.ignore_paths),
         },
         "verifier_ignore_paths": list(result.verifier_ignored),
+        "unsigned_files": list(result.unsigned),
         "files": result.files,
         "bytes": result.bytes,
         "checks": list(result.checks),
@@ -319,6 +320,13 @@ def verify(
         list[str] | None, typer.Option("--allow-ignore", help="Accept these ignore_paths.")
     ] = None,
     ignore_paths: IgnorePathsOption = None,
+    ignore_unsigned_files: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unsigned-files",
+            help="Accept files nobody signed (listed in the output); signed files still verify.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -336,6 +344,7 @@ def verify(
         signature_path=signature,
         allow_ignore=tuple(allow_ignore or ()),
         ignore_paths=tuple(ignore_paths or ()),
+        allow_unsigned=ignore_unsigned_files,
     )
     what = "every file matches" if folder.is_dir() else "the file matches"
     lines = [
@@ -350,6 +359,9 @@ def verify(
         lines.append(
             f"  ignored  {', '.join(result.verifier_ignored)} (--ignore-paths, unverified)"
         )
+    if result.unsigned:
+        shown = ", ".join(result.unsigned[:5]) + (" …" if len(result.unsigned) > 5 else "")
+        lines.append(f"  unsigned {shown} (--ignore-unsigned-files: present, not verified)")
     if result.signature.predicate_type != PREDICATE_TYPE:
         lines.append(f"  format   legacy {result.signature.predicate_type} (model_signing 0.2)")
     if state.verbose:
