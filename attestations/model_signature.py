@@ -93,7 +93,10 @@ class ModelSignaturePredicate:
             name, algorithm, digest = item.get("name"), item.get("algorithm"), item.get("digest")
             if not isinstance(name, str) or not isinstance(digest, str):
                 raise MalformedDocumentError("a model signature resource needs a name and digest")
-            if algorithm != serialization.algorithm:
+            # Shards: model_signing writes `sha256-sharded-<size>`, the OMS spec the plain
+            # hash type (6.3.2). Both name the same hashing; anything else is refused.
+            plain = ALGORITHM_NAMES[serialization.hash_type]
+            if algorithm not in (serialization.algorithm, plain):
                 raise MalformedDocumentError(
                     f"resource {name!r:.100} uses {algorithm!r}, the serialization says "
                     f"{serialization.algorithm!r}"
