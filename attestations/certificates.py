@@ -136,7 +136,15 @@ _EE_POLICY = (
 #: The same for a signing certificate marked CA:TRUE, which model_signing accepts (OpenSSL does
 #: not look at the leaf's BasicConstraints) and some internal CAs issue. Used only for such a
 #: leaf, and the result says so (`leaf_is_ca`), so a policy can refuse it.
-_CA_LEAF_EE_POLICY = _EE_POLICY.may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+#: Its key purpose is model_signing's rule, checked by `_check_leaf_usage`: KeyUsage
+#: digitalSignature or ExtendedKeyUsage codeSigning, either one.
+_CA_LEAF_EE_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+)
 _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
     x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_allows_code_signing
 )
@@ -390,7 +398,18 @@ def _load_der(der: bytes, index: int) -> x509.Certificate:
 
 
 def _check_leaf_usage(leaf: x509.Certificate) -> None:
-    """The code-signing checks the path validation also enforces, with clearer messages."""
+    """The code-signing checks the path validation also enforces, with clearer messages.
+
+    A CA:TRUE leaf gets model_signing's rule instead (the only verifier that accepts such
+    leaves): KeyUsage digitalSignature or ExtendedKeyUsage codeSigning.
+    """
+    if _is_ca(leaf):
+        if _has_digital_signature(leaf) or _has_code_signing(leaf):
+            return
+        raise SignatureVerificationError(
+            "signing certificate (a CA certificate) has neither KeyUsage digitalSignature "
+            "nor ExtendedKeyUsage codeSigning"
+        )
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound as exc:
@@ -407,6 +426,21 @@ def _check_leaf_usage(leaf: x509.Certificate) -> None:
         raise SignatureVerificationError(
             "signing certificate's ExtendedKeyUsage does not include codeSigning"
         )
+
+
+def _has_digital_signature(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _has_code_signing(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CODE_SIGNING in eku
 
 
 __all__ = ["CertificateChainVerifier", "CertificateSigner", "load_certificates"]

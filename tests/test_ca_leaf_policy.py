@@ -3,13 +3,22 @@ a policy counts it only for a certificate signer with `allowCaLeaf: true`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from attestations.bundle import Bundle
-from attestations.certificates import CertificateChainVerifier, load_certificates
+from attestations.certificates import (
+    CertificateChainVerifier,
+    CertificateSigner,
+    load_certificates,
+)
+from attestations.errors import SignatureVerificationError
 from policies import AttestationFact, CheckStatus, Facts, evaluate, load_policies
 
 GOLDEN = Path(__file__).resolve().parent / "assets" / "model_signing"
@@ -90,3 +99,70 @@ def test_verifier_reports_the_ca_leaf() -> None:
     ).verify(Bundle.from_bytes((GOLDEN / "1.1.1" / "cert.sig").read_bytes()))
     assert plain.signer.leaf_is_ca is False
     assert not any("CA certificate" in c for c in plain.checks)
+
+
+def _ca_leaf_chain(
+    key_usage: x509.KeyUsage, eku: x509.ExtendedKeyUsage | None
+) -> tuple[x509.Certificate, x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """root → a CA:TRUE signing certificate with the given key purposes, no SAN."""
+    root_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "usage-root")])
+    start = datetime.now(UTC) - timedelta(days=1)
+
+    def base(subject: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(root_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False
+            )
+        )
+
+    ca_usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    root = base(root_name, root_key).add_extension(ca_usage, True).sign(root_key, hashes.SHA256())
+    leaf_builder = base(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "usage-leaf")]), leaf_key
+    ).add_extension(key_usage, True)
+    if eku is not None:
+        leaf_builder = leaf_builder.add_extension(eku, False)
+    return root, leaf_builder.sign(root_key, hashes.SHA256()), leaf_key
+
+
+_CERT_SIGN_ONLY = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+_SIGNING = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+_CODE_SIGNING = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
+_SERVER_AUTH = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+
+
+@pytest.mark.parametrize(
+    ("key_usage", "eku", "accepted"),
+    [
+        (_SIGNING, None, True),  # KeyUsage digitalSignature
+        (_SIGNING, _SERVER_AUTH, True),  # digitalSignature suffices, as in model_signing
+        (_CERT_SIGN_ONLY, _CODE_SIGNING, True),  # or ExtendedKeyUsage codeSigning
+        (_CERT_SIGN_ONLY, None, False),  # neither
+        (_CERT_SIGN_ONLY, _SERVER_AUTH, False),
+    ],
+    ids=["ku-digital-signature", "ku-and-server-auth", "eku-code-signing", "neither", "tls-only"],
+)
+def test_ca_leaf_key_purpose_is_model_signings_rule(
+    key_usage: x509.KeyUsage, eku: x509.ExtendedKeyUsage | None, accepted: bool
+) -> None:
+    root, leaf, leaf_key = _ca_leaf_chain(key_usage, eku)
+    bundle = CertificateSigner(leaf_key, [leaf]).sign("application/vnd.in-toto+json", b"{}")
+    verifier = CertificateChainVerifier([root], None, subject_pattern="CN=usage-leaf")
+    if accepted:
+        assert verifier.verify(bundle).signer.leaf_is_ca is True
+    else:
+        with pytest.raises(SignatureVerificationError, match="neither KeyUsage digitalSignature"):
+            verifier.verify(bundle)
