@@ -179,9 +179,12 @@ def _single_file(root: Path, serialization: Serialization) -> tuple[str, int] | 
     except OSError as exc:
         raise InvalidInputError(f"cannot read the model {root}: {exc.strerror}") from exc
     if stat.S_ISLNK(st.st_mode):
+        target = root.stat()
+        if stat.S_ISDIR(target.st_mode):
+            return None  # the folder named by a link: walked as before, its own links checked
         if not serialization.allow_symlinks:
             raise SymlinkRefusedError(f"the model {root.name!r} is a symlink, which is not allowed")
-        st = root.stat()
+        st = target
     if stat.S_ISDIR(st.st_mode):
         return None
     if not stat.S_ISREG(st.st_mode):

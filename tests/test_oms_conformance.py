@@ -757,3 +757,19 @@ def test_shards_as_in_the_spec_example(run_cli: Any, tmp_path: Path, signer: Key
         f.seek(1_500_000)
         f.write(b"\x00" if data[1_500_000] else b"\x01")
     fails(verify(run_cli, model, out, "--public-key", str(signer.public)), "weights.bin")
+
+
+def test_a_model_folder_named_by_a_link_still_verifies(
+    run_cli: Any, tmp_path: Path, signer: KeyPair
+) -> None:
+    """The link to the folder is the caller's path, not a file of the model (6.1.1)."""
+    model = write_model(tmp_path / "real", SIMPLE)
+    link = tmp_path / "current"
+    os.symlink(model, link)
+    out = tmp_path / "model.sig"
+    sign(run_cli, link, out, "--key", str(signer.private))
+    assert verify(run_cli, link, out, "--public-key", str(signer.public)).code == 0
+    file_link = tmp_path / "model.bin"
+    os.symlink(model / "signme-1", file_link)
+    result = run_cli("sign", str(file_link), "--key", str(signer.private), "--output", str(out))
+    fails(result, "symlink")
