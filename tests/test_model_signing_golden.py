@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +249,27 @@ def test_fixture_bytes_are_frozen() -> None:
 
 
 FROZEN_DIGEST = "94dd7c4baf846764c5fced7883a6682075e8472fb52220ac873e2801819ae6bb"
+
+
+MODEL_SIGNING = Path(sys.executable).parent / "model_signing"
+
+
+@pytest.mark.parametrize("kind", ["key", "cert"])
+def test_model_signing_verifies_this_versions_folder_signatures(kind: str) -> None:
+    """The other direction, with the test-only oracle (model_signing 1.1.1 in the dev venv)."""
+    assert MODEL_SIGNING.is_file(), f"model_signing CLI not found at {MODEL_SIGNING}"
+    signature = GOLDEN / "modelctl-0.1.0" / f"{kind}.sig"
+    method, option, trusted = (
+        ("key", "--public_key", PKI / "signing.pub")
+        if kind == "key"
+        else ("certificate", "--certificate_chain", PKI / "root-ca.pem")
+    )
+    command = [str(MODEL_SIGNING), "verify", method, "--signature", str(signature)]
+    result = subprocess.run(
+        [*command, option, str(trusted), str(MODEL)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
