@@ -136,9 +136,14 @@ def list_files(root: Path, serialization: Serialization) -> list[tuple[str, int]
         return [single]
     files: list[tuple[str, int]] = []
     root = root.resolve()
+    # Followed links can lead back up the tree: a folder reached twice on one path is a cycle,
+    # refused (it would never end), OMS 6.1.1.
+    ancestors: dict[str, tuple[int, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=serialization.allow_symlinks):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
+        if serialization.allow_symlinks:
+            _refuse_cycle(Path(dirpath), rel_dir, ancestors)
         kept_dirs = []
         for name in sorted(dirnames):
             rel = prefix + name
@@ -166,6 +171,17 @@ def list_files(root: Path, serialization: Serialization) -> list[tuple[str, int]
                 raise UnsafePathError(f"model folder: {exc.message}") from exc
             files.append((rel, st.st_size))
     return files
+
+
+def _refuse_cycle(folder: Path, rel_dir: str, seen: dict[str, tuple[int, int]]) -> None:
+    """`folder` is the same folder as one of its ancestors on this path: a symlink cycle."""
+    st = folder.stat()
+    here = (st.st_dev, st.st_ino)
+    parts = [] if rel_dir == "." else rel_dir.split("/")
+    ancestors = [".", *("/".join(parts[:i]) for i in range(1, len(parts)))]
+    if parts and any(seen.get(a) == here for a in ancestors):
+        raise UnsafePathError(f"symlink cycle in the model folder at {rel_dir!r}")
+    seen[rel_dir] = here
 
 
 def _single_file(root: Path, serialization: Serialization) -> tuple[str, int] | None:

@@ -773,3 +773,33 @@ def test_a_model_folder_named_by_a_link_still_verifies(
     os.symlink(model / "signme-1", file_link)
     result = run_cli("sign", str(file_link), "--key", str(signer.private), "--output", str(out))
     fails(result, "symlink")
+
+
+def test_key_symlink_cycle_fails_rather_than_loops(
+    run_cli: Any, tmp_path: Path, signer: KeyPair
+) -> None:
+    """key-symlink-cycle (6.1.1): a statement that allows symlinks over a folder whose link
+    points back up the tree ends in an error, not in an endless walk."""
+    model = write_model(tmp_path / "m", {"sub/weights.bin": b"w"})
+    resources = resources_of(model)
+    os.symlink(model, model / "sub" / "loop")
+    statement = statement_of(model, resources, allow_symlinks=True)
+    out = write_json(tmp_path / "model.sig", key_bundle(signer.key, statement))
+    fails(verify(run_cli, model, out, "--public-key", str(signer.public)), "cycle")
+
+
+def test_allowed_symlinks_are_followed(run_cli: Any, tmp_path: Path, signer: KeyPair) -> None:
+    """6.1.1: with allow_symlinks true each link is a resource named by the link's path."""
+    model = write_model(tmp_path / "m", {"weights.bin": b"w", "shared/a": b"a"})
+    os.symlink(model / "weights.bin", model / "alias.bin")
+    os.symlink(model / "shared", model / "linked")
+    rels = ["alias.bin", "linked/a", "shared/a", "weights.bin"]
+    digest = {"alias.bin": b"w", "linked/a": b"a", "shared/a": b"a", "weights.bin": b"w"}
+    resources = [
+        {"name": r, "algorithm": "sha256", "digest": hashlib.sha256(digest[r]).hexdigest()}
+        for r in rels
+    ]
+    statement = statement_of(model, resources, allow_symlinks=True)
+    out = write_json(tmp_path / "model.sig", key_bundle(signer.key, statement))
+    result = verify(run_cli, model, out, "--public-key", str(signer.public))
+    assert result.code == 0, result.stderr
