@@ -149,8 +149,8 @@ def list_files(root: Path, serialization: Serialization) -> list[tuple[str, int]
             rel = prefix + name
             if _is_ignored(rel, serialization.ignore_paths):
                 continue
-            if (Path(dirpath) / name).is_symlink() and not serialization.allow_symlinks:
-                raise SymlinkRefusedError(f"symlink {rel!r} in the model folder is not allowed")
+            if (Path(dirpath) / name).is_symlink():
+                _check_link(Path(dirpath) / name, rel, root, serialization)
             kept_dirs.append(name)
         dirnames[:] = kept_dirs
         for name in sorted(filenames):
@@ -160,8 +160,7 @@ def list_files(root: Path, serialization: Serialization) -> list[tuple[str, int]
             full = Path(dirpath) / name
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
-                if not serialization.allow_symlinks:
-                    raise SymlinkRefusedError(f"symlink {rel!r} in the model folder is not allowed")
+                _check_link(full, rel, root, serialization)
                 st = full.stat()
             if not stat.S_ISREG(st.st_mode):
                 raise UnsafePathError(f"{rel!r} in the model folder is not a regular file")
@@ -171,6 +170,15 @@ def list_files(root: Path, serialization: Serialization) -> list[tuple[str, int]
                 raise UnsafePathError(f"model folder: {exc.message}") from exc
             files.append((rel, st.st_size))
     return files
+
+
+def _check_link(link: Path, rel: str, root: Path, serialization: Serialization) -> None:
+    """A symlink is refused unless the serialization allows symlinks, and then it must stay
+    inside the model folder (OMS 6.1.1): a signature never makes us read the rest of the disk."""
+    if not serialization.allow_symlinks:
+        raise SymlinkRefusedError(f"symlink {rel!r} in the model folder is not allowed")
+    if not link.resolve().is_relative_to(root):
+        raise UnsafePathError(f"symlink {rel!r} points outside the model folder")
 
 
 def _refuse_cycle(folder: Path, rel_dir: str, seen: dict[str, tuple[int, int]]) -> None:

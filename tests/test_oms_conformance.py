@@ -803,3 +803,18 @@ def test_allowed_symlinks_are_followed(run_cli: Any, tmp_path: Path, signer: Key
     out = write_json(tmp_path / "model.sig", key_bundle(signer.key, statement))
     result = verify(run_cli, model, out, "--public-key", str(signer.public))
     assert result.code == 0, result.stderr
+
+
+def test_key_symlink_outside_root_fails(run_cli: Any, tmp_path: Path, signer: KeyPair) -> None:
+    """key-symlink-outside-root (6.1.1): even where symlinks are allowed, a link out of the
+    model folder is an error, never a reason to read the rest of the disk."""
+    outside = write_model(tmp_path / "outside", {"secret": b"s"})
+    model = write_model(tmp_path / "m", {"weights.bin": b"w"})
+    resources = resources_of(model)
+    os.symlink(outside / "secret", model / "escape")
+    statement = statement_of(model, resources, allow_symlinks=True)
+    out = write_json(tmp_path / "model.sig", key_bundle(signer.key, statement))
+    fails(verify(run_cli, model, out, "--public-key", str(signer.public)), "outside")
+    (model / "escape").unlink()
+    os.symlink(outside, model / "escape-dir")
+    fails(verify(run_cli, model, out, "--public-key", str(signer.public)), "outside")
