@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from attestations.errors import AttestationError
-from cli import policy, render, scanning, signing
+from cli import check_pod, policy, render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
@@ -81,6 +81,7 @@ app.command("sign")(signing.sign)
 app.command("verify")(signing.verify)
 app.command("scan")(scanning.scan)
 app.add_typer(policy.policy_app, name="policy")
+app.command("check-pod")(check_pod.check_pod)
 app.command("quarantine")(policy.quarantine_command)
 app.command("release")(policy.release_command)
 app.add_typer(policy.exception_app, name="exception")

@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path  # pull
 from typing import Any
 
@@ -76,6 +76,7 @@ from registry.views import (  # server
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 
@@ -257,6 +258,43 @@ class EmbeddedRegistry:
                     self._policy_cache.pop(next(iter(self._policy_cache)))
                 self._policy_cache[key] = cached
         return cached
+
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView:
+        """The webhook's decision on an AdmissionReview, in-process: the same parse and review
+        (`k8s_review`), decided now (no cache), with the registry's own policy."""
+        from registry.service import k8s_review  # noqa: PLC0415 - only check-pod needs it
+
+        uid = k8s_review.review_uid(review) or ""
+        request = review.get("request") if isinstance(review.get("request"), dict) else {}
+        kind = (request or {}).get("kind") or {}
+        ident = {
+            "kind": str(kind.get("kind", "") if isinstance(kind, dict) else ""),
+            "namespace": str((request or {}).get("namespace") or ""),
+            "name": str((request or {}).get("name") or ""),
+            "environment": environment,
+        }
+        try:
+            parsed = k8s_review.parse_admission_review(review)
+        except k8s_review.MalformedReview as exc:
+            return WorkloadReviewView(
+                **ident, allowed=False, code=400, message=exc.message, warnings=()
+            )
+        assert uid
+        gate = Gatekeeper(
+            policies=self.policy_set(),
+            blobs=self.blobs,
+            registry_public_key=self.registry_public_key(),
+        )
+        cache = k8s_review.DecisionCache(max_age=timedelta(0))
+        with unit_of_work(self.sessions) as session:
+            verdict = k8s_review.review_pod(session, gate, cache, parsed, environment)
+        return WorkloadReviewView(
+            **ident,
+            allowed=verdict.allowed,
+            code=200,
+            message=verdict.message,
+            warnings=verdict.warnings,
+        )
 
     def policy_check(
         self,
