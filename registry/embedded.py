@@ -191,7 +191,7 @@ class EmbeddedRegistry:
         gate = Gatekeeper(policies=self.policy_set(), blobs=self.blobs, registry_public_key=key)
         return LiveStatuses(self.status_board, gate, context_key(text, key))
 
-    def _optional_signer(self) -> KeySigner | None:
+    def optional_signer(self) -> KeySigner | None:
         """The registry key when its passphrase is configured; scans are recorded either way."""
         if not self.settings.signing_key_passphrase:
             return None
@@ -202,7 +202,7 @@ class EmbeddedRegistry:
     ) -> ScanOutcome:
         parsed = Ref.parse(ref)
         file_scanners, folder_scanners = scan_service.select_scanners(scanners, backdoor=backdoor)
-        signer = self._optional_signer()
+        signer = self.optional_signer()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
             report, rows = scan_service.scan_checkpoint(
@@ -341,7 +341,7 @@ class EmbeddedRegistry:
                         ],
                         tool_version=tool_version(),
                     ),
-                    signer=self._optional_signer(),
+                    signer=self.optional_signer(),
                     actor=self.actor,
                 )
         return DecisionView(

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from attestations.keys import KeySigner
 from registry.api.deps import check_scope, get_registry, require
 from registry.api.hf import gatekeeper
 from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError
-from registry.service import k8s_review
+from registry.service import k8s_review, workload_record
 from registry.service.gate import check_environment
 from registry.service.k8s_review import DecisionCache, MalformedReview, PodReview, PodVerdict
 from registry.service.tokens import Principal
@@ -101,15 +102,42 @@ async def _read_body(request: Request) -> object:
         raise ApiProblem(400, "malformed_review", "the body is not JSON") from exc
 
 
+def _signer(request: Request, registry: EmbeddedRegistry) -> KeySigner | None:
+    """The registry key that signs workload decisions, loaded once (decrypting it is slow);
+    None when no passphrase is configured (decisions are then recorded unsigned)."""
+    if not hasattr(request.app.state, "k8s_signer"):
+        request.app.state.k8s_signer = registry.optional_signer()
+    signer = request.app.state.k8s_signer
+    assert signer is None or isinstance(signer, KeySigner)
+    return signer
+
+
 def _review(
-    request: Request, registry: EmbeddedRegistry, review: PodReview, environment: str
+    request: Request,
+    registry: EmbeddedRegistry,
+    review: PodReview,
+    environment: str,
+    document: dict[str, Any],
 ) -> PodVerdict:
     gate = gatekeeper(request, registry)
     cache = decision_cache(request)
     live = registry.live_statuses()
+    now = datetime.now(UTC)
     with unit_of_work(registry.sessions) as session:
         cache.follow(live.board.sync(session, live.context))  # state changed: decide again
-        return k8s_review.review_pod(session, gate, cache, review, environment)
+        verdict = k8s_review.review_pod(session, gate, cache, review, environment, now=now)
+        if workload_record.worth_recording(review, verdict):
+            workload_record.record_review(
+                session,
+                review,
+                verdict,
+                document["request"].get("object") or {},
+                environment=environment,
+                policies=gate.policies,
+                signer=_signer(request, registry),
+                now=now,
+            )
+        return verdict
 
 
 async def _admission(
@@ -132,7 +160,8 @@ async def _admission(
         return JSONResponse(
             review_response(uid, False, f"malformed AdmissionReview: {exc.message}", code=400)
         )
-    verdict = await run_in_threadpool(_review, request, registry, review, environment)
+    assert isinstance(document, dict)  # parsed: an AdmissionReview object
+    verdict = await run_in_threadpool(_review, request, registry, review, environment, document)
     return JSONResponse(
         review_response(
             review.uid, verdict.allowed, verdict.message, code=403, warnings=verdict.warnings
