@@ -51,7 +51,11 @@ def loose(pod: dict[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def recorded() -> list[WorkloadDecision]:
+def recorded(hook: Webhook) -> list[WorkloadDecision]:
+    """The decisions the webhook recorded, once its recorder has written what it queued."""
+    recorder = getattr(hook.live.app.state, "k8s_recorder", None)
+    if recorder is not None:
+        recorder.flush()
     registry = EmbeddedRegistry(Settings.from_env())
     try:
         with unit_of_work(registry.sessions) as session:
@@ -80,7 +84,7 @@ def test_containment_in_every_mode(webhook: Webhook) -> None:
     audited = answer(webhook, bad, "dev")  # dev: containmentMode audit
     assert audited["allowed"] is True
     assert not any("containment" in w for w in audited.get("warnings", []))
-    rows = recorded()
+    rows = recorded(webhook)
     dev = next(r for r in rows if r.environment == "dev")
     (pod_evidence,) = dev.evidence["containment"]
     assert pod_evidence["mode"] == "audit"
@@ -140,7 +144,7 @@ def test_decisions_are_recorded_and_signed_with_the_pods_posture(webhook: Webhoo
     assert webhook.post(dry, path="/k8s/admission/prod").json()["response"]["allowed"] is False
     plain = model_pod()  # runs no model: nothing decided, nothing recorded
     assert answer(webhook, plain, "prod")["allowed"] is True
-    rows = recorded()
+    rows = recorded(webhook)
     assert [(r.kind, r.allowed) for r in rows] == [("Pod", False), ("Pod", True)]
     denied = rows[0]
     assert denied.object_sha256 == object_digest(bad)
@@ -255,7 +259,7 @@ def test_check_pod_exit_codes_embedded_and_remote(
     assert remote_no.code == 1
     assert "pod.host-namespaces" in remote_no.stderr
     assert check(str(wrong_shape), "--env", "prod", registry=url).code == 2
-    assert recorded() == []  # check-pod is a dry run: nothing recorded
+    assert recorded(webhook) == []  # check-pod is a dry run: nothing recorded
 
 
 def test_check_pod_honours_a_two_person_workload_exception(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,7 +27,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from attestations.keys import KeySigner
 from registry.api.deps import check_scope, get_registry, require
 from registry.api.hf import gatekeeper
 from registry.api.problems import ApiProblem
@@ -37,6 +37,7 @@ from registry.service import k8s_review, workload_record
 from registry.service.gate import check_environment
 from registry.service.k8s_review import DecisionCache, MalformedReview, PodReview, PodVerdict
 from registry.service.tokens import Principal
+from registry.service.workload_record import DecisionRecorder, PendingRecord
 
 ENV_VARIABLE = "MODELCTL_K8S_ENVIRONMENT"
 CACHE_VARIABLE = "MODELCTL_K8S_CACHE_SECONDS"
@@ -102,14 +103,21 @@ async def _read_body(request: Request) -> object:
         raise ApiProblem(400, "malformed_review", "the body is not JSON") from exc
 
 
-def _signer(request: Request, registry: EmbeddedRegistry) -> KeySigner | None:
-    """The registry key that signs workload decisions, loaded once (decrypting it is slow);
-    None when no passphrase is configured (decisions are then recorded unsigned)."""
-    if not hasattr(request.app.state, "k8s_signer"):
-        request.app.state.k8s_signer = registry.optional_signer()
-    signer = request.app.state.k8s_signer
-    assert signer is None or isinstance(signer, KeySigner)
-    return signer
+def decision_recorder(request: Request, registry: EmbeddedRegistry) -> DecisionRecorder:
+    """The app's recorder of workload decisions, started on first use with the registry key
+    (loaded once: decrypting it is slow; None without a passphrase: recorded unsigned)."""
+    recorder = getattr(request.app.state, "k8s_recorder", None)
+    if recorder is None:
+        with _RECORDER_LOCK:
+            recorder = getattr(request.app.state, "k8s_recorder", None)
+            if recorder is None:
+                recorder = DecisionRecorder(registry.sessions, registry.optional_signer())
+                request.app.state.k8s_recorder = recorder
+    assert isinstance(recorder, DecisionRecorder)
+    return recorder
+
+
+_RECORDER_LOCK = threading.Lock()
 
 
 def _review(
@@ -126,18 +134,18 @@ def _review(
     with unit_of_work(registry.sessions) as session:
         cache.follow(live.board.sync(session, live.context))  # state changed: decide again
         verdict = k8s_review.review_pod(session, gate, cache, review, environment, now=now)
-        if workload_record.worth_recording(review, verdict):
-            workload_record.record_review(
-                session,
+    if workload_record.worth_recording(review, verdict):
+        decision_recorder(request, registry).submit(
+            PendingRecord(
                 review,
                 verdict,
                 document["request"].get("object") or {},
-                environment=environment,
-                policies=gate.policies,
-                signer=_signer(request, registry),
-                now=now,
+                environment,
+                gate.policies,
+                now,
             )
-        return verdict
+        )
+    return verdict
 
 
 async def _admission(
