@@ -99,10 +99,14 @@ def test_controllers_are_denied_at_apply_time(webhook: Webhook, kind: str) -> No
     denied = answer(webhook, controller(kind, meta, spec), "prod")
     assert denied["allowed"] is False
     where = "spec.jobTemplate.spec.template" if kind == "CronJob" else "spec.template"
-    assert (
-        f"containment ({where}): profile strict r1: pod.host-namespaces"
-        in (denied["status"]["message"])
-    )
+    message = denied["status"]["message"]
+    assert f"containment ({where}): profile strict r1: pod.host-namespaces" in message
+    warned = answer(webhook, controller(kind, meta, spec), "staging")
+    assert warned["allowed"] is True
+    assert any(w.startswith(f"containment ({where}): ") for w in warned["warnings"])
+    audited = answer(webhook, controller(kind, meta, spec), "dev")
+    assert audited["allowed"] is True
+    assert not any("containment" in w for w in audited.get("warnings", []))
 
 
 def test_inference_services_and_their_storage_uri(webhook: Webhook) -> None:
@@ -247,10 +251,12 @@ def test_check_pod_exit_codes_embedded_and_remote(
     assert "pod.host-namespaces" in no.stderr
     assert len(no.stderr.strip().splitlines()) == 1
     assert check(str(bad), "--env", "staging").code == 0  # warn mode
-    for path in (unreadable, wrong_shape, alias, tmp_path / "missing.yaml"):
+    huge = _manifest(tmp_path, *(copy.deepcopy(service) for _ in range(501)))
+    for path in (unreadable, wrong_shape, alias, huge, tmp_path / "missing.yaml"):
         got = check(str(path), "--env", "prod")
         assert got.code == 2, (path, got.stderr)
         assert got.stderr.startswith("modelctl: error:")
+        assert path != huge or "more than 500 objects" in got.stderr
     # the same answers from the registry's own webhook
     monkeypatch.setenv("MODELCTL_TOKEN", webhook.token)
     url = webhook.live.url
