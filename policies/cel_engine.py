@@ -77,7 +77,7 @@ def run_rule(compiled: Any, act: Any) -> RuleOutcome:
         return RuleOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
 
 
-def constant_value(compiled: Any) -> bool | None:
+def constant_value(compiled: Any, *, selector: bool = False) -> bool | None:
     """The rule's value when it uses no variable (for lint), else None."""
-    outcome = run_rule(compiled, _ENV.Activation({}))
+    outcome = run_rule(compiled, (_SELECTOR_ENV if selector else _ENV).Activation({}))
     return None if outcome.error is not None else outcome.ok

@@ -161,3 +161,22 @@ POD_CHECK_IDS: tuple[str, ...] = (
     "pod.resource-limits",
     "pod.egress-label",
 )
+
+
+def profile_check_ids(profile: ContainmentProfile) -> tuple[str, ...]:
+    """The pod check ids `profile` runs, in `POD_CHECK_IDS` order."""
+    on = {
+        "pod.host-namespaces": profile.forbid_host_namespaces,
+        "pod.host-path": profile.forbid_host_path,
+        "pod.privileged": profile.forbid_privileged,
+        "pod.privilege-escalation": profile.forbid_privilege_escalation,
+        "pod.capabilities": profile.capabilities is not None,
+        "pod.run-as-non-root": profile.run_as_non_root,
+        "pod.read-only-root-filesystem": profile.read_only_root_filesystem,
+        "pod.service-account-token": profile.service_account_token is not None,
+        "pod.secrets": profile.secrets is not None,
+        "pod.model-mounts": profile.model_mounts is not None,
+        "pod.resource-limits": bool(profile.resource_limits),
+        "pod.egress-label": bool(profile.egress),
+    }
+    return tuple(c for c in POD_CHECK_IDS if on[c])

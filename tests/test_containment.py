@@ -550,3 +550,21 @@ def test_the_shipped_network_policies_open_nothing_they_should_not() -> None:
         assert egress_warnings(policy) == [], policy["metadata"]["name"]
         review = parse_admission_review(admission_review(policy))
         assert review.network_policy is not None
+
+
+def test_lint_warns_about_containment_exceptions_and_constant_selectors() -> None:
+    from policies import lint
+
+    assert lint(DEFAULTS_TEXT, "default.yaml", now=NOW) == []
+    text = _with_strict(_exception(waive="[pod.egress-label, pod.host-path]"))
+    text = text.replace(
+        "    exceptions:",
+        "    select:\n      - { id: always, when: 'true', profile: strict, reason: r }\n"
+        "    exceptions:",
+    )
+    messages = [str(m) for m in lint(text, "p.yaml", now=NOW)]
+    assert any("containment.select.always: is always True" in m for m in messages), messages
+    later = lint(text, "p.yaml", now=NOW + timedelta(days=30))
+    assert any(m.message.startswith("expired at 2026-12-01") for m in later)
+    far = _with_strict(_exception(expires="2027-12-01T00:00:00Z"))
+    assert any("runs past waivers.maxExpiry" in str(m) for m in lint(far, "p.yaml", now=NOW))
