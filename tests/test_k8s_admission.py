@@ -14,8 +14,8 @@ import pytest
 
 from policies import CheckResult, CheckStatus, Decision, Mode
 from registry.api.app import create_app
+from registry.service.decision_cache import DecisionCache
 from registry.service.k8s_review import (
-    DecisionCache,
     MalformedReview,
     parse_admission_review,
     parse_reference,

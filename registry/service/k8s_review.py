@@ -1,6 +1,8 @@
-"""Reviewing pods: the logic behind `/k8s/admission` (registry/api/k8s.py translates it to
-HTTP). AdmissionReview parsing, the model references a pod carries, `DecisionCache` and the
-review itself. Every decision is made through `gate.Gatekeeper` (see `gate` for what
+"""Reviewing workloads: the logic behind `/k8s/admission` (registry/api/k8s.py translates it
+to HTTP). AdmissionReview parsing (Pods, controllers and InferenceServices through
+`workloads`, NetworkPolicies through `netpol_review`), the model references each pod carries,
+and the review itself: the models' decisions, then the containment their decisions require
+(`policies.pod_decision`). The cache of decisions is `decision_cache.DecisionCache`. Every decision is made through `gate.Gatekeeper` (see `gate` for what
 "admitted" means); only the webhook keeps a decision, in `DecisionCache`, until the decision's
 expiry (capped), and it re-reads the quarantine state on every review.
 """
@@ -8,17 +10,15 @@ expiry (capped), and it re-reads the quarantine state on every review.
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from policies import CheckStatus, Decision
+from policies import Decision
 from policies.containment import ContainmentException
 from policies.errors import WorkloadShapeError
 from policies.pod_decision import ContainmentVerdict, Workload, contain
@@ -27,6 +27,7 @@ from registry.errors import Denied, InputError
 from registry.refs import ModelName
 from registry.service import admission, workloads
 from registry.service.checkpoints import source_view
+from registry.service.decision_cache import DecisionCache
 from registry.service.gate import Gatekeeper, check_environment, failing_checks, warning_checks
 from registry.service.netpol_review import NetworkPolicyError, egress_warnings
 from registry.service.workloads import PodTemplate, WorkloadError
@@ -319,79 +320,6 @@ class PodVerdict:
     warnings: tuple[str, ...]
     #: Per pod (template) that runs a model: the containment checks, after exceptions and mode.
     containment: tuple[tuple[str, ContainmentVerdict], ...] = ()
-
-
-class DecisionCache:
-    """Allowing decisions by (environment, checkpoint digest), kept until the decision's
-    expiry, until the audit log shows any state change (`follow`: a new scan, a revoked
-    waiver or triage, on any server), at most `max_age` (a backstop), at most `max_entries`
-    (least recently used go first).
-
-    Denials are not kept: a checkpoint attested a moment ago is admitted on the next review,
-    and a denial costs one evaluation. Only decisions made while the checkpoint was not
-    quarantined are kept, and the caller reads the quarantine state before every lookup: a
-    quarantine denies at once, whatever is cached.
-    """
-
-    def __init__(self, *, max_age: timedelta = timedelta(seconds=60), max_entries: int = 4096):
-        self.max_age = max_age
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[Decision, float]] = OrderedDict()
-        self._generation: int | None = None
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, environment: str, digest: str, now: datetime) -> Decision | None:
-        with self._lock:
-            entry = self._entries.get((environment, digest))
-            if entry is None or entry[1] <= now.timestamp():
-                if entry is not None:
-                    del self._entries[(environment, digest)]
-                self.misses += 1
-                return None
-            self._entries.move_to_end((environment, digest))
-            self.hits += 1
-            return entry[0]
-
-    def put(self, environment: str, digest: str, decision: Decision, now: datetime) -> None:
-        until = now + self.max_age
-        if decision.expires_at is not None:
-            until = min(until, decision.expires_at)
-        quarantine = decision.check("quarantine")
-        if (
-            not decision.allowed
-            or until <= now
-            or quarantine is None
-            or quarantine.status is not CheckStatus.PASS
-        ):
-            return
-        with self._lock:
-            self._entries[(environment, digest)] = (decision, until.timestamp())
-            self._entries.move_to_end((environment, digest))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def follow(self, generation: int) -> None:
-        """Forget everything when the audit log moved (`StatusBoard.sync`'s generation): a new
-        malicious scan, a revoked waiver or triage denies at the next review, not after
-        `max_age`, on every server."""
-        with self._lock:
-            if generation != self._generation:
-                self._generation = generation
-                self._entries.clear()
-
-    def invalidate(self, digest: str | None = None) -> None:
-        with self._lock:
-            if digest is None:
-                self._entries.clear()
-            else:
-                for key in [k for k in self._entries if k[1] == digest]:
-                    del self._entries[key]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
 
 
 def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
