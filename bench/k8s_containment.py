@@ -14,8 +14,11 @@ under 10 ms for a review whose model decision is cached.)
    cost, the wall time includes waiting for a core.
 5. The pod checks of the `strict` profile alone (`policies.pod_checks`).
 
+`--baseline` runs the same with a policy that asks for no containment (the model checks and the
+record only), for the cost of containment itself on the same machine at the same time.
+
 Prints JSON (p50 / p99 in ms); the exit status is 1 when a cached review's p99 reaches 10 ms.
-Usage: `python bench/k8s_containment.py [--reviews 2000]`.
+Usage: `python bench/k8s_containment.py [--reviews 2000] [--baseline]`.
 """
 
 from __future__ import annotations
@@ -180,7 +183,12 @@ def in_process(app: Any, the_pod: dict[str, Any], n: int) -> dict[str, Any]:
 def main() -> None:  # noqa: PLR0915  one linear script
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reviews", type=int, default=2000)
+    parser.add_argument("--baseline", action="store_true", help="a policy without containment")
     args = parser.parse_args()
+    policy = POLICY
+    if args.baseline:
+        start = policy.index("  containment:")
+        policy = policy[:start] + policy[policy.index("---", start) :]
 
     work = Path(tempfile.mkdtemp(prefix="modelctl-bench-k8s-"))
     model = work / "model"
@@ -188,7 +196,7 @@ def main() -> None:  # noqa: PLR0915  one linear script
     (model / "model.safetensors.bin").write_bytes(os.urandom(1 << 20))
     (model / "README.md").write_text("---\nlicense: mit\n---\n# bench\n")
     (model / "config.json").write_text('{"model_type": "bert"}\n')
-    (work / "policy.yaml").write_text(POLICY)
+    (work / "policy.yaml").write_text(policy)
     os.environ.update(
         MODELCTL_HOME=str(work / "home"),
         MODELCTL_SIGNING_KEY_PASSPHRASE="bench",  # noqa: S106  a throwaway key for the run
@@ -250,6 +258,7 @@ def main() -> None:  # noqa: PLR0915  one linear script
     latencies(bodies["pod"], False)  # warm-up: key loaded, decision cached
     result: dict[str, Any] = {
         "reviews": args.reviews,
+        "containment": not args.baseline,
         "review_pod_cached_ms": summary(latencies(bodies["pod"], False)),
         "review_deployment_cached_ms": summary(latencies(bodies["deployment"], False)),
         "review_pod_uncached_ms": summary(latencies(bodies["pod"], True)),
