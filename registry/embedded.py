@@ -263,8 +263,8 @@ class EmbeddedRegistry:
         """The webhook's decision on an AdmissionReview, in-process: the same parse and review
         (`k8s_review`), decided now (no cache), with the registry's own policy."""
         from registry.service import k8s_review  # noqa: PLC0415 - only check-pod needs it
+        from registry.service.decision_cache import DecisionCache  # noqa: PLC0415
 
-        uid = k8s_review.review_uid(review) or ""
         request = review.get("request") if isinstance(review.get("request"), dict) else {}
         kind = (request or {}).get("kind") or {}
         ident = {
@@ -279,13 +279,12 @@ class EmbeddedRegistry:
             return WorkloadReviewView(
                 **ident, allowed=False, code=400, message=exc.message, warnings=()
             )
-        assert uid
         gate = Gatekeeper(
             policies=self.policy_set(),
             blobs=self.blobs,
             registry_public_key=self.registry_public_key(),
         )
-        cache = k8s_review.DecisionCache(max_age=timedelta(0))
+        cache = DecisionCache(max_age=timedelta(0))  # decided now, nothing kept
         with unit_of_work(self.sessions) as session:
             verdict = k8s_review.review_pod(session, gate, cache, parsed, environment)
         return WorkloadReviewView(

@@ -34,8 +34,8 @@ from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError
 from registry.service import k8s_review, workload_record
-from registry.service.gate import check_environment
 from registry.service.decision_cache import DecisionCache
+from registry.service.gate import check_environment
 from registry.service.k8s_review import MalformedReview, PodReview, PodVerdict
 from registry.service.tokens import Principal
 from registry.service.workload_record import DecisionRecorder, PendingRecord

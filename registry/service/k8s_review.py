@@ -2,9 +2,9 @@
 to HTTP). AdmissionReview parsing (Pods, controllers and InferenceServices through
 `workloads`, NetworkPolicies through `netpol_review`), the model references each pod carries,
 and the review itself: the models' decisions, then the containment their decisions require
-(`policies.pod_decision`). The cache of decisions is `decision_cache.DecisionCache`. Every decision is made through `gate.Gatekeeper` (see `gate` for what
-"admitted" means); only the webhook keeps a decision, in `DecisionCache`, until the decision's
-expiry (capped), and it re-reads the quarantine state on every review.
+(`policies.pod_decision`). Every decision is made through `gate.Gatekeeper` (see `gate` for
+what "admitted" means); only the webhook keeps a decision, in `decision_cache.DecisionCache`,
+until the decision's expiry (capped), and it re-reads the quarantine state on every review.
 """
 
 from __future__ import annotations
