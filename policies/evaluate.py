@@ -104,6 +104,14 @@ class _Eval:
         self.now = now
         self.checks: list[CheckResult] = []
         self.expiries: list[datetime] = []
+        self._cel: dict[str, Any] | None = None
+
+    @property
+    def cel(self) -> dict[str, Any]:
+        """The CEL input, built once for the rules and the containment selectors."""
+        if self._cel is None:
+            self._cel = cel_variables(self.facts, self.now)
+        return self._cel
 
     def add(self, check_id: str, ok: bool, message: str, **evidence: Any) -> bool:
         status = CheckStatus.PASS if ok else CheckStatus.FAIL
@@ -409,7 +417,7 @@ class _Eval:
     def rules(self) -> None:
         if not self.policy.rules:
             return
-        act = cel_engine.activation(cel_variables(self.facts, self.now))
+        act = cel_engine.activation(self.cel)
         for rule in self.policy.rules:
             outcome = cel_engine.run_rule(rule.compiled, act)
             if outcome.error is not None:
@@ -436,7 +444,7 @@ class _Eval:
         c = self.policy.containment
         if c is None:
             return None
-        variables = cel_variables(self.facts, self.now)
+        variables = dict(self.cel)
         variables["waived"] = [x.id for x in self.checks if x.status is CheckStatus.WAIVED]
         variables["triaged"] = sorted(k for k, v in self.facts.triaged.items() if v > self.now)
         act = cel_engine.activation(variables, selector=True)
