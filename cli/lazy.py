@@ -40,6 +40,8 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("verify", "cli.signing:verify"),
     LazyCommand("scan", "cli.scanning:scan"),
     LazyCommand("rescan", "cli.rescan:rescan_command"),
+    LazyCommand("sync", "cli.sync:sync_command"),
+    LazyCommand("check-pod", "cli.check_pod:check_pod"),
     LazyCommand("quarantine", "cli.policy:quarantine_command"),
     LazyCommand("release", "cli.policy:release_command"),
     LazyCommand("pull", "cli.pull:pull_command"),
