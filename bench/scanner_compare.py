@@ -476,7 +476,12 @@ def folder_speed_test(
     for name, cmd in legs.items():
         if not Path(cmd[0]).exists():
             continue
-        seconds[name], exits[name] = _best_of(cmd, workdir, repeats, timeout)
+        secs, rc = _best_of(cmd, workdir, repeats, timeout)
+        exits[name] = rc
+        # picklescan exits 1 for a finding (a scan all the same), 2 when it failed; modelctl
+        # with --fail-on never exits 0 for any verdict: a failed run's time means nothing
+        if rc == 0 or (name == "picklescan" and rc == 1):
+            seconds[name] = secs
     ratio: object = "n/a"
     if seconds.get("picklescan") and "modelctl" in seconds:
         ratio = round(seconds["modelctl"] / seconds["picklescan"], 2)
@@ -498,8 +503,10 @@ def print_folder_speed(folder: dict[str, object]) -> None:
         f"{folder['cores']} cores, "
         f"best of {folder['repeats']}):"
     )
-    for tool, secs in dict(folder["seconds"]).items():  # type: ignore[call-overload]
-        print(f"  {tool:<18} {secs:.2f}s")
+    seconds: dict[str, float] = dict(folder["seconds"])  # type: ignore[call-overload]
+    for tool, rc in dict(folder["exit_codes"]).items():  # type: ignore[call-overload]
+        shown = f"{seconds[tool]:.2f}s" if tool in seconds else f"FAILED (exit {rc})"
+        print(f"  {tool:<18} {shown}")
     print(f"  ratio modelctl/picklescan: {folder['ratio_modelctl_over_picklescan']} (goal <= 1.0)")
 
 
