@@ -14,7 +14,7 @@ from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.errors import ScanInputError
-from registry.scanners.parallel import available_cores
+from registry.scanners.parallel import auto_jobs
 from registry.scanners.runner import local_targets, merge, scan_targets
 
 FAIL_ON_CHOICES = [s.value for s in Severity] + ["never"]
@@ -78,7 +78,8 @@ def scan(
         typer.Option(
             "--jobs",
             "-j",
-            help="Scan a local folder's files in this many processes (default: all cores).",
+            help="Scan a local folder's files in this many processes "
+            "(default: all cores, for 64 files or 64 MiB and more).",
             show_default=False,
         ),
     ] = None,
@@ -108,7 +109,7 @@ def scan(
         except ScanInputError as exc:  # the scanners' own error, made the CLI's (exit 2)
             raise InputError(exc.message) from exc
         targets, refused = local_targets(local)
-        processes = jobs or available_cores()
+        processes = jobs or auto_jobs(targets)
         report = merge(
             scan_targets(
                 targets,

@@ -27,7 +27,14 @@ from registry.scanners.base import (
     Severity,
     Verdict,
 )
-from registry.scanners.parallel import CHUNKS_PER_WORKER, can_fork
+from registry.scanners.parallel import (
+    AUTO_MIN_BYTES,
+    AUTO_MIN_FILES,
+    CHUNKS_PER_WORKER,
+    auto_jobs,
+    available_cores,
+    can_fork,
+)
 from registry.scanners.runner import local_targets, scan_targets
 from tests.helpers import write_tree
 
@@ -177,3 +184,17 @@ def test_a_local_file_is_sniffed_once_and_travels_to_a_worker(tmp_path: Path) ->
     assert len(target.head()) == SNIFF_BYTES
     assert target == local_targets(path)[0][0]  # the cache is not part of its identity
     assert pickle.loads(pickle.dumps(target)).head()[:5] == b"FIRST"  # our own object
+
+
+def test_by_default_only_a_folder_big_enough_gets_worker_processes(tmp_path: Path) -> None:
+    few, _ = local_targets(_folder(tmp_path / "few", AUTO_MIN_FILES - 1))
+    many, _ = local_targets(_folder(tmp_path / "many", AUTO_MIN_FILES))
+    big = tmp_path / "big"
+    big.mkdir()
+    with (big / "one.bin").open("wb") as f:
+        f.truncate(AUTO_MIN_BYTES)  # sparse: no disk, only a size
+    (big / "two.bin").write_bytes(b"x")
+    large, _ = local_targets(big)
+    assert auto_jobs(few) == 1
+    assert auto_jobs(many) == available_cores()
+    assert auto_jobs(large) == available_cores()
