@@ -104,7 +104,15 @@ def test_mirror_scans_by_default_and_records_attested_runs(
     body = mirrored.json()
     assert body["verdict"] == "malicious"
     scans = {s["scanner"]: s for s in body["scans"]}
-    assert set(scans) == {"pickle", "safetensors", "gguf", "keras", "onnx", "model-folder"}
+    assert set(scans) == {
+        "pickle",
+        "safetensors",
+        "gguf",
+        "keras",
+        "onnx",
+        "chat-template",
+        "model-folder",
+    }
     assert scans["pickle"]["verdict"] == "malicious"
     assert scans["pickle"]["flagged_files"] == 1
     assert all(s["attested"] for s in scans.values())
