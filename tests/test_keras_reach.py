@@ -242,3 +242,14 @@ def test_assets_and_npz_weights_are_read_by_keras() -> None:
     assert scan_keras(_archive(extra)).verdict is Verdict.CLEAN
     assert judge_member("model.weights.npz", b"PK\x03\x04") is None
     assert judge_member("config.json", b"{") is None
+
+
+def test_a_gadget_in_a_module_path_keras_cannot_import_is_an_inert_finding() -> None:
+    # Keras imports `module` and looks `class_name` up in it: `keras.utils.get_file` is a
+    # function, not a module, so nothing resolves; the name is still reported.
+    layer = {"module": "keras.utils.get_file", "class_name": "Dense", "config": {"name": "d"}}
+    result = scan_keras(keras_zip(sequential(layer)))
+    assert (result.verdict, rules(result)) == (Verdict.SUSPICIOUS, {"keras.gadget.inert"})
+    # A resolved gadget is reported once, as resolved.
+    gadget = {"module": "keras.utils", "class_name": "get_file", "config": {}}
+    assert rules(scan_keras(keras_zip(sequential(gadget)))) == {"keras.gadget.get-file"}

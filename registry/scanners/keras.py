@@ -481,6 +481,7 @@ class _ConfigWalker:
         self.items = 0
         self.inert = 0  # inert references seen (only the first MAX_EVIDENCE are listed)
         self.judged_paths: set[str] = set()  # strings inside objects that `_object` judged
+        self.resolved_gadget = False  # whether the last `_object` reported a gadget
 
     def walk(self, document: Any) -> None:
         self._visit(document, "$", 0, None)
@@ -501,31 +502,48 @@ class _ConfigWalker:
         if self.items > self.limits.max_items:
             raise _Malformed("keras.config.too-large", f"{self.source} has too many items")
         if isinstance(node, dict):
-            judged: frozenset[str] = frozenset()
-            # Keras deserializes a dict only when it has both keys (Keras 3 passes any other
-            # dict through as data, Keras 2 refuses it): only then are its names resolved.
-            if self.deserialized and isinstance(node.get("class_name"), str) and "config" in node:
-                layer = self._object(node, path, layer)
-                if node["class_name"] in LAMBDA_CLASSES:
-                    return  # reported once; its subtree is the function itself
-                judged = _RESOLVED_KEYS | ({"config"} if isinstance(node["config"], str) else set())
-                if node["class_name"] in TF_OP_LAMBDA_CLASSES:
-                    self.judged_paths.add(f"{path}.config.function")
-            for key, value in node.items():
-                self._inert(key, f"{path}.{key}", layer, key=True)
-                if key in judged and isinstance(value, str):
-                    continue  # judged as code by `_object`
-                if self.deserialized and key in ACTIVATION_KEYS and isinstance(value, str):
-                    self._function_name(value, None, f"{path}.{key}", layer)
-                    continue
-                self._visit(value, f"{path}.{key}", depth + 1, layer)
+            self._visit_dict(node, path, depth, layer)
         elif isinstance(node, list):
             for i, value in enumerate(node):
                 self._visit(value, f"{path}[{i}]", depth + 1, layer)
         elif isinstance(node, str) and path not in self.judged_paths:
             self._inert(node, path, layer)
 
-    def _inert(self, text: str, path: str, layer: str | None, *, key: bool = False) -> None:
+    def _visit_dict(self, node: dict[str, Any], path: str, depth: int, layer: str | None) -> None:
+        judged: frozenset[str] = frozenset()
+        resolved_gadget = False
+        # Keras deserializes a dict only when it has both keys (Keras 3 passes any other
+        # dict through as data, Keras 2 refuses it): only then are its names resolved.
+        if self.deserialized and isinstance(node.get("class_name"), str) and "config" in node:
+            layer = self._object(node, path, layer)
+            resolved_gadget = self.resolved_gadget
+            if node["class_name"] in LAMBDA_CLASSES:
+                return  # reported once; its subtree is the function itself
+            judged = _RESOLVED_KEYS | ({"config"} if isinstance(node["config"], str) else set())
+            if node["class_name"] in TF_OP_LAMBDA_CLASSES:
+                self.judged_paths.add(f"{path}.config.function")
+        for key, value in node.items():
+            self._inert(key, f"{path}.{key}", layer, key=True)
+            if key in judged and isinstance(value, str):
+                # Judged as code by `_object`; a gadget name it did not resolve (one in a
+                # module path, say) is still named, as inert.
+                if not resolved_gadget:
+                    self._inert(value, f"{path}.{key}", layer, gadgets_only=True)
+                continue
+            if self.deserialized and key in ACTIVATION_KEYS and isinstance(value, str):
+                self._function_name(value, None, f"{path}.{key}", layer)
+                continue
+            self._visit(value, f"{path}.{key}", depth + 1, layer)
+
+    def _inert(
+        self,
+        text: str,
+        path: str,
+        layer: str | None,
+        *,
+        key: bool = False,
+        gadgets_only: bool = False,
+    ) -> None:
         """Gadget and dangerous module names where Keras resolves no names: suspicious, low."""
         found = inert_references(
             text,
@@ -534,6 +552,8 @@ class _ConfigWalker:
             bare_words=".vocabulary" not in path,  # vocabularies hold words such as `os`
         )
         for ref in found:
+            if gadgets_only and ref.kind != "gadget":
+                continue
             self.inert += 1
             if self.inert <= MAX_EVIDENCE:
                 self._inert_finding(ref, path, layer, key=key)
@@ -589,9 +609,12 @@ class _ConfigWalker:
     def _object(self, node: Mapping[str, Any], path: str, layer: str | None) -> str | None:
         """Judge one serialized object; returns the layer name in scope below it."""
         obj = _Object.of(node, path, layer)
+        self.resolved_gadget = False
         if obj.class_name in LAMBDA_CLASSES or obj.registered in LAMBDA_CLASSES:
             self._lambda(node, obj.where)
-        elif not self._gadget(obj) and not self._provenance(obj):
+        elif self._gadget(obj):
+            self.resolved_gadget = True
+        elif not self._provenance(obj):
             self._class(obj)
         return obj.layer
 
