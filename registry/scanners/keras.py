@@ -69,7 +69,7 @@ from registry.scanners.keras_names import (
 SCANNER_ID = "keras"
 #: The format of the files this scanner recognises (by content), as policies see it.
 FORMAT = "keras"
-RULESET_VERSION = "2026-11-22"
+RULESET_VERSION = "2026-12-05"
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
