@@ -264,3 +264,16 @@ def test_default_policies_require_a_fresh_template_scan() -> None:
     decision = evaluate(policy, without, now=NOW, mode=mode, environment="prod")
     assert not decision.allowed
     assert any("no chat-template scan on record" in r for r in decision.reasons)
+
+
+def test_a_json_object_over_the_limit_is_claimed_and_reported_not_searched(tmp_path: Path) -> None:
+    # A template padded past the limit must not pass unseen; the scan fails closed.
+    path = tmp_path / "tokenizer_config.json"
+    with path.open("wb") as f:
+        f.write(b'{"pad": "')
+        f.truncate(LIMITS.max_header_bytes + 1)  # sparse: nothing this big is written
+    target = LocalFile(path.name, path, path.stat().st_size)
+    assert SCANNER.applies_to(target)
+    result = SCANNER.scan(target, LIMITS)
+    assert result.verdict is Verdict.MALFORMED
+    assert _rules(result) == {"chat-template.too-large"}

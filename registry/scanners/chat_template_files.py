@@ -13,7 +13,8 @@ template it finds in one of these places; each template is handed to
   ``.j2`` file: the whole text is one template.
 
 Routing: a JSON file is claimed by content (its bytes hold the key ``chat_template``, also when
-JSON escapes spell it, e.g. ``"chat\\u005ftemplate"``, which `json` decodes to the same key). A
+JSON escapes spell it, e.g. ``"chat\\u005ftemplate"``, which `json` decodes to the same key; a
+JSON object over the header limit is claimed unread and reported too large). A
 Jinja file has no magic bytes, so it is claimed by its name: claiming every text with ``{{`` in
 it would claim model cards. The scanner declares no `FORMAT`: a ``tokenizer_config.json`` stays
 a ``json`` file to policies (``formats.allow: [json, safetensors]`` keeps working).
@@ -140,7 +141,13 @@ class ChatTemplateFileScanner:
     def applies_to(self, target: ScanTarget) -> bool:
         if is_jinja_name(target.path):
             return True
-        return _looks_like_json_object(target.head()) and _names_template_key(target)
+        if not _looks_like_json_object(target.head()):
+            return False
+        if target.size > ScanLimits().max_header_bytes:
+            # Too large to search cheaply, and a template could sit at its end: claimed, and
+            # the scan says it is over the limit (fail closed) rather than read gigabytes here.
+            return True
+        return _names_template_key(target)
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         # A `.jinja` file is template text whatever it starts with (templates start with `{`).
