@@ -667,7 +667,7 @@ class EmbeddedRegistry:
         current = scan_service.current_versions(scanners)
         defaults = frozenset(scan_service.current_versions(()))
         with unit_of_work(self.sessions) as session:
-            stale = rescan_service.find_stale(session, current)
+            stale = rescan_service.find_stale(session, current, required=defaults)
             if not dry_run:
                 stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
             return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))

@@ -23,6 +23,11 @@ from enum import StrEnum
 
 from registry.scanners.base import Severity, Verdict
 
+#: Recorded with every scan; raise it whenever what the rules decide changes, so that
+#: `modelctl rescan` (and the workers' start-up sweep) re-judges what older rules judged.
+#: 2026-12-05: frames read like pickle.load(file), broken streams, unhashable keys, expansion
+#: bombs, carried pickles, harmless builtins outside weights files, encrypted plain zips.
+RULESET_VERSION = "2026-12-05"
 RULE_ALLOWED = "pickle.global.allowed"
 RULE_NOT_ALLOWED = "pickle.global.not-allowed"
 RULE_DANGEROUS = "pickle.global.dangerous"

@@ -26,6 +26,11 @@ from registry.scanners.base import (
     worst,
 )
 from registry.scanners.containers.compressed import decompress, read_7z
+from registry.scanners.containers.encrypted_zip import (
+    ENCRYPTED_RULE,
+    is_encrypted,
+    plain_encrypted_archive,
+)
 from registry.scanners.containers.issues import ContainerError, Issue, malformed, suspicious
 from registry.scanners.containers.npy import npy_data_bytes, read_npy_header
 from registry.scanners.containers.pickle_spans import PickleSpan
@@ -304,12 +309,19 @@ class _Session:
         issues: list[Issue] = []
         try:
             archive = read_zip(f, size, self.limits, issues)
+            unreadable = plain_encrypted_archive(f, archive)
+            if unreadable is not None:
+                # No model container in it: `unsupported`, not the differential refusal, and
+                # the encrypted bytes are not read (see `containers.encrypted_zip`).
+                issues = [i for i in issues if i.rule != ENCRYPTED_RULE] + [unreadable]
         finally:
             for issue in issues:
                 self.issue(issue, member)
         prefix = self._torch_checks(archive, member)
         sizes = {e.name: e.size for e in archive.entries}
         for entry in archive.entries:
+            if unreadable is not None and is_encrypted(entry):
+                continue
             try:
                 if prefix and entry.name == f"{prefix}/data.pkl":
                     self._torch_data_pkl(

@@ -49,7 +49,7 @@ MAX_CORPUS_BYTES = 5 * 1024 * 1024
 # Samples and the manifest
 # --------------------------------------------------------------------------------------------
 
-EXPECTED = ("malicious", "suspicious", "malformed", "clean")
+EXPECTED = ("malicious", "suspicious", "malformed", "unsupported", "clean")
 
 
 @dataclass(frozen=True)
@@ -2015,6 +2015,240 @@ def plain(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Chat templates outside GGUF (tokenizer_config.json, chat_template.json, .jinja / .j2)
+# --------------------------------------------------------------------------------------------
+
+LLAMA3_STYLE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{{ message['content'] | trim }}{{ '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{% endif %}"
+)
+SSTI_SUBCLASSES = (
+    "{% for x in ().__class__.__base__.__subclasses__() %}"
+    "{% if 'warning' in x.__name__ %}"
+    "{{ x()._module.__builtins__['__import__']('os').popen('true').read() }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def tokenizer_config(template: object) -> bytes:
+    config = {
+        "add_bos_token": True,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "model_max_length": 4096,
+        "tokenizer_class": "LlamaTokenizerFast",
+        "chat_template": template,
+    }
+    return json.dumps(config, indent=2).encode()
+
+
+def chat_template_files(c: Corpus) -> None:
+    def add(name: str, blob: bytes, technique: str, expected: str, ref: str | None = None) -> None:
+        c.add(
+            f"chat_template/{name}",
+            blob,
+            fmt="chat-template",
+            technique=technique,
+            expected=expected,
+            reference=ref,
+            notes="payload runs `true` if rendered by an unsandboxed jinja2.Environment"
+            if expected == "malicious"
+            else "",
+        )
+
+    add(
+        "tokenizer_config_chatml_benign.json",
+        tokenizer_config(CHATML),
+        "tokenizer_config.json with an ordinary ChatML chat_template",
+        "clean",
+    )
+    add(
+        "tokenizer_config_ssti_subclasses.json",
+        tokenizer_config(SSTI_SUBCLASSES),
+        "chat_template SSTI via ().__class__.__base__.__subclasses__() in tokenizer_config.json",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "tokenizer_config_named_tool_use_escape.json",
+        tokenizer_config(
+            [
+                {"name": "default", "template": CHATML},
+                {"name": "tool_use", "template": "{{ lipsum.__globals__.os.popen('true') }}"},
+            ]
+        ),
+        "list of {name, template}: a benign default, the escape in the tool_use variant",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    escaped = (
+        tokenizer_config(CHATML)
+        .replace(b'"chat_template"', b'"chat\\u005ftemplate"')
+        .replace(json.dumps(CHATML).encode(), json.dumps(SSTI_SUBCLASSES).encode())
+    )
+    add(
+        "tokenizer_config_escaped_key.json",
+        escaped,
+        "key written chat\\u005ftemplate: json decodes it to chat_template, a substring search "
+        "for the key misses it",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    evil, benign = json.dumps(SSTI_SUBCLASSES), json.dumps(CHATML)
+    add(
+        "tokenizer_config_duplicate_key.json",
+        f'{{"bos_token": "<s>", "chat_template": {evil}, "chat_template": {benign}}}'.encode(),
+        "chat_template given twice: Python's json keeps the benign last copy, a first-wins "
+        "reader renders the escape",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "chat_template_attr_filter.json",
+        json.dumps({"chat_template": "{{ ()|attr('__class__')|attr('__base__') }}"}).encode(),
+        "chat_template.json (processor template file) with dunders behind |attr",
+        "malicious",
+    )
+    add("chat_template_benign.jinja", LLAMA3_STYLE.encode(), "Llama-3 style .jinja", "clean")
+    add(
+        "chat_template_cycler_globals.jinja",
+        b"{{ cycler.__init__.__globals__.os.popen('true').read() }}",
+        "chat_template.jinja with the cycler.__init__.__globals__.os escape",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "prompt_joiner_builtins.J2",
+        b"{{ joiner.__init__.__globals__['__builtins__']['__import__']('os').system('true') }}",
+        "standalone .J2 template (upper-case extension) with the joiner builtins escape",
+        "malicious",
+    )
+    add(
+        "chat_template_include.jinja",
+        b"{% include 'other.jinja' %}{{ messages[0]['content'] }}",
+        "template that loads another template ({% include %}): nothing a chat template needs",
+        "suspicious",
+    )
+    add(
+        "tokenizer_config_unparseable_template.json",
+        tokenizer_config("{% for message in messages %}{{ message['content'] }}"),
+        "chat_template that Jinja2 cannot parse (unclosed for)",
+        "malformed",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Keras: where names resolve, and what rides along in a .keras archive
+# --------------------------------------------------------------------------------------------
+
+
+def keras_with(config: bytes, extra: list[tuple[str, bytes]]) -> bytes:
+    meta = json.dumps({"keras_version": "3.8.0", "date_saved": "2025-01-01@00:00:00"}).encode()
+    members = [
+        ("metadata.json", meta),
+        ("config.json", config),
+        ("model.weights.h5", _h5(_weights)),
+    ]
+    return npz([*members, *extra])
+
+
+def keras_reach(c: Corpus) -> None:
+    def add(name: str, blob: bytes, technique: str, expected: str, ref: str | None = None) -> None:
+        c.add(
+            f"keras/{name}",
+            blob,
+            fmt="keras",
+            technique=technique,
+            expected=expected,
+            reference=ref,
+            notes="payload shape ours" if expected != "clean" else "false-positive trap",
+        )
+
+    tf_dense = _k3_dense()
+    tf_dense["module"] = "tensorflow.keras.layers"
+    add(
+        "tensorflow_keras_module_benign.keras",
+        keras_archive(_k3_model([tf_dense])),
+        "layer module tensorflow.keras.layers: TensorFlow's re-export of Keras, not an import",
+        "clean",
+    )
+    relu = {"module": "builtins", "class_name": "function", "config": "relu"}
+    relu_dense = _k3_dense()
+    relu_dense["config"]["activation"] = relu  # type: ignore[index]
+    add(
+        "builtins_function_relu_benign.keras",
+        keras_archive(_k3_model([relu_dense])),
+        "activation {module: builtins, class_name: function, config: relu}: Keras resolves it "
+        "in its own activations",
+        "clean",
+    )
+    noted = _k3_dense()
+    noted["config"]["description"] = "keras.utils.get_file"  # type: ignore[index]
+    add(
+        "get_file_in_layer_setting.keras",
+        keras_archive(_k3_model([noted])),
+        "keras.utils.get_file named in a layer setting Keras does not resolve (inert to Keras, "
+        "live for a custom from_config)",
+        "suspicious",
+        "CVE-2025-8747",
+    )
+    add(
+        "script_member_upper_case.keras",
+        keras_with(_k3_model([]), [("RUN.PY", b"import os\nos.system('true')\n")]),
+        "archive member RUN.PY (upper-case extension) that Keras never reads",
+        "suspicious",
+    )
+    add(
+        "elf_member_in_assets.keras",
+        keras_with(_k3_model([]), [("assets/libhelper.dat", b"\x7fELF\x02\x01\x01" + bytes(57))]),
+        "ELF executable under assets/ with a harmless-looking name",
+        "suspicious",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Encrypted zips: refused in model archives, unsupported when no model is inside
+# --------------------------------------------------------------------------------------------
+
+
+def encrypted_zips(c: Corpus) -> None:
+    sys.path.insert(0, str(HERE.parent.parent))  # the repository root, for tests.zipcrypto
+    from tests.zipcrypto import encrypted_zip
+
+    password = b"corpus"
+    c.add(
+        "compressed/encrypted_documents.zip",
+        encrypted_zip([("notes.txt", b"meeting at noon\n"), ("plan.md", b"# Plan\n")], password),
+        fmt="zip",
+        technique="ZipCrypto-encrypted zip of documents, no model file inside",
+        expected="unsupported",
+        notes="password 'corpus'; the scanner cannot read it and says so",
+    )
+    c.add(
+        "compressed/encrypted_pickle_member.zip",
+        encrypted_zip([("model.pkl", malicious_p(2))], password),
+        fmt="zip",
+        technique="ZipCrypto-encrypted model.pkl: an encrypted model archive stays refused",
+        expected="malformed",
+        reference="CVE-2025-1945",
+        notes="really encrypted (password 'corpus'): read as a flag-ignoring loader reads it, "
+        "the ciphertext is no pickle and fails its CRC",
+    )
+    c.add(
+        "compressed/encryption_flag_plain_pickle_any_name.zip",
+        build_zip([ZMember("notes.txt", malicious_p(2), flags=0x1)], align=0),
+        fmt="zip",
+        technique="encryption flag over a plain malicious pickle named notes.txt (zipfile "
+        "refuses; a flag-ignoring reader gets the pickle)",
+        expected="malicious",
+        reference="CVE-2025-1945",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -2029,6 +2263,9 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     keras,
     onnx_files,
     plain,
+    chat_template_files,
+    keras_reach,
+    encrypted_zips,
 ]
 
 
