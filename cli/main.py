@@ -11,6 +11,7 @@ import typer
 
 from attestations.errors import AttestationError
 from cli import policy, render, scanning, signing
+from cli.bom import bom_command
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
@@ -90,6 +91,7 @@ app.command("serve")(serve)  # serve (added for `modelctl serve`)
 app.command("worker")(worker)  # serve
 app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
+app.command("bom")(bom_command)  # ML-BOM (issue 19)
 
 
 @app.command()

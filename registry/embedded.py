@@ -51,6 +51,7 @@ from registry.service import (
     serving,
     tokens,
 )
+from registry.service import bom as bom_service
 from registry.service import pull as pull_service
 from registry.service import scan as scan_service
 from registry.service.gate import Gatekeeper
@@ -62,6 +63,7 @@ from registry.views import (  # server
     AttestationView,
     AttestResult,
     AuditEventView,
+    BomResult,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
@@ -450,6 +452,24 @@ class EmbeddedRegistry:
                 tool_version=tool_version(),
                 actor=self.actor,
                 allow_findings=allow_findings,
+            )
+
+    def bom(self, ref: str, fmt: str, *, sign: bool = True) -> BomResult:
+        """An ML-BOM of the checkpoint; signed and stored as an attestation when the registry
+        key is configured and `sign` (the API's read-only GET passes False)."""
+        chosen = bom_service.bom_format(fmt)
+        signer = self._optional_signer() if sign else None
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            facts = bom_service.bom_facts(
+                checkpoint,
+                blobs=self.blobs,
+                registry_public_key=self.registry_public_key(),
+                tool_version=tool_version(),
+                now=datetime.now(UTC),
+            )
+            return bom_service.issue_bom(
+                session, checkpoint, chosen, facts, signer=signer, actor=self.actor
             )
 
     def inspect(self, ref: str) -> CheckpointView:

@@ -165,6 +165,15 @@ class OpenFinding(WireModel):
         return f"{self.path}: {self.verdict} ({self.scanner}: {self.rule}: {self.message:.160})"
 
 
+class BomResult(WireModel):
+    """An ML-BOM as issued (`modelctl bom`): the document, and its attestation when signed."""
+
+    format: str  # cyclonedx | spdx
+    media_type: str
+    document: str  # the JSON document, exactly as signed (when `attestation` is set)
+    attestation: AttestationView | None = None
+
+
 class AttestResult(WireModel):
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]
