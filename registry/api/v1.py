@@ -393,7 +393,12 @@ BomFormatParam = Annotated[
     CHECKPOINT + "/bom",
     tags=["attestations"],
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}, "description": "The ML-BOM"}},
+    responses={
+        200: {
+            "content": {"application/vnd.cyclonedx+json": {}, "application/spdx+json": {}},
+            "description": "The ML-BOM in the format asked for (its own schema, not ours)",
+        }
+    },
 )
 def get_bom(
     registry: Reader,
