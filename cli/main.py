@@ -12,6 +12,7 @@ import typer
 from attestations.errors import AttestationError
 from cli import policy, render, scanning, signing
 from cli.bom import bom_command
+from cli.bundle import bundle_app
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
@@ -92,6 +93,7 @@ app.command("worker")(worker)  # serve
 app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
 app.command("bom")(bom_command)  # ML-BOM (issue 19)
+app.add_typer(bundle_app, name="bundle")  # air-gap bundles (issue 19)
 
 
 @app.command()

@@ -42,6 +42,8 @@ from registry.service import (
     admission,
     attest,
     audit,
+    bundle_export,
+    bundle_import,
     checkpoints,
     decide,
     exception_requests,
@@ -64,6 +66,7 @@ from registry.views import (  # server
     AttestResult,
     AuditEventView,
     BomResult,
+    BundleResult,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
@@ -471,6 +474,74 @@ class EmbeddedRegistry:
             return bom_service.issue_bom(
                 session, checkpoint, chosen, facts, signer=signer, actor=self.actor
             )
+
+    # -- air-gap bundles (registry/service/bundle_export.py, bundle_import.py) ------------------
+    def bundle_export(self, refs: Sequence[str], out: Path, *, progress: Progress) -> BundleResult:
+        """Write REFs, their attestations and decisions, the registry key and a signed index."""
+        if not refs:
+            raise InputError("name at least one checkpoint to export")
+        bundle_export.check_out_path(out)
+        signer = registry_signer(self.settings)
+        public_key = self.registry_public_key()
+        if public_key is None:  # registry_signer made the key: this is a storage failure
+            raise StorageError("the registry's public key is missing after loading its key")
+        with unit_of_work(self.sessions) as session:
+            found: dict[int, Any] = {}
+            for ref in refs:
+                checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+                found.setdefault(checkpoint.id, checkpoint)
+            chosen = list(found.values())
+            result = bundle_export.export_bundle(
+                chosen,
+                blobs=self.blobs,
+                signer=signer,
+                registry_public_key=public_key,
+                tool_version=tool_version(),
+                out=out,
+                progress=progress,
+            )
+            session.add_all(bundle_export.audit_export(chosen, result, self.actor))
+        return result
+
+    def bundle_import(
+        self, path: Path, *, trust_keys: Sequence[bytes] = (), progress: Progress
+    ) -> BundleResult:
+        """Verify everything in the bundle (see bundle_import), then register it in one unit
+        of work; with the registry key configured, the registry then signs the imported
+        checkpoints itself (what `pull` checks), as `attest` would."""
+        trusted = [*self.trusted_attestation_keys(), *trust_keys]
+        label = str(path)
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below, after the one pass
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with stream:
+            verified = bundle_import.read_bundle(
+                stream, label=label, trusted_keys=trusted, blobs=self.blobs, progress=progress
+            )
+        signer = self._optional_signer()
+        with unit_of_work(self.sessions) as session:
+            registered = bundle_import.register_bundle(
+                session, verified, trusted_keys=trusted, actor=self.actor, label=label
+            )
+            if signer is not None:
+                for checkpoint in registered:
+                    attest.attest_checkpoint(
+                        session,
+                        checkpoint,
+                        signer=signer,
+                        tool_version=tool_version(),
+                        actor=self.actor,
+                    )
+        index = verified.index
+        return BundleResult(
+            path=label,
+            checkpoints=tuple(f"{c.name}@{c.digest}" for c in index.checkpoints),
+            files=sum(len(c.manifest) for c in index.checkpoints),
+            bytes=sum(m.size for m in index.blobs()),
+            attestations=len(verified.attestations),
+            new_bytes=verified.new_bytes,
+        )
 
     def inspect(self, ref: str) -> CheckpointView:
         parsed = Ref.parse(ref)

@@ -174,6 +174,17 @@ class BomResult(WireModel):
     attestation: AttestationView | None = None
 
 
+class BundleResult(WireModel):
+    """An air-gap bundle written (`bundle export`) or read and registered (`bundle import`)."""
+
+    path: str
+    checkpoints: tuple[str, ...]  # NS/NAME@sha256:… of each checkpoint
+    files: int
+    bytes: int  # file bytes in the bundle
+    attestations: int
+    new_bytes: int | None = None  # import: bytes the store did not hold before
+
+
 class AttestResult(WireModel):
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]
