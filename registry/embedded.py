@@ -512,12 +512,17 @@ class EmbeddedRegistry:
         trusted = [*self.trusted_attestation_keys(), *trust_keys]
         label = str(path)
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below, after the one pass
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed after the one pass
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
         with stream:
             verified = bundle_import.read_bundle(
-                stream, label=label, trusted_keys=trusted, blobs=self.blobs, progress=progress
+                stream,
+                label=label,
+                trusted_keys=trusted,
+                blobs=self.blobs,
+                progress=progress,
+                workers=self.settings.hash_workers,
             )
         signer = self._optional_signer()
         with unit_of_work(self.sessions) as session:

@@ -8,10 +8,11 @@ Reading (`read_bundle`), one pass over the stream, memory flat:
    its checkpoint's digest and every path is safe (else `MalformedDocumentError` /
    `UnsafePathError`, exit 2: the input cannot be read as a bundle).
 3. The blob store has room for the bytes it does not already hold (else `StorageError`, exit 2).
-4. Every further member is one the index names (by path, regular file, listed size), once; its
-   bytes hash to the listed digest as they stream into the blob store (else `IntegrityFailure`,
-   exit 1). Nothing is taken from a member's name: paths come from digests.
-5. No member the index names is missing (else `IntegrityFailure`).
+4. Every further member is one the index names (by path, regular file, listed size), once
+   (all headers are checked before any byte is written); its bytes hash to the listed digest
+   as they stream into the blob store, several blobs at once (else `IntegrityFailure`, exit 1).
+   Nothing is taken from a member's name: paths come from digests.
+5. No member the index names is missing (else `IntegrityFailure`), checked with step 4's headers.
 6. Every attestation verifies with a trusted key and names its checkpoint; each checkpoint has
    a model signature whose files are exactly its manifest (else exit 1).
 Blobs stored in step 4 are content-addressed and unreferenced until registration, so a refused
@@ -22,8 +23,10 @@ the caller's one unit of work.
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -53,7 +56,7 @@ from registry.service.checkpoints import record_checkpoint
 from registry.service.serving import accept_attestation
 from registry.service.transfer import SPACE_MARGIN, FetchedFile
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,65 +77,52 @@ def read_bundle(
     trusted_keys: Sequence[bytes],
     blobs: BlobStore,
     progress: Progress,
+    workers: int = 1,
 ) -> VerifiedBundle:
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
-            return _read(tar, label, trusted_keys, blobs, progress)
+        # "r:" (not the pipe mode "r|"): headers are parsed by tarfile, member bytes are read
+        # straight from the file into one reused buffer (see `_member_chunks`).
+        with tarfile.open(fileobj=stream, mode="r:") as tar:
+            return _read(
+                tar,
+                stream,
+                label=label,
+                trusted_keys=trusted_keys,
+                blobs=blobs,
+                progress=progress,
+                workers=workers,
+            )
     except (tarfile.TarError, EOFError) as exc:
         raise InputError(f"{label}: not a readable bundle (tar): {exc}") from exc
 
 
 def _read(
     tar: tarfile.TarFile,
+    stream: BinaryIO,
+    *,
     label: str,
     trusted_keys: Sequence[bytes],
     blobs: BlobStore,
     progress: Progress,
+    workers: int,
 ) -> VerifiedBundle:
     first = tar.next()
     if first is None or first.name != INDEX_MEMBER or not first.isreg():
         raise InputError(f"{label}: not a modelctl bundle (the first member is not {INDEX_MEMBER})")
     if first.size > MAX_INDEX_BYTES:
         raise InputError(f"{label}: the bundle index is over {MAX_INDEX_BYTES} bytes")
-    index, signer = _verified_index(_read_member(tar, first), trusted_keys)  # steps 1, 2
-    expected = {m.path: m for m in index.members()}
-    blob_members = index.blobs()
-    _check_space(blobs, blob_members, label)  # step 3
-    progress.begin(
-        files=len(blob_members), total_bytes=sum(m.size for m in blob_members), description="import"
-    )
+    index, signer = _verified_index(_read_all(stream, first), trusted_keys)  # steps 1, 2
+    _check_space(blobs, index.blobs(), label)  # step 3
+    chosen = _members(tar, index, label)  # steps 4a, 5
     small: dict[str, bytes] = {}
-    stored: dict[str, StoredBlob] = {}
-    new_bytes = 0
-    seen: set[str] = set()
-    try:
-        while (info := tar.next()) is not None:  # step 4
-            member = expected.get(info.name)
-            if member is None or info.name in seen:
-                what = "listed twice" if info.name in seen else "not named by the signed index"
-                raise IntegrityFailure(f"{label}: member {ascii(info.name)[:120]} is {what}")
-            if not info.isreg() or info.size != member.size:
-                raise IntegrityFailure(
-                    f"{label}: member {member.path} is not the regular file of "
-                    f"{member.size} bytes the index lists"
-                )
-            seen.add(info.name)
-            if member.path.startswith("blobs/"):
-                blob, created = _store_blob(tar, info, member, blobs, progress)
-                stored[member.sha256.hex] = blob
-                new_bytes += member.size if created else 0
-            else:
-                data = _read_member(tar, info)
-                if hashlib.sha256(data).hexdigest() != member.sha256.hex:
-                    raise IntegrityFailure(f"{label}: {member.path} does not match its digest")
-                small[member.path] = data
-    finally:
-        progress.end()
-    missing = [path for path in expected if path not in seen]  # step 5
-    if missing:
-        raise IntegrityFailure(
-            f"{label}: {len(missing)} member(s) the index lists are missing, e.g. {missing[0]}"
-        )
+    for info, member in chosen:
+        if not member.path.startswith("blobs/"):
+            data = _read_all(stream, info)
+            if hashlib.sha256(data).hexdigest() != member.sha256.hex:
+                raise IntegrityFailure(f"{label}: {member.path} does not match its digest")
+            small[member.path] = data
+    jobs = [(i, m) for i, m in chosen if m.path.startswith("blobs/")]
+    stored, new_bytes = _store_blobs(stream, jobs, blobs, progress, label=label, workers=workers)
     attestations = {m.sha256.hex: small[m.path] for c in index.checkpoints for m in c.attestations}
     _verify_evidence(index, attestations, trusted_keys, label)  # step 6
     return VerifiedBundle(
@@ -140,14 +130,70 @@ def _read(
     )
 
 
-def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
-    f = tar.extractfile(info)
-    if f is None:
-        raise IntegrityFailure(f"member {ascii(info.name)[:120]} has no content")
-    data = f.read(info.size + 1)
-    if len(data) != info.size:
-        raise InputError(f"member {ascii(info.name)[:120]} is cut short")
-    return data
+def _members(
+    tar: tarfile.TarFile, index: BundleIndex, label: str
+) -> list[tuple[tarfile.TarInfo, Member]]:
+    """Steps 4a and 5: every header, before any byte is written (`next()` seeks over member
+    data and raises on an archive that ends early); each one named by the index, once, a
+    regular file of the listed size; none missing."""
+    expected = {m.path: m for m in index.members()}
+    chosen: list[tuple[tarfile.TarInfo, Member]] = []
+    seen: set[str] = set()
+    while (info := tar.next()) is not None:
+        member = expected.get(info.name)
+        if member is None or info.name in seen:
+            what = "listed twice" if info.name in seen else "not named by the signed index"
+            raise IntegrityFailure(f"{label}: member {ascii(info.name)[:120]} is {what}")
+        if not info.isreg() or info.size != member.size:
+            raise IntegrityFailure(
+                f"{label}: member {member.path} is not the regular file of "
+                f"{member.size} bytes the index lists"
+            )
+        seen.add(info.name)
+        chosen.append((info, member))
+    missing = [path for path in expected if path not in seen]
+    if missing:
+        raise IntegrityFailure(
+            f"{label}: {len(missing)} member(s) the index lists are missing, e.g. {missing[0]}"
+        )
+    return chosen
+
+
+def _store_blobs(
+    stream: BinaryIO,
+    jobs: Sequence[tuple[tarfile.TarInfo, Member]],
+    blobs: BlobStore,
+    progress: Progress,
+    *,
+    label: str,
+    workers: int,
+) -> tuple[dict[str, StoredBlob], int]:
+    """Step 4b: the blobs, several at once (hashing and writing release the GIL); each member
+    is a byte range of the file, read with pread, so the workers share no file position."""
+    stored: dict[str, StoredBlob] = {}
+    new_bytes = 0
+    progress.begin(files=len(jobs), total_bytes=sum(m.size for _, m in jobs), description=label)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+            futures = [pool.submit(_store_blob, stream, i, m, blobs, progress) for i, m in jobs]
+            try:
+                for (_, member), future in zip(jobs, futures, strict=True):
+                    blob, created = future.result()
+                    stored[member.sha256.hex] = blob
+                    new_bytes += member.size if created else 0
+                    progress.file_done(member.path, reused=not created)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        progress.end()
+    return stored, new_bytes
+
+
+def _read_all(stream: BinaryIO, info: tarfile.TarInfo) -> bytes:
+    """A small member's bytes (the index, the key, an attestation: each size-capped)."""
+    return b"".join(bytes(chunk) for chunk in _member_chunks(stream, info))
 
 
 def _verified_index(data: bytes, trusted_keys: Sequence[bytes]) -> tuple[BundleIndex, str]:
@@ -176,34 +222,46 @@ def _check_space(blobs: BlobStore, members: Sequence[Member], label: str) -> Non
         )
 
 
+def _member_chunks(stream: BinaryIO, info: tarfile.TarInfo) -> Iterator[memoryview]:
+    """The member's bytes, in chunks of one reused buffer (valid until the next chunk).
+    Positional reads: safe from several threads on one file."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    fd = stream.fileno()
+    offset, left = info.offset_data, info.size
+    while left:
+        want = min(CHUNK, left)
+        n = os.preadv(fd, [view[:want]], offset)
+        if not n:
+            raise InputError(f"member {ascii(info.name)[:120]} is cut short")
+        offset += n
+        left -= n
+        yield view[:n]
+
+
 def _store_blob(
-    tar: tarfile.TarFile,
+    stream: BinaryIO,
     info: tarfile.TarInfo,
     member: Member,
     blobs: BlobStore,
     progress: Progress,
 ) -> tuple[StoredBlob, bool]:
     """Stream one blob into the store, verified by digest and size; (blob, newly written)."""
-    source = tar.extractfile(info)
-    if source is None:
-        raise IntegrityFailure(f"member {member.path} has no content")
     if blobs.exists(member.sha256):
         # Held already: the archive's copy is still read and checked (a tampered bundle is
         # refused whatever this store holds), but not written.
         h = hashlib.sha256()
-        size = 0
-        while chunk := source.read(CHUNK):
+        for chunk in _member_chunks(stream, info):
             h.update(chunk)
-            size += len(chunk)
             progress.advance(len(chunk))
-        if size != member.size or h.hexdigest() != member.sha256.hex:
+        if h.hexdigest() != member.sha256.hex:
             raise IntegrityFailure(f"{member.path}: sha256 mismatch with the signed index")
         key = blob_key(member.sha256)
         return StoredBlob(member.sha256, member.size, key, None, created=False), False
     with blobs.upload(
         expected_sha256=member.sha256, expected_size=member.size, label=member.path
     ) as upload:
-        while chunk := source.read(CHUNK):
+        for chunk in _member_chunks(stream, info):
             upload.write(chunk)
             progress.advance(len(chunk))
         blob = upload.commit()
