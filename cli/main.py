@@ -18,6 +18,7 @@ from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
+from cli.report import report_command
 from cli.serve import serve, worker  # serve
 from cli.tokens import audit_command, tokens_app  # serve
 from registry.errors import RegistryError
@@ -94,6 +95,7 @@ app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
 app.command("bom")(bom_command)  # ML-BOM (issue 19)
 app.add_typer(bundle_app, name="bundle")  # air-gap bundles (issue 19)
+app.command("report")(report_command)  # auditor report (issue 19)
 
 
 @app.command()
