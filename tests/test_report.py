@@ -79,3 +79,32 @@ def test_since_and_format_are_checked(run_cli: Any) -> None:
     empty = run_cli("report", "--env", "prod", "--since", "2026-01-01")
     assert empty.code == 0, empty.stderr
     assert "Admitted checkpoints (0)" in empty.stdout
+
+
+def test_the_web_ui_serves_the_same_report(reported: str, tmp_path: Path) -> None:
+    import httpx
+
+    from registry.api.app import create_app
+    from registry.settings import Settings
+    from tests.api_server import live_server
+    from tests.test_web import sign_in
+
+    with live_server(create_app(Settings.from_env())) as server:
+        registry = server.app.state.registry
+        security = registry.token_create("s", "security").secret
+        reader = registry.token_create("r", "reader").secret
+        with httpx.Client(base_url=server.url) as client:
+            sign_in(client, security)
+            audit = client.get("/ui/audit")
+            assert audit.status_code == 200
+            assert 'action="/ui/report"' in audit.text  # the audit page links the report
+            page = client.get("/ui/report", params={"env": "prod"})
+            assert page.status_code == 200, page.text[:300]
+            assert "script-src" not in page.headers["content-security-policy"]
+            # The same document as the CLI wrote, but for its generation time.
+            strip = re.compile(r"Generated [^ ]+ by")
+            assert strip.sub("", page.text).strip() == strip.sub("", reported).strip()
+        with httpx.Client(base_url=server.url) as client:
+            sign_in(client, reader)
+            denied = client.get("/ui/report", params={"env": "prod"})
+            assert denied.status_code == 403

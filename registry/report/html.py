@@ -1,6 +1,6 @@
 """The auditor's report as one self-contained HTML page (inline CSS, no scripts, no links out).
 
-The template is cli/templates/report.html.
+The template is registry/report/templates/report.html (package data).
 
 Autoescaped Jinja2: every value from the registry (names, reasons, actors) is text, never markup.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from cli.report import ReportData
+from registry.report.gather import ReportData
 
 #: Which evidence supports which obligation or function. A mapping, not legal advice.
 MAPPING: tuple[tuple[str, str, str], ...] = (
@@ -44,12 +44,12 @@ MAPPING: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
-#: The page (cli/templates/report.html), shipped as package data.
+#: The page, shipped as package data.
 TEMPLATE = "templates/report.html"
 
 
 def render_html(data: ReportData) -> str:
-    text = resources.files("cli").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    text = resources.files("registry.report").joinpath(TEMPLATE).read_text(encoding="utf-8")
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(text)
     context: dict[str, Any] = {"d": data, "mapping": MAPPING}
