@@ -7,6 +7,7 @@ page); this command parses, calls and writes. HTML is one self-contained file.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from registry.errors import InputError
 from registry.fsutil import atomic_write
 from registry.report.gather import gather, parse_since
 
-REPORT_FORMATS = ("html",)
+REPORT_FORMATS = ("html", "pdf")
 
 
 def report_command(
@@ -26,7 +27,9 @@ def report_command(
     since: Annotated[
         str | None, typer.Option("--since", help="Only evidence from this date on (YYYY-MM-DD).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="html (self-contained).")] = "html",
+    fmt: Annotated[
+        str, typer.Option("--format", help="html (self-contained) or pdf (the `pdf` extra).")
+    ] = "html",
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the report here instead of stdout.")
     ] = None,
@@ -41,11 +44,16 @@ def report_command(
     start = parse_since(since)
     with open_registry(state) as registry:
         data = gather(registry, env, start)
-    from registry.report.html import render_html  # noqa: PLC0415 - the template, on use
+    if fmt == "pdf":
+        from registry.report.pdf import render_pdf  # noqa: PLC0415 - optional, slow import
 
-    html = render_html(data)
+        document = render_pdf(data)
+    else:
+        from registry.report.html import render_html  # noqa: PLC0415 - the template, on use
+
+        document = render_html(data).encode()
     if out is not None:
-        atomic_write(out, html.encode())
+        atomic_write(out, document)
         summary = {"environment": env, "admitted": len(data.admitted), "out": str(out)}
         typer.echo(
             json.dumps(summary)
@@ -53,4 +61,5 @@ def report_command(
             else f"wrote the {env} report ({len(data.admitted)} admitted checkpoint(s)) to {out}"
         )
         return
-    typer.echo(html)
+    sys.stdout.buffer.write(document)
+    sys.stdout.buffer.flush()

@@ -29,9 +29,10 @@ class _Links(HTMLParser):
 
 
 @pytest.fixture
-def reported(
+def seeded_home(
     run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> str:
+    """org/tiny mirrored, scanned, attested, decided in prod, quarantined and released."""
     monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
     with FakeHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -41,6 +42,11 @@ def reported(
     hostile = "<script>alert(1)</script> incident 42"
     assert run_cli("quarantine", seeded.ref, "--reason", hostile).code == 0
     assert run_cli("release", seeded.ref, "--reason", "false alarm").code == 0
+    return seeded.ref
+
+
+@pytest.fixture
+def reported(run_cli: Any, tmp_path: Path, seeded_home: str) -> str:
     out = tmp_path / "prod.html"
     result = run_cli("report", "--env", "prod", "--out", str(out))
     assert result.code == 0, result.stderr
@@ -74,7 +80,7 @@ def test_report_is_self_contained(reported: str) -> None:
 
 
 def test_since_and_format_are_checked(run_cli: Any) -> None:
-    assert run_cli("report", "--env", "prod", "--format", "pdf").code == 2
+    assert run_cli("report", "--env", "prod", "--format", "docx").code == 2
     assert run_cli("report", "--env", "prod", "--since", "yesterday").code == 2
     empty = run_cli("report", "--env", "prod", "--since", "2026-01-01")
     assert empty.code == 0, empty.stderr
@@ -108,3 +114,37 @@ def test_the_web_ui_serves_the_same_report(reported: str, tmp_path: Path) -> Non
             sign_in(client, reader)
             denied = client.get("/ui/report", params={"env": "prod"})
             assert denied.status_code == 403
+
+
+def test_pdf_pages_render_and_read_as_the_report(
+    run_cli: Any, tmp_path: Path, seeded_home: str
+) -> None:
+    """The PDF is the same report: every page renders to a PNG with ink on it, and the text
+    PDFium reads off the pages says what the HTML says."""
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no stubs
+
+    out = tmp_path / "prod.pdf"
+    result = run_cli("report", "--env", "prod", "--format", "pdf", "--out", str(out))
+    assert result.code == 0, result.stderr
+    assert out.read_bytes().startswith(b"%PDF-")
+    document = pdfium.PdfDocument(str(out))
+    text = ""
+    try:
+        assert len(document) >= 1
+        for index in range(len(document)):
+            page = document[index]
+            image = page.render(scale=1).to_pil()
+            png = tmp_path / f"page-{index}.png"
+            image.save(png)
+            assert png.read_bytes().startswith(b"\x89PNG")
+            lo, hi = image.convert("L").getextrema()
+            assert lo < 128 < hi  # ink on paper, not a blank page
+            text += page.get_textpage().get_text_range() + "\n"
+    finally:
+        document.close()
+    flat = " ".join(text.split())
+    assert "Admitted checkpoints (1)" in flat
+    assert seeded_home.split("@", maxsplit=1)[0] in flat
+    assert "not legal advice" in flat
+    assert "alert(1)" in flat  # the hostile reason is shown as text
+    assert "incident 42" in flat
