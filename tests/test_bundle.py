@@ -238,3 +238,25 @@ def test_a_signed_index_with_a_hostile_file_path_does_not_parse() -> None:
     )
     with pytest.raises(UnsafePathError):
         BundleIndex.from_statement(statement)
+
+
+def test_export_refuses_a_blob_that_no_longer_matches_its_digest(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"w" * 100_000)
+    assert run_cli("mirror", str(folder), "--name", "acme/m", "--no-scan").code == 0
+    assert run_cli("attest", "acme/m").code == 0
+    [blob] = [p for p in (isolated_env / "blobs" / "sha256").rglob("*") if p.is_file()]
+    data = bytearray(blob.read_bytes())
+    data[5000] ^= 1
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    out = tmp_path / "b.tar"
+    result = run_cli("bundle", "export", "acme/m", "--out", str(out))
+    assert result.code == 1, result.stderr
+    assert "does not match its digest" in result.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".b.tar.partial-*"))
