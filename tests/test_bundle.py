@@ -260,3 +260,13 @@ def test_export_refuses_a_blob_that_no_longer_matches_its_digest(
     assert "does not match its digest" in result.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".b.tar.partial-*"))
+
+
+def test_bundles_need_a_registry_home_not_a_server(run_cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "b.tar"
+    result = run_cli(
+        "--registry", "http://127.0.0.1:9", "bundle", "export", "a/b", "--out", str(out)
+    )
+    assert result.code == 2
+    assert "registry home" in result.stderr
+    assert not out.exists()
