@@ -981,6 +981,153 @@ def pickles_benign(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Issue 14: what other projects' samples showed (frames, broken streams, unhashable keys,
+# expansion bombs, pickles carried as data, harmless builtins outside weights files)
+# --------------------------------------------------------------------------------------------
+
+
+def _frame(body: bytes, size: int | None = None) -> bytes:
+    return pickle.FRAME + struct.pack("<Q", len(body) if size is None else size) + body
+
+
+def pickle_evasions(c: Corpus) -> None:
+    import __future__
+
+    import collections
+
+    def add(name: str, data: bytes, technique: str, expected: str, **kw: str) -> None:
+        c.add(
+            name,
+            data,
+            fmt=kw.pop("fmt", "pickle"),
+            technique=technique,
+            expected=expected,
+            reference=kw.pop("ref", None),
+            notes=kw.pop("notes", ""),
+        )
+
+    frames = "CPython Lib/pickle.py _Unframer ('pickle exhausted before end of frame')"
+    hidden = enc(SYSTEM, 4) + enc((SHELL,), 4) + pickle.REDUCE + pickle.STOP
+    hidden += pickle.NONE * (263 - len(hidden))
+    size = struct.pack("<I", 263)
+    add(
+        "pickle/frame_crossing_binbytes_p4.pkl",
+        b"\x80\x04" + _frame(pickle.BINBYTES + size[:1]) + size[1:] + hidden + pickle.STOP,
+        "a FRAME of 2 bytes holds a BINBYTES whose 263-byte length ends outside it: "
+        "pickle.loads reads bytes, pickle.load(file) (torch.load, joblib, np.load) leaves the "
+        "frame and runs the posix.system call hidden in them",
+        "malformed",
+        ref=frames + "; issue 14 class 1",
+    )
+    add(
+        "pickle/frame_inside_frame_p4.pkl",
+        b"\x80\x04" + _frame(pickle.NONE + pickle.POP + _frame(malicious_p(4)[2:])),
+        "a FRAME opening inside another frame (no pickler writes one; the file reader refuses)",
+        "malformed",
+        ref=frames + " ('beginning of a new frame before end of current frame')",
+    )
+    nullifai = "nullifAI (ReversingLabs, 2025); issue 14 class 3"
+    add(
+        "pickle/truncated_p0_import_no_stop.pkl",
+        b"cos\nsystem\n(S'tr",
+        "protocol-0 stream that imports os.system and ends mid-argument: no PROTO, no STOP",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/truncated_p0_call_no_stop.pkl",
+        b"cos\nsystem\n(S'true'\ntR",
+        "protocol-0 stream that calls os.system and ends without STOP (the call runs first)",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/truncated_p0_unknown_class_then_garbage.pkl",
+        b"cmymodel\nNet\n)\x81\xff\xfe",
+        "protocol-0 stream that builds an unknown class, then bytes that are no opcode: the "
+        "construction runs before the stream breaks",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/unhashable_dict_own_key_p2.pkl",
+        b"\x80\x02}q\x00h\x00K\x01s.",
+        "a dict used as its own key through the memo: the loader raises TypeError there",
+        "malformed",
+        ref="fickling unhashable-cycle samples; issue 14 class 3",
+    )
+    add(
+        "pickle/unhashable_set_adds_itself_p4.pkl",
+        b"\x80\x04\x8f\x94(h\x00\x90.",
+        "a set added to itself with ADDITEMS",
+        "malformed",
+        ref="fickling unhashable-cycle samples; issue 14 class 3",
+    )
+    fanout = b"\x80\x02]q\x00"
+    for level in range(1, 10):
+        fanout += b"](" + (b"h" + bytes([level - 1])) * 10 + b"eq" + bytes([level])
+    bombs = "billion laughs (CWE-776); fickling test_expansion_attack_analysis"
+    add(
+        "pickle/expansion_memo_fanout_p2.pkl",
+        fanout + pickle.STOP,
+        "nested lists of memo references, 10 per level over 9 levels: 10**9 objects to walk",
+        "suspicious",
+        ref=bombs,
+    )
+    add(
+        "pickle/expansion_dup_fanout_p2.pkl",
+        b"\x80\x02" + b"(" * 8 + b"]" + (b"2" * 9 + b"l") * 8 + pickle.STOP,
+        "DUP fan-out without any memo: each level a list of 10 references to the one below",
+        "suspicious",
+        ref=bombs,
+    )
+    inner = malicious_p(2)
+    carried = "multistage payloads; issue 14 class 6 (info finding names the embedded globals)"
+
+    def holder(value: object, protocol: int) -> bytes:
+        return pickle.dumps({"config": {"lr": 0.1}, "blob": value}, protocol=protocol)
+
+    for name, value, protocol in (
+        ("bytes_p4", inner, 4),
+        ("hex_p2", inner.hex(), 2),
+        ("base64_p4", base64.b64encode(inner).decode(), 4),
+        ("multistage_p4", base64.b64encode(holder(inner.hex(), 4)).decode(), 4),
+    ):
+        add(
+            f"pickle/carries_pickle_{name}.pkl",
+            holder(value, protocol),
+            f"plain data holding a posix.system pickle as {name.rsplit('_', 1)[0]}: never "
+            "loaded by this pickle, reported as info for a reviewer",
+            "clean",
+            ref=carried,
+        )
+    benign = "issue 14 class 7: harmless outside weights files, info at most"
+    harmless: list[tuple[str, object]] = [
+        ("builtins_len_dict_p2", {"count": len, "kind": dict, "types": [list, tuple, int]}),
+        ("collections_deque_p4", collections.deque([1, 2, 3], maxlen=8)),
+        ("future_features_p4", [__future__.annotations, __future__.division]),
+    ]
+    for name, plain_value in harmless:
+        protocol = int(name[-1])
+        add(
+            f"pickle_benign/{name}.pkl",
+            pickle.dumps(plain_value, protocol=protocol),
+            f"pickle.dumps of harmless values naming {name.rsplit('_', 1)[0]}",
+            "clean",
+            ref=benign,
+        )
+    add(
+        "torch/zip_builtins_len_in_data_pkl.pt",
+        build_zip(torch_zip_members(pickle.dumps({"count": len, "kind": dict}, protocol=2))),
+        "the same harmless builtins inside a torch checkpoint: the weights allowlist stays as "
+        "strict as torch's own weights_only loader",
+        "suspicious",
+        fmt="pytorch-zip",
+        ref=benign,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Containers
 # --------------------------------------------------------------------------------------------
 
@@ -1875,6 +2022,7 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     pickles,
     pickle_gadgets,
     pickles_benign,
+    pickle_evasions,
     containers,
     safetensors,
     gguf_files,
