@@ -18,8 +18,8 @@ from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
-from cli.rescan import rescan_command
 from cli.report import report_command
+from cli.rescan import rescan_command
 from cli.serve import serve, worker  # serve
 from cli.sync import sync_command
 from cli.tokens import audit_command, tokens_app  # serve
