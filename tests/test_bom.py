@@ -82,6 +82,7 @@ def test_cyclonedx_bom_validates_and_tags_every_field(
     actual = __import__("hashlib").sha256((model / "model.safetensors").read_bytes()).hexdigest()
     assert sha == {"alg": "SHA-256", "content": actual}
     assert component["pedigree"]["ancestors"][0]["name"] == "acme/base-7b"
+    assert component["licenses"] == [{"license": {"id": "Apache-2.0"}}]  # the card's apache-2.0
     params = component["modelCard"]["modelParameters"]
     assert params["task"] == "text-generation"
     assert [d["name"] for d in params["datasets"]] == ["wikitext", "acme/instructions"]
@@ -140,6 +141,11 @@ def test_spdx_bom_reads_back_through_the_spdx_bindings(
     assert any(s.startswith("modelctl:evidence signature=absent") for s in statements)
     assert any(s.startswith("modelctl:evidence source=declared") for s in statements)
     assert any(s.startswith("modelctl:evidence license=declared") for s in statements)
+    licenses = [
+        e.simplelicensing_licenseExpression
+        for e in objects.foreach_type(spdx.simplelicensing_LicenseExpression)
+    ]
+    assert licenses == ["Apache-2.0"]
     [doc_el] = list(objects.foreach_type(spdx.SpdxDocument))
     assert spdx.ProfileIdentifierType.ai in doc_el.profileConformance
     kinds = {r.relationshipType for r in objects.foreach_type(spdx.Relationship)}
@@ -230,3 +236,35 @@ def test_api_serves_the_bom_and_the_remote_cli_issues_a_signed_one(
             props = _props(json.loads(body["document"])["metadata"]["component"])
             assert props["modelctl:evidence:commit"] == ["verified"]  # hub commit, signed
             assert len(registry.attestation_list(seeded.ref)) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("card_license", "cyclonedx_license", "spdx_license"),
+    [
+        ("mit", {"id": "MIT"}, "MIT"),
+        ('"MIT AND"', {"name": "MIT AND"}, "LicenseRef-MIT-AND"),  # malformed: kept as text
+        ("llama3", {"name": "llama3"}, "LicenseRef-llama3"),  # not SPDX: kept as written
+        ("other", {"name": "other"}, "LicenseRef-other"),
+    ],
+)
+def test_declared_licenses_are_spdx_ids_only_when_they_are(
+    run_cli: Any,
+    tmp_path: Path,
+    card_license: str,
+    cyclonedx_license: dict[str, str],
+    spdx_license: str,
+) -> None:
+    card = f"---\nlicense: {card_license}\n---\n".encode()
+    folder = write_tree(tmp_path / "m", {"README.md": card, "w.bin": b"w"})
+    run_cli("mirror", str(folder), "--name", "acme/l", "--no-scan")
+    cdx = run_cli("bom", "acme/l")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cdx.stdout) is None
+    component = json.loads(cdx.stdout)["metadata"]["component"]
+    assert component["licenses"] == [{"license": cyclonedx_license}]
+    document = json.loads(run_cli("bom", "acme/l", "--format", "spdx").stdout)
+    expressions = [
+        e["simplelicensing_licenseExpression"]
+        for e in document["@graph"]
+        if e.get("type") == "simplelicensing_LicenseExpression"
+    ]
+    assert expressions == [spdx_license]

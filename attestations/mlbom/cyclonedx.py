@@ -31,6 +31,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from attestations.mlbom.facts import BomFacts, Claim, Evidence
+from attestations.mlbom.licenses import spdx_expression
 from attestations.mlbom.sources import hub_parts, web_url
 
 SPEC_VERSION = "1.6"
@@ -108,8 +109,12 @@ def _model_component(facts: BomFacts) -> Component:
 
 
 def _license(value: str) -> DisjunctiveLicense:
-    """A model card's license: a named license (hub ids such as `apache-2.0` or `other` are
-    not all SPDX ids, and a BOM must not turn a claim into a different one)."""
+    """A model card's license: its SPDX id when it is one (`apache-2.0` is `Apache-2.0`),
+    else a named license as the card wrote it (`other`, `llama3`): a BOM must not turn a
+    claim into a different one."""
+    expression = spdx_expression(value)
+    if expression is not None and " " not in expression:
+        return DisjunctiveLicense(id=expression)
     return DisjunctiveLicense(name=value)
 
 

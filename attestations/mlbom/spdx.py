@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from spdx_python_model import v3_0_1 as spdx
 
 from attestations.mlbom.facts import BomFacts, Claim, Evidence
+from attestations.mlbom.licenses import spdx_expression
 from attestations.mlbom.sources import web_url
 
 SPEC_VERSION = "3.0.1"
@@ -228,7 +229,10 @@ def _source_info(facts: BomFacts) -> str:
 
 
 def _license_ref(value: str) -> str:
-    """A model card license as an SPDX license expression: hub ids are not all SPDX ids, so a
-    declared value is kept as written under `LicenseRef-` unless it is a plain SPDX-looking id."""
+    """A model card license as an SPDX license expression: the canonical expression when it is
+    one (`apache-2.0` is `Apache-2.0`), else `LicenseRef-<the card's value>`."""
+    expression = spdx_expression(value)
+    if expression is not None:
+        return expression
     cleaned = "".join(c if c.isalnum() or c in ".-" else "-" for c in value)
     return f"LicenseRef-{cleaned}" if cleaned else "NOASSERTION"
