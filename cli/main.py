@@ -11,11 +11,14 @@ import typer
 
 from attestations.errors import AttestationError
 from cli import check_pod, policy, render, scanning, signing
+from cli.bom import bom_command
+from cli.bundle import bundle_app
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
+from cli.report import report_command
 from cli.rescan import rescan_command
 from cli.serve import serve, worker  # serve
 from cli.sync import sync_command
@@ -95,6 +98,9 @@ app.command("serve")(serve)  # serve (added for `modelctl serve`)
 app.command("worker")(worker)  # serve
 app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
+app.command("bom")(bom_command)  # ML-BOM (issue 19)
+app.add_typer(bundle_app, name="bundle")  # air-gap bundles (issue 19)
+app.command("report")(report_command)  # auditor report (issue 19)
 
 
 @app.command()

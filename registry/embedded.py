@@ -42,6 +42,8 @@ from registry.service import (
     admission,
     attest,
     audit,
+    bundle_export,
+    bundle_import,
     checkpoints,
     decide,
     exception_requests,
@@ -51,6 +53,7 @@ from registry.service import (
     serving,
     tokens,
 )
+from registry.service import bom as bom_service
 from registry.service import pull as pull_service
 from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
@@ -64,6 +67,8 @@ from registry.views import (  # server
     AttestationView,
     AttestResult,
     AuditEventView,
+    BomResult,
+    BundleResult,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
@@ -493,6 +498,97 @@ class EmbeddedRegistry:
                 actor=self.actor,
                 allow_findings=allow_findings,
             )
+
+    def bom(self, ref: str, fmt: str, *, sign: bool = True) -> BomResult:
+        """An ML-BOM of the checkpoint; signed and stored as an attestation when the registry
+        key is configured and `sign` (the API's read-only GET passes False)."""
+        chosen = bom_service.bom_format(fmt)
+        signer = self._optional_signer() if sign else None
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            facts = bom_service.bom_facts(
+                checkpoint,
+                blobs=self.blobs,
+                registry_public_key=self.registry_public_key(),
+                tool_version=tool_version(),
+                now=datetime.now(UTC),
+            )
+            return bom_service.issue_bom(
+                session, checkpoint, chosen, facts, signer=signer, actor=self.actor
+            )
+
+    # -- air-gap bundles (registry/service/bundle_export.py, bundle_import.py) ------------------
+    def bundle_export(self, refs: Sequence[str], out: Path, *, progress: Progress) -> BundleResult:
+        """Write REFs, their attestations and decisions, the registry key and a signed index."""
+        if not refs:
+            raise InputError("name at least one checkpoint to export")
+        bundle_export.check_out_path(out)
+        signer = registry_signer(self.settings)
+        public_key = self.registry_public_key()
+        if public_key is None:  # registry_signer made the key: this is a storage failure
+            raise StorageError("the registry's public key is missing after loading its key")
+        with unit_of_work(self.sessions) as session:
+            found: dict[int, Any] = {}
+            for ref in refs:
+                checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+                found.setdefault(checkpoint.id, checkpoint)
+            chosen = list(found.values())
+            result = bundle_export.export_bundle(
+                chosen,
+                blobs=self.blobs,
+                signer=signer,
+                registry_public_key=public_key,
+                tool_version=tool_version(),
+                out=out,
+                progress=progress,
+            )
+            session.add_all(bundle_export.audit_export(chosen, result, self.actor))
+        return result
+
+    def bundle_import(
+        self, path: Path, *, trust_keys: Sequence[bytes] = (), progress: Progress
+    ) -> BundleResult:
+        """Verify everything in the bundle (see bundle_import), then register it in one unit
+        of work; with the registry key configured, the registry then signs the imported
+        checkpoints itself (what `pull` checks), as `attest` would."""
+        trusted = [*self.trusted_attestation_keys(), *trust_keys]
+        label = str(path)
+        try:
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed after the one pass
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with stream:
+            verified = bundle_import.read_bundle(
+                stream,
+                label=label,
+                trusted_keys=trusted,
+                blobs=self.blobs,
+                progress=progress,
+                workers=self.settings.hash_workers,
+            )
+        signer = self._optional_signer()
+        with unit_of_work(self.sessions) as session:
+            registered = bundle_import.register_bundle(
+                session, verified, trusted_keys=trusted, actor=self.actor, label=label
+            )
+            if signer is not None:
+                for checkpoint in registered:
+                    attest.attest_checkpoint(
+                        session,
+                        checkpoint,
+                        signer=signer,
+                        tool_version=tool_version(),
+                        actor=self.actor,
+                    )
+        index = verified.index
+        return BundleResult(
+            path=label,
+            checkpoints=tuple(f"{c.name}@{c.digest}" for c in index.checkpoints),
+            files=sum(len(c.manifest) for c in index.checkpoints),
+            bytes=sum(m.size for m in index.blobs()),
+            attestations=len(verified.attestations),
+            new_bytes=verified.new_bytes,
+        )
 
     def inspect(self, ref: str) -> CheckpointView:
         parsed = Ref.parse(ref)

@@ -165,6 +165,26 @@ class OpenFinding(WireModel):
         return f"{self.path}: {self.verdict} ({self.scanner}: {self.rule}: {self.message:.160})"
 
 
+class BomResult(WireModel):
+    """An ML-BOM as issued (`modelctl bom`): the document, and its attestation when signed."""
+
+    format: str  # cyclonedx | spdx
+    media_type: str
+    document: str  # the JSON document, exactly as signed (when `attestation` is set)
+    attestation: AttestationView | None = None
+
+
+class BundleResult(WireModel):
+    """An air-gap bundle written (`bundle export`) or read and registered (`bundle import`)."""
+
+    path: str
+    checkpoints: tuple[str, ...]  # NS/NAME@sha256:… of each checkpoint
+    files: int
+    bytes: int  # file bytes in the bundle
+    attestations: int
+    new_bytes: int | None = None  # import: bytes the store did not hold before
+
+
 class AttestResult(WireModel):
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]

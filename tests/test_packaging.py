@@ -146,3 +146,13 @@ def test_version_without_extras(tmp_path: Path) -> None:
     run = run_without_extras("--version", "--json", home=tmp_path / "home")
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["name"] == "modelctl"
+
+
+def test_pdf_report_without_weasyprint_is_one_clean_line(tmp_path: Path) -> None:
+    out = tmp_path / "r.pdf"
+    run = run_without_extras(
+        "report", "--env", "prod", "--format", "pdf", "--out", str(out), home=tmp_path / "home"
+    )
+    assert run.code == 2
+    assert "pip install 'modelctl[pdf]'" in _one_clean_line(run)
+    assert not out.exists()
