@@ -503,7 +503,7 @@ class EmbeddedRegistry:
         """An ML-BOM of the checkpoint; signed and stored as an attestation when the registry
         key is configured and `sign` (the API's read-only GET passes False)."""
         chosen = bom_service.bom_format(fmt)
-        signer = self._optional_signer() if sign else None
+        signer = self.optional_signer() if sign else None
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
             facts = bom_service.bom_facts(
@@ -566,7 +566,7 @@ class EmbeddedRegistry:
                 progress=progress,
                 workers=self.settings.hash_workers,
             )
-        signer = self._optional_signer()
+        signer = self.optional_signer()
         with unit_of_work(self.sessions) as session:
             registered = bundle_import.register_bundle(
                 session, verified, trusted_keys=trusted, actor=self.actor, label=label
