@@ -18,7 +18,7 @@ without pulling in the rest of the registry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, Self
+from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 from attestations.digests import Digest
 
@@ -52,6 +52,22 @@ class BlobReader(Protocol):
         Range reads read and hash from the start (see `service.serving.verified_chunks`), so
         a reader needs no seek either.
         """
+        ...
+
+
+@runtime_checkable
+class RangeReader(Protocol):
+    """A store that can read part of a blob without the rest (an object store's ranged GET).
+
+    Only a store whose objects exist under a digest's key solely after the digest was verified
+    and a conditional create succeeded (the S3 store) offers it, because a range cannot be
+    re-hashed against the whole blob's digest; serving uses it for `Range` requests, so that a
+    client fetching a 10 GB shard in 64 pieces does not cost 64 whole-blob reads (ADR 0010).
+    The local folder store does not offer it: there every range is re-hashed from the start.
+    """
+
+    def open_range(self, digest: Digest, start: int, end: int) -> BinaryIO:
+        """Bytes `start..end` (inclusive) of the blob; `NotFound` when it is not stored."""
         ...
 
 

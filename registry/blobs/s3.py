@@ -187,27 +187,20 @@ class S3BlobStore:
         return int(head["ContentLength"])
 
     def open(self, digest: Digest) -> BinaryIO:
-        return self._get(digest, None)
+        """The blob as a seekable file: it streams from one GET while read in order, and a
+        seek (the scanners jump to a ZIP's directory or a pickle's spans) starts a ranged GET
+        where it lands. Never the whole object in memory."""
+        return self._file(digest, 0, None)
 
     def open_range(self, digest: Digest, start: int, end: int) -> BinaryIO:
         """Bytes `start..end` (inclusive) of a blob: one ranged GET, never the whole object."""
         if start < 0 or end < start:
             raise InputError(f"bad byte range {start}-{end}")
-        return self._get(digest, f"bytes={start}-{end}")
+        return self._file(digest, start, end + 1)
 
-    def _get(self, digest: Digest, byte_range: str | None) -> BinaryIO:
-        args: dict[str, Any] = {"Bucket": self.location.bucket, "Key": self.location.blob(digest)}
-        if byte_range is not None:
-            args["Range"] = byte_range
-        try:
-            body = self.client.get_object(**args)["Body"]
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise NotFound(f"blob {digest} is not in the store") from exc
-            raise self._error("cannot read", exc) from exc
-        except BotoCoreError as exc:
-            raise self._error("cannot read", exc) from exc
-        return io.BufferedReader(_BodyReader(body, str(digest)), buffer_size=READ_CHUNK)
+    def _file(self, digest: Digest, start: int, stop: int | None) -> BinaryIO:
+        raw = _ObjectFile(self, self.location.blob(digest), str(digest), start, stop)
+        return io.BufferedReader(raw, buffer_size=READ_CHUNK)
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -286,28 +279,94 @@ class S3BlobStore:
         return StorageError(f"{what} the blob store {self.spec}: {_one_line(exc)}")
 
 
-class _BodyReader(io.RawIOBase):
-    """A raw stream over a GetObject body, with transport errors as `StorageError`."""
+class _ObjectFile(io.RawIOBase):
+    """Bytes `start..stop` of one object, read through ranged GETs, with transport errors as
+    `StorageError` and a missing object as `NotFound` (raised at open, by the first GET)."""
 
-    def __init__(self, body: Any, name: str) -> None:
-        self._body = body
+    def __init__(
+        self, store: S3BlobStore, key: str, name: str, start: int, stop: int | None
+    ) -> None:
+        self._store = store
+        self._key = key
         self._name = name
+        self._start = start
+        self._pos = 0  # relative to start
+        self._body: Any = None
+        self._body_pos = 0
+        last = "" if stop is None else str(stop - 1)
+        object_size = self._get(f"bytes={start}-{last}")
+        end = object_size if stop is None else min(stop, object_size)
+        self._length = max(0, end - start)
+
+    def _get(self, byte_range: str) -> int:
+        """Open a body for `byte_range`; the object's size (from Content-Range)."""
+        try:
+            response = self._store.client.get_object(
+                Bucket=self._store.location.bucket, Key=self._key, Range=byte_range
+            )
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(f"blob {self._name} is not in the store") from exc
+            if _code(exc) == "InvalidRange":  # starts at or past the end (an empty blob)
+                return self._head_size()
+            raise self._store._error("cannot read", exc) from exc
+        except BotoCoreError as exc:
+            raise self._store._error("cannot read", exc) from exc
+        self._body, self._body_pos = response["Body"], self._pos
+        content_range = str(response.get("ContentRange", ""))  # "bytes a-b/size"
+        if "/" in content_range:
+            return int(content_range.rsplit("/", 1)[-1])
+        return int(response["ContentLength"])  # a server that ignored Range sent it all
+
+    def _head_size(self) -> int:
+        try:
+            head = self._store.client.head_object(Bucket=self._store.location.bucket, Key=self._key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._store._error("cannot read", exc) from exc
+        return int(head["ContentLength"])
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        if base + offset < 0:
+            raise OSError(f"blob {self._name}: seek before the start")
+        self._pos = base + offset
+        return self._pos
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        want = min(len(view), self._length - self._pos)
+        if want <= 0:
+            return 0
+        if self._body is None or self._body_pos != self._pos:
+            self._drop_body()
+            begin = self._start + self._pos
+            self._get(f"bytes={begin}-{self._start + self._length - 1}")
         try:
-            data = self._body.read(len(view))
+            data = self._body.read(want)
         except (BotoCoreError, OSError) as exc:
             raise StorageError(f"blob {self._name}: read failed: {_one_line(exc)}") from exc
         view[: len(data)] = data
+        self._pos += len(data)
+        self._body_pos = self._pos
         return len(data)
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
 
     def close(self) -> None:
         if not self.closed:
-            self._body.close()
+            self._drop_body()
         super().close()
 
 
