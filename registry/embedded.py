@@ -25,7 +25,13 @@ from registry import signing_key
 from registry.blobs.base import BlobStore
 from registry.blobs.factory import open_blob_store
 from registry.client import materialize
-from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
+from registry.db.engine import (
+    make_engine,
+    migrate,
+    require_current_schema,
+    session_factory,
+    unit_of_work,
+)
 from registry.db.models import Blob, Model, WaiverRow
 from registry.errors import InputError, NotFound, StorageError
 from registry.mirror.base import parse_source
@@ -80,7 +86,10 @@ from registry.views import (  # server
 
 
 class EmbeddedRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, migrate_schema: bool = True) -> None:
+        """Open the blob store and the database. With `migrate_schema` (one-shot commands and
+        the embedded SQLite default) an old schema is upgraded; without it (servers and
+        workers on a shared database) it is refused, naming `modelctl migrate`."""
         self.settings = settings
         if settings.database_url.startswith("sqlite"):
             try:
@@ -91,9 +100,16 @@ class EmbeddedRegistry:
         self.blobs: BlobStore = open_blob_store(settings.blob_store)
         self.engine = make_engine(settings.database_url)
         try:
-            migrate(self.engine)
+            if migrate_schema:
+                migrate(self.engine)
+            else:
+                require_current_schema(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
+        except BaseException:
+            self.engine.dispose()  # no pooled connection outlives a refused start
+            raise
         self.sessions = session_factory(self.engine)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
