@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path  # pull
 from typing import Any
 
@@ -32,7 +32,7 @@ from registry.db.engine import (
     session_factory,
     unit_of_work,
 )
-from registry.db.models import Blob, Model, WaiverRow
+from registry.db.models import AuditEvent, Blob, Model, WaiverRow
 from registry.errors import InputError, NotFound, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -57,6 +57,7 @@ from registry.service import (
     serving,
     tokens,
 )
+from registry.service import gc as gc_service
 from registry.service import pull as pull_service
 from registry.service import scan as scan_service
 from registry.service.gate import Gatekeeper
@@ -74,6 +75,8 @@ from registry.views import (  # server
     ExceptionView,
     FileView,
     FindingView,
+    GcBlob,
+    GcReport,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
@@ -181,6 +184,65 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
+
+    def gc(self, *, grace: timedelta, dry_run: bool, now: datetime | None = None) -> GcReport:
+        """Delete blobs no checkpoint references, mark → grace → sweep (`service/gc.py`), and
+        leftover uploads older than the grace. With `dry_run` nothing is written or deleted."""
+        now = now or datetime.now(UTC)
+        stored = list(self.blobs.list_blobs())
+        with unit_of_work(self.sessions) as session:
+            found = gc_service.plan(
+                stored,
+                gc_service.referenced_digests(session),
+                gc_service.marks(session),
+                now=now,
+                grace=grace,
+            )
+            if not dry_run:
+                gc_service.write_marks(session, found, now)
+        deleted = []
+        for entry in found.due:
+            if not dry_run:
+                try:
+                    with unit_of_work(self.sessions) as session:
+                        released = gc_service.release(session, entry.digest.hex, cutoff=now - grace)
+                except IntegrityError:
+                    released = False  # a checkpoint took the blob at this moment: keep it
+                if not released:
+                    continue
+                self.blobs.delete(entry.digest)
+            deleted.append(GcBlob(digest=str(entry.digest), size=entry.size))
+        leftovers = gc_service.stale_uploads(self.blobs.leftover_uploads(), now=now, grace=grace)
+        if not dry_run:
+            for leftover in leftovers:
+                self.blobs.remove_upload(leftover)
+        report = GcReport(
+            dry_run=dry_run,
+            grace_seconds=int(grace.total_seconds()),
+            stored=found.stored,
+            referenced=found.referenced,
+            young=len(found.young),
+            marked=tuple(GcBlob(digest=str(e.digest), size=e.size) for e in found.to_mark),
+            waiting=len(found.waiting),
+            deleted=tuple(deleted),
+            bytes_freed=sum(b.size for b in deleted),
+            uploads_removed=tuple(sorted(u.name for u in leftovers)),
+        )
+        if not dry_run and (deleted or leftovers):
+            with unit_of_work(self.sessions) as session:
+                session.add(
+                    AuditEvent(
+                        actor=self.actor,
+                        action="blobs.gc",
+                        subject="blob store",
+                        details={
+                            "deleted": [b.digest for b in deleted],
+                            "bytes_freed": report.bytes_freed,
+                            "uploads_removed": len(leftovers),
+                        },
+                    )
+                )
+        return report
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""

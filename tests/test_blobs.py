@@ -50,8 +50,7 @@ def leftovers(store: BlobStore) -> list[str]:
     if isinstance(store, LocalBlobStore):
         return sorted(p.name for p in store.tmp.iterdir())
     if isinstance(store, S3BlobStore):
-        temps = [key.rsplit("/", 1)[-1] for key, _ in store.temp_objects()]
-        return sorted(temps + [f"multipart:{u.key}" for u in store.pending_uploads()])
+        return sorted(u.name for u in store.leftover_uploads())
     assert isinstance(store, MemoryBlobStore)
     return store.in_flight()
 

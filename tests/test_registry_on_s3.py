@@ -62,10 +62,9 @@ def get(server: LiveServer, path: str, **kw: Any) -> httpx.Response:
 
 def test_mirrored_files_are_blobs_in_the_bucket(seeded: Seeded) -> None:
     s3 = store()
-    stored = {digest.hex for digest, _, _ in s3.blob_digests()}
+    stored = {entry.digest.hex for entry in s3.list_blobs()}
     assert {hashlib.sha256(data).hexdigest() for data in seeded.files.values()} <= stored
-    assert list(s3.temp_objects()) == []
-    assert s3.pending_uploads() == []
+    assert s3.leftover_uploads() == []
 
 
 def test_whole_files_and_ranges_are_served_from_s3(server: LiveServer, seeded: Seeded) -> None:

@@ -17,7 +17,9 @@ without pulling in the rest of the registry.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 from attestations.digests import Digest
@@ -124,5 +126,38 @@ class BlobWriter(Protocol):
         ...
 
 
-class BlobStore(BlobReader, BlobWriter, Protocol):
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    """A stored blob as a listing sees it (for `modelctl gc` and storage usage)."""
+
+    digest: Digest
+    size: int
+    modified: datetime  # aware, UTC: when the bytes were published
+
+
+@dataclass(frozen=True, slots=True)
+class LeftoverUpload:
+    """An upload a crashed or interrupted process left: a temp file, a temporary object, an
+    unfinished multipart upload, or a partial kept for resuming."""
+
+    name: str
+    started: datetime  # aware, UTC
+    resumable: bool  # a partial kept for a later mirror to resume
+
+
+class BlobSweeper(Protocol):
+    """What garbage collection needs: list, delete, and find leftover uploads."""
+
+    def list_blobs(self) -> Iterator[BlobEntry]: ...
+
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob; a blob that is already gone is not an error."""
+        ...
+
+    def leftover_uploads(self) -> list[LeftoverUpload]: ...
+
+    def remove_upload(self, leftover: LeftoverUpload) -> None: ...
+
+
+class BlobStore(BlobReader, BlobWriter, BlobSweeper, Protocol):
     """Both halves: what mirroring and the embedded registry hold."""

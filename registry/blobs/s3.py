@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -40,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from attestations.digests import Digest
 from attestations.errors import InvalidInputError
-from registry.blobs.base import StoredBlob, blob_key
+from registry.blobs.base import BlobEntry, LeftoverUpload, StoredBlob, blob_key
 from registry.blobs.checks import Expected
 from registry.errors import InputError, NotFound, StorageError
 
@@ -89,15 +88,6 @@ class S3Location:
     @property
     def tmp(self) -> str:
         return f"{self.prefix}tmp/"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingUpload:
-    """A multipart upload that was started and neither completed nor aborted."""
-
-    key: str
-    upload_id: str
-    initiated: datetime
 
 
 def _code(exc: ClientError) -> str:
@@ -221,20 +211,57 @@ class S3BlobStore:
         )
         return S3BlobUpload(self, expected, resume_key)
 
-    # -- listing, for gc and usage -----------------------------------------------------------
+    # -- sweeping (modelctl gc) ---------------------------------------------------------------
 
-    def blob_digests(self) -> Iterator[tuple[Digest, int, datetime]]:
-        """Every blob under the prefix: (digest, size, last modified)."""
+    def list_blobs(self) -> Iterator[BlobEntry]:
         for obj in self._list(self.location.blobs):
             try:
                 digest = Digest(obj["Key"].rsplit("/", 1)[-1])
             except InvalidInputError:
                 continue  # not a blob of ours: left alone
-            yield digest, int(obj["Size"]), obj["LastModified"]
+            if obj["Key"] == self.location.blob(digest):
+                yield BlobEntry(digest, int(obj["Size"]), obj["LastModified"])
 
-    def temp_objects(self) -> Iterator[tuple[str, datetime]]:
-        for obj in self._list(self.location.tmp):
-            yield obj["Key"], obj["LastModified"]
+    def delete(self, digest: Digest) -> None:
+        self.delete_key(self.location.blob(digest))
+
+    def leftover_uploads(self) -> list[LeftoverUpload]:
+        """Temporary objects, kept partials and multipart uploads never completed or aborted."""
+        found = [
+            LeftoverUpload(
+                name=f"object:{obj['Key']}",
+                started=obj["LastModified"],
+                resumable=obj["Key"].startswith(f"{self.location.tmp}resume-"),
+            )
+            for obj in self._list(self.location.tmp)
+        ]
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(
+                Bucket=self.location.bucket, Prefix=self.location.prefix
+            ):
+                found.extend(
+                    LeftoverUpload(
+                        name=f"multipart:{u['UploadId']}:{u['Key']}",
+                        started=u["Initiated"],
+                        resumable=False,
+                    )
+                    for u in page.get("Uploads", [])
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("cannot list uploads in", exc) from exc
+        return found
+
+    def remove_upload(self, leftover: LeftoverUpload) -> None:
+        kind, _, rest = leftover.name.partition(":")
+        if kind == "object" and rest.startswith(self.location.tmp):
+            self.delete_key(rest)
+        elif kind == "multipart":
+            upload_id, _, key = rest.partition(":")
+            with contextlib.suppress(ClientError):  # already gone: someone else aborted it
+                self.client.abort_multipart_upload(
+                    Bucket=self.location.bucket, Key=key, UploadId=upload_id
+                )
 
     def _list(self, prefix: str) -> Iterator[Any]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -243,31 +270,6 @@ class S3BlobStore:
                 yield from page.get("Contents", [])
         except (ClientError, BotoCoreError) as exc:
             raise self._error("cannot list", exc) from exc
-
-    def pending_uploads(self) -> list[PendingUpload]:
-        """Multipart uploads under the prefix that were never completed or aborted."""
-        found: list[PendingUpload] = []
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        try:
-            for page in paginator.paginate(
-                Bucket=self.location.bucket, Prefix=self.location.prefix
-            ):
-                found.extend(
-                    PendingUpload(key=u["Key"], upload_id=u["UploadId"], initiated=u["Initiated"])
-                    for u in page.get("Uploads", [])
-                )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("cannot list uploads in", exc) from exc
-        return found
-
-    def abort_pending(self, pending: PendingUpload) -> None:
-        with contextlib.suppress(ClientError):  # already gone: someone else aborted it
-            self.client.abort_multipart_upload(
-                Bucket=self.location.bucket, Key=pending.key, UploadId=pending.upload_id
-            )
-
-    def delete_blob(self, digest: Digest) -> None:
-        self.delete_key(self.location.blob(digest))
 
     def delete_key(self, key: str) -> None:
         try:

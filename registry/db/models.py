@@ -363,6 +363,20 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class GcMark(Base):
+    """A blob `modelctl gc` found unreferenced, and since when (mark, grace, sweep).
+
+    Recording a checkpoint that uses the blob deletes its mark; `gc` deletes the blob only when
+    the mark is older than the grace period and nothing references it at the sweep.
+    """
+
+    __tablename__ = "gc_marks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class ExceptionRequest(Base):
     """A requested exception awaiting a second person's approval (the web UI's queue).
 
