@@ -197,6 +197,7 @@ class EmbeddedRegistry:
                 gc_service.marks(session),
                 now=now,
                 grace=grace,
+                swept=gc_service.tombstones(session),
             )
             if not dry_run:
                 gc_service.write_marks(session, found, now)
@@ -205,7 +206,9 @@ class EmbeddedRegistry:
             if not dry_run:
                 try:
                     with unit_of_work(self.sessions) as session:
-                        released = gc_service.release(session, entry.digest.hex, cutoff=now - grace)
+                        released = gc_service.release(
+                            session, entry.digest.hex, cutoff=now - grace, now=now
+                        )
                 except IntegrityError:
                     released = False  # a checkpoint took the blob at this moment: keep it
                 if not released:

@@ -102,6 +102,37 @@ def test_a_mirror_that_takes_the_blob_again_clears_its_mark(
     assert registry.blobs.exists(lost)
 
 
+def test_a_mirror_that_found_the_bytes_before_the_sweep_refuses_to_record(
+    registry: EmbeddedRegistry, run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the tombstone closes: the mirror sees the blob stored, gc sweeps it, then the
+    mirror records. It must fail (one line, "mirror again"), not reference missing bytes; the
+    next mirror uploads the bytes afresh and records them."""
+    from registry.service import checkpoints
+
+    data = b"bytes a failed mirror left"
+    lost = orphan(registry.blobs, data)
+    registry.gc(grace=HOUR, dry_run=False, now=later(2))  # marked
+    real = checkpoints.record_checkpoint
+
+    def swept_before_the_record(*args: Any, **kwargs: Any) -> Any:
+        # The transfer found the bytes stored (the upload deduplicated); gc sweeps them now.
+        assert registry.gc(grace=HOUR, dry_run=False, now=later(4)).deleted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "record_checkpoint", swept_before_the_record)
+    folder = write_tree(tmp_path / "m", {"file.bin": data})
+    failed = run_cli("mirror", str(folder), "--name", "org/raced", "--no-scan")
+    assert failed.code == 2
+    assert "garbage-collected while this mirror ran; mirror again" in failed.stderr
+    assert run_cli("models", "--json").json()["models"] == []  # nothing half-registered
+    monkeypatch.setattr(checkpoints, "record_checkpoint", real)
+    again = run_cli("mirror", str(folder), "--name", "org/raced", "--no-scan")
+    assert again.code == 0, again.stderr
+    assert registry.blobs.exists(lost)
+    assert registry.gc(grace=HOUR, dry_run=False, now=later(9)).deleted == ()
+
+
 def test_dry_run_writes_and_deletes_nothing(registry: EmbeddedRegistry) -> None:
     lost = orphan(registry.blobs, b"orphan")
     registry.gc(grace=HOUR, dry_run=False, now=later(2))  # marked
@@ -125,11 +156,14 @@ def test_the_sweep_rechecks_references(database_url: str, monkeypatch: pytest.Mo
         registry.gc(grace=HOUR, dry_run=False, now=later(2))
         with unit_of_work(registry.sessions) as session:
             assert session.get(GcMark, lost.hex) is not None
-            assert gc.release(session, lost.hex, cutoff=later(1)) is False  # too young a mark
+            # too young a mark
+            assert gc.release(session, lost.hex, cutoff=later(1), now=later(4)) is False
         with unit_of_work(registry.sessions) as session:
-            assert gc.release(session, lost.hex, cutoff=later(4)) is True
+            assert gc.release(session, lost.hex, cutoff=later(4), now=later(4)) is True
         with unit_of_work(registry.sessions) as session:
-            assert session.get(GcMark, lost.hex) is None
+            tombstone = session.get(GcMark, lost.hex)
+            assert tombstone is not None
+            assert tombstone.swept_at is not None
     finally:
         registry.close()
 
@@ -199,6 +233,28 @@ def test_plan_sorts_every_blob_into_its_step() -> None:
         [due],
     )
     assert found.stale_marks == sorted([used.digest.hex, gone])
+
+
+def test_plan_resweeps_swept_bytes_and_expires_tombstones() -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    left = BlobEntry(Digest.of(b"delete failed"), 1, now - 9 * HOUR)
+    fresh = BlobEntry(Digest.of(b"uploaded again"), 1, now - HOUR / 2)
+    old, recent = Digest.of(b"old").hex, Digest.of(b"recent").hex
+    found = gc.plan(
+        [left, fresh],
+        set(),
+        {},
+        now=now,
+        grace=HOUR,
+        swept={
+            left.digest.hex: now - HOUR / 4,
+            fresh.digest.hex: now - HOUR / 4,
+            old: now - 2 * HOUR,
+            recent: now - HOUR / 2,
+        },
+    )
+    assert (found.due, found.young) == ([left], [fresh])  # a fresh upload is never swept
+    assert found.expired_tombstones == [old]
 
 
 def test_cli_gc_and_storage_per_model(run_cli: Any, tmp_path: Path) -> None:

@@ -375,6 +375,9 @@ class GcMark(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    #: Set when the blob was swept: the row stays for a grace period as a tombstone, so that a
+    #: mirror which found the bytes stored just before they went refuses to record them.
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ExceptionRequest(Base):

@@ -275,7 +275,12 @@ def _record_blobs(session: Session, fetched: Sequence[FetchedFile]) -> None:
     for sha, blob in wanted.items():
         if sha not in known:
             session.add(Blob(sha256=sha, size=blob.size, storage_key=blob.key))
-    gc.forget_marks(session, wanted)  # referenced again: `modelctl gc` starts over (service/gc)
+    # Referenced again: `modelctl gc` starts over; bytes it swept meanwhile refuse (service/gc).
+    gc.take_blobs(
+        session,
+        reused=[f.blob.digest.hex for f in fetched if not f.blob.created],
+        uploaded=[f.blob.digest.hex for f in fetched if f.blob.created],
+    )
     session.flush()
 
 
