@@ -196,12 +196,13 @@ def test_an_unreachable_endpoint_fails_at_start_up_in_one_line(
     assert "\n" not in str(info.value)
 
 
-def test_the_cli_says_so_at_start_up(
+def test_commands_serve_and_worker_say_so_at_start_up(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: object
 ) -> None:
     aws_env(monkeypatch, moto_endpoint, tmp_path)
     monkeypatch.setenv("MODELCTL_BLOB_STORE", "s3://no-such-bucket-here/p")
-    result = run_cli("models")  # type: ignore[operator]
-    assert result.code == 2
-    assert result.stderr.strip().count("\n") == 0
-    assert "bucket does not exist" in result.stderr
+    for args in (("models",), ("worker", "--once"), ("serve", "--port", "1")):
+        result = run_cli(*args)  # type: ignore[operator]
+        assert result.code == 2, args
+        assert result.stderr.count("\n") == 1, result.stderr  # one line, before any work
+        assert "blob store s3://no-such-bucket-here/p: bucket does not exist" in result.stderr
