@@ -146,3 +146,12 @@ def test_version_without_extras(tmp_path: Path) -> None:
     run = run_without_extras("--version", "--json", home=tmp_path / "home")
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["name"] == "modelctl"
+
+
+def test_an_s3_store_without_the_extra_is_one_clean_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_BLOB_STORE", "s3://bucket/prefix")
+    run = run_without_extras("models", home=tmp_path / "home")
+    assert run.code == 2
+    assert "needs boto3: pip install 'modelctl[s3]'" in _one_clean_line(run)

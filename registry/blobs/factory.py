@@ -34,13 +34,9 @@ def open_blob_store(spec: str) -> BlobStore:
     if scheme == "memory":
         return memory_store(rest)
     if scheme == "s3":
-        try:
-            # Imported only here: boto3 is an optional extra and costs 0.2 s at start-up.
-            from registry.blobs.s3 import S3BlobStore  # noqa: PLC0415
-        except ImportError as exc:
-            raise InputError(
-                f"blob store {spec!r} needs boto3: pip install 'modelctl[s3]'"
-            ) from exc
+        # Imported only here: the S3 store loads botocore (an optional extra, 0.2 s).
+        from registry.blobs.s3 import S3BlobStore  # noqa: PLC0415
+
         return S3BlobStore(spec)
     raise InputError(
         f"unsupported blob store {spec!r}: use a folder, file:///PATH, s3://BUCKET/PREFIX "

@@ -33,9 +33,16 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # without the `s3` extra the module imports; `S3BlobStore` says what is missing
+
+    class BotoCoreError(Exception):  # type: ignore[no-redef]  # never raised: no boto3, no store
+        pass
+
+    class ClientError(Exception):  # type: ignore[no-redef]
+        response: dict[str, Any]
+
 
 from attestations.digests import Digest
 from attestations.errors import InvalidInputError
@@ -123,6 +130,14 @@ class S3BlobStore:
     def __init__(self, spec: str, *, client: S3Client | None = None) -> None:
         self.location = S3Location.parse(spec)
         self.spec = spec
+        try:
+            # Only here: boto3 is the optional `s3` extra and costs 0.2 s to import.
+            import boto3  # noqa: PLC0415
+            from botocore.config import Config  # noqa: PLC0415
+        except ImportError as exc:
+            raise InputError(
+                f"blob store {spec!r} needs boto3: pip install 'modelctl[s3]'"
+            ) from exc
         try:
             self.client: S3Client = client or boto3.client(
                 "s3",
