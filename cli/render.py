@@ -14,6 +14,7 @@ from registry.views import (
     MirrorResult,
     ModelSummary,
     QuarantineView,
+    WorkloadReviewView,
     iso,
 )
 
@@ -222,3 +223,15 @@ def gc_text(report: GcReport) -> str:
         removed = "would remove" if report.dry_run else "removed"
         lines.append(f"{removed} {len(report.uploads_removed)} leftover uploads")
     return "\n".join(lines)
+
+
+def workload_reviews_text(answers: Sequence[WorkloadReviewView], skipped: Sequence[str]) -> str:
+    """One line per object (`ALLOWED`/`DENIED kind ns/name: why`), its warnings indented."""
+    lines: list[str] = []
+    for a in answers:
+        verdict = "ALLOWED" if a.allowed else "DENIED"
+        lines.append(f"{verdict} {a.kind} {a.namespace}/{a.name} in {a.environment}: {a.message}")
+        lines += [f"  warning: {w}" for w in a.warnings]
+    if skipped:
+        lines.append(f"not reviewed (nothing runs a model): {', '.join(sorted(set(skipped)))}")
+    return "\n".join(lines) or "no objects in the manifest"

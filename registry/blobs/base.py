@@ -64,7 +64,7 @@ class RangeReader(Protocol):
     Only a store whose objects exist under a digest's key solely after the digest was verified
     and a conditional create succeeded (the S3 store) offers it, because a range cannot be
     re-hashed against the whole blob's digest; serving uses it for `Range` requests, so that a
-    client fetching a 10 GB shard in 64 pieces does not cost 64 whole-blob reads (ADR 0010).
+    client fetching a 10 GB shard in 64 pieces does not cost 64 whole-blob reads (ADR 0014).
     The local folder store does not offer it: there every range is re-hashed from the start.
     """
 

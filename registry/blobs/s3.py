@@ -1,4 +1,4 @@
-"""A content-addressed blob store in an S3-compatible bucket (boto3; docs/adr/0010).
+"""A content-addressed blob store in an S3-compatible bucket (boto3; docs/adr/0014).
 
 `MODELCTL_BLOB_STORE=s3://BUCKET/PREFIX`; endpoint, credentials and region come from the standard
 AWS variables and config files (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), as boto3 reads them.
@@ -61,7 +61,7 @@ PARTS_PER_STEP = 1000
 MIN_PART_SIZE = 5 << 20
 #: Largest single CopyObject; larger blobs are copied in parts (UploadPartCopy).
 MAX_COPY_SIZE = 5 << 30
-#: Parts in flight per upload: keeps a loopback or LAN link busy while hashing (ADR 0010).
+#: Parts in flight per upload: keeps a loopback or LAN link busy while hashing (ADR 0014).
 IN_FLIGHT = 4
 #: Read size for streaming a blob out.
 READ_CHUNK = 1 << 20

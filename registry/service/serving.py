@@ -7,7 +7,7 @@ is cut short and the client never receives a complete body of bad bytes.
 
 The one exception is a `Range` request to a store that reads ranges (`RangeReader`: the S3
 store, whose digest keys hold only bytes verified before a conditional create): the range is
-read alone, its length checked, and the whole blob is not read (docs/adr/0010).
+read alone, its length checked, and the whole blob is not read (docs/adr/0014).
 """
 
 from __future__ import annotations

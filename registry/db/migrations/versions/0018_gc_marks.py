@@ -1,7 +1,7 @@
 """garbage-collection marks
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0018
+Revises: 0016
 Create Date: 2026-12-05
 
 - `gc_marks`: blobs that `modelctl gc` found unreferenced (no checkpoint file names them), with
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0013'
-down_revision = '0012'
+revision = '0018'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
