@@ -15,6 +15,8 @@ from cli.bom import bom_command
 from cli.bundle import bundle_app
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
+from cli.gc import gc_command
+from cli.migrate import migrate_command
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
@@ -96,6 +98,8 @@ app.add_typer(finding_app, name="finding")
 app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
 app.command("serve")(serve)  # serve (added for `modelctl serve`)
 app.command("worker")(worker)  # serve
+app.command("migrate")(migrate_command)
+app.command("gc")(gc_command)
 app.add_typer(tokens_app, name="tokens")  # serve
 app.command("audit")(audit_command)  # serve
 app.command("bom")(bom_command)  # ML-BOM (issue 19)

@@ -33,18 +33,28 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from registry.api.app import create_app  # noqa: PLC0415
+    from registry.embedded import EmbeddedRegistry  # noqa: PLC0415 - as uvicorn above
 
     settings = Settings.from_env(home=state.home)
+    # Start-up checks, before the port opens: the blob store answers (one line if not), and
+    # the schema is current (the embedded SQLite default migrates itself; a shared database
+    # is migrated once by `modelctl migrate`, never by whichever server starts first).
+    registry = EmbeddedRegistry(settings, migrate_schema=settings.embedded_database)
     typer.echo(f"modelctl: serving on http://{host}:{port}/v1", err=True)
     # The access log prints the method, path and status: never headers (Authorization).
     if workers == 1:
-        uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="info", server_header=False
-        )
+        try:
+            uvicorn.run(
+                create_app(settings, registry=registry),
+                host=host,
+                port=port,
+                log_level="info",
+                server_header=False,
+            )
+        finally:
+            registry.close()
         return
-    from registry.embedded import EmbeddedRegistry  # noqa: PLC0415 - as uvicorn above
-
-    EmbeddedRegistry(settings).close()  # migrate once, before the processes race to
+    registry.close()  # checked (and the embedded database migrated) before the processes start
     os.environ["MODELCTL_HOME"] = str(settings.home)  # the workers read the same settings
     uvicorn.run(
         "registry.api.app:app_from_env",
@@ -71,7 +81,8 @@ def worker(
     state = state_of(ctx, json_output=False, verbose=False)
     if state.registry_url:
         raise InputError("a worker shares the registry's database: unset --registry")
-    registry = EmbeddedRegistry(Settings.from_env(home=state.home))
+    settings = Settings.from_env(home=state.home)
+    registry = EmbeddedRegistry(settings, migrate_schema=settings.embedded_database)
     runner = JobRunner(registry)
     try:
         if once:

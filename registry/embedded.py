@@ -25,8 +25,14 @@ from registry import signing_key
 from registry.blobs.base import BlobStore
 from registry.blobs.factory import open_blob_store
 from registry.client import materialize
-from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
-from registry.db.models import Blob, Model, WaiverRow
+from registry.db.engine import (
+    make_engine,
+    migrate,
+    require_current_schema,
+    session_factory,
+    unit_of_work,
+)
+from registry.db.models import AuditEvent, Blob, Model, WaiverRow
 from registry.errors import InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -54,6 +60,7 @@ from registry.service import (
     tokens,
 )
 from registry.service import bom as bom_service
+from registry.service import gc as gc_service
 from registry.service import pull as pull_service
 from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
@@ -75,6 +82,8 @@ from registry.views import (  # server
     ExceptionView,
     FileView,
     FindingView,
+    GcBlob,
+    GcReport,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
@@ -91,7 +100,10 @@ from registry.views import (  # server
 
 
 class EmbeddedRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, migrate_schema: bool = True) -> None:
+        """Open the blob store and the database. With `migrate_schema` (one-shot commands and
+        the embedded SQLite default) an old schema is upgraded; without it (servers and
+        workers on a shared database) it is refused, naming `modelctl migrate`."""
         self.settings = settings
         if settings.database_url.startswith("sqlite"):
             try:
@@ -102,9 +114,16 @@ class EmbeddedRegistry:
         self.blobs: BlobStore = open_blob_store(settings.blob_store)
         self.engine = make_engine(settings.database_url)
         try:
-            migrate(self.engine)
+            if migrate_schema:
+                migrate(self.engine)
+            else:
+                require_current_schema(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
+        except BaseException:
+            self.engine.dispose()  # no pooled connection outlives a refused start
+            raise
         self.sessions = session_factory(self.engine)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
@@ -176,6 +195,68 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
+
+    def gc(self, *, grace: timedelta, dry_run: bool, now: datetime | None = None) -> GcReport:
+        """Delete blobs no checkpoint references, mark → grace → sweep (`service/gc.py`), and
+        leftover uploads older than the grace. With `dry_run` nothing is written or deleted."""
+        now = now or datetime.now(UTC)
+        stored = list(self.blobs.list_blobs())
+        with unit_of_work(self.sessions) as session:
+            found = gc_service.plan(
+                stored,
+                gc_service.referenced_digests(session),
+                gc_service.marks(session),
+                now=now,
+                grace=grace,
+                swept=gc_service.tombstones(session),
+            )
+            if not dry_run:
+                gc_service.write_marks(session, found, now)
+        deleted = []
+        for entry in found.due:
+            if not dry_run:
+                try:
+                    with unit_of_work(self.sessions) as session:
+                        released = gc_service.release(
+                            session, entry.digest.hex, cutoff=now - grace, now=now
+                        )
+                except IntegrityError:
+                    released = False  # a checkpoint took the blob at this moment: keep it
+                if not released:
+                    continue
+                self.blobs.delete(entry.digest)
+            deleted.append(GcBlob(digest=str(entry.digest), size=entry.size))
+        leftovers = gc_service.stale_uploads(self.blobs.leftover_uploads(), now=now, grace=grace)
+        if not dry_run:
+            for leftover in leftovers:
+                self.blobs.remove_upload(leftover)
+        report = GcReport(
+            dry_run=dry_run,
+            grace_seconds=int(grace.total_seconds()),
+            stored=found.stored,
+            referenced=found.referenced,
+            young=len(found.young),
+            marked=tuple(GcBlob(digest=str(e.digest), size=e.size) for e in found.to_mark),
+            waiting=len(found.waiting),
+            deleted=tuple(deleted),
+            bytes_freed=sum(b.size for b in deleted),
+            uploads_removed=tuple(sorted(u.name for u in leftovers)),
+        )
+        if not dry_run and (deleted or leftovers):
+            with unit_of_work(self.sessions) as session:
+                session.add(
+                    AuditEvent(
+                        actor=self.actor,
+                        action="blobs.gc",
+                        subject="blob store",
+                        details={
+                            "deleted": [b.digest for b in deleted],
+                            "bytes_freed": report.bytes_freed,
+                            "uploads_removed": len(leftovers),
+                        },
+                    )
+                )
+        return report
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""

@@ -156,3 +156,12 @@ def test_pdf_report_without_weasyprint_is_one_clean_line(tmp_path: Path) -> None
     assert run.code == 2
     assert "pip install 'modelctl[pdf]'" in _one_clean_line(run)
     assert not out.exists()
+
+
+def test_an_s3_store_without_the_extra_is_one_clean_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_BLOB_STORE", "s3://bucket/prefix")
+    run = run_without_extras("models", home=tmp_path / "home")
+    assert run.code == 2
+    assert "needs boto3: pip install 'modelctl[s3]'" in _one_clean_line(run)
