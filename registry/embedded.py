@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path  # pull
 from typing import Any
 
@@ -27,7 +27,7 @@ from registry.blobs.factory import open_blob_store
 from registry.client import materialize
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import Blob, Model, WaiverRow
-from registry.errors import InputError, NotFound, StorageError
+from registry.errors import InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.progress import Progress
@@ -54,6 +54,7 @@ from registry.service import (
 from registry.service import pull as pull_service
 from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
+from registry.service import sync as sync_service
 from registry.service.gate import Gatekeeper
 from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
@@ -75,9 +76,12 @@ from registry.views import (  # server
     QuarantineView,
     RescanResult,
     ScanOutcome,
+    SyncItem,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 
@@ -192,7 +196,7 @@ class EmbeddedRegistry:
         gate = Gatekeeper(policies=self.policy_set(), blobs=self.blobs, registry_public_key=key)
         return LiveStatuses(self.status_board, gate, context_key(text, key))
 
-    def _optional_signer(self) -> KeySigner | None:
+    def optional_signer(self) -> KeySigner | None:
         """The registry key when its passphrase is configured; scans are recorded either way."""
         if not self.settings.signing_key_passphrase:
             return None
@@ -203,7 +207,7 @@ class EmbeddedRegistry:
     ) -> ScanOutcome:
         parsed = Ref.parse(ref)
         file_scanners, folder_scanners = scan_service.select_scanners(scanners, backdoor=backdoor)
-        signer = self._optional_signer()
+        signer = self.optional_signer()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
             report, rows = scan_service.scan_checkpoint(
@@ -260,6 +264,42 @@ class EmbeddedRegistry:
                 self._policy_cache[key] = cached
         return cached
 
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView:
+        """The webhook's decision on an AdmissionReview, in-process: the same parse and review
+        (`k8s_review`), decided now (no cache), with the registry's own policy."""
+        from registry.service import k8s_review  # noqa: PLC0415 - only check-pod needs it
+        from registry.service.decision_cache import DecisionCache  # noqa: PLC0415
+
+        request = review.get("request") if isinstance(review.get("request"), dict) else {}
+        kind = (request or {}).get("kind") or {}
+        ident = {
+            "kind": str(kind.get("kind", "") if isinstance(kind, dict) else ""),
+            "namespace": str((request or {}).get("namespace") or ""),
+            "name": str((request or {}).get("name") or ""),
+            "environment": environment,
+        }
+        try:
+            parsed = k8s_review.parse_admission_review(review)
+        except k8s_review.MalformedReview as exc:
+            return WorkloadReviewView(
+                **ident, allowed=False, code=400, message=exc.message, warnings=()
+            )
+        gate = Gatekeeper(
+            policies=self.policy_set(),
+            blobs=self.blobs,
+            registry_public_key=self.registry_public_key(),
+        )
+        cache = DecisionCache(max_age=timedelta(0))  # decided now, nothing kept
+        with unit_of_work(self.sessions) as session:
+            verdict = k8s_review.review_pod(session, gate, cache, parsed, environment)
+        return WorkloadReviewView(
+            **ident,
+            allowed=verdict.allowed,
+            code=200,
+            message=verdict.message,
+            warnings=verdict.warnings,
+        )
+
     def policy_check(
         self,
         ref: str,
@@ -305,7 +345,7 @@ class EmbeddedRegistry:
                         ],
                         tool_version=tool_version(),
                     ),
-                    signer=self._optional_signer(),
+                    signer=self.optional_signer(),
                     actor=self.actor,
                 )
         return DecisionView(
@@ -583,13 +623,51 @@ class EmbeddedRegistry:
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
 
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult:
+        """Mirror the new upstream commits of watched hub models (`sources`, else every hub
+        source matching MODELCTL_PROXY_SOURCES that the registry holds): one mirror-and-scan
+        job per new commit, none where one is queued. `dry_run` only looks upstream."""
+        with unit_of_work(self.sessions) as session:
+            if sources:
+                named = {}
+                for text in sources:
+                    if not text.startswith(("hf://", "ms://")):  # never a path on this machine
+                        raise InputError(
+                            f"sync watches hub models: hf://ORG/NAME, not {text!r:.100}"
+                        )
+                    spec = parse_source(text)
+                    if spec.revision is not None:
+                        raise InputError(f"sync watches hub models: hf://ORG/NAME, not {text!r}")
+                    named[spec.uri] = sync_service.name_for(session, spec.uri) or spec.repo_id
+                watched = named
+            else:
+                watched = sync_service.watched(session, self.settings.proxy_sources)
+        items = [self._sync_one(uri, name, dry_run=dry_run) for uri, name in watched.items()]
+        return SyncResult(dry_run=dry_run, sources=tuple(items))
+
+    def _sync_one(self, uri: str, name: str, *, dry_run: bool) -> SyncItem:
+        try:  # one upstream round trip, outside any transaction
+            commit = open_source(parse_source(uri), self.settings).resolve().commit
+        except RegistryError as exc:
+            return SyncItem(source=uri, name=name, state="error", error=exc.message)
+        with unit_of_work(self.sessions) as session:
+            if sync_service.holds(session, uri, commit):
+                state, job_id = "up-to-date", None
+            elif sync_service.pending(session, uri):
+                state, job_id = "already-queued", None
+            elif dry_run:
+                state, job_id = "new", None
+            else:
+                state, job_id = "queued", sync_service.queue(session, uri, commit, name)
+        return SyncItem(source=uri, name=name, state=state, upstream_commit=commit, job_id=job_id)
+
     def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
         """Queue a scan of every checkpoint whose newest scan by one of `scanners` (the default
         set when empty) is older than the scanner this registry runs; `dry_run` only finds."""
         current = scan_service.current_versions(scanners)
         defaults = frozenset(scan_service.current_versions(()))
         with unit_of_work(self.sessions) as session:
-            stale = rescan_service.find_stale(session, current)
+            stale = rescan_service.find_stale(session, current, required=defaults)
             if not dry_run:
                 stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
             return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))

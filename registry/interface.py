@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from registry.progress import Progress
 from registry.requests import AuditQuery, MirrorRequest
@@ -28,9 +28,11 @@ from registry.views import (  # server
     QuarantineView,
     RescanResult,
     ScanOutcome,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 
@@ -60,6 +62,7 @@ class Registry(Protocol):
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome: ...
     def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult: ...
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult: ...
     # -- findings and their triage (two people: requester and a different approver) --
     def finding_list(self, ref: str) -> list[FindingView]: ...
     def finding_triage(
@@ -70,6 +73,8 @@ class Registry(Protocol):
     def triage_list(
         self, *, finding_id: str | None = None, status: str | None = None
     ) -> list[TriageView]: ...
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView: ...
+
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
     ) -> DecisionView: ...

@@ -236,6 +236,21 @@ class PolicyRef(WireModel):
     digest: str
 
 
+class WorkloadReviewView(WireModel):
+    """The webhook's answer about one Kubernetes object (`check-pod`, `/k8s/admission`):
+    allowed or not, why, and the warnings `kubectl` would print."""
+
+    kind: str
+    namespace: str
+    name: str
+    environment: str
+    allowed: bool
+    #: 200 for an answer; 400 when the object cannot be read (check-pod exits 2).
+    code: int
+    message: str
+    warnings: tuple[str, ...]
+
+
 class DecisionView(WireModel):
     """An admission decision about one checkpoint in one environment."""
 
@@ -546,3 +561,27 @@ class RescanResult(WireModel):
     @property
     def queued(self) -> int:
         return sum(1 for c in self.checkpoints if c.job_id is not None)
+
+
+# -- upstream sync (registry/service/sync.py) ------------------------------------------------
+
+
+class SyncItem(WireModel):
+    """One watched hub source: its upstream head and what the sync did about it."""
+
+    source: str
+    name: str
+    #: `up-to-date`, `queued` (job_id set), `already-queued`, `new` (dry run) or `error`.
+    state: str
+    upstream_commit: str | None = None
+    job_id: int | None = None
+    error: str | None = None
+
+
+class SyncResult(WireModel):
+    dry_run: bool
+    sources: tuple[SyncItem, ...]
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for s in self.sources if s.job_id is not None)

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from cli.main import app as cli_app
 from policies import default_policies_text
 from registry.api.app import create_app
+from registry.service.workloads import TEMPLATE_PATHS
 from registry.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +139,10 @@ def test_the_webhook_paths_are_routes_for_the_shipped_environments(tmp_path: Pat
         assert answer.status_code < 500
         assert env in environments
         assert hook["failurePolicy"] == ("Ignore" if env == "dev" else "Fail")
+        assert hook["sideEffects"] == "NoneOnDryRun"  # reviews are recorded, dry runs never
+        kinds = {r for rule in hook["rules"] for r in rule["resources"]}
+        reviewed = {f"{k.lower()}s" for k in TEMPLATE_PATHS} | {"pods", "inferenceservices"}
+        assert reviewed | {"networkpolicies"} <= kinds, "the webhook reviews more than it is sent"
         seen.add(env)
     assert seen == environments
     (service,) = _of_kind("Service")

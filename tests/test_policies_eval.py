@@ -31,7 +31,7 @@ DIGEST = "sha256:" + "ab" * 32
 COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"
 SIGNATURE = "https://model_signing/signature/v1.0"
 PROVENANCE = "https://slsa.dev/provenance/v1"
-SCANNERS = ("pickle", "safetensors", "gguf", "keras", "onnx", "model-folder")
+SCANNERS = ("pickle", "safetensors", "gguf", "chat-template", "keras", "onnx", "model-folder")
 DEFAULTS = load_default_policies()
 DEFAULTS_TEXT = default_policies_text()
 
@@ -343,7 +343,9 @@ def test_cel_rules_see_timestamps_and_attestations() -> None:
         "checkpoint.digest)\n"
         "      message: no registry attestation\n"
     )
-    text = DEFAULTS_TEXT.split("\n---\n")[0].rstrip("\n") + "\n" + rules
+    docs = DEFAULTS_TEXT.split("\n---\n")
+    profiles = [d for d in docs if "kind: ContainmentProfile" in d]  # prod's spec names them
+    text = "\n---\n".join([docs[0].rstrip("\n") + "\n" + rules, *profiles])
     (policy,) = load_policies(text, "p.yaml").policies
     assert evaluate(policy, good_facts(), now=NOW).allowed
     late = evaluate(policy, good_facts(), now=NOW + timedelta(days=1))

@@ -23,7 +23,14 @@ CORPUS = Path(__file__).parent / "assets" / "corpus"
 
 def test_default_set_ids_and_order_unchanged() -> None:
     files, folders = catalog.all_scanners()
-    assert [s.id for s in files] == ["pickle", "safetensors", "gguf", "keras", "onnx"]
+    assert [s.id for s in files] == [
+        "pickle",
+        "safetensors",
+        "gguf",
+        "keras",
+        "onnx",
+        "chat-template",
+    ]
     assert [s.id for s in folders] == ["model-folder"]
     assert catalog.OPT_IN == ("backdoor",)
     assert catalog.known_ids() == sorted([*catalog.OPT_IN, "model-folder", *(s.id for s in files)])
@@ -37,6 +44,8 @@ def test_each_file_scanner_declares_its_format() -> None:
         "gguf": "gguf",
         "keras": "keras",
         "onnx": "onnx",
+        # Templates live in JSON and Jinja files, which stay `json` / `jinja` to policies.
+        "chat-template": None,
     }
     assert catalog.format_of("model-folder") is None
     assert catalog.format_of("backdoor") is None
@@ -44,10 +53,11 @@ def test_each_file_scanner_declares_its_format() -> None:
 
 
 def test_unknown_scanner_is_the_scanners_own_error_translated_at_the_boundary() -> None:
-    with pytest.raises(ScanInputError, match="unknown scanner nope; known: backdoor, gguf"):
+    known = "unknown scanner nope; known: backdoor, chat-template, gguf"
+    with pytest.raises(ScanInputError, match=known):
         catalog.select(("pickle", "nope"))
     assert not issubclass(ScanInputError, InputError)  # the library knows nothing of registry
-    with pytest.raises(InputError, match="unknown scanner nope; known: backdoor, gguf") as caught:
+    with pytest.raises(InputError, match=known) as caught:
         select_scanners(("nope",))
     assert isinstance(caught.value.__cause__, ScanInputError)
 

@@ -26,6 +26,11 @@ from registry.scanners.base import (
     worst,
 )
 from registry.scanners.containers.compressed import decompress, read_7z
+from registry.scanners.containers.encrypted_zip import (
+    ENCRYPTED_RULE,
+    is_encrypted,
+    plain_encrypted_archive,
+)
 from registry.scanners.containers.issues import ContainerError, Issue, malformed, suspicious
 from registry.scanners.containers.npy import npy_data_bytes, read_npy_header
 from registry.scanners.containers.pickle_spans import PickleSpan
@@ -137,9 +142,18 @@ class _Session:
     def info(self, rule: str, message: str, member: str | None) -> None:
         self.findings.append(Finding(SCANNER_ID, rule, Severity.INFO, message, member=member))
 
-    def vm(self, data: bytes | memoryview, member: str | None, depth: int) -> None:
+    def vm(
+        self, data: bytes | memoryview, member: str | None, depth: int, *, weights: bool
+    ) -> None:
+        """Run the pickle machine; `weights` for the pickles of a torch checkpoint, whose
+        allowlist admits none of the harmless builtins other pickles may name."""
         verdict = scan_pickle_bytes(
-            data, limits=self.limits, scanner_id=SCANNER_ID, member=member, depth=depth
+            data,
+            limits=self.limits,
+            scanner_id=SCANNER_ID,
+            member=member,
+            depth=depth,
+            weights=weights,
         )
         self.verdicts.append(verdict.verdict)
         self.findings.extend(verdict.findings)
@@ -189,7 +203,7 @@ class _Session:
     def pickle(self, f: BinaryIO, size: int, member: str | None, depth: int) -> None:
         if not is_legacy_stacked(f):
             # A raw pickle or a joblib file: the emulator walks every concatenated pickle.
-            self.vm(_read_span(f, PickleSpan(0, size), self.limits), member, depth)
+            self.vm(_read_span(f, PickleSpan(0, size), self.limits), member, depth, weights=False)
             return
         layout = read_legacy_stacked(f, size, self.limits)
         for issue in layout.issues:
@@ -204,7 +218,7 @@ class _Session:
         for label, span in parts:
             # Only the pickles are read; the raw storages after them never are.
             data = _read_span(f, span, self.limits)
-            self.vm(data, _join(member, f"legacy:{label}"), depth)
+            self.vm(data, _join(member, f"legacy:{label}"), depth, weights=True)
 
     # -- npy ---------------------------------------------------------------------------------
 
@@ -216,7 +230,7 @@ class _Session:
             if body > self.limits.max_pickle_bytes:
                 raise malformed("npy.object-too-large", "object array pickle exceeds the limit")
             f.seek(header.data_offset)
-            self.vm(f.read(body), _join(member, "npy:object-data"), depth)
+            self.vm(f.read(body), _join(member, "npy:object-data"), depth, weights=False)
             return
         expected = npy_data_bytes(header)
         if expected is None:
@@ -275,14 +289,17 @@ class _Session:
                     split = split_legacy_tar_member(m.data, m.name, self.limits)
                 except ContainerError as exc:
                     self.issue(exc.issue, member)
-                    self.vm(m.data, name, depth)  # still let the emulator see all of it
+                    # still let the emulator see all of it
+                    self.vm(m.data, name, depth, weights=True)
                     continue
                 for issue in split.issues:
                     self.issue(issue, member)
                 for span in split.spans:
-                    self.vm(m.data[span.start : span.end], f"{name}@{span.start}", depth)
+                    self.vm(
+                        m.data[span.start : span.end], f"{name}@{span.start}", depth, weights=True
+                    )
             elif m.name == "pickle":
-                self.vm(m.data, name, depth)
+                self.vm(m.data, name, depth, weights=True)
             else:
                 self.scan_bytes(m.data, name, depth + 1)
 
@@ -292,12 +309,19 @@ class _Session:
         issues: list[Issue] = []
         try:
             archive = read_zip(f, size, self.limits, issues)
+            unreadable = plain_encrypted_archive(f, archive)
+            if unreadable is not None:
+                # No model container in it: `unsupported`, not the differential refusal, and
+                # the encrypted bytes are not read (see `containers.encrypted_zip`).
+                issues = [i for i in issues if i.rule != ENCRYPTED_RULE] + [unreadable]
         finally:
             for issue in issues:
                 self.issue(issue, member)
         prefix = self._torch_checks(archive, member)
         sizes = {e.name: e.size for e in archive.entries}
         for entry in archive.entries:
+            if unreadable is not None and is_encrypted(entry):
+                continue
             try:
                 if prefix and entry.name == f"{prefix}/data.pkl":
                     self._torch_data_pkl(
@@ -445,7 +469,7 @@ class _Session:
             data, issues = read_zip_member(f, entry, self.limits.max_pickle_bytes)
             for issue in issues:
                 self.issue(issue, member)
-            self.vm(data, where, depth)
+            self.vm(data, where, depth, weights=prefix is not None)  # in a torch archive
             return
         head = zip_member_head(f, entry, SNIFF_BYTES)
         kind = sniff(head, entry.size)
