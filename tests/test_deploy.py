@@ -145,6 +145,8 @@ def test_the_webhook_paths_are_routes_for_the_shipped_environments(tmp_path: Pat
         assert reviewed | {"networkpolicies"} <= kinds, "the webhook reviews more than it is sent"
         seen.add(env)
     assert seen == environments
+    (namespace,) = _of_kind("Namespace")  # never selected: the webhook never gates itself
+    assert "modelctl.dev/environment" not in namespace["metadata"].get("labels", {})
     (service,) = _of_kind("Service")
     assert service["metadata"]["name"] == "modelctl"
     assert service["spec"]["ports"][0]["port"] == 443
