@@ -40,7 +40,7 @@ accelerator: venv
 pytest: venv accelerator
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
-pytest-fast: venv accelerator
+pytest-fast: venv accelerator pango
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "$(FAST_TESTS)"
 
 test: lint typecheck contracts pytest
@@ -53,8 +53,18 @@ clean:
 
 # The web UI's browser tests drive Debian's chromium through Playwright, which never downloads a
 # browser here: install the distribution's package when it is missing (CI runs as root).
-.PHONY: chromium bench-ui screenshots
-pytest: chromium
+.PHONY: chromium pango bench-ui screenshots
+pytest: chromium pango
+# The PDF report (the `pdf` extra, WeasyPrint) needs Debian's Pango; installed when missing.
+pango:
+	@if ! ldconfig -p | grep -q 'libpangoft2-1.0.so.0'; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0; \
+		else \
+			echo "make: Pango is missing: sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0" >&2; \
+			exit 2; \
+		fi; \
+	fi
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then \

@@ -47,7 +47,11 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("pull", "cli.pull:pull_command"),
     LazyCommand("serve", "cli.serve:serve"),
     LazyCommand("worker", "cli.serve:worker"),
+    LazyCommand("migrate", "cli.migrate:migrate_command"),
+    LazyCommand("gc", "cli.gc:gc_command"),
     LazyCommand("audit", "cli.tokens:audit_command"),
+    LazyCommand("bom", "cli.bom:bom_command"),
+    LazyCommand("report", "cli.report:report_command"),
     LazyCommand("mirror", "cli.checkpoints:mirror"),
     LazyCommand("models", "cli.checkpoints:models"),
     LazyCommand("inspect", "cli.checkpoints:inspect"),
@@ -57,6 +61,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("exception", "cli.policy:exception_app"),
     LazyCommand("finding", "cli.findings:finding_app"),
     LazyCommand("tokens", "cli.tokens:tokens_app"),
+    LazyCommand("bundle", "cli.bundle:bundle_app"),
 )
 
 _BY_NAME = {command.name: command for command in COMMANDS}

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         AttestResult,
         CheckpointView,
         DecisionView,
+        GcReport,
         MirrorResult,
         ModelSummary,
         QuarantineView,
@@ -86,13 +87,15 @@ def models_text(models: Sequence[ModelSummary]) -> str:
             f"{c.source.uri}@{c.source.commit[:12]}",
             str(c.file_count),
             human_size(c.total_size),
+            # The model's blobs, each counted once, on its first row.
+            human_size(m.storage_bytes) if i == 0 else "",
             iso(c.created_at),
             *(str(c.environments.get(e, {}).get("status", "-")) for e in envs),
         ]
         for m in models
-        for c in m.checkpoints
+        for i, c in enumerate(m.checkpoints)
     ]
-    headers = ["NAME", "CHECKPOINT", "SOURCE", "FILES", "SIZE", "MIRRORED"]
+    headers = ["NAME", "CHECKPOINT", "SOURCE", "FILES", "SIZE", "STORED", "MIRRORED"]
     return _table(rows, headers + [e.upper() for e in envs])
 
 
@@ -208,6 +211,21 @@ def release_text(q: QuarantineView) -> str:
 
 def _held(ref: str, q: QuarantineView) -> bool:
     return any(held.startswith(f"{ref} by ") for held in q.still_quarantined_by)
+
+
+def gc_text(report: GcReport) -> str:
+    verb = "would delete" if report.dry_run else "deleted"
+    lines = [
+        f"{report.stored} blobs stored, {report.referenced} referenced; "
+        f"{verb} {len(report.deleted)} ({human_size(report.bytes_freed)}), "
+        f"marked {len(report.marked)}, {report.waiting} waiting out the grace, "
+        f"{report.young} too young",
+    ]
+    lines += [f"  {verb} {b.digest} ({human_size(b.size)})" for b in report.deleted]
+    if report.uploads_removed:
+        removed = "would remove" if report.dry_run else "removed"
+        lines.append(f"{removed} {len(report.uploads_removed)} leftover uploads")
+    return "\n".join(lines)
 
 
 def workload_reviews_text(answers: Sequence[WorkloadReviewView], skipped: Sequence[str]) -> str:

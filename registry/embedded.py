@@ -25,8 +25,14 @@ from registry import signing_key
 from registry.blobs.base import BlobStore
 from registry.blobs.factory import open_blob_store
 from registry.client import materialize
-from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
-from registry.db.models import Blob, Model, WaiverRow
+from registry.db.engine import (
+    make_engine,
+    migrate,
+    require_current_schema,
+    session_factory,
+    unit_of_work,
+)
+from registry.db.models import AuditEvent, Blob, Model, WaiverRow
 from registry.errors import InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -42,6 +48,8 @@ from registry.service import (
     admission,
     attest,
     audit,
+    bundle_export,
+    bundle_import,
     checkpoints,
     decide,
     exception_requests,
@@ -51,6 +59,8 @@ from registry.service import (
     serving,
     tokens,
 )
+from registry.service import bom as bom_service
+from registry.service import gc as gc_service
 from registry.service import pull as pull_service
 from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
@@ -64,12 +74,16 @@ from registry.views import (  # server
     AttestationView,
     AttestResult,
     AuditEventView,
+    BomResult,
+    BundleResult,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
     ExceptionView,
     FileView,
     FindingView,
+    GcBlob,
+    GcReport,
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
@@ -86,7 +100,10 @@ from registry.views import (  # server
 
 
 class EmbeddedRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, migrate_schema: bool = True) -> None:
+        """Open the blob store and the database. With `migrate_schema` (one-shot commands and
+        the embedded SQLite default) an old schema is upgraded; without it (servers and
+        workers on a shared database) it is refused, naming `modelctl migrate`."""
         self.settings = settings
         if settings.database_url.startswith("sqlite"):
             try:
@@ -97,9 +114,16 @@ class EmbeddedRegistry:
         self.blobs: BlobStore = open_blob_store(settings.blob_store)
         self.engine = make_engine(settings.database_url)
         try:
-            migrate(self.engine)
+            if migrate_schema:
+                migrate(self.engine)
+            else:
+                require_current_schema(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             raise StorageError(f"cannot open the database: {exc.orig}") from exc
+        except BaseException:
+            self.engine.dispose()  # no pooled connection outlives a refused start
+            raise
         self.sessions = session_factory(self.engine)
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
@@ -171,6 +195,68 @@ class EmbeddedRegistry:
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
+
+    def gc(self, *, grace: timedelta, dry_run: bool, now: datetime | None = None) -> GcReport:
+        """Delete blobs no checkpoint references, mark → grace → sweep (`service/gc.py`), and
+        leftover uploads older than the grace. With `dry_run` nothing is written or deleted."""
+        now = now or datetime.now(UTC)
+        stored = list(self.blobs.list_blobs())
+        with unit_of_work(self.sessions) as session:
+            found = gc_service.plan(
+                stored,
+                gc_service.referenced_digests(session),
+                gc_service.marks(session),
+                now=now,
+                grace=grace,
+                swept=gc_service.tombstones(session),
+            )
+            if not dry_run:
+                gc_service.write_marks(session, found, now)
+        deleted = []
+        for entry in found.due:
+            if not dry_run:
+                try:
+                    with unit_of_work(self.sessions) as session:
+                        released = gc_service.release(
+                            session, entry.digest.hex, cutoff=now - grace, now=now
+                        )
+                except IntegrityError:
+                    released = False  # a checkpoint took the blob at this moment: keep it
+                if not released:
+                    continue
+                self.blobs.delete(entry.digest)
+            deleted.append(GcBlob(digest=str(entry.digest), size=entry.size))
+        leftovers = gc_service.stale_uploads(self.blobs.leftover_uploads(), now=now, grace=grace)
+        if not dry_run:
+            for leftover in leftovers:
+                self.blobs.remove_upload(leftover)
+        report = GcReport(
+            dry_run=dry_run,
+            grace_seconds=int(grace.total_seconds()),
+            stored=found.stored,
+            referenced=found.referenced,
+            young=len(found.young),
+            marked=tuple(GcBlob(digest=str(e.digest), size=e.size) for e in found.to_mark),
+            waiting=len(found.waiting),
+            deleted=tuple(deleted),
+            bytes_freed=sum(b.size for b in deleted),
+            uploads_removed=tuple(sorted(u.name for u in leftovers)),
+        )
+        if not dry_run and (deleted or leftovers):
+            with unit_of_work(self.sessions) as session:
+                session.add(
+                    AuditEvent(
+                        actor=self.actor,
+                        action="blobs.gc",
+                        subject="blob store",
+                        details={
+                            "deleted": [b.digest for b in deleted],
+                            "bytes_freed": report.bytes_freed,
+                            "uploads_removed": len(leftovers),
+                        },
+                    )
+                )
+        return report
 
     def models_count(self) -> int:
         """How many models are registered (one cheap query: the server's health check)."""
@@ -493,6 +579,97 @@ class EmbeddedRegistry:
                 actor=self.actor,
                 allow_findings=allow_findings,
             )
+
+    def bom(self, ref: str, fmt: str, *, sign: bool = True) -> BomResult:
+        """An ML-BOM of the checkpoint; signed and stored as an attestation when the registry
+        key is configured and `sign` (the API's read-only GET passes False)."""
+        chosen = bom_service.bom_format(fmt)
+        signer = self.optional_signer() if sign else None
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            facts = bom_service.bom_facts(
+                checkpoint,
+                blobs=self.blobs,
+                registry_public_key=self.registry_public_key(),
+                tool_version=tool_version(),
+                now=datetime.now(UTC),
+            )
+            return bom_service.issue_bom(
+                session, checkpoint, chosen, facts, signer=signer, actor=self.actor
+            )
+
+    # -- air-gap bundles (registry/service/bundle_export.py, bundle_import.py) ------------------
+    def bundle_export(self, refs: Sequence[str], out: Path, *, progress: Progress) -> BundleResult:
+        """Write REFs, their attestations and decisions, the registry key and a signed index."""
+        if not refs:
+            raise InputError("name at least one checkpoint to export")
+        bundle_export.check_out_path(out)
+        signer = registry_signer(self.settings)
+        public_key = self.registry_public_key()
+        if public_key is None:  # registry_signer made the key: this is a storage failure
+            raise StorageError("the registry's public key is missing after loading its key")
+        with unit_of_work(self.sessions) as session:
+            found: dict[int, Any] = {}
+            for ref in refs:
+                checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+                found.setdefault(checkpoint.id, checkpoint)
+            chosen = list(found.values())
+            result = bundle_export.export_bundle(
+                chosen,
+                blobs=self.blobs,
+                signer=signer,
+                registry_public_key=public_key,
+                tool_version=tool_version(),
+                out=out,
+                progress=progress,
+            )
+            session.add_all(bundle_export.audit_export(chosen, result, self.actor))
+        return result
+
+    def bundle_import(
+        self, path: Path, *, trust_keys: Sequence[bytes] = (), progress: Progress
+    ) -> BundleResult:
+        """Verify everything in the bundle (see bundle_import), then register it in one unit
+        of work; with the registry key configured, the registry then signs the imported
+        checkpoints itself (what `pull` checks), as `attest` would."""
+        trusted = [*self.trusted_attestation_keys(), *trust_keys]
+        label = str(path)
+        try:
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed after the one pass
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with stream:
+            verified = bundle_import.read_bundle(
+                stream,
+                label=label,
+                trusted_keys=trusted,
+                blobs=self.blobs,
+                progress=progress,
+                workers=self.settings.hash_workers,
+            )
+        signer = self.optional_signer()
+        with unit_of_work(self.sessions) as session:
+            registered = bundle_import.register_bundle(
+                session, verified, trusted_keys=trusted, actor=self.actor, label=label
+            )
+            if signer is not None:
+                for checkpoint in registered:
+                    attest.attest_checkpoint(
+                        session,
+                        checkpoint,
+                        signer=signer,
+                        tool_version=tool_version(),
+                        actor=self.actor,
+                    )
+        index = verified.index
+        return BundleResult(
+            path=label,
+            checkpoints=tuple(f"{c.name}@{c.digest}" for c in index.checkpoints),
+            files=sum(len(c.manifest) for c in index.checkpoints),
+            bytes=sum(m.size for m in index.blobs()),
+            attestations=len(verified.attestations),
+            new_bytes=verified.new_bytes,
+        )
 
     def inspect(self, ref: str) -> CheckpointView:
         parsed = Ref.parse(ref)

@@ -66,6 +66,12 @@ class Settings:
         return self.signing_key or self.home / "keys" / "registry.key"
 
     @property
+    def embedded_database(self) -> bool:
+        """The embedded SQLite database: migrated on open by every command, servers included.
+        A shared database (PostgreSQL) is migrated only by `modelctl migrate`."""
+        return self.database_url.startswith("sqlite")
+
+    @property
     def blob_root(self) -> Path:
         """Folder of the local blob store (`file://` or a bare path in MODELCTL_BLOB_STORE)."""
         spec = self.blob_store

@@ -165,6 +165,26 @@ class OpenFinding(WireModel):
         return f"{self.path}: {self.verdict} ({self.scanner}: {self.rule}: {self.message:.160})"
 
 
+class BomResult(WireModel):
+    """An ML-BOM as issued (`modelctl bom`): the document, and its attestation when signed."""
+
+    format: str  # cyclonedx | spdx
+    media_type: str
+    document: str  # the JSON document, exactly as signed (when `attestation` is set)
+    attestation: AttestationView | None = None
+
+
+class BundleResult(WireModel):
+    """An air-gap bundle written (`bundle export`) or read and registered (`bundle import`)."""
+
+    path: str
+    checkpoints: tuple[str, ...]  # NS/NAME@sha256:… of each checkpoint
+    files: int
+    bytes: int  # file bytes in the bundle
+    attestations: int
+    new_bytes: int | None = None  # import: bytes the store did not hold before
+
+
 class AttestResult(WireModel):
     checkpoint: CheckpointView
     issued: tuple[AttestationView, ...]
@@ -227,6 +247,30 @@ class CheckpointSummary(WireModel):
 class ModelSummary(WireModel):
     name: str
     checkpoints: tuple[CheckpointSummary, ...] = ()
+    #: Bytes in the blob store that this model's checkpoints reference, each blob counted once
+    #: (a blob shared with another model counts for both). What `modelctl gc` could free if
+    #: the model's checkpoints went away, at most.
+    storage_bytes: int = 0
+
+
+class GcBlob(WireModel):
+    digest: str
+    size: int
+
+
+class GcReport(WireModel):
+    """What one `modelctl gc` run found and did (docs/formats/cli-json.md)."""
+
+    dry_run: bool
+    grace_seconds: int
+    stored: int  # blobs in the store
+    referenced: int  # distinct blobs checkpoints reference
+    young: int  # unreferenced, but published inside the grace (an upload in flight?)
+    marked: tuple[GcBlob, ...]  # marked now; a later run deletes them after the grace
+    waiting: int  # marked earlier; the grace is not over
+    deleted: tuple[GcBlob, ...]  # swept (with --dry-run: would be)
+    bytes_freed: int
+    uploads_removed: tuple[str, ...]  # leftover uploads removed (or that would be)
 
 
 class PolicyRef(WireModel):

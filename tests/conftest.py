@@ -42,6 +42,8 @@ _SCRUBBED_ENV = (
     "HF_TOKEN",
     "MODELSCOPE_ENDPOINT",
     "MODELSCOPE_API_TOKEN",
+    "AWS_ENDPOINT_URL",  # the S3 blob store's: tests set their own (tests/s3_server.py)
+    "AWS_PROFILE",
 )
 
 

@@ -203,5 +203,23 @@ SLOW_TESTS = frozenset(
         "tests/test_web.py::test_ui_exception_request_waives_exact_ids_within_the_policy_expiry",
         "tests/test_web.py::test_ui_quarantine_a_file_digest_and_release_exactly_that",
         "tests/test_web.py::test_ui_quarantine_binds_the_digest_and_lists_every_name",
+        # The S3 store, gc and migrate (measured 2026-12-05, same rule).
+        "tests/test_blobs_s3.py::test_a_large_partial_resumes_server_side",
+        "tests/test_blobs_s3.py::test_a_second_upload_of_unknown_digest_copies_nothing",
+        "tests/test_blobs_s3.py::test_nothing_under_the_digest_until_verified",
+        "tests/test_blobs_s3.py::test_ranged_reads_fetch_only_the_range",
+        "tests/test_blobs_s3.py::test_two_writers_of_one_blob_create_it_once",
+        "tests/test_blobs_s3.py::test_commands_serve_and_worker_say_so_at_start_up",
+        "tests/test_gc.py::test_cli_gc_and_storage_per_model",
+        "tests/test_gc.py::test_mark_grace_sweep",
+        "tests/test_gc.py::test_the_sweep_rechecks_references",
+        "tests/test_gc.py::test_a_mirror_that_found_the_bytes_before_the_sweep_refuses_to_record",
+        "tests/test_migrate.py::test_concurrent_migrations_upgrade_once",
+        "tests/test_migrate.py::test_migrate_runs_once_and_says_what_it_did",
+        "tests/test_migrate.py::test_servers_and_workers_refuse_an_old_schema",
+        "tests/test_registry_on_s3.py::test_a_tampered_object_is_never_served_whole",
+        "tests/test_registry_on_s3.py::test_mirrored_files_are_blobs_in_the_bucket",
+        "tests/test_registry_on_s3.py::test_pull_from_s3_is_verified_and_whole",
+        "tests/test_registry_on_s3.py::test_whole_files_and_ranges_are_served_from_s3",
     }
 )

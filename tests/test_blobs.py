@@ -18,19 +18,25 @@ from registry.blobs.base import BlobStore
 from registry.blobs.factory import memory_store, open_blob_store
 from registry.blobs.local import LocalBlobStore
 from registry.blobs.memory import MemoryBlobStore
+from registry.blobs.s3 import S3BlobStore
 from registry.errors import InputError, IntegrityFailure, NotFound, StorageError
 from registry.mirror.hf import HttpGetFile
 from registry.service.transfer import UploadSink
+from tests.s3_server import moto_endpoint, s3_spec
+
+__all__ = ["moto_endpoint", "s3_spec"]  # fixtures for the S3 store
 
 
 def git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
+    if request.param == "s3":
+        return open_blob_store(request.getfixturevalue("s3_spec"))
     return MemoryBlobStore()
 
 
@@ -43,6 +49,8 @@ def leftovers(store: BlobStore) -> list[str]:
     """Uploads in flight and partials kept for resuming."""
     if isinstance(store, LocalBlobStore):
         return sorted(p.name for p in store.tmp.iterdir())
+    if isinstance(store, S3BlobStore):
+        return sorted(u.name for u in store.leftover_uploads())
     assert isinstance(store, MemoryBlobStore)
     return store.in_flight()
 
@@ -317,10 +325,10 @@ def test_memory_names_one_store_per_process() -> None:
     assert open_blob_store("memory://other") is not first
 
 
-def test_s3_is_not_yet_supported_in_one_line() -> None:
-    with pytest.raises(InputError, match=r"s3:// is not yet supported") as info:
-        open_blob_store("s3://bucket/prefix")
-    assert "\n" not in str(info.value)
+def test_s3_opens_the_object_store(s3_spec: str) -> None:
+    store = open_blob_store(s3_spec)
+    assert isinstance(store, S3BlobStore)
+    assert store.location.prefix == "registry/"
 
 
 def test_an_unknown_scheme_is_refused() -> None:
@@ -338,5 +346,5 @@ def test_settings_open_the_store_their_scheme_names(tmp_path: Path) -> None:
         assert registry.blobs is memory_store("settings")
     finally:
         registry.close()
-    with pytest.raises(InputError, match="not yet supported"):
-        EmbeddedRegistry(Settings.from_env({"MODELCTL_BLOB_STORE": "s3://b/p"}, home=tmp_path))
+    with pytest.raises(InputError, match="unsupported blob store"):
+        EmbeddedRegistry(Settings.from_env({"MODELCTL_BLOB_STORE": "ftp://b/p"}, home=tmp_path))

@@ -146,3 +146,22 @@ def test_version_without_extras(tmp_path: Path) -> None:
     run = run_without_extras("--version", "--json", home=tmp_path / "home")
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["name"] == "modelctl"
+
+
+def test_pdf_report_without_weasyprint_is_one_clean_line(tmp_path: Path) -> None:
+    out = tmp_path / "r.pdf"
+    run = run_without_extras(
+        "report", "--env", "prod", "--format", "pdf", "--out", str(out), home=tmp_path / "home"
+    )
+    assert run.code == 2
+    assert "pip install 'modelctl[pdf]'" in _one_clean_line(run)
+    assert not out.exists()
+
+
+def test_an_s3_store_without_the_extra_is_one_clean_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_BLOB_STORE", "s3://bucket/prefix")
+    run = run_without_extras("models", home=tmp_path / "home")
+    assert run.code == 2
+    assert "needs boto3: pip install 'modelctl[s3]'" in _one_clean_line(run)

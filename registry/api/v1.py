@@ -33,6 +33,7 @@ from registry.views import (
     AttestationView,
     Attested,
     AuditLog,
+    BomResult,
     CheckpointView,
     DecisionView,
     ExceptionList,
@@ -383,6 +384,47 @@ def attest(
         "model_signature": base64.b64encode(result.model_signature).decode("ascii"),
         "public_key_pem": result.public_key_pem.decode("ascii"),
     }
+
+
+BomFormatParam = Annotated[
+    Literal["cyclonedx", "spdx"], Query(description="cyclonedx (1.6 ML-BOM) or spdx (3.0.1, AI)")
+]
+
+
+@router.get(
+    CHECKPOINT + "/bom",
+    tags=["attestations"],
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/vnd.cyclonedx+json": {}, "application/spdx+json": {}},
+            "description": "The ML-BOM in the format asked for (its own schema, not ours)",
+        }
+    },
+)
+def get_bom(
+    registry: Reader,
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    format: BomFormatParam = "cyclonedx",
+) -> Response:
+    """A fresh ML-BOM of the checkpoint, every field tagged verified, declared or absent.
+    Read-only: nothing is signed or stored (POST issues a signed one)."""
+    result = registry.bom(_ref(namespace, name, digest), format, sign=False)
+    return Response(result.document.encode(), media_type=result.media_type)
+
+
+@router.post(CHECKPOINT + "/bom", tags=["attestations"], status_code=201, response_model=BomResult)
+def issue_bom(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("attest"))],
+    namespace: Namespace,
+    name: Name,
+    digest: DigestParam,
+    format: BomFormatParam = "cyclonedx",
+) -> dict[str, Any]:
+    """Issue an ML-BOM and sign it as an attestation of the checkpoint (registry key)."""
+    return registry.bom(_ref(namespace, name, digest), format).to_json()
 
 
 @router.get(

@@ -17,8 +17,10 @@ without pulling in the rest of the registry.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, Self
+from datetime import datetime
+from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 from attestations.digests import Digest
 
@@ -52,6 +54,22 @@ class BlobReader(Protocol):
         Range reads read and hash from the start (see `service.serving.verified_chunks`), so
         a reader needs no seek either.
         """
+        ...
+
+
+@runtime_checkable
+class RangeReader(Protocol):
+    """A store that can read part of a blob without the rest (an object store's ranged GET).
+
+    Only a store whose objects exist under a digest's key solely after the digest was verified
+    and a conditional create succeeded (the S3 store) offers it, because a range cannot be
+    re-hashed against the whole blob's digest; serving uses it for `Range` requests, so that a
+    client fetching a 10 GB shard in 64 pieces does not cost 64 whole-blob reads (ADR 0015).
+    The local folder store does not offer it: there every range is re-hashed from the start.
+    """
+
+    def open_range(self, digest: Digest, start: int, end: int) -> BinaryIO:
+        """Bytes `start..end` (inclusive) of the blob; `NotFound` when it is not stored."""
         ...
 
 
@@ -108,5 +126,38 @@ class BlobWriter(Protocol):
         ...
 
 
-class BlobStore(BlobReader, BlobWriter, Protocol):
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    """A stored blob as a listing sees it (for `modelctl gc` and storage usage)."""
+
+    digest: Digest
+    size: int
+    modified: datetime  # aware, UTC: when the bytes were published
+
+
+@dataclass(frozen=True, slots=True)
+class LeftoverUpload:
+    """An upload a crashed or interrupted process left: a temp file, a temporary object, an
+    unfinished multipart upload, or a partial kept for resuming."""
+
+    name: str
+    started: datetime  # aware, UTC
+    resumable: bool  # a partial kept for a later mirror to resume
+
+
+class BlobSweeper(Protocol):
+    """What garbage collection needs: list, delete, and find leftover uploads."""
+
+    def list_blobs(self) -> Iterator[BlobEntry]: ...
+
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob; a blob that is already gone is not an error."""
+        ...
+
+    def leftover_uploads(self) -> list[LeftoverUpload]: ...
+
+    def remove_upload(self, leftover: LeftoverUpload) -> None: ...
+
+
+class BlobStore(BlobReader, BlobWriter, BlobSweeper, Protocol):
     """Both halves: what mirroring and the embedded registry hold."""

@@ -11,14 +11,18 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from attestations.digests import Digest
+from attestations.errors import InvalidInputError
 from attestations.hashing import CHUNK_SIZE
-from registry.blobs.base import StoredBlob, blob_key
+from registry.blobs.base import BlobEntry, LeftoverUpload, StoredBlob, blob_key
 from registry.blobs.checks import Expected
 from registry.errors import NotFound, StorageError
 
@@ -84,6 +88,45 @@ class LocalBlobStore:
             return open(self.path(digest), "rb")
         except FileNotFoundError as exc:
             raise NotFound(f"blob {digest} is not in the store") from exc
+
+    # -- sweeping (modelctl gc) ---------------------------------------------------------------
+
+    def list_blobs(self) -> Iterator[BlobEntry]:
+        for path in (self.root / "sha256").glob("*/*"):
+            try:
+                digest = Digest(path.name)
+                st = path.lstat()
+            except (InvalidInputError, OSError):
+                continue  # not a blob of ours (or gone meanwhile): left alone
+            if stat.S_ISREG(st.st_mode) and path.parent.name == digest.hex[:2]:
+                yield BlobEntry(digest, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, digest: Digest) -> None:
+        path = self.path(digest)
+        try:
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete blob {digest}: {exc.strerror}") from exc
+
+    def leftover_uploads(self) -> list[LeftoverUpload]:
+        found = []
+        for path in self.tmp.glob("*.part"):
+            with contextlib.suppress(OSError):
+                found.append(
+                    LeftoverUpload(
+                        name=path.name,
+                        started=datetime.fromtimestamp(path.lstat().st_mtime, UTC),
+                        resumable=path.name.startswith("resume-"),
+                    )
+                )
+        return found
+
+    def remove_upload(self, leftover: LeftoverUpload) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.tmp / Path(leftover.name).name).unlink()
 
     def upload(
         self,

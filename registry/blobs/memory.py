@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from attestations.digests import Digest
-from registry.blobs.base import StoredBlob, blob_key
+from registry.blobs.base import BlobEntry, LeftoverUpload, StoredBlob, blob_key
 from registry.blobs.checks import Expected
 from registry.errors import NotFound, StorageError
 
@@ -21,6 +23,7 @@ from registry.errors import NotFound, StorageError
 class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[Digest, bytes] = {}
+        self._published: dict[Digest, datetime] = {}
         self._partials: dict[str, bytes] = {}  # resume key -> bytes kept by an abort
         self._live: set[MemoryBlobUpload] = set()
         self._lock = threading.Lock()
@@ -88,7 +91,26 @@ class MemoryBlobStore:
             if digest in self._blobs:
                 return False
             self._blobs[digest] = data
+            self._published[digest] = datetime.now(UTC)
             return True
+
+    # -- sweeping (modelctl gc) -----------------------------------------------------------
+
+    def list_blobs(self) -> Iterator[BlobEntry]:
+        with self._lock:
+            entries = [BlobEntry(d, len(b), self._published[d]) for d, b in self._blobs.items()]
+        yield from entries
+
+    def delete(self, digest: Digest) -> None:
+        with self._lock:
+            self._blobs.pop(digest, None)
+            self._published.pop(digest, None)
+
+    def leftover_uploads(self) -> list[LeftoverUpload]:
+        return []  # nothing outlives the process that started it
+
+    def remove_upload(self, leftover: LeftoverUpload) -> None:
+        return
 
 
 class MemoryBlobUpload:

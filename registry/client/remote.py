@@ -53,6 +53,7 @@ from registry.views import (
     AttestationView,
     AttestResult,
     AuditEventView,
+    BomResult,
     CheckpointView,
     DecisionView,
     ExceptionRequestView,
@@ -405,6 +406,11 @@ class RemoteRegistry:
             public_key_pem=d["public_key_pem"].encode("ascii"),
             findings=tuple(OpenFinding.model_validate(f) for f in d.get("findings", [])),
         )
+
+    def bom(self, ref: str, fmt: str) -> BomResult:
+        """POST: the server issues the BOM and signs it as an attestation (publisher role)."""
+        d = self._json("POST", self._canonical(ref) + "/bom", params={"format": fmt})
+        return BomResult.model_validate(d)
 
     def quarantine(self, target: str, reason: str) -> QuarantineView:
         if target.startswith("sha256:"):  # a bare digest: a manifest digest or a file's

@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 #: The newest migration. Kept here so that an up-to-date database is recognised without
 #: importing Alembic (a tenth of a second on every command); a test holds it equal to
 #: Alembic's own head.
-HEAD_REVISION = "0016"
+HEAD_REVISION = "0018"
 
 
 def make_engine(url: str) -> Engine:
@@ -65,11 +65,22 @@ def current_revision(engine: Engine) -> str | None:
         return None if row is None else str(row[0])
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is already there)."""
+#: PostgreSQL advisory lock held while migrating, so that two `modelctl migrate` runs (a
+#: Kubernetes Job retried, two servers on SQLite's rule) upgrade once, one after the other.
+MIGRATION_LOCK = 0x6D6F64656C63746C  # "modelctl"
+
+
+def migrate(engine: Engine) -> str | None:
+    """Bring the schema to the newest revision (a no-op when it is already there).
+
+    Returns the revision the database was at before (None: empty). On PostgreSQL the upgrade
+    runs under an advisory lock and re-reads the revision inside it, so concurrent callers
+    migrate once.
+    """
     try:
-        if current_revision(engine) == HEAD_REVISION:
-            return
+        before = current_revision(engine)
+        if before == HEAD_REVISION:
+            return before
         # Imported only when a migration is due: Alembic costs a tenth of a second per command.
         from alembic import command  # noqa: PLC0415
         from alembic.config import Config  # noqa: PLC0415
@@ -77,10 +88,44 @@ def migrate(engine: Engine) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                row = (
+                    conn.execute(text("SELECT version_num FROM alembic_version")).first()
+                    if inspect(conn).has_table("alembic_version")
+                    else None
+                )
+                before = None if row is None else str(row[0])
+                if before == HEAD_REVISION:
+                    return before
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"database migration failed: {exc.__class__.__name__}: {exc}") from exc
+    return before
+
+
+class SchemaOutOfDate(StorageError):
+    """The database is not at this release's schema and will not be migrated implicitly."""
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse, in one line naming `modelctl migrate`, a database not at `HEAD_REVISION`.
+
+    Servers and workers on a shared database call this instead of migrating: the schema moves
+    once, by `modelctl migrate` (a deploy step), never by whichever process starts first.
+    """
+    try:
+        found = current_revision(engine)
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise StorageError(f"cannot open the database: {reason}") from exc
+    if found != HEAD_REVISION:
+        at = "empty" if found is None else f"at revision {found}"
+        raise SchemaOutOfDate(
+            f"the database schema is {at}, this modelctl needs {HEAD_REVISION}: "
+            "run `modelctl migrate` first"
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

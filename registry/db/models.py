@@ -390,6 +390,23 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class GcMark(Base):
+    """A blob `modelctl gc` found unreferenced, and since when (mark, grace, sweep).
+
+    Recording a checkpoint that uses the blob deletes its mark; `gc` deletes the blob only when
+    the mark is older than the grace period and nothing references it at the sweep.
+    """
+
+    __tablename__ = "gc_marks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    #: Set when the blob was swept: the row stays for a grace period as a tombstone, so that a
+    #: mirror which found the bytes stored just before they went refuses to record them.
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class ExceptionRequest(Base):
     """A requested exception awaiting a second person's approval (the web UI's queue).
 

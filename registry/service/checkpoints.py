@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
@@ -37,6 +37,7 @@ from registry.errors import AmbiguousReference, InputError, IntegrityFailure, No
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.progress import Progress
 from registry.refs import ModelName, Ref
+from registry.service import gc
 from registry.service.transfer import FetchedFile, fetch_files
 from registry.settings import Limits
 from registry.views import (
@@ -274,6 +275,12 @@ def _record_blobs(session: Session, fetched: Sequence[FetchedFile]) -> None:
     for sha, blob in wanted.items():
         if sha not in known:
             session.add(Blob(sha256=sha, size=blob.size, storage_key=blob.key))
+    # Referenced again: `modelctl gc` starts over; bytes it swept meanwhile refuse (service/gc).
+    gc.take_blobs(
+        session,
+        reused=[f.blob.digest.hex for f in fetched if not f.blob.created],
+        uploaded=[f.blob.digest.hex for f in fetched if f.blob.created],
+    )
     session.flush()
 
 
@@ -294,9 +301,11 @@ def list_models(
         .order_by(Model.namespace, Model.name)
     ).all()
     found = statuses or {}
+    usage = storage_by_model(session)
     return [
         ModelSummary(
             name=m.full_name,
+            storage_bytes=usage.get(m.id, 0),
             checkpoints=tuple(
                 CheckpointSummary(
                     digest=f"sha256:{c.manifest_digest}",
@@ -315,6 +324,20 @@ def list_models(
         )
         for m in models
     ]
+
+
+def storage_by_model(session: Session) -> dict[int, int]:
+    """Model id -> bytes of the distinct blobs its checkpoints reference (one query)."""
+    pairs = (
+        select(Checkpoint.model_id, CheckpointFile.sha256, CheckpointFile.size)
+        .join(CheckpointFile, CheckpointFile.checkpoint_id == Checkpoint.id)
+        .distinct()
+        .subquery()
+    )
+    rows = session.execute(
+        select(pairs.c.model_id, func.sum(pairs.c.size)).group_by(pairs.c.model_id)
+    )
+    return {int(model_id): int(total or 0) for model_id, total in rows}
 
 
 def resolve_ref(session: Session, ref: Ref) -> Checkpoint:

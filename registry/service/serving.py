@@ -4,6 +4,10 @@ Bytes leave the blob store only re-hashed: `verified_chunks` reads the whole blo
 yields the requested range, and holds back its last piece until the digest and size are
 checked. On a mismatch it raises `IntegrityFailure` instead of yielding it, so the response
 is cut short and the client never receives a complete body of bad bytes.
+
+The one exception is a `Range` request to a store that reads ranges (`RangeReader`: the S3
+store, whose digest keys hold only bytes verified before a conditional create): the range is
+read alone, its length checked, and the whole blob is not read (docs/adr/0014).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from attestations.dsse import INTOTO_PAYLOAD_TYPE
 from attestations.errors import SignatureVerificationError
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, load_public_key
-from registry.blobs.base import BlobReader
+from registry.blobs.base import BlobReader, RangeReader
 from registry.db.models import Attestation, AuditEvent, Checkpoint, CheckpointFile, Model
 from registry.errors import InputError, IntegrityFailure, NotFound
 from registry.refs import Ref
@@ -78,6 +82,9 @@ def verified_chunks(
     blobs: BlobReader, sha256: str, size: int, byte_range: ByteRange | None = None
 ) -> Iterator[bytes]:
     """The bytes of `byte_range` (default: all) of blob `sha256`, checked before the end."""
+    if byte_range is not None and byte_range.length < size and isinstance(blobs, RangeReader):
+        yield from _range_chunks(blobs, sha256, byte_range)
+        return
     want = byte_range or ByteRange(0, size - 1)
     h = hashlib.sha256()
     pos = 0
@@ -96,6 +103,27 @@ def verified_chunks(
     if pos != size or h.hexdigest() != sha256:
         raise IntegrityFailure(
             f"blob sha256:{sha256} does not match its digest or size in the store; it is not served"
+        )
+    if pending is not None:
+        yield pending
+
+
+def _range_chunks(blobs: RangeReader, sha256: str, byte_range: ByteRange) -> Iterator[bytes]:
+    """One ranged read; a short read (the object is not the size the database says) is cut."""
+    got = 0
+    pending: bytes | None = None
+    with blobs.open_range(Digest(sha256), byte_range.start, byte_range.end) as f:
+        while data := f.read(CHUNK):
+            got += len(data)
+            if got > byte_range.length:
+                break
+            if pending is not None:
+                yield pending
+            pending = data
+    if got != byte_range.length:
+        raise IntegrityFailure(
+            f"blob sha256:{sha256} is shorter or longer than the range asked of it; "
+            "it is not served"
         )
     if pending is not None:
         yield pending

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from attestations.utc import aware
 from registry.db.engine import unit_of_work
 from registry.errors import InputError
+from registry.report.gather import gather, parse_since
+from registry.report.html import render_html
 from registry.requests import AuditQuery
 from registry.service.read import audit as read_audit
 from registry.service.read.common import PAGE_SIZE
@@ -81,6 +83,23 @@ def audit_page(request: Request) -> Response:
             page_url=lambda n: "/ui/audit?" + urlencode({**base, "page": n}),
             export_query=urlencode(base),
         )
+
+
+@router.get("/ui/report")
+@page
+def report_page(request: Request) -> Response:
+    """The auditor's report for one environment, the same page `modelctl report` writes
+    (self-contained, so it can be saved and handed over as it is)."""
+    _auditor(request)  # the report lists quarantine and release events from the audit log
+    env = request.query_params.get("env", "").strip()[:100]
+    if not env:
+        raise InputError("name an environment: /ui/report?env=prod")
+    since = parse_since(request.query_params.get("since", "").strip() or None)
+    data = gather(_registry(request), env, since)
+    # The page carries its own inline CSS (it must stand alone when saved) and nothing else:
+    # no scripts, no images, no requests out.
+    policy = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    return HTMLResponse(render_html(data), headers=_headers({"Content-Security-Policy": policy}))
 
 
 @router.get("/ui/audit.csv")
