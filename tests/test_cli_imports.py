@@ -40,6 +40,10 @@ _NOT_AT_START = (
     "model_signing",
     "sigstore",
     "huggingface_hub",
+    "boto3",  # the S3 blob store
+    "cyclonedx",  # ML-BOMs
+    "spdx_python_model",
+    "weasyprint",  # PDF reports
     "importlib.metadata",
     "registry.views",
     "registry.interface",
