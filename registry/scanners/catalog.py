@@ -19,9 +19,12 @@ from registry.scanners import (
     folder,
     gguf,
     keras,
+    nemo,
     onnx_scanner,
     pickle_scanner,
     safetensors,
+    skops,
+    tensorflow_graph,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Verdict
@@ -79,6 +82,13 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
     Entry(
         onnx_scanner.SCANNER_ID, lambda _: onnx_scanner.OnnxScanner(), format=onnx_scanner.FORMAT
     ),
+    Entry(
+        tensorflow_graph.SCANNER_ID,
+        lambda _: tensorflow_graph.TensorFlowGraphScanner(),
+        format=tensorflow_graph.FORMAT,
+    ),
+    Entry(nemo.SCANNER_ID, lambda _: nemo.NemoScanner(), format=nemo.FORMAT),
+    Entry(skops.SCANNER_ID, lambda _: skops.SkopsScanner(), format=skops.FORMAT),
 )
 
 #: Folder scanners, in the order they run.

@@ -44,6 +44,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.tensorflow_graph import looks_like_saved_model
 
 if TYPE_CHECKING:
     from onnx import (
@@ -357,7 +358,10 @@ class OnnxScanner:
     ruleset_version: str = RULESET_VERSION
 
     def applies_to(self, target: ScanTarget) -> bool:
-        return looks_like_onnx(target.head(), target.size)
+        head = target.head()
+        # A TensorFlow SavedModel (`08 01 12 ...`) passes the ModelProto sniff as ir_version 1
+        # with a producer_name; it is the tensorflow scanner's (which is strict about it).
+        return looks_like_onnx(head, target.size) and not looks_like_saved_model(head)
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         try:

@@ -49,7 +49,7 @@ MAX_CORPUS_BYTES = 5 * 1024 * 1024
 # Samples and the manifest
 # --------------------------------------------------------------------------------------------
 
-EXPECTED = ("malicious", "suspicious", "malformed", "clean")
+EXPECTED = ("malicious", "suspicious", "malformed", "unsupported", "clean")
 
 
 @dataclass(frozen=True)
@@ -1868,6 +1868,29 @@ def plain(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# TensorFlow, NeMo, skops, TorchScript and the recognised-but-unsupported formats
+# (tests/assets/model_formats.py, beside this file)
+# --------------------------------------------------------------------------------------------
+
+
+def model_format_files(c: Corpus) -> None:
+    import model_formats
+
+    kit = model_formats.Kit(
+        zip_of=npz,
+        tar_of=tar_bytes,
+        benign_torch_zip=build_zip(torch_zip_members(state_dict_pickle())),
+        malicious_torch_zip=build_zip(torch_zip_members(malicious_p(2))),
+        npy_f32=lambda shape: npy_header("<f4", shape) + b"\0" * (4 * _prod(shape)),
+    )
+    model_formats.tensorflow(c)
+    model_formats.nemo(c, kit)
+    model_formats.skops(c, kit)
+    model_formats.torchscript(c, kit)
+    model_formats.unsupported(c)
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -1880,6 +1903,7 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     gguf_files,
     keras,
     onnx_files,
+    model_format_files,
     plain,
 ]
 
