@@ -25,6 +25,7 @@ from registry.scanners import (
     safetensors,
     skops,
     tensorflow_graph,
+    torchscript,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Verdict
@@ -89,6 +90,11 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
     ),
     Entry(nemo.SCANNER_ID, lambda _: nemo.NemoScanner(), format=nemo.FORMAT),
     Entry(skops.SCANNER_ID, lambda _: skops.SkopsScanner(), format=skops.FORMAT),
+    Entry(
+        torchscript.SCANNER_ID,
+        lambda _: torchscript.TorchScriptScanner(),
+        format=torchscript.FORMAT,
+    ),
 )
 
 #: Folder scanners, in the order they run.

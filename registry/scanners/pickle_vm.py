@@ -307,8 +307,10 @@ class _Machine:
         depth: int,
         *,
         joblib: bool = True,
+        classify: Callable[[str, str], GlobalDecision] = classify_global,
     ) -> None:
         self.data = data
+        self.classify = classify  # the loader's global policy (TorchScript resolves its own)
         self.joblib = joblib  # BUILD of a NumpyArrayWrapper is followed by array data
         self.frame_end = -1  # where the last FRAME ends: the loader buffers the whole frame
         self.wrappers: dict[int, tuple[CallResult, dict[str, object]]] = {}
@@ -363,7 +365,7 @@ class _Machine:
         key = (module, name)
         decision = self.decisions.get(key)
         if decision is None:
-            decision = self.decisions[key] = classify_global(module, name)
+            decision = self.decisions[key] = self.classify(module, name)
         norm_module, norm_name = normalize(module, name)
         ref = GlobalRef(f"{norm_module}.{norm_name}", f"{module}.{name}", decision, offset)
         if not decision.allowed:
@@ -1580,6 +1582,7 @@ def analyze_pickle(
     member: str | None = None,
     depth: int = 0,
     joblib: bool = True,
+    classify: Callable[[str, str], GlobalDecision] = classify_global,
 ) -> PickleAnalysis:
     """Run the symbolic machine over every pickle in `data` and explain what loading would do.
 
@@ -1588,7 +1591,7 @@ def analyze_pickle(
     as the nested pickle it is) exactly as joblib's NumpyUnpickler reads it.
     """
     buf = data if isinstance(data, bytes) else bytes(data)
-    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib)
+    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib, classify=classify)
     n = len(buf)
     findings: list[Finding] = []
     verdicts: list[Verdict] = []
@@ -1687,6 +1690,7 @@ def scan_pickle_bytes(
     scanner_id: str = "pickle",
     member: str | None = None,
     depth: int = 0,
+    classify: Callable[[str, str], GlobalDecision] = classify_global,
 ) -> FileVerdict:
     """The verdict for one pickle stream (every pickle concatenated in it), with findings.
 
@@ -1694,5 +1698,5 @@ def scan_pickle_bytes(
     `data`. Nested pickles are scanned at `depth + 1` up to `limits.max_nesting`.
     """
     return analyze_pickle(
-        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth
+        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth, classify=classify
     ).to_file_verdict()
