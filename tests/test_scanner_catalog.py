@@ -23,7 +23,18 @@ CORPUS = Path(__file__).parent / "assets" / "corpus"
 
 def test_default_set_ids_and_order_unchanged() -> None:
     files, folders = catalog.all_scanners()
-    assert [s.id for s in files] == ["pickle", "safetensors", "gguf", "keras", "onnx"]
+    assert [s.id for s in files] == [
+        "pickle",
+        "safetensors",
+        "gguf",
+        "keras",
+        "onnx",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+    ]
     assert [s.id for s in folders] == ["model-folder"]
     assert catalog.OPT_IN == ("backdoor",)
     assert catalog.known_ids() == sorted([*catalog.OPT_IN, "model-folder", *(s.id for s in files)])
@@ -31,13 +42,23 @@ def test_default_set_ids_and_order_unchanged() -> None:
 
 def test_each_file_scanner_declares_its_format() -> None:
     # What admission used to read from a table in the service (`_FORMAT_BY_SCANNER`).
-    assert {e.id: catalog.format_of(e.id) for e in catalog.FILE_SCANNERS} == {
+    formats = {e.id: catalog.format_of(e.id) for e in catalog.FILE_SCANNERS}
+    # unsupported-formats recognises many formats and claims none: files keep another
+    # scanner's format, or their suffix.
+    assert formats.pop("unsupported-formats") is None
+    assert formats == {
         "pickle": "pickle",
         "safetensors": "safetensors",
         "gguf": "gguf",
         "keras": "keras",
         "onnx": "onnx",
+        "tensorflow": "tensorflow",
+        "nemo": "nemo",
+        "skops": "skops",
+        "torchscript": "torchscript",
     }
+    # It recognises many formats and claims none: files keep another scanner's or their suffix.
+    assert catalog.format_of("unsupported-formats") is None
     assert catalog.format_of("model-folder") is None
     assert catalog.format_of("backdoor") is None
     assert catalog.format_of("no-such-scanner") is None

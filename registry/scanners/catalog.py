@@ -26,6 +26,7 @@ from registry.scanners import (
     skops,
     tensorflow_graph,
     torchscript,
+    unsupported_formats,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Verdict
@@ -94,6 +95,11 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
         torchscript.SCANNER_ID,
         lambda _: torchscript.TorchScriptScanner(),
         format=torchscript.FORMAT,
+    ),
+    # Recognises formats nobody analyses; reports no format of its own (the files keep the
+    # format another scanner gives them, or their suffix).
+    Entry(
+        unsupported_formats.SCANNER_ID, lambda _: unsupported_formats.UnsupportedFormatsScanner()
     ),
 )
 

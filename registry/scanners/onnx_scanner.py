@@ -45,6 +45,7 @@ from registry.scanners.base import (
     worst,
 )
 from registry.scanners.tensorflow_graph import looks_like_saved_model
+from registry.scanners.unsupported_formats import looks_like_coreml
 
 if TYPE_CHECKING:
     from onnx import (
@@ -361,7 +362,13 @@ class OnnxScanner:
         head = target.head()
         # A TensorFlow SavedModel (`08 01 12 ...`) passes the ModelProto sniff as ir_version 1
         # with a producer_name; it is the tensorflow scanner's (which is strict about it).
-        return looks_like_onnx(head, target.size) and not looks_like_saved_model(head)
+        # A Core ML spec (`08 0N 12 <len> 0a ...`) passes it too, as ir_version N with a
+        # producer_name that is a message: the unsupported-formats scanner's.
+        return (
+            looks_like_onnx(head, target.size)
+            and not looks_like_saved_model(head)
+            and not looks_like_coreml(head)
+        )
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         try:

@@ -653,3 +653,19 @@ def unsupported(c: CorpusLike) -> None:
         ref="CVE-2024-27322",
     )
     add("name_only.rds", b"just text, not R data\n", "r-rds", "text file named .rds", "suspicious")
+    add(
+        "xgboost_booster.pkl",
+        b"\x80\x03cxgboost.core\nBooster\nq\x00)\x81q\x01}q\x02X\x06\x00\x00\x00handleq\x03"
+        b"C\x04binfq\x04sb.",
+        "xgboost-pickle",
+        "pickled XGBoost Booster: its raw booster bytes go to libxgboost (pickle scanner: "
+        "global outside the allowlist)",
+        "suspicious",
+    )
+    add("model.cbm", b"CBM1" + b"\x00" * 60, "catboost", "CatBoost native model file")
+    add(
+        "lightgbm_model.txt",
+        b"tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n",
+        "lightgbm",
+        "LightGBM text model (claimed by content, any name)",
+    )
