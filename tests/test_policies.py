@@ -208,6 +208,11 @@ def test_defaults_load_and_lint_clean() -> None:
         "gguf",
         "keras",
         "onnx",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
         "model-folder",
     }
     assert lint(default_policies_text(), "default.yaml", now=NOW) == []

@@ -31,7 +31,19 @@ DIGEST = "sha256:" + "ab" * 32
 COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"
 SIGNATURE = "https://model_signing/signature/v1.0"
 PROVENANCE = "https://slsa.dev/provenance/v1"
-SCANNERS = ("pickle", "safetensors", "gguf", "keras", "onnx", "model-folder")
+SCANNERS = (
+    "pickle",
+    "safetensors",
+    "gguf",
+    "keras",
+    "onnx",
+    "tensorflow",
+    "nemo",
+    "skops",
+    "torchscript",
+    "unsupported-formats",
+    "model-folder",
+)
 DEFAULTS = load_default_policies()
 DEFAULTS_TEXT = default_policies_text()
 

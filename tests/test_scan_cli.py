@@ -104,7 +104,19 @@ def test_mirror_scans_by_default_and_records_attested_runs(
     body = mirrored.json()
     assert body["verdict"] == "malicious"
     scans = {s["scanner"]: s for s in body["scans"]}
-    assert set(scans) == {"pickle", "safetensors", "gguf", "keras", "onnx", "model-folder"}
+    assert set(scans) == {
+        "pickle",
+        "safetensors",
+        "gguf",
+        "keras",
+        "onnx",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+        "model-folder",
+    }
     assert scans["pickle"]["verdict"] == "malicious"
     assert scans["pickle"]["flagged_files"] == 1
     assert all(s["attested"] for s in scans.values())
@@ -122,7 +134,7 @@ def test_mirror_scans_by_default_and_records_attested_runs(
             .all()
         )
     engine.dispose()
-    assert len(rows) == 6
+    assert len(rows) == 11  # one statement per scanner of the default set
     for raw in rows:
         statement = Statement.from_payload(verifier.verify(Bundle.from_bytes(raw)).payload)
         assert f"sha256:{statement.subjects[0].digest['sha256']}" == body["digest"]
@@ -142,9 +154,9 @@ def test_scan_without_the_key_is_recorded_unattested(run_cli: Any, model: Path) 
     body = result.json()
     assert body["name"] == "acme/m"
     assert body["verdict"] == "clean"
-    assert [r["attested"] for r in body["recorded"]] == [False] * 6
+    assert [r["attested"] for r in body["recorded"]] == [False] * 11
     assert "not attested" in run_cli("scan", "acme/m").stdout
-    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 12
+    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 22
     assert json.loads(run_cli("inspect", "acme/m", "--json").stdout)["attestations"] == []
 
 
