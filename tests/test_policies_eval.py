@@ -130,6 +130,27 @@ def test_malicious_scan_denied_where_enforced() -> None:
     assert not dev.allowed
 
 
+def test_unsupported_format_is_refused_where_enforced_and_warned_in_dev() -> None:
+    """A model format the registry recognises but cannot analyse (issue 14, class 5) is never
+    admitted silently: `unsupported` fails the scan check like any verdict but `clean`."""
+    scans = tuple(
+        ScanFact(s, "1.0.0", "unsupported" if s == "unsupported-formats" else "clean", NOW, "high")
+        for s in SCANNERS
+    )
+    for name in ("staging", "prod"):
+        decision = decide(good_facts(scans=scans), name)
+        assert not decision.allowed
+        assert status(decision, "scans.unsupported-formats") is CheckStatus.FAIL
+        assert "unsupported" in " ".join(decision.reasons)
+    dev = decide(good_facts(scans=scans), "dev")
+    assert status(dev, "scans.unsupported-formats") is CheckStatus.WARN
+    # A checkpoint scanned before a new scanner existed has no scan of it: refused until rescanned.
+    before = tuple(f for f in good_facts().scans if f.scanner != "tensorflow")
+    old = decide(good_facts(scans=before), "prod")
+    assert not old.allowed
+    assert "no tensorflow scan" in " ".join(old.reasons)
+
+
 def test_errored_or_missing_scan_is_never_clean() -> None:
     errored = tuple(ScanFact(s, "1.0.0", "error", NOW, None) for s in SCANNERS)
     assert status(decide(good_facts(scans=errored), "dev"), "scans.pickle") is CheckStatus.WARN

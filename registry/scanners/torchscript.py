@@ -193,10 +193,10 @@ def _judge_source(member: str, source: bytes, result: _Result) -> None:
             member=member,
         )
         return
-    imported: dict[str, str] = {}
+    imported: dict[str, str] = {}  # the name bound in the file -> the module it stands for
     for node in ast.walk(tree):
-        for name, line in _imports(node):
-            imported[name.split(".", 1)[0]] = name
+        for local, target, name, line in _imports(node):
+            imported[local] = target
             _judge_import(name, line, member, result)
     bound = _bound_names(tree) - set(imported)
     hits: dict[tuple[str, str], list[int]] = {}
@@ -237,13 +237,18 @@ _CALL_RULES: dict[str, tuple[Verdict, Severity, str]] = {
 }
 
 
-def _imports(node: ast.AST) -> Iterator[tuple[str, int]]:
+def _imports(node: ast.AST) -> Iterator[tuple[str, str, str, int]]:
+    """(name bound, what it stands for, dotted name imported, line) of each import:
+    `import a.b` binds `a` to `a`, `import a.b as c` binds `c` to `a.b`."""
     if isinstance(node, ast.Import):
         for alias in node.names:
-            yield alias.name, node.lineno
+            local = alias.asname or alias.name.split(".", 1)[0]
+            target = alias.name if alias.asname else local
+            yield local, target, alias.name, node.lineno
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
         for alias in node.names:
-            yield f"{node.module}.{alias.name}", node.lineno
+            name = f"{node.module}.{alias.name}"
+            yield alias.asname or alias.name, name, name, node.lineno
 
 
 def _judge_import(name: str, line: int, member: str, result: _Result) -> None:
