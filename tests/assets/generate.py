@@ -1874,7 +1874,9 @@ def plain(c: Corpus) -> None:
 
 
 def model_format_files(c: Corpus) -> None:
-    import model_formats
+    if str(HERE.parents[1]) not in sys.path:  # run as a script: make `tests.assets` importable
+        sys.path.insert(0, str(HERE.parents[1]))
+    from tests.assets import model_formats
 
     kit = model_formats.Kit(
         zip_of=npz,
