@@ -336,3 +336,25 @@ def test_booster_pickles_keep_the_pickle_verdict_and_say_why(tmp_path: Path) -> 
     assert unsupported[0].evidence["globals"] == ["xgboost.core.Booster"]
     plain = put(tmp_path, "state.pkl", b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01s.")
     assert not UnsupportedFormatsScanner().applies_to(plain)
+
+
+# -- hostile nesting: a bound, never a crash -----------------------------------------------------
+
+
+def test_deep_nesting_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    depth = 100_000
+    nested = "[" * depth + "]" * depth
+    yaml_config = nemo_with(f"a: {nested}\n")
+    source = ("x = " + "(" * depth + "1" + ")" * depth + "\n").encode()
+    script = zip_of([("a/code/__torch__.py", source), ("a/constants.pkl", b"\x80\x02).")])
+    schema = '{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", '
+    skops_file = zip_of([("schema.json", f'{schema}"content": {nested}}}'.encode())])
+    cases = (
+        (NemoScanner(), "deep.nemo", yaml_config, "nemo.config.malformed"),
+        (TorchScriptScanner(), "deep.pt", script, "torchscript.code.unparsable"),
+        (SkopsScanner(), "deep.skops", skops_file, "skops.schema.malformed"),
+    )
+    for scanner, name, data, rule in cases:
+        v = scanner.scan(put(tmp_path, name, data), LIMITS)
+        assert v.verdict is Verdict.MALFORMED, name
+        assert rule in rules(v), name

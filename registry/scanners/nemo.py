@@ -198,7 +198,7 @@ class NemoScanner:
         try:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             document = yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader, no tags
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             result.add(
                 Verdict.MALFORMED,
                 "nemo.config.malformed",
