@@ -179,6 +179,15 @@ def test_pickle_denied_in_prod_allowed_if_clean_in_staging() -> None:
     assert decide(good_facts(files=files), "staging").allowed
 
 
+@pytest.mark.parametrize("fmt", ["nemo", "torchscript"])
+def test_archives_that_hold_pickles_are_pickle_based(fmt: str) -> None:
+    # Their own scanner's format may be the one recorded for the file: it must not let a
+    # pickle-bearing archive past `pickleBased: deny`.
+    files = (*good_facts().files, FileFact("model.bin", 100, "03" * 32, fmt))
+    prod = decide(good_facts(files=files), "prod")
+    assert status(prod, "formats.pickle-based") is CheckStatus.FAIL
+
+
 def test_unpinned_revision_and_unknown_license_denied_in_prod() -> None:
     assert status(decide(good_facts(commit="main"), "prod"), "revisions.pinned") is CheckStatus.FAIL
     decision = decide(good_facts(license=None), "prod")

@@ -140,12 +140,17 @@ class SkopsScanner:
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         result = _Result()
-        if not target.head().startswith(ZIP_LOCAL):
+        head = target.head()
+        if not head.startswith(ZIP_LOCAL):
+            # skops' model-card loader once fell back to joblib (pickle) for such files.
+            pickled = sniff(head, target.size) is not None
             result.add(
                 Verdict.SUSPICIOUS,
                 "skops.name-mismatch",
                 Severity.HIGH,
-                "named .skops but not a zip archive (skops.io opens it by name)",
+                "named .skops but not a zip archive (skops.io opens it by name)"
+                + ("; it is a pickle-family file" if pickled else ""),
+                reference="CVE-2025-54886" if pickled else None,
             )
             return result.verdict()
         issues: list[Issue] = []

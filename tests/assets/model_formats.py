@@ -481,6 +481,13 @@ def skops(c: CorpusLike, kit: Kit) -> None:
         "malformed",
     )
     add(
+        "joblib_pickle_named.skops",
+        b"\x80\x04\x95\x0a\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01s.",
+        "a pickle named .skops (skops' model card loader fell back to joblib for it)",
+        "suspicious",
+        "CVE-2025-54886",
+    )
+    add(
         "name_only.skops",
         b"not a zip archive, only named like one\n",
         "text file named .skops",
