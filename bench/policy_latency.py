@@ -79,6 +79,7 @@ def facts() -> Facts:
         "skops",
         "torchscript",
         "unsupported-formats",
+        "hydra-config",
         "model-folder",
     )
     scans = tuple(ScanFact(s, "1.0.0", "clean", NOW - timedelta(days=1), "none") for s in scanners)

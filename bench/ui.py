@@ -66,6 +66,7 @@ SCANNERS = (
     "skops",
     "torchscript",
     "unsupported-formats",
+    "hydra-config",
     "model-folder",
 )
 TARGET_MS = 200.0

@@ -24,6 +24,7 @@ import pytest
 
 from registry.scanners import catalog, protobuf_wire
 from registry.scanners.base import FileVerdict, ScanLimits, Verdict
+from registry.scanners.hydra_config import HydraConfigScanner
 from registry.scanners.nemo import NemoScanner
 from registry.scanners.onnx_scanner import OnnxScanner
 from registry.scanners.pickle_scanner import PickleFamilyScanner
@@ -358,3 +359,19 @@ def test_deep_nesting_is_malformed_not_a_crash(tmp_path: Path) -> None:
         v = scanner.scan(put(tmp_path, name, data), LIMITS)
         assert v.verdict is Verdict.MALFORMED, name
         assert rule in rules(v), name
+
+
+# -- Hydra configs beside the weights ------------------------------------------------------------
+
+
+def test_hydra_configs_are_claimed_only_when_they_name_targets(tmp_path: Path) -> None:
+    plain = put(tmp_path, "config.json", json.dumps({"hidden_size": 8}).encode())
+    assert not HydraConfigScanner().applies_to(plain)
+    other = put(tmp_path, "notes.txt", b"_target_: os.system\n")  # not a config file name
+    assert not HydraConfigScanner().applies_to(other)
+    third_party = put(tmp_path, "a/config.yaml", b"model:\n  _target_: uni2ts.model.Moirai\n")
+    v = HydraConfigScanner().scan(third_party, LIMITS)
+    assert v.verdict is Verdict.CLEAN  # reported, not judged: the library decides its namespaces
+    assert v.findings[0].evidence["targets"] == ["uni2ts.model.Moirai"]
+    loader = put(tmp_path, "b/config.yaml", b"ckpt:\n  _target_: torch.load\n")
+    assert HydraConfigScanner().scan(loader, LIMITS).verdict is Verdict.MALICIOUS

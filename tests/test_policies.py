@@ -213,6 +213,7 @@ def test_defaults_load_and_lint_clean() -> None:
         "skops",
         "torchscript",
         "unsupported-formats",
+        "hydra-config",
         "model-folder",
     }
     assert lint(default_policies_text(), "default.yaml", now=NOW) == []

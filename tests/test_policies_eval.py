@@ -42,6 +42,7 @@ SCANNERS = (
     "skops",
     "torchscript",
     "unsupported-formats",
+    "hydra-config",
     "model-folder",
 )
 DEFAULTS = load_default_policies()

@@ -115,6 +115,7 @@ def test_mirror_scans_by_default_and_records_attested_runs(
         "skops",
         "torchscript",
         "unsupported-formats",
+        "hydra-config",
         "model-folder",
     }
     assert scans["pickle"]["verdict"] == "malicious"
@@ -134,7 +135,7 @@ def test_mirror_scans_by_default_and_records_attested_runs(
             .all()
         )
     engine.dispose()
-    assert len(rows) == 11  # one statement per scanner of the default set
+    assert len(rows) == 12  # one statement per scanner of the default set
     for raw in rows:
         statement = Statement.from_payload(verifier.verify(Bundle.from_bytes(raw)).payload)
         assert f"sha256:{statement.subjects[0].digest['sha256']}" == body["digest"]
@@ -154,9 +155,9 @@ def test_scan_without_the_key_is_recorded_unattested(run_cli: Any, model: Path) 
     body = result.json()
     assert body["name"] == "acme/m"
     assert body["verdict"] == "clean"
-    assert [r["attested"] for r in body["recorded"]] == [False] * 11
+    assert [r["attested"] for r in body["recorded"]] == [False] * 12
     assert "not attested" in run_cli("scan", "acme/m").stdout
-    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 22
+    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 24
     assert json.loads(run_cli("inspect", "acme/m", "--json").stdout)["attestations"] == []
 
 

@@ -34,6 +34,7 @@ def test_default_set_ids_and_order_unchanged() -> None:
         "skops",
         "torchscript",
         "unsupported-formats",
+        "hydra-config",
     ]
     assert [s.id for s in folders] == ["model-folder"]
     assert catalog.OPT_IN == ("backdoor",)
@@ -46,6 +47,7 @@ def test_each_file_scanner_declares_its_format() -> None:
     # unsupported-formats recognises many formats and claims none: files keep another
     # scanner's format, or their suffix.
     assert formats.pop("unsupported-formats") is None
+    assert formats.pop("hydra-config") is None  # YAML / JSON keep their suffix
     assert formats == {
         "pickle": "pickle",
         "safetensors": "safetensors",

@@ -18,6 +18,7 @@ from registry.scanners import (
     backdoor,
     folder,
     gguf,
+    hydra_config,
     keras,
     nemo,
     onnx_scanner,
@@ -101,6 +102,8 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
     Entry(
         unsupported_formats.SCANNER_ID, lambda _: unsupported_formats.UnsupportedFormatsScanner()
     ),
+    # Plain YAML / JSON configs: their format stays what their suffix says.
+    Entry(hydra_config.SCANNER_ID, lambda _: hydra_config.HydraConfigScanner()),
 )
 
 #: Folder scanners, in the order they run.

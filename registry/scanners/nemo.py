@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the dev set
-
 from registry.scanners import code_names
 from registry.scanners.base import (
     FileVerdict,
@@ -44,6 +42,7 @@ from registry.scanners.containers.compressed import decompress
 from registry.scanners.containers.issues import ContainerError
 from registry.scanners.containers.sniff import Kind, is_tar_header, sniff
 from registry.scanners.containers.torch_legacy import read_tar
+from registry.scanners.hydra_config import hydra_targets, load_config
 
 SCANNER_ID = "nemo"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -196,9 +195,8 @@ class NemoScanner:
             )
             return
         try:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            document = yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader, no tags
-        except (yaml.YAMLError, RecursionError) as exc:
+            document = load_config(data, json_text=False)
+        except ValueError as exc:
             result.add(
                 Verdict.MALFORMED,
                 "nemo.config.malformed",
@@ -244,24 +242,7 @@ def _targets(document: dict[Any, Any], limits: ScanLimits) -> Iterator[tuple[str
     beside `params` (Hydra < 1.0), and `target` at the root (NeMo's model class)."""
     if "target" in document:
         yield "target", document["target"]
-    seen: set[int] = set()  # YAML aliases share nodes: visit each once (no expansion bombs)
-    stack: list[tuple[str, object, int]] = [("", document, 0)]
-    while stack:
-        path, node, depth = stack.pop()
-        if id(node) in seen or depth > limits.max_nesting * 8:
-            continue
-        seen.add(id(node))
-        if isinstance(node, dict):
-            for key, value in node.items():
-                child = f"{path}.{key}" if path else str(key)
-                if key == "_target_" or (key == "cls" and "params" in node):
-                    yield child, value
-                if isinstance(value, dict | list):
-                    stack.append((child, value, depth + 1))
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                if isinstance(value, dict | list):
-                    stack.append((f"{path}[{i}]", value, depth + 1))
+    yield from hydra_targets(document, limits, legacy=True)
 
 
 def _judge_target(

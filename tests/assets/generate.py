@@ -1887,6 +1887,7 @@ def model_format_files(c: Corpus) -> None:
     )
     model_formats.tensorflow(c)
     model_formats.nemo(c, kit)
+    model_formats.hydra(c)
     model_formats.skops(c, kit)
     model_formats.torchscript(c, kit)
     model_formats.unsupported(c)

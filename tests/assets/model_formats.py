@@ -330,6 +330,47 @@ def nemo(c: CorpusLike, kit: Kit) -> None:
     )
 
 
+def hydra(c: CorpusLike) -> None:
+    def add(name: str, blob: bytes, technique: str, expected: str, ref: str | None = None) -> None:
+        c.add(
+            f"hydra/{name}",
+            blob,
+            fmt="hydra-config",
+            technique=technique,
+            expected=expected,
+            reference=ref,
+        )
+
+    add(
+        "nemo2_benign/context/model.yaml",
+        b"_target_: nemo.collections.llm.gpt.model.llama.LlamaModel\n"
+        b"config:\n  _target_: nemo.collections.llm.gpt.model.llama.Llama32Config1B\n",
+        "NeMo 2 checkpoint context with nemo.* targets",
+        "clean",
+    )
+    add(
+        "nemo2_exec/context/model.yaml",
+        b"_target_: nemo.collections.llm.gpt.model.llama.LlamaModel\n"
+        b"config:\n  _target_: builtins.exec\n  _args_: ['1+1']\n",
+        "NeMo 2 checkpoint context whose nested _target_ is builtins.exec",
+        "malicious",
+        "CVE-2025-23304",
+    )
+    add(
+        "uni2ts_os_system/config.json",
+        json.dumps({"module_kwargs": {"_target_": "os.system", "_args_": ["true"]}}).encode(),
+        "config.json next to safetensors weights, handed to hydra.utils.instantiate",
+        "malicious",
+        "CVE-2026-22584",
+    )
+    add(
+        "unparsable/config.yaml",
+        b"_target_: nemo.core.Thing\nparams: [1, 2\n",
+        "a config with _target_ keys that does not parse",
+        "malformed",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # skops (.skops: a zip of schema.json + .npy members)
 # --------------------------------------------------------------------------------------------
