@@ -53,7 +53,7 @@ class Format:
     sniff: Callable[[bytes], bool]  # the bytes are this format (from the first 4 KiB)
     claim: Callable[[bytes], bool] | None  # strict enough to claim a file whatever its name
     severity: Severity
-    needed: str  # what analysing it would take
+    needed: str  # what analysing it would take (the finding's `needed`)
     reference: str | None = None
 
 
@@ -155,8 +155,8 @@ FORMATS: tuple[Format, ...] = (
     Format("Core ML model", (".mlmodel",), _coreml_any, looks_like_coreml, Severity.MEDIUM,
            "a Model spec reader: custom layers and custom models name native classes"),
     Format("llamafile", (".llamafile",), _llamafile, _llamafile, Severity.HIGH,
-           "it is a native executable (Actually Portable Executable); only the embedded GGUF "
-           "could be scanned, the program itself cannot"),
+           "no model reader can: it is a native executable (Actually Portable Executable); the "
+           "GGUF inside could be scanned, never the program itself"),
     Format("Torch7 object", (".t7", ".th7"), _torch7_loose, _torch7, Severity.MEDIUM,
            "a Torch7 reader: objects name Lua classes whose read methods run on load"),
     Format("R serialized data", (".rds", ".rda", ".rdata"), _r_data, _r_data, Severity.HIGH,
@@ -244,7 +244,8 @@ class UnsupportedFormatsScanner:
                         _finding(
                             "format.unsupported",
                             fmt.severity,
-                            f"{fmt.name}: recognised, not analysed; needs {fmt.needed}",
+                            f"{fmt.name}: recognised, not analysed; what would analyse it: "
+                            f"{fmt.needed}",
                             {"format": fmt.name, "needed": fmt.needed},
                             fmt.reference,
                         ),
