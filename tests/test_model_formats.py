@@ -375,3 +375,14 @@ def test_hydra_configs_are_claimed_only_when_they_name_targets(tmp_path: Path) -
     assert v.findings[0].evidence["targets"] == ["uni2ts.model.Moirai"]
     loader = put(tmp_path, "b/config.yaml", b"ckpt:\n  _target_: torch.load\n")
     assert HydraConfigScanner().scan(loader, LIMITS).verdict is Verdict.MALICIOUS
+
+
+def test_hydra_marker_is_found_across_read_chunks_and_large_files_stay_unclaimed(
+    tmp_path: Path,
+) -> None:
+    big = b'{"vocab": "' + b"x" * (3 << 20) + b'"}'  # a 3 MiB JSON without targets
+    assert not HydraConfigScanner().applies_to(put(tmp_path, "tokenizer.json", big))
+    split = b" " * ((1 << 20) - 4) + b'{"_target_": "os.system"}'  # the marker spans two chunks
+    t = put(tmp_path, "config.json", split)
+    assert HydraConfigScanner().applies_to(t)
+    assert HydraConfigScanner().scan(t, LIMITS).verdict is Verdict.MALICIOUS

@@ -67,6 +67,18 @@ def hydra_targets(
                     stack.append((f"{path}[{i}]", value, depth + 1))
 
 
+def _contains(target: ScanTarget, marker: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether the file holds `marker`, read in bounded chunks (a large vocabulary JSON is
+    searched, never held whole)."""
+    tail = b""
+    with target.open() as fh:
+        while block := fh.read(chunk):
+            if marker in tail + block:
+                return True
+            tail = block[-(len(marker) - 1) :]
+    return False
+
+
 def load_config(data: bytes, json_text: bool) -> Any:
     """YAML (safe loader: no tags, no objects) or JSON. Raises ValueError when it does not
     parse or nests deeper than the parser can go."""
@@ -94,10 +106,7 @@ class HydraConfigScanner:
     def applies_to(self, target: ScanTarget) -> bool:
         if not target.path.lower().endswith(SUFFIXES):
             return False
-        if target.size > ScanLimits().max_header_bytes:
-            return True  # too large to read as a config: scan says so
-        with target.open() as fh:
-            return MARKER in fh.read()
+        return _contains(target, MARKER)
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         items: list[tuple[Verdict, Finding]] = []
