@@ -163,18 +163,20 @@ def test_nemo_is_claimed_by_content_and_judges_every_target_form(tmp_path: Path)
         "model:\n  cls: torch.hub.load\n  params: {repo: x}\n"
         "optim:\n  _target_: torch.optim.AdamW\n"
         "loader:\n  _target_: torch.load\n"
+        "ckpt:\n  _target_: pytorch_lightning.utilities.cloud_io.load\n"
     )
     t = put(tmp_path, "checkpoint.tar", nemo_with(config))  # no .nemo name
     assert NemoScanner().applies_to(t)
     v = NemoScanner().scan(t, LIMITS)
     assert v.verdict is Verdict.MALICIOUS
     bad = sorted(str(f.evidence["target"]) for f in v.findings if f.rule == "nemo.target.dangerous")
-    assert bad == ["torch.hub.load", "torch.load"]
+    # A loader under an allowed namespace is still a loader.
+    assert bad == ["pytorch_lightning.utilities.cloud_io.load", "torch.hub.load", "torch.load"]
     assert all(
         f.reference == "CVE-2025-23304" for f in v.findings if f.rule.startswith("nemo.target")
     )
     (summary,) = [f for f in v.findings if f.rule == "nemo.config.targets"]
-    assert summary.evidence["count"] == 4
+    assert summary.evidence["count"] == 5
     plain_tar = put(tmp_path, "other.tar", tar_of([("weights.bin", b"\0" * 16)]))
     assert not NemoScanner().applies_to(plain_tar)
 

@@ -32,6 +32,11 @@ DANGEROUS_NAMES = frozenset(
         "torch.utils.cpp_extension.load_inline", "torch.ops.load_library",
         "torch.classes.load_library", "numpy.load", "numpy.loadtxt", "numpy.fromfile",
         "numpy.testing._private.utils.runstring", "scipy.io.loadmat",
+        # checkpoint loaders and indirection under namespaces configs may otherwise name
+        "pytorch_lightning.utilities.cloud_io", "lightning.pytorch.utilities.cloud_io",
+        "lightning_fabric.utilities.cloud_io", "nemo.utils.model_utils.import_class_by_path",
+        "hydra.utils.instantiate", "hydra.utils.call", "hydra.utils.get_method",
+        "hydra.utils.get_class", "hydra._internal.utils._locate",
     }
 )  # fmt: skip
 
