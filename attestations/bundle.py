@@ -35,6 +35,9 @@ MaterialKind = Literal["public_key", "x509_chain", "certificate"]
 class VerificationMaterial:
     kind: MaterialKind
     key_hint: str | None = None  # sha256 hex of the signer's PEM SubjectPublicKeyInfo
+    #: The signer's public key itself (PEM or DER), as model_signing < 1.1.0 wrote it in
+    #: `publicKey.rawBytes` instead of a hint. It names a key; it is never trusted as one.
+    key_bytes: bytes | None = None
     certificates: tuple[bytes, ...] = ()  # DER, leaf first
     tlog_entries: tuple[dict[str, Any], ...] = ()
 
@@ -53,10 +56,23 @@ class VerificationMaterial:
             )
         if "publicKey" in data:
             key = data["publicKey"]
-            hint = key.get("hint") if isinstance(key, dict) else None
+            if not isinstance(key, dict):
+                raise MalformedDocumentError("bundle publicKey must be a JSON object")
+            hint = key.get("hint")
             if hint is not None and not isinstance(hint, str):
                 raise MalformedDocumentError("bundle publicKey.hint must be a string")
-            return cls(kind="public_key", key_hint=hint or None, tlog_entries=tuple(tlog))
+            raw_key = key.get("rawBytes")
+            key_bytes = (
+                b64decode_strict(raw_key, what="bundle publicKey.rawBytes")
+                if raw_key is not None
+                else None
+            )
+            return cls(
+                kind="public_key",
+                key_hint=hint or None,
+                key_bytes=key_bytes,
+                tlog_entries=tuple(tlog),
+            )
         if "x509CertificateChain" in data:
             chain = data["x509CertificateChain"]
             certs = chain.get("certificates") if isinstance(chain, dict) else None

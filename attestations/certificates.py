@@ -38,7 +38,7 @@ from attestations.errors import (
     SignatureVerificationError,
     SigningError,
 )
-from attestations.keys import ecdsa_for, key_hint, sign_envelope
+from attestations.keys import ecdsa_for, key_hint, sign_envelope, verify_dsse_signature
 from attestations.signing import SignerIdentity, SigningMethod, VerifiedEnvelope
 
 #: Longest cryptography error text kept in a one-line message.
@@ -124,11 +124,26 @@ def _ca_allows_code_signing(
         raise ValueError("CA ExtendedKeyUsage allows neither codeSigning nor anyExtendedKeyUsage")
 
 
-#: Web PKI profile, with the key purpose changed from TLS client to code signing.
+#: Web PKI profile, with the key purpose changed from TLS client to code signing, and the SAN
+#: optional: identity is pinned by `san_pattern` or `subject_pattern` here, not by the profile
+#: (model_signing's own test PKI issues signing certificates with no SAN at all).
 _EE_POLICY = (
     ExtensionPolicy.webpki_defaults_ee()
     .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature)
     .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _code_signing_if_present)
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+)
+#: The same for a signing certificate marked CA:TRUE, which model_signing accepts (OpenSSL does
+#: not look at the leaf's BasicConstraints) and some internal CAs issue. Used only for such a
+#: leaf, and the result says so (`leaf_is_ca`), so a policy can refuse it.
+#: Its key purpose is model_signing's rule, checked by `_check_leaf_usage`: KeyUsage
+#: digitalSignature or ExtendedKeyUsage codeSigning, either one.
+_CA_LEAF_EE_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
 )
 _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
     x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_allows_code_signing
@@ -205,20 +220,22 @@ class CertificateChainVerifier:
     def __init__(
         self,
         roots: Sequence[x509.Certificate],
-        san_pattern: str,
+        san_pattern: str | None,
         *,
+        subject_pattern: str | None = None,
         at: datetime | None = None,
     ) -> None:
         if not roots:
             raise InvalidInputError("a certificate verifier needs at least one trusted root")
-        if not san_pattern or not san_pattern.strip():
+        if not (san_pattern and san_pattern.strip()) and not (
+            subject_pattern and subject_pattern.strip()
+        ):
             raise InvalidInputError(
-                "a certificate verifier needs a SAN pattern: a valid chain is not an identity"
+                "a certificate verifier needs a SAN or subject pattern: "
+                "a valid chain is not an identity"
             )
-        try:
-            self._pattern = re.compile(san_pattern)
-        except re.error as exc:
-            raise InvalidInputError(f"invalid SAN pattern {san_pattern!r:.100}: {exc}") from exc
+        self._pattern = _compile(san_pattern, "SAN") if san_pattern else None
+        self._subject_pattern = _compile(subject_pattern, "subject") if subject_pattern else None
         if at is not None and at.tzinfo is None:
             raise InvalidInputError("the verification time must be timezone-aware")
         self._roots = tuple(roots)
@@ -240,7 +257,25 @@ class CertificateChainVerifier:
         # (2) path to a trusted root
         path = self._validate_path(leaf, intermediates, at)
         # (3) identity
-        san_kind, san_value = self._match_san(leaf)
+        identity_checks = []
+        subject_value = leaf.subject.rfc4514_string()
+        if self._pattern is not None:
+            san_kind, san_value = self._match_san(leaf, self._pattern)
+            identity_checks.append(f"SAN {san_kind}:{san_value} matches '{self._pattern.pattern}'")
+        else:
+            san_value = subject_value
+        if self._subject_pattern is not None:
+            if not self._subject_pattern.fullmatch(subject_value):
+                raise SignatureVerificationError(
+                    _one_line(
+                        f"the signing certificate's subject {subject_value!r} does not match "
+                        f"'{self._subject_pattern.pattern}'",
+                        limit=2 * _MAX_REASON,
+                    )
+                )
+            identity_checks.append(
+                f"subject {subject_value} matches '{self._subject_pattern.pattern}'"
+            )
         # (4) signature
         try:
             key = leaf.public_key()
@@ -250,8 +285,9 @@ class CertificateChainVerifier:
             ) from exc
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise SignatureVerificationError("the signing certificate's key is not an EC key")
+        del signature  # checked by verify_dsse_signature (exactly one, over the PAE)
         try:
-            key.verify(signature.sig, bundle.envelope.pae, ecdsa_for(key))
+            encoding = verify_dsse_signature(key, bundle.envelope)
         except InvalidInputError as exc:
             raise SignatureVerificationError(exc.message) from exc
         except InvalidSignature as exc:
@@ -260,18 +296,29 @@ class CertificateChainVerifier:
             ) from exc
         hint = key_hint(key)
         issuer = leaf.issuer.rfc4514_string()
+        leaf_is_ca = _is_ca(leaf)
+        chain_text = " → ".join(c.subject.rfc4514_string() for c in path)
         return VerifiedEnvelope(
             payload_type=bundle.envelope.payload_type,
             payload=bundle.envelope.payload,
             signer=SignerIdentity(
-                method="certificate", key_hint=hint, subject=san_value, issuer=issuer
+                method="certificate",
+                key_hint=hint,
+                subject=san_value,
+                issuer=issuer,
+                leaf_is_ca=leaf_is_ca,
             ),
             checks=(
                 f"bundle carries an X.509 certificate chain ({len(certs)} certificates)",
-                f"certificate chain {' → '.join(c.subject.rfc4514_string() for c in path)} "
-                f"leads to a trusted root and is valid at {_when(at)} for code signing",
-                f"SAN {san_kind}:{san_value} matches '{self._pattern.pattern}'",
-                f"ECDSA signature over the DSSE PAE verifies with the certificate's key "
+                f"certificate chain {chain_text} leads to a trusted root and is valid at "
+                f"{_when(at)} for code signing",
+                *(
+                    ["the signing certificate is a CA certificate (BasicConstraints CA:TRUE)"]
+                    if leaf_is_ca
+                    else []
+                ),
+                *identity_checks,
+                f"ECDSA signature over {encoding} verifies with the certificate's key "
                 f"sha256:{hint}",
             ),
         )
@@ -288,7 +335,10 @@ class CertificateChainVerifier:
                 PolicyBuilder()
                 .store(self._store)
                 .time(at)
-                .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+                .extension_policies(
+                    ca_policy=_CA_POLICY,
+                    ee_policy=_CA_LEAF_EE_POLICY if _is_ca(leaf) else _EE_POLICY,
+                )
                 .build_client_verifier()
             )
             return verifier.verify(leaf, intermediates).chain
@@ -308,19 +358,34 @@ class CertificateChainVerifier:
                 f"cannot validate the certificate chain: {_one_line(exc)}"
             ) from exc
 
-    def _match_san(self, leaf: x509.Certificate) -> tuple[str, str]:
+    def _match_san(self, leaf: x509.Certificate, pattern: re.Pattern[str]) -> tuple[str, str]:
         values = _san_values(leaf)
         for kind, value in values:
-            if self._pattern.fullmatch(value):
+            if pattern.fullmatch(value):
                 return kind, value
         present = ", ".join(f"{k}:{v}" for k, v in values) or "none"
         raise SignatureVerificationError(
             _one_line(
-                f"no SAN of the signing certificate matches '{self._pattern.pattern}' "
-                f"(it has {present})",
+                f"no SAN of the signing certificate matches '{pattern.pattern}' (it has {present})",
                 limit=2 * _MAX_REASON,
             )
         )
+
+
+def _compile(pattern: str, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInputError(f"invalid {what} pattern {pattern!r:.100}: {exc}") from exc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+    except _MALFORMED_EXTENSION:
+        return False  # the path validation refuses it with the reason
 
 
 def _load_der(der: bytes, index: int) -> x509.Certificate:
@@ -333,7 +398,18 @@ def _load_der(der: bytes, index: int) -> x509.Certificate:
 
 
 def _check_leaf_usage(leaf: x509.Certificate) -> None:
-    """The code-signing checks the path validation also enforces, with clearer messages."""
+    """The code-signing checks the path validation also enforces, with clearer messages.
+
+    A CA:TRUE leaf gets model_signing's rule instead (the only verifier that accepts such
+    leaves): KeyUsage digitalSignature or ExtendedKeyUsage codeSigning.
+    """
+    if _is_ca(leaf):
+        if _has_digital_signature(leaf) or _has_code_signing(leaf):
+            return
+        raise SignatureVerificationError(
+            "signing certificate (a CA certificate) has neither KeyUsage digitalSignature "
+            "nor ExtendedKeyUsage codeSigning"
+        )
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound as exc:
@@ -350,6 +426,21 @@ def _check_leaf_usage(leaf: x509.Certificate) -> None:
         raise SignatureVerificationError(
             "signing certificate's ExtendedKeyUsage does not include codeSigning"
         )
+
+
+def _has_digital_signature(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _has_code_signing(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CODE_SIGNING in eku
 
 
 __all__ = ["CertificateChainVerifier", "CertificateSigner", "load_certificates"]

@@ -24,6 +24,17 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
 
 
+def legacy_pae(payload_type: str, payload: bytes) -> bytes:
+    """The PAE model_signing 0.2.x (and 0.3.x/1.0.x for old payloads) actually signed.
+
+    Its encoder formatted the payload *bytes* into a `str`, so what got signed is
+    `"DSSEV1 LEN(type) type LEN(body) b'<repr of body>'"` (note also the upper-case V). A
+    verifier that wants those signatures must rebuild this exact text; the repr is unambiguous,
+    so the signature still covers every payload byte.
+    """
+    return f"DSSEV1 {len(payload_type)} {payload_type} {len(payload)} {payload!r}".encode()
+
+
 def b64decode_strict(text: object, *, what: str) -> bytes:
     """Standard base64 (padding required), also accepting the URL-safe alphabet DSSE allows."""
     if not isinstance(text, str) or not text:
@@ -74,9 +85,13 @@ class Envelope:
         for raw in raw_sigs:
             if not isinstance(raw, dict):
                 raise MalformedDocumentError("DSSE signature must be a JSON object")
-            keyid = raw.get("keyid", "")
+            # model_signing <= 1.0.1 writes `"keyid": null` and Go omits it: a key id that names
+            # no key is the empty one. Trust never comes from it (only from the verifier).
+            keyid = raw.get("keyid")
+            if keyid is None:
+                keyid = ""
             if not isinstance(keyid, str):
-                raise MalformedDocumentError("DSSE keyid must be a string")
+                raise MalformedDocumentError("DSSE keyid must be a string or null")
             signatures.append(
                 EnvelopeSignature(
                     sig=b64decode_strict(raw.get("sig"), what="DSSE sig"), keyid=keyid

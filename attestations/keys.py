@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestations.bundle import Bundle, VerificationMaterial
-from attestations.dsse import Envelope, EnvelopeSignature, pae
+from attestations.dsse import Envelope, EnvelopeSignature, legacy_pae, pae
 from attestations.errors import (
     InvalidInputError,
     SignatureVerificationError,
@@ -80,6 +80,48 @@ def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
         raise InvalidInputError("the public key is not an elliptic-curve key")
     ecdsa_for(key)
     return key
+
+
+def load_any_public_key(data: bytes) -> ec.EllipticCurvePublicKey | None:
+    """A public key from PEM or DER SubjectPublicKeyInfo, or None when it is neither."""
+    for loader in (serialization.load_pem_public_key, serialization.load_der_public_key):
+        try:
+            key = loader(data)
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+    return None
+
+
+def verify_dsse_signature(key: ec.EllipticCurvePublicKey, envelope: Envelope) -> str:
+    """Check the envelope's one signature with `key`; say which encoding it covers.
+
+    The DSSE PAE with the curve's hash first. Then, as model_signing 1.x still does, the
+    encoding its 0.2.x releases signed by mistake (`legacy_pae`), with the curve's hash and
+    then with SHA-256 (0.2.x hashed with SHA-256 whatever the curve). Raises `InvalidSignature`.
+    """
+    sig = envelope.only_signature.sig
+    curve_hash = ecdsa_for(key)
+    legacy = legacy_pae(envelope.payload_type, envelope.payload)
+    attempts = [
+        ("the DSSE PAE", envelope.pae, curve_hash),
+        ("model_signing 0.2's legacy PAE encoding", legacy, curve_hash),
+    ]
+    if not isinstance(curve_hash.algorithm, hashes.SHA256):
+        attempts.append(
+            (
+                "model_signing 0.2's legacy PAE encoding with SHA-256",
+                legacy,
+                ec.ECDSA(hashes.SHA256()),
+            )
+        )
+    for what, message, algorithm in attempts:
+        try:
+            key.verify(sig, message, algorithm)
+        except InvalidSignature:
+            continue
+        return what
+    raise InvalidSignature
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,31 +191,44 @@ class PublicKeyVerifier:
             raise SignatureVerificationError(
                 f"signature was made with a {material.kind.replace('_', ' ')}, not a key"
             )
-        signature = bundle.envelope.only_signature
-        if material.key_hint is not None:
-            key = self._keys.get(material.key_hint.lower())
+        _ = bundle.envelope.only_signature  # exactly one signature, else MalformedDocumentError
+        named = material.key_hint
+        if named is None and material.key_bytes is not None:
+            # model_signing < 1.1.0 put the key itself in the bundle: it names the signer's
+            # key, which must still be one of ours.
+            carried = load_any_public_key(material.key_bytes)
+            if carried is None:
+                raise SignatureVerificationError(
+                    "bundle publicKey.rawBytes is not an EC public key (PEM or DER)"
+                )
+            named = key_hint(carried)
+        if named is not None:
+            key = self._keys.get(named.lower())
             if key is None:
                 raise SignatureVerificationError(
-                    f"signed by another key (hint {material.key_hint[:16]}…), not a trusted one"
+                    f"signed by another key (hint {named[:16]}…), not a trusted one"
                 )
-            candidates = [(material.key_hint.lower(), key)]
+            candidates = [(named.lower(), key)]
         else:
             candidates = list(self._keys.items())
-        signed = bundle.envelope.pae
         for hint, key in candidates:
             try:
-                key.verify(signature.sig, signed, ecdsa_for(key))
+                encoding = verify_dsse_signature(key, bundle.envelope)
             except InvalidSignature:
                 continue
+            if material.key_hint:
+                named_by = "bundle carries a public-key hint for a trusted key"
+            elif material.key_bytes is not None:
+                named_by = "bundle carries a trusted public key (rawBytes, model_signing < 1.1)"
+            else:
+                named_by = "bundle carries no key hint: tried every trusted key"
             return VerifiedEnvelope(
                 payload_type=bundle.envelope.payload_type,
                 payload=bundle.envelope.payload,
                 signer=SignerIdentity(method="key", key_hint=hint),
                 checks=(
-                    "bundle carries a public-key hint for a trusted key"
-                    if material.key_hint
-                    else "bundle carries no key hint: tried every trusted key",
-                    f"ECDSA signature over the DSSE PAE verifies with key sha256:{hint}",
+                    named_by,
+                    f"ECDSA signature over {encoding} verifies with key sha256:{hint}",
                 ),
             )
         raise SignatureVerificationError("the signature does not verify with the trusted key")

@@ -28,12 +28,16 @@ class SignerIdentity:
     key_hint: str | None = None  # sha256 hex of the PEM SubjectPublicKeyInfo (key, certificate)
     subject: str | None = None  # the certificate's SAN that matched (certificate, sigstore)
     issuer: str | None = None  # OIDC issuer (sigstore) or issuing CA subject (certificate)
+    #: The signing certificate is itself a CA (BasicConstraints CA:TRUE): model_signing's test
+    #: PKI and some internal CAs issue such leaves. Accepted, always reported; policy may refuse.
+    leaf_is_ca: bool = False
 
     def describe(self) -> str:
         if self.method == "key":
             return f"key sha256:{self.key_hint}"
         if self.method == "certificate":
-            return f"certificate for {self.subject} issued by {self.issuer}"
+            ca = " (a CA certificate)" if self.leaf_is_ca else ""
+            return f"certificate{ca} for {self.subject} issued by {self.issuer}"
         return f"sigstore identity {self.subject} (issuer {self.issuer})"
 
 

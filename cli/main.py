@@ -16,7 +16,9 @@ from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
 from cli.progress import make_progress
 from cli.pull import pull_command  # pull
+from cli.rescan import rescan_command
 from cli.serve import serve, worker  # serve
+from cli.sync import sync_command
 from cli.tokens import audit_command, tokens_app  # serve
 from registry.errors import RegistryError
 from registry.fsutil import atomic_write
@@ -80,6 +82,8 @@ app.add_typer(signing.keys_app, name="keys")
 app.command("sign")(signing.sign)
 app.command("verify")(signing.verify)
 app.command("scan")(scanning.scan)
+app.command("rescan")(rescan_command)
+app.command("sync")(sync_command)
 app.add_typer(policy.policy_app, name="policy")
 app.command("quarantine")(policy.quarantine_command)
 app.command("release")(policy.release_command)

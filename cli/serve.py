@@ -76,6 +76,7 @@ def worker(
     try:
         if once:
             ran = 0
+            runner.queue_rescans()
             while runner.run_once():
                 ran += 1
             typer.echo(f"modelctl: worker ran {ran} jobs", err=True)

@@ -20,6 +20,7 @@ from attestations.keys import (
     load_private_key,
     load_public_key,
 )
+from attestations.model_signature import PREDICATE_TYPE
 from attestations.signing import SignatureVerifier, Signer
 from cli import render
 from cli.options import JsonOption, VerboseOption, emit, state_of
@@ -140,9 +141,24 @@ def _signer(
     return CertificateSigner(private, chain)
 
 
+IgnorePathsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore-paths",
+        help="Leave out this path, exact and relative to the model folder (repeatable).",
+    ),
+]
+
+
+def _model_path(path: Path) -> None:
+    """A model is a folder or one regular file (OMS 6.1); anything else is refused."""
+    if not (path.is_dir() or path.is_file()):
+        raise InputError(f"{path} is neither a model folder nor a model file")
+
+
 def sign(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="The model folder.")],
+    folder: Annotated[Path, typer.Argument(help="The model folder, or a single model file.")],
     key: Annotated[Path | None, typer.Option("--key", help="EC private key (PEM).")] = None,
     output: Annotated[Path, typer.Option("--output", help="Signature file.")] = Path("model.sig"),
     certificate: Annotated[
@@ -161,17 +177,19 @@ def sign(
     passphrase_env: Annotated[
         str, typer.Option("--passphrase-env", help="Variable holding the key passphrase.")
     ] = PASSPHRASE_ENV,
+    ignore_paths: IgnorePathsOption = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Sign a model folder: a model_signing v1.0 compatible Sigstore bundle."""
+    """Sign a model folder or file: a model_signing v1.0 (OMS) compatible Sigstore bundle."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder")
+    _model_path(folder)
     signer = _signer(
         key, certificate, certificate_chain, sigstore, identity_token, trust_config, passphrase_env
     )
-    bundle = sign_folder(folder, signer, signature_path=output)
+    bundle = sign_folder(
+        folder, signer, signature_path=output, ignore_paths=tuple(ignore_paths or ())
+    )
     atomic_write(output, bundle.to_bytes())
     statement = Statement.from_payload(bundle.envelope.payload)
     digest = statement.subjects[0].digest["sha256"]
@@ -196,6 +214,7 @@ def _verifier(
     trusted_root: Path | None,
     certificate_chain: Path | None,
     san: str | None,
+    subject: str | None = None,
 ) -> SignatureVerifier:
     chosen = [
         public_key is not None,
@@ -205,17 +224,20 @@ def _verifier(
     if sum(chosen) != 1:
         raise InputError(
             "say whom to trust, once: --public-key PEM, or --identity ID --issuer URL, "
-            "or --certificate-chain PEM --san PATTERN"
+            "or --certificate-chain PEM --san PATTERN (or --subject PATTERN)"
         )
     if public_key is not None:
         try:
             return PublicKeyVerifier([load_public_key(_read(public_key, "public key"))])
         except InvalidInputError as exc:
             raise InputError(f"{public_key}: {exc.message}") from exc
+    if (san or subject) and certificate_chain is None:
+        raise InputError("--san and --subject pin a certificate: pass --certificate-chain ROOTS")
     if certificate_chain is not None:
-        if not san:
+        if not san and not subject:
             raise InputError(
-                "--certificate-chain needs --san PATTERN: chain validity alone is no identity"
+                "--certificate-chain needs --san PATTERN (or --subject PATTERN for a "
+                "certificate without a SAN): chain validity alone is no identity"
             )
         from attestations.certificates import (  # noqa: PLC0415 - as in _signer
             CertificateChainVerifier,
@@ -223,7 +245,7 @@ def _verifier(
         )
 
         roots = load_certificates(_read(certificate_chain, "certificate chain"))
-        return CertificateChainVerifier(roots, san)
+        return CertificateChainVerifier(roots, san, subject_pattern=subject)
     if not identity or not issuer:
         raise InputError("keyless verification needs both --identity and --issuer")
     if trusted_root is None:
@@ -243,11 +265,13 @@ def verification_json(folder: Path, signature: Path, result: FolderVerification)
         "model": str(folder),
         "signature": str(signature),
         "subject_digest": str(result.signature.subject_digest),
+        "predicate_type": result.signature.predicate_type,
         "signer": {
             "method": signer.method,
             "key_hint": signer.key_hint,
             "subject": signer.subject,
             "issuer": signer.issuer,
+            "leaf_is_ca": signer.leaf_is_ca,
         },
         "serialization": {
             "method": ser.method,
@@ -255,6 +279,8 @@ def verification_json(folder: Path, signature: Path, result: FolderVerification)
             "allow_symlinks": ser.allow_symlinks,
             "ignore_paths": list(ser.ignore_paths),
         },
+        "verifier_ignore_paths": list(result.verifier_ignored),
+        "unsigned_files": list(result.unsigned),
         "files": result.files,
         "bytes": result.bytes,
         "checks": list(result.checks),
@@ -263,7 +289,7 @@ def verification_json(folder: Path, signature: Path, result: FolderVerification)
 
 def verify(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="The model folder.")],
+    folder: Annotated[Path, typer.Argument(help="The model folder, or a single model file.")],
     signature: Annotated[Path, typer.Option("--signature", help="The signature bundle.")],
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="Trusted EC public key (PEM).")
@@ -283,27 +309,61 @@ def verify(
     san: Annotated[
         str | None, typer.Option("--san", help="Regex the signing certificate's SAN must match.")
     ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject",
+            help="Regex the signing certificate's subject DN must match (RFC 4514 text).",
+        ),
+    ] = None,
     allow_ignore: Annotated[
         list[str] | None, typer.Option("--allow-ignore", help="Accept these ignore_paths.")
     ] = None,
+    ignore_paths: IgnorePathsOption = None,
+    ignore_unsigned_files: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unsigned-files",
+            help="Accept files nobody signed (listed in the output); signed files still verify.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Verify a model folder against its signature: signer, statement and every byte."""
+    """Verify a model folder or file against its signature: signer, statement, every byte."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder")
-    verifier = _verifier(public_key, identity, issuer, trusted_root, certificate_chain, san)
+    _model_path(folder)
+    verifier = _verifier(
+        public_key, identity, issuer, trusted_root, certificate_chain, san, subject
+    )
     bundle = Bundle.from_bytes(_read(signature, "signature"))
     result = verify_folder(
-        folder, bundle, verifier, signature_path=signature, allow_ignore=tuple(allow_ignore or ())
+        folder,
+        bundle,
+        verifier,
+        signature_path=signature,
+        allow_ignore=tuple(allow_ignore or ()),
+        ignore_paths=tuple(ignore_paths or ()),
+        allow_unsigned=ignore_unsigned_files,
     )
+    what = "every file matches" if folder.is_dir() else "the file matches"
     lines = [
-        f"verified {folder}: every file matches the signature",
+        f"verified {folder}: {what} the signature",
         f"  subject  {result.signature.subject_digest}",
         f"  signer   {result.signature.signer.describe()}",
         f"  files    {result.files}, {render.human_size(result.bytes)}",
     ]
+    if result.signature.signer.leaf_is_ca:
+        lines.append("  note     the signing certificate is a CA certificate (CA:TRUE)")
+    if result.verifier_ignored:
+        lines.append(
+            f"  ignored  {', '.join(result.verifier_ignored)} (--ignore-paths, unverified)"
+        )
+    if result.unsigned:
+        shown = ", ".join(result.unsigned[:5]) + (" …" if len(result.unsigned) > 5 else "")
+        lines.append(f"  unsigned {shown} (--ignore-unsigned-files: present, not verified)")
+    if result.signature.predicate_type != PREDICATE_TYPE:
+        lines.append(f"  format   legacy {result.signature.predicate_type} (model_signing 0.2)")
     if state.verbose:
         lines += [f"  ✓ {c}" for c in result.checks]
     emit(state, verification_json(folder, signature, result), "\n".join(lines))

@@ -12,6 +12,7 @@ file keeps it readable top to bottom.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Mapping
@@ -298,6 +299,7 @@ class _Eval:
             matching = [a for a in same_type if _signed_by(signer, a)]
             counted.update(id(a) for a in matching)
             if not matching:
+                notes += _ca_leaf_notes(signer, same_type)
                 continue
             if signer.not_after is not None and self.now >= signer.not_after:
                 notes.append(f"signer {name}'s key expired at {signer.not_after.isoformat()}")
@@ -519,12 +521,28 @@ def _signed_by(signer: Signer, att: AttestationFact) -> bool:
             and signer.subject.fullmatch(identity) is not None
         )
     assert isinstance(signer, CertificateSigner)
-    # The caller verified the chain against this signer's roots and says so by name.
+    # The caller verified the chain against this signer's roots and says so by name. A CA
+    # certificate used as the signing leaf counts only where the policy allows it.
     return (
         att.signer == signer.name
         and att.identity is not None
         and signer.san.fullmatch(att.identity) is not None
+        and (signer.allow_ca_leaf or not att.leaf_is_ca)
     )
+
+
+def _ca_leaf_notes(signer: Signer, atts: list[AttestationFact]) -> list[str]:
+    """Why a CA-leaf attestation by `signer` did not count: it would have, had the policy
+    allowed CA leaves (`allowCaLeaf`)."""
+    if not isinstance(signer, CertificateSigner) or signer.allow_ca_leaf:
+        return []
+    allowing = dataclasses.replace(signer, allow_ca_leaf=True)
+    if not any(a.leaf_is_ca and _signed_by(allowing, a) for a in atts):
+        return []
+    return [
+        f"{signer.name}'s signing certificate is a CA certificate (CA:TRUE), "
+        "which the policy does not allow (allowCaLeaf)"
+    ]
 
 
 def _version(text: str) -> tuple[int, ...] | None:

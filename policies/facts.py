@@ -30,6 +30,10 @@ class AttestationFact:
     verified_at: datetime
     identity: str | None = None
     issuer: str | None = None
+    #: Certificate signatures: the signing certificate is itself a CA (BasicConstraints
+    #: CA:TRUE). Verified as model_signing does; a certificate signer counts it only with
+    #: `allowCaLeaf: true`.
+    leaf_is_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)

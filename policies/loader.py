@@ -480,7 +480,7 @@ def _signer(node: _Node) -> Signer:
         return KeylessSigner(
             name=name, issuer=issuer, subject=k["subjectPattern"].regex(), not_after=not_after
         )
-    k = f["certificate"].mapping({"roots", "sanPattern"}, set())
+    k = f["certificate"].mapping({"roots", "sanPattern"}, {"allowCaLeaf"})
     roots = tuple(k["roots"].strings(lambda n: n.string()))
     if not roots:
         k["roots"].fail("at least one root certificate")
@@ -488,7 +488,11 @@ def _signer(node: _Node) -> Signer:
         if "-----BEGIN CERTIFICATE-----" not in r:
             n.fail("not a PEM certificate")
     return CertificateSigner(
-        name=name, roots=roots, san=k["sanPattern"].regex(), not_after=not_after
+        name=name,
+        roots=roots,
+        san=k["sanPattern"].regex(),
+        not_after=not_after,
+        allow_ca_leaf=k["allowCaLeaf"].boolean() if "allowCaLeaf" in k else False,
     )
 
 

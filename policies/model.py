@@ -117,6 +117,8 @@ class CertificateSigner:
     san: re.Pattern[str]
     not_after: datetime | None
     kind: Literal["certificate"] = "certificate"
+    #: Count signatures whose signing certificate is itself a CA (CA:TRUE leaf).
+    allow_ca_leaf: bool = False
 
 
 Signer = KeySigner | RegistrySigner | KeylessSigner | CertificateSigner

@@ -27,7 +27,7 @@ from registry.blobs.factory import open_blob_store
 from registry.client import materialize
 from registry.db.engine import make_engine, migrate, session_factory, unit_of_work
 from registry.db.models import Blob, Model, WaiverRow
-from registry.errors import InputError, NotFound, StorageError
+from registry.errors import InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.progress import Progress
@@ -52,7 +52,9 @@ from registry.service import (
     tokens,
 )
 from registry.service import pull as pull_service
+from registry.service import rescan as rescan_service
 from registry.service import scan as scan_service
+from registry.service import sync as sync_service
 from registry.service.gate import Gatekeeper
 from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
@@ -72,7 +74,10 @@ from registry.views import (  # server
     ModelSummary,
     PullResult,  # pull
     QuarantineView,
+    RescanResult,
     ScanOutcome,
+    SyncItem,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
@@ -580,6 +585,55 @@ class EmbeddedRegistry:
     def job(self, job_id: int) -> JobView:
         with unit_of_work(self.sessions) as session:
             return jobs.get(session, job_id)
+
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult:
+        """Mirror the new upstream commits of watched hub models (`sources`, else every hub
+        source matching MODELCTL_PROXY_SOURCES that the registry holds): one mirror-and-scan
+        job per new commit, none where one is queued. `dry_run` only looks upstream."""
+        with unit_of_work(self.sessions) as session:
+            if sources:
+                named = {}
+                for text in sources:
+                    if not text.startswith(("hf://", "ms://")):  # never a path on this machine
+                        raise InputError(
+                            f"sync watches hub models: hf://ORG/NAME, not {text!r:.100}"
+                        )
+                    spec = parse_source(text)
+                    if spec.revision is not None:
+                        raise InputError(f"sync watches hub models: hf://ORG/NAME, not {text!r}")
+                    named[spec.uri] = sync_service.name_for(session, spec.uri) or spec.repo_id
+                watched = named
+            else:
+                watched = sync_service.watched(session, self.settings.proxy_sources)
+        items = [self._sync_one(uri, name, dry_run=dry_run) for uri, name in watched.items()]
+        return SyncResult(dry_run=dry_run, sources=tuple(items))
+
+    def _sync_one(self, uri: str, name: str, *, dry_run: bool) -> SyncItem:
+        try:  # one upstream round trip, outside any transaction
+            commit = open_source(parse_source(uri), self.settings).resolve().commit
+        except RegistryError as exc:
+            return SyncItem(source=uri, name=name, state="error", error=exc.message)
+        with unit_of_work(self.sessions) as session:
+            if sync_service.holds(session, uri, commit):
+                state, job_id = "up-to-date", None
+            elif sync_service.pending(session, uri):
+                state, job_id = "already-queued", None
+            elif dry_run:
+                state, job_id = "new", None
+            else:
+                state, job_id = "queued", sync_service.queue(session, uri, commit, name)
+        return SyncItem(source=uri, name=name, state=state, upstream_commit=commit, job_id=job_id)
+
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
+        """Queue a scan of every checkpoint whose newest scan by one of `scanners` (the default
+        set when empty) is older than the scanner this registry runs; `dry_run` only finds."""
+        current = scan_service.current_versions(scanners)
+        defaults = frozenset(scan_service.current_versions(()))
+        with unit_of_work(self.sessions) as session:
+            stale = rescan_service.find_stale(session, current)
+            if not dry_run:
+                stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
+            return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))
 
 
 def exception_view(row: WaiverRow) -> ExceptionView:

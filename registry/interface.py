@@ -26,7 +26,9 @@ from registry.views import (  # server
     ModelSummary,
     PullResult,
     QuarantineView,
+    RescanResult,
     ScanOutcome,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
@@ -58,6 +60,8 @@ class Registry(Protocol):
     def scan(
         self, ref: str, scanners: Sequence[str] = (), *, backdoor: BackdoorSettings | None = None
     ) -> ScanOutcome: ...
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult: ...
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult: ...
     # -- findings and their triage (two people: requester and a different approver) --
     def finding_list(self, ref: str) -> list[FindingView]: ...
     def finding_triage(

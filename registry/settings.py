@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from registry.errors import InputError
 
 DEFAULT_HOME = Path("~/.local/share/modelctl")
+_PROXY_GLOB = re.compile(r"(hf|ms)://[A-Za-z0-9._*?\[\]-]+/[A-Za-z0-9._*?\[\]-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,17 @@ class Settings:
     ] = ()  # folders the server may mirror from (MODELCTL_MIRROR_ROOTS)
     trusted_keys: tuple[Path, ...] = ()  # PEM public keys whose uploaded attestations verify
     run_worker: bool = True  # `modelctl serve` runs jobs itself (MODELCTL_SERVE_WORKER=false: not)
+    # Pull-through (MODELCTL_PROXY_SOURCES): hub globs whose models `/hf` mirrors on first ask.
+    proxy_sources: tuple[str, ...] = ()
+    # Watched models' new upstream commits are mirrored every this many seconds by the
+    # workers (MODELCTL_SYNC_INTERVAL; 0: only `modelctl sync` does).
+    sync_interval: float = 0.0
+    # Workers queue re-scans of checkpoints judged by older scanner rules when they start
+    # (MODELCTL_RESCAN_ON_START=false: only `modelctl rescan` does).
+    rescan_on_start: bool = True
+    # A running job whose worker sent no heartbeat for this long is taken over by another
+    # (MODELCTL_JOB_LEASE_SECONDS; workers beat every half second).
+    job_lease_seconds: float = 60.0
 
     @property
     def signing_key_path(self) -> Path:
@@ -96,10 +109,51 @@ class Settings:
             mirror_roots=_paths(env.get("MODELCTL_MIRROR_ROOTS")),
             trusted_keys=_paths(env.get("MODELCTL_TRUSTED_KEYS")),
             run_worker=_flag(env, "MODELCTL_SERVE_WORKER", default=True),
+            proxy_sources=parse_proxy_globs(env.get("MODELCTL_PROXY_SOURCES")),
+            sync_interval=_seconds(env, "MODELCTL_SYNC_INTERVAL"),
+            rescan_on_start=_flag(env, "MODELCTL_RESCAN_ON_START", default=True),
+            job_lease_seconds=_lease(env),
             policy_file=Path(env["MODELCTL_POLICY"]).expanduser()
             if env.get("MODELCTL_POLICY")
             else None,
         )
+
+
+def parse_proxy_globs(text: str | None) -> tuple[str, ...]:
+    """`MODELCTL_PROXY_SOURCES`: `hf://ORG/NAME` / `ms://ORG/NAME` globs, separated by commas
+    or whitespace (`hf://Qwen/*, hf://google/gemma-*`). Raises InputError."""
+    globs = tuple(g for g in re.split(r"[,\s]+", text or "") if g)
+    for glob in globs:
+        if not _PROXY_GLOB.fullmatch(glob):
+            raise InputError(
+                f"MODELCTL_PROXY_SOURCES: bad entry {glob!r:.100}; "
+                "expected hf://ORG/NAME or ms://ORG/NAME globs, e.g. hf://Qwen/*"
+            )
+    return globs
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name) or "0"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 7 * 86400:
+        raise InputError(f"{name} must be a number of seconds from 0 to 604800, not {raw!r:.40}")
+    return value
+
+
+def _lease(env: Mapping[str, str]) -> float:
+    raw = env.get("MODELCTL_JOB_LEASE_SECONDS") or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 2 <= value <= 86400:
+        raise InputError(
+            f"MODELCTL_JOB_LEASE_SECONDS must be from 2 to 86400 seconds, not {raw!r:.40}"
+        )
+    return value
 
 
 def _paths(value: str | None) -> tuple[Path, ...]:

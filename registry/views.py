@@ -512,3 +512,61 @@ class FindingList(WireModel):
 
 class TriageList(WireModel):
     triage: tuple[TriageView, ...]
+
+
+# -- re-scans when the rules change (registry/service/rescan.py) ---------------------------------
+
+
+class StaleScan(WireModel):
+    """One scanner whose newest scan of a checkpoint is older than the scanner that runs now."""
+
+    scanner: str
+    recorded_version: str
+    recorded_ruleset: str
+    current_version: str
+    current_ruleset: str
+
+
+class StaleCheckpoint(WireModel):
+    """A checkpoint to re-scan, the scanners that are stale on it, and the job (once queued)."""
+
+    ref: str
+    stale: tuple[StaleScan, ...]
+    job_id: int | None = None
+    #: True when a queued or running scan job already covers it (nothing new was queued).
+    already_queued: bool = False
+
+
+class RescanResult(WireModel):
+    """What a sweep found and did: `dry_run` finds without queuing."""
+
+    dry_run: bool
+    checkpoints: tuple[StaleCheckpoint, ...]
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for c in self.checkpoints if c.job_id is not None)
+
+
+# -- upstream sync (registry/service/sync.py) ------------------------------------------------
+
+
+class SyncItem(WireModel):
+    """One watched hub source: its upstream head and what the sync did about it."""
+
+    source: str
+    name: str
+    #: `up-to-date`, `queued` (job_id set), `already-queued`, `new` (dry run) or `error`.
+    state: str
+    upstream_commit: str | None = None
+    job_id: int | None = None
+    error: str | None = None
+
+
+class SyncResult(WireModel):
+    dry_run: bool
+    sources: tuple[SyncItem, ...]
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for s in self.sources if s.job_id is not None)

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from registry.mirror.base import parse_source
 from registry.requests import MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
+from registry.service.rescan import RESCAN_ACTOR
+from registry.service.sync import SYNC_ACTOR
 from registry.views import MirrorResult, ScanOutcome
 
 log = logging.getLogger("modelctl.worker")
@@ -103,11 +106,12 @@ class JobRunner:
     def __init__(self, registry: EmbeddedRegistry, *, name: str | None = None) -> None:
         self.registry = registry
         self.name = name or worker_name()
+        self.lease = timedelta(seconds=registry.settings.job_lease_seconds)
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
         with unit_of_work(self.registry.sessions) as session:
-            job = jobs.claim(session, self.name)
+            job = jobs.claim(session, self.name, lease=self.lease)
         if job is None:
             return False
         progress = JobProgress()
@@ -177,15 +181,63 @@ class JobRunner:
                 ),
                 progress=progress,
             )
-            return mirror_payload(result)
+            payload = mirror_payload(result)
+            if params.attest:
+                payload["attest"] = self._attest_after_mirror(registry, result)
+            return payload
         if isinstance(params, jobs.ScanJob):
             options = params.backdoor
             backdoor = BackdoorSettings(**options) if options is not None else None
             return scan_payload(registry.scan(params.ref, params.scanners, backdoor=backdoor))
         raise InputError(f"unknown job kind {job.kind!r}")
 
+    def queue_rescans(self) -> int:
+        """The start-up sweep: queue scans of checkpoints judged by older scanner rules (once
+        per worker start; idempotent across workers). Returns how many jobs were queued."""
+        if not self.registry.settings.rescan_on_start:
+            return 0
+        try:
+            result = self.registry.as_actor(RESCAN_ACTOR).rescan()
+        except Exception:  # the sweep must never keep a worker from running jobs
+            log.warning("the start-up re-scan sweep failed", exc_info=True)
+            return 0
+        if result.queued:
+            log.info("queued %d re-scan job(s): scanner rules changed", result.queued)
+        return result.queued
+
+    def sync_upstream(self) -> None:
+        """The scheduled sync (MODELCTL_SYNC_INTERVAL): queue mirrors of watched models' new
+        upstream commits. Several workers may run it: a queued mirror is never queued twice."""
+        try:
+            result = self.registry.as_actor(SYNC_ACTOR).sync()
+        except Exception:  # a hub or database hiccup must not stop the worker
+            log.warning("the scheduled upstream sync failed", exc_info=True)
+            return
+        for item in result.sources:
+            if item.state == "error":
+                log.warning("sync of %s: %s", item.source, item.error)
+        if result.queued:
+            log.info("sync queued %d mirror job(s) of new upstream commits", result.queued)
+
+    @staticmethod
+    def _attest_after_mirror(registry: EmbeddedRegistry, result: MirrorResult) -> dict[str, Any]:
+        """Sign what was mirrored, as `modelctl attest` would: refused while findings block
+        (the mirror stands; the refusal is in the job's result and the checkpoint unserved)."""
+        ref = f"{result.checkpoint.name}@{result.checkpoint.digest}"
+        try:
+            attested = registry.attest(ref)
+        except (RegistryError, AttestationError) as exc:
+            return {"attested": False, "reason": exc.message}
+        return {"attested": True, "issued": len(attested.issued)}
+
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:
+        self.queue_rescans()
+        interval = self.registry.settings.sync_interval
+        next_sync = time.monotonic() + interval
         while not stop.is_set():
+            if interval and time.monotonic() >= next_sync:
+                self.sync_upstream()
+                next_sync = time.monotonic() + interval
             try:
                 worked = self.run_once()
             except Exception:  # the database is away: wait and try again

@@ -13,10 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from attestations.keys import generate_key
 from registry.api.app import create_app
 from registry.client.remote import RemoteRegistry
+from registry.db.engine import unit_of_work
+from registry.db.models import Scan
+from registry.embedded import EmbeddedRegistry
 from registry.errors import IntegrityFailure
 from registry.progress import NoProgress
 from registry.settings import Settings
@@ -420,3 +424,30 @@ def test_remote_quarantine_of_a_bare_digest_prints_the_same(run_cli: Any, remote
     remote.off()
     assert again.stderr == run_cli("release", file_digest, "--reason", "twice").stderr
     assert again.code == 2
+
+
+def test_remote_rescan_needs_publisher_and_queues_on_the_server(
+    run_cli: Any, remote: Remote
+) -> None:
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+        with unit_of_work(registry.sessions) as session:
+            session.execute(
+                update(Scan)
+                .where(Scan.scanner_id == "pickle")
+                .values(scanner_version="0.0.1", ruleset_version="2020-01-01")
+            )
+    finally:
+        registry.close()
+    remote.on("reader")
+    refused = run_cli("rescan", "--dry-run")
+    assert refused.code == 2
+    assert "needs publisher or higher" in refused.stderr
+    remote.on("publisher")
+    dry = run_cli("rescan", "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    assert [c["ref"] for c in dry.json()["checkpoints"]] == [remote.seeded.ref]
+    queued = run_cli("rescan", "--json")
+    assert queued.code == 0, queued.stderr
+    (item,) = queued.json()["checkpoints"]
+    assert item["job_id"] is not None or item["already_queued"]

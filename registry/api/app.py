@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api import docs, hf, k8s, problems, v1
 from registry.api.docs import SecurityHeaders
+from registry.api.idempotency import Idempotency
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 from registry.web import routes as web
@@ -61,6 +62,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = handle
     problems.install(app)
+    app.add_middleware(Idempotency)  # inside the body limit: it reads bounded bodies only
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: on every response, 413s included
     _add_problem_schema(app)

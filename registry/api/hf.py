@@ -36,8 +36,8 @@ from registry.api.deps import _bearer, check_scope, get_principal, get_registry,
 from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
-from registry.errors import Denied, InputError, IntegrityFailure, RegistryError
-from registry.service import hf_view, serving
+from registry.errors import Denied, InputError, IntegrityFailure, RegistryError, UpstreamError
+from registry.service import hf_view, proxy, serving
 from registry.service.gate import WARNING_HEADER, Gatekeeper, warning_header
 from registry.service.hf_view import (
     EntryNotFound,
@@ -113,11 +113,31 @@ Registry = Annotated[EmbeddedRegistry, Depends(get_registry)]
 Reader = Annotated[Principal, Depends(hf_reader)]
 
 
+def _pull_through_response(exc: RegistryError) -> JSONResponse | None:
+    """503 with `Retry-After` while a pull-through mirror runs; 502 when it failed."""
+    if isinstance(exc, proxy.MirrorPending):
+        response = hf_error(503, None, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, UpstreamError):
+        return hf_error(502, None, exc.message)
+    return None
+
+
+#: The Hub's error code for each "not found" the view raises.
+_NOT_FOUND_CODES: tuple[tuple[type[RegistryError], str], ...] = (
+    (RepoNotFound, "RepoNotFound"),
+    (RevisionNotFound, "RevisionNotFound"),
+)
+
+
 def _error_response(exc: RegistryError) -> JSONResponse:
-    if isinstance(exc, RepoNotFound):
-        return hf_error(404, "RepoNotFound", exc.message)
-    if isinstance(exc, RevisionNotFound):
-        return hf_error(404, "RevisionNotFound", exc.message)
+    pulled = _pull_through_response(exc)
+    if pulled is not None:
+        return pulled
+    for cls, code in _NOT_FOUND_CODES:
+        if isinstance(exc, cls):
+            return hf_error(404, code, exc.message)
     if isinstance(exc, EntryNotFound):
         return hf_error(404, "EntryNotFound", exc.message, commit=exc.commit)
     if isinstance(exc, Denied):
@@ -132,8 +152,19 @@ def _error_response(exc: RegistryError) -> JSONResponse:
 
 def _resolve(request: Request, registry: EmbeddedRegistry, env: str, repo: str, rev: str) -> Any:
     gate = gatekeeper(request, registry)
+    source = proxy.source_for(repo, registry.settings.proxy_sources)
     with unit_of_work(registry.sessions) as session:
-        return hf_view.resolve(session, gate, repo, rev, env)
+        if source is None:
+            return hf_view.resolve(session, gate, repo, rev, env)
+        # Pull-through: while the model's mirror runs, every request waits for its decision.
+        proxy.check_pending(session, source)
+        try:
+            return hf_view.resolve(session, gate, repo, rev, env)
+        except (RepoNotFound, RevisionNotFound):
+            pass
+    with unit_of_work(registry.sessions) as session:  # commits the job before answering 503
+        pending = proxy.request_mirror(session, source, rev, name=repo)
+    raise pending
 
 
 def _warning(served: ServedCheckpoint, env: str) -> dict[str, str]:

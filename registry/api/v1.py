@@ -45,7 +45,9 @@ from registry.views import (
     NewToken,
     QuarantineList,
     QuarantineView,
+    RescanResult,
     ScanList,
+    SyncResult,
     TokenList,
     TokenView,
     TriageList,
@@ -450,6 +452,38 @@ def start_scan(
     if body.backdoor is not None:
         params["backdoor"] = body.backdoor.model_dump()
     return registry.job_enqueue(JobKind.SCAN, ScanJob.model_validate(params)).to_json()
+
+
+class RescanBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scanners: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=50)
+    dry_run: bool = False
+
+
+@router.post("/rescans", tags=["scans"], response_model=RescanResult)
+def start_rescan(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("scan"))], body: RescanBody
+) -> dict[str, Any]:
+    """Queue a scan of every checkpoint whose newest scan by these scanners (the default set
+    when empty) predates the scanners this registry runs; `dry_run` lists them only."""
+    return registry.rescan(tuple(body.scanners), dry_run=body.dry_run).to_json()
+
+
+class SyncBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[Annotated[str, Field(max_length=300)]] = Field(default=[], max_length=100)
+    dry_run: bool = False
+
+
+@router.post("/syncs", tags=["mirrors"], response_model=SyncResult)
+def start_sync(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("mirror"))], body: SyncBody
+) -> dict[str, Any]:
+    """Mirror the new upstream commits of watched hub models (these sources, else those
+    MODELCTL_PROXY_SOURCES covers): one mirror-and-scan job per new commit."""
+    return registry.sync(tuple(body.sources), dry_run=body.dry_run).to_json()
 
 
 @router.post("/mirrors", tags=["mirrors"], status_code=202, response_model=JobView)

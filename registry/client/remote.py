@@ -19,6 +19,7 @@ import base64
 import io
 import ipaddress
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -63,8 +64,10 @@ from registry.views import (
     OpenFinding,
     PullResult,
     QuarantineView,
+    RescanResult,
     ScanOutcome,
     ScanView,
+    SyncResult,
     TokenCreated,
     TokenView,
     TriageView,
@@ -73,6 +76,11 @@ from registry.views import (
 TOKEN_ENV = "MODELCTL_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 KEY_ENV = "MODELCTL_REGISTRY_KEY"
 POLL_SECONDS = 0.2
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: POSTs that write nothing (a what-if) or whose answer the server never keeps (a token).
+_NOT_IDEMPOTENT = ("/v1/admission/check", "/v1/tokens")
+#: Pauses before retrying a write that got no answer (connection refused or dropped).
+_WRITE_RETRY_DELAYS = (0.2, 1.0)
 JOB_TIMEOUT_SECONDS = 24 * 3600.0
 
 #: Problem `reason` -> the registry error the embedded registry would have raised.
@@ -261,10 +269,26 @@ class RemoteRegistry:
         raise cls(detail, reasons=reasons)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"cannot reach the registry at {self.url}: {exc}") from exc
+        # Writes carry an Idempotency-Key, so a write whose answer was lost on the way is
+        # retried without doing the work twice (the server replays the first answer).
+        retries = 0
+        if method in _WRITE_METHODS and not path.startswith(_NOT_IDEMPOTENT):
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("Idempotency-Key", f"mctl-{uuid.uuid4().hex}")
+            kwargs["headers"] = headers
+            retries = len(_WRITE_RETRY_DELAYS)
+        attempt = 0
+        while True:
+            try:
+                response = self.client.request(method, path, **kwargs)
+                break
+            except httpx.TransportError as exc:
+                if attempt >= retries:
+                    raise UpstreamError(f"cannot reach the registry at {self.url}: {exc}") from exc
+                time.sleep(_WRITE_RETRY_DELAYS[attempt])
+                attempt += 1
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"cannot reach the registry at {self.url}: {exc}") from exc
         if response.status_code >= 400:
             self.raise_problem(response)
         return response
@@ -361,6 +385,14 @@ class RemoteRegistry:
             }
         job = self._json("POST", "/v1/scans", json=body)
         return scan_outcome_from_json(self._follow(job, NoProgress()))
+
+    def rescan(self, scanners: Sequence[str] = (), *, dry_run: bool = False) -> RescanResult:
+        body = {"scanners": list(scanners), "dry_run": dry_run}
+        return RescanResult.model_validate(self._json("POST", "/v1/rescans", json=body))
+
+    def sync(self, sources: Sequence[str] = (), *, dry_run: bool = False) -> SyncResult:
+        body = {"sources": list(sources), "dry_run": dry_run}
+        return SyncResult.model_validate(self._json("POST", "/v1/syncs", json=body))
 
     def attest(self, ref: str, *, allow_findings: bool = False) -> AttestResult:
         query = "?allow_findings=true" if allow_findings else ""

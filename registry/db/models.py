@@ -421,3 +421,27 @@ class FindingTriage(Base):
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A write request made with an `Idempotency-Key` header and the response it got, so a
+    retried request is answered with that response instead of doing the work twice.
+
+    Keyed by the caller (`scope`: SHA-256 of the credential it presented, never the credential)
+    and the key it chose; `fingerprint` is SHA-256 over the method, path, query and body, so a
+    key reused for a different request is refused rather than answered with the wrong result.
+    A `pending` row is a request in flight; `done` holds the response (status below 500).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(10))  # pending | done
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

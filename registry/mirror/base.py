@@ -67,7 +67,11 @@ def parse_source(text: str) -> SourceSpec:
             f"unsupported source {text!r}: use hf://ORG/NAME, ms://ORG/NAME or a local folder"
         )
     path = Path(text).expanduser()
-    if not path.is_dir():
+    try:
+        is_folder = path.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        is_folder = False
+    if not is_folder:
         raise InputError(f"source {text!r} is not a folder, nor hf:// or ms:// URI")
     return SourceSpec(kind="local", repo_id=str(path.resolve()), revision=None)
 

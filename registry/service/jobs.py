@@ -41,6 +41,9 @@ class MirrorJob(WireModel):
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     scan: bool = True
+    #: Have the registry sign the checkpoint after a scan with nothing blocking (pull-through
+    #: and sync: what `/hf` serves must carry the registry's model signature).
+    attest: bool = False
 
 
 class ScanJob(WireModel):
@@ -142,17 +145,20 @@ def get(session: Session, job_id: int) -> JobView:
     return view(row)
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime, lease: timedelta = LEASE) -> Any:
     return or_(
         Job.state == "queued",
-        and_(Job.state == "running", Job.heartbeat_at < now - LEASE),
+        and_(Job.state == "running", Job.heartbeat_at < now - lease),
     )
 
 
-def claim(session: Session, worker: str, *, now: datetime | None = None) -> JobView | None:
-    """Take the oldest claimable job for `worker`, or None. Commit right after."""
+def claim(
+    session: Session, worker: str, *, now: datetime | None = None, lease: timedelta = LEASE
+) -> JobView | None:
+    """Take the oldest claimable job for `worker`, or None. Commit right after. A running job
+    whose heartbeat is older than `lease` is claimable (its worker died)."""
     now = now or utc_now()
-    candidate = select(Job.id, Job.attempts).where(_claimable(now)).order_by(Job.id).limit(1)
+    candidate = select(Job.id, Job.attempts).where(_claimable(now, lease)).order_by(Job.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
     picked = session.execute(candidate).first()
@@ -162,7 +168,7 @@ def claim(session: Session, worker: str, *, now: datetime | None = None) -> JobV
     if attempts >= MAX_ATTEMPTS:  # its workers kept dying: give up on it
         session.execute(
             update(Job)
-            .where(Job.id == job_id, _claimable(now))
+            .where(Job.id == job_id, _claimable(now, lease))
             .values(
                 state="failed",
                 finished_at=now,
@@ -176,7 +182,7 @@ def claim(session: Session, worker: str, *, now: datetime | None = None) -> JobV
         return None
     done = session.execute(
         update(Job)
-        .where(Job.id == job_id, _claimable(now))
+        .where(Job.id == job_id, _claimable(now, lease))
         .values(
             state="running",
             worker=worker,

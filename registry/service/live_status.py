@@ -59,6 +59,12 @@ NO_EFFECT_ACTIONS = frozenset(
         "token.revoke",
         "exception.request",
         "exception.reject",
+        # Queuing work changes no fact; the work itself writes scoped events when it lands.
+        "job.mirror",
+        "job.scan",
+        "scan.rescan",
+        "mirror.proxy",
+        "mirror.sync",
     }
 )
 #: Actions whose effect is confined to the checkpoints with the manifest digest their subject

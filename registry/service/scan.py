@@ -27,6 +27,7 @@ from registry.scanners.errors import ScanInputError
 from registry.scanners.runner import OpenerFile, ScanReport, scan_targets
 from registry.service.attest import store_attestation
 from registry.service.checkpoints import manifest_of
+from registry.service.rescan import RuleVersion
 
 
 def select_scanners(
@@ -38,6 +39,15 @@ def select_scanners(
         return catalog.select(ids, backdoor=backdoor)
     except ScanInputError as exc:
         raise InputError(exc.message) from exc
+
+
+def current_versions(ids: Sequence[str]) -> dict[str, RuleVersion]:
+    """What each scanner in `ids` (the default set when empty) judges by now: its version and
+    rule-set version, as a scan of it would record them."""
+    file_scanners, folder_scanners = select_scanners(ids)
+    versions = {s.id: RuleVersion(s.version, s.ruleset_version) for s in file_scanners}
+    versions.update({s.id: RuleVersion(s.version, s.ruleset_version) for s in folder_scanners})
+    return versions
 
 
 def checkpoint_targets(checkpoint: Checkpoint, blobs: BlobReader) -> list[ScanTarget]:
