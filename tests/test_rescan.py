@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from registry.db.engine import unit_of_work
 from registry.db.models import AuditEvent, Job, Scan
@@ -158,3 +158,25 @@ def test_cli_rescan_text_and_json(registry: EmbeddedRegistry, ref: str, run_cli:
     bad = run_cli("rescan", "--scanner", "nope")
     assert bad.code == 2
     assert "unknown scanner nope" in bad.stderr
+
+
+def test_a_scanner_added_since_the_last_scan_gets_a_job(
+    registry: EmbeddedRegistry, ref: str
+) -> None:
+    """A checkpoint scanned before a scanner existed has no scan by it, and the shipped
+    policies require one: the sweep queues it (recorded versions empty: never scanned)."""
+    with unit_of_work(registry.sessions) as session:
+        session.execute(delete(Scan).where(Scan.scanner_id == "tensorflow"))
+    (stale,) = registry.rescan(dry_run=True).checkpoints
+    assert stale.ref == ref
+    (missing,) = stale.stale
+    assert (missing.scanner, missing.recorded_version, missing.recorded_ruleset) == (
+        "tensorflow",
+        "",
+        "",
+    )
+    (queued,) = registry.rescan().checkpoints
+    assert queued.job_id is not None
+    (job,) = _scan_jobs(registry)
+    assert job.params == {"ref": ref, "scanners": ["tensorflow"]}
+    assert registry.rescan().checkpoints[0].already_queued

@@ -87,11 +87,32 @@ def _pending_scans(session: Session) -> dict[str, set[str]]:
 
 
 def find_stale(session: Session, current: Mapping[str, RuleVersion]) -> list[StaleCheckpoint]:
-    """Checkpoints whose newest scan by one of `current`'s scanners is older than it, in
-    checkpoint order (the oldest registered first)."""
+    """Checkpoints whose newest scan by one of `current`'s scanners is older than it, or that
+    were scanned but never by one of them (a scanner added since: the shipped policies require
+    a scan by each), in checkpoint order (the oldest registered first). A never-scanned
+    scanner's recorded versions are empty."""
     by_checkpoint: dict[int, list[StaleScan]] = {}
     refs: dict[int, str] = {}
-    for scan in _newest_scans(session, sorted(current)):
+    newest = _newest_scans(session, sorted(current))
+    have: dict[int, set[str]] = {}
+    for scan in newest:
+        have.setdefault(scan.checkpoint_id, set()).add(scan.scanner_id)
+    # Checkpoints scanned by anything (a `--no-scan` mirror stays unscanned on purpose).
+    scanned = select(Scan.checkpoint_id).distinct()
+    for checkpoint in session.scalars(select(Checkpoint).where(Checkpoint.id.in_(scanned))):
+        refs[checkpoint.id] = _ref(checkpoint)
+        for scanner in sorted(set(current) - have.get(checkpoint.id, set())):
+            now = current[scanner]
+            by_checkpoint.setdefault(checkpoint.id, []).append(
+                StaleScan(
+                    scanner=scanner,
+                    recorded_version="",
+                    recorded_ruleset="",
+                    current_version=now.scanner,
+                    current_ruleset=now.ruleset,
+                )
+            )
+    for scan in newest:
         now = current[scan.scanner_id]
         recorded = RuleVersion(scan.scanner_version, scan.ruleset_version)
         if not is_older(recorded, now):
@@ -105,7 +126,6 @@ def find_stale(session: Session, current: Mapping[str, RuleVersion]) -> list[Sta
                 current_ruleset=now.ruleset,
             )
         )
-        refs[scan.checkpoint_id] = _ref(scan.checkpoint)
     return [
         StaleCheckpoint(ref=refs[cid], stale=tuple(stale))
         for cid, stale in sorted(by_checkpoint.items())
