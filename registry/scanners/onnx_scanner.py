@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 SCANNER_ID = "onnx"
 #: The format of the files this scanner recognises (by content), as policies see it.
 FORMAT = "onnx"
-RULESET_VERSION = "2026-11-22"
+RULESET_VERSION = "2026-12-05"  # SavedModels and Core ML specs are no longer claimed
 
 #: Protobuf messages cannot exceed 2 GiB; ONNX models past that must use external data.
 ONNX_MAX_BYTES = 2**31 - 1

@@ -92,7 +92,7 @@ class PickleFamilyScanner:
     `np.load(allow_pickle=True)` would unpickle."""
 
     id = SCANNER_ID
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: pickles in TorchScript archives judged by its own unpickler
     ruleset_version = _ruleset_version()
 
     def applies_to(self, target: ScanTarget) -> bool:
