@@ -72,6 +72,7 @@ def facts() -> Facts:
         "pickle",
         "safetensors",
         "gguf",
+        "chat-template",
         "keras",
         "onnx",
         "tensorflow",
@@ -96,11 +97,12 @@ def facts() -> Facts:
 
 
 def prod_policy(with_rules: bool) -> ModelPolicy:
-    text = default_policies_text()
-    prod_text = text.split("\n---\n")[0]
+    docs = default_policies_text().split("\n---\n")
+    prod_text = docs[0]
     if with_rules:
         prod_text = prod_text.rstrip("\n") + "\n" + RULES.lstrip("\n")
-    (policy,) = load_policies(prod_text, "bench").policies
+    profiles = [d for d in docs if "kind: ContainmentProfile" in d]  # prod names them
+    (policy,) = load_policies("\n---\n".join([prod_text, *profiles]), "bench").policies
     return policy
 
 

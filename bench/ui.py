@@ -59,6 +59,7 @@ SCANNERS = (
     "pickle",
     "safetensors",
     "gguf",
+    "chat-template",
     "keras",
     "onnx",
     "tensorflow",

@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from attestations.errors import AttestationError
-from cli import policy, render, scanning, signing
+from cli import check_pod, policy, render, scanning, signing
 from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
 from cli.findings import finding_app
 from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
@@ -85,6 +85,7 @@ app.command("scan")(scanning.scan)
 app.command("rescan")(rescan_command)
 app.command("sync")(sync_command)
 app.add_typer(policy.policy_app, name="policy")
+app.command("check-pod")(check_pod.check_pod)
 app.command("quarantine")(policy.quarantine_command)
 app.command("release")(policy.release_command)
 app.add_typer(policy.exception_app, name="exception")

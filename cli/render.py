@@ -13,6 +13,7 @@ from registry.views import (
     MirrorResult,
     ModelSummary,
     QuarantineView,
+    WorkloadReviewView,
     iso,
 )
 
@@ -204,3 +205,15 @@ def release_text(q: QuarantineView) -> str:
 
 def _held(ref: str, q: QuarantineView) -> bool:
     return any(held.startswith(f"{ref} by ") for held in q.still_quarantined_by)
+
+
+def workload_reviews_text(answers: Sequence[WorkloadReviewView], skipped: Sequence[str]) -> str:
+    """One line per object (`ALLOWED`/`DENIED kind ns/name: why`), its warnings indented."""
+    lines: list[str] = []
+    for a in answers:
+        verdict = "ALLOWED" if a.allowed else "DENIED"
+        lines.append(f"{verdict} {a.kind} {a.namespace}/{a.name} in {a.environment}: {a.message}")
+        lines += [f"  warning: {w}" for w in a.warnings]
+    if skipped:
+        lines.append(f"not reviewed (nothing runs a model): {', '.join(sorted(set(skipped)))}")
+    return "\n".join(lines) or "no objects in the manifest"

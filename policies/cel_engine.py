@@ -24,26 +24,32 @@ class RuleOutcome:
     error: str | None
 
 
-def _new_env() -> Any:
+def _new_env(*, selector: bool = False) -> Any:
     dyn_map = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
-    return cel.NewEnv(
-        variables={
-            "checkpoint": dyn_map,
-            "attestations": cel.Type.List(dyn_map),
-            "scans": cel.Type.List(dyn_map),
-            "license": cel.Type.STRING,
-            "now": cel.Type.TIMESTAMP,
-        }
-    )
+    variables = {
+        "checkpoint": dyn_map,
+        "attestations": cel.Type.List(dyn_map),
+        "scans": cel.Type.List(dyn_map),
+        "license": cel.Type.STRING,
+        "now": cel.Type.TIMESTAMP,
+    }
+    if selector:  # containment selectors run after the checks: they also see what was waived
+        variables["waived"] = cel.Type.List(cel.Type.STRING)
+        variables["triaged"] = cel.Type.List(cel.Type.STRING)
+    return cel.NewEnv(variables=variables)
 
 
 _ENV = _new_env()
+#: `spec.containment.select[].when`: the rules' variables plus `waived` (check ids waived in
+#: this decision) and `triaged` (finding ids cleared as false positives).
+_SELECTOR_ENV = _new_env(selector=True)
 
 
-def compile_rule(expression: str) -> Any:
+def compile_rule(expression: str, *, selector: bool = False) -> Any:
     """Compile and type-check; raises CelCompileError with cel-cpp's positioned message."""
+    env = _SELECTOR_ENV if selector else _ENV
     try:
-        compiled = _ENV.compile(expression)
+        compiled = env.compile(expression)
     except Exception as exc:
         raise CelCompileError(str(exc).strip()) from exc
     returned = compiled.return_type()
@@ -52,9 +58,9 @@ def compile_rule(expression: str) -> Any:
     return compiled
 
 
-def activation(variables: Mapping[str, Any]) -> Any:
-    """One activation per decision, shared by every rule."""
-    return _ENV.Activation(dict(variables))
+def activation(variables: Mapping[str, Any], *, selector: bool = False) -> Any:
+    """One activation per decision, shared by every rule (or every selector)."""
+    return (_SELECTOR_ENV if selector else _ENV).Activation(dict(variables))
 
 
 def run_rule(compiled: Any, act: Any) -> RuleOutcome:
@@ -71,7 +77,7 @@ def run_rule(compiled: Any, act: Any) -> RuleOutcome:
         return RuleOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
 
 
-def constant_value(compiled: Any) -> bool | None:
+def constant_value(compiled: Any, *, selector: bool = False) -> bool | None:
     """The rule's value when it uses no variable (for lint), else None."""
-    outcome = run_rule(compiled, _ENV.Activation({}))
+    outcome = run_rule(compiled, (_SELECTOR_ENV if selector else _ENV).Activation({}))
     return None if outcome.error is not None else outcome.ok

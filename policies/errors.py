@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attestations.errors import MalformedDocumentError
+from attestations.errors import InvalidInputError, MalformedDocumentError
 
 
 class PolicyError(MalformedDocumentError):
@@ -23,3 +23,7 @@ class PolicyError(MalformedDocumentError):
         self.column = column
         self.path = path
         self.reason = message
+
+
+class WorkloadShapeError(InvalidInputError):
+    """A Pod (or pod template) whose fields have the wrong types: it cannot be checked."""

@@ -25,6 +25,7 @@ from attestations.digests import Digest
 from attestations.errors import InvalidInputError
 from attestations.verdicts import Severity
 from policies import cel_engine
+from policies.containment import ContainmentProfile, ContainmentRequirement
 from policies.facts import AttestationFact, Facts, FindingFact, ScanFact, ScannedFileFact
 from policies.model import (
     HARD_CHECKS,
@@ -83,6 +84,9 @@ class Decision:
     evaluated_at: datetime
     expires_at: datetime | None
     exceptions_applied: tuple[str, ...]
+    #: The containment profile the pods that run the checkpoint must meet (None: the policy
+    #: asks nothing of the pod).
+    containment: ContainmentRequirement | None = None
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -101,6 +105,14 @@ class _Eval:
         self.now = now
         self.checks: list[CheckResult] = []
         self.expiries: list[datetime] = []
+        self._cel: dict[str, Any] | None = None
+
+    @property
+    def cel(self) -> dict[str, Any]:
+        """The CEL input, built once for the rules and the containment selectors."""
+        if self._cel is None:
+            self._cel = cel_variables(self.facts, self.now)
+        return self._cel
 
     def add(self, check_id: str, ok: bool, message: str, **evidence: Any) -> bool:
         status = CheckStatus.PASS if ok else CheckStatus.FAIL
@@ -407,7 +419,7 @@ class _Eval:
     def rules(self) -> None:
         if not self.policy.rules:
             return
-        act = cel_engine.activation(cel_variables(self.facts, self.now))
+        act = cel_engine.activation(self.cel)
         for rule in self.policy.rules:
             outcome = cel_engine.run_rule(rule.compiled, act)
             if outcome.error is not None:
@@ -425,6 +437,50 @@ class _Eval:
                     "rule holds" if outcome.ok else rule.message,
                     expression=rule.expression,
                 )
+
+    # ---- containment ---------------------------------------------------------------------
+    def containment(self, mode: Mode) -> ContainmentRequirement | None:
+        """The profile the pod needs: the first selector whose `when` holds, else the default.
+        A selector that errors picks its own profile and fails the check (fail closed: the
+        decision denies, and the pod would still need that profile)."""
+        c = self.policy.containment
+        if c is None:
+            return None
+        variables = dict(self.cel)
+        variables["waived"] = [x.id for x in self.checks if x.status is CheckStatus.WAIVED]
+        variables["triaged"] = sorted(k for k, v in self.facts.triaged.items() if v > self.now)
+        act = cel_engine.activation(variables, selector=True)
+        for selector in c.select:
+            outcome = cel_engine.run_rule(selector.compiled, act)
+            if outcome.error is not None:
+                self._containment_check(selector.profile, mode, selector.id, outcome.error)
+                return ContainmentRequirement(selector.profile, mode, f"{selector.id}: error")
+            if outcome.ok:
+                because = f"{selector.id}: {selector.reason}"
+                self._containment_check(selector.profile, mode, because, None)
+                return ContainmentRequirement(selector.profile, mode, because)
+        self._containment_check(c.default, mode, "default", None)
+        return ContainmentRequirement(c.default, mode, "default")
+
+    def _containment_check(
+        self, profile: ContainmentProfile, mode: Mode, because: str, error: str | None
+    ) -> None:
+        evidence = {
+            "profile": profile.name,
+            "revision": profile.revision,
+            "profileDigest": profile.digest,
+            "selector": because,
+            "mode": mode.value,
+        }
+        if error is not None:
+            self.add("containment", False, f"selector {because} failed: {error}", **evidence)
+            return
+        self.add(
+            "containment",
+            True,
+            f"pods that run it must meet containment profile {profile.label} ({because})",
+            **evidence,
+        )
 
     # ---- exceptions ------------------------------------------------------------------------
     def waive(self, environment: str | None) -> list[str]:
@@ -625,8 +681,12 @@ def evaluate(
     now: datetime,
     mode: Mode = Mode.ENFORCE,
     environment: str | None = None,
+    containment_mode: Mode | None = None,
 ) -> Decision:
-    """The decision for `facts` under `policy` at `now` (timezone-aware). Pure."""
+    """The decision for `facts` under `policy` at `now` (timezone-aware). Pure.
+
+    `containment_mode` (the binding's `containmentMode`, default `mode`) is carried on the
+    containment requirement for whoever checks the pod."""
     if now.tzinfo is None:
         raise InvalidInputError("now must be timezone-aware")
     ev = _Eval(policy, facts, now)
@@ -644,6 +704,7 @@ def evaluate(
     ev.verdicts()
     ev.rules()
     applied = ev.waive(environment)
+    requirement = ev.containment(containment_mode or mode)
     hard = any(c.status is CheckStatus.FAIL and c.id in HARD_CHECKS for c in ev.checks)
     checks = ev.checks
     if mode is Mode.WARN:
@@ -666,4 +727,5 @@ def evaluate(
         evaluated_at=now,
         expires_at=min(ev.expiries, default=None),
         exceptions_applied=tuple(applied),
+        containment=requirement,
     )

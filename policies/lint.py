@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from policies import cel_engine
+from policies.containment import profile_check_ids
 from policies.errors import PolicyError
 from policies.loader import load_policies
 from policies.model import Mode, ModelPolicy
@@ -89,6 +90,31 @@ def _lint_policy(p: ModelPolicy, now: datetime, warn: Callable[[int, str, str], 
             f"waivers may run {p.waiver_max_expiry.days} days: exceptions outlive their reasons",
         )
     _lint_exceptions(p, now, warn, where)
+    _lint_containment(p, now, warn, where)
+
+
+def _lint_containment(
+    p: ModelPolicy, now: datetime, warn: Callable[[int, str, str], None], where: str
+) -> None:
+    """Containment exceptions that expired, run past `waivers.maxExpiry`, or waive a check no
+    profile of this policy runs; selectors that are constant."""
+    c = p.containment
+    if c is None:
+        return
+    profiles = [c.default, *(s.profile for s in c.select)]
+    checked = {check for prof in profiles for check in profile_check_ids(prof)}
+    for e in c.exceptions:
+        at = f"{where}: containment.exceptions.{e.id}"
+        if e.expires <= now:
+            warn(e.line, at, f"expired at {e.expires.isoformat()}; remove it")
+        elif e.expires > now + p.waiver_max_expiry:
+            warn(e.line, at, f"runs past waivers.maxExpiry ({p.waiver_max_expiry.days} days)")
+        for check in sorted(e.waive - checked):
+            warn(e.line, at, f"waives {check!r}, which no profile of this policy checks")
+    for sel in c.select:
+        constant = cel_engine.constant_value(sel.compiled, selector=True)
+        if constant is not None:
+            warn(p.line, f"{where}: containment.select.{sel.id}", f"is always {constant}")
 
 
 def _lint_exceptions(

@@ -16,12 +16,14 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev set
 
-from policies import cel_engine
+from policies import cel_engine, profile_loader
+from policies.containment import ContainmentProfile
 from policies.errors import PolicyError
 from policies.model import (
     API_VERSION,
@@ -319,11 +321,12 @@ def _compose(text: str, filename: str) -> Iterator[yaml.Node]:
         raise PolicyError(f"YAML: {exc}", filename=filename, line=1) from exc
 
 
-def load_policies(text: str, filename: str = "<policy>") -> PolicySet:
-    """Every `ModelPolicy` and `ModelPolicyBinding` in a (multi-document) YAML text."""
-    policies: list[ModelPolicy] = []
-    bindings: list[ModelPolicyBinding] = []
-    binding_nodes: list[tuple[ModelPolicyBinding, _Node]] = []
+_Document = tuple[yaml.Node, _Node, dict[str, _Node], str, str]  # raw, root, fields, kind, name
+
+
+def _documents(text: str, filename: str) -> list[_Document]:
+    """Each document's envelope (apiVersion, kind, metadata) checked; specs are read later."""
+    documents: list[_Document] = []
     for raw in _compose(text, filename):
         ctx = _Context(filename)
         _check_tags(ctx, raw)
@@ -331,29 +334,73 @@ def load_policies(text: str, filename: str = "<policy>") -> PolicySet:
         top = root.mapping({"apiVersion", "kind", "metadata", "spec"}, set())
         if top["apiVersion"].string() != API_VERSION:
             top["apiVersion"].fail(f"unsupported apiVersion (expected {API_VERSION})")
-        kind = top["kind"].choice(("ModelPolicy", "ModelPolicyBinding"))
-        meta = top["metadata"].mapping({"name"}, {"description", "revision"})
+        kind = top["kind"].choice(_KINDS)
+        required = {"name", "revision"} if kind == "ContainmentProfile" else {"name"}
+        meta = top["metadata"].mapping(required, {"description", "revision"} - required)
         name = meta["name"].string(_NAME, "name (lowercase letters, digits, . _ -)")
         if "description" in meta:
             meta["description"].string()
         if "revision" in meta:
             meta["revision"].integer(0)
+        documents.append((raw, root, top, kind, name))
+    if not documents:
+        raise PolicyError("no policy documents", filename=filename, line=1)
+    return documents
+
+
+def _profiles(documents: list[_Document]) -> dict[str, ContainmentProfile]:
+    profiles: dict[str, ContainmentProfile] = {}
+    for raw, root, top, kind, name in documents:
+        if kind != "ContainmentProfile":
+            continue
+        if name in profiles:
+            top["metadata"].fail(f"a second containment profile named {name!r}")
+        meta = top["metadata"].mapping({"name", "revision"}, {"description"})
+        description = meta["description"].string() if "description" in meta else ""
+        profiles[name] = profile_loader.profile(
+            name,
+            meta["revision"].integer(0),
+            description,
+            top["spec"],
+            canonical_digest(raw),
+            root.line,
+        )
+    return profiles
+
+
+def load_policies(text: str, filename: str = "<policy>") -> PolicySet:
+    """Every `ModelPolicy`, `ModelPolicyBinding` and `ContainmentProfile` in a (multi-document)
+    YAML text. Profiles load first, so a policy may name one declared after it."""
+    documents = _documents(text, filename)
+    profiles = _profiles(documents)
+    policies: list[ModelPolicy] = []
+    bindings: list[ModelPolicyBinding] = []
+    binding_nodes: list[tuple[ModelPolicyBinding, _Node]] = []
+    for raw, root, top, kind, name in documents:
         if kind == "ModelPolicy":
             if any(p.name == name for p in policies):
-                meta["name"].fail(f"a second policy named {name!r}")
-            policies.append(_policy(name, top["spec"], canonical_digest(raw), root.line))
-        else:
+                top["metadata"].fail(f"a second policy named {name!r}")
+            policy = _policy(name, top["spec"], canonical_digest(raw), root.line)
+            if "containment" in (spec := top["spec"].mapping(set(), _SPEC_FIELDS)):
+                policy = replace(
+                    policy, containment=profile_loader.containment(spec["containment"], profiles)
+                )
+            policies.append(policy)
+        elif kind == "ModelPolicyBinding":
             binding = _binding(name, top["spec"], root.line)
             bindings.append(binding)
             binding_nodes.append((binding, top["spec"]))
-    if not policies and not bindings:
-        raise PolicyError("no policy documents", filename=filename, line=1)
     names = {p.name for p in policies}
     for binding, node in binding_nodes:
         for env, bound in binding.environments:
             if bound.policy not in names:
                 node.fail(f"environment {env!r} names unknown policy {bound.policy!r}")
-    return PolicySet(policies=tuple(policies), bindings=tuple(bindings))
+    return PolicySet(
+        policies=tuple(policies), bindings=tuple(bindings), profiles=tuple(profiles.values())
+    )
+
+
+_KINDS = ("ModelPolicy", "ModelPolicyBinding", "ContainmentProfile")
 
 
 def _binding(name: str, spec: _Node, line: int) -> ModelPolicyBinding:
@@ -362,10 +409,15 @@ def _binding(name: str, spec: _Node, line: int) -> ModelPolicyBinding:
     for env, node in fields["environments"].free_mapping():
         if not _NAME.match(env):
             node.fail(f"not a valid environment name: {env!r}")
-        f = node.mapping({"policy", "mode"}, set())
+        f = node.mapping({"policy", "mode"}, {"containmentMode"})
         policy = f["policy"].string(_NAME, "policy name")
         mode = Mode(f["mode"].choice([m.value for m in Mode]))
-        envs.append((env, EnvironmentBinding(policy=policy, mode=mode)))
+        pod_mode = (
+            Mode(f["containmentMode"].choice([m.value for m in Mode]))
+            if "containmentMode" in f
+            else None
+        )
+        envs.append((env, EnvironmentBinding(policy=policy, mode=mode, containment_mode=pod_mode)))
     if not envs:
         fields["environments"].fail("binds no environment")
     return ModelPolicyBinding(
@@ -385,6 +437,7 @@ _SPEC_FIELDS = {
     "exceptions",
     "verdicts",
     "waivers",
+    "containment",
 }
 
 

@@ -6,9 +6,12 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from attestations.verdicts import Severity, Verdict
+
+if TYPE_CHECKING:  # containment imports Mode from here
+    from policies.containment import Containment, ContainmentProfile
 
 API_VERSION = "modelctl.dev/v1"
 
@@ -17,7 +20,16 @@ REGISTRY_SIGNER = "registry"
 
 #: Check-id prefixes that no exception may waive: signatures, digests, quarantine, and a
 #: malicious verdict (only a finding-level "false positive" triage by two people gets past it).
-UNWAIVABLE_PREFIXES = ("attestations", "signers", "digest", "quarantine", "malicious")
+#: `containment` (which profile the pod needs) is the policy's choice, not a finding to waive;
+#: pod checks are waived per workload (`spec.containment.exceptions`).
+UNWAIVABLE_PREFIXES = (
+    "attestations",
+    "signers",
+    "digest",
+    "quarantine",
+    "malicious",
+    "containment",
+)
 
 #: Checks that deny in every mode (enforce, warn, audit): never turned into warnings.
 HARD_CHECKS = ("quarantine", "digest", "malicious")
@@ -235,6 +247,9 @@ class ModelPolicy:
     verdicts: Verdicts | None = None
     #: `spec.waivers.maxExpiry`: the longest a registry exception under this policy may run.
     waiver_max_expiry: timedelta = DEFAULT_WAIVER_MAX_EXPIRY
+    #: `spec.containment`: the profile the pods running its models must meet, chosen per
+    #: checkpoint; None: the policy asks nothing of the pod.
+    containment: Containment | None = None
 
     def signer(self, name: str) -> Signer | None:
         for s in self.signers:
@@ -249,6 +264,8 @@ class ModelPolicy:
 class EnvironmentBinding:
     policy: str
     mode: Mode
+    #: How pod checks against the containment profile are handled; the `mode` when unset.
+    containment_mode: Mode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +288,7 @@ class PolicySet:
 
     policies: tuple[ModelPolicy, ...]
     bindings: tuple[ModelPolicyBinding, ...]
+    profiles: tuple[ContainmentProfile, ...] = ()
 
     def policy(self, name: str) -> ModelPolicy | None:
         return next((p for p in self.policies if p.name == name), None)
@@ -286,4 +304,12 @@ class PolicySet:
             if bound is not None:
                 policy = self.policy(bound.policy)
                 return None if policy is None else (policy, bound.mode)
+        return None
+
+    def containment_mode(self, env: str) -> Mode | None:
+        """The mode of the pod checks in `env` (`containmentMode`, else the binding's mode)."""
+        for binding in self.bindings:
+            bound = binding.environment(env)
+            if bound is not None:
+                return bound.containment_mode or bound.mode
         return None

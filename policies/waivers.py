@@ -33,6 +33,8 @@ def check_ids(policy: ModelPolicy) -> frozenset[str]:
     ids.update(r.check_id for r in policy.rules)
     if policy.verdicts is not None:
         ids.update(f"verdicts.{v}" for v in policy.verdicts.deny)
+    if policy.containment is not None:
+        ids.add("containment")
     return frozenset(ids)
 
 

@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path  # pull
 from typing import Any
 
@@ -81,6 +81,7 @@ from registry.views import (  # server
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 
@@ -195,7 +196,7 @@ class EmbeddedRegistry:
         gate = Gatekeeper(policies=self.policy_set(), blobs=self.blobs, registry_public_key=key)
         return LiveStatuses(self.status_board, gate, context_key(text, key))
 
-    def _optional_signer(self) -> KeySigner | None:
+    def optional_signer(self) -> KeySigner | None:
         """The registry key when its passphrase is configured; scans are recorded either way."""
         if not self.settings.signing_key_passphrase:
             return None
@@ -206,7 +207,7 @@ class EmbeddedRegistry:
     ) -> ScanOutcome:
         parsed = Ref.parse(ref)
         file_scanners, folder_scanners = scan_service.select_scanners(scanners, backdoor=backdoor)
-        signer = self._optional_signer()
+        signer = self.optional_signer()
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, parsed)
             report, rows = scan_service.scan_checkpoint(
@@ -263,6 +264,42 @@ class EmbeddedRegistry:
                 self._policy_cache[key] = cached
         return cached
 
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView:
+        """The webhook's decision on an AdmissionReview, in-process: the same parse and review
+        (`k8s_review`), decided now (no cache), with the registry's own policy."""
+        from registry.service import k8s_review  # noqa: PLC0415 - only check-pod needs it
+        from registry.service.decision_cache import DecisionCache  # noqa: PLC0415
+
+        request = review.get("request") if isinstance(review.get("request"), dict) else {}
+        kind = (request or {}).get("kind") or {}
+        ident = {
+            "kind": str(kind.get("kind", "") if isinstance(kind, dict) else ""),
+            "namespace": str((request or {}).get("namespace") or ""),
+            "name": str((request or {}).get("name") or ""),
+            "environment": environment,
+        }
+        try:
+            parsed = k8s_review.parse_admission_review(review)
+        except k8s_review.MalformedReview as exc:
+            return WorkloadReviewView(
+                **ident, allowed=False, code=400, message=exc.message, warnings=()
+            )
+        gate = Gatekeeper(
+            policies=self.policy_set(),
+            blobs=self.blobs,
+            registry_public_key=self.registry_public_key(),
+        )
+        cache = DecisionCache(max_age=timedelta(0))  # decided now, nothing kept
+        with unit_of_work(self.sessions) as session:
+            verdict = k8s_review.review_pod(session, gate, cache, parsed, environment)
+        return WorkloadReviewView(
+            **ident,
+            allowed=verdict.allowed,
+            code=200,
+            message=verdict.message,
+            warnings=verdict.warnings,
+        )
+
     def policy_check(
         self,
         ref: str,
@@ -308,7 +345,7 @@ class EmbeddedRegistry:
                         ],
                         tool_version=tool_version(),
                     ),
-                    signer=self._optional_signer(),
+                    signer=self.optional_signer(),
                     actor=self.actor,
                 )
         return DecisionView(
@@ -630,7 +667,7 @@ class EmbeddedRegistry:
         current = scan_service.current_versions(scanners)
         defaults = frozenset(scan_service.current_versions(()))
         with unit_of_work(self.sessions) as session:
-            stale = rescan_service.find_stale(session, current)
+            stale = rescan_service.find_stale(session, current, required=defaults)
             if not dry_run:
                 stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
             return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from registry.progress import Progress
 from registry.requests import AuditQuery, MirrorRequest
@@ -32,6 +32,7 @@ from registry.views import (  # server
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 
@@ -72,6 +73,8 @@ class Registry(Protocol):
     def triage_list(
         self, *, finding_id: str | None = None, status: str | None = None
     ) -> list[TriageView]: ...
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView: ...
+
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""
     ) -> DecisionView: ...

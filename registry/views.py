@@ -236,6 +236,21 @@ class PolicyRef(WireModel):
     digest: str
 
 
+class WorkloadReviewView(WireModel):
+    """The webhook's answer about one Kubernetes object (`check-pod`, `/k8s/admission`):
+    allowed or not, why, and the warnings `kubectl` would print."""
+
+    kind: str
+    namespace: str
+    name: str
+    environment: str
+    allowed: bool
+    #: 200 for an answer; 400 when the object cannot be read (check-pod exits 2).
+    code: int
+    message: str
+    warnings: tuple[str, ...]
+
+
 class DecisionView(WireModel):
     """An admission decision about one checkpoint in one environment."""
 

@@ -173,7 +173,7 @@ def test_attest_on_postgres(
     listed = run_cli("inspect", "acme/m", "--json").json()
     kinds = sorted(a["predicate_type"] for a in listed["attestations"])
     scans = kinds.count("https://modelctl.dev/attestations/scan/v1")
-    assert scans == len(listed["scans"]) == 12  # one per scanner of the default set
+    assert scans == len(listed["scans"]) == 13  # one per scanner of the default set
     assert "https://model_signing/signature/v1.0" in kinds
     assert "https://slsa.dev/provenance/v1" in kinds
 

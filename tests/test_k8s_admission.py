@@ -14,8 +14,8 @@ import pytest
 
 from policies import CheckResult, CheckStatus, Decision, Mode
 from registry.api.app import create_app
+from registry.service.decision_cache import DecisionCache
 from registry.service.k8s_review import (
-    DecisionCache,
     MalformedReview,
     parse_admission_review,
     parse_reference,
@@ -83,22 +83,42 @@ def review(
     }
 
 
+def contained(name: str, image: str, **extra: Any) -> dict[str, Any]:
+    """A container that meets the shipped `strict` containment profile."""
+    return {
+        "name": name,
+        "image": image,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+        **extra,
+    }
+
+
 def pod(
     annotations: dict[str, str] | None = None, init_args: list[str] | None = None
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": [{"name": "kserve-container", "image": "vllm:1"}]}
+    """A pod that meets the shipped `strict` profile: what the model checks see unchanged."""
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "containers": [contained("kserve-container", "vllm:1")],
+    }
     if init_args is not None:
         spec["initContainers"] = [
-            {
-                "name": "storage-initializer",
-                "image": "kserve/storage-initializer",
-                "args": init_args,
-            }
+            contained("storage-initializer", "kserve/storage-initializer", args=init_args)
         ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "llm-0", "annotations": annotations or {}},
+        "metadata": {
+            "name": "llm-0",
+            "labels": {"modelctl.dev/egress": "none"},
+            "annotations": annotations or {},
+        },
         "spec": spec,
     }
 
@@ -273,9 +293,12 @@ def test_malformed_reviews(webhook: Webhook) -> None:
     answer = webhook.post(bad_pod).json()["response"]
     assert answer["allowed"] is False
     assert "malformed AdmissionReview" in answer["status"]["message"]
-    deployment = webhook.post(review(pod(), kind="Deployment")).json()["response"]
-    assert deployment["allowed"] is False
-    assert "Pods only" in deployment["status"]["message"]
+    secret = webhook.post(review(pod(), kind="Secret")).json()["response"]
+    assert secret["allowed"] is False
+    assert "modelctl reviews Pods, their controllers" in secret["status"]["message"]
+    no_template = webhook.post(review(pod(), kind="Deployment")).json()["response"]
+    assert no_template["allowed"] is False
+    assert "Deployment has no spec.template" in no_template["status"]["message"]
     deleted = webhook.post(review({}, op="DELETE")).json()["response"]
     assert deleted["allowed"] is True
     huge = webhook.post(b"[" + b"0," * (2 * 1024 * 1024) + b"0]")

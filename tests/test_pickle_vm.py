@@ -722,13 +722,21 @@ def test_bound_max_pickle_bytes_is_an_error() -> None:
 
 
 @pytest.mark.timeout(60)  # an expansion would never end; the 5 s bound is in bench/scan_speed.py
-def test_bound_billion_laughs_memo_expansion_stays_linear() -> None:
+def test_bound_billion_laughs_memo_expansion_stays_linear_and_is_reported() -> None:
     # Each level appends the previous list twice (via GET): 2**60 elements if expanded.
     parts = [P2, b"]q\x00"]
     for level in range(1, 60):
         parts.append(b"](h%ch%ce" % (level - 1, level - 1) + b"q%c" % level)
     parts.append(b".")
-    assert_clean(b"".join(parts))
+    data = b"".join(parts)
+    # The scan itself stays linear; the loaded object gets a finding with its expansion
+    # (issue 14, class 3): anything that walks it would visit about 2**61 objects.
+    result = scan(data)
+    assert result.verdict is Verdict.SUSPICIOUS
+    bomb = finding(result, "pickle.expansion-bomb")
+    assert bomb.evidence["shared_objects"] == 59  # each level but the last is fetched twice
+    assert bomb.evidence["capped"] is True
+    assert bomb.evidence["expansion_factor"] == 10**15
 
 
 def test_findings_are_capped_but_the_verdict_counts_all() -> None:
@@ -1024,6 +1032,16 @@ def _differential_inputs() -> Iterator[tuple[bytes, ScanLimits]]:
         P4 + b"\x95" + struct.pack("<Q", 10**6) + b"N.",  # FRAME longer than the data
         P2 + b"]" + glob("collections", "OrderedDict") + b")R" + b"K\x01a" + b"(K\x01K\x02u.",
         P2 + b"(K\x01K\x02K\x03\x87l(t)0.",
+        P4 + b"\x95\x02" + bytes(7) + b"B\x07\x01\x00\x00" + b"N" * 263 + b".",  # crosses
+        P4 + b"\x95\x04" + bytes(7) + b"N0\x95\x02" + bytes(7) + b"N.",  # FRAME in a FRAME
+        P4 + b"\x95\x00" + bytes(7) + b"]\x95\x01" + bytes(7) + b"(K\x01e.",  # empty frame
+        P2 + b"}q\x00h\x00K\x01s.",  # a dict as its own key
+        P2 + b"}((]tK\x01u.",  # a tuple holding a list as a key
+        P2 + b"}((K\x01(K\x02ttK\x01u.",  # nested tuple keys are hashable
+        P2
+        + b"]q\x00"
+        + b"".join(b"](h%ch%ce" % (i, i) + b"q%c" % (i + 1) for i in range(30))
+        + b".",
     ]
     seeds.extend(edge)
     body = _wrapper(F8)[2:] + bytes(16)  # joblib array bytes inside a FRAME (frame_end)

@@ -206,6 +206,7 @@ def test_defaults_load_and_lint_clean() -> None:
         "pickle",
         "safetensors",
         "gguf",
+        "chat-template",
         "keras",
         "onnx",
         "tensorflow",

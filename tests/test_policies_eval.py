@@ -35,6 +35,7 @@ SCANNERS = (
     "pickle",
     "safetensors",
     "gguf",
+    "chat-template",
     "keras",
     "onnx",
     "tensorflow",
@@ -386,7 +387,9 @@ def test_cel_rules_see_timestamps_and_attestations() -> None:
         "checkpoint.digest)\n"
         "      message: no registry attestation\n"
     )
-    text = DEFAULTS_TEXT.split("\n---\n")[0].rstrip("\n") + "\n" + rules
+    docs = DEFAULTS_TEXT.split("\n---\n")
+    profiles = [d for d in docs if "kind: ContainmentProfile" in d]  # prod's spec names them
+    text = "\n---\n".join([docs[0].rstrip("\n") + "\n" + rules, *profiles])
     (policy,) = load_policies(text, "p.yaml").policies
     assert evaluate(policy, good_facts(), now=NOW).allowed
     late = evaluate(policy, good_facts(), now=NOW + timedelta(days=1))

@@ -17,8 +17,8 @@ from registry.db.models import AuditEvent, Job, Scan
 from registry.embedded import EmbeddedRegistry
 from registry.progress import NoProgress
 from registry.requests import MirrorRequest
-from registry.scanners import pickle_scanner
-from registry.service.rescan import RuleVersion, is_older
+from registry.scanners import chat_template_files, pickle_scanner
+from registry.service.rescan import NEVER, RuleVersion, is_older
 from registry.settings import Settings
 from tests.helpers import write_tree
 
@@ -160,23 +160,31 @@ def test_cli_rescan_text_and_json(registry: EmbeddedRegistry, ref: str, run_cli:
     assert "unknown scanner nope" in bad.stderr
 
 
-def test_a_scanner_added_since_the_last_scan_gets_a_job(
+def test_a_default_scanner_that_never_scanned_the_checkpoint_is_stale(
     registry: EmbeddedRegistry, ref: str
 ) -> None:
-    """A checkpoint scanned before a scanner existed has no scan by it, and the shipped
-    policies require one: the sweep queues it (recorded versions empty: never scanned)."""
+    # A checkpoint scanned before a scanner joined the default set (issue 14's chat-template):
+    # the shipped policies require that scan, so the sweep queues it.
     with unit_of_work(registry.sessions) as session:
-        session.execute(delete(Scan).where(Scan.scanner_id == "tensorflow"))
-    (stale,) = registry.rescan(dry_run=True).checkpoints
-    assert stale.ref == ref
-    (missing,) = stale.stale
-    assert (missing.scanner, missing.recorded_version, missing.recorded_ruleset) == (
-        "tensorflow",
-        "",
-        "",
+        session.execute(delete(Scan).where(Scan.scanner_id == chat_template_files.SCANNER_ID))
+    dry = registry.rescan(dry_run=True)
+    assert [c.ref for c in dry.checkpoints] == [ref]
+    (stale,) = dry.checkpoints[0].stale
+    assert (stale.scanner, stale.recorded_version, stale.recorded_ruleset) == (
+        chat_template_files.SCANNER_ID,
+        NEVER,
+        NEVER,
     )
-    (queued,) = registry.rescan().checkpoints
-    assert queued.job_id is not None
+    assert registry.rescan().queued == 1
     (job,) = _scan_jobs(registry)
-    assert job.params == {"ref": ref, "scanners": ["tensorflow"]}
-    assert registry.rescan().checkpoints[0].already_queued
+    assert job.params == {"ref": ref, "scanners": [chat_template_files.SCANNER_ID]}
+    # An opt-in scanner is never run because it is missing.
+    assert registry.rescan(("backdoor", pickle_scanner.SCANNER_ID), dry_run=True).checkpoints == ()
+
+
+def test_a_checkpoint_never_scanned_at_all_is_left_alone(
+    registry: EmbeddedRegistry, ref: str
+) -> None:
+    with unit_of_work(registry.sessions) as session:
+        session.execute(delete(Scan))
+    assert registry.rescan(dry_run=True).checkpoints == ()

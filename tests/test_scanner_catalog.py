@@ -29,6 +29,7 @@ def test_default_set_ids_and_order_unchanged() -> None:
         "gguf",
         "keras",
         "onnx",
+        "chat-template",
         "tensorflow",
         "nemo",
         "skops",
@@ -54,12 +55,14 @@ def test_each_file_scanner_declares_its_format() -> None:
         "gguf": "gguf",
         "keras": "keras",
         "onnx": "onnx",
+        # Templates live in JSON and Jinja files, which stay `json` / `jinja` to policies.
+        "chat-template": None,
         "tensorflow": "tensorflow",
         "nemo": "nemo",
         "skops": "skops",
         "torchscript": "torchscript",
     }
-    # It recognises many formats and claims none: files keep another scanner's or their suffix.
+
     assert catalog.format_of("unsupported-formats") is None
     assert catalog.format_of("model-folder") is None
     assert catalog.format_of("backdoor") is None
@@ -67,10 +70,11 @@ def test_each_file_scanner_declares_its_format() -> None:
 
 
 def test_unknown_scanner_is_the_scanners_own_error_translated_at_the_boundary() -> None:
-    with pytest.raises(ScanInputError, match="unknown scanner nope; known: backdoor, gguf"):
+    known = "unknown scanner nope; known: backdoor, chat-template, gguf"
+    with pytest.raises(ScanInputError, match=known):
         catalog.select(("pickle", "nope"))
     assert not issubclass(ScanInputError, InputError)  # the library knows nothing of registry
-    with pytest.raises(InputError, match="unknown scanner nope; known: backdoor, gguf") as caught:
+    with pytest.raises(InputError, match=known) as caught:
         select_scanners(("nope",))
     assert isinstance(caught.value.__cause__, ScanInputError)
 

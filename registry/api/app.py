@@ -41,6 +41,9 @@ def create_app(
         try:
             yield
         finally:
+            recorder = getattr(_app.state, "k8s_recorder", None)
+            if recorder is not None:  # the webhook's decisions still queued are written
+                await anyio.to_thread.run_sync(recorder.close)
             if worker is not None:
                 thread, stop = worker
                 stop.set()

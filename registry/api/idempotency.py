@@ -98,21 +98,32 @@ class Idempotency:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
+        finished = False
+
         async def capture(message: Message) -> None:
-            nonlocal status, content_type
+            nonlocal status, content_type, finished
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 content_type = Headers(raw=message.get("headers", [])).get("content-type")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before the client has the whole answer: a retry sent the moment
+                    # it arrives is replayed, never refused as still in progress.
+                    await run_in_threadpool(
+                        _finish, scope, row_id, status, content_type, b"".join(chunks)
+                    )
+                    finished = True
             await send(message)
 
         try:
             await self.app(scope, replayed_receive, capture)
         except BaseException:
-            await run_in_threadpool(_finish, scope, row_id, 500, None, b"")
+            if not finished:
+                await run_in_threadpool(_finish, scope, row_id, 500, None, b"")
             raise
-        await run_in_threadpool(_finish, scope, row_id, status, content_type, b"".join(chunks))
+        if not finished:  # an app that never ended its body: the key is given back
+            await run_in_threadpool(_finish, scope, row_id, 500, None, b"")
 
 
 async def _read_body(receive: Receive) -> bytes:

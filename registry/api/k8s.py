@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -32,10 +33,12 @@ from registry.api.problems import ApiProblem
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError
-from registry.service import k8s_review
+from registry.service import k8s_review, workload_record
+from registry.service.decision_cache import DecisionCache
 from registry.service.gate import check_environment
-from registry.service.k8s_review import DecisionCache, MalformedReview, PodReview, PodVerdict
+from registry.service.k8s_review import MalformedReview, PodReview, PodVerdict
 from registry.service.tokens import Principal
+from registry.service.workload_record import DecisionRecorder, PendingRecord
 
 ENV_VARIABLE = "MODELCTL_K8S_ENVIRONMENT"
 CACHE_VARIABLE = "MODELCTL_K8S_CACHE_SECONDS"
@@ -101,15 +104,49 @@ async def _read_body(request: Request) -> object:
         raise ApiProblem(400, "malformed_review", "the body is not JSON") from exc
 
 
+def decision_recorder(request: Request, registry: EmbeddedRegistry) -> DecisionRecorder:
+    """The app's recorder of workload decisions, started on first use with the registry key
+    (loaded once: decrypting it is slow; None without a passphrase: recorded unsigned)."""
+    recorder = getattr(request.app.state, "k8s_recorder", None)
+    if recorder is None:
+        with _RECORDER_LOCK:
+            recorder = getattr(request.app.state, "k8s_recorder", None)
+            if recorder is None:
+                recorder = DecisionRecorder(registry.sessions, registry.optional_signer())
+                request.app.state.k8s_recorder = recorder
+    assert isinstance(recorder, DecisionRecorder)
+    return recorder
+
+
+_RECORDER_LOCK = threading.Lock()
+
+
 def _review(
-    request: Request, registry: EmbeddedRegistry, review: PodReview, environment: str
+    request: Request,
+    registry: EmbeddedRegistry,
+    review: PodReview,
+    environment: str,
+    document: dict[str, Any],
 ) -> PodVerdict:
     gate = gatekeeper(request, registry)
     cache = decision_cache(request)
     live = registry.live_statuses()
+    now = datetime.now(UTC)
     with unit_of_work(registry.sessions) as session:
         cache.follow(live.board.sync(session, live.context))  # state changed: decide again
-        return k8s_review.review_pod(session, gate, cache, review, environment)
+        verdict = k8s_review.review_pod(session, gate, cache, review, environment, now=now)
+    if workload_record.worth_recording(review, verdict):
+        decision_recorder(request, registry).submit(
+            PendingRecord(
+                review,
+                verdict,
+                document["request"].get("object") or {},
+                environment,
+                gate.policies,
+                now,
+            )
+        )
+    return verdict
 
 
 async def _admission(
@@ -132,7 +169,8 @@ async def _admission(
         return JSONResponse(
             review_response(uid, False, f"malformed AdmissionReview: {exc.message}", code=400)
         )
-    verdict = await run_in_threadpool(_review, request, registry, review, environment)
+    assert isinstance(document, dict)  # parsed: an AdmissionReview object
+    verdict = await run_in_threadpool(_review, request, registry, review, environment, document)
     return JSONResponse(
         review_response(
             review.uid, verdict.allowed, verdict.message, code=403, warnings=verdict.warnings

@@ -71,6 +71,7 @@ from registry.views import (
     TokenCreated,
     TokenView,
     TriageView,
+    WorkloadReviewView,
 )
 
 TOKEN_ENV = "MODELCTL_TOKEN"  # noqa: S105 - the name of the variable, not a secret
@@ -500,6 +501,28 @@ class RemoteRegistry:
             TriageView.model_validate(t)
             for t in self._json("GET", "/v1/triage", params=params)["triage"]
         ]
+
+    def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView:
+        """The webhook itself answers (`POST /k8s/admission/{env}`): the same decision a
+        cluster gets, with the token's `admission.check` permission."""
+        answer = self._json("POST", f"/k8s/admission/{quote(environment)}", json=review)
+        response = answer.get("response") if isinstance(answer, dict) else None
+        if not isinstance(response, dict) or not isinstance(response.get("allowed"), bool):
+            raise UpstreamError(f"the registry at {self.url} sent no AdmissionReview response")
+        raw_status = response.get("status")
+        status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
+        request = review["request"]
+        warnings = response.get("warnings") or []
+        return WorkloadReviewView(
+            kind=str(request["kind"]["kind"]),
+            namespace=str(request.get("namespace") or ""),
+            name=str(request.get("name") or ""),
+            environment=environment,
+            allowed=response["allowed"],
+            code=int(status.get("code") or 200) if not response["allowed"] else 200,
+            message=str(status.get("message") or "allowed"),
+            warnings=tuple(str(w) for w in warnings if isinstance(w, str)),
+        )
 
     def policy_check(
         self, ref: str, environment: str, policy_text: str | None = None, policy_file: str = ""

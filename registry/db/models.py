@@ -256,6 +256,33 @@ class Decision(Base):
     )
 
 
+class WorkloadDecision(Base):
+    """The webhook's decision about one Kubernetes object (a Pod, a controller, an
+    InferenceService, a NetworkPolicy): kept as made, with the pod's posture and every
+    containment check, and signed as a VSA (`bundle`) when the registry key is available."""
+
+    __tablename__ = "workload_decisions"
+    __table_args__ = (
+        Index("ix_workload_decisions_object", "environment", "namespace", "kind", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(100))
+    namespace: Mapped[str] = mapped_column(String(253))
+    kind: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    operation: Mapped[str] = mapped_column(String(20))
+    review_uid: Mapped[str] = mapped_column(String(128))
+    object_sha256: Mapped[str] = mapped_column(String(64))
+    allowed: Mapped[bool] = mapped_column()
+    message: Mapped[str] = mapped_column(Text)
+    #: {"models": [...], "containment": [...], "warnings": [...]}: the statement's `modelctl`.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    bundle: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class WaiverRow(Base):
     """An exception granted through the registry: waives named checks for one checkpoint."""
 

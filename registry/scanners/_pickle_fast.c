@@ -1,6 +1,7 @@
 /* Optional accelerator for registry.scanners.pickle_vm: runs plain-data opcodes in C.
  *
- * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end) -> (pos, executed, frame_end)
+ * run_data(data, pos, limit, stack, marks, memo, pdict, frame_end, globalref, shared)
+ *     -> (pos, executed, frame_end)
  *
  * Executes at most `limit` opcodes starting at `pos`, only those that build plain values
  * (ints, floats, str/bytes, None/True/False, empty and literal containers, MARK, memo
@@ -11,6 +12,20 @@
  * then runs that opcode itself and decides what it means. This code never decides a verdict
  * and never unpickles anything. `memo` is None when the Python memo has turned sparse (a
  * dict): memo opcodes then stop the run. Only MemoryError-class failures propagate.
+ *
+ * `frame_end` is where the open FRAME ends, PY_SSIZE_T_MAX (Python's sys.maxsize) when none is
+ * open. Inside a frame an opcode's argument may only use the frame's bytes (`pickle.load(file)`
+ * reads them from the frame's buffer): the bytes available to a case end at the frame's end, so
+ * an opcode crossing it stops the run and Python reports it; a FRAME inside a frame stops too.
+ *
+ * String and bytes literals that may carry another pickle (see may_carry) stop the run too:
+ * Python notes them for pickle_embedded.
+ *
+ * Each value a memo GET pushes that is neither a plain scalar (what Python's PLAIN_KEYS names:
+ * exact str, int, float, bytes, bool, None) nor a `globalref` (a GlobalRef, a leaf that a
+ * protocol-2 checkpoint fetches again for every tensor) is appended to the list `shared`, as
+ * the Python loop appends it: the reference-expansion check sizes only those. Dict keys
+ * that are not plainly hashable stop the run: Python decides whether the loader can hash them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -46,6 +61,39 @@ static Py_ssize_t fence_of(PyObject *marks)
     return f;
 }
 
+/* Exact str, int, float, bytes, bool or None: Python's PLAIN_KEYS. */
+static inline int is_plain(PyObject *o)
+{
+    return PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o) ||
+           PyBytes_CheckExact(o) || PyBool_Check(o) || o == Py_None;
+}
+
+/* A plain scalar, or a tuple of them (to a small depth): hashable without any doubt. */
+static int plainly_hashable(PyObject *o, int depth)
+{
+    if (is_plain(o))
+        return 1;
+    if (!PyTuple_CheckExact(o) || depth >= 8)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+        if (!plainly_hashable(PyTuple_GET_ITEM(o, i), depth + 1))
+            return 0;
+    return 1;
+}
+
+/* The first two bytes of a literal of 8 bytes or more that may carry a pickle stream: text
+ * (UTF-8) starting with U+0080 (latin-1 kept), "80" (hex) or "gA" (base64); bytes starting
+ * with \x80 and a protocol, "80", "gA", "c" or "(c" (protocol 0). A superset of what
+ * pickle_embedded.may_carry accepts, so that Python runs and notes every such literal. */
+static inline int may_carry(const unsigned char *p, int is_bytes)
+{
+    if ((p[0] == '8' && p[1] == '0') || (p[0] == 'g' && p[1] == 'A'))
+        return 1;
+    if (!is_bytes)
+        return p[0] == 0xc2 && p[1] == 0x80;
+    return (p[0] == 0x80 && p[1] <= 5) || p[0] == 'c' || (p[0] == '(' && p[1] == 'c');
+}
+
 /* Push a new reference (stolen). Returns -1 with an exception set on failure. */
 static inline int push(PyObject *stack, PyObject *obj)
 {
@@ -69,19 +117,20 @@ static PyObject *decode(const unsigned char *p, Py_ssize_t len)
 static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "run_data takes 8 positional arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "run_data takes 10 positional arguments");
         return NULL;
     }
     PyObject *data = args[0], *stack = args[3], *marks = args[4], *memo = args[5];
-    PyObject *pdict = args[6];
+    PyObject *pdict = args[6], *globalref = args[8], *shared = args[9];
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
     Py_ssize_t frame_end = PyLong_AsSsize_t(args[7]);
     if (PyErr_Occurred())
         return NULL;
     if (!PyBytes_CheckExact(data) || !PyList_CheckExact(stack) || !PyList_CheckExact(marks) ||
-        !(memo == Py_None || PyList_CheckExact(memo)) || !PyType_Check(pdict)) {
+        !(memo == Py_None || PyList_CheckExact(memo)) || !PyType_Check(pdict) ||
+        !PyType_Check(globalref) || !PyList_CheckExact(shared)) {
         PyErr_SetString(PyExc_TypeError, "run_data: unexpected argument types");
         return NULL;
     }
@@ -91,13 +140,15 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
     const Py_ssize_t n = PyBytes_GET_SIZE(data);
     Py_ssize_t done = 0;
     Py_ssize_t fence = fence_of(marks);
-    if (pos < 0 || pos > n || limit < 0 || fence < 0)
+    if (pos < 0 || pos > n || limit < 0 || fence < 0 ||
+        (frame_end != PY_SSIZE_T_MAX && (frame_end <= pos || frame_end > n)))
         goto out;
 
     while (done < limit && pos < n) {
         const unsigned char op = buf[pos];
         const Py_ssize_t a = pos + 1; /* the argument starts here */
-        const Py_ssize_t avail = n - a; /* bytes available after the opcode byte */
+        /* bytes available after the opcode byte: to the frame's end inside a frame */
+        const Py_ssize_t avail = (frame_end < n ? frame_end : n) - a;
         Py_ssize_t len = PyList_GET_SIZE(stack);
         Py_ssize_t next; /* position after this opcode, set by each case */
         switch (op) {
@@ -152,7 +203,11 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             }
             if (key >= (uint64_t)PyList_GET_SIZE(memo))
                 goto out;
-            if (PyList_Append(stack, PyList_GET_ITEM(memo, (Py_ssize_t)key)) < 0)
+            PyObject *value = PyList_GET_ITEM(memo, (Py_ssize_t)key);
+            if (PyList_Append(stack, value) < 0)
+                return NULL;
+            if (!is_plain(value) && (PyObject *)Py_TYPE(value) != globalref &&
+                PyList_Append(shared, value) < 0)
                 return NULL;
             break;
         }
@@ -216,6 +271,9 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             if (size > (uint64_t)(avail - width))
                 goto out;
             const unsigned char *p = buf + a + width;
+            /* A literal that may carry a pickle (pickle_embedded.may_carry): Python notes it. */
+            if (size >= 8 && may_carry(p, op == 0x43 || op == 0x42))
+                goto out;
             PyObject *obj;
             if (op == 0x43 || op == 0x42) {
                 obj = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)size);
@@ -346,6 +404,12 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
                         goto out;
                     }
                     if ((PyObject *)Py_TYPE(target) == pdict) {
+                        for (Py_ssize_t i = 0; i < ni; i += 2) {
+                            if (!plainly_hashable(PyList_GET_ITEM(items, i), 0)) {
+                                Py_DECREF(items);
+                                goto out;
+                            }
+                        }
                         PyObject *pairs = PyObject_GetAttr(target, str_items);
                         if (pairs == NULL) {
                             Py_DECREF(items);
@@ -418,6 +482,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
                 if (PyList_Append(target, PyList_GET_ITEM(stack, len - 1)) < 0)
                     return NULL;
             } else if ((PyObject *)Py_TYPE(target) == pdict) {
+                if (!plainly_hashable(PyList_GET_ITEM(stack, len - 2), 0))
+                    goto out;
                 PyObject *pairs = PyObject_GetAttr(target, str_items);
                 if (pairs == NULL)
                     return NULL;
@@ -441,6 +507,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
             break;
         }
         case 0x95: /* FRAME */ {
+            if (frame_end != PY_SSIZE_T_MAX) /* a FRAME inside a frame: Python reports it */
+                goto out;
             if (avail < 8)
                 goto out;
             uint64_t size = rd_u64(buf + a);
@@ -455,6 +523,8 @@ static PyObject *run_data(PyObject *module, PyObject *const *args, Py_ssize_t na
         }
         pos = next;
         done++;
+        if (pos == frame_end) /* the opcode ended the frame exactly */
+            frame_end = PY_SSIZE_T_MAX;
     }
 out:
     return Py_BuildValue("(nnn)", pos, done, frame_end);
@@ -462,7 +532,7 @@ out:
 
 static PyMethodDef methods[] = {
     {"run_data", (PyCFunction)(void (*)(void))run_data, METH_FASTCALL,
-     "run_data(data, pos, limit, stack, marks, memo, pdict, frame_end) -> "
+     "run_data(data, pos, limit, stack, marks, memo, pdict, frame_end, globalref, shared) -> "
      "(pos, executed, frame_end)"},
     {NULL, NULL, 0, NULL},
 };

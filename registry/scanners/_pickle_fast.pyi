@@ -7,5 +7,7 @@ def run_data(
     memo: list[object] | None,
     pdict: type,
     frame_end: int,
+    globalref: type,
+    shared: list[object],
     /,
 ) -> tuple[int, int, int]: ...

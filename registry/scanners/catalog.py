@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from registry.scanners import (
     backdoor,
+    chat_template_files,
     folder,
     gguf,
     hydra_config,
@@ -85,6 +86,9 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
     Entry(
         onnx_scanner.SCANNER_ID, lambda _: onnx_scanner.OnnxScanner(), format=onnx_scanner.FORMAT
     ),
+    # No format: the templates live in JSON and Jinja files, which stay `json` / `jinja` to
+    # policies (a `formats.allow` list naming `json` must not start refusing tokenizer configs).
+    Entry(chat_template_files.SCANNER_ID, lambda _: chat_template_files.ChatTemplateFileScanner()),
     Entry(
         tensorflow_graph.SCANNER_ID,
         lambda _: tensorflow_graph.TensorFlowGraphScanner(),

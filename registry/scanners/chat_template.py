@@ -1,8 +1,10 @@
 """Static analysis of Jinja2 chat templates (CVE-2024-34359), for any scanner that finds one.
 
-Runtimes render chat templates (GGUF's ``tokenizer.chat_template``, and later the one in
-``tokenizer_config.json``). A template is parsed with Jinja2's sandboxed environment into an AST,
-never compiled to Python or rendered, and the AST is checked for sandbox-escape gadgets.
+Runtimes render chat templates: GGUF's ``tokenizer.chat_template`` (the `gguf` scanner) and the
+Hugging Face files (``tokenizer_config.json``, ``chat_template.json``, ``*.jinja``: the
+`chat-template` scanner, `chat_template_files`). A template is parsed with Jinja2's sandboxed
+environment into an AST, never compiled to Python or rendered, and the AST is checked for
+sandbox-escape gadgets.
 `analyze_chat_template` takes the template text and returns ``(verdict, finding)`` pairs; the
 caller decides how they count toward its file verdict.
 """
@@ -21,12 +23,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from registry.scanners.base import Finding, JSONValue, Severity, Verdict
 
 #: Findings name the GGUF scanner and its rule ids, as they did before this module was split
-#: out of it; a scanner reusing the analysis passes its own id as ``scanner``.
+#: out of it; a scanner reusing the analysis passes its own id as ``scanner`` and its own rule
+#: prefix as ``rule_prefix`` (the rules are ``<prefix>.escape`` / ``.suspicious`` / ``.syntax``).
 DEFAULT_SCANNER_ID = "gguf"
+DEFAULT_RULE_PREFIX = "gguf.chat-template"
 CHAT_TEMPLATE_KEY = "tokenizer.chat_template"
-ESCAPE_RULE = "gguf.chat-template.escape"
-SUSPICIOUS_RULE = "gguf.chat-template.suspicious"
-SYNTAX_RULE = "gguf.chat-template.syntax"
+ESCAPE_RULE = f"{DEFAULT_RULE_PREFIX}.escape"
+SUSPICIOUS_RULE = f"{DEFAULT_RULE_PREFIX}.suspicious"
+SYNTAX_RULE = f"{DEFAULT_RULE_PREFIX}.syntax"
 SSTI_REFERENCE = "CVE-2024-34359"
 
 _SEVERITY = {
@@ -239,6 +243,7 @@ def _fold_filter(node: nodes.Filter, depth: int) -> str | None:
 @dataclass(slots=True)
 class _TemplateCheck:
     scanner: str
+    rule_prefix: str
     key: str
     lines: list[str]
     results: list[tuple[Verdict, Finding]] = field(default_factory=list)
@@ -250,7 +255,8 @@ class _TemplateCheck:
         if marker in self._seen:
             return
         self._seen.add(marker)
-        rule = ESCAPE_RULE if verdict is Verdict.MALICIOUS else SUSPICIOUS_RULE
+        kind = "escape" if verdict is Verdict.MALICIOUS else "suspicious"
+        rule = f"{self.rule_prefix}.{kind}"
         what = "sandbox escape" if verdict is Verdict.MALICIOUS else "unusual construct"
         self.results.append(
             _finding(
@@ -291,14 +297,19 @@ class _TemplateCheck:
 
 
 def analyze_chat_template(
-    source: str, *, key: str = CHAT_TEMPLATE_KEY, scanner: str = DEFAULT_SCANNER_ID
+    source: str,
+    *,
+    key: str = CHAT_TEMPLATE_KEY,
+    scanner: str = DEFAULT_SCANNER_ID,
+    rule_prefix: str = DEFAULT_RULE_PREFIX,
 ) -> list[tuple[Verdict, Finding]]:
     """Parse a chat template (never render or compile it) and judge its AST.
 
     Returns ``(verdict, finding)`` pairs: ``malicious`` for escape primitives, ``suspicious``
     for constructs no ordinary chat template needs, ``malformed`` when Jinja2 cannot parse it.
     """
-    check = _TemplateCheck(scanner, key, source.splitlines())
+    check = _TemplateCheck(scanner, rule_prefix, key, source.splitlines())
+    syntax_rule = f"{rule_prefix}.syntax"
     try:
         tree = _template_env().parse(source)
     except TemplateError as exc:
@@ -307,7 +318,7 @@ def analyze_chat_template(
             _finding(
                 scanner,
                 Verdict.MALFORMED,
-                SYNTAX_RULE,
+                syntax_rule,
                 f"chat template {key!r} does not parse: {exc}",
                 key=key,
                 line=lineno,
@@ -318,7 +329,7 @@ def analyze_chat_template(
             _finding(
                 scanner,
                 Verdict.MALFORMED,
-                SYNTAX_RULE,
+                syntax_rule,
                 f"chat template {key!r} nests too deeply",
                 key=key,
             )

@@ -17,6 +17,12 @@ judges every serialized object in it:
   `TFOpLambda` naming TensorFlow file/IO/library functions.
 * Every other class must be on an allowlist of built-in layers, initializers, regularizers,
   constraints, dtype policies, optimizers, losses and metrics; anything else is suspicious.
+  ``tensorflow.keras.*`` modules are Keras (`keras_names.keras_module`).
+* Gadget and dangerous module names where Keras does *not* resolve names (other settings,
+  dicts without ``config``, ``metadata.json``) are reported too, as suspicious and low, with
+  ``"resolved": false`` (`keras_names`); where Keras resolves them they are malicious.
+* `.keras` members Keras never reads, and scripts or executables anywhere in the archive, are
+  suspicious (`keras_members`).
 
 Routing is by content: a zip whose root holds `config.json` / `model.weights.h5` /
 `metadata.json`, or an HDF5 superblock (at 0 or a power-of-two user-block offset) whose file
@@ -25,8 +31,9 @@ has a `model_config` attribute. The file name only adds (`.keras` zips with lead
 
 Why this module is over 600 lines: half of it is the allowlists and gadget tables the config
 walk judges against; the walk, the tables and the two readers (zip, HDF5) change together when
-Keras adds a serialized type. The natural next cut, if it grows, is the config walk and its
-tables (`keras_config.py`) apart from the file readers.
+Keras adds a serialized type. What could stand alone already does (`keras_names`: where names
+resolve; `keras_members`: archive members). The natural next cut, if it grows, is the config
+walk and its tables (`keras_config.py`) apart from the file readers.
 """
 
 from __future__ import annotations
@@ -50,11 +57,19 @@ from registry.scanners.base import (
 )
 from registry.scanners.containers.issues import ContainerError, Issue
 from registry.scanners.containers.zip_reader import ZipEntry, read_zip, read_zip_member
+from registry.scanners.keras_members import member_findings
+from registry.scanners.keras_names import (
+    KERAS_MODULE_ROOTS,
+    InertReference,
+    inert_references,
+    keras_module,
+    module_root,
+)
 
 SCANNER_ID = "keras"
 #: The format of the files this scanner recognises (by content), as policies see it.
 FORMAT = "keras"
-RULESET_VERSION = "2026-11-22"
+RULESET_VERSION = "2026-12-05"
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -64,10 +79,10 @@ KERAS_CLAIMING_MEMBERS = frozenset({"config.json", "model.weights.h5"})
 MAX_JSON_DEPTH = 512
 MAX_EVIDENCE = 20
 
-# Modules a Keras config may name: Keras itself (`keras`, `keras.layers`, `keras.src.*`) and
-# the Keras 2 standalone package. keras_hub / keras_nlp / keras_cv are third-party code to this
-# scanner (they run on import and their layers are not reviewed here): suspicious.
-KERAS_MODULE_ROOTS = frozenset({"keras", "tf_keras"})
+# Modules a Keras config may name: Keras itself (`keras`, `keras.layers`, `keras.src.*`), the
+# Keras 2 standalone package and TensorFlow's re-export (`keras_names.KERAS_MODULE_ROOTS`,
+# `keras_module`). keras_hub / keras_nlp / keras_cv are third-party code to this scanner (they
+# run on import and their layers are not reviewed here): suspicious.
 
 # Module roots whose import or call is code execution, file access or network access.
 DANGEROUS_MODULE_ROOTS = frozenset(
@@ -176,6 +191,8 @@ ALLOWED_FUNCTIONS = frozenset(
 )  # fmt: skip
 
 LAMBDA_CLASSES = frozenset({"Lambda", "__lambda__"})
+#: The keys of a serialized object whose string values Keras resolves to code.
+_RESOLVED_KEYS = frozenset({"class_name", "module", "registered_name", "spec_name"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,10 +405,6 @@ def _load_json(data: bytes | str, source: str) -> Any:
     return value
 
 
-def _module_root(module: str) -> str:
-    return module.split(".", 1)[0]
-
-
 def _last_segment(name: str) -> str:
     return re.split(r"[.>]", name)[-1]
 
@@ -406,6 +419,7 @@ class _Object:
     config: Any
     function: str | None  # the function name of a `class_name: "function"` object
     is_function: bool
+    spec_name: str | None  # a `__typespec__`'s class, resolved like `class_name`
     path: str
     layer: str | None  # the nearest enclosing layer name (this object's own, if it has one)
     where: dict[str, JSONValue]
@@ -429,6 +443,9 @@ class _Object:
             where["registered_name"] = registered
         if function is not None:
             where["function"] = function
+        spec_name = node.get("spec_name") if class_name == "__typespec__" else None
+        if isinstance(spec_name, str):
+            where["spec_name"] = spec_name
         return cls(
             class_name=class_name,
             module=module if isinstance(module, str) else None,
@@ -436,6 +453,7 @@ class _Object:
             config=config,
             function=function,
             is_function=is_function,
+            spec_name=spec_name if isinstance(spec_name, str) else None,
             path=path,
             layer=layer,
             where=where,
@@ -445,16 +463,37 @@ class _Object:
 class _ConfigWalker:
     """Walks one config JSON document and records what it finds."""
 
-    def __init__(self, result: _Result, limits: ScanLimits, source: str, *, legacy: bool):
+    def __init__(
+        self,
+        result: _Result,
+        limits: ScanLimits,
+        source: str,
+        *,
+        legacy: bool,
+        deserialized: bool = True,
+    ):
         self.result = result
         self.limits = limits
         self.source = source  # archive member or "attribute model_config"
         self.member = source if not source.startswith("attribute ") else None
         self.legacy = legacy  # HDF5: safe_mode is ignored by Keras (CVE-2025-9905)
+        self.deserialized = deserialized  # False: Keras reads the document as plain data
         self.items = 0
+        self.inert = 0  # inert references seen (only the first MAX_EVIDENCE are listed)
+        self.judged_paths: set[str] = set()  # strings inside objects that `_object` judged
+        self.resolved_gadget = False  # whether the last `_object` reported a gadget
 
     def walk(self, document: Any) -> None:
         self._visit(document, "$", 0, None)
+        if self.inert > MAX_EVIDENCE:
+            self._add(
+                Verdict.SUSPICIOUS,
+                "keras.name.inert",
+                Severity.LOW,
+                f"{self.inert - MAX_EVIDENCE} further gadget or module names in {self.source} "
+                "where Keras does not resolve names",
+                {"count": self.inert, "resolved": False},
+            )
 
     def _visit(self, node: Any, path: str, depth: int, layer: str | None) -> None:
         if depth > MAX_JSON_DEPTH:
@@ -463,17 +502,89 @@ class _ConfigWalker:
         if self.items > self.limits.max_items:
             raise _Malformed("keras.config.too-large", f"{self.source} has too many items")
         if isinstance(node, dict):
-            if isinstance(node.get("class_name"), str):
-                layer = self._object(node, path, layer)
-                if node["class_name"] in LAMBDA_CLASSES:
-                    return  # reported once; its subtree is the function itself
-            for key, value in node.items():
-                if key in ACTIVATION_KEYS and isinstance(value, str):
-                    self._function_name(value, None, f"{path}.{key}", layer)
-                self._visit(value, f"{path}.{key}", depth + 1, layer)
+            self._visit_dict(node, path, depth, layer)
         elif isinstance(node, list):
             for i, value in enumerate(node):
                 self._visit(value, f"{path}[{i}]", depth + 1, layer)
+        elif isinstance(node, str) and path not in self.judged_paths:
+            self._inert(node, path, layer)
+
+    def _visit_dict(self, node: dict[str, Any], path: str, depth: int, layer: str | None) -> None:
+        judged: frozenset[str] = frozenset()
+        resolved_gadget = False
+        # Keras deserializes a dict only when it has both keys (Keras 3 passes any other
+        # dict through as data, Keras 2 refuses it): only then are its names resolved.
+        if self.deserialized and isinstance(node.get("class_name"), str) and "config" in node:
+            layer = self._object(node, path, layer)
+            resolved_gadget = self.resolved_gadget
+            if node["class_name"] in LAMBDA_CLASSES:
+                return  # reported once; its subtree is the function itself
+            judged = _RESOLVED_KEYS | ({"config"} if isinstance(node["config"], str) else set())
+            if node["class_name"] in TF_OP_LAMBDA_CLASSES:
+                self.judged_paths.add(f"{path}.config.function")
+        for key, value in node.items():
+            self._inert(key, f"{path}.{key}", layer, key=True)
+            if key in judged and isinstance(value, str):
+                # Judged as code by `_object`; a gadget name it did not resolve (one in a
+                # module path, say) is still named, as inert.
+                if not resolved_gadget:
+                    self._inert(value, f"{path}.{key}", layer, gadgets_only=True)
+                continue
+            if self.deserialized and key in ACTIVATION_KEYS and isinstance(value, str):
+                self._function_name(value, None, f"{path}.{key}", layer)
+                continue
+            self._visit(value, f"{path}.{key}", depth + 1, layer)
+
+    def _inert(
+        self,
+        text: str,
+        path: str,
+        layer: str | None,
+        *,
+        key: bool = False,
+        gadgets_only: bool = False,
+    ) -> None:
+        """Gadget and dangerous module names where Keras resolves no names: suspicious, low."""
+        found = inert_references(
+            text,
+            gadgets=GADGETS.keys(),
+            dangerous_roots=DANGEROUS_MODULE_ROOTS,
+            bare_words=".vocabulary" not in path,  # vocabularies hold words such as `os`
+        )
+        for ref in found:
+            if gadgets_only and ref.kind != "gadget":
+                continue
+            self.inert += 1
+            if self.inert <= MAX_EVIDENCE:
+                self._inert_finding(ref, path, layer, key=key)
+
+    def _inert_finding(
+        self, ref: InertReference, path: str, layer: str | None, *, key: bool
+    ) -> None:
+        evidence: dict[str, JSONValue] = {"path": path, "name": ref.name, "resolved": False}
+        if layer is not None:
+            evidence["layer"] = layer
+        where = "a key" if key else "a value"
+        if ref.kind == "gadget":
+            gadget = GADGETS[ref.name]
+            self._add(
+                Verdict.SUSPICIOUS,
+                "keras.gadget.inert",
+                Severity.LOW,
+                f"{ref.name} ({gadget.why}) is named in {where} at {path}, where Keras does not "
+                "resolve names; a custom from_config or another loader might",
+                evidence,
+                reference=gadget.reference,
+            )
+            return
+        self._add(
+            Verdict.SUSPICIOUS,
+            "keras.module.inert",
+            Severity.LOW,
+            f"{ref.name[:80]!r} names code that runs commands or imports, in {where} at {path}, "
+            "where Keras does not resolve names",
+            evidence,
+        )
 
     def _add(
         self,
@@ -498,9 +609,12 @@ class _ConfigWalker:
     def _object(self, node: Mapping[str, Any], path: str, layer: str | None) -> str | None:
         """Judge one serialized object; returns the layer name in scope below it."""
         obj = _Object.of(node, path, layer)
+        self.resolved_gadget = False
         if obj.class_name in LAMBDA_CLASSES or obj.registered in LAMBDA_CLASSES:
             self._lambda(node, obj.where)
-        elif not self._gadget(obj) and not self._provenance(obj):
+        elif self._gadget(obj):
+            self.resolved_gadget = True
+        elif not self._provenance(obj):
             self._class(obj)
         return obj.layer
 
@@ -510,6 +624,8 @@ class _ConfigWalker:
             names.append(obj.function)
         if obj.registered is not None:
             names.append(obj.registered)
+        if obj.spec_name is not None:
+            names.append(obj.spec_name)
         for name in names:
             gadget = GADGETS.get(_last_segment(name))
             if gadget is not None:
@@ -518,7 +634,7 @@ class _ConfigWalker:
                     gadget.rule,
                     Severity.CRITICAL,
                     f"{name}: {gadget.why}",
-                    obj.where,
+                    {**obj.where, "resolved": True},
                     reference=gadget.reference,
                 )
                 return True
@@ -528,9 +644,13 @@ class _ConfigWalker:
         """Module outside Keras, or a custom registered object. True if anything was said."""
         flagged = False
         module = obj.module
-        if module is not None and _module_root(module) not in KERAS_MODULE_ROOTS:
+        if module == "builtins" and obj.is_function and obj.function in ALLOWED_FUNCTIONS:
+            # Keras looks a `builtins` function up in its own activations, losses and metrics
+            # first (how older Keras wrote built-in functions), so `relu` is Keras's relu.
+            module = None
+        if module is not None and keras_module(module) is None:
             flagged = True
-            if _module_root(module) in DANGEROUS_MODULE_ROOTS:
+            if module_root(module) in DANGEROUS_MODULE_ROOTS:
                 self._add(
                     Verdict.MALICIOUS,
                     "keras.module.dangerous",
@@ -584,9 +704,10 @@ class _ConfigWalker:
                 )
         if class_name in ALLOWED_CLASSES:
             return
+        module = keras_module(obj.module) if obj.module is not None else None
         if (
-            obj.module is not None
-            and obj.module.startswith(("keras.src.ops.", "keras.ops"))
+            module is not None
+            and module.startswith(("keras.src.ops.", "keras.ops"))
             and re.fullmatch(r"[A-Z][A-Za-z0-9]*", class_name)
         ):
             return  # Keras tensor operations recorded in a functional graph
@@ -730,6 +851,7 @@ class KerasScanner:
             with target.open() as fh:
                 archive = read_zip(fh, target.size, limits, issues)
                 self._check_members(archive.entries, result)
+                result.items.extend(member_findings(fh, archive.entries, SCANNER_ID))
                 configs = [e for e in archive.entries if e.name == "config.json"]
                 if not configs:
                     _add_issues(result, issues)
@@ -741,14 +863,21 @@ class KerasScanner:
                     )
                     return result.verdict()
                 config = _load_json(_read_member(fh, configs[-1], limits, issues), "config.json")
-                for meta in (e for e in archive.entries if e.name == "metadata.json"):
+                metadata = [
                     _load_json(_read_member(fh, meta, limits, issues), "metadata.json")
+                    for meta in archive.entries
+                    if meta.name == "metadata.json"
+                ]
         except ContainerError as exc:
             return _refused(exc.issue)
         except OSError as exc:
             return _malformed("keras.zip.malformed", f"not a readable zip archive: {exc}"[:200])
         _add_issues(result, issues)
         self._check_config(config, "config.json", result, limits, legacy=False)
+        for document in metadata:  # read as data: only inert names can be in it
+            _ConfigWalker(result, limits, "metadata.json", legacy=False, deserialized=False).walk(
+                document
+            )
         return result.verdict()
 
     @staticmethod

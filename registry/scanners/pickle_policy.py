@@ -23,9 +23,15 @@ from enum import StrEnum
 
 from registry.scanners.base import Severity, Verdict
 
+#: Recorded with every scan; raise it whenever what the rules decide changes, so that
+#: `modelctl rescan` (and the workers' start-up sweep) re-judges what older rules judged.
+#: 2026-12-05: frames read like pickle.load(file), broken streams, unhashable keys, expansion
+#: bombs, carried pickles, harmless builtins outside weights files, encrypted plain zips.
+RULESET_VERSION = "2026-12-05"
 RULE_ALLOWED = "pickle.global.allowed"
 RULE_NOT_ALLOWED = "pickle.global.not-allowed"
 RULE_DANGEROUS = "pickle.global.dangerous"
+RULE_HARMLESS = "pickle.global.harmless"
 
 
 class Use(StrEnum):
@@ -218,6 +224,30 @@ ALLOWED: Mapping[tuple[str, str], AllowEntry] = {
     # Decimal(<str>). The rest of the uuid module stays labelled dangerous (_get_command_stdout).
     **_entries("python-value", "uuid", ("UUID", "SafeUUID")),
     **_entries("python-value", "decimal", ("Decimal",)),
+}
+
+#: The names `__future__` defines for its features (Lib/__future__.py, Python 3.11).
+_FUTURE_FEATURES = (
+    "nested_scopes", "generators", "division", "absolute_import", "with_statement",
+    "print_function", "unicode_literals", "barry_as_FLUFL", "generator_stop", "annotations",
+    "all_feature_names",
+)  # fmt: skip
+
+#: Globals that run nothing and read nothing, accepted in pickles that are *not* weights files
+#: (a raw pickle, joblib, an object array; not a torch checkpoint, whose allowlist above stays
+#: exactly as strict). Each builds or measures a plain value: container and number types
+#: (their results may be filled like a literal's), `len`, and the `__future__` feature records
+#: (`_Feature` is rebuilt as NEWOBJ(cls, ()) + BUILD of its three fields). Other projects'
+#: benign samples name them; refusing them there was noise (issue 14, class 7).
+HARMLESS_OUTSIDE_WEIGHTS: Mapping[tuple[str, str], AllowEntry] = {
+    **_entries(
+        "harmless-builtin",
+        "builtins",
+        ("len", "dict", "list", "tuple", "int", "float", "str", "bool"),
+    ),
+    **_entries("harmless-builtin", "collections", ("deque",)),
+    **_entries("future-feature", "__future__", ("_Feature",), check=ArgCheck.NO_ARGUMENTS),
+    **_entries("future-feature", "__future__", _FUTURE_FEATURES, Use.REFERENCE),
 }
 
 #: What torch 2.13.0's weights-only allowlist has that we do not, and why.
@@ -500,11 +530,12 @@ def _is_loader(module: str, name: str) -> bool:
     return (module, name) in LOADERS or (module, name.split(".", maxsplit=1)[0]) in LOADERS
 
 
-def classify_global(module: str, name: str) -> GlobalDecision:
+def classify_global(module: str, name: str, *, weights: bool = True) -> GlobalDecision:
     """Decide one global as a pickle's GLOBAL / STACK_GLOBAL / INST names it.
 
     `module` and `name` are the raw operands; the Python 2 renames are applied first.
-    Returns an allowed decision (verdict CLEAN) only for exact allowlist entries.
+    Returns an allowed decision (verdict CLEAN) only for exact allowlist entries, and, when
+    the pickle is not a weights file (`weights=False`), for `HARMLESS_OUTSIDE_WEIGHTS`.
     """
     module, name = normalize(module, name)
     entry = ALLOWED.get((module, name))
@@ -516,6 +547,16 @@ def classify_global(module: str, name: str) -> GlobalDecision:
             entry.group,
             use=entry.use,
             check=entry.check,
+        )
+    harmless = None if weights else HARMLESS_OUTSIDE_WEIGHTS.get((module, name))
+    if harmless is not None:
+        return GlobalDecision(
+            Verdict.CLEAN,
+            Severity.INFO,
+            RULE_HARMLESS,
+            f"{harmless.group}, harmless outside a weights file",
+            use=harmless.use,
+            check=harmless.check,
         )
     loader = _is_loader(module, name)
     label = _dangerous_label(module, name)

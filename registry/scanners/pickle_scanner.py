@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import io
-from collections.abc import Callable
 from typing import BinaryIO
 
 from registry.scanners.base import (
@@ -27,6 +26,11 @@ from registry.scanners.base import (
     worst,
 )
 from registry.scanners.containers.compressed import decompress, read_7z
+from registry.scanners.containers.encrypted_zip import (
+    ENCRYPTED_RULE,
+    is_encrypted,
+    plain_encrypted_archive,
+)
 from registry.scanners.containers.issues import ContainerError, Issue, malformed, suspicious
 from registry.scanners.containers.npy import npy_data_bytes, read_npy_header
 from registry.scanners.containers.pickle_spans import PickleSpan
@@ -45,8 +49,8 @@ from registry.scanners.containers.zip_reader import (
     read_zip_member,
     zip_member_head,
 )
-from registry.scanners.pickle_policy import GlobalDecision, classify_global
-from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes
+from registry.scanners.pickle_policy import classify_global
+from registry.scanners.pickle_vm import GlobalClassifier, analyze_pickle, scan_pickle_bytes
 from registry.scanners.torchscript import classify_torchscript_global, is_torchscript_archive
 
 SCANNER_ID = "pickle"
@@ -119,7 +123,7 @@ class _Session:
         self.findings: list[Finding] = []
         #: The global policy of the loader that reads the pickles at hand (TorchScript archives
         #: resolve their own classes, see `torchscript.classify_torchscript_global`).
-        self.classify: Callable[[str, str], GlobalDecision] = classify_global
+        self.classify: GlobalClassifier = classify_global
 
     def result(self) -> FileVerdict:
         return FileVerdict(worst(self.verdicts), tuple(self.findings))
@@ -143,13 +147,18 @@ class _Session:
     def info(self, rule: str, message: str, member: str | None) -> None:
         self.findings.append(Finding(SCANNER_ID, rule, Severity.INFO, message, member=member))
 
-    def vm(self, data: bytes | memoryview, member: str | None, depth: int) -> None:
+    def vm(
+        self, data: bytes | memoryview, member: str | None, depth: int, *, weights: bool
+    ) -> None:
+        """Run the pickle machine; `weights` for the pickles of a torch checkpoint, whose
+        allowlist admits none of the harmless builtins other pickles may name."""
         verdict = scan_pickle_bytes(
             data,
             limits=self.limits,
             scanner_id=SCANNER_ID,
             member=member,
             depth=depth,
+            weights=weights,
             classify=self.classify,
         )
         self.verdicts.append(verdict.verdict)
@@ -200,7 +209,7 @@ class _Session:
     def pickle(self, f: BinaryIO, size: int, member: str | None, depth: int) -> None:
         if not is_legacy_stacked(f):
             # A raw pickle or a joblib file: the emulator walks every concatenated pickle.
-            self.vm(_read_span(f, PickleSpan(0, size), self.limits), member, depth)
+            self.vm(_read_span(f, PickleSpan(0, size), self.limits), member, depth, weights=False)
             return
         layout = read_legacy_stacked(f, size, self.limits)
         for issue in layout.issues:
@@ -215,7 +224,7 @@ class _Session:
         for label, span in parts:
             # Only the pickles are read; the raw storages after them never are.
             data = _read_span(f, span, self.limits)
-            self.vm(data, _join(member, f"legacy:{label}"), depth)
+            self.vm(data, _join(member, f"legacy:{label}"), depth, weights=True)
 
     # -- npy ---------------------------------------------------------------------------------
 
@@ -227,7 +236,7 @@ class _Session:
             if body > self.limits.max_pickle_bytes:
                 raise malformed("npy.object-too-large", "object array pickle exceeds the limit")
             f.seek(header.data_offset)
-            self.vm(f.read(body), _join(member, "npy:object-data"), depth)
+            self.vm(f.read(body), _join(member, "npy:object-data"), depth, weights=False)
             return
         expected = npy_data_bytes(header)
         if expected is None:
@@ -286,14 +295,17 @@ class _Session:
                     split = split_legacy_tar_member(m.data, m.name, self.limits)
                 except ContainerError as exc:
                     self.issue(exc.issue, member)
-                    self.vm(m.data, name, depth)  # still let the emulator see all of it
+                    # still let the emulator see all of it
+                    self.vm(m.data, name, depth, weights=True)
                     continue
                 for issue in split.issues:
                     self.issue(issue, member)
                 for span in split.spans:
-                    self.vm(m.data[span.start : span.end], f"{name}@{span.start}", depth)
+                    self.vm(
+                        m.data[span.start : span.end], f"{name}@{span.start}", depth, weights=True
+                    )
             elif m.name == "pickle":
-                self.vm(m.data, name, depth)
+                self.vm(m.data, name, depth, weights=True)
             else:
                 self.scan_bytes(m.data, name, depth + 1)
 
@@ -303,6 +315,11 @@ class _Session:
         issues: list[Issue] = []
         try:
             archive = read_zip(f, size, self.limits, issues)
+            unreadable = plain_encrypted_archive(f, archive)
+            if unreadable is not None:
+                # No model container in it: `unsupported`, not the differential refusal, and
+                # the encrypted bytes are not read (see `containers.encrypted_zip`).
+                issues = [i for i in issues if i.rule != ENCRYPTED_RULE] + [unreadable]
         finally:
             for issue in issues:
                 self.issue(issue, member)
@@ -312,7 +329,15 @@ class _Session:
         if prefix is not None and is_torchscript_archive({e.name for e in archive.entries}):
             self.classify = classify_torchscript_global
         try:
-            self._zip_members(f, archive, prefix=prefix, sizes=sizes, member=member, depth=depth)
+            self._zip_members(
+                f,
+                archive,
+                prefix=prefix,
+                sizes=sizes,
+                member=member,
+                depth=depth,
+                skip_encrypted=unreadable is not None,
+            )
         finally:
             self.classify = outer
 
@@ -325,8 +350,11 @@ class _Session:
         sizes: dict[str, int],
         member: str | None,
         depth: int,
+        skip_encrypted: bool,
     ) -> None:
         for entry in archive.entries:
+            if skip_encrypted and is_encrypted(entry):
+                continue
             try:
                 if prefix and entry.name == f"{prefix}/data.pkl":
                     self._torch_data_pkl(
@@ -479,7 +507,7 @@ class _Session:
             data, issues = read_zip_member(f, entry, self.limits.max_pickle_bytes)
             for issue in issues:
                 self.issue(issue, member)
-            self.vm(data, where, depth)
+            self.vm(data, where, depth, weights=prefix is not None)  # in a torch archive
             return
         head = zip_member_head(f, entry, SNIFF_BYTES)
         kind = sniff(head, entry.size)

@@ -8,6 +8,8 @@ dicts and sets kept as pairs because their keys may be symbols. Shared by the di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from registry.scanners.pickle_policy import GlobalDecision
 
 #: Argument reprs in evidence are cut to this many characters.
@@ -182,3 +184,95 @@ def render_arg(value: object) -> str:
 
 def qualname_of(value: object) -> str:
     return value.qualname if isinstance(value, GlobalRef) else "<computed>"
+
+
+#: Values whose hash the loader computes without running anything, and that hold no others.
+PLAIN_KEYS = frozenset({str, int, float, bytes, bool, type(None)})
+
+#: How deep `unhashable` looks into tuples (CPython hashes them recursively).
+_HASH_DEPTH = 64
+
+
+def unhashable(value: object) -> bool:
+    """Whether the loader's `hash(value)` raises TypeError: a list, dict, set, bytearray, or a
+    tuple holding one. Symbols computed at load time are not known to be unhashable."""
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, list | PDict | bytearray) or (
+            isinstance(item, PSet) and not item.frozen
+        ):
+            return True
+        if isinstance(item, tuple) and depth < _HASH_DEPTH:
+            pending.extend((x, depth + 1) for x in item)
+    return False
+
+
+def children(node: object) -> Sequence[object]:
+    """The values a symbolic value holds (what a walk of the loaded object would reach)."""
+    if isinstance(node, list | tuple):
+        return node
+    if isinstance(node, PDict):
+        return [x for pair in node.items for x in pair]
+    if isinstance(node, PSet):
+        return node.items
+    if isinstance(node, CallResult):
+        return (node.args, node.kwargs, node.items, node.state)
+    if isinstance(node, PersistentRef):
+        return (node.pid,)
+    return ()
+
+
+def expanded_size(root: object, sizes: dict[int, int] | None = None) -> tuple[int, int]:
+    """(distinct containers, objects visited) when `root` is walked as a tree.
+
+    Memo references (GET) and DUP make one container appear in many places; a walk that follows
+    every reference (repr, deepcopy, JSON, a naive scanner) visits it each time. This counts
+    those visits without making them (each container once, memoised by identity); a container
+    reached again through a cycle counts once.
+    """
+    if sizes is None:
+        sizes = {}
+    active: set[int] = set()
+    todo: list[tuple[object, bool]] = [(root, False)]
+    scalars = PLAIN_KEYS
+    while todo:
+        node, finished = todo.pop()
+        key = id(node)
+        if finished:
+            total = 1
+            for child in children(node):
+                total += 1 if type(child) in scalars else sizes.get(id(child), 1)
+            sizes[key] = total
+            active.discard(key)
+            continue
+        if key in sizes or key in active:
+            continue
+        kids = children(node)
+        if not kids:
+            sizes[key] = 1
+            continue
+        active.add(key)
+        todo.append((node, True))
+        todo.extend(
+            (child, False)
+            for child in kids
+            if type(child) not in scalars and id(child) not in sizes and id(child) not in active
+        )
+    return len(sizes), sizes.get(id(root), 1)
+
+
+def shared_expansion(shared: list[object]) -> tuple[int, int]:
+    """(distinct objects, extra visits) for the values memo GETs and DUPs pushed again: each
+    push makes a full walk visit the whole (expanded) object once more. Sizes are memoised
+    across the values, so the cost is the shared objects' distinct nodes, not their expansion.
+    """
+    counts: dict[int, tuple[object, int]] = {}
+    for value in shared:
+        _, n = counts.get(id(value), (value, 0))
+        counts[id(value)] = (value, n + 1)
+    sizes: dict[int, int] = {}
+    extra = 0
+    for value, n in counts.values():
+        extra += n * expanded_size(value, sizes)[1]
+    return len(counts), extra

@@ -37,9 +37,11 @@ from __future__ import annotations
 import codecs
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from registry.scanners.base import (
     FileVerdict,
@@ -49,6 +51,14 @@ from registry.scanners.base import (
     Severity,
     Verdict,
     worst,
+)
+from registry.scanners.pickle_embedded import (
+    CARRIER_FIRST_BYTES,
+    CARRIER_FIRST_TEXT,
+    MAX_EMBEDDED,
+    MIN_CARRIER_BYTES,
+    decode_stream,
+    may_carry,
 )
 from registry.scanners.pickle_joblib import (
     JOBLIB_WRAPPER,
@@ -61,6 +71,7 @@ from registry.scanners.pickle_joblib import (
 from registry.scanners.pickle_numpy import BadLayout
 from registry.scanners.pickle_policy import (
     COMPUTED_GLOBAL,
+    RULE_HARMLESS,
     RULE_NOT_ALLOWED,
     ArgCheck,
     GlobalDecision,
@@ -70,6 +81,7 @@ from registry.scanners.pickle_policy import (
 )
 from registry.scanners.pickle_values import (
     COMPUTED,
+    PLAIN_KEYS,
     BigInt,
     BufferRef,
     CallResult,
@@ -81,7 +93,17 @@ from registry.scanners.pickle_values import (
     qualname_of,
     render,
     render_arg,
+    shared_expansion,
+    unhashable,
 )
+
+
+class GlobalClassifier(Protocol):
+    """The policy that decides a pickle's globals: `classify_global`, or a loader's own (the
+    TorchScript unpickler resolves its classes from the archive, `torchscript.py`)."""
+
+    def __call__(self, module: str, name: str, *, weights: bool = True) -> GlobalDecision: ...
+
 
 __all__ = [
     "BufferRef",
@@ -106,7 +128,7 @@ _HIGHEST_PROTOCOL = 5
 #: exactly the effects of the loop in `_Machine.run`, stopping before anything else. None when
 #: the extension is not built or `MODELCTL_PICKLE_PURE=1` (read at import) asks for pure Python.
 _FastRun = Callable[
-    [bytes, int, int, list[object], list[int], list[object] | None, type, int],
+    [bytes, int, int, list[object], list[int], list[object] | None, type, int, type, list[object]],
     tuple[int, int, int],
 ]
 _FAST: _FastRun | None = None
@@ -117,6 +139,26 @@ if os.environ.get("MODELCTL_PICKLE_PURE") != "1":
         _FAST = _pickle_fast.run_data
     except ImportError:  # not built (no compiler at install time): the pure-Python loop
         _FAST = None
+
+#: `frame_end` when no FRAME is open. The C twin uses PY_SSIZE_T_MAX, the same number.
+_NO_FRAME = sys.maxsize
+
+#: A loaded object is a reference-expansion bomb when a walk that follows every reference
+#: visits at least this many objects, and this many times more than the stream has bytes (an
+#: honest pickle spends at least one opcode byte per object it makes).
+_BOMB_VISITS = 1_000_000
+_BOMB_FACTOR = 100
+#: Expansion counts beyond this are reported as this (they can have hundreds of digits).
+_BOMB_CAP = 10**15
+
+#: Values a memo GET or DUP may share without any expansion: plain scalars and globals (a
+#: protocol-2 checkpoint fetches its rebuild function from the memo for every tensor).
+_LEAVES = PLAIN_KEYS | {GlobalRef}
+
+#: Dict factories whose results SETITEM(S) fills, and set factories ADDITEMS fills: their keys
+#: are hashed by the loader like a literal dict's or set's.
+_DICT_FACTORIES = frozenset({"collections.OrderedDict", "collections.Counter", "builtins.dict"})
+_SET_FACTORIES = frozenset({"builtins.set", "builtins.frozenset"})
 
 #: BINPUT's one-byte memo indices: any of them costs the real unpickler at most 4 KiB.
 _BINPUT_KEYS = 256
@@ -174,6 +216,7 @@ _CONTAINER_FACTORIES = frozenset(
         "builtins.frozenset",
         "builtins.dict",
         "builtins.list",
+        "collections.deque",
     }
 )
 
@@ -307,12 +350,20 @@ class _Machine:
         depth: int,
         *,
         joblib: bool = True,
-        classify: Callable[[str, str], GlobalDecision] = classify_global,
+        weights: bool = True,
+        classify: GlobalClassifier = classify_global,
     ) -> None:
         self.data = data
         self.classify = classify  # the loader's global policy (TorchScript resolves its own)
         self.joblib = joblib  # BUILD of a NumpyArrayWrapper is followed by array data
-        self.frame_end = -1  # where the last FRAME ends: the loader buffers the whole frame
+        # A weights file (a torch checkpoint) gets the checkpoint allowlist alone; any other
+        # pickle also accepts the policy's harmless builtins.
+        self.weights = weights
+        self.harmless_seen: set[str] = set()
+        # Where the open FRAME ends (`_NO_FRAME` when none is open). `pickle.load(file)` reads
+        # a frame into a buffer and its opcodes from that buffer, so an opcode that crosses the
+        # frame's end reads other bytes there than `pickle.loads` reads: malformed.
+        self.frame_end = _NO_FRAME
         self.wrappers: dict[int, tuple[CallResult, dict[str, object]]] = {}
         self.limits = limits
         self.scanner_id = scanner_id
@@ -327,6 +378,12 @@ class _Machine:
         self.storages: list[StorageRef] = []
         self.decisions: dict[tuple[str, str], GlobalDecision] = {}
         self.seg = _Segment()
+        # What memo GETs and DUPs of the current pickle pushed, but plain scalars and globals:
+        # only these can be reached twice, so only they are sized for reference expansion.
+        self.shared: list[object] = []
+        self.loaded_payloads: set[bytes] = set()  # scanned as a loader's argument already
+        # (opcode offset, value) of the current pickle's literals that may carry a pickle.
+        self.carried: list[tuple[int, object]] = []
 
     # -- findings --
 
@@ -365,11 +422,21 @@ class _Machine:
         key = (module, name)
         decision = self.decisions.get(key)
         if decision is None:
-            decision = self.decisions[key] = self.classify(module, name)
+            decision = self.decisions[key] = self.classify(module, name, weights=self.weights)
         norm_module, norm_name = normalize(module, name)
         ref = GlobalRef(f"{norm_module}.{norm_name}", f"{module}.{name}", decision, offset)
         if not decision.allowed:
             self.seg.pending.setdefault(ref.qualname, ref)
+        elif decision.rule == RULE_HARMLESS and ref.qualname not in self.harmless_seen:
+            self.harmless_seen.add(ref.qualname)
+            self.add(
+                RULE_HARMLESS,
+                Verdict.CLEAN,
+                Severity.INFO,
+                f"imports {ref.qualname} ({decision.label})",
+                offset,
+                evidence={"global": ref.qualname, "label": decision.label},
+            )
         return ref
 
     def computed_global(self, module: object, name: object, offset: int) -> GlobalRef:
@@ -573,10 +640,132 @@ class _Machine:
         elif not isinstance(inst, (*COMPUTED, GlobalRef)) and _truthy_state(state):
             raise _Malformed(f"BUILD on a {type(inst).__name__} literal", offset)
 
+    def check_key(self, key: object, opcode: str, offset: int) -> None:
+        """A dict key or set item the loader cannot hash: it raises TypeError there."""
+        if unhashable(key):
+            kind = {list: "list", PDict: "dict", PSet: "set", bytearray: "bytearray"}.get(
+                type(key), "tuple holding a list, dict or set"
+            )
+            raise _Malformed(
+                f"{opcode} needs the hash of a {kind} (a dict key or set item), which the loader "
+                "cannot compute (an unhashable cycle such as a dict used as its own key)",
+                offset,
+            )
+
+    def check_expansion(self, nbytes: int, offset: int) -> None:
+        """Report memo/DUP references that expand the loaded object far beyond the stream."""
+        containers, visits = shared_expansion(self.shared)
+        if visits < _BOMB_VISITS or visits < _BOMB_FACTOR * nbytes:
+            return
+        factor = visits // max(nbytes, 1)
+        self.add(
+            "pickle.expansion-bomb",
+            Verdict.SUSPICIOUS,
+            Severity.HIGH,
+            f"{containers} objects are referenced again through the memo or DUP so that a walk "
+            f"following every reference (repr, copy, JSON, comparison) visits "
+            f"{min(visits, _BOMB_CAP)}{'+' if visits > _BOMB_CAP else ''} more objects: "
+            f"{min(factor, _BOMB_CAP)}x the {nbytes} bytes of the stream (reference expansion)",
+            offset,
+            evidence={
+                "shared_objects": containers,
+                "expanded_objects": min(visits, _BOMB_CAP),
+                "stream_bytes": nbytes,
+                "expansion_factor": min(factor, _BOMB_CAP),
+                "capped": visits > _BOMB_CAP,
+            },
+            reference="billion laughs (CWE-776); fickling expansion-attack analysis",
+        )
+
+    def note_carrier(self, offset: int, value: object) -> None:
+        """Keep a literal (of at least MIN_CARRIER_BYTES in the stream) that may carry a pickle.
+
+        The C twin hands every literal that starts like one to Python, so both paths note the
+        same literals."""
+        if may_carry(value) and len(self.carried) < MAX_EMBEDDED:
+            self.carried.append((offset, value))
+
+    def check_embedded(self) -> None:
+        """Name what each pickle carried as data by the pickle now stopping would import."""
+        carried, self.carried = self.carried, []
+        for offset, value in carried:
+            assert isinstance(value, str | bytes | bytearray)
+            decoded = decode_stream(value, self.limits.max_pickle_bytes)
+            if decoded is None:
+                continue
+            raw, encoding = decoded
+            if raw in self.loaded_payloads:
+                continue  # a loader's argument: already scanned as a nested pickle
+            if self.depth + 1 > self.limits.max_nesting:
+                self.add(
+                    "pickle.limit.nesting",
+                    Verdict.ERROR,
+                    Severity.HIGH,
+                    f"pickle carried as data nests deeper than max_nesting "
+                    f"({self.limits.max_nesting}); not scanned",
+                    offset,
+                )
+                return
+            inner = analyze_pickle(
+                raw,
+                limits=self.limits,
+                scanner_id=self.scanner_id,
+                member=self.member,
+                depth=self.depth + 1,
+                joblib=False,
+                weights=self.weights,
+            )
+            if not inner.pickles:
+                continue  # starts like a pickle, but is none
+            names = sorted(
+                {g for f in inner.findings if isinstance(g := f.evidence.get("global"), str)}
+                | set(inner.allowed_calls)
+            )
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            self.add(
+                "pickle.embedded",
+                Verdict.CLEAN,
+                Severity.INFO,
+                f"carries a pickle as data ({encoding}, {len(raw)} bytes) that this pickle does "
+                f"not load; loading it would import {shown or 'nothing'} "
+                f"({inner.verdict.value} on its own)",
+                offset,
+                evidence={
+                    "encoding": encoding,
+                    "bytes": len(raw),
+                    "globals": list(names[:64]),
+                    "embedded_verdict": inner.verdict.value,
+                    "depth": self.depth + 1,
+                },
+                reference="multistage pickle payloads (issue 14, class 6)",
+            )
+            for f in inner.findings:
+                # The next stage of a multistage payload, or where the stages stopped being
+                # scanned (which leaves this scan incomplete: an error, never clean).
+                if f.rule in ("pickle.embedded", "pickle.limit.nesting"):
+                    self.add(
+                        f.rule,
+                        Verdict.CLEAN if f.rule == "pickle.embedded" else Verdict.ERROR,
+                        f.severity,
+                        f"in the pickle carried as data: {f.message}",
+                        offset,
+                        evidence=f.evidence,
+                        reference=f.reference,
+                    )
+
     def mutate(self, target: object, items: list[object], opcode: str, offset: int) -> None:
         """APPEND(S)/SETITEM(S)/ADDITEMS on something other than a literal container."""
         if isinstance(target, CallResult):
             func = target.func
+            callee = func.qualname if isinstance(func, GlobalRef) else ""
+            keys: list[object] = []
+            if callee in _DICT_FACTORIES and opcode.startswith("SETITEM"):
+                keys = items[0::2]
+            elif callee in _SET_FACTORIES and opcode == "ADDITEMS":
+                keys = items
+            for key in keys:
+                if type(key) not in PLAIN_KEYS:
+                    self.check_key(key, opcode, offset)
             if isinstance(func, GlobalRef) and func.qualname not in _CONTAINER_FACTORIES:
                 # __setitem__ / append / extend / add on a tensor or other object: code a
                 # container-only loader never runs (the weights_only heap-corruption class).
@@ -619,6 +808,7 @@ class _Machine:
                 decision.loader or _looks_like_pickle(value)
             ):
                 payloads.append(bytes(value))
+                self.loaded_payloads.add(payloads[-1])
         for payload in payloads:
             self.nested(payload, qualname_of(func), offset)
 
@@ -641,6 +831,7 @@ class _Machine:
             member=self.member,
             depth=self.depth + 1,
             joblib=False,  # handed to a plain loader (pickle.loads and the like)
+            weights=self.weights,
         )
         self.add(
             "pickle.nested",
@@ -713,9 +904,12 @@ class _Machine:
             ) from None
         shape = attrs["shape"]
         assert isinstance(shape, tuple)
-        if pos < self.frame_end:
-            # The loader reads the array after the buffered frame but resumes opcodes inside it.
-            raise _Malformed("joblib array data starts inside a pickle frame", offset)
+        if self.frame_end != _NO_FRAME:
+            if pos < self.frame_end:
+                # The loader reads the array after the buffered frame but resumes opcodes
+                # inside it.
+                raise _Malformed("joblib array data starts inside a pickle frame", offset)
+            self.frame_end = _NO_FRAME  # BUILD ended the frame; the array bytes follow it
         if hasobject:
             return JoblibArray(typestr, shape, None, offset), self.joblib_nested(pos, offset)
         n = len(self.data)
@@ -768,7 +962,13 @@ class _Machine:
             )
         # joblib reads it with a plain Unpickler: no array data after wrappers in there.
         inner = _Machine(
-            self.data, self.limits, self.scanner_id, self.member, self.depth + 1, joblib=False
+            self.data,
+            self.limits,
+            self.scanner_id,
+            self.member,
+            self.depth + 1,
+            joblib=False,
+            weights=self.weights,
         )
         inner.deadline = self.deadline
         inner.opcodes_left = self.opcodes_left
@@ -776,7 +976,7 @@ class _Machine:
         failure: _Malformed | None = None
         try:
             end = inner.run(pos)
-            if end < inner.frame_end:
+            if inner.frame_end != _NO_FRAME:
                 failure = _Malformed("nested pickle's frame continues after its STOP", end)
         except _Malformed as bad:
             failure = bad
@@ -826,7 +1026,20 @@ class _Machine:
         max_memo = limits.max_memo_entries
         u32, i32, f64 = _U32, _I32, _F64
         fast = _FAST if type(data) is bytes else None
+        plain = PLAIN_KEYS
+        leaf = _LEAVES
+        carrier_min = MIN_CARRIER_BYTES
+        first_text, first_bytes = CARRIER_FIRST_TEXT, CARRIER_FIRST_BYTES
+        begin = pos
+        self.shared = []
+        shared = self.shared
+        self.carried = []
         op = 0
+        frame_end = self.frame_end
+        if frame_end != _NO_FRAME:
+            # The previous pickle's frame goes on after its STOP: `pickle.load(file)` has read
+            # these bytes into that frame's buffer, `pickle.loads` reads them as a new pickle.
+            raise _Malformed("pickle starts inside the previous pickle's frame", pos)
         try:
             while True:
                 budget = self.opcodes_left
@@ -845,7 +1058,7 @@ class _Machine:
                     if fast is not None:
                         # Plain-data opcodes in C; it stops before anything else (or anything
                         # irregular), which the loop below then runs: one opcode, then C again.
-                        pos, ran, self.frame_end = fast(
+                        pos, ran, frame_end = fast(
                             data,
                             pos,
                             chunk - done,
@@ -853,7 +1066,9 @@ class _Machine:
                             marks,
                             memo if sparse is None else None,
                             PDict,
-                            self.frame_end,
+                            frame_end,
+                            GlobalRef,
+                            shared,
                         )
                         fence = marks[-1] if marks else 0
                         done += ran
@@ -906,6 +1121,8 @@ class _Machine:
                                 append(data[pos + 1 : end].decode())
                             except UnicodeDecodeError:  # lone surrogates are valid in pickles
                                 append(data[pos + 1 : end].decode("utf-8", "surrogatepass"))
+                            if end - pos >= carrier_min + 1 and data[pos + 1] in first_text:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x58:  # BINUNICODE
                             end = pos + 4 + u32(data, pos)[0]
@@ -915,6 +1132,8 @@ class _Machine:
                                 append(data[pos + 4 : end].decode())
                             except UnicodeDecodeError:  # lone surrogates are valid in pickles
                                 append(data[pos + 4 : end].decode("utf-8", "surrogatepass"))
+                            if end - pos >= carrier_min + 4 and data[pos + 4] in first_text:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x47:  # BINFLOAT
                             append(f64(data, pos)[0])
@@ -924,11 +1143,17 @@ class _Machine:
                             pos += 2
                         elif op == 0x68:  # BINGET
                             key = data[pos]
-                            append(memo[key] if sparse is None else sparse[key])
+                            value = memo[key] if sparse is None else sparse[key]
+                            append(value)
+                            if type(value) not in leaf:
+                                shared.append(value)
                             pos += 1
                         elif op == 0x6A:  # LONG_BINGET
                             key = u32(data, pos)[0]
-                            append(memo[key] if sparse is None else sparse[key])
+                            value = memo[key] if sparse is None else sparse[key]
+                            append(value)
+                            if type(value) not in leaf:
+                                shared.append(value)
                             pos += 4
                         elif op == 0x87:  # TUPLE3
                             if len(stack) - 3 < fence:
@@ -972,6 +1197,9 @@ class _Machine:
                                 raise _Malformed("odd number of items for SETITEMS", pos - 1)
                             target = stack[m - 1]
                             if type(target) is PDict:
+                                for item in stack[m::2]:
+                                    if type(item) not in plain:
+                                        self.check_key(item, "SETITEMS", pos - 1)
                                 it = iter(stack[m:])
                                 target.items.extend(zip(it, it, strict=True))
                             elif type(target) is not list:  # list[i] = v is valid
@@ -1007,11 +1235,13 @@ class _Machine:
                                 raise _Malformed("BINPERSID stack underflow", pos - 1)
                             stack[-1] = self.persistent(stack[-1], pos - 1)
                         elif op == 0x95:  # FRAME
+                            if frame_end != _NO_FRAME:
+                                raise _Malformed("FRAME opens inside another frame", pos - 1)
                             size = _U64(data, pos)[0]
                             if pos + 8 + size > n:
                                 raise _Malformed("FRAME longer than the data", pos - 1)
                             pos += 8
-                            self.frame_end = pos + size
+                            frame_end = pos + size
                         elif op == 0x61:  # APPEND
                             if len(stack) - 2 < fence:
                                 raise _Malformed("APPEND stack underflow", pos - 1)
@@ -1028,6 +1258,8 @@ class _Machine:
                             k = pop()
                             target = stack[-1]
                             if type(target) is PDict:
+                                if type(k) not in plain:
+                                    self.check_key(k, "SETITEM", pos - 1)
                                 target.items.append((k, v))
                             elif type(target) is not list:  # list[i] = v is valid
                                 self.mutate(target, [k, v], "SETITEM", pos - 1)
@@ -1036,18 +1268,28 @@ class _Machine:
                             if end > n:
                                 raise _Malformed("truncated bytes", pos - 1)
                             append(data[pos + 1 : end])
+                            if end - pos >= carrier_min + 1 and data[pos + 1] in first_bytes:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x42:  # BINBYTES
                             end = pos + 4 + u32(data, pos)[0]
                             if end > n:
                                 raise _Malformed("truncated bytes", pos - 1)
                             append(data[pos + 4 : end])
+                            if end - pos >= carrier_min + 4 and data[pos + 4] in first_bytes:
+                                self.note_carrier(pos - 1, stack[-1])
                             pos = end
                         elif op == 0x2E:  # STOP
                             if len(stack) <= fence:
                                 raise _Malformed("STOP with an empty stack", pos - 1)
                             stopped = True
                             executed = i + 1
+                            if shared:
+                                self.check_expansion(pos - begin, pos - 1)
+                            if self.carried:
+                                self.check_embedded()
+                            if pos == frame_end:
+                                frame_end = _NO_FRAME
                             break
                         elif op in (0x67, 0x70):  # GET, PUT: a text index read with int()
                             nl = data.find(b"\n", pos)
@@ -1060,7 +1302,10 @@ class _Machine:
                             if op == 0x67:
                                 if key < 0:
                                     raise KeyError(key)
-                                append(memo[key] if sparse is None else sparse[key])
+                                value = memo[key] if sparse is None else sparse[key]
+                                append(value)
+                                if type(value) not in leaf:
+                                    shared.append(value)
                             else:
                                 if key < 0:
                                     raise _Malformed("negative PUT argument", pos - 1)
@@ -1069,8 +1314,20 @@ class _Machine:
                                 sparse = self.memo_put(memo, sparse, key, stack[-1], pos - 1)
                             pos = nl + 1
                         else:
+                            self.frame_end = frame_end
                             pos = self.slow(op, pos - 1, pos, stack, marks)
+                            frame_end = self.frame_end
                             fence = marks[-1] if marks else 0
+                        if pos >= frame_end:
+                            # The opcode (with its argument) ends at or after its frame's end:
+                            # exactly at it leaves the frame, past it reads outside the frame.
+                            if pos > frame_end:
+                                raise _Malformed(
+                                    f"{_opname(op)} crosses the end of its FRAME at offset "
+                                    f"{frame_end}",
+                                    frame_end,
+                                )
+                            frame_end = _NO_FRAME
                     if stopped:
                         break
                     done = upto
@@ -1097,6 +1354,7 @@ class _Machine:
                         pos,
                     )
                 if stopped:
+                    self.frame_end = frame_end
                     return pos
         except KeyError as exc:
             raise _Malformed(f"memo key {exc.args[0]!r} not found", pos - 1) from None
@@ -1208,6 +1466,10 @@ class _Machine:
                 raise _Malformed(f"{name} argument has no newline", start)
             return data[pos:nl], nl + 1
 
+        def carrier(size: int) -> None:  # a literal the C twin never runs: no byte check
+            if size >= MIN_CARRIER_BYTES:
+                self.note_carrier(start, stack[-1])
+
         def sized(width: int) -> tuple[bytes, int]:
             if width == 1:
                 size, at = data[pos], pos + 1
@@ -1294,11 +1556,15 @@ class _Machine:
         if op == 0x32:  # DUP
             need(1)
             stack.append(stack[-1])
+            if type(stack[-1]) not in _LEAVES:
+                self.shared.append(stack[-1])
             return pos
         if op == 0x64:  # DICT
             items = pop_mark()
             if len(items) & 1:
                 raise _Malformed("odd number of items for DICT", start)
+            for key in items[0::2]:
+                self.check_key(key, "DICT", start)
             it = iter(items)
             stack.append(PDict(list(zip(it, it, strict=True))))
             return pos
@@ -1309,7 +1575,10 @@ class _Machine:
             stack.append(PSet([], frozen=False))
             return pos
         if op == 0x91:  # FROZENSET
-            stack.append(PSet(pop_mark(), frozen=True))
+            items = pop_mark()
+            for key in items:
+                self.check_key(key, "FROZENSET", start)
+            stack.append(PSet(items, frozen=True))
             return pos
         if op == 0x90:  # ADDITEMS
             items = pop_mark()
@@ -1318,6 +1587,8 @@ class _Machine:
                 raise _Malformed("ADDITEMS with no set below its MARK", start)
             target = stack[-1]
             if type(target) is PSet and not target.frozen:
+                for key in items:
+                    self.check_key(key, "ADDITEMS", start)
                 target.items.extend(items)
             else:
                 self.mutate(target, items, "ADDITEMS", start)
@@ -1339,14 +1610,17 @@ class _Machine:
         if op == 0x8D:  # BINUNICODE8
             raw, after = sized(8)
             stack.append(raw.decode("utf-8", "surrogatepass"))
+            carrier(len(raw))
             return after
         if op == 0x8E:  # BINBYTES8
             raw, after = sized(8)
             stack.append(raw)
+            carrier(len(raw))
             return after
         if op == 0x96:  # BYTEARRAY8
             raw, after = sized(8)
             stack.append(bytearray(raw))
+            carrier(len(raw))
             return after
         if op in (0x54, 0x55):  # BINSTRING, SHORT_BINSTRING
             if op == 0x54:
@@ -1360,6 +1634,7 @@ class _Machine:
             # Python 2 str: the unpickler's `encoding` decides; latin-1 keeps every byte and
             # yields a str, the reading under which it can feed STACK_GLOBAL (fail closed).
             stack.append(data[at : at + size].decode("latin-1"))
+            carrier(size)
             return at + size
         if op == 0x53:  # STRING
             text, after = line()
@@ -1369,6 +1644,7 @@ class _Machine:
                 stack.append(_escape_decode(text[1:-1]).decode("latin-1"))
             except ValueError:
                 raise _Malformed("STRING has a bad escape", start) from None
+            carrier(len(text))
             return after
         if op == 0x56:  # UNICODE
             text, after = line()
@@ -1376,6 +1652,7 @@ class _Machine:
                 stack.append(codecs.raw_unicode_escape_decode(text)[0])
             except UnicodeDecodeError:
                 raise _Malformed("UNICODE has a bad escape", start) from None
+            carrier(len(text))
             return after
         if op in (0x49, 0x4C):  # INT, LONG
             text, after = line()
@@ -1582,16 +1859,21 @@ def analyze_pickle(
     member: str | None = None,
     depth: int = 0,
     joblib: bool = True,
-    classify: Callable[[str, str], GlobalDecision] = classify_global,
+    weights: bool = True,
+    classify: GlobalClassifier = classify_global,
 ) -> PickleAnalysis:
     """Run the symbolic machine over every pickle in `data` and explain what loading would do.
 
     With `joblib` (the default: a raw pickle may be a joblib file) the array data joblib writes
     after each NumpyArrayWrapper's BUILD is delimited and skipped (or, for object arrays, scanned
-    as the nested pickle it is) exactly as joblib's NumpyUnpickler reads it.
+    as the nested pickle it is) exactly as joblib's NumpyUnpickler reads it. With `weights`
+    (the default) the stream is a weights file and only the checkpoint allowlist applies;
+    `weights=False` also accepts the policy's harmless builtins (`HARMLESS_OUTSIDE_WEIGHTS`).
     """
     buf = data if isinstance(data, bytes) else bytes(data)
-    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib, classify=classify)
+    machine = _Machine(
+        buf, limits, scanner_id, member, depth, joblib=joblib, weights=weights, classify=classify
+    )
     n = len(buf)
     findings: list[Finding] = []
     verdicts: list[Verdict] = []
@@ -1690,13 +1972,21 @@ def scan_pickle_bytes(
     scanner_id: str = "pickle",
     member: str | None = None,
     depth: int = 0,
-    classify: Callable[[str, str], GlobalDecision] = classify_global,
+    weights: bool = True,
+    classify: GlobalClassifier = classify_global,
 ) -> FileVerdict:
     """The verdict for one pickle stream (every pickle concatenated in it), with findings.
 
     Findings carry `member` when given and `offset` = the byte offset of the opcode in
-    `data`. Nested pickles are scanned at `depth + 1` up to `limits.max_nesting`.
+    `data`. Nested pickles are scanned at `depth + 1` up to `limits.max_nesting`. `weights`:
+    see `analyze_pickle`.
     """
     return analyze_pickle(
-        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth, classify=classify
+        data,
+        limits=limits,
+        scanner_id=scanner_id,
+        member=member,
+        depth=depth,
+        weights=weights,
+        classify=classify,
     ).to_file_verdict()

@@ -90,7 +90,7 @@ def is_torchscript_global(qualname: str) -> bool:
     return qualname.startswith("__torch__.") or qualname in TORCHSCRIPT_UNPICKLER_GLOBALS
 
 
-def classify_torchscript_global(module: str, name: str) -> GlobalDecision:
+def classify_torchscript_global(module: str, name: str, *, weights: bool = True) -> GlobalDecision:
     """The pickle policy for pickles inside a TorchScript archive: torch.jit.load's unpickler
     builds `__torch__` classes from the archive's compiled code/ (judged by this scanner) and
     lists with `torch.jit._pickle` builders; everything else is judged as in any pickle."""
@@ -102,7 +102,7 @@ def classify_torchscript_global(module: str, name: str) -> GlobalDecision:
             "resolved by the TorchScript unpickler, not imported",
             use=Use.CALL,
         )
-    return classify_global(module, name)
+    return classify_global(module, name, weights=weights)
 
 
 def _code_members(entries: tuple[ZipEntry, ...]) -> list[ZipEntry]:

@@ -19,7 +19,7 @@ from attestations.errors import AttestationError
 from attestations.intoto import Statement
 from attestations.keys import PublicKeyVerifier, key_hint, load_public_key
 from attestations.utc import aware
-from policies import Decision, PolicySet
+from policies import CheckResult, Decision, PolicySet
 from registry.blobs.base import BlobReader
 from registry.db.models import Checkpoint
 from registry.service.checkpoints import manifest_of
@@ -46,6 +46,10 @@ def _jsonable(value: object) -> Any:
 
 
 def check_rows(decision: Decision) -> tuple[dict[str, Any], ...]:
+    return check_result_rows(decision.checks)
+
+
+def check_result_rows(checks: Sequence[CheckResult]) -> tuple[dict[str, Any], ...]:
     return tuple(
         {
             "id": c.id,
@@ -53,7 +57,7 @@ def check_rows(decision: Decision) -> tuple[dict[str, Any], ...]:
             "message": c.message,
             "evidence": {k: _jsonable(v) for k, v in c.evidence.items()},
         }
-        for c in decision.checks
+        for c in checks
     )
 
 

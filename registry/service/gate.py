@@ -117,7 +117,14 @@ class Gatekeeper:
         policy, mode = self.bound(environment)
         if granted:
             policy = replace(policy, exceptions=(*policy.exceptions, *granted))
-        return evaluate(policy, facts, now=now, mode=mode, environment=environment)
+        return evaluate(
+            policy,
+            facts,
+            now=now,
+            mode=mode,
+            environment=environment,
+            containment_mode=self.policies.containment_mode(environment),
+        )
 
 
 def known_environments_hint(policies: PolicySet, environment: str) -> str:

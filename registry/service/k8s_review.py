@@ -1,30 +1,36 @@
-"""Reviewing pods: the logic behind `/k8s/admission` (registry/api/k8s.py translates it to
-HTTP). AdmissionReview parsing, the model references a pod carries, `DecisionCache` and the
-review itself. Every decision is made through `gate.Gatekeeper` (see `gate` for what
-"admitted" means); only the webhook keeps a decision, in `DecisionCache`, until the decision's
-expiry (capped), and it re-reads the quarantine state on every review.
+"""Reviewing workloads: the logic behind `/k8s/admission` (registry/api/k8s.py translates it
+to HTTP). AdmissionReview parsing (Pods, controllers and InferenceServices through
+`workloads`, NetworkPolicies through `netpol_review`), the model references each pod carries,
+and the review itself: the models' decisions, then the containment their decisions require
+(`policies.pod_decision`). Every decision is made through `gate.Gatekeeper` (see `gate` for
+what "admitted" means); only the webhook keeps a decision, in `decision_cache.DecisionCache`,
+until the decision's expiry (capped), and it re-reads the quarantine state on every review.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from policies import CheckStatus, Decision
+from policies import Decision
+from policies.containment import ContainmentException
+from policies.errors import WorkloadShapeError
+from policies.pod_decision import ContainmentVerdict, Workload, contain
 from registry.db.models import Checkpoint, Model
 from registry.errors import Denied, InputError
 from registry.refs import ModelName
-from registry.service import admission
+from registry.service import admission, workloads
 from registry.service.checkpoints import source_view
+from registry.service.decision_cache import DecisionCache
 from registry.service.gate import Gatekeeper, check_environment, failing_checks, warning_checks
+from registry.service.netpol_review import NetworkPolicyError, egress_warnings
+from registry.service.workloads import PodTemplate, WorkloadError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -64,13 +70,24 @@ class ModelReference:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateReview:
+    """One pod the object runs (`workloads.PodTemplate`) and the models it references."""
+
+    template: PodTemplate
+    references: tuple[ModelReference, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PodReview:
     uid: str
     kind: str
     operation: str
     namespace: str
     name: str
-    references: tuple[ModelReference, ...]
+    references: tuple[ModelReference, ...]  # of every template, each once
+    templates: tuple[TemplateReview, ...] = ()
+    network_policy: Mapping[str, Any] | None = None
+    dry_run: bool = False
 
 
 def parse_reference(text: str, where: str) -> ModelReference:
@@ -147,15 +164,21 @@ def review_uid(document: object) -> str | None:
 
 
 def parse_admission_review(document: object) -> PodReview:
-    """An `admission.k8s.io/v1` AdmissionReview for a Pod, and the models it references.
+    """An `admission.k8s.io/v1` AdmissionReview for a Pod, a controller (Deployment,
+    StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), a KServe InferenceService or a
+    NetworkPolicy, and the models each pod it runs references.
 
-    Recognised, in this order (each occurrence is one reference; duplicates are kept once):
+    Recognised in each pod (template), in this order (each occurrence is one reference;
+    duplicates are kept once):
     1. annotation `modelctl.dev/model`: one or several references separated by commas or
        whitespace; and annotations `modelctl.dev/model.<suffix>` (one reference each);
     2. annotation `internal.serving.kserve.io/storage-initializer-sourceuri` (what KServe
        puts on the predictor pod) when it is an `hf://` URI;
-    3. every argument of an init container or container named `storage-initializer` that
-       starts with `hf://` (KServe passes the storage URI as its first argument).
+    3. every argument or command word starting with `hf://` of any init, regular or
+       ephemeral container (KServe passes the storage URI to its `storage-initializer`; a
+       model fetched by another container is a model too);
+    4. an InferenceService component's `storageUri`/`storageUris` when they are `hf://`.
+    A controller's own `modelctl.dev/` annotations are refused: pods get the template's.
     """
     doc = _mapping(document, "the body")
     if doc.get("apiVersion") != "admission.k8s.io/v1" or doc.get("kind") != "AdmissionReview":
@@ -173,39 +196,81 @@ def parse_admission_review(document: object) -> PodReview:
     name = request.get("name") or ""
     if not isinstance(namespace, str) or not isinstance(name, str):
         raise MalformedReview("request.namespace and request.name must be strings")
-    refs: list[ModelReference] = []
-    if kind == "Pod" and operation in ("CREATE", "UPDATE"):
-        pod = _mapping(request.get("object"), "request.object")
-        metadata = _mapping(pod.get("metadata") or {}, "request.object.metadata")
-        name = name or str(metadata.get("name") or metadata.get("generateName") or "")
-        refs = _pod_references(pod, metadata)
+    dry_run = request.get("dryRun") is True
+    if operation not in ("CREATE", "UPDATE"):
+        return PodReview(uid, kind, operation, namespace, name, (), dry_run=dry_run)
+    obj = _mapping(request.get("object"), "request.object")
+    metadata = _mapping(obj.get("metadata") or {}, "request.object.metadata")
+    name = name or str(metadata.get("name") or metadata.get("generateName") or "")
+    if operation == "UPDATE" and metadata.get("deletionTimestamp"):
+        # Being deleted: finalizers must be able to finish (nothing new will run).
+        return PodReview(uid, kind, operation, namespace, name, (), dry_run=dry_run)
+    if kind == "NetworkPolicy":
+        return PodReview(uid, kind, operation, namespace, name, (), (), obj, dry_run)
+    if kind not in workloads.KINDS:
+        return PodReview(uid, kind, operation, namespace, name, (), dry_run=dry_run)
+    try:
+        templates = tuple(
+            TemplateReview(t, tuple(_template_references(kind, t, metadata)))
+            for t in workloads.pod_templates(kind, obj)
+        )
+    except WorkloadError as exc:
+        raise MalformedReview(exc.message) from exc
     seen: set[tuple[str, str]] = set()
     unique = []
-    for ref in refs:
+    for ref in (r for t in templates for r in t.references):
         if (ref.where, ref.text) not in seen:
             seen.add((ref.where, ref.text))
             unique.append(ref)
     if len(unique) > MAX_REFERENCES:
         raise MalformedReview(f"more than {MAX_REFERENCES} model references")
-    return PodReview(uid, kind, operation, namespace, name, tuple(unique))
+    return PodReview(uid, kind, operation, namespace, name, tuple(unique), templates, None, dry_run)
+
+
+def _template_references(
+    kind: str, template: PodTemplate, owner: Mapping[str, Any]
+) -> list[ModelReference]:
+    pod = template.pod
+    metadata = _mapping(pod.get("metadata") or {}, f"{template.where or 'request.object'}.metadata")
+    prefix = f"{template.where} " if template.where else ""
+    refs = [replace(r, where=prefix + r.where) for r in _pod_references(pod, metadata)]
+    refs += [
+        parse_reference(uri, where)
+        for where, uri in template.storage_uris
+        if uri.strip().startswith("hf://")
+    ]
+    if kind in workloads.TEMPLATE_PATHS:  # the controller's own annotations stay on it
+        annotations = _mapping(owner.get("annotations") or {}, "metadata.annotations")
+        refs += [
+            ModelReference(
+                f"{kind} annotation {key[:100]}",
+                str(value)[:80],
+                problem=f"pods do not get the {kind}'s annotations: put it on "
+                f"{template.where}.metadata.annotations",
+            )
+            for key, value in annotations.items()
+            if key.lower().startswith(ANNOTATION_PREFIX)
+        ]
+    return refs
 
 
 def _pod_references(pod: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[ModelReference]:
     annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
     refs = _annotation_references(annotations)
     spec = _mapping(pod.get("spec") or {}, "spec")
-    for field_name in ("initContainers", "containers"):
+    for field_name in ("initContainers", "containers", "ephemeralContainers"):
         containers = spec.get(field_name) or []
         if not isinstance(containers, list):
             raise MalformedReview(f"spec.{field_name} is not a list")
         for i, container in enumerate(containers):
             c = _mapping(container, f"spec.{field_name}[{i}]")
-            if c.get("name") != STORAGE_INITIALIZER:
-                continue
-            for j, arg in enumerate(_strings(c.get("args"), f"spec.{field_name}[{i}].args")):
-                if arg.strip().startswith("hf://"):
-                    where = f"{field_name}[{STORAGE_INITIALIZER}].args[{j}]"
-                    refs.append(parse_reference(arg, where))
+            label = c.get("name") if isinstance(c.get("name"), str) else f"#{i}"
+            for part in ("args", "command"):
+                words = _strings(c.get(part), f"spec.{field_name}[{i}].{part}")
+                for j, arg in enumerate(words):
+                    if arg.strip().startswith("hf://"):
+                        where = f"{field_name}[{str(label)[:63]}].{part}[{j}]"
+                        refs.append(parse_reference(arg, where))
     return refs
 
 
@@ -242,6 +307,9 @@ class ReferenceVerdict:
     allowed: bool
     message: str  # one line: why (failing checks) or what was admitted
     warnings: tuple[str, ...] = ()
+    #: The decisions made (one per checkpoint the reference names), for their containment
+    #: requirements and for the record.
+    decisions: tuple[Decision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,79 +318,8 @@ class PodVerdict:
     message: str
     verdicts: tuple[ReferenceVerdict, ...]
     warnings: tuple[str, ...]
-
-
-class DecisionCache:
-    """Allowing decisions by (environment, checkpoint digest), kept until the decision's
-    expiry, until the audit log shows any state change (`follow`: a new scan, a revoked
-    waiver or triage, on any server), at most `max_age` (a backstop), at most `max_entries`
-    (least recently used go first).
-
-    Denials are not kept: a checkpoint attested a moment ago is admitted on the next review,
-    and a denial costs one evaluation. Only decisions made while the checkpoint was not
-    quarantined are kept, and the caller reads the quarantine state before every lookup: a
-    quarantine denies at once, whatever is cached.
-    """
-
-    def __init__(self, *, max_age: timedelta = timedelta(seconds=60), max_entries: int = 4096):
-        self.max_age = max_age
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[Decision, float]] = OrderedDict()
-        self._generation: int | None = None
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, environment: str, digest: str, now: datetime) -> Decision | None:
-        with self._lock:
-            entry = self._entries.get((environment, digest))
-            if entry is None or entry[1] <= now.timestamp():
-                if entry is not None:
-                    del self._entries[(environment, digest)]
-                self.misses += 1
-                return None
-            self._entries.move_to_end((environment, digest))
-            self.hits += 1
-            return entry[0]
-
-    def put(self, environment: str, digest: str, decision: Decision, now: datetime) -> None:
-        until = now + self.max_age
-        if decision.expires_at is not None:
-            until = min(until, decision.expires_at)
-        quarantine = decision.check("quarantine")
-        if (
-            not decision.allowed
-            or until <= now
-            or quarantine is None
-            or quarantine.status is not CheckStatus.PASS
-        ):
-            return
-        with self._lock:
-            self._entries[(environment, digest)] = (decision, until.timestamp())
-            self._entries.move_to_end((environment, digest))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def follow(self, generation: int) -> None:
-        """Forget everything when the audit log moved (`StatusBoard.sync`'s generation): a new
-        malicious scan, a revoked waiver or triage denies at the next review, not after
-        `max_age`, on every server."""
-        with self._lock:
-            if generation != self._generation:
-                self._generation = generation
-                self._entries.clear()
-
-    def invalidate(self, digest: str | None = None) -> None:
-        with self._lock:
-            if digest is None:
-                self._entries.clear()
-            else:
-                for key in [k for k in self._entries if k[1] == digest]:
-                    del self._entries[key]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+    #: Per pod (template) that runs a model: the containment checks, after exceptions and mode.
+    containment: tuple[tuple[str, ContainmentVerdict], ...] = ()
 
 
 def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
@@ -368,6 +365,13 @@ def _whole_commit_refusal(ref: ModelReference, checkpoints: Sequence[Checkpoint]
     )
 
 
+#: What the webhook reviews, for the message when its rules send anything else.
+REVIEWED = (
+    "Pods, their controllers (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), "
+    "KServe InferenceServices and NetworkPolicies"
+)
+
+
 def review_pod(
     session: Session,
     gate: Gatekeeper,
@@ -377,38 +381,100 @@ def review_pod(
     *,
     now: datetime | None = None,
 ) -> PodVerdict:
-    """Allowed iff every referenced model is admitted to `environment` now.
+    """Allowed iff every referenced model is admitted to `environment` now, and every pod that
+    runs one meets the containment profile the models' decisions require (in the binding's
+    `containmentMode`: enforce denies, warn warns, audit records).
 
     A source commit shared by several checkpoints (e.g. mirrored with different `--include`)
     must be admitted for every one of them: the pod fetches the commit, not one of our subsets.
-    A pod that references no model is allowed (scope the webhook with selectors).
+    A pod that references no model is allowed (scope the webhook with selectors). A
+    NetworkPolicy is allowed, with a warning for each rule that opens egress to labelled pods.
     """
     now = now or datetime.now(UTC)
     check_environment(environment)
-    if review.kind != "Pod":
+    if review.operation not in ("CREATE", "UPDATE"):
+        return PodVerdict(True, f"nothing to check on {review.operation}", (), ())
+    if review.kind == "NetworkPolicy":
+        return _review_network_policy(review)
+    if review.kind not in workloads.KINDS:
         return PodVerdict(
             False,
-            f"modelctl reviews Pods only, not {review.kind!r:.60}: fix the webhook's rules",
+            f"modelctl reviews {REVIEWED} only, not {review.kind!r:.60}: fix the webhook's rules",
             (),
             (),
         )
-    verdicts = tuple(
-        _review_reference(session, gate, cache, ref, environment=environment, now=now)
-        for ref in review.references
-    )
+    memo: dict[tuple[str, str], ReferenceVerdict] = {}
+    for ref in review.references:
+        memo[(ref.where, ref.text)] = _review_reference(
+            session, gate, cache, ref, environment=environment, now=now
+        )
+    verdicts = tuple(memo.values())
     denied = [v for v in verdicts if not v.allowed]
-    warnings = tuple(w for v in verdicts for w in v.warnings)
+    warnings = [w for v in verdicts for w in v.warnings]
+    problems: list[str] = []
     if denied:
-        message = f"{len(denied)} of {len(verdicts)} model reference(s) not admitted to " + (
-            f"{environment!r}: "
+        problems.append(
+            f"{len(denied)} of {len(verdicts)} model reference(s) not admitted to "
+            + f"{environment!r}: "
             + " | ".join(f"{v.reference.text} ({v.reference.where}): {v.message}" for v in denied)
         )
-        return PodVerdict(False, message, verdicts, warnings)
+    contained: list[tuple[str, ContainmentVerdict]] = []
+    for t in review.templates:
+        decided = [memo[(r.where, r.text)] for r in t.references]
+        requirements = [
+            d.containment for v in decided for d in v.decisions if d.containment is not None
+        ]
+        if not requirements:
+            continue
+        where = t.template.where or "pod"
+        try:
+            verdict = contain(
+                t.template.pod,
+                requirements,
+                workload=Workload(review.namespace, review.kind, review.name, environment),
+                exceptions=_containment_exceptions(gate, environment),
+                now=now,
+            )
+        except WorkloadShapeError as exc:
+            problems.append(f"{where}: malformed pod: {exc.message}")
+            continue
+        contained.append((where, verdict))
+        if verdict.failures:
+            problems.append(f"containment ({where}): " + "; ".join(verdict.failures))
+        warnings += [f"containment ({where}): {w}" for w in verdict.warnings]
+    if problems:
+        return PodVerdict(False, " | ".join(problems), verdicts, tuple(warnings), tuple(contained))
     if not verdicts:
-        return PodVerdict(True, "no model references", verdicts, warnings)
+        return PodVerdict(True, "no model references", verdicts, tuple(warnings))
     return PodVerdict(
-        True, f"{len(verdicts)} model reference(s) admitted to {environment!r}", verdicts, warnings
+        True,
+        f"{len(verdicts)} model reference(s) admitted to {environment!r}"
+        + (", containment met" if contained else ""),
+        verdicts,
+        tuple(warnings),
+        tuple(contained),
     )
+
+
+def _containment_exceptions(gate: Gatekeeper, environment: str) -> tuple[ContainmentException, ...]:
+    bound = gate.policies.for_environment(environment)
+    if bound is None or bound[0].containment is None:
+        return ()
+    return bound[0].containment.exceptions
+
+
+def _review_network_policy(review: PodReview) -> PodVerdict:
+    assert review.network_policy is not None
+    try:
+        warnings = egress_warnings(review.network_policy)
+    except NetworkPolicyError as exc:
+        return PodVerdict(False, f"malformed NetworkPolicy: {exc.message}", (), ())
+    message = (
+        f"{len(warnings)} egress rule(s) open egress to labelled model pods"
+        if warnings
+        else "opens no egress to labelled model pods"
+    )
+    return PodVerdict(True, message, (), tuple(warnings))
 
 
 def _review_reference(
@@ -441,6 +507,7 @@ def _decide_reference(
     if not checkpoints:
         return ReferenceVerdict(ref, False, "no such checkpoint in the registry")
     warnings: list[str] = []
+    decisions: list[Decision] = []
     for checkpoint in checkpoints:
         digest = f"sha256:{checkpoint.manifest_digest}"
         held = admission.active_quarantine(checkpoint)
@@ -451,13 +518,18 @@ def _decide_reference(
         if decision is None:
             decision = gate.decide(session, checkpoint, environment, now)
             cache.put(environment, digest, decision, now)
+        decisions.append(decision)
         if not decision.allowed:
             reasons = failing_checks(decision) or ["policy: denied"]
-            return ReferenceVerdict(ref, False, f"{digest}: " + "; ".join(reasons))
+            return ReferenceVerdict(
+                ref, False, f"{digest}: " + "; ".join(reasons), decisions=tuple(decisions)
+            )
         warnings += [f"{ref.text}: {w}" for w in warning_checks(decision)]
     if ref.source_uri is not None:
         incomplete = _whole_commit_refusal(ref, checkpoints)
         if incomplete is not None:
-            return ReferenceVerdict(ref, False, incomplete)
+            return ReferenceVerdict(ref, False, incomplete, decisions=tuple(decisions))
     admitted = ", ".join(f"sha256:{c.manifest_digest[:12]}…" for c in checkpoints)
-    return ReferenceVerdict(ref, True, f"admitted ({admitted})", tuple(warnings))
+    return ReferenceVerdict(
+        ref, True, f"admitted ({admitted})", tuple(warnings), decisions=tuple(decisions)
+    )

@@ -7,6 +7,12 @@ clean may not be (a new bypass class) or may be cleared (a false positive remove
 *older* than the running scanner are stale: in a rolling upgrade, an old server must not undo
 the work of a new one by re-scanning with its older rules.
 
+A scanner added to the set (a new file format, say) has no scan on record for checkpoints that
+were scanned before it existed, and the shipped policies require its scan: a checkpoint that
+holds scans by other scanners of the set but none by a default one is stale too (recorded
+version `NEVER`). A checkpoint with no scan by any of them was never scanned on purpose
+(`--no-scan`) and is left alone.
+
 Queuing is idempotent: a checkpoint that already has a queued or running scan job covering the
 stale scanners gets no second one, so every server may run the sweep at start-up.
 """
@@ -26,6 +32,8 @@ from registry.views import StaleCheckpoint, StaleScan
 
 #: The actor that queues the jobs of the sweep (the audit log names it).
 RESCAN_ACTOR = "system:rescan"
+#: The recorded version of a scanner that never scanned the checkpoint.
+NEVER = "none"
 _VERSION_PART = re.compile(r"(\d+)|([^\d.\-+]+)")
 
 
@@ -86,28 +94,30 @@ def _pending_scans(session: Session) -> dict[str, set[str]]:
     return pending
 
 
-def find_stale(session: Session, current: Mapping[str, RuleVersion]) -> list[StaleCheckpoint]:
+def find_stale(
+    session: Session,
+    current: Mapping[str, RuleVersion],
+    *,
+    required: frozenset[str] = frozenset(),
+) -> list[StaleCheckpoint]:
     """Checkpoints whose newest scan by one of `current`'s scanners is older than it, or that
-    were scanned but never by one of them (a scanner added since: the shipped policies require
-    a scan by each), in checkpoint order (the oldest registered first). A never-scanned
-    scanner's recorded versions are empty."""
+    were scanned by some of them but never by one in `required` (the default set: an opt-in
+    scanner is never run because it is missing), in checkpoint order (oldest first)."""
     by_checkpoint: dict[int, list[StaleScan]] = {}
     refs: dict[int, str] = {}
+    scanned: dict[int, set[str]] = {}
     newest = _newest_scans(session, sorted(current))
-    have: dict[int, set[str]] = {}
     for scan in newest:
-        have.setdefault(scan.checkpoint_id, set()).add(scan.scanner_id)
-    # Checkpoints scanned by anything (a `--no-scan` mirror stays unscanned on purpose).
-    scanned = select(Scan.checkpoint_id).distinct()
-    for checkpoint in session.scalars(select(Checkpoint).where(Checkpoint.id.in_(scanned))):
-        refs[checkpoint.id] = _ref(checkpoint)
-        for scanner in sorted(set(current) - have.get(checkpoint.id, set())):
-            now = current[scanner]
-            by_checkpoint.setdefault(checkpoint.id, []).append(
+        scanned.setdefault(scan.checkpoint_id, set()).add(scan.scanner_id)
+        refs[scan.checkpoint_id] = _ref(scan.checkpoint)
+    for checkpoint_id, ids in scanned.items():
+        for scanner_id in sorted((set(current) & required) - ids):
+            now = current[scanner_id]
+            by_checkpoint.setdefault(checkpoint_id, []).append(
                 StaleScan(
-                    scanner=scanner,
-                    recorded_version="",
-                    recorded_ruleset="",
+                    scanner=scanner_id,
+                    recorded_version=NEVER,
+                    recorded_ruleset=NEVER,
                     current_version=now.scanner,
                     current_ruleset=now.ruleset,
                 )
@@ -127,7 +137,7 @@ def find_stale(session: Session, current: Mapping[str, RuleVersion]) -> list[Sta
             )
         )
     return [
-        StaleCheckpoint(ref=refs[cid], stale=tuple(stale))
+        StaleCheckpoint(ref=refs[cid], stale=tuple(sorted(stale, key=lambda s: s.scanner)))
         for cid, stale in sorted(by_checkpoint.items())
     ]
 

@@ -981,6 +981,153 @@ def pickles_benign(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Issue 14: what other projects' samples showed (frames, broken streams, unhashable keys,
+# expansion bombs, pickles carried as data, harmless builtins outside weights files)
+# --------------------------------------------------------------------------------------------
+
+
+def _frame(body: bytes, size: int | None = None) -> bytes:
+    return pickle.FRAME + struct.pack("<Q", len(body) if size is None else size) + body
+
+
+def pickle_evasions(c: Corpus) -> None:
+    import __future__
+
+    import collections
+
+    def add(name: str, data: bytes, technique: str, expected: str, **kw: str) -> None:
+        c.add(
+            name,
+            data,
+            fmt=kw.pop("fmt", "pickle"),
+            technique=technique,
+            expected=expected,
+            reference=kw.pop("ref", None),
+            notes=kw.pop("notes", ""),
+        )
+
+    frames = "CPython Lib/pickle.py _Unframer ('pickle exhausted before end of frame')"
+    hidden = enc(SYSTEM, 4) + enc((SHELL,), 4) + pickle.REDUCE + pickle.STOP
+    hidden += pickle.NONE * (263 - len(hidden))
+    size = struct.pack("<I", 263)
+    add(
+        "pickle/frame_crossing_binbytes_p4.pkl",
+        b"\x80\x04" + _frame(pickle.BINBYTES + size[:1]) + size[1:] + hidden + pickle.STOP,
+        "a FRAME of 2 bytes holds a BINBYTES whose 263-byte length ends outside it: "
+        "pickle.loads reads bytes, pickle.load(file) (torch.load, joblib, np.load) leaves the "
+        "frame and runs the posix.system call hidden in them",
+        "malformed",
+        ref=frames + "; issue 14 class 1",
+    )
+    add(
+        "pickle/frame_inside_frame_p4.pkl",
+        b"\x80\x04" + _frame(pickle.NONE + pickle.POP + _frame(malicious_p(4)[2:])),
+        "a FRAME opening inside another frame (no pickler writes one; the file reader refuses)",
+        "malformed",
+        ref=frames + " ('beginning of a new frame before end of current frame')",
+    )
+    nullifai = "nullifAI (ReversingLabs, 2025); issue 14 class 3"
+    add(
+        "pickle/truncated_p0_import_no_stop.pkl",
+        b"cos\nsystem\n(S'tr",
+        "protocol-0 stream that imports os.system and ends mid-argument: no PROTO, no STOP",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/truncated_p0_call_no_stop.pkl",
+        b"cos\nsystem\n(S'true'\ntR",
+        "protocol-0 stream that calls os.system and ends without STOP (the call runs first)",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/truncated_p0_unknown_class_then_garbage.pkl",
+        b"cmymodel\nNet\n)\x81\xff\xfe",
+        "protocol-0 stream that builds an unknown class, then bytes that are no opcode: the "
+        "construction runs before the stream breaks",
+        "malicious",
+        ref=nullifai,
+    )
+    add(
+        "pickle/unhashable_dict_own_key_p2.pkl",
+        b"\x80\x02}q\x00h\x00K\x01s.",
+        "a dict used as its own key through the memo: the loader raises TypeError there",
+        "malformed",
+        ref="fickling unhashable-cycle samples; issue 14 class 3",
+    )
+    add(
+        "pickle/unhashable_set_adds_itself_p4.pkl",
+        b"\x80\x04\x8f\x94(h\x00\x90.",
+        "a set added to itself with ADDITEMS",
+        "malformed",
+        ref="fickling unhashable-cycle samples; issue 14 class 3",
+    )
+    fanout = b"\x80\x02]q\x00"
+    for level in range(1, 10):
+        fanout += b"](" + (b"h" + bytes([level - 1])) * 10 + b"eq" + bytes([level])
+    bombs = "billion laughs (CWE-776); fickling test_expansion_attack_analysis"
+    add(
+        "pickle/expansion_memo_fanout_p2.pkl",
+        fanout + pickle.STOP,
+        "nested lists of memo references, 10 per level over 9 levels: 10**9 objects to walk",
+        "suspicious",
+        ref=bombs,
+    )
+    add(
+        "pickle/expansion_dup_fanout_p2.pkl",
+        b"\x80\x02" + b"(" * 8 + b"]" + (b"2" * 9 + b"l") * 8 + pickle.STOP,
+        "DUP fan-out without any memo: each level a list of 10 references to the one below",
+        "suspicious",
+        ref=bombs,
+    )
+    inner = malicious_p(2)
+    carried = "multistage payloads; issue 14 class 6 (info finding names the embedded globals)"
+
+    def holder(value: object, protocol: int) -> bytes:
+        return pickle.dumps({"config": {"lr": 0.1}, "blob": value}, protocol=protocol)
+
+    for name, value, protocol in (
+        ("bytes_p4", inner, 4),
+        ("hex_p2", inner.hex(), 2),
+        ("base64_p4", base64.b64encode(inner).decode(), 4),
+        ("multistage_p4", base64.b64encode(holder(inner.hex(), 4)).decode(), 4),
+    ):
+        add(
+            f"pickle/carries_pickle_{name}.pkl",
+            holder(value, protocol),
+            f"plain data holding a posix.system pickle as {name.rsplit('_', 1)[0]}: never "
+            "loaded by this pickle, reported as info for a reviewer",
+            "clean",
+            ref=carried,
+        )
+    benign = "issue 14 class 7: harmless outside weights files, info at most"
+    harmless: list[tuple[str, object]] = [
+        ("builtins_len_dict_p2", {"count": len, "kind": dict, "types": [list, tuple, int]}),
+        ("collections_deque_p4", collections.deque([1, 2, 3], maxlen=8)),
+        ("future_features_p4", [__future__.annotations, __future__.division]),
+    ]
+    for name, plain_value in harmless:
+        protocol = int(name[-1])
+        add(
+            f"pickle_benign/{name}.pkl",
+            pickle.dumps(plain_value, protocol=protocol),
+            f"pickle.dumps of harmless values naming {name.rsplit('_', 1)[0]}",
+            "clean",
+            ref=benign,
+        )
+    add(
+        "torch/zip_builtins_len_in_data_pkl.pt",
+        build_zip(torch_zip_members(pickle.dumps({"count": len, "kind": dict}, protocol=2))),
+        "the same harmless builtins inside a torch checkpoint: the weights allowlist stays as "
+        "strict as torch's own weights_only loader",
+        "suspicious",
+        fmt="pytorch-zip",
+        ref=benign,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Containers
 # --------------------------------------------------------------------------------------------
 
@@ -1868,6 +2015,240 @@ def plain(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Chat templates outside GGUF (tokenizer_config.json, chat_template.json, .jinja / .j2)
+# --------------------------------------------------------------------------------------------
+
+LLAMA3_STYLE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{{ message['content'] | trim }}{{ '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{% endif %}"
+)
+SSTI_SUBCLASSES = (
+    "{% for x in ().__class__.__base__.__subclasses__() %}"
+    "{% if 'warning' in x.__name__ %}"
+    "{{ x()._module.__builtins__['__import__']('os').popen('true').read() }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def tokenizer_config(template: object) -> bytes:
+    config = {
+        "add_bos_token": True,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "model_max_length": 4096,
+        "tokenizer_class": "LlamaTokenizerFast",
+        "chat_template": template,
+    }
+    return json.dumps(config, indent=2).encode()
+
+
+def chat_template_files(c: Corpus) -> None:
+    def add(name: str, blob: bytes, technique: str, expected: str, ref: str | None = None) -> None:
+        c.add(
+            f"chat_template/{name}",
+            blob,
+            fmt="chat-template",
+            technique=technique,
+            expected=expected,
+            reference=ref,
+            notes="payload runs `true` if rendered by an unsandboxed jinja2.Environment"
+            if expected == "malicious"
+            else "",
+        )
+
+    add(
+        "tokenizer_config_chatml_benign.json",
+        tokenizer_config(CHATML),
+        "tokenizer_config.json with an ordinary ChatML chat_template",
+        "clean",
+    )
+    add(
+        "tokenizer_config_ssti_subclasses.json",
+        tokenizer_config(SSTI_SUBCLASSES),
+        "chat_template SSTI via ().__class__.__base__.__subclasses__() in tokenizer_config.json",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "tokenizer_config_named_tool_use_escape.json",
+        tokenizer_config(
+            [
+                {"name": "default", "template": CHATML},
+                {"name": "tool_use", "template": "{{ lipsum.__globals__.os.popen('true') }}"},
+            ]
+        ),
+        "list of {name, template}: a benign default, the escape in the tool_use variant",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    escaped = (
+        tokenizer_config(CHATML)
+        .replace(b'"chat_template"', b'"chat\\u005ftemplate"')
+        .replace(json.dumps(CHATML).encode(), json.dumps(SSTI_SUBCLASSES).encode())
+    )
+    add(
+        "tokenizer_config_escaped_key.json",
+        escaped,
+        "key written chat\\u005ftemplate: json decodes it to chat_template, a substring search "
+        "for the key misses it",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    evil, benign = json.dumps(SSTI_SUBCLASSES), json.dumps(CHATML)
+    add(
+        "tokenizer_config_duplicate_key.json",
+        f'{{"bos_token": "<s>", "chat_template": {evil}, "chat_template": {benign}}}'.encode(),
+        "chat_template given twice: Python's json keeps the benign last copy, a first-wins "
+        "reader renders the escape",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "chat_template_attr_filter.json",
+        json.dumps({"chat_template": "{{ ()|attr('__class__')|attr('__base__') }}"}).encode(),
+        "chat_template.json (processor template file) with dunders behind |attr",
+        "malicious",
+    )
+    add("chat_template_benign.jinja", LLAMA3_STYLE.encode(), "Llama-3 style .jinja", "clean")
+    add(
+        "chat_template_cycler_globals.jinja",
+        b"{{ cycler.__init__.__globals__.os.popen('true').read() }}",
+        "chat_template.jinja with the cycler.__init__.__globals__.os escape",
+        "malicious",
+        "CVE-2024-34359",
+    )
+    add(
+        "prompt_joiner_builtins.J2",
+        b"{{ joiner.__init__.__globals__['__builtins__']['__import__']('os').system('true') }}",
+        "standalone .J2 template (upper-case extension) with the joiner builtins escape",
+        "malicious",
+    )
+    add(
+        "chat_template_include.jinja",
+        b"{% include 'other.jinja' %}{{ messages[0]['content'] }}",
+        "template that loads another template ({% include %}): nothing a chat template needs",
+        "suspicious",
+    )
+    add(
+        "tokenizer_config_unparseable_template.json",
+        tokenizer_config("{% for message in messages %}{{ message['content'] }}"),
+        "chat_template that Jinja2 cannot parse (unclosed for)",
+        "malformed",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Keras: where names resolve, and what rides along in a .keras archive
+# --------------------------------------------------------------------------------------------
+
+
+def keras_with(config: bytes, extra: list[tuple[str, bytes]]) -> bytes:
+    meta = json.dumps({"keras_version": "3.8.0", "date_saved": "2025-01-01@00:00:00"}).encode()
+    members = [
+        ("metadata.json", meta),
+        ("config.json", config),
+        ("model.weights.h5", _h5(_weights)),
+    ]
+    return npz([*members, *extra])
+
+
+def keras_reach(c: Corpus) -> None:
+    def add(name: str, blob: bytes, technique: str, expected: str, ref: str | None = None) -> None:
+        c.add(
+            f"keras/{name}",
+            blob,
+            fmt="keras",
+            technique=technique,
+            expected=expected,
+            reference=ref,
+            notes="payload shape ours" if expected != "clean" else "false-positive trap",
+        )
+
+    tf_dense = _k3_dense()
+    tf_dense["module"] = "tensorflow.keras.layers"
+    add(
+        "tensorflow_keras_module_benign.keras",
+        keras_archive(_k3_model([tf_dense])),
+        "layer module tensorflow.keras.layers: TensorFlow's re-export of Keras, not an import",
+        "clean",
+    )
+    relu = {"module": "builtins", "class_name": "function", "config": "relu"}
+    relu_dense = _k3_dense()
+    relu_dense["config"]["activation"] = relu  # type: ignore[index]
+    add(
+        "builtins_function_relu_benign.keras",
+        keras_archive(_k3_model([relu_dense])),
+        "activation {module: builtins, class_name: function, config: relu}: Keras resolves it "
+        "in its own activations",
+        "clean",
+    )
+    noted = _k3_dense()
+    noted["config"]["description"] = "keras.utils.get_file"  # type: ignore[index]
+    add(
+        "get_file_in_layer_setting.keras",
+        keras_archive(_k3_model([noted])),
+        "keras.utils.get_file named in a layer setting Keras does not resolve (inert to Keras, "
+        "live for a custom from_config)",
+        "suspicious",
+        "CVE-2025-8747",
+    )
+    add(
+        "script_member_upper_case.keras",
+        keras_with(_k3_model([]), [("RUN.PY", b"import os\nos.system('true')\n")]),
+        "archive member RUN.PY (upper-case extension) that Keras never reads",
+        "suspicious",
+    )
+    add(
+        "elf_member_in_assets.keras",
+        keras_with(_k3_model([]), [("assets/libhelper.dat", b"\x7fELF\x02\x01\x01" + bytes(57))]),
+        "ELF executable under assets/ with a harmless-looking name",
+        "suspicious",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Encrypted zips: refused in model archives, unsupported when no model is inside
+# --------------------------------------------------------------------------------------------
+
+
+def encrypted_zips(c: Corpus) -> None:
+    sys.path.insert(0, str(HERE.parent.parent))  # the repository root, for tests.zipcrypto
+    from tests.zipcrypto import encrypted_zip
+
+    password = b"corpus"
+    c.add(
+        "compressed/encrypted_documents.zip",
+        encrypted_zip([("notes.txt", b"meeting at noon\n"), ("plan.md", b"# Plan\n")], password),
+        fmt="zip",
+        technique="ZipCrypto-encrypted zip of documents, no model file inside",
+        expected="unsupported",
+        notes="password 'corpus'; the scanner cannot read it and says so",
+    )
+    c.add(
+        "compressed/encrypted_pickle_member.zip",
+        encrypted_zip([("model.pkl", malicious_p(2))], password),
+        fmt="zip",
+        technique="ZipCrypto-encrypted model.pkl: an encrypted model archive stays refused",
+        expected="malformed",
+        reference="CVE-2025-1945",
+        notes="really encrypted (password 'corpus'): read as a flag-ignoring loader reads it, "
+        "the ciphertext is no pickle and fails its CRC",
+    )
+    c.add(
+        "compressed/encryption_flag_plain_pickle_any_name.zip",
+        build_zip([ZMember("notes.txt", malicious_p(2), flags=0x1)], align=0),
+        fmt="zip",
+        technique="encryption flag over a plain malicious pickle named notes.txt (zipfile "
+        "refuses; a flag-ignoring reader gets the pickle)",
+        expected="malicious",
+        reference="CVE-2025-1945",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # TensorFlow, NeMo, skops, TorchScript and the recognised-but-unsupported formats
 # (tests/assets/model_formats.py, beside this file)
 # --------------------------------------------------------------------------------------------
@@ -1901,6 +2282,7 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     pickles,
     pickle_gadgets,
     pickles_benign,
+    pickle_evasions,
     containers,
     safetensors,
     gguf_files,
@@ -1908,6 +2290,9 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     onnx_files,
     model_format_files,
     plain,
+    chat_template_files,
+    keras_reach,
+    encrypted_zips,
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import re
 import struct
 from enum import StrEnum
 
@@ -108,6 +109,10 @@ def looks_like_pickle(head: bytes, size: int | None = None) -> bool:
     is text while a 5 KB BINSTRING hiding a payload after it is still a pickle. Random binary
     data hits an undefined opcode within a few bytes and text within a word; a misfire is
     reported malformed by the emulator, never clean.
+
+    A stream that breaks (or ends) after it has imported something, by GLOBAL or INST naming a
+    Python module and attribute or by STACK_GLOBAL, is a pickle too: the loader imports (and
+    may call) before it fails, so it is a broken pickle to report, not "no format" (nullifAI).
     """
     if not head:
         return False
@@ -118,14 +123,24 @@ def looks_like_pickle(head: bytes, size: int | None = None) -> bool:
     total = len(head) if size is None else size
     stream = io.BytesIO(head)
     next_op = 0
+    imports = False
     try:
-        for op, _arg, _pos in pickletools.genops(stream):
+        for op, arg, _pos in pickletools.genops(stream):
             next_op = stream.tell()
             if op.name == "STOP":
                 return True
+            if op.name == "STACK_GLOBAL" or (
+                op.name in ("GLOBAL", "INST") and _IMPORT_OPERAND.fullmatch(str(arg))
+            ):
+                imports = True
     except ValueError:
-        return total > len(head) and _cut_by_head(head, next_op, total)
+        return imports or (total > len(head) and _cut_by_head(head, next_op, total))
     return total > len(head)  # pragma: no cover - genops raises without STOP
+
+
+#: GLOBAL / INST operands as pickletools shows them ("module name") that `find_class` could
+#: import: dotted Python identifiers. Text that happens to start with `c` or `i` is not one.
+_IMPORT_OPERAND = re.compile(r"[A-Za-z_][\w.]* [A-Za-z_][\w.]*", re.ASCII)
 
 
 #: Length-prefixed opcodes: (width of the length field, whether a length is present at all).

@@ -1,7 +1,7 @@
 """idempotency keys for API writes
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-05
 
 - `idempotency_keys`: a write request made with an `Idempotency-Key` header and the response it
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = '0016'
-down_revision = '0012'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
