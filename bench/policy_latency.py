@@ -67,7 +67,22 @@ def facts() -> Facts:
         AttestationFact(types[0], "registry", DIGEST, NOW),
         *attestations[1:],
     )
-    scanners = ("pickle", "safetensors", "gguf", "keras", "onnx", "model-folder")
+    # the scanners the shipped policies name
+    scanners = (
+        "pickle",
+        "safetensors",
+        "gguf",
+        "chat-template",
+        "keras",
+        "onnx",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+        "hydra-config",
+        "model-folder",
+    )
     scans = tuple(ScanFact(s, "1.0.0", "clean", NOW - timedelta(days=1), "none") for s in scanners)
     return Facts(
         name="acme/llama",

@@ -54,7 +54,22 @@ from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
 from tests.web_helpers import serve
 
-SCANNERS = ("pickle", "safetensors", "gguf", "keras", "onnx", "model-folder")
+# the scanners the shipped policies name
+SCANNERS = (
+    "pickle",
+    "safetensors",
+    "gguf",
+    "chat-template",
+    "keras",
+    "onnx",
+    "tensorflow",
+    "nemo",
+    "skops",
+    "torchscript",
+    "unsupported-formats",
+    "hydra-config",
+    "model-folder",
+)
 TARGET_MS = 200.0
 
 

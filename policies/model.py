@@ -54,9 +54,21 @@ VERDICTS: tuple[str, ...] = tuple(
 #: `maxSeverity` values: "none" (no finding at all) below every `Severity`, least first.
 SEVERITIES: tuple[str, ...] = ("none", *(s.value for s in Severity))
 
-#: File formats whose loading runs a pickle VM (what `formats.pickleBased` governs).
+#: File formats whose loading runs a pickle VM (what `formats.pickleBased` governs). A NeMo
+#: archive holds a torch checkpoint, and a TorchScript archive's records are unpickled: a file
+#: both the pickle scanner and their own scanner report on stays pickle-based either way.
 PICKLE_BASED_FORMATS = frozenset(
-    {"pickle", "pytorch", "pytorch-zip", "joblib", "numpy-pickle", "keras-pickle", "dill"}
+    {
+        "pickle",
+        "pytorch",
+        "pytorch-zip",
+        "joblib",
+        "numpy-pickle",
+        "keras-pickle",
+        "dill",
+        "nemo",
+        "torchscript",
+    }
 )
 
 

@@ -38,8 +38,10 @@ def test_the_corpus_covers_every_family() -> None:
     expected = {s["expected"] for s in SAMPLES}
     assert expected == {"malicious", "suspicious", "malformed", "unsupported", "clean"}
     formats = {s["format"] for s in SAMPLES}
-    families = ("pickle", "pytorch-zip", "safetensors", "gguf", "keras", "onnx", "joblib")
-    for family in (*families, "chat-template", "zip"):
+    families = ["pickle", "pytorch-zip", "safetensors", "gguf", "keras", "onnx", "joblib"]
+    families += ["chat-template", "zip"]
+    families += ["tensorflow", "nemo", "skops", "torchscript", "tflite", "r-rds"]
+    for family in families:
         assert any(family in f for f in formats), family
 
 

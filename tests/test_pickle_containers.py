@@ -377,9 +377,14 @@ def test_storage_records_must_match_what_the_pickle_declares(tmp_path: Path) -> 
     assert v.verdict is Verdict.MALFORMED
 
 
-def test_torchscript_is_not_clean(tmp_path: Path) -> None:
+def test_torchscript_pickles_are_scanned_here_and_its_code_by_the_torchscript_scanner(
+    tmp_path: Path,
+) -> None:
+    # The code/ members are judged by registry.scanners.torchscript (tests/test_model_formats.py).
     data = torch_zip_bytes(extra=[("archive/constants.pkl", pickle.dumps((), protocol=2))])
-    assert scan(write(tmp_path, "m.pt", data)).verdict is Verdict.UNSUPPORTED
+    v = scan(write(tmp_path, "m.pt", data))
+    assert "torch.torchscript" in rules(v)
+    assert v.verdict is Verdict.CLEAN
 
 
 # -- the big archive: only pickle members are read ------------------------------------------------

@@ -209,6 +209,12 @@ def test_defaults_load_and_lint_clean() -> None:
         "chat-template",
         "keras",
         "onnx",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+        "hydra-config",
         "model-folder",
     }
     assert lint(default_policies_text(), "default.yaml", now=NOW) == []

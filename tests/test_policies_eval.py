@@ -31,7 +31,21 @@ DIGEST = "sha256:" + "ab" * 32
 COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"
 SIGNATURE = "https://model_signing/signature/v1.0"
 PROVENANCE = "https://slsa.dev/provenance/v1"
-SCANNERS = ("pickle", "safetensors", "gguf", "chat-template", "keras", "onnx", "model-folder")
+SCANNERS = (
+    "pickle",
+    "safetensors",
+    "gguf",
+    "chat-template",
+    "keras",
+    "onnx",
+    "tensorflow",
+    "nemo",
+    "skops",
+    "torchscript",
+    "unsupported-formats",
+    "hydra-config",
+    "model-folder",
+)
 DEFAULTS = load_default_policies()
 DEFAULTS_TEXT = default_policies_text()
 
@@ -118,6 +132,27 @@ def test_malicious_scan_denied_where_enforced() -> None:
     assert not dev.allowed
 
 
+def test_unsupported_format_is_refused_where_enforced_and_warned_in_dev() -> None:
+    """A model format the registry recognises but cannot analyse (issue 14, class 5) is never
+    admitted silently: `unsupported` fails the scan check like any verdict but `clean`."""
+    scans = tuple(
+        ScanFact(s, "1.0.0", "unsupported" if s == "unsupported-formats" else "clean", NOW, "high")
+        for s in SCANNERS
+    )
+    for name in ("staging", "prod"):
+        decision = decide(good_facts(scans=scans), name)
+        assert not decision.allowed
+        assert status(decision, "scans.unsupported-formats") is CheckStatus.FAIL
+        assert "unsupported" in " ".join(decision.reasons)
+    dev = decide(good_facts(scans=scans), "dev")
+    assert status(dev, "scans.unsupported-formats") is CheckStatus.WARN
+    # A checkpoint scanned before a new scanner existed has no scan of it: refused until rescanned.
+    before = tuple(f for f in good_facts().scans if f.scanner != "tensorflow")
+    old = decide(good_facts(scans=before), "prod")
+    assert not old.allowed
+    assert "no tensorflow scan" in " ".join(old.reasons)
+
+
 def test_errored_or_missing_scan_is_never_clean() -> None:
     errored = tuple(ScanFact(s, "1.0.0", "error", NOW, None) for s in SCANNERS)
     assert status(decide(good_facts(scans=errored), "dev"), "scans.pickle") is CheckStatus.WARN
@@ -144,6 +179,15 @@ def test_pickle_denied_in_prod_allowed_if_clean_in_staging() -> None:
     assert not prod.allowed
     assert status(prod, "formats.pickle-based") is CheckStatus.FAIL
     assert decide(good_facts(files=files), "staging").allowed
+
+
+@pytest.mark.parametrize("fmt", ["nemo", "torchscript"])
+def test_archives_that_hold_pickles_are_pickle_based(fmt: str) -> None:
+    # Their own scanner's format may be the one recorded for the file: it must not let a
+    # pickle-bearing archive past `pickleBased: deny`.
+    files = (*good_facts().files, FileFact("model.bin", 100, "03" * 32, fmt))
+    prod = decide(good_facts(files=files), "prod")
+    assert status(prod, "formats.pickle-based") is CheckStatus.FAIL
 
 
 def test_unpinned_revision_and_unknown_license_denied_in_prod() -> None:

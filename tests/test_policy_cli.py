@@ -75,6 +75,27 @@ def test_a_malicious_finding_is_denied_where_enforce_applies(run_cli: Any, hub: 
         assert checks(result)["scans.pickle"] == "fail"
 
 
+def test_a_recognised_but_unanalysed_format_is_refused_not_admitted(
+    run_cli: Any, hub: FakeHub
+) -> None:
+    """Issue 14 class 5: a TFLite model beside the weights was `clean` (no scanner claimed it);
+    now it is `unsupported`, and the shipped policies refuse it where they enforce."""
+    tflite = (CORPUS / "unsupported" / "model.tflite").read_bytes()
+    hub.add_repo(
+        "org/tiny", {"README.md": CARD, "model.safetensors": _safetensors(), "model.tflite": tflite}
+    )
+    mirrored = run_cli("mirror", "hf://org/tiny", "--json")
+    assert mirrored.code == 0, mirrored.stderr  # a medium finding: below --fail-on high
+    assert mirrored.json()["verdict"] == "unsupported"
+    assert run_cli("attest", "org/tiny").code == 0
+    for env in ("prod", "staging"):
+        result = run_cli("policy", "check", "org/tiny", "--env", env, "--json")
+        assert result.code == 1, env
+        assert checks(result)["scans.unsupported-formats"] == "fail"
+    dev = run_cli("policy", "check", "org/tiny", "--env", "dev", "--json")
+    assert checks(dev)["scans.unsupported-formats"] == "warn"
+
+
 def test_a_tampered_attestation_does_not_count(
     run_cli: Any, hub: FakeHub, isolated_env: Path
 ) -> None:

@@ -248,11 +248,13 @@ def test_pull_enforces_the_registry_policy_not_the_shipped_one(
     shipped = (Path(__file__).parents[1] / "policies" / "defaults" / "default.yaml").read_text()
     strict = out.parent / "strict.yaml"
     # The organisation's policy runs dev in enforce mode and does not bind staging at all.
-    strict.write_text(
-        shipped.replace(
-            "dev: { policy: dev, mode: warn }", "dev: { policy: prod, mode: enforce }"
-        ).replace("    staging: { policy: staging, mode: enforce }\n", "")
-    )
+    lines = shipped.splitlines(keepends=True)
+    dev = [i for i, line in enumerate(lines) if line.strip().startswith("dev: { policy: dev,")]
+    staging = [i for i, line in enumerate(lines) if line.strip().startswith("staging: {")]
+    assert len(dev) == len(staging) == 1  # the shipped binding's shape, held here
+    lines[dev[0]] = "    dev: { policy: prod, mode: enforce }\n"
+    del lines[staging[0]]
+    strict.write_text("".join(lines))
     assert run_cli("pull", "org/tiny", "--env", "staging", "--dest", str(out / "s")).code == 0
     monkeypatch.setenv("MODELCTL_POLICY", str(strict))
     denied = run_cli("pull", "org/tiny", "--env", "staging", "--dest", str(out / "s2"))

@@ -1,10 +1,11 @@
 """Scale-out, for real: two `modelctl serve` and two `modelctl worker` processes on one
-PostgreSQL database and one blob store. Ten models are mirrored and scanned through both
-servers while a worker is killed with SIGKILL in the middle of a job, a server is killed with
-SIGKILL, every database connection is cut (what a PostgreSQL restart does to its clients), and
-a retried POST lands on the other server. Afterwards: every job finished exactly once, the job
-whose worker died was taken over, no checkpoint is half registered, every stored blob matches
-its digest, and a retry never made a second job.
+PostgreSQL database and one blob store (a shared folder, and S3 on moto's server). Ten models
+are mirrored and scanned through both servers while a worker is killed with SIGKILL in the
+middle of a job, a server is killed with SIGKILL, every database connection is cut (what a
+PostgreSQL restart does to its clients), and a retried POST lands on the other server.
+Afterwards: every job finished exactly once, the job whose worker died was taken over, no
+checkpoint is half registered, every stored blob matches its digest, and a retry never made a
+second job.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.helpers import write_tree
+from tests.s3_server import moto_endpoint, s3_spec
 
+__all__ = ["moto_endpoint", "s3_spec"]  # fixtures for the S3 store
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 MODELS = 10
 MODELCTL = Path(sys.executable).with_name("modelctl")
@@ -104,10 +107,15 @@ class Cluster:
             time.sleep(0.2)
 
 
-@pytest.fixture
+@pytest.fixture(params=["folder", "s3"])
 def cluster(
-    tmp_path: Path, migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cluster]:
+    if request.param == "s3":  # the S3 protocol server on loopback, one bucket for all
+        monkeypatch.setenv("MODELCTL_BLOB_STORE", request.getfixturevalue("s3_spec"))
     env = {
         **os.environ,
         "MODELCTL_HOME": str(tmp_path / "home"),

@@ -111,6 +111,12 @@ def test_mirror_scans_by_default_and_records_attested_runs(
         "keras",
         "onnx",
         "chat-template",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+        "hydra-config",
         "model-folder",
     }
     assert scans["pickle"]["verdict"] == "malicious"
@@ -130,7 +136,7 @@ def test_mirror_scans_by_default_and_records_attested_runs(
             .all()
         )
     engine.dispose()
-    assert len(rows) == 7  # one per default scanner
+    assert len(rows) == 13  # one per default scanner
     for raw in rows:
         statement = Statement.from_payload(verifier.verify(Bundle.from_bytes(raw)).payload)
         assert f"sha256:{statement.subjects[0].digest['sha256']}" == body["digest"]
@@ -150,9 +156,9 @@ def test_scan_without_the_key_is_recorded_unattested(run_cli: Any, model: Path) 
     body = result.json()
     assert body["name"] == "acme/m"
     assert body["verdict"] == "clean"
-    assert [r["attested"] for r in body["recorded"]] == [False] * 7
+    assert [r["attested"] for r in body["recorded"]] == [False] * 13
     assert "not attested" in run_cli("scan", "acme/m").stdout
-    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 14  # 2 runs x 7 scanners
+    assert len(run_cli("inspect", "acme/m", "--json").json()["scans"]) == 26  # 2 runs x 13
     assert json.loads(run_cli("inspect", "acme/m", "--json").stdout)["attestations"] == []
 
 

@@ -30,6 +30,12 @@ def test_default_set_ids_and_order_unchanged() -> None:
         "keras",
         "onnx",
         "chat-template",
+        "tensorflow",
+        "nemo",
+        "skops",
+        "torchscript",
+        "unsupported-formats",
+        "hydra-config",
     ]
     assert [s.id for s in folders] == ["model-folder"]
     assert catalog.OPT_IN == ("backdoor",)
@@ -38,7 +44,12 @@ def test_default_set_ids_and_order_unchanged() -> None:
 
 def test_each_file_scanner_declares_its_format() -> None:
     # What admission used to read from a table in the service (`_FORMAT_BY_SCANNER`).
-    assert {e.id: catalog.format_of(e.id) for e in catalog.FILE_SCANNERS} == {
+    formats = {e.id: catalog.format_of(e.id) for e in catalog.FILE_SCANNERS}
+    # unsupported-formats recognises many formats and claims none: files keep another
+    # scanner's format, or their suffix.
+    assert formats.pop("unsupported-formats") is None
+    assert formats.pop("hydra-config") is None  # YAML / JSON keep their suffix
+    assert formats == {
         "pickle": "pickle",
         "safetensors": "safetensors",
         "gguf": "gguf",
@@ -46,7 +57,13 @@ def test_each_file_scanner_declares_its_format() -> None:
         "onnx": "onnx",
         # Templates live in JSON and Jinja files, which stay `json` / `jinja` to policies.
         "chat-template": None,
+        "tensorflow": "tensorflow",
+        "nemo": "nemo",
+        "skops": "skops",
+        "torchscript": "torchscript",
     }
+
+    assert catalog.format_of("unsupported-formats") is None
     assert catalog.format_of("model-folder") is None
     assert catalog.format_of("backdoor") is None
     assert catalog.format_of("no-such-scanner") is None

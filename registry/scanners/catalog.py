@@ -19,10 +19,16 @@ from registry.scanners import (
     chat_template_files,
     folder,
     gguf,
+    hydra_config,
     keras,
+    nemo,
     onnx_scanner,
     pickle_scanner,
     safetensors,
+    skops,
+    tensorflow_graph,
+    torchscript,
+    unsupported_formats,
 )
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.scanners.base import FolderScanner, ScanLimits, Scanner, ScanTarget, Verdict
@@ -83,6 +89,25 @@ FILE_SCANNERS: tuple[Entry[Scanner], ...] = (
     # No format: the templates live in JSON and Jinja files, which stay `json` / `jinja` to
     # policies (a `formats.allow` list naming `json` must not start refusing tokenizer configs).
     Entry(chat_template_files.SCANNER_ID, lambda _: chat_template_files.ChatTemplateFileScanner()),
+    Entry(
+        tensorflow_graph.SCANNER_ID,
+        lambda _: tensorflow_graph.TensorFlowGraphScanner(),
+        format=tensorflow_graph.FORMAT,
+    ),
+    Entry(nemo.SCANNER_ID, lambda _: nemo.NemoScanner(), format=nemo.FORMAT),
+    Entry(skops.SCANNER_ID, lambda _: skops.SkopsScanner(), format=skops.FORMAT),
+    Entry(
+        torchscript.SCANNER_ID,
+        lambda _: torchscript.TorchScriptScanner(),
+        format=torchscript.FORMAT,
+    ),
+    # Recognises formats nobody analyses; reports no format of its own (the files keep the
+    # format another scanner gives them, or their suffix).
+    Entry(
+        unsupported_formats.SCANNER_ID, lambda _: unsupported_formats.UnsupportedFormatsScanner()
+    ),
+    # Plain YAML / JSON configs: their format stays what their suffix says.
+    Entry(hydra_config.SCANNER_ID, lambda _: hydra_config.HydraConfigScanner()),
 )
 
 #: Folder scanners, in the order they run.

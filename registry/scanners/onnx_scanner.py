@@ -44,6 +44,8 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.tensorflow_graph import looks_like_saved_model
+from registry.scanners.unsupported_formats import looks_like_coreml
 
 if TYPE_CHECKING:
     from onnx import (
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 SCANNER_ID = "onnx"
 #: The format of the files this scanner recognises (by content), as policies see it.
 FORMAT = "onnx"
-RULESET_VERSION = "2026-11-22"
+RULESET_VERSION = "2026-12-05"  # SavedModels and Core ML specs are no longer claimed
 
 #: Protobuf messages cannot exceed 2 GiB; ONNX models past that must use external data.
 ONNX_MAX_BYTES = 2**31 - 1
@@ -357,7 +359,16 @@ class OnnxScanner:
     ruleset_version: str = RULESET_VERSION
 
     def applies_to(self, target: ScanTarget) -> bool:
-        return looks_like_onnx(target.head(), target.size)
+        head = target.head()
+        # A TensorFlow SavedModel (`08 01 12 ...`) passes the ModelProto sniff as ir_version 1
+        # with a producer_name; it is the tensorflow scanner's (which is strict about it).
+        # A Core ML spec (`08 0N 12 <len> 0a ...`) passes it too, as ir_version N with a
+        # producer_name that is a message: the unsupported-formats scanner's.
+        return (
+            looks_like_onnx(head, target.size)
+            and not looks_like_saved_model(head)
+            and not looks_like_coreml(head)
+        )
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         try:

@@ -49,7 +49,9 @@ from registry.scanners.containers.zip_reader import (
     read_zip_member,
     zip_member_head,
 )
-from registry.scanners.pickle_vm import analyze_pickle, scan_pickle_bytes
+from registry.scanners.pickle_policy import classify_global
+from registry.scanners.pickle_vm import GlobalClassifier, analyze_pickle, scan_pickle_bytes
+from registry.scanners.torchscript import classify_torchscript_global, is_torchscript_archive
 
 SCANNER_ID = "pickle"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -94,7 +96,7 @@ class PickleFamilyScanner:
     `np.load(allow_pickle=True)` would unpickle."""
 
     id = SCANNER_ID
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: pickles in TorchScript archives judged by its own unpickler
     ruleset_version = _ruleset_version()
 
     def applies_to(self, target: ScanTarget) -> bool:
@@ -119,6 +121,9 @@ class _Session:
         self.limits = limits
         self.verdicts: list[Verdict] = []
         self.findings: list[Finding] = []
+        #: The global policy of the loader that reads the pickles at hand (TorchScript archives
+        #: resolve their own classes, see `torchscript.classify_torchscript_global`).
+        self.classify: GlobalClassifier = classify_global
 
     def result(self) -> FileVerdict:
         return FileVerdict(worst(self.verdicts), tuple(self.findings))
@@ -154,6 +159,7 @@ class _Session:
             member=member,
             depth=depth,
             weights=weights,
+            classify=self.classify,
         )
         self.verdicts.append(verdict.verdict)
         self.findings.extend(verdict.findings)
@@ -319,8 +325,35 @@ class _Session:
                 self.issue(issue, member)
         prefix = self._torch_checks(archive, member)
         sizes = {e.name: e.size for e in archive.entries}
+        outer = self.classify
+        if prefix is not None and is_torchscript_archive({e.name for e in archive.entries}):
+            self.classify = classify_torchscript_global
+        try:
+            self._zip_members(
+                f,
+                archive,
+                prefix=prefix,
+                sizes=sizes,
+                member=member,
+                depth=depth,
+                skip_encrypted=unreadable is not None,
+            )
+        finally:
+            self.classify = outer
+
+    def _zip_members(
+        self,
+        f: BinaryIO,
+        archive: ZipArchive,
+        *,
+        prefix: str | None,
+        sizes: dict[str, int],
+        member: str | None,
+        depth: int,
+        skip_encrypted: bool,
+    ) -> None:
         for entry in archive.entries:
-            if unreadable is not None and is_encrypted(entry):
+            if skip_encrypted and is_encrypted(entry):
                 continue
             try:
                 if prefix and entry.name == f"{prefix}/data.pkl":
@@ -353,7 +386,12 @@ class _Session:
         for issue in issues:
             self.issue(issue, member)
         analysis = analyze_pickle(
-            data, limits=self.limits, scanner_id=SCANNER_ID, member=where, depth=depth
+            data,
+            limits=self.limits,
+            scanner_id=SCANNER_ID,
+            member=where,
+            depth=depth,
+            classify=self.classify,
         )
         self.verdicts.append(analysis.verdict)
         self.findings.extend(analysis.findings)
@@ -429,14 +467,14 @@ class _Session:
                     ),
                     member,
                 )
-        if any(e.name.endswith("constants.pkl") or "/code/" in e.name for e in entries):
+        if is_torchscript_archive({e.name for e in entries}):
             self.issue(
                 Issue(
                     rule="torch.torchscript",
-                    verdict=Verdict.UNSUPPORTED,
-                    severity=Severity.MEDIUM,
-                    message="TorchScript archive: its code/ is executable and not analysed "
-                    "(its pickles are scanned)",
+                    verdict=Verdict.CLEAN,
+                    severity=Severity.INFO,
+                    message="TorchScript archive: its pickles are scanned here, its code/ "
+                    "by the torchscript scanner",
                 ),
                 member,
             )

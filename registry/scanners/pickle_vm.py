@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from registry.scanners.base import (
     FileVerdict,
@@ -95,6 +96,14 @@ from registry.scanners.pickle_values import (
     shared_expansion,
     unhashable,
 )
+
+
+class GlobalClassifier(Protocol):
+    """The policy that decides a pickle's globals: `classify_global`, or a loader's own (the
+    TorchScript unpickler resolves its classes from the archive, `torchscript.py`)."""
+
+    def __call__(self, module: str, name: str, *, weights: bool = True) -> GlobalDecision: ...
+
 
 __all__ = [
     "BufferRef",
@@ -342,8 +351,10 @@ class _Machine:
         *,
         joblib: bool = True,
         weights: bool = True,
+        classify: GlobalClassifier = classify_global,
     ) -> None:
         self.data = data
+        self.classify = classify  # the loader's global policy (TorchScript resolves its own)
         self.joblib = joblib  # BUILD of a NumpyArrayWrapper is followed by array data
         # A weights file (a torch checkpoint) gets the checkpoint allowlist alone; any other
         # pickle also accepts the policy's harmless builtins.
@@ -411,7 +422,7 @@ class _Machine:
         key = (module, name)
         decision = self.decisions.get(key)
         if decision is None:
-            decision = self.decisions[key] = classify_global(module, name, weights=self.weights)
+            decision = self.decisions[key] = self.classify(module, name, weights=self.weights)
         norm_module, norm_name = normalize(module, name)
         ref = GlobalRef(f"{norm_module}.{norm_name}", f"{module}.{name}", decision, offset)
         if not decision.allowed:
@@ -1849,6 +1860,7 @@ def analyze_pickle(
     depth: int = 0,
     joblib: bool = True,
     weights: bool = True,
+    classify: GlobalClassifier = classify_global,
 ) -> PickleAnalysis:
     """Run the symbolic machine over every pickle in `data` and explain what loading would do.
 
@@ -1859,7 +1871,9 @@ def analyze_pickle(
     `weights=False` also accepts the policy's harmless builtins (`HARMLESS_OUTSIDE_WEIGHTS`).
     """
     buf = data if isinstance(data, bytes) else bytes(data)
-    machine = _Machine(buf, limits, scanner_id, member, depth, joblib=joblib, weights=weights)
+    machine = _Machine(
+        buf, limits, scanner_id, member, depth, joblib=joblib, weights=weights, classify=classify
+    )
     n = len(buf)
     findings: list[Finding] = []
     verdicts: list[Verdict] = []
@@ -1959,6 +1973,7 @@ def scan_pickle_bytes(
     member: str | None = None,
     depth: int = 0,
     weights: bool = True,
+    classify: GlobalClassifier = classify_global,
 ) -> FileVerdict:
     """The verdict for one pickle stream (every pickle concatenated in it), with findings.
 
@@ -1967,5 +1982,11 @@ def scan_pickle_bytes(
     see `analyze_pickle`.
     """
     return analyze_pickle(
-        data, limits=limits, scanner_id=scanner_id, member=member, depth=depth, weights=weights
+        data,
+        limits=limits,
+        scanner_id=scanner_id,
+        member=member,
+        depth=depth,
+        weights=weights,
+        classify=classify,
     ).to_file_verdict()

@@ -2249,6 +2249,32 @@ def encrypted_zips(c: Corpus) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# TensorFlow, NeMo, skops, TorchScript and the recognised-but-unsupported formats
+# (tests/assets/model_formats.py, beside this file)
+# --------------------------------------------------------------------------------------------
+
+
+def model_format_files(c: Corpus) -> None:
+    if str(HERE.parents[1]) not in sys.path:  # run as a script: make `tests.assets` importable
+        sys.path.insert(0, str(HERE.parents[1]))
+    from tests.assets import model_formats
+
+    kit = model_formats.Kit(
+        zip_of=npz,
+        tar_of=tar_bytes,
+        benign_torch_zip=build_zip(torch_zip_members(state_dict_pickle())),
+        malicious_torch_zip=build_zip(torch_zip_members(malicious_p(2))),
+        npy_f32=lambda shape: npy_header("<f4", shape) + b"\0" * (4 * _prod(shape)),
+    )
+    model_formats.tensorflow(c)
+    model_formats.nemo(c, kit)
+    model_formats.hydra(c)
+    model_formats.skops(c, kit)
+    model_formats.torchscript(c, kit)
+    model_formats.unsupported(c)
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -2262,6 +2288,7 @@ BUILDERS: list[Callable[[Corpus], None]] = [
     gguf_files,
     keras,
     onnx_files,
+    model_format_files,
     plain,
     chat_template_files,
     keras_reach,

@@ -1,0 +1,5 @@
+
+
+inputPlaceholder
+
+outReluinput"í

@@ -1,0 +1,7 @@
+
+
+inputPlaceholder
+3
+hookPyFuncStatelessinput*
+token
+pyfunc_7"í
