@@ -1,11 +1,12 @@
 """Compare model-file scanners on the labelled corpus in tests/assets/corpus/.
 
-    python3 -m venv /tmp/scanvenv && /tmp/scanvenv/bin/pip install picklescan modelscan fickling
+    python3 -m venv /tmp/scanvenv
+    /tmp/scanvenv/bin/pip install picklescan modelscan fickling modelaudit
     .venv/bin/python bench/scanner_compare.py --venv /tmp/scanvenv [--json] [--no-speed]
 
-Tools: picklescan, modelscan and fickling (CLIs from the scratch venv given by --venv; never
-installed into the project's venv) and `modelctl scan FILE --json` from the repo's .venv. A tool
-that is missing or broken is reported as unavailable and the others still run.
+Tools: picklescan, modelscan, fickling and ModelAudit (CLIs from the scratch venv given by
+--venv; never installed into the project's venv) and `modelctl scan FILE --json` from the repo's
+.venv. A tool that is missing or broken is reported as unavailable and the others still run.
 
 How each tool's answer is read, per file:
 
@@ -15,6 +16,10 @@ How each tool's answer is read, per file:
                               exit 3 (nothing scanned) -> skipped; exit 2 / "errors" -> error.
   fickling --check-safety     exit 1 -> flagged (severity above LIKELY_SAFE); exit 2 (cannot
                               parse) -> error; exit 0 -> clean.
+  modelaudit scan --format json --no-cache
+                              exit 1 -> flagged (a WARNING or CRITICAL issue); exit 2 with
+                              "files_scanned": 0 -> skipped; other exit 2 -> error; exit 0 ->
+                              clean. Its telemetry is switched off (PROMPTFOO_DISABLE_TELEMETRY).
   modelctl scan --json        verdict malicious/suspicious -> flagged; malformed/error ->
                               error (blocked); unsupported -> skipped; clean -> clean.
 
@@ -40,10 +45,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO / "tests" / "assets" / "corpus"
-TOOLS = ("picklescan", "modelscan", "fickling", "modelctl")
+TOOLS = ("picklescan", "modelscan", "fickling", "modelaudit", "modelctl")
+#: ModelAudit phones home (PostHog) unless told not to; the benchmark never sends anything.
+QUIET_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}
 
 FLAGGED, CLEAN, ERROR, SKIPPED, UNAVAILABLE = "flagged", "clean", "error", "skipped", "n/a"
 MARK = {FLAGGED: "F", CLEAN: ".", ERROR: "E", SKIPPED: "S", UNAVAILABLE: "-"}
@@ -78,15 +86,31 @@ class ToolSummary:
         return self.false_pos / self.clean if self.clean else 0.0
 
 
+#: Where the tools' Python bytecode is cached: an installed tool has its .pyc files, and a
+#: timing must not count compiling a checkout's sources again on every run (some sandboxes
+#: set PYTHONDONTWRITEBYTECODE). The first run of each tool warms it; timings take the best run.
+PYCACHE = Path(tempfile.gettempdir(), "scanner-compare-pycache")
+
+
 def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
     start = time.perf_counter()
+    env = {**os.environ, **QUIET_ENV, "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
     except subprocess.TimeoutExpired:
         return 124, "timeout", time.perf_counter() - start
     return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+
+
+def _json_in(out: str) -> dict[str, Any]:
+    """The first JSON object in a tool's output (stdout, then stderr: a line may follow it)."""
+    data, _end = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def _first_line(text: str, needle: str) -> str:
@@ -172,6 +196,35 @@ class Fickling(Tool):
         return Outcome(ERROR, _first_line(out, "rror") or f"exit {rc}", secs)
 
 
+class ModelAudit(Tool):
+    name = "modelaudit"
+
+    def scan(self, path: Path) -> Outcome:
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            report = Path(tmp, "report.json")
+            cmd = [str(self.exe), "scan", str(path), "--format", "json", "--no-cache"]
+            cmd += ["--output", str(report)]
+            rc, out, secs = _run(cmd, Path(tmp), self.timeout)
+            try:
+                data = json.loads(report.read_text())
+            except (OSError, ValueError):
+                data = {}
+        issues = [
+            i
+            for i in data.get("issues") or []
+            if str(i.get("severity", "")).lower() in {"critical", "warning"}
+        ]
+        if rc == 1:
+            first = issues[0] if issues else {}
+            detail = f"{first.get('severity')}: {first.get('message')}" if first else "issues"
+            return Outcome(FLAGGED, detail[:160], secs)
+        if rc == 0:
+            return Outcome(CLEAN, "", secs)
+        if rc == 2 and data.get("files_scanned") == 0:
+            return Outcome(SKIPPED, "no files scanned", secs)
+        return Outcome(ERROR, _first_line(out, "rror") or f"exit {rc}", secs)
+
+
 class Modelctl(Tool):
     name = "modelctl"
 
@@ -187,17 +240,18 @@ class Modelctl(Tool):
             probe.write_text("{}")
             rc, out, _ = _run([str(self.exe), "scan", str(probe), "--json"], Path(tmp), 60)
         try:
-            json.loads(out[out.index("{") :])
+            _json_in(out)
         except ValueError:
             tail = out.strip().splitlines()[-1:] or [f"exit {rc}"]
             return False, f"`modelctl scan --json` does not work yet: {tail[0][:160]}"
         return True, ""
 
     def scan(self, path: Path) -> Outcome:
-        cmd = [str(self.exe), "scan", str(path), "--json"]
+        # --fail-on never: the verdict is read from the JSON, not from the exit code
+        cmd = [str(self.exe), "scan", str(path), "--json", "--fail-on", "never"]
         rc, out, secs = _run(cmd, self.workdir, self.timeout)
         try:
-            data = json.loads(out[out.index("{") :])
+            data = _json_in(out)
         except ValueError:
             return Outcome(ERROR, _first_line(out, "rror") or f"exit {rc}, no JSON", secs)
         verdict = str(data.get("verdict", "")).lower()
@@ -221,6 +275,7 @@ def make_tools(venv: Path, modelctl: Path, workdir: Path, timeout: float) -> lis
         Picklescan(venv / "bin" / "picklescan", workdir, timeout),
         Modelscan(venv / "bin" / "modelscan", workdir, timeout),
         Fickling(venv / "bin" / "fickling", workdir, timeout),
+        ModelAudit(venv / "bin" / "modelaudit", workdir, timeout),
         Modelctl(modelctl, workdir, timeout),
     ]
 
@@ -284,6 +339,11 @@ def print_report(
             ]
             print(f"  {s.tool:<11} " + " | ".join(parts))
     if speed:
+        print_speed(speed)
+
+
+def print_speed(speed: dict[str, object]) -> None:
+    if speed:
         print()
         print(f"Speed ({speed['size_mb']} MB pure pickle, best of {speed['repeats']}):")
         for tool, secs in dict(speed["seconds"]).items():  # type: ignore[call-overload]
@@ -328,11 +388,133 @@ def speed_test(
     return {"size_mb": size_mb, "repeats": repeats, "seconds": shown, "ratio": ratio}
 
 
+def make_small_models(
+    folder: Path, count: int, *, pickles: str = "values", width: int = 64
+) -> None:
+    """`count` small model files as a training run leaves them (torch is the `ml` extra).
+
+    A quarter each: torch zip checkpoints (`.pt`), legacy torch pickles (`.bin`), `.pkl` state
+    dicts and safetensors files; 2 to 6 `width` x `width` float32 tensors each. The `.pkl`
+    files hold the tensors as plain Python lists (`pickles="values"`: one opcode per number,
+    where an opcode-walking scanner spends its time; 70 to 220 kB) or as numpy arrays
+    (`pickles="arrays"`, as scikit-learn style code writes them: a few opcodes around raw bytes;
+    30 to 100 kB)."""
+    import torch  # the project's ml extra; only this leg needs it
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for i in range(count):
+        layers = 2 + i % 5
+        state = {
+            f"layers.{k}.weight": torch.randn(width, width, generator=generator)
+            for k in range(layers)
+        }
+        kind = i % 4
+        if kind == 0:
+            torch.save(state, folder / f"ckpt_{i:04d}.pt")
+        elif kind == 1:
+            torch.save(state, folder / f"ckpt_{i:04d}.bin", _use_new_zipfile_serialization=False)
+        elif kind == 2:
+            # pickle.dumps of our own plain values and numpy arrays: safe to write and to scan
+            values: dict[str, object] = {
+                name: t.numpy() if pickles == "arrays" else t.flatten().tolist()
+                for name, t in state.items()
+            }
+            (folder / f"state_{i:04d}.pkl").write_bytes(pickle.dumps(values, protocol=4))
+        else:
+            header: dict[str, object] = {}
+            body = b""
+            for name, t in state.items():
+                raw = t.numpy().tobytes()
+                header[name] = {
+                    "dtype": "F32",
+                    "shape": list(t.shape),
+                    "data_offsets": [len(body), len(body) + len(raw)],
+                }
+                body += raw
+            head = json.dumps(header).encode()
+            head += b" " * (-len(head) % 8)
+            data = len(head).to_bytes(8, "little") + head + body
+            (folder / f"weights_{i:04d}.safetensors").write_bytes(data)
+
+
+def _best_of(cmd: list[str], cwd: Path, repeats: int, timeout: float) -> tuple[float, int]:
+    runs: list[float] = []
+    rc = 0
+    for _ in range(repeats):
+        rc, _out, secs = _run(cmd, cwd, timeout)
+        runs.append(secs)
+    return min(runs), rc
+
+
+def folder_speed_test(
+    venv: Path,
+    modelctl: Path,
+    workdir: Path,
+    *,
+    count: int,
+    pickles: str,
+    repeats: int,
+    timeout: float,
+) -> dict[str, object]:
+    """Wall time of one CLI call over a folder of `count` small model files, best of `repeats`.
+
+    modelctl runs with its default `--jobs` (every core) and with `--jobs 1`; the ratio that
+    counts is modelctl's default over picklescan's (<= 1.0 is the goal)."""
+    folder = workdir / "small-models"
+    make_small_models(folder, count, pickles=pickles)
+    legs = {
+        "picklescan": [str(venv / "bin" / "picklescan"), "-p", str(folder)],
+        "modelctl": [str(modelctl), "scan", str(folder), "--json", "--fail-on", "never"],
+        "modelctl --jobs 1": [
+            *[str(modelctl), "scan", str(folder), "--json", "--fail-on", "never"],
+            *["--jobs", "1"],
+        ],
+    }
+    seconds: dict[str, float] = {}
+    exits: dict[str, int] = {}
+    for name, cmd in legs.items():
+        if not Path(cmd[0]).exists():
+            continue
+        secs, rc = _best_of(cmd, workdir, repeats, timeout)
+        exits[name] = rc
+        # picklescan exits 1 for a finding (a scan all the same), 2 when it failed; modelctl
+        # with --fail-on never exits 0 for any verdict: a failed run's time means nothing
+        if rc == 0 or (name == "picklescan" and rc == 1):
+            seconds[name] = secs
+    ratio: object = "n/a"
+    if seconds.get("picklescan") and "modelctl" in seconds:
+        ratio = round(seconds["modelctl"] / seconds["picklescan"], 2)
+    return {
+        "files": count,
+        "pickles": pickles,
+        "repeats": repeats,
+        "cores": os.cpu_count(),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "exit_codes": exits,
+        "ratio_modelctl_over_picklescan": ratio,
+    }
+
+
+def print_folder_speed(folder: dict[str, object]) -> None:
+    print()
+    print(
+        f"Folder speed ({folder['files']} small model files, .pkl as {folder['pickles']}, "
+        f"{folder['cores']} cores, "
+        f"best of {folder['repeats']}):"
+    )
+    seconds: dict[str, float] = dict(folder["seconds"])  # type: ignore[call-overload]
+    for tool, rc in dict(folder["exit_codes"]).items():  # type: ignore[call-overload]
+        shown = f"{seconds[tool]:.2f}s" if tool in seconds else f"FAILED (exit {rc})"
+        print(f"  {tool:<18} {shown}")
+    print(f"  ratio modelctl/picklescan: {folder['ratio_modelctl_over_picklescan']} (goal <= 1.0)")
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument(
@@ -346,9 +528,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-speed", action="store_true", help="skip the large-pickle timing")
     ap.add_argument("--speed-mb", type=int, default=50)
     ap.add_argument("--speed-repeats", type=int, default=2)
-    args = ap.parse_args(argv)
+    ap.add_argument(
+        "--folder-files", type=int, default=400, help="files in the folder-speed leg (0: skip it)"
+    )
+    ap.add_argument(
+        "--folder-pickles",
+        choices=("values", "arrays"),
+        default="values",
+        help="what the folder's .pkl files hold: plain lists of numbers, or numpy arrays",
+    )
+    ap.add_argument(
+        "--speed-only", action="store_true", help="only the timings, not the corpus comparison"
+    )
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     manifest: list[dict[str, str]] = json.loads((args.corpus / "manifest.json").read_text())
+    if args.speed_only:
+        manifest = []
     wanted = {t.strip() for t in args.tools.split(",") if t.strip()}
 
     with tempfile.TemporaryDirectory(prefix="scanner-compare-") as tmp:
@@ -383,6 +583,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_speed
             else speed_test(usable, workdir, args.speed_mb, args.speed_repeats)
         )
+        folder = (
+            None
+            if args.no_speed or args.folder_files <= 0
+            else folder_speed_test(
+                args.venv,
+                args.modelctl,
+                workdir,
+                count=args.folder_files,
+                pickles=args.folder_pickles,
+                repeats=max(3, args.speed_repeats),
+                timeout=args.timeout,
+            )
+        )
 
     if args.json:
         report = {
@@ -403,11 +616,17 @@ def main(argv: list[str] | None = None) -> int:
                 for e in manifest
             ],
             "speed": speed,
+            "folder_speed": folder,
         }
         json.dump(report, sys.stdout, indent=1)
         print()
     else:
-        print_report(summaries, manifest, results, speed)
+        if manifest:
+            print_report(summaries, manifest, results, speed)
+        elif speed:
+            print_speed(speed)
+        if folder:
+            print_folder_speed(folder)
     return 0
 
 

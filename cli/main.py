@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -10,27 +9,15 @@ from typing import Annotated, NoReturn
 import typer
 
 from attestations.errors import AttestationError
-from cli import check_pod, policy, render, scanning, signing
-from cli.bom import bom_command
-from cli.bundle import bundle_app
-from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of, refuse
-from cli.findings import finding_app
-from cli.gc import gc_command
-from cli.migrate import migrate_command
-from cli.options import JsonOption, State, VerboseOption, emit, open_registry, state_of
-from cli.progress import make_progress
-from cli.pull import pull_command  # pull
-from cli.report import report_command
-from cli.rescan import rescan_command
-from cli.serve import serve, worker  # serve
-from cli.sync import sync_command
-from cli.tokens import audit_command, tokens_app  # serve
+from cli import render
+from cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, exit_code_for, kind_of
+from cli.lazy import LazyGroup
+from cli.options import JsonOption, State, emit
 from registry.errors import RegistryError
-from registry.fsutil import atomic_write
-from registry.requests import MirrorRequest
 
 app = typer.Typer(
     name="modelctl",
+    cls=LazyGroup,  # every command's module loads when that command runs (cli/lazy.py)
     help="Model supply-chain registry: mirror, scan, attest, admit and pull model checkpoints.",
     no_args_is_help=True,
     invoke_without_command=True,  # so that `modelctl --version` runs without a command
@@ -77,154 +64,13 @@ def distribution_version() -> str:
 
     A source tree run without installing it (only on `PYTHONPATH`) has no distribution
     metadata; it says so rather than guessing a number."""
+    # Imported here: reading distribution metadata costs 40 ms that no other command needs.
+    from importlib import metadata  # noqa: PLC0415
+
     try:
-        return importlib.metadata.version("modelctl")
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version("modelctl")
+    except metadata.PackageNotFoundError:
         return "0+unknown (not installed)"
-
-
-app.add_typer(signing.keys_app, name="keys")
-app.command("sign")(signing.sign)
-app.command("verify")(signing.verify)
-app.command("scan")(scanning.scan)
-app.command("rescan")(rescan_command)
-app.command("sync")(sync_command)
-app.add_typer(policy.policy_app, name="policy")
-app.command("check-pod")(check_pod.check_pod)
-app.command("quarantine")(policy.quarantine_command)
-app.command("release")(policy.release_command)
-app.add_typer(policy.exception_app, name="exception")
-app.add_typer(finding_app, name="finding")
-app.command("pull")(pull_command)  # pull (added for `modelctl pull`)
-app.command("serve")(serve)  # serve (added for `modelctl serve`)
-app.command("worker")(worker)  # serve
-app.command("migrate")(migrate_command)
-app.command("gc")(gc_command)
-app.add_typer(tokens_app, name="tokens")  # serve
-app.command("audit")(audit_command)  # serve
-app.command("bom")(bom_command)  # ML-BOM (issue 19)
-app.add_typer(bundle_app, name="bundle")  # air-gap bundles (issue 19)
-app.command("report")(report_command)  # auditor report (issue 19)
-
-
-@app.command()
-def mirror(
-    ctx: typer.Context,
-    source: Annotated[
-        str, typer.Argument(help="hf://ORG/NAME[@REV], ms://ORG/NAME[@REV] or a local folder.")
-    ],
-    name: Annotated[
-        str | None, typer.Option("--name", help="Register as NS/NAME (default: the source's).")
-    ] = None,
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Branch, tag or commit to pin.")
-    ] = None,
-    include: Annotated[
-        list[str] | None, typer.Option("--include", help="Only paths matching this glob.")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Skip paths matching this glob.")
-    ] = None,
-    no_scan: Annotated[
-        bool, typer.Option("--no-scan", help="Do not run the scanners on what was stored.")
-    ] = False,
-    fail_on: Annotated[
-        str,
-        typer.Option(
-            "--fail-on",
-            help="Exit 1 on findings at or above: "
-            f"{', '.join(scanning.FAIL_ON_CHOICES)} (as scan; the checkpoint is still recorded).",
-        ),
-    ] = "high",
-    json_output: JsonOption = False,
-    verbose: VerboseOption = False,
-) -> None:
-    """Mirror a model: pin its revision, hash every file while it streams, register, scan.
-
-    Like `scan`, exits 1 when the scan finds something at or above `--fail-on` (default
-    high); the checkpoint is recorded all the same (it is evidence, and policy denies it)."""
-    state = state_of(ctx, json_output=json_output, verbose=verbose)
-    scanning.check_fail_on(fail_on)
-    with open_registry(state) as registry:
-        result = registry.mirror(
-            MirrorRequest(
-                source=source,
-                name=name,
-                revision=revision,
-                include=tuple(include or ()),
-                exclude=tuple(exclude or ()),
-                scan=not no_scan,
-            ),
-            progress=make_progress(verbose=state.verbose),
-        )
-    emit(state, result.to_json(), render.mirror_text(result))
-    reason = scanning.fail_on_reason(result.scan.report, fail_on) if result.scan else None
-    if reason is not None:
-        refuse(f"mirrored {result.checkpoint.ref}, but {reason}")
-
-
-@app.command()
-def models(
-    ctx: typer.Context, json_output: JsonOption = False, verbose: VerboseOption = False
-) -> None:
-    """List models and their checkpoints."""
-    state = state_of(ctx, json_output=json_output, verbose=verbose)
-    with open_registry(state) as registry:
-        found = registry.models()
-    emit(state, {"models": [m.to_json() for m in found]}, render.models_text(found))
-
-
-@app.command()
-def inspect(
-    ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
-    json_output: JsonOption = False,
-    verbose: VerboseOption = False,
-) -> None:
-    """Show a checkpoint: files, digests, scans, attestations, decisions."""
-    state = state_of(ctx, json_output=json_output, verbose=verbose)
-    with open_registry(state) as registry:
-        view = registry.inspect(ref)
-    emit(state, view.to_json(), render.inspect_text(view))
-
-
-@app.command()
-def attest(
-    ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
-    signature_out: Annotated[
-        Path | None,
-        typer.Option("--signature-out", help="Also write the model signature bundle here."),
-    ] = None,
-    public_key_out: Annotated[
-        Path | None,
-        typer.Option("--public-key-out", help="Also write the registry's public key here."),
-    ] = None,
-    allow_findings: Annotated[
-        bool,
-        typer.Option(
-            "--allow-findings",
-            help="Sign even when the newest scans hold critical or malicious findings.",
-        ),
-    ] = False,
-    json_output: JsonOption = False,
-    verbose: VerboseOption = False,
-) -> None:
-    """(Re)issue the registry's signed attestations for a checkpoint.
-
-    Refused (exit 1) while the newest scans hold critical or malicious findings: a
-    signature attests identity, not safety. `--allow-findings` signs anyway, with a warning
-    per such file."""
-    state = state_of(ctx, json_output=json_output, verbose=verbose)
-    with open_registry(state) as registry:
-        result = registry.attest(ref, allow_findings=allow_findings)
-    for finding in result.findings:
-        print(f"modelctl: warning: signed despite {finding.line()}", file=sys.stderr)
-    if signature_out is not None:
-        atomic_write(signature_out, result.model_signature)
-    if public_key_out is not None:
-        atomic_write(public_key_out, result.public_key_pem)
-    emit(state, result.to_json(), render.attest_text(result))
 
 
 def _fail(message: str, code: int, *, as_json: bool, kind: str, reasons: list[str]) -> NoReturn:

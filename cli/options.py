@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli import render
-from registry.interface import Registry
 from registry.settings import Settings
+
+if TYPE_CHECKING:  # the protocol imports every view (pydantic): only the type checker needs it
+    from registry.interface import Registry
 
 
 @dataclass

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry.views import (
-    AttestResult,
-    CheckpointView,
-    DecisionView,
-    GcReport,
-    MirrorResult,
-    ModelSummary,
-    QuarantineView,
-    WorkloadReviewView,
-    iso,
-)
+# registry.views.iso is this function; importing the views would load pydantic for every command.
+from attestations.intoto import rfc3339 as iso
+
+if TYPE_CHECKING:
+    from registry.views import (
+        AttestResult,
+        CheckpointView,
+        DecisionView,
+        GcReport,
+        MirrorResult,
+        ModelSummary,
+        QuarantineView,
+        WorkloadReviewView,
+    )
 
 
 def human_size(n: int) -> str:

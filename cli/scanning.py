@@ -14,6 +14,7 @@ from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
 from registry.scanners.errors import ScanInputError
+from registry.scanners.parallel import auto_jobs
 from registry.scanners.runner import local_targets, merge, scan_targets
 
 FAIL_ON_CHOICES = [s.value for s in Severity] + ["never"]
@@ -72,6 +73,16 @@ def scan(
         str, typer.Option("--device", help="backdoor scanner: auto, cpu or cuda.")
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="backdoor scanner: the first seed.")] = 0,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Scan a local folder's files in this many processes "
+            "(default: all cores, for 64 files or 64 MiB and more).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -83,6 +94,8 @@ def scan(
         raise InputError(f"--device must be one of {', '.join(DEVICES)}")
     if backdoor_max_params <= 0:
         raise InputError("--backdoor-max-params must be positive")
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be at least 1")
     backdoor = BackdoorSettings(max_params=backdoor_max_params, device=device, seed=seed)
     local = Path(target)
     data: dict[str, Any]
@@ -96,8 +109,15 @@ def scan(
         except ScanInputError as exc:  # the scanners' own error, made the CLI's (exit 2)
             raise InputError(exc.message) from exc
         targets, refused = local_targets(local)
+        processes = jobs or auto_jobs(targets)
         report = merge(
-            scan_targets(targets, file_scanners, folder_scanners if local.is_dir() else []),
+            scan_targets(
+                targets,
+                file_scanners,
+                folder_scanners if local.is_dir() else [],
+                workers=processes,
+                processes=processes,
+            ),
             refused,
         )
         data = report.to_json()

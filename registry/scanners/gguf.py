@@ -36,7 +36,6 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
-from registry.scanners.chat_template import CHAT_TEMPLATE_KEY, analyze_chat_template
 
 SCANNER_ID = "gguf"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -48,6 +47,9 @@ GGML_MAX_DIMS = 4
 _INT64_MAX = 2**63 - 1
 _MAX_FINDINGS = 64
 _MAX_ARRAY_NESTING = 8
+#: The metadata key of the chat template (`chat_template.CHAT_TEMPLATE_KEY`, the same string:
+#: that module loads jinja2, so it is imported only when a template is found).
+CHAT_TEMPLATE_KEY = "tokenizer.chat_template"
 
 # GGUF metadata value types: id -> (name, fixed byte size or 0 for string/array).
 _T_STRING = 8
@@ -160,6 +162,18 @@ def _finding(
         offset=offset,
         reference=reference,
     )
+
+
+def _template_results(templates: list[tuple[str, str]]) -> list[tuple[Verdict, Finding]]:
+    if not templates:
+        return []
+    # Imported here: jinja2 and the template checks cost ~45 ms of CPU at start-up, which every
+    # `modelctl scan` paid for; only a GGUF file that carries a chat template needs them.
+    from registry.scanners.chat_template import analyze_chat_template  # noqa: PLC0415
+
+    return [
+        result for key, source in templates for result in analyze_chat_template(source, key=key)
+    ]
 
 
 def _verdict(results: Iterable[tuple[Verdict, Finding]]) -> FileVerdict:
@@ -409,8 +423,7 @@ class GgufScanner:
             )
         else:
             results.extend(self._check_layout(header, target.size))
-        for key, source in header.templates:
-            results.extend(analyze_chat_template(source, key=key))
+        results.extend(_template_results(header.templates))
         return _verdict(results)
 
     # -- header ------------------------------------------------------------------------------

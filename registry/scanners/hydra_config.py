@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the dev set
-
 from registry.scanners import code_names
 from registry.scanners.base import (
     FileVerdict,
@@ -82,9 +80,16 @@ def _contains(target: ScanTarget, marker: bytes, chunk: int = 1 << 20) -> bool:
 def load_config(data: bytes, json_text: bool) -> Any:
     """YAML (safe loader: no tags, no objects) or JSON. Raises ValueError when it does not
     parse or nests deeper than the parser can go."""
-    try:
-        if json_text:
+    if json_text:
+        try:
             return json.loads(data)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(str(exc)) from None
+    # Imported here: PyYAML costs ~13 ms at start-up, which every `modelctl scan` paid for;
+    # only a YAML config needs it.
+    import yaml  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    try:
         return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None

@@ -28,6 +28,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.parallel import scan_in_processes
 
 RUNNER_ID = "modelctl-scan"
 
@@ -39,10 +40,15 @@ class LocalFile:
     path: str
     full_path: Path
     size: int
+    #: The head, once read: every scanner (and the folder scanner) sniffs each file, and each
+    #: re-read cost an open and a read; read once, they all judge the same bytes too.
+    _head: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def head(self) -> bytes:
-        with self.open() as f:
-            return f.read(SNIFF_BYTES)
+        if not self._head:
+            with self.open() as f:
+                self._head.append(f.read(SNIFF_BYTES))
+        return self._head[0]
 
     def open(self) -> BinaryIO:
         fd = os.open(self.full_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -144,6 +150,24 @@ def _crash(scanner_id: str, exc: BaseException) -> FileVerdict:
     )
 
 
+def _lost(exc: BaseException) -> dict[str, FileVerdict]:
+    return {
+        RUNNER_ID: FileVerdict(
+            Verdict.ERROR,
+            (
+                Finding(
+                    scanner=RUNNER_ID,
+                    rule="scanner.worker-lost",
+                    severity=Severity.HIGH,
+                    message=f"the worker process scanning this file failed: "
+                    f"{type(exc).__name__}: {exc}"[:300],
+                    evidence={"exception": type(exc).__name__},
+                ),
+            ),
+        )
+    }
+
+
 def _scan_one(
     target: ScanTarget, scanners: Sequence[Scanner], limits: ScanLimits
 ) -> dict[str, FileVerdict]:
@@ -165,11 +189,23 @@ def scan_targets(
     *,
     limits: ScanLimits | None = None,
     workers: int | None = None,
+    processes: int = 0,
 ) -> ScanReport:
+    """Every scanner over `targets`, then the folder scanners over all of them.
+
+    `processes` > 1 scans the files in that many forked worker processes (the targets must be
+    picklable: `LocalFile` is); otherwise, or where forking is unsafe, in `workers` threads.
+    The report is the same either way."""
     limits = limits or ScanLimits()
     started = time.time()
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        per_file = list(pool.map(lambda t: _scan_one(t, scanners, limits), targets))
+    per_file = (
+        scan_in_processes(targets, _scan_one, scanners, limits, jobs=processes, on_lost=_lost)
+        if processes > 1
+        else None
+    )
+    if per_file is None:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            per_file = list(pool.map(lambda t: _scan_one(t, scanners, limits), targets))
     by_path: dict[str, dict[str, FileVerdict]] = {
         t.path: results for t, results in zip(targets, per_file, strict=True)
     }
