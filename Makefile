@@ -37,11 +37,17 @@ contracts: venv
 accelerator: venv
 	$(BIN)/python setup.py --quiet build_ext --inplace
 
+# Tests marked `fork` fork worker processes, which needs a single-threaded process: they run in
+# a pytest of their own after the parallel run (xdist's workers run threads), collecting only
+# their own files (other test modules start helper threads when imported).
+FORK_TEST_FILES := $(shell grep -l 'pytest.mark.fork' tests/test_*.py)
 pytest: venv accelerator
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not fork"
+	$(BIN)/pytest -p no:xdist -m fork $(FORK_TEST_FILES)
 
 pytest-fast: venv accelerator pango
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "$(FAST_TESTS)"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "$(FAST_TESTS) and not fork"
+	$(BIN)/pytest -p no:xdist -m "$(FAST_TESTS) and fork" $(FORK_TEST_FILES)
 
 test: lint typecheck contracts pytest
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import click
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
 import pytest
 import typer
@@ -80,8 +81,8 @@ def test_the_validator_catches_a_misspelt_field() -> None:
 
 
 def _command(name: str) -> Any:
-    group = typer.main.get_group(cli_app)
-    command = group.commands.get(name)
+    group = typer.main.get_group(cli_app)  # commands load lazily: ask the group, as click does
+    command = group.get_command(click.Context(group), name)
     assert command is not None, f"the manifests run `modelctl {name}`, which does not exist"
     return command
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,9 +42,23 @@ from tests.helpers import write_tree
 CORPUS = Path(__file__).parent / "assets" / "corpus"
 TEST_PID = os.getpid()
 
-pytestmark = pytest.mark.skipif(
-    not can_fork(), reason="worker processes are forked; this platform or process cannot fork"
-)
+# Worker processes are forked, which is safe only from a single-threaded process: pytest-xdist's
+# workers run threads, so these tests carry the `fork` marker and `make pytest` runs them in a
+# pytest of their own (`-p no:xdist`). Off Linux the feature does not exist (scans stay serial).
+pytestmark = [
+    pytest.mark.fork,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers: Linux only"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded() -> None:
+    if not can_fork():
+        pytest.fail(
+            "these tests fork worker processes: run them in a single-threaded pytest "
+            "(`pytest -p no:xdist -m fork FILE`, as `make pytest` does), not under xdist; "
+            f"threads now: {[t.name for t in threading.enumerate()]}"
+        )
 
 
 class PidScanner:
