@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import click
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
 import pytest
 import typer
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev set
 from fastapi.testclient import TestClient
+from typer import _click  # Typer's vendored Click: the types its groups use
 
 from cli.main import app as cli_app
 from policies import default_policies_text
@@ -82,7 +82,7 @@ def test_the_validator_catches_a_misspelt_field() -> None:
 
 def _command(name: str) -> Any:
     group = typer.main.get_group(cli_app)  # commands load lazily: ask the group, as click does
-    command = group.get_command(click.Context(group), name)
+    command = group.get_command(_click.Context(group), name)
     assert command is not None, f"the manifests run `modelctl {name}`, which does not exist"
     return command
 
