@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from registry.api.app import create_app
 from registry.db.engine import unit_of_work
 from registry.db.models import AuditEvent
 from registry.embedded import EmbeddedRegistry
@@ -269,6 +270,14 @@ def test_a_person_session_is_void_once_single_sign_on_is_switched_off(
             assert 'name="token"' in client.get("/ui/login").text
     finally:
         registry.close()
+
+
+def test_a_half_configured_single_sign_on_stops_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_OIDC_ISSUER", "https://idp.example")
+    with pytest.raises(StorageError, match="MODELCTL_OIDC_CLIENT_ID"):
+        create_app(Settings.from_env(), start_worker=False)
 
 
 def test_settings_fail_closed() -> None:

@@ -49,7 +49,7 @@ class OidcSettings:
             return None
         missing = [n for n in (CLIENT_ID, CLIENT_SECRET, REDIRECT_URL, ROLES) if not env.get(n)]
         if missing:
-            raise StorageError(f"{ISSUER} is set but {', '.join(missing)} is not")
+            raise StorageError(f"{ISSUER} is set but not {', '.join(missing)}")
         _require_https(ISSUER, issuer)
         redirect = env[REDIRECT_URL].strip()
         _require_https(REDIRECT_URL, redirect)
