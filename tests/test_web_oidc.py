@@ -149,6 +149,8 @@ def test_person_without_a_mapped_group_is_refused(sso: Sso) -> None:
         ({"sign_with_stranger": True, "algorithm": "ES256"}, "signature does not verify"),
         ({"lifetime": -120}, "has expired"),  # past the 60 s clock skew
         ({"nonce_override": "someone-elses-nonce"}, "nonce is wrong"),
+        ({"audience": "another-client"}, "audience is wrong"),
+        ({"audience": ["modelctl", "another-client"]}, "several audiences"),
     ],
 )
 def test_a_bad_id_token_is_refused(sso: Sso, misbehave: dict[str, object], reason: str) -> None:
@@ -160,6 +162,14 @@ def test_a_bad_id_token_is_refused(sso: Sso, misbehave: dict[str, object], reaso
         assert reason in page.text
         assert client.cookies.get(websession.SESSION_COOKIE) is None
         assert not _has_session(client)
+
+
+def test_rotated_provider_keys_are_fetched_again(sso: Sso) -> None:
+    with sso.client() as client:
+        assert sso.sign_in(client).status_code == 200  # the JWKS is cached now
+    sso.provider.rotate()
+    with sso.client() as client:
+        assert sso.sign_in(client).status_code == 200  # an unknown kid: re-read once
 
 
 def test_a_token_within_the_clock_skew_is_accepted(sso: Sso) -> None:

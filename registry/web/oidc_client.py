@@ -21,8 +21,10 @@ from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
+    InvalidKeyIdError,
     JoseError,
     MissingClaimError,
+    MissingKeyError,
 )
 from joserfc.jwk import KeySet
 
@@ -154,14 +156,16 @@ class OidcClient:
             token = self._decode(id_token, self._key_set(refresh=False))
         except BadSignatureError:
             raise OidcError("the ID token's signature does not verify") from None
-        except JoseError as exc:
-            if "key" not in type(exc).__name__.lower():
-                raise OidcError(f"the ID token is malformed ({exc.error})") from None
+        except (InvalidKeyIdError, MissingKeyError):
             # an unknown key id: the provider may have rotated its keys since we read them
             try:
                 token = self._decode(id_token, self._key_set(refresh=True))
+            except BadSignatureError:
+                raise OidcError("the ID token's signature does not verify") from None
             except JoseError:
                 raise OidcError("the ID token is not signed by a key of the provider") from None
+        except JoseError as exc:  # an algorithm outside RS256/ES256, a broken token
+            raise OidcError(f"the ID token is malformed or unsupported ({exc.error})") from None
         claims = token.claims
         registry = jwt.JWTClaimsRegistry(
             leeway=CLOCK_SKEW_SECONDS,

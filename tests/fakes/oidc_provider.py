@@ -14,7 +14,8 @@ Stdlib HTTP server (``ThreadingHTTPServer``) on an ephemeral port, signing with 
 
 Misbehaviours for the tests, set as attributes before the flow: `token_issuer` (an ID token
 from another issuer), `sign_with_stranger` (a key not in the JWKS, same kid), `lifetime`
-(negative: already expired), `nonce_override`, `algorithm` ("RS256" or "ES256").
+(negative: already expired), `nonce_override`, `audience`, `algorithm` ("RS256" or "ES256");
+`rotate()` replaces the signing keys.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class FakeOidcProvider:
     token_issuer: str | None = None
     sign_with_stranger: bool = False
     nonce_override: str | None = None
+    audience: str | list[str] | None = None  # None: our client id
     logouts: list[dict[str, str]] = field(default_factory=list)
     token_requests: int = 0
 
@@ -90,6 +92,11 @@ class FakeOidcProvider:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+
+    def rotate(self) -> None:
+        """New signing keys under new key ids (the old ones leave the JWKS)."""
+        self.rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-2", "use": "sig"})
+        self.ec = ECKey.generate_key("P-256", parameters={"kid": "ec-2", "use": "sig"})
 
     def discovery(self) -> dict[str, Any]:
         return {
@@ -145,7 +152,7 @@ class FakeOidcProvider:
         claims = dict(self.person)
         claims.update(
             iss=self.token_issuer or self.issuer,
-            aud=self.client_id,
+            aud=self.audience if self.audience is not None else self.client_id,
             iat=now,
             exp=now + self.lifetime,
         )
