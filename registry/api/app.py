@@ -16,6 +16,7 @@ from registry.api.idempotency import Idempotency
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 from registry.web import routes as web
+from registry.web.oidc_settings import OidcSettings
 from registry.worker import start_worker_thread
 
 API_VERSION = "1"
@@ -30,6 +31,7 @@ def create_app(
     shutdown only when it made it. Unless `start_worker` is false (or the settings say so),
     the app runs queued jobs in a thread while it is up.
     """
+    OidcSettings.from_env()  # a half-configured single sign-on stops the server here, in one line
     owned = registry is None
     handle = registry if registry is not None else EmbeddedRegistry(settings)
 

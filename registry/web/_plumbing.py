@@ -10,7 +10,8 @@ Reads go through `registry.service.read` (one module per page) and `decide`; eve
 through the same `EmbeddedRegistry` methods and service functions as the API, bound to the
 signed-in token, so the audit log names it. Security properties, each tested in tests/test_web*.py:
 
-- sign-in with an API token, which becomes a signed, HttpOnly, SameSite=Lax cookie (Secure
+- sign-in through OpenID Connect when configured (`oidc_login`), else with an API token; either
+  becomes a signed, HttpOnly, SameSite=Lax cookie (Secure
   over HTTPS or with MODELCTL_WEB_SECURE_COOKIES=1); the token row is re-read on every request;
 - every POST carries the session's CSRF token (synchronizer pattern) and is role-checked on
   the server: a page that hides a button is a courtesy, the 403 is the control;
@@ -20,6 +21,7 @@ signed-in token, so the audit log names it. Security properties, each tested in 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,9 @@ from registry.service import decide, tokens
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal, Role
 from registry.web import session as websession
+from registry.web.oidc_client import OidcClient
+from registry.web.oidc_flow import SpentStates
+from registry.web.oidc_settings import OidcSettings
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 256 * 1024
@@ -101,6 +106,25 @@ def _key(request: Request) -> bytes:
     return key
 
 
+def _oidc(request: Request) -> OidcClient | None:
+    """The single sign-on client when MODELCTL_OIDC_ISSUER is set (read once per server)."""
+    state = request.app.state
+    if not hasattr(state, "oidc_client"):
+        settings = OidcSettings.from_env()
+        state.oidc_client = OidcClient(settings) if settings is not None else None
+        state.oidc_spent_states = SpentStates()
+    client = state.oidc_client
+    assert client is None or isinstance(client, OidcClient)
+    return client
+
+
+def _spent_states(request: Request) -> SpentStates:
+    _oidc(request)
+    spent = request.app.state.oidc_spent_states
+    assert isinstance(spent, SpentStates)
+    return spent
+
+
 def _policy_source(request: Request) -> tuple[str, str]:
     """The bound policy document and its name: the registry's own (see `policy_source`)."""
     return _registry(request).policy_source()
@@ -132,12 +156,26 @@ def _caller(request: Request) -> Caller:
     key = _key(request)
     web = websession.decode_session(key, request.cookies.get(websession.SESSION_COOKIE))
     if web is not None:
-        with unit_of_work(_registry(request).sessions) as s:
-            principal = tokens.token_principal(s, web.token_id, now=datetime.now(UTC))
+        principal = _session_principal(request, web)
         if principal is not None:
             return Caller(principal, web, web.csrf(key))
     public = bool(_registry(request).settings.public_reads)
     return Caller(ANONYMOUS if public else None, None, "")
+
+
+def _session_principal(request: Request, web: websession.WebSession) -> Principal | None:
+    """A person's session counts only while single sign-on is configured, and a token's only
+    while it is not (people sign in through the provider then; tokens are for machines)."""
+    sso = _oidc(request) is not None
+    if web.user is not None and web.role is not None:
+        try:
+            return Principal(name=web.user, role=Role(web.role)) if sso else None
+        except ValueError:
+            return None
+    if web.token_id is None or sso:
+        return None
+    with unit_of_work(_registry(request).sessions) as s:
+        return tokens.token_principal(s, web.token_id, now=datetime.now(UTC))
 
 
 class _Redirect(Exception):
@@ -282,6 +320,31 @@ def _actor(request: Request, form: Form, action: str | None) -> Caller:
             f"this needs {PERMISSIONS[Action(action)].label} or higher",
         )
     return caller
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site ("/ui/..." or "/"): never another origin."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or os.environ.get(
+        "MODELCTL_WEB_SECURE_COOKIES", ""
+    ).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
 
 
 def _checkpoint_url(ns: str, name: str, digest: str, tab: str = "", done: str = "") -> str:

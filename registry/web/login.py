@@ -1,8 +1,8 @@
-"""Sign-in and sign-out: an API token becomes a signed session cookie (see `session`)."""
+"""Sign-in and sign-out: an API token becomes a signed session cookie (see `session`); where
+single sign-on is configured the page offers the provider instead (`oidc_login`)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 from fastapi import APIRouter, Request
@@ -16,11 +16,15 @@ from registry.web._plumbing import (
     _actor,
     _headers,
     _key,
+    _oidc,
     _Refused,
     _registry,
+    _safe_next,
+    _set_cookie,
     page,
     render,
 )
+from registry.web.oidc_login import end_session_url
 
 router = APIRouter(include_in_schema=False)
 
@@ -36,34 +40,10 @@ def login_form(request: Request) -> Response:
         next=_safe_next(request.query_params.get("next")),
         login_csrf=websession.presession_csrf(_key(request), pre),
         error=None,
+        sso=_oidc(request) is not None,
     )
     _set_cookie(request, response, websession.PRESESSION_COOKIE, pre, websession.PRESESSION_SECONDS)
     return response
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site ("/ui/..." or "/"): never another origin."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or os.environ.get(
-        "MODELCTL_WEB_SECURE_COOKIES", ""
-    ).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=age,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=_secure(request),
-    )
 
 
 @router.post("/ui/login")
@@ -71,6 +51,10 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
 def login(request: Request, form: FormBody) -> Response:
     if form.error is not None:
         raise _Refused(*form.error)
+    if _oidc(request) is not None:
+        raise _Refused(
+            403, "people sign in through single sign-on here; API tokens are for machines"
+        )
     key = _key(request)
     pre = request.cookies.get(websession.PRESESSION_COOKIE)
     next_url = _safe_next(form.get("next"))
@@ -90,6 +74,7 @@ def login(request: Request, form: FormBody) -> Response:
             next=next_url,
             login_csrf=websession.presession_csrf(key, pre),
             error="That token is unknown, revoked or expired.",
+            sso=False,
         )
     web = websession.new_session(principal.token_id)
     response = RedirectResponse(next_url, status_code=303, headers=_headers())
@@ -107,7 +92,13 @@ def login(request: Request, form: FormBody) -> Response:
 @router.post("/ui/logout")
 @page
 def logout(request: Request, form: FormBody) -> Response:
-    _actor(request, form, None)
-    response = RedirectResponse("/ui/login", status_code=303, headers=_headers())
+    caller = _actor(request, form, None)
+    provider = end_session_url(request) if caller.session and caller.session.user else None
+    if provider is None:
+        response: Response = RedirectResponse("/ui/login", status_code=303, headers=_headers())
+    else:
+        # A page with a link, not a redirect: the form-action CSP would stop a form's redirect
+        # to another origin, and the local session is over either way.
+        response = render(request, "signed_out.html", None, provider_logout=provider)
     response.delete_cookie(websession.SESSION_COOKIE, path="/")
     return response

@@ -16,6 +16,7 @@ from registry.web import (
     exceptions,
     findings,
     login,
+    oidc_login,
     overview,
     policies,
     quarantines,
@@ -25,6 +26,7 @@ from registry.web._plumbing import HERE
 router = APIRouter(include_in_schema=False)
 for area in (
     login,
+    oidc_login,
     overview,
     checkpoints,
     quarantines,

@@ -1,8 +1,11 @@
-"""Browser sessions: an API token, checked once, becomes a signed session cookie.
+"""Browser sessions: an API token, checked once, becomes a signed session cookie; or a person
+signed in through OpenID Connect (`oidc_login`), whose name and mapped role the cookie carries.
 
 The cookie carries no secret of the token: only the token's row id, a random session id and
 the time it was issued, signed with HMAC-SHA256 under the server's session key. Every request
 re-reads the token row, so revoking the token (or changing its role) ends the session at once.
+A single sign-on session has no row to re-read: its role is the one the ID token's claims mapped
+to at sign-in, for at most `SESSION_SECONDS` (and only while OIDC stays configured).
 
 CSRF: the synchronizer token of a session is HMAC(key, "csrf" | session id); every form
 carries it and every POST is refused without it (compared in constant time). Before sign-in,
@@ -78,18 +81,21 @@ def _sign(key: bytes, purpose: str, payload: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WebSession:
-    token_id: int
+    token_id: int | None  # None: a single sign-on session (`user` and `role` say who)
     sid: str  # random, per sign-in
     issued: int  # epoch seconds
+    user: str | None = None  # the audit name of a person, e.g. "oidc:alice@example.com"
+    role: int | None = None  # a `Role` value, mapped from the ID token's claims at sign-in
 
     def csrf(self, key: bytes) -> str:
         return _sign(key, "csrf", self.sid.encode())
 
 
 def encode_session(key: bytes, session: WebSession) -> str:
-    payload = json.dumps(
-        {"t": session.token_id, "s": session.sid, "i": session.issued}, separators=(",", ":")
-    ).encode()
+    fields: dict[str, object] = {"t": session.token_id, "s": session.sid, "i": session.issued}
+    if session.user is not None:
+        fields.update(u=session.user, r=session.role)
+    payload = json.dumps(fields, separators=(",", ":")).encode()
     return f"{_b64(payload)}.{_sign(key, 'session', payload)}"
 
 
@@ -108,17 +114,39 @@ def decode_session(
         return None
     try:
         data = json.loads(payload)
-        session = WebSession(token_id=int(data["t"]), sid=str(data["s"]), issued=int(data["i"]))
-    except (ValueError, KeyError, TypeError):
+        user = data.get("u")
+        session = WebSession(
+            token_id=None if data["t"] is None else int(data["t"]),
+            sid=str(data["s"]),
+            issued=int(data["i"]),
+            user=None if user is None else str(user),
+            role=None if user is None else int(data["r"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     now = time.time() if now is None else now
-    if not session.issued <= now + 60 or now - session.issued > SESSION_SECONDS:
-        return None
-    return session
+    fresh = session.issued <= now + 60 and now - session.issued <= SESSION_SECONDS
+    one_kind = (session.token_id is None) != (session.user is None)  # a token or a person
+    return session if fresh and one_kind else None
 
 
 def new_session(token_id: int) -> WebSession:
     return WebSession(token_id=token_id, sid=secrets.token_urlsafe(18), issued=int(time.time()))
+
+
+def new_person_session(user: str, role: int) -> WebSession:
+    return WebSession(
+        token_id=None,
+        sid=secrets.token_urlsafe(18),
+        issued=int(time.time()),
+        user=user,
+        role=role,
+    )
+
+
+def sign(key: bytes, purpose: str, payload: bytes) -> str:
+    """HMAC-SHA256 of `payload` under `key`, bound to `purpose` (base64url)."""
+    return _sign(key, purpose, payload)
 
 
 def new_presession() -> str:
