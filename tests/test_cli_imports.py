@@ -61,10 +61,10 @@ _NOT_AT_START = (
     "concurrent.futures.process",  # the scan's process pool, only for a folder of files
 )
 
-#: Loaded by a local scan, on purpose: Typer coerces option values through pydantic (which reads
-#: plugin entry points with importlib.metadata), and the scanners are the command's work. Not
-#: jinja2: the chat-template checks load it when a file carries a template.
-_A_LOCAL_SCAN_NEEDS = {"pydantic", "importlib.metadata", "registry.scanners", "cli.scanning"}
+#: Loaded by a local scan, on purpose: the scanners are the command's work. Not pydantic (nor the
+#: `importlib.metadata` its plugin loader reads): plain option values are coerced without it
+#: (cli/coercion.py). Not jinja2: the chat-template checks load it when a file carries a template.
+_A_LOCAL_SCAN_NEEDS = {"registry.scanners", "cli.scanning"}
 
 #: Never loaded by a local `modelctl scan FILE`: nothing of the registry, signing or the server.
 _NOT_FOR_A_LOCAL_SCAN = tuple(m for m in _NOT_AT_START if m not in _A_LOCAL_SCAN_NEEDS)
