@@ -115,6 +115,14 @@ class LazyFolderScanner:
         return self.load().scan_folder(folder, limits)
 
 
+def preload(scanners: Sequence[object]) -> None:
+    """Import every lazy scanner's module now: before forking workers, so that each starts with
+    them imported (as registry/scanners/parallel.py assumes) instead of importing them again."""
+    for scanner in scanners:
+        if isinstance(scanner, (LazyScanner, LazyFolderScanner)):
+            scanner.load()
+
+
 def serialization_verdict(files: Sequence[ScanTarget], limits: ScanLimits) -> Verdict:
     """The default set's verdict on `files`: what must be clean before a model is loaded."""
     file_scanners, folder_scanners = all_scanners()
