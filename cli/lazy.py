@@ -21,6 +21,8 @@ from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_group_from_info
 from typer.models import CommandInfo, TyperInfo
 
+from cli import coercion
+
 
 @dataclass(frozen=True, slots=True)
 class LazyCommand:
@@ -74,11 +76,16 @@ class LazyGroup(TyperGroup):
         eager = [name for name in super().list_commands(ctx) if name not in _BY_NAME]
         return [command.name for command in COMMANDS] + eager
 
+    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
+        coercion.install(self, ctx)  # the global options: no pydantic for plain values
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
         command = super().get_command(ctx, cmd_name)
         lazy = _BY_NAME.get(cmd_name)
         if command is None and lazy is not None:
             command = self._build(lazy)
+            coercion.install(command, ctx)
             self.add_command(command, cmd_name)
         return command
 

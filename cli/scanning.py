@@ -100,8 +100,9 @@ def scan(
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
-        # Imported here: the catalog loads every scanner module (regex tables, jinja2), which
-        # every other command, and `modelctl --help`, would otherwise pay for at startup.
+        # Imported here: the catalog and the runner, which every other command, and `modelctl
+        # --help`, would otherwise pay for at startup. The catalog imports each scanner module
+        # only when a file may be its (registry/scanners/claims.py).
         from registry.scanners import catalog  # noqa: PLC0415
 
         try:
@@ -110,6 +111,8 @@ def scan(
             raise InputError(exc.message) from exc
         targets, refused = local_targets(local)
         processes = jobs or auto_jobs(targets)
+        if processes > 1 and len(targets) > 1:
+            catalog.preload([*file_scanners, *folder_scanners])  # once, before the fork
         report = merge(
             scan_targets(
                 targets,

@@ -61,10 +61,10 @@ _NOT_AT_START = (
     "concurrent.futures.process",  # the scan's process pool, only for a folder of files
 )
 
-#: Loaded by a local scan, on purpose: Typer coerces option values through pydantic (which reads
-#: plugin entry points with importlib.metadata), and the scanners are the command's work. Not
-#: jinja2: the chat-template checks load it when a file carries a template.
-_A_LOCAL_SCAN_NEEDS = {"pydantic", "importlib.metadata", "registry.scanners", "cli.scanning"}
+#: Loaded by a local scan, on purpose: the scanners are the command's work. Not pydantic (nor the
+#: `importlib.metadata` its plugin loader reads): plain option values are coerced without it
+#: (cli/coercion.py). Not jinja2: the chat-template checks load it when a file carries a template.
+_A_LOCAL_SCAN_NEEDS = {"registry.scanners", "cli.scanning"}
 
 #: Never loaded by a local `modelctl scan FILE`: nothing of the registry, signing or the server.
 _NOT_FOR_A_LOCAL_SCAN = tuple(m for m in _NOT_AT_START if m not in _A_LOCAL_SCAN_NEEDS)
@@ -108,6 +108,51 @@ def test_a_local_scan_loads_the_scanners_and_nothing_of_the_registry(tmp_path: P
     assert "registry.scanners.catalog" in loaded  # it did scan
     assert _present(loaded, _NOT_FOR_A_LOCAL_SCAN) == []
     assert _present(loaded, ("registry.scanners.chat_template",)) == []
+
+
+#: Scanner modules a pickle never needs: the catalog imports them only for files that may be theirs.
+_NOT_FOR_A_PICKLE = (
+    "registry.scanners.safetensors",
+    "registry.scanners.gguf",
+    "registry.scanners.keras",
+    "registry.scanners.keras_members",
+    "registry.scanners.keras_names",
+    "registry.scanners.onnx_scanner",
+    "registry.scanners.chat_template_files",
+    "registry.scanners.tensorflow_graph",
+    "registry.scanners.nemo",
+    "registry.scanners.skops",
+    "registry.scanners.hydra_config",
+    "registry.scanners.folder",
+)
+
+
+def _scan_loads(path: Path) -> set[str]:
+    code = (
+        "from cli.main import main\n"
+        "try:\n"
+        f"    main(['scan', {str(path)!r}, '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, 1), exc.code\n"
+    )
+    return _loaded_after(code, ROOT)
+
+
+def test_a_local_scan_of_a_pickle_imports_no_unrelated_scanner(tmp_path: Path) -> None:
+    small = tmp_path / "small.pkl"
+    small.write_bytes(pickle.dumps({"w": [0.5, 1.5]}, protocol=4))
+    loaded = _scan_loads(small)
+    assert "registry.scanners.pickle_scanner" in loaded  # it did scan, with the pickle scanner
+    assert _present(loaded, _NOT_FOR_A_PICKLE) == []
+
+
+def test_a_file_of_another_format_imports_its_scanner(tmp_path: Path) -> None:
+    """The other side of the guard above: laziness must not skip the scanner a file needs."""
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes((ROOT / "tests/assets/corpus/gguf/no_template.gguf").read_bytes())
+    loaded = _scan_loads(gguf)
+    assert "registry.scanners.gguf" in loaded
+    assert _present(loaded, ("registry.scanners.keras", "registry.scanners.onnx_scanner")) == []
 
 
 def test_gguf_looks_for_the_key_the_template_checks_name() -> None:

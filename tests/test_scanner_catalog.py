@@ -14,7 +14,7 @@ from registry.scanners import catalog
 from registry.scanners.backdoor import BackdoorScanner
 from registry.scanners.base import ScanLimits, Verdict
 from registry.scanners.errors import ScanInputError
-from registry.scanners.runner import local_targets
+from registry.scanners.runner import LocalFile, local_targets, scan_targets
 from registry.service.scan import select_scanners
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +112,51 @@ def test_the_scanners_import_nothing_else_of_registry() -> None:
                          cwd=ROOT, timeout=60, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- the lazy catalog: declared identities, and cheap checks that never hide a file ---------
+
+
+@pytest.mark.parametrize(
+    "entry", [*catalog.FILE_SCANNERS, *catalog.FOLDER_SCANNERS], ids=lambda e: e.id
+)
+def test_each_entry_declares_its_scanners_own_identity(entry: catalog.Entry) -> None:
+    scanner = entry.build(catalog.ScannerOptions())
+    assert (scanner.id, scanner.version, scanner.ruleset_version) == (
+        entry.id,
+        entry.version,
+        entry.ruleset_version,
+    )
+
+
+_ASSET_FILES = sorted(p for p in (ROOT / "tests" / "assets").rglob("*") if p.is_file())
+
+
+def test_may_apply_never_says_no_where_the_scanner_says_yes() -> None:
+    """Every file the tests keep (the corpus, the format samples, the signing fixtures): where a
+    scanner claims a file, its entry's cheap check must let the catalog import it."""
+    options = catalog.ScannerOptions()
+    real = [(e, e.build(options)) for e in catalog.FILE_SCANNERS]
+    claimed: dict[str, int] = {}
+    for path in _ASSET_FILES:
+        for name in (path.relative_to(ROOT).as_posix(), path.name):
+            target = LocalFile(name, path, path.stat().st_size)
+            for entry, scanner in real:
+                if scanner.applies_to(target):
+                    claimed[entry.id] = claimed.get(entry.id, 0) + 1
+                    assert entry.may_apply(target), (entry.id, name)
+    # The check saw every kind of file: each scanner claimed some sample.
+    assert set(claimed) == {e.id for e in catalog.FILE_SCANNERS}, claimed
+
+
+def test_a_lazy_scanner_reports_what_the_scanner_reports() -> None:
+    targets, _ = local_targets(CORPUS)
+    files, folders = catalog.all_scanners()
+    options = catalog.ScannerOptions()
+    eager = [e.build(options) for e in catalog.FILE_SCANNERS]
+    eager_folders = [e.build(options) for e in catalog.FOLDER_SCANNERS if not e.opt_in]
+    lazy = scan_targets(targets, files, folders, workers=1).to_json()
+    built = scan_targets(targets, eager, eager_folders, workers=1).to_json()
+    lazy.pop("seconds")
+    built.pop("seconds")
+    assert lazy == built

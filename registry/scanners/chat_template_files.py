@@ -39,12 +39,12 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import JINJA_SUFFIXES
 
 SCANNER_ID = "chat-template"
 RULE_PREFIX = "chat-template"
 RULESET_VERSION = "2026-12-05"
 TEMPLATE_KEY = "chat_template"
-JINJA_SUFFIXES = (".jinja", ".j2")
 _MAX_FINDINGS = 64
 _CHUNK = 1 << 20
 _OVERLAP = 128  # longer than the longest escaped spelling of the key (13 * 6 + quotes)

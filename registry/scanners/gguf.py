@@ -36,11 +36,12 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import GGUF_MAGIC
 
 SCANNER_ID = "gguf"
 #: The format of the files this scanner recognises (by content), as policies see it.
 FORMAT = "gguf"
-MAGIC = b"GGUF"
+MAGIC = GGUF_MAGIC
 SUPPORTED_VERSIONS = (1, 2, 3)
 DEFAULT_ALIGNMENT = 32
 GGML_MAX_DIMS = 4

@@ -32,11 +32,12 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import CONFIG_SUFFIXES
 
 SCANNER_ID = "hydra-config"
 RULESET_VERSION = "2026-12-05"
 MARKER = b"_target_"
-SUFFIXES = (".yaml", ".yml", ".json")
+SUFFIXES = CONFIG_SUFFIXES
 MAX_EVIDENCE = 20
 
 

@@ -55,6 +55,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import ZIP_MAGIC, hdf5_offset
 from registry.scanners.containers.issues import ContainerError, Issue
 from registry.scanners.containers.zip_reader import ZipEntry, read_zip, read_zip_member
 from registry.scanners.keras_members import member_findings
@@ -71,8 +72,6 @@ SCANNER_ID = "keras"
 FORMAT = "keras"
 RULESET_VERSION = "2026-12-05"
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 #: Keras itself reads `config.json` and the weights; `metadata.json` alone is too generic.
 KERAS_CLAIMING_MEMBERS = frozenset({"config.json", "model.weights.h5"})
@@ -311,22 +310,6 @@ def _zip_names(target: ScanTarget, limits: ScanLimits) -> set[str] | None:
     except (ContainerError, OSError):
         return None
     return {entry.name for entry in archive.entries}
-
-
-def _hdf5_offset(target: ScanTarget, head: bytes) -> int | None:
-    """Where the HDF5 superblock is: offset 0 or a power of two >= 512 (a user block)."""
-    offset = 0
-    with target.open() as fh:
-        while offset + len(HDF5_MAGIC) <= target.size:
-            if offset + len(HDF5_MAGIC) <= len(head):
-                found = head[offset : offset + len(HDF5_MAGIC)] == HDF5_MAGIC
-            else:
-                fh.seek(offset)
-                found = fh.read(len(HDF5_MAGIC)) == HDF5_MAGIC
-            if found:
-                return offset
-            offset = 512 if offset == 0 else offset * 2
-    return None
 
 
 def _h5py() -> Any:
@@ -821,7 +804,7 @@ class KerasScanner:
             names = _zip_names(target, limits)
             if names is not None and names & KERAS_CLAIMING_MEMBERS:
                 return True
-        if _hdf5_offset(target, head) is None:
+        if hdf5_offset(target, head) is None:
             return False
         try:
             attrs = _read_h5_attrs(target, limits)
@@ -833,7 +816,7 @@ class KerasScanner:
         head = target.head()
         try:
             if head.startswith(ZIP_MAGIC) or (
-                target.path.endswith(".keras") and _hdf5_offset(target, head) is None
+                target.path.endswith(".keras") and hdf5_offset(target, head) is None
             ):
                 return self._scan_zip(target, limits)
             return self._scan_h5(target, limits)

@@ -44,6 +44,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import ONNX_MODEL_FIELDS
 from registry.scanners.tensorflow_graph import looks_like_saved_model
 from registry.scanners.unsupported_formats import looks_like_coreml
 
@@ -67,7 +68,7 @@ ONNX_MAX_BYTES = 2**31 - 1
 MAX_EVIDENCE = 20
 
 # ModelProto field number -> wire type (0 varint, 2 length-delimited).
-_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_MODEL_FIELDS = ONNX_MODEL_FIELDS
 _MAX_IR_VERSION = 64
 
 STANDARD_DOMAINS = frozenset(

@@ -203,8 +203,12 @@ def scan_targets(
         if processes > 1
         else None
     )
+    threads = workers or os.cpu_count() or 1
+    if per_file is None and (threads == 1 or len(targets) <= 1):
+        # One thread is this one: a pool would only add a hand-off per file.
+        per_file = [_scan_one(t, scanners, limits) for t in targets]
     if per_file is None:
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             per_file = list(pool.map(lambda t: _scan_one(t, scanners, limits), targets))
     by_path: dict[str, dict[str, FileVerdict]] = {
         t.path: results for t, results in zip(targets, per_file, strict=True)

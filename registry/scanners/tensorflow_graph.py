@@ -41,6 +41,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.claims import SAVED_MODEL_NAMES, SAVED_MODEL_TEXT_NAMES
 
 SCANNER_ID = "tensorflow"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -50,9 +51,6 @@ RULESET_VERSION = "2026-12-05"
 #: Protobuf messages cannot exceed 2 GiB.
 PROTOBUF_MAX_BYTES = 2**31 - 1
 MAX_EVIDENCE = 20
-
-SAVED_MODEL_NAMES = frozenset({"saved_model.pb"})
-SAVED_MODEL_TEXT_NAMES = frozenset({"saved_model.pbtxt"})
 
 
 @dataclass(frozen=True, slots=True)
