@@ -38,6 +38,8 @@ from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
 from registry.service.findings import latest_scans
 from registry.service.scan import report_max_severity
+from registry.tlog import append as tlog
+from registry.tlog.entries import EntryKind, LogEntry
 
 #: Without a scan, these names are assumed pickle-based: fail closed.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
@@ -332,6 +334,17 @@ def add_exception(
     )
     session.add(row)
     session.flush()
+    tlog.append(
+        session,
+        LogEntry(
+            kind=EntryKind.EXCEPTION,
+            subject=f"sha256:{checkpoint.manifest_digest}",
+            actor=actor,
+            time=now,
+            detail=f"exception {row.id} waives {', '.join(row.waive)} until "
+            f"{expires_at.isoformat()}; approved by {row.approver}",
+        ),
+    )
     session.add(
         AuditEvent(
             actor=actor,

@@ -1,0 +1,171 @@
+"""The log as files under one folder: `checkpoint`, `tile/<L>/<N>`, `tile/entries/<N>`.
+
+The layout is c2sp.org/tlog-tiles, so the folder can be served as static files as it is.
+Every file is written whole (temp, fsync, rename); bundles and tiles before the checkpoint
+that needs them, so a crash leaves the old checkpoint valid. Appends are serialized by the
+caller (`registry.tlog.append` holds the database lock row); a thread lock covers one process.
+
+Cost: an append re-reads the level-0 tiles and re-hashes the tree (O(size)). Fine for the
+events of one registry; a log that grows past about a million entries wants incremental state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from attestations.errors import AttestationError
+from attestations.tlog import (
+    TILE_WIDTH,
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    decode_bundle,
+    encode_bundle,
+    entries_path,
+    leaf_hash,
+    open_checkpoint,
+    split_tile,
+    tile_path,
+    tiles,
+    tree_hash,
+)
+from registry.errors import IntegrityFailure, StorageError
+from registry.fsutil import atomic_write
+
+CHECKPOINT = "checkpoint"
+
+
+class LogFolder:
+    """Reads of a log folder; every path is one this package built, never a caller's text."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, relative: str) -> bytes:
+        try:
+            return (self.root / relative).read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityFailure(f"transparency log file {relative} is missing") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.root / relative}: {exc.strerror}") from exc
+
+    def has_checkpoint(self) -> bool:
+        return (self.root / CHECKPOINT).is_file()
+
+    def checkpoint(self, verifier: NoteVerifier) -> Checkpoint:
+        try:
+            return open_checkpoint(self.read(CHECKPOINT), verifier)
+        except AttestationError as exc:
+            raise IntegrityFailure(f"transparency log checkpoint: {exc.message}") from exc
+
+    def entries(self, size: int) -> list[bytes]:
+        """The first `size` entries, from their bundles."""
+        out: list[bytes] = []
+        for index in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+            bundle = self.read(entries_path(index, width))
+            try:
+                got = decode_bundle(bundle)
+            except AttestationError as exc:
+                raise IntegrityFailure(f"entry bundle {index}: {exc.message}") from exc
+            if len(got) != width:
+                raise IntegrityFailure(f"entry bundle {index} holds {len(got)}, not {width}")
+            out.extend(got)
+        return out
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The first `size` leaf hashes, from the level-0 tiles."""
+        out: list[bytes] = []
+        for index in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+            try:
+                hashes = split_tile(self.read(tile_path(0, index, width)))
+            except AttestationError as exc:
+                raise IntegrityFailure(f"level-0 tile {index}: {exc.message}") from exc
+            if len(hashes) != width:
+                raise IntegrityFailure(f"level-0 tile {index} holds {len(hashes)}, not {width}")
+            out.extend(hashes)
+        return out
+
+
+class LogWriter:
+    """Appends entries to the log folder and signs a new checkpoint.
+
+    `signer` is a factory, called at the first append: reading a log never makes a key.
+    """
+
+    def __init__(self, root: Path, signer: Callable[[], NoteSigner]) -> None:
+        self.folder = LogFolder(root)
+        self._make_signer = signer
+        self._signer: NoteSigner | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def signer(self) -> NoteSigner:
+        if self._signer is None:
+            self._signer = self._make_signer()
+        return self._signer
+
+    def current(self) -> Checkpoint | None:
+        """The verified checkpoint, None for a log with none yet."""
+        if not self.folder.has_checkpoint():
+            return None
+        return self.folder.checkpoint(self.signer.verifier)
+
+    def append(self, entries: Sequence[bytes]) -> tuple[int, Checkpoint]:
+        """Append `entries`; returns the index of the first one and the new checkpoint.
+
+        1. Verify the current checkpoint with the log key and that the level-0 tiles hash to
+           its root (IntegrityFailure): never extend a log that was tampered with.
+        2. Write the entry bundles, then every tile the new size needs that is not there yet.
+        3. Sign and write the new checkpoint (last: it is what makes the new entries count).
+        """
+        if not entries:
+            raise ValueError("append needs at least one entry")  # a programming error
+        with self._lock:
+            signer = self.signer
+            old = self.current()
+            size = old.size if old is not None else 0
+            hashes = self.folder.leaf_hashes(size)
+            if old is not None and tree_hash(hashes) != old.root_hash:
+                raise IntegrityFailure("transparency log tiles do not hash to its checkpoint")
+            start = size
+            pending_bundle = self._partial_bundle(size)
+            try:
+                new_bundle_entries = [*pending_bundle, *entries]
+                all_hashes = [*hashes, *(leaf_hash(e) for e in entries)]
+                first_bundle = size // TILE_WIDTH
+                for offset in range(0, len(new_bundle_entries), TILE_WIDTH):
+                    chunk = new_bundle_entries[offset : offset + TILE_WIDTH]
+                    path = entries_path(first_bundle + offset // TILE_WIDTH, len(chunk))
+                    self._write(path, encode_bundle(chunk))
+            except AttestationError as exc:
+                raise StorageError(f"cannot append to the transparency log: {exc.message}") from exc
+            for path, data in tiles(all_hashes).items():
+                if not (self.folder.root / path).exists():
+                    self._write(path, data)
+            checkpoint = Checkpoint(signer.name, len(all_hashes), tree_hash(all_hashes))
+            self._write(CHECKPOINT, signer.sign(checkpoint))
+            return start, checkpoint
+
+    def _partial_bundle(self, size: int) -> list[bytes]:
+        width = size % TILE_WIDTH
+        if width == 0:
+            return []
+        try:
+            return decode_bundle(self.folder.read(entries_path(size // TILE_WIDTH, width)))
+        except AttestationError as exc:
+            raise IntegrityFailure(f"last entry bundle: {exc.message}") from exc
+
+    def _write(self, relative: str, data: bytes) -> None:
+        path = self.folder.root / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
+        atomic_write(path, data, overwrite=True)
+
+
+__all__ = ["CHECKPOINT", "LogFolder", "LogWriter"]
