@@ -1,0 +1,145 @@
+"""The registry's transparency log: what it issues is appended, verified offline, fail closed.
+
+On both databases, through the CLI in-process (quarantine, release, `log verify`, `log
+checkpoint`) and the embedded registry (concurrent appends)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attestations.tlog import NoteVerifier, entries_path, tile_path
+from registry.embedded import EmbeddedRegistry
+from registry.settings import Settings
+
+DIGEST = "sha256:" + "ab" * 32
+OTHER = "sha256:" + "cd" * 32
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    monkeypatch.setenv("MODELCTL_LOG_ORIGIN", "registry.example/log")
+    return database_url
+
+
+def log_entries(run_cli: Any) -> list[dict[str, Any]]:
+    out = []
+    size = run_cli("log", "checkpoint", "--json").json()["size"]
+    for n in range(size):
+        result = run_cli("log", "verify", "--entry", str(n), "--json")
+        assert result.code == 0, result.stderr
+        out.append(json.loads(result.json()["inclusion"]["entry"]))
+    return out
+
+
+def test_quarantine_and_release_are_logged_and_verify(
+    run_cli: Any, db: str, isolated_env: Path
+) -> None:
+    home = isolated_env
+    assert run_cli("quarantine", DIGEST, "--reason", "CVE-2026-0001").code == 0
+    assert run_cli("release", DIGEST, "--reason", "false alarm").code == 0
+    verified = run_cli("log", "verify", "--json")
+    assert verified.code == 0, verified.stderr
+    assert verified.json()["size"] == 2
+    assert verified.json()["origin"] == "registry.example/log"
+    entries = log_entries(run_cli)
+    assert [(e["kind"], e["subject"]) for e in entries] == [
+        ("quarantine", DIGEST),
+        ("release", DIGEST),
+    ]
+    assert "CVE-2026-0001" in entries[0]["detail"]
+    key = home / "keys" / "log.ed25519"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    text = run_cli("log", "checkpoint").stdout
+    assert text.startswith("registry.example/log\n2\n")
+    assert "\u2014 registry.example/log " in text
+
+
+def test_verify_with_a_foreign_key_fails(run_cli: Any, db: str, tmp_path: Path) -> None:
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    vkey = run_cli("log", "checkpoint", "--json").json()["key"]
+    assert run_cli("log", "verify", "--key", vkey).code == 0
+    forged = NoteVerifier("registry.example/log", b"\x07" * 32).vkey()
+    result = run_cli("log", "verify", "--key", forged)
+    assert result.code != 0
+    assert "not signed by" in result.stderr
+
+
+def test_a_tampered_tile_or_entry_fails_verify_and_blocks_appends(
+    run_cli: Any, db: str, isolated_env: Path
+) -> None:
+    home = isolated_env
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    assert run_cli("quarantine", OTHER, "--reason", "r").code == 0
+    tile = home / "log" / tile_path(0, 0, 2)
+    original = tile.read_bytes()
+    tile.write_bytes(bytes(32) + original[32:])
+    result = run_cli("log", "verify")
+    assert result.code != 0
+    assert "tile" in result.stderr
+    # Fail closed: the registry refuses to act when it cannot log the act.
+    refused = run_cli("release", DIGEST, "--reason", "r")
+    assert refused.code != 0
+    assert "checkpoint" in refused.stderr
+    tile.write_bytes(original)
+    entries = home / "log" / entries_path(0, 2)
+    entries.write_bytes(entries.read_bytes().replace(b"quarantine", b"quarantinX", 1))
+    result = run_cli("log", "verify")
+    assert result.code != 0
+
+
+def test_a_refused_append_rolls_the_operation_back(
+    run_cli: Any, db: str, isolated_env: Path
+) -> None:
+    home = isolated_env
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    checkpoint = home / "log" / "checkpoint"
+    checkpoint.write_bytes(checkpoint.read_bytes().replace(b"\n1\n", b"\n9\n", 1))
+    assert run_cli("release", DIGEST, "--reason", "r").code != 0
+    settings = Settings.from_env(home=home)
+    registry = EmbeddedRegistry(settings)
+    try:
+        assert [q.digest for q in registry.quarantine_list()] == [DIGEST]  # still held
+    finally:
+        registry.close()
+
+
+def test_concurrent_appends_from_two_registries_keep_one_tree(db: str, isolated_env: Path) -> None:
+    home = isolated_env
+    settings = Settings.from_env(home=home)
+    registries = [EmbeddedRegistry(settings) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def work(registry: EmbeddedRegistry, offset: int) -> None:
+        try:
+            for n in range(6):
+                registry.quarantine(f"sha256:{offset + n:064x}", "concurrent")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(r, i * 100)) for i, r in enumerate(registries)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in registries:
+        r.close()
+    assert errors == []
+    from registry.tlog.key import log_verifier
+    from registry.tlog.verify import verify_log
+
+    verifier = log_verifier(settings)
+    assert verifier is not None
+    assert verify_log(settings.log_root, verifier).checkpoint.size == 12
+
+
+def test_verify_without_a_log_is_refused(run_cli: Any, db: str) -> None:
+    result = run_cli("log", "verify")
+    assert result.code != 0
+    assert "log key" in result.stderr
