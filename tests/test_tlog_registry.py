@@ -143,3 +143,29 @@ def test_verify_without_a_log_is_refused(run_cli: Any, db: str) -> None:
     result = run_cli("log", "verify")
     assert result.code != 0
     assert "log key" in result.stderr
+
+
+def test_api_serves_checkpoint_and_tiles_to_readers(run_cli: Any, db: str) -> None:
+    import httpx
+
+    from registry.api.app import create_app
+    from tests.api_server import live_server
+
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    note = run_cli("log", "checkpoint", "--json").json()["checkpoint"]
+    with live_server(create_app(Settings.from_env())) as server:
+        secret = server.app.state.registry.token_create("reader-token", "reader").secret
+        auth = {"Authorization": f"Bearer {secret}"}
+        got = httpx.get(server.url + "/v1/log/checkpoint", headers=auth)
+        assert got.status_code == 200
+        assert got.text == note
+        assert got.headers["content-type"] == "text/plain; charset=utf-8"
+        tile = httpx.get(server.url + "/v1/log/tile/0/000.p/1", headers=auth)
+        assert tile.status_code == 200
+        assert len(tile.content) == 32
+        bundle = httpx.get(server.url + "/v1/log/tile/entries/000.p/1", headers=auth)
+        assert b'"kind":"quarantine"' in bundle.content
+        for hostile in ("0/../../keys/log.ed25519", "0/000.p/0", "64/000", "0/0001"):
+            refused = httpx.get(server.url + "/v1/log/tile/" + hostile, headers=auth)
+            assert refused.status_code in (404, 400), hostile
+        assert httpx.get(server.url + "/v1/log/checkpoint").status_code == 401
