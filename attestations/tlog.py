@@ -279,7 +279,7 @@ class NoteVerifier:
 
     @classmethod
     def parse(cls, vkey: str) -> NoteVerifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # names hold no "+"; base64 keys may
         if len(parts) != 3:
             raise MalformedDocumentError("a verifier key is <name>+<hex id>+<base64 key>")
         name, id_hex, key_text = parts

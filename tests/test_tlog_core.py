@@ -150,6 +150,12 @@ def test_go_note_verifier_key_vector() -> None:
         NoteVerifier.parse(vkey.replace("c74f20a3", "c74f20a4"))
 
 
+def test_verifier_key_with_plus_in_its_base64_round_trips() -> None:
+    verifier = NoteVerifier("example.com/log", b"\xfb" * 32)
+    assert "+" in verifier.vkey().split("+", 2)[2]
+    assert NoteVerifier.parse(verifier.vkey()) == verifier
+
+
 def test_checkpoint_round_trip_and_format() -> None:
     signer = NoteSigner("example.com/log", Ed25519PrivateKey.generate())
     checkpoint = Checkpoint("example.com/log", 7, bytes(range(32)))

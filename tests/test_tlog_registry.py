@@ -67,7 +67,7 @@ def test_verify_with_a_foreign_key_fails(run_cli: Any, db: str, tmp_path: Path) 
     assert run_cli("log", "verify", "--key", vkey).code == 0
     forged = NoteVerifier("registry.example/log", b"\x07" * 32).vkey()
     result = run_cli("log", "verify", "--key", forged)
-    assert result.code != 0
+    assert result.code == 1
     assert "not signed by" in result.stderr
 
 
@@ -81,17 +81,18 @@ def test_a_tampered_tile_or_entry_fails_verify_and_blocks_appends(
     original = tile.read_bytes()
     tile.write_bytes(bytes(32) + original[32:])
     result = run_cli("log", "verify")
-    assert result.code != 0
+    assert result.code == 1
     assert "tile" in result.stderr
     # Fail closed: the registry refuses to act when it cannot log the act.
     refused = run_cli("release", DIGEST, "--reason", "r")
-    assert refused.code != 0
+    assert refused.code == 2
     assert "checkpoint" in refused.stderr
     tile.write_bytes(original)
     entries = home / "log" / entries_path(0, 2)
     entries.write_bytes(entries.read_bytes().replace(b"quarantine", b"quarantinX", 1))
     result = run_cli("log", "verify")
-    assert result.code != 0
+    assert result.code == 1
+    assert "tile" in result.stderr
 
 
 def test_a_refused_append_rolls_the_operation_back(

@@ -29,6 +29,9 @@ def append(session: Session, entry: LogEntry) -> int:
        SQLite), so servers sharing the database append one at a time until commit.
     2. Append to the files and sign the new checkpoint.
     3. Refuse files that are behind what the database saw (restored or truncated log).
+
+    A log that cannot be appended to (tampered, missing, unwritable) is a StorageError: the act
+    fails with exit 2 / HTTP 503, and is rolled back by the caller's unit of work.
     """
     writer = session.info.get(SESSION_KEY)
     if not isinstance(writer, LogWriter):
@@ -42,10 +45,14 @@ def append(session: Session, entry: LogEntry) -> int:
         session.flush()
     head = session.get(TransparencyLogHead, 1)
     assert head is not None
-    index, checkpoint = writer.append([entry.to_bytes()])
+    try:
+        index, checkpoint = writer.append([entry.to_bytes()])
+    except IntegrityFailure as exc:  # our own log is broken: the server's fault, not the caller's
+        raise StorageError(f"cannot append to the transparency log: {exc}") from exc
     if index < head.size:
-        raise IntegrityFailure(
-            f"transparency log files hold {index} entries, the database saw {head.size}"
+        raise StorageError(
+            f"transparency log files hold {index} entries, the database saw {head.size}: "
+            "restore the log folder or investigate before the registry acts again"
         )
     head.size = checkpoint.size
     session.flush()
