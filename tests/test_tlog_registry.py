@@ -5,6 +5,7 @@ checkpoint`) and the embedded registry (concurrent appends)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import threading
@@ -13,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from attestations.tlog import NoteVerifier, entries_path, tile_path
+from attestations.tlog import (
+    InclusionProofError,
+    NoteVerifier,
+    entries_path,
+    leaf_hash,
+    open_checkpoint,
+    tile_path,
+    verify_inclusion,
+)
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 
@@ -153,6 +162,7 @@ def test_api_serves_checkpoint_and_tiles_to_readers(run_cli: Any, db: str) -> No
     from tests.api_server import live_server
 
     assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    assert run_cli("quarantine", OTHER, "--reason", "r").code == 0
     note = run_cli("log", "checkpoint", "--json").json()["checkpoint"]
     with live_server(create_app(Settings.from_env())) as server:
         secret = server.app.state.registry.token_create("reader-token", "reader").secret
@@ -161,12 +171,50 @@ def test_api_serves_checkpoint_and_tiles_to_readers(run_cli: Any, db: str) -> No
         assert got.status_code == 200
         assert got.text == note
         assert got.headers["content-type"] == "text/plain; charset=utf-8"
-        tile = httpx.get(server.url + "/v1/log/tile/0/000.p/1", headers=auth)
+        tile = httpx.get(server.url + "/v1/log/tile/0/000.p/2", headers=auth)
         assert tile.status_code == 200
-        assert len(tile.content) == 32
-        bundle = httpx.get(server.url + "/v1/log/tile/entries/000.p/1", headers=auth)
+        assert len(tile.content) == 64
+        bundle = httpx.get(server.url + "/v1/log/tile/entries/000.p/2", headers=auth)
         assert b'"kind":"quarantine"' in bundle.content
         for hostile in ("0/../../keys/log.ed25519", "0/000.p/0", "64/000", "0/0001"):
             refused = httpx.get(server.url + "/v1/log/tile/" + hostile, headers=auth)
             assert refused.status_code in (404, 400), hostile
         assert httpx.get(server.url + "/v1/log/checkpoint").status_code == 401
+        proof = httpx.get(server.url + "/v1/log/proof/0", headers=auth).json()
+        pinned = NoteVerifier.parse(run_cli("log", "checkpoint", "--json").json()["key"])
+        signed = open_checkpoint(proof["checkpoint"].encode(), pinned)
+        leaf = leaf_hash(proof["entry"].encode())
+        path = [base64.b64decode(h) for h in proof["proof"]]
+        assert (signed.size, len(path)) == (2, 1)
+        verify_inclusion(leaf, 0, signed.size, path, signed.root_hash)
+        with pytest.raises(InclusionProofError):
+            verify_inclusion(leaf_hash(b"forged"), 0, signed.size, path, signed.root_hash)
+        missing = httpx.get(server.url + "/v1/log/proof/5", headers=auth)
+        assert missing.status_code == 404
+
+
+def test_attestations_carry_their_log_entry(
+    run_cli: Any, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_bytes(b"{}")
+    (model / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    mirrored = run_cli("mirror", str(model), "--name", "acme/m", "--json", "--fail-on", "never")
+    assert mirrored.code == 0, mirrored.stderr
+    attested = run_cli("attest", "acme/m", "--json")
+    assert attested.code == 0, attested.stderr
+    issued = attested.json()["issued"]
+    assert all(a["log_index"] is not None for a in issued)
+    for attestation in run_cli("inspect", "acme/m", "--json").json()["attestations"]:
+        index = attestation["log_index"]
+        assert index is not None
+        proved = run_cli("log", "verify", "--entry", str(index), "--json")
+        assert proved.code == 0, proved.stderr
+        entry = json.loads(proved.json()["inclusion"]["entry"])
+        assert entry["kind"] == "attestation"
+        assert entry["digest"] == "sha256:" + attestation["bundle_sha256"]
+        assert entry["subject"] == attestation["subject_digest"]
+        assert entry["detail"] == attestation["predicate_type"]
+    assert run_cli("log", "verify", "--entry", "999").code == 2

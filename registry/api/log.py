@@ -7,15 +7,18 @@ request can name a file outside the log folder.
 
 from __future__ import annotations
 
+import base64
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
 
 from registry.api.deps import registry_for
 from registry.api.problems import PROBLEM_RESPONSES
 from registry.embedded import EmbeddedRegistry
-from registry.errors import NotFound, StorageError
+from registry.errors import InputError, NotFound, StorageError
+from registry.tlog.key import log_verifier
+from registry.tlog.verify import verify_log
 
 router = APIRouter(prefix="/v1/log", responses=PROBLEM_RESPONSES, tags=["transparency log"])
 Reader = Annotated[EmbeddedRegistry, Depends(registry_for("read"))]
@@ -58,3 +61,27 @@ def tile(registry: Reader, tile: Annotated[str, Path(max_length=200)]) -> Respon
         media_type="application/octet-stream",
         headers={"Cache-Control": "public, max-age=31536000, immutable"},
     )
+
+
+@router.get("/proof/{index}")
+def proof(registry: Reader, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
+    """Entry `index`, its RFC 6962 inclusion proof and the signed checkpoint it leads to.
+
+    The server verifies its own log end to end first (as `modelctl log verify --entry`); a
+    client checks the proof again against the checkpoint, with the log key it pinned.
+    """
+    verifier = log_verifier(registry.settings)
+    if verifier is None:
+        raise NotFound("the transparency log has no entries yet")
+    result = verify_log(registry.settings.log_root, verifier, index)
+    if result.inclusion is None:  # pragma: no cover - verify_log proves the entry it was given
+        raise InputError(f"no entry {index}")
+    return {
+        "index": index,
+        "tree_size": result.checkpoint.size,
+        "entry": result.inclusion.entry.decode("utf-8", errors="replace"),
+        "leaf_hash": base64.b64encode(result.inclusion.leaf_hash).decode(),
+        "proof": [base64.b64encode(h).decode() for h in result.inclusion.proof],
+        "checkpoint": _read(registry, "checkpoint").decode(),
+        "key": verifier.vkey(),
+    }

@@ -184,6 +184,9 @@ class Attestation(Base):
     bundle: Mapped[bytes] = mapped_column(LargeBinary)
     bundle_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    #: The transparency log entry of an attestation the registry signed (None: uploaded, or
+    #: signed before the log existed).
+    log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="attestations")
 

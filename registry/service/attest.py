@@ -43,7 +43,7 @@ def store_attestation(
         bundle_sha256=hashlib.sha256(data).hexdigest(),
     )
     session.add(row)
-    tlog.append(
+    row.log_index = tlog.append(
         session,
         LogEntry(
             kind=EntryKind.ATTESTATION,

@@ -15,7 +15,7 @@ from attestations.tlog import (
     tree_hash,
     verify_inclusion,
 )
-from registry.errors import InputError, IntegrityFailure
+from registry.errors import InputError, IntegrityFailure, NotFound
 from registry.tlog.files import LogFolder
 
 
@@ -60,7 +60,7 @@ def verify_log(root: Path, verifier: NoteVerifier, entry: int | None = None) -> 
     inclusion = None
     if entry is not None:
         if not 0 <= entry < checkpoint.size:
-            raise InputError(f"entry {entry} is not in a log of {checkpoint.size}")
+            raise NotFound(f"entry {entry} is not in a log of {checkpoint.size}")
         proof = inclusion_proof(hashes, entry)
         try:
             verify_inclusion(hashes[entry], entry, checkpoint.size, proof, checkpoint.root_hash)

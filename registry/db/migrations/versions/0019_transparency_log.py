@@ -7,6 +7,8 @@ Create Date: 2026-12-05
 - `transparency_log_heads`: one row (id 1), the append lock of the registry's transparency log
   (taken `FOR UPDATE` so several servers append one at a time) and the tree size the database
   last saw, so an append refuses log files that went backwards. The log itself is files.
+- `attestations.log_index`: where the registry's transparency log holds the entry for an
+  attestation the registry signed (NULL for uploaded ones and those signed before 0019).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ def upgrade() -> None:
         'INSERT INTO transparency_log_heads (id, size, updated_at) '
         'VALUES (1, 0, CURRENT_TIMESTAMP)'
     )
+    with op.batch_alter_table('attestations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('log_index', sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('attestations', schema=None) as batch_op:
+        batch_op.drop_column('log_index')
     op.drop_table('transparency_log_heads')
