@@ -218,3 +218,17 @@ def test_attestations_carry_their_log_entry(
         assert entry["subject"] == attestation["subject_digest"]
         assert entry["detail"] == attestation["predicate_type"]
     assert run_cli("log", "verify", "--entry", "999").code == 2
+
+
+def test_an_unsigned_recorded_decision_is_logged(run_cli: Any, db: str, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_bytes(b"{}")
+    mirrored = run_cli("mirror", str(model), "--name", "acme/d", "--json", "--fail-on", "never")
+    assert mirrored.code == 0, mirrored.stderr
+    digest = mirrored.json()["digest"]
+    run_cli("policy", "check", "acme/d", "--env", "prod", "--json")
+    decisions = [e for e in log_entries(run_cli) if e["kind"] == "decision"]
+    assert len(decisions) == 1
+    assert decisions[0]["subject"] == digest
+    assert decisions[0]["detail"].startswith("prod: ")

@@ -269,6 +269,19 @@ def record_decision(
         )
         session.flush()
         row.attestation_id = attestation.id
+    else:  # a signed decision is logged as its VSA attestation; an unsigned one as itself
+        outcome = "allowed" if record.allowed else "denied"
+        tlog.append(
+            session,
+            LogEntry(
+                kind=EntryKind.DECISION,
+                subject=f"sha256:{checkpoint.manifest_digest}",
+                actor=actor,
+                time=record.evaluated_at,
+                detail=f"{record.environment}: {outcome} by policy {record.policy_name} "
+                f"({record.policy_digest})",
+            ),
+        )
     session.add(
         AuditEvent(
             actor=actor,

@@ -12,6 +12,8 @@ class EntryKind(StrEnum):
     ATTESTATION = (
         "attestation"  # a bundle the registry signed (signature, scan, provenance, BOM, VSA)
     )
+    #: A decision recorded without the registry key (signed ones are VSA attestations).
+    DECISION = "decision"
     QUARANTINE = "quarantine"
     RELEASE = "release"
     EXCEPTION = "exception"  # an exception approved (a waiver row granted)
