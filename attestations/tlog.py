@@ -70,12 +70,18 @@ def tree_hash(leaf_hashes: Sequence[bytes]) -> bytes:
     """MTH(D[n]) over already hashed leaves; the empty tree hashes to SHA-256("")."""
     if not leaf_hashes:
         return hashlib.sha256(b"").digest()
-    if len(leaf_hashes) == 1:
-        return leaf_hashes[0]
-    # Fold complete subtrees on a stack, left to right: O(n) without recursion depth.
+    return root_from_subtrees([(1, h) for h in leaf_hashes])
+
+
+def root_from_subtrees(subtrees: Sequence[tuple[int, bytes]]) -> bytes:
+    """MTH of a tree given as perfect subtrees (size, hash), left to right, sizes powers of two
+    that never grow (e.g. a tiled log's right edge: partial tile hashes from the top level
+    down). Leaves are subtrees of size 1, so `tree_hash` is this fold."""
+    if not subtrees:
+        return hashlib.sha256(b"").digest()
+    # Fold equal neighbours on a stack, left to right: O(n) without recursion depth.
     stack: list[tuple[int, bytes]] = []
-    for leaf in leaf_hashes:
-        size, digest = 1, leaf
+    for size, digest in subtrees:
         while stack and stack[-1][0] == size:
             left_size, left = stack.pop()
             size, digest = left_size + size, node_hash(left, digest)
@@ -473,6 +479,7 @@ __all__ = [
     "split_tile",
     "tile_path",
     "tiles",
+    "root_from_subtrees",
     "tree_hash",
     "verify_consistency",
     "verify_inclusion",

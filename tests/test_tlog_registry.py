@@ -232,3 +232,30 @@ def test_an_unsigned_recorded_decision_is_logged(run_cli: Any, db: str, tmp_path
     assert len(decisions) == 1
     assert decisions[0]["subject"] == digest
     assert decisions[0]["detail"].startswith("prod: ")
+
+
+def test_appends_in_batches_across_tile_boundaries_build_the_full_tree(tmp_path: Path) -> None:
+    # The writer only touches the right edge; `verify_log` recomputes every tile and the root
+    # from all entries, so any batch pattern must end in the same tree as one big append.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    from attestations.tlog import NoteSigner, tiles, tree_hash  # noqa: PLC0415
+    from registry.tlog.files import LogWriter  # noqa: PLC0415
+    from registry.tlog.verify import verify_log  # noqa: PLC0415
+
+    signer = NoteSigner("test.local/log", Ed25519PrivateKey.generate())
+    writer = LogWriter(tmp_path / "log", lambda: signer)
+    appended: list[bytes] = []
+    for batch in (1, 254, 1, 1, 300, 65_000, 255, 1, 3):
+        entries = [f"entry {len(appended) + i}".encode() for i in range(batch)]
+        start, checkpoint = writer.append(entries)
+        assert start == len(appended)
+        appended.extend(entries)
+        hashes = [leaf_hash(e) for e in appended]
+        assert checkpoint.root_hash == tree_hash(hashes)
+    result = verify_log(tmp_path / "log", signer.verifier, len(appended) - 1)
+    assert result.checkpoint.size == len(appended) == 65_816
+    assert result.tiles_checked == len(tiles(hashes))
+    assert (tmp_path / "log" / "tile" / "2" / "000.p" / "1").is_file()  # 65,536 leaves: level 2

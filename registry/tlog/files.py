@@ -5,8 +5,8 @@ Every file is written whole (temp, fsync, rename); bundles and tiles before the 
 that needs them, so a crash leaves the old checkpoint valid. Appends are serialized by the
 caller (`registry.tlog.append` holds the database lock row); a thread lock covers one process.
 
-Cost: an append re-reads the level-0 tiles and re-hashes the tree (O(size)). Fine for the
-events of one registry; a log that grows past about a million entries wants incremental state.
+Cost: an append reads and rewrites only the right edge (each level's partial tile), so it
+grows with the batch and the log's height, not its size.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from attestations.tlog import (
     entries_path,
     leaf_hash,
     open_checkpoint,
+    root_from_subtrees,
     split_tile,
     tile_path,
-    tiles,
     tree_hash,
 )
 from registry.errors import IntegrityFailure, StorageError
@@ -117,10 +117,15 @@ class LogWriter:
     def append(self, entries: Sequence[bytes]) -> tuple[int, Checkpoint]:
         """Append `entries`; returns the index of the first one and the new checkpoint.
 
-        1. Verify the current checkpoint with the log key and that the level-0 tiles hash to
-           its root (IntegrityFailure): never extend a log that was tampered with.
-        2. Write the entry bundles, then every tile the new size needs that is not there yet.
+        1. Verify the current checkpoint with the log key, and that the right edge of the tree
+           (each level's partial tile) hashes to its root (IntegrityFailure): never extend a
+           log that was tampered with.
+        2. Write the entry bundles from the last partial one on, then, level by level, the
+           tiles from the last partial one on; a tile that fills up adds its tree hash to the
+           level above.
         3. Sign and write the new checkpoint (last: it is what makes the new entries count).
+
+        Only the right edge is read and rewritten: the cost grows with the batch, not the log.
         """
         if not entries:
             raise ValueError("append needs at least one entry")  # a programming error
@@ -128,27 +133,64 @@ class LogWriter:
             signer = self.signer
             old = self.current()
             size = old.size if old is not None else 0
-            hashes = self.folder.leaf_hashes(size)
-            if old is not None and tree_hash(hashes) != old.root_hash:
+            edges = self._right_edge(size)
+            if old is not None and root_from_subtrees(_subtrees(edges)) != old.root_hash:
                 raise IntegrityFailure("transparency log tiles do not hash to its checkpoint")
-            start = size
-            pending_bundle = self._partial_bundle(size)
             try:
-                new_bundle_entries = [*pending_bundle, *entries]
-                all_hashes = [*hashes, *(leaf_hash(e) for e in entries)]
-                first_bundle = size // TILE_WIDTH
-                for offset in range(0, len(new_bundle_entries), TILE_WIDTH):
-                    chunk = new_bundle_entries[offset : offset + TILE_WIDTH]
-                    path = entries_path(first_bundle + offset // TILE_WIDTH, len(chunk))
-                    self._write(path, encode_bundle(chunk))
+                bundle = [*self._partial_bundle(size), *entries]
+                first = size // TILE_WIDTH
+                for offset in range(0, len(bundle), TILE_WIDTH):
+                    chunk = bundle[offset : offset + TILE_WIDTH]
+                    self._write(
+                        entries_path(first + offset // TILE_WIDTH, len(chunk)), encode_bundle(chunk)
+                    )
             except AttestationError as exc:
                 raise StorageError(f"cannot append to the transparency log: {exc.message}") from exc
-            for path, data in tiles(all_hashes).items():
-                if not (self.folder.root / path).exists():
-                    self._write(path, data)
-            checkpoint = Checkpoint(signer.name, len(all_hashes), tree_hash(all_hashes))
+            new_size = size + len(entries)
+            rising = [leaf_hash(e) for e in entries]  # new hashes entering the current level
+            new_edges: list[list[bytes]] = []
+            level = 0
+            while rising or level < len(edges):
+                count = size // TILE_WIDTH**level  # hashes this level held before
+                pending = [*(edges[level] if level < len(edges) else []), *rising]
+                first = count // TILE_WIDTH
+                rising = []
+                for offset in range(0, len(pending), TILE_WIDTH):
+                    chunk = pending[offset : offset + TILE_WIDTH]
+                    self._write(
+                        tile_path(level, first + offset // TILE_WIDTH, len(chunk)), b"".join(chunk)
+                    )
+                    if len(chunk) == TILE_WIDTH:
+                        rising.append(tree_hash(chunk))
+                    else:
+                        new_edges.append(chunk)
+                if len(pending) % TILE_WIDTH == 0:
+                    new_edges.append([])
+                level += 1
+            checkpoint = Checkpoint(signer.name, new_size, root_from_subtrees(_subtrees(new_edges)))
             self._write(CHECKPOINT, signer.sign(checkpoint))
-            return start, checkpoint
+            return size, checkpoint
+
+    def _right_edge(self, size: int) -> list[list[bytes]]:
+        """Each level's partial tile hashes (empty where the level ends on a full tile)."""
+        edges: list[list[bytes]] = []
+        level = 0
+        while (count := size // TILE_WIDTH**level) > 0:
+            width = count % TILE_WIDTH
+            if width == 0:
+                edges.append([])
+            else:
+                try:
+                    tile = split_tile(
+                        self.folder.read(tile_path(level, count // TILE_WIDTH, width))
+                    )
+                except AttestationError as exc:
+                    raise IntegrityFailure(f"level-{level} tile: {exc.message}") from exc
+                if len(tile) != width:
+                    raise IntegrityFailure(f"level-{level} tile holds {len(tile)}, not {width}")
+                edges.append(tile)
+            level += 1
+        return edges
 
     def _partial_bundle(self, size: int) -> list[bytes]:
         width = size % TILE_WIDTH
@@ -166,6 +208,11 @@ class LogWriter:
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
         atomic_write(path, data, overwrite=True)
+
+
+def _subtrees(edges: Sequence[Sequence[bytes]]) -> list[tuple[int, bytes]]:
+    """The right edge as perfect subtrees, top level first: a level-L hash spans 256**L leaves."""
+    return [(TILE_WIDTH**level, h) for level in range(len(edges) - 1, -1, -1) for h in edges[level]]
 
 
 __all__ = ["CHECKPOINT", "LogFolder", "LogWriter"]
