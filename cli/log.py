@@ -39,6 +39,14 @@ DirOption = Annotated[
 ]
 
 
+def _refuse_remote(registry_url: str | None) -> None:
+    if registry_url:
+        raise InputError(
+            "log commands read a log folder offline: unset --registry, copy the log "
+            "(GET /v1/log/checkpoint, /v1/log/tile/...) and pass --dir and --key"
+        )
+
+
 def _verifier(settings: Settings, key: str | None) -> NoteVerifier:
     from attestations.errors import MalformedDocumentError  # noqa: PLC0415 - cryptography
     from attestations.tlog import NoteVerifier  # noqa: PLC0415
@@ -67,6 +75,14 @@ def verify_command(
     entry: Annotated[
         int | None, typer.Option("--entry", help="Also prove entry N is in the log.", min=0)
     ] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            "--since",
+            help="An older checkpoint file you kept: prove the log only grew since.",
+            dir_okay=False,
+        ),
+    ] = None,
     key: KeyOption = None,
     directory: DirOption = None,
     json_output: JsonOption = False,
@@ -75,9 +91,16 @@ def verify_command(
     from registry.tlog.verify import verify_log  # noqa: PLC0415 - cryptography
 
     state = state_of(ctx, json_output=json_output, verbose=False)
+    _refuse_remote(state.registry_url)
     settings = Settings.from_env(home=state.home)
     verifier = _verifier(settings, key)
-    result = verify_log(directory or settings.log_root, verifier, entry)
+    older = None
+    if since is not None:
+        try:
+            older = since.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {since}: {exc.strerror}") from exc
+    result = verify_log(directory or settings.log_root, verifier, entry, older)
     checkpoint = result.checkpoint
     data: dict[str, Any] = {
         "verified": True,
@@ -92,6 +115,9 @@ def verify_command(
         f"{data['root_hash']}, signed by {result.key_name} ({result.key_id}); "
         f"{result.tiles_checked} tiles and every entry recomputed",
     ]
+    if result.extends is not None:
+        data["extends"] = {"size": result.extends.size}
+        lines.append(f"it extends the checkpoint of size {result.extends.size} (consistent)")
     if result.inclusion is not None:
         proof = [base64.b64encode(h).decode() for h in result.inclusion.proof]
         data["inclusion"] = {
@@ -118,6 +144,7 @@ def checkpoint_command(
     from registry.tlog.files import CHECKPOINT, LogFolder  # noqa: PLC0415 - cryptography
 
     state = state_of(ctx, json_output=json_output, verbose=False)
+    _refuse_remote(state.registry_url)
     settings = Settings.from_env(home=state.home)
     verifier = _verifier(settings, key)
     folder = LogFolder(directory or settings.log_root)

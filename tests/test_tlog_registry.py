@@ -259,3 +259,35 @@ def test_appends_in_batches_across_tile_boundaries_build_the_full_tree(tmp_path:
     assert result.checkpoint.size == len(appended) == 65_816
     assert result.tiles_checked == len(tiles(hashes))
     assert (tmp_path / "log" / "tile" / "2" / "000.p" / "1").is_file()  # 65,536 leaves: level 2
+
+
+def test_verify_since_an_older_checkpoint_proves_append_only(
+    run_cli: Any, db: str, isolated_env: Path, tmp_path: Path
+) -> None:
+    from attestations.tlog import Checkpoint  # noqa: PLC0415
+    from registry.tlog.key import log_signer  # noqa: PLC0415
+
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    kept = tmp_path / "kept-checkpoint"
+    kept.write_bytes((isolated_env / "log" / "checkpoint").read_bytes())
+    assert run_cli("release", DIGEST, "--reason", "a").code == 0
+    assert run_cli("quarantine", DIGEST, "--reason", "b").code == 0
+    result = run_cli("log", "verify", "--since", str(kept), "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["extends"] == {"size": 1}
+    # The operator signs a different size-1 tree with the real key (a fork): refused.
+    signer = log_signer(Settings.from_env(home=isolated_env))
+    forked = tmp_path / "forked-checkpoint"
+    forked.write_bytes(signer.sign(Checkpoint(signer.name, 1, leaf_hash(b"another history"))))
+    refused = run_cli("log", "verify", "--since", str(forked))
+    assert refused.code == 1
+    assert "rewritten" in refused.stderr
+    bigger = tmp_path / "bigger-checkpoint"
+    bigger.write_bytes(signer.sign(Checkpoint(signer.name, 99, leaf_hash(b"x"))))
+    assert "shrank" in run_cli("log", "verify", "--since", str(bigger)).stderr
+
+
+def test_log_commands_refuse_remote_mode(run_cli: Any, db: str) -> None:
+    result = run_cli("--registry", "http://127.0.0.1:9", "log", "verify")
+    assert result.code == 2
+    assert "offline" in result.stderr
