@@ -81,7 +81,8 @@ def root_from_subtrees(subtrees: Sequence[tuple[int, bytes]]) -> bytes:
         return hashlib.sha256(b"").digest()
     # Fold equal neighbours on a stack, left to right: O(n) without recursion depth.
     stack: list[tuple[int, bytes]] = []
-    for size, digest in subtrees:
+    for subtree in subtrees:
+        size, digest = subtree
         while stack and stack[-1][0] == size:
             left_size, left = stack.pop()
             size, digest = left_size + size, node_hash(left, digest)
@@ -476,10 +477,10 @@ __all__ = [
     "level_hashes",
     "node_hash",
     "open_checkpoint",
+    "root_from_subtrees",
     "split_tile",
     "tile_path",
     "tiles",
-    "root_from_subtrees",
     "tree_hash",
     "verify_consistency",
     "verify_inclusion",

@@ -12,19 +12,30 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from attestations.tlog import (
+    Checkpoint,
     InclusionProofError,
+    NoteSigner,
     NoteVerifier,
     entries_path,
     leaf_hash,
     open_checkpoint,
     tile_path,
+    tiles,
+    tree_hash,
     verify_inclusion,
 )
+from registry.api.app import create_app
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
+from registry.tlog.files import LogWriter
+from registry.tlog.key import log_signer, log_verifier
+from registry.tlog.verify import verify_log
+from tests.api_server import live_server
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -141,7 +152,6 @@ def test_concurrent_appends_from_two_registries_keep_one_tree(db: str, isolated_
     for r in registries:
         r.close()
     assert errors == []
-    from registry.tlog.key import log_verifier
     from registry.tlog.verify import verify_log
 
     verifier = log_verifier(settings)
@@ -156,10 +166,6 @@ def test_verify_without_a_log_is_refused(run_cli: Any, db: str) -> None:
 
 
 def test_api_serves_checkpoint_and_tiles_to_readers(run_cli: Any, db: str) -> None:
-    import httpx
-
-    from registry.api.app import create_app
-    from tests.api_server import live_server
 
     assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
     assert run_cli("quarantine", OTHER, "--reason", "r").code == 0
@@ -237,13 +243,6 @@ def test_an_unsigned_recorded_decision_is_logged(run_cli: Any, db: str, tmp_path
 def test_appends_in_batches_across_tile_boundaries_build_the_full_tree(tmp_path: Path) -> None:
     # The writer only touches the right edge; `verify_log` recomputes every tile and the root
     # from all entries, so any batch pattern must end in the same tree as one big append.
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
-        Ed25519PrivateKey,
-    )
-
-    from attestations.tlog import NoteSigner, tiles, tree_hash  # noqa: PLC0415
-    from registry.tlog.files import LogWriter  # noqa: PLC0415
-    from registry.tlog.verify import verify_log  # noqa: PLC0415
 
     signer = NoteSigner("test.local/log", Ed25519PrivateKey.generate())
     writer = LogWriter(tmp_path / "log", lambda: signer)
@@ -264,8 +263,6 @@ def test_appends_in_batches_across_tile_boundaries_build_the_full_tree(tmp_path:
 def test_verify_since_an_older_checkpoint_proves_append_only(
     run_cli: Any, db: str, isolated_env: Path, tmp_path: Path
 ) -> None:
-    from attestations.tlog import Checkpoint  # noqa: PLC0415
-    from registry.tlog.key import log_signer  # noqa: PLC0415
 
     assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
     kept = tmp_path / "kept-checkpoint"
