@@ -64,6 +64,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("finding", "cli.findings:finding_app"),
     LazyCommand("tokens", "cli.tokens:tokens_app"),
     LazyCommand("bundle", "cli.bundle:bundle_app"),
+    LazyCommand("log", "cli.log:log_app"),
 )
 
 _BY_NAME = {command.name: command for command in COMMANDS}

@@ -6,6 +6,7 @@ Each method is one unit of work: it opens a session, calls the service, and comm
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -70,6 +71,9 @@ from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
+from registry.tlog.append import SESSION_KEY as TLOG_SESSION_KEY
+from registry.tlog.files import LogWriter
+from registry.tlog.key import log_signer
 from registry.views import (  # server
     AttestationView,
     AttestResult,
@@ -124,7 +128,8 @@ class EmbeddedRegistry:
         except BaseException:
             self.engine.dispose()  # no pooled connection outlives a refused start
             raise
-        self.sessions = session_factory(self.engine)
+        self.log = LogWriter(settings.log_root, functools.partial(log_signer, settings))
+        self.sessions = session_factory(self.engine, info={TLOG_SESSION_KEY: self.log})
         self._policy_cache: dict[tuple[str, str], PolicySet] = {}
         self._policy_lock = threading.Lock()
         #: Live statuses for lists and counts, shared by `as_actor` copies (see live_status).

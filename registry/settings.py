@@ -60,6 +60,17 @@ class Settings:
     # A running job whose worker sent no heartbeat for this long is taken over by another
     # (MODELCTL_JOB_LEASE_SECONDS; workers beat every half second).
     job_lease_seconds: float = 60.0
+    # The transparency log's checkpoint origin (MODELCTL_LOG_ORIGIN); None: modelctl.local/<host>.
+    log_origin: str | None = None
+
+    @property
+    def log_root(self) -> Path:
+        """Folder of the transparency log's tiles and checkpoint (`MODELCTL_HOME/log`)."""
+        return self.home / "log"
+
+    @property
+    def log_key_path(self) -> Path:
+        return self.home / "keys" / "log.ed25519"
 
     @property
     def signing_key_path(self) -> Path:
@@ -122,6 +133,7 @@ class Settings:
             policy_file=Path(env["MODELCTL_POLICY"]).expanduser()
             if env.get("MODELCTL_POLICY")
             else None,
+            log_origin=env.get("MODELCTL_LOG_ORIGIN") or None,
         )
 
 

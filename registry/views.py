@@ -89,6 +89,9 @@ class AttestationView(WireModel):
     signer: str
     created_at: Timestamp
     bundle_sha256: str
+    #: Its entry in the registry's transparency log (`modelctl log verify --entry N`,
+    #: `GET /v1/log/proof/N`); None for uploaded attestations and older ones.
+    log_index: int | None = None
 
 
 class ScanView(WireModel):

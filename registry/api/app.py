@@ -10,7 +10,7 @@ import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry.api import docs, hf, k8s, problems, v1
+from registry.api import docs, hf, k8s, log, problems, v1
 from registry.api.docs import SecurityHeaders
 from registry.api.idempotency import Idempotency
 from registry.embedded import EmbeddedRegistry
@@ -73,6 +73,7 @@ def create_app(
     _add_problem_schema(app)
 
     app.include_router(v1.router)
+    app.include_router(log.router)
     app.include_router(docs.router)
     app.include_router(hf.router)
     app.include_router(k8s.router)

@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 #: The newest migration. Kept here so that an up-to-date database is recognised without
 #: importing Alembic (a tenth of a second on every command); a test holds it equal to
 #: Alembic's own head.
-HEAD_REVISION = "0018"
+HEAD_REVISION = "0019"
 
 
 def make_engine(url: str) -> Engine:
@@ -128,8 +128,9 @@ def require_current_schema(engine: Engine) -> None:
         )
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, info: dict[str, object] | None = None) -> sessionmaker[Session]:
+    """`info` travels in every session (e.g. the transparency log that services append to)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 @contextmanager

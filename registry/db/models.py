@@ -184,6 +184,9 @@ class Attestation(Base):
     bundle: Mapped[bytes] = mapped_column(LargeBinary)
     bundle_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    #: The transparency log entry of an attestation the registry signed (None: uploaded, or
+    #: signed before the log existed).
+    log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     checkpoint: Mapped[Checkpoint] = relationship(back_populates="attestations")
 
@@ -489,3 +492,17 @@ class IdempotencyKey(Base):
     content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class TransparencyLogHead(Base):
+    """The transparency log's append lock and the size the database last saw it reach.
+
+    Appends take this row `FOR UPDATE`, so servers sharing the database append one at a time;
+    the size lets an append refuse log files that went backwards (restored or truncated).
+    """
+
+    __tablename__ = "transparency_log_heads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -38,6 +38,8 @@ from registry.service.attest import store_attestation
 from registry.service.checkpoints import UNKNOWN_LICENSE, card_license
 from registry.service.findings import latest_scans
 from registry.service.scan import report_max_severity
+from registry.tlog import append as tlog
+from registry.tlog.entries import EntryKind, LogEntry
 
 #: Without a scan, these names are assumed pickle-based: fail closed.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
@@ -267,6 +269,19 @@ def record_decision(
         )
         session.flush()
         row.attestation_id = attestation.id
+    else:  # a signed decision is logged as its VSA attestation; an unsigned one as itself
+        outcome = "allowed" if record.allowed else "denied"
+        tlog.append(
+            session,
+            LogEntry(
+                kind=EntryKind.DECISION,
+                subject=f"sha256:{checkpoint.manifest_digest}",
+                actor=actor,
+                time=record.evaluated_at,
+                detail=f"{record.environment}: {outcome} by policy {record.policy_name} "
+                f"({record.policy_digest})",
+            ),
+        )
     session.add(
         AuditEvent(
             actor=actor,
@@ -332,6 +347,17 @@ def add_exception(
     )
     session.add(row)
     session.flush()
+    tlog.append(
+        session,
+        LogEntry(
+            kind=EntryKind.EXCEPTION,
+            subject=f"sha256:{checkpoint.manifest_digest}",
+            actor=actor,
+            time=now,
+            detail=f"exception {row.id} waives {', '.join(row.waive)} until "
+            f"{expires_at.isoformat()}; approved by {row.approver}",
+        ),
+    )
     session.add(
         AuditEvent(
             actor=actor,

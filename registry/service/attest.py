@@ -20,10 +20,13 @@ from attestations.keys import KeySigner
 from attestations.model_signature import build_statement, resources_from_manifest
 from attestations.provenance import MirrorRecord, mirror_provenance
 from attestations.serialization import Serialization
+from attestations.utc import utc_now
 from registry.db.models import Attestation, AuditEvent, Checkpoint
 from registry.errors import Denied
 from registry.service import findings
 from registry.service.checkpoints import attestation_view, checkpoint_view, manifest_of
+from registry.tlog import append as tlog
+from registry.tlog.entries import EntryKind, LogEntry
 from registry.views import AttestResult, OpenFinding
 
 
@@ -40,6 +43,17 @@ def store_attestation(
         bundle_sha256=hashlib.sha256(data).hexdigest(),
     )
     session.add(row)
+    row.log_index = tlog.append(
+        session,
+        LogEntry(
+            kind=EntryKind.ATTESTATION,
+            subject=f"sha256:{row.subject_digest}",
+            actor=signer,
+            time=utc_now(),
+            digest=f"sha256:{row.bundle_sha256}",
+            detail=row.predicate_type,
+        ),
+    )
     return row
 
 

@@ -460,6 +460,7 @@ def attestation_view(row: Attestation) -> AttestationView:
         signer=row.signer,
         created_at=row.created_at,
         bundle_sha256=row.bundle_sha256,
+        log_index=row.log_index,
     )
 
 

@@ -32,6 +32,8 @@ from registry.db.models import (
 from registry.errors import InputError
 from registry.refs import Ref
 from registry.service import checkpoints
+from registry.tlog import append as tlog
+from registry.tlog.entries import EntryKind, LogEntry
 from registry.views import QuarantineView
 
 MAX_REASON = 2000
@@ -179,6 +181,16 @@ def quarantine(session: Session, target: str, *, reason: str, actor: str) -> Qua
     row = Quarantine(kind=kind, digest=hex_, reason=text, actor=actor)
     session.add(row)
     session.flush()
+    tlog.append(
+        session,
+        LogEntry(
+            kind=EntryKind.QUARANTINE,
+            subject=f"sha256:{hex_}",
+            actor=actor,
+            time=datetime.now(UTC),
+            detail=f"{kind}: {text}",
+        ),
+    )
     covers = [_ref(c) for c in covered(session, kind, hex_)]
     session.add(
         AuditEvent(
@@ -231,6 +243,16 @@ def release(
         row.release_reason = text
     session.flush()
     first = rows[0]
+    tlog.append(
+        session,
+        LogEntry(
+            kind=EntryKind.RELEASE,
+            subject=f"sha256:{first.digest}",
+            actor=actor,
+            time=now,
+            detail=f"{first.kind}: {text}",
+        ),
+    )
     still = _still_holding(session, first)
     session.add(
         AuditEvent(
