@@ -62,15 +62,19 @@ class Settings:
     job_lease_seconds: float = 60.0
     # The transparency log's checkpoint origin (MODELCTL_LOG_ORIGIN); None: modelctl.local/<host>.
     log_origin: str | None = None
+    # Where the log's tiles live (MODELCTL_LOG_DIR) and its Ed25519 key (MODELCTL_LOG_KEY):
+    # several servers append to one log, so they share the folder and the key.
+    log_dir: Path | None = None
+    log_key: Path | None = None
 
     @property
     def log_root(self) -> Path:
         """Folder of the transparency log's tiles and checkpoint (`MODELCTL_HOME/log`)."""
-        return self.home / "log"
+        return self.log_dir or self.home / "log"
 
     @property
     def log_key_path(self) -> Path:
-        return self.home / "keys" / "log.ed25519"
+        return self.log_key or self.home / "keys" / "log.ed25519"
 
     @property
     def signing_key_path(self) -> Path:
@@ -134,6 +138,12 @@ class Settings:
             if env.get("MODELCTL_POLICY")
             else None,
             log_origin=env.get("MODELCTL_LOG_ORIGIN") or None,
+            log_dir=Path(env["MODELCTL_LOG_DIR"]).expanduser()
+            if env.get("MODELCTL_LOG_DIR")
+            else None,
+            log_key=Path(env["MODELCTL_LOG_KEY"]).expanduser()
+            if env.get("MODELCTL_LOG_KEY")
+            else None,
         )
 
 

@@ -123,6 +123,22 @@ def test_the_pods_are_hardened_and_run_as_the_images_user() -> None:
             assert container["resources"]["limits"]
 
 
+def test_every_server_and_worker_shares_one_transparency_log() -> None:
+    (config,) = [c for c in _of_kind("ConfigMap") if c["metadata"]["name"] == "modelctl-config"]
+    log_dir, log_key = config["data"]["MODELCTL_LOG_DIR"], config["data"]["MODELCTL_LOG_KEY"]
+    assert config["data"]["MODELCTL_LOG_ORIGIN"]  # not the per-pod hostname default
+    (claim,) = _of_kind("PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for deployment in _of_kind("Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        shared = volumes[mounts[log_dir]]
+        assert shared["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        key_mount = next(p for p in mounts if log_key.startswith(p + "/"))
+        assert volumes[mounts[key_mount]]["secret"]["secretName"] == "modelctl-log-key"
+
+
 def test_the_webhook_paths_are_routes_for_the_shipped_environments(tmp_path: Path) -> None:
     app = create_app(Settings.from_env({}, home=tmp_path), start_worker=False)
     policy = list(yaml.safe_load_all(default_policies_text()))

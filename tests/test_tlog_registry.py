@@ -288,3 +288,18 @@ def test_log_commands_refuse_remote_mode(run_cli: Any, db: str) -> None:
     result = run_cli("--registry", "http://127.0.0.1:9", "log", "verify")
     assert result.code == 2
     assert "offline" in result.stderr
+
+
+def test_the_log_folder_and_key_can_be_shared(tmp_path: Path) -> None:
+    """Several servers append to one log: its folder and key are settings, not per-host paths."""
+    shared = Settings.from_env(
+        {
+            "MODELCTL_LOG_DIR": str(tmp_path / "nfs" / "log"),
+            "MODELCTL_LOG_KEY": str(tmp_path / "k"),
+        },
+        home=tmp_path / "home",
+    )
+    assert shared.log_root == tmp_path / "nfs" / "log"
+    assert shared.log_key_path == tmp_path / "k"
+    default = Settings.from_env({}, home=tmp_path / "home")
+    assert default.log_root == (tmp_path / "home").resolve() / "log"
