@@ -263,6 +263,7 @@ def measure(base: str, token: str, repeat: int) -> dict[str, dict[str, float]]:
             "models": "/ui/models",
             "models (prod denied)": "/ui/models?env=prod&decision=denied",
             "models (search)": "/ui/models?q=model-01&sort=size",
+            "models (sort by model storage)": "/ui/models?sort=storage",
             "models (page 10)": "/ui/models?page=10",
             "models (findings >= high)": "/ui/models?severity=high",
             "models (license)": "/ui/models?license=apache-2.0&sort=name",

@@ -27,7 +27,7 @@ from registry.service.scan import report_max_severity
 from registry.settings import Settings
 from registry.web import session as websession
 from tests.fakes.hfhub import FakeHub
-from tests.web_helpers import XSS_NAME, Scenario, safetensors_bytes, seed, serve, ui_path
+from tests.web_helpers import XSS_NAME, Scenario, card, safetensors_bytes, seed, serve, ui_path
 
 
 @dataclass
@@ -559,6 +559,7 @@ def test_read_side_queries_on_sqlite_and_postgres(
     databases."""
     from datetime import UTC, datetime
 
+    from registry.service import storage
     from registry.service.read import audit as read_audit
     from registry.service.read import checkpoint as read_checkpoint
     from registry.service.read import diff as read_diff
@@ -627,6 +628,33 @@ def test_read_side_queries_on_sqlite_and_postgres(
                     )
                 )
                 assert [e["subject"] for e in json.loads(exported)] == [scenario.xss]
+            # Storage per model: the sort and the shared part, the same SQL on both databases.
+            copy = tmp_path / "copy"
+            copy.mkdir()
+            (copy / "model.safetensors").write_bytes(safetensors_bytes(3))  # proprietary's blob
+            registry.mirror(
+                MirrorRequest(source=str(copy), name="acme/copy-llm"), progress=NoProgress()
+            )
+            with unit_of_work(registry.sessions) as s:
+                page = read_models.search_checkpoints(
+                    s, read_models.ModelQuery(sort="storage"), envs, now=now, live=live
+                )
+                sizes = [(r.model_storage, r.namespace + "/" + r.name) for r in page.rows]
+                assert [n for _, n in sizes] == [n for _, n in sorted(sizes, key=lambda x: -x[0])]
+                api = {m.name: m.storage_bytes for m in registry.models()}
+                assert {n: b for b, n in sizes} == api
+                clean_files = [card("apache-2.0", "clean"), safetensors_bytes(1)]
+                clean_files += [safetensors_bytes(2), b'{"layers": 2}\n']
+                clean_id, proprietary_id = (
+                    s.scalars(select(Model.id).where(Model.name == n)).one()
+                    for n in ("clean-llm", "proprietary-llm")
+                )
+                assert storage.model_storage(s, clean_id) == storage.ModelStorage(
+                    stored_bytes=sum(map(len, clean_files)), blobs=4, shared_bytes=0, shared_blobs=0
+                )
+                held = storage.model_storage(s, proprietary_id)
+                assert (held.blobs, held.shared_blobs) == (2, 1)
+                assert held.shared_bytes == len(safetensors_bytes(3))
         finally:
             registry.close()
 
@@ -764,3 +792,86 @@ def test_dry_run_evaluates_both_policies_now(site: Site) -> None:
     ).text.split('class="grid dry"')[1]
     assert "acme/clean-llm@" in flips
     assert "acme/pickled-llm@" not in flips  # denied now and with the candidate
+
+
+def _storage_cells(html: str) -> list[tuple[str, int, str]]:
+    """(model, exact bytes in the title, human units shown) for each row of the models list."""
+    rows = re.findall(
+        r'href="/ui/m/(acme/[a-z-]+)/.*?<td class="num nowrap" data-storage="\d+">'
+        r'<span title="(\d+) bytes">([^<]+)</span>',
+        html,
+        flags=re.S,
+    )
+    return [(name, int(exact), shown) for name, exact, shown in rows]
+
+
+def test_storage_used_per_model_on_the_list_and_the_checkpoint_page(
+    site: Site, tmp_path: Path
+) -> None:
+    shared = safetensors_bytes(102)  # one blob in both models
+    big = b"x" * 5000
+    refs = {}
+    for name, folder, files in [
+        ("acme/twin-a", "a1", {"a.safetensors": safetensors_bytes(101), "c.safetensors": shared}),
+        # A second checkpoint: its unchanged files are the same blobs, stored (and counted) once.
+        (
+            "acme/twin-a",
+            "a2",
+            {
+                "a.safetensors": safetensors_bytes(101),
+                "b.safetensors": safetensors_bytes(103),
+                "c.safetensors": shared,
+            },
+        ),
+        ("acme/twin-b", "b1", {"c.safetensors": shared, "big.txt": big}),
+    ]:
+        root = tmp_path / folder
+        root.mkdir()
+        for path, data in files.items():
+            (root / path).write_bytes(data)
+        result = site.registry.mirror(
+            MirrorRequest(source=str(root), name=name), progress=NoProgress()
+        )
+        refs[folder] = result.checkpoint.ref
+    unit = len(shared)
+    want = {"acme/twin-a": 3 * unit, "acme/twin-b": unit + len(big)}
+    # The API's and `modelctl models`'s figure is the one the page shows.
+    api = {m.name: m.storage_bytes for m in site.registry.models()}
+    assert {k: api[k] for k in want} == want
+
+    client = site.signed_in("reader")
+    page = client.get("/ui/models", params={"q": "twin"})
+    assert page.status_code == 200
+    cells = _storage_cells(page.text)
+    assert sorted(cells) == sorted(
+        [
+            ("acme/twin-a", want["acme/twin-a"], f"{want['acme/twin-a']} B"),
+            ("acme/twin-a", want["acme/twin-a"], f"{want['acme/twin-a']} B"),
+            ("acme/twin-b", want["acme/twin-b"], "5.0 KiB"),
+        ]
+    )
+    assert ">model storage</a>" in page.text
+    by_storage = client.get("/ui/models", params={"q": "twin", "sort": "storage"})
+    assert by_storage.status_code == 200
+    assert [c[0] for c in _storage_cells(by_storage.text)] == [
+        "acme/twin-b",
+        "acme/twin-a",
+        "acme/twin-a",
+    ]
+    by_name = client.get("/ui/models", params={"q": "twin", "sort": "name"})
+    assert next(c[0] for c in _storage_cells(by_name.text)) == "acme/twin-a"
+
+    a = client.get(ui_path(refs["a2"]))
+    assert a.status_code == 200
+    assert f'data-storage="{want["acme/twin-a"]}" data-shared="{unit}"' in a.text
+    assert (
+        f'<span title="{want["acme/twin-a"]} bytes">{want["acme/twin-a"]} B</span> in 3 blobs'
+        in a.text
+    )
+    assert f'<span title="{unit} bytes">{unit} B</span> shared with other models (1 blob)' in a.text
+    b = client.get(ui_path(refs["b1"]))
+    assert f'data-storage="{want["acme/twin-b"]}" data-shared="{unit}"' in b.text
+    assert "5.0 KiB</span> in 2 blobs" in b.text
+    # A model that shares nothing says so.
+    clean = client.get(ui_path(site.scenario.proprietary))
+    assert "0 B</span> shared with other models (0 blobs)" in clean.text

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from attestations.digests import Digest
@@ -38,6 +38,7 @@ from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.progress import Progress
 from registry.refs import ModelName, Ref
 from registry.service import gc
+from registry.service.storage import storage_by_model
 from registry.service.transfer import FetchedFile, fetch_files
 from registry.settings import Limits
 from registry.views import (
@@ -324,20 +325,6 @@ def list_models(
         )
         for m in models
     ]
-
-
-def storage_by_model(session: Session) -> dict[int, int]:
-    """Model id -> bytes of the distinct blobs its checkpoints reference (one query)."""
-    pairs = (
-        select(Checkpoint.model_id, CheckpointFile.sha256, CheckpointFile.size)
-        .join(CheckpointFile, CheckpointFile.checkpoint_id == Checkpoint.id)
-        .distinct()
-        .subquery()
-    )
-    rows = session.execute(
-        select(pairs.c.model_id, func.sum(pairs.c.size)).group_by(pairs.c.model_id)
-    )
-    return {int(model_id): int(total or 0) for model_id, total in rows}
 
 
 def resolve_ref(session: Session, ref: Ref) -> Checkpoint:

@@ -14,7 +14,7 @@ from policies import PolicySet, waivers
 from policies.model import UNWAIVABLE_PREFIXES
 from registry.db.engine import unit_of_work
 from registry.errors import NotFound
-from registry.service import admission, decide, quarantines
+from registry.service import admission, decide, quarantines, storage
 from registry.service import exception_requests as requests_service
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.read import common as read_common
@@ -113,6 +113,7 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "verdicts": read_checkpoint.file_verdicts(cp) if tab == "files" else {},
             "findings": read_checkpoint.checkpoint_findings(cp),
             "scans": sorted(cp.scans, key=lambda r: -r.id),
+            "storage": storage.model_storage(s, cp.model_id),
             "others": [
                 o for o in read_checkpoint.other_checkpoints(s, cp.model_id) if o[0] != cp.id
             ],

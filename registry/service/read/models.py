@@ -25,6 +25,7 @@ from registry.service.read.common import (
     latest_scan_ids,
     like_pattern,
 )
+from registry.service.storage import storage_by_model, storage_per_model
 
 SORTS = {
     "name": (Model.namespace, Model.name, Checkpoint.id),
@@ -32,6 +33,8 @@ SORTS = {
     "oldest": (Checkpoint.created_at, Checkpoint.id),
     "size": (Checkpoint.total_size.desc(), Checkpoint.id),
     "files": (Checkpoint.file_count.desc(), Checkpoint.id),
+    # The model's storage (service/storage), biggest first; `_sorted` joins it in.
+    "storage": (Model.namespace, Model.name, Checkpoint.id),
 }
 SOURCE_KINDS = {"hf": "hf://%", "ms": "ms://%", "local": "file:%"}
 #: Live statuses to filter on (as the badges show them: "warn" is allowed with warnings).
@@ -100,6 +103,7 @@ class CheckpointRow:
     created_at: datetime
     file_count: int
     total_size: int
+    model_storage: int  # the model's storage (service/storage), not this checkpoint's alone
     statuses: dict[str, Status]  # live: the policy in force evaluated now
     verdict: str | None  # worst newest-scan verdict; None: never scanned
     license: str | None  # the model card's; "unknown": none; None: not recorded yet
@@ -182,14 +186,12 @@ def search_checkpoints(
     first = (query.page - 1) * query.per_page
     if query.decision:
         # The live status filters: the SQL filters first, then the status of each match.
-        matched = _with_live_status(session, stmt.order_by(*SORTS[query.sort]), query, live, now)
+        matched = _with_live_status(session, _sorted(stmt, query.sort), query, live, now)
         total = len(matched)
         ids = matched[first : first + query.per_page]
     else:
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        ids = list(
-            session.scalars(stmt.order_by(*SORTS[query.sort]).limit(query.per_page).offset(first))
-        )
+        ids = list(session.scalars(_sorted(stmt, query.sort).limit(query.per_page).offset(first)))
     rows = checkpoint_rows(session, ids, environments, now=now, live=live)
     orgs = tuple(session.scalars(select(Model.namespace).distinct().order_by(Model.namespace)))
     recorded = set(session.scalars(select(Checkpoint.license).distinct()))
@@ -205,6 +207,15 @@ def search_checkpoints(
         orgs=orgs,
         licenses=licenses,
     )
+
+
+def _sorted(stmt: Select[int], sort: str) -> Select[int]:
+    if sort == "storage":
+        usage = storage_per_model()
+        stmt = stmt.outerjoin(usage, usage.c.model_id == Checkpoint.model_id).order_by(
+            func.coalesce(usage.c.storage_bytes, 0).desc()
+        )
+    return stmt.order_by(*SORTS[sort])
 
 
 def _with_live_status(
@@ -253,6 +264,7 @@ def checkpoint_rows(
         )
     }
     statuses = live.statuses(session, ids, environments, now=now)
+    storage = storage_by_model(session, {c.model_id for c, _, _ in base.values()})
     worst: dict[int, str] = {}
     for cid, verdict in session.execute(
         select(Scan.checkpoint_id, Scan.verdict).where(
@@ -277,6 +289,7 @@ def checkpoint_rows(
                 created_at=aware(c.created_at),
                 file_count=c.file_count,
                 total_size=c.total_size,
+                model_storage=storage.get(c.model_id, 0),
                 statuses={env: statuses[(cid, env)].status for env in environments},
                 reasons={env: statuses[(cid, env)].reasons for env in environments},
                 verdict=worst.get(cid),
