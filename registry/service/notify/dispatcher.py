@@ -1,0 +1,130 @@
+"""The dispatcher's steps; the worker (`registry.worker.Notifier`) runs them, never a request.
+
+Each round:
+1. reads the audit events after the stored cursor (looking back `LOOKBACK` ids, since on
+   PostgreSQL a lower id can commit after a higher one) and the exceptions near expiry, and
+   adds one delivery row per notification and subscribed target; the unique (event key,
+   target) makes a second read a no-op, so delivery is at-least-once and logged once;
+2. claims the due deliveries (pushing their next attempt a lease ahead, so another worker
+   leaves them alone), commits, sends each outside any transaction, and records the outcome:
+   delivered, or a retry after `backoff * 2**(attempts-1)`, or failed after `max_attempts`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from attestations.utc import utc_now
+from registry.db.models import AuditEvent, NotificationCursor, NotificationDelivery
+from registry.service.notify.config import NotifyConfig, SmtpTarget
+from registry.service.notify.events import ACTIONS, Notification, expiring_exceptions, from_audit
+
+LOOKBACK = 200
+BATCH = 500
+CLAIM = 20
+CLAIM_LEASE = timedelta(minutes=5)
+_CURSOR = "audit"
+
+
+def collect(session: Session, config: NotifyConfig, now: datetime) -> int:
+    """Step 1: new notifications into the delivery log; how many rows were added."""
+    cursor = session.get(NotificationCursor, _CURSOR)
+    if cursor is None:  # first run: notify from now on, not about the whole history
+        newest = session.scalar(select(func.max(AuditEvent.id))) or 0
+        session.add(NotificationCursor(name=_CURSOR, audit_id=newest))
+        session.flush()
+        return 0
+    events = list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.id > max(0, cursor.audit_id - LOOKBACK))
+            .where(AuditEvent.action.in_(ACTIONS))
+            .order_by(AuditEvent.id)
+            .limit(BATCH)
+        )
+    )
+    found = [n for n in (from_audit(session, e) for e in events) if n is not None]
+    found += expiring_exceptions(session, now, config.expiry_days)
+    added = _record(session, config, found)
+    if events:
+        cursor.audit_id = max(cursor.audit_id, events[-1].id)
+    newest_any = session.scalar(select(func.max(AuditEvent.id))) or 0
+    if len(events) < BATCH:  # nothing relevant left unread: skip past the irrelevant ones
+        cursor.audit_id = max(cursor.audit_id, newest_any)
+    session.flush()
+    return added
+
+
+def _record(session: Session, config: NotifyConfig, found: list[Notification]) -> int:
+    if not found:
+        return 0
+    keys = {n.key for n in found}
+    known = set(
+        session.execute(
+            select(NotificationDelivery.event_key, NotificationDelivery.target).where(
+                NotificationDelivery.event_key.in_(keys)
+            )
+        ).tuples()
+    )
+    added = 0
+    for notification in found:
+        for target in config.targets_for(notification.kind):
+            if (notification.key, target.name) in known:
+                continue
+            known.add((notification.key, target.name))
+            session.add(
+                NotificationDelivery(
+                    event_key=notification.key,
+                    event=notification.kind.value,
+                    target=target.name,
+                    channel="email" if isinstance(target, SmtpTarget) else "webhook",
+                    subject=notification.subject,
+                    payload=notification.to_json(),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=notification.at if notification.at < utc_now() else utc_now(),
+                )
+            )
+            added += 1
+    return added
+
+
+def claim(session: Session, now: datetime) -> list[tuple[int, str, dict[str, object]]]:
+    """Step 2a: the due deliveries, leased to this worker until `now + CLAIM_LEASE`."""
+    stmt = (
+        select(NotificationDelivery)
+        .where(NotificationDelivery.state == "pending")
+        .where(NotificationDelivery.next_attempt_at <= now)
+        .order_by(NotificationDelivery.next_attempt_at, NotificationDelivery.id)
+        .limit(CLAIM)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(session.scalars(stmt))
+    for row in rows:
+        row.next_attempt_at = now + CLAIM_LEASE
+    session.flush()
+    return [(row.id, row.target, dict(row.payload)) for row in rows]
+
+
+def record_attempt(
+    session: Session, delivery_id: int, config: NotifyConfig, error: str | None, now: datetime
+) -> None:
+    """Step 2c: delivered, or retried with exponential backoff, or failed for good."""
+    row = session.get(NotificationDelivery, delivery_id)
+    if row is None or row.state != "pending":
+        return
+    row.attempts += 1
+    row.last_error = error
+    if error is None:
+        row.state, row.delivered_at = "delivered", now
+    elif row.attempts >= config.max_attempts:
+        row.state = "failed"
+    else:
+        row.next_attempt_at = now + timedelta(
+            seconds=config.backoff_seconds * 2 ** (row.attempts - 1)
+        )
+    session.flush()
