@@ -77,6 +77,10 @@ def load(env: Mapping[str, str]) -> NotifyConfig | None:
     path = env.get("MODELCTL_NOTIFY_CONFIG")
     document: dict[str, Any] = _read(Path(path).expanduser()) if path else {}
     targets: list[Target] = [_webhook(t, env, i) for i, t in enumerate(_list(document, "targets"))]
+    # Every field is checked even when no target is left: a typo is refused, not ignored.
+    expiry_days = _int(document, "expiry_days", 7, 1, 365)
+    max_attempts = _int(document, "max_attempts", 5, 1, 20)
+    backoff_seconds = float(_int(document, "backoff_seconds", 30, 0, 86400))
     smtp = _smtp(env)
     if smtp is not None:
         targets.append(smtp)
@@ -87,9 +91,9 @@ def load(env: Mapping[str, str]) -> NotifyConfig | None:
         raise InputError("MODELCTL_NOTIFY_CONFIG: target names must be unique")
     return NotifyConfig(
         targets=tuple(targets),
-        expiry_days=_int(document, "expiry_days", 7, 1, 365),
-        max_attempts=_int(document, "max_attempts", 5, 1, 20),
-        backoff_seconds=float(_int(document, "backoff_seconds", 30, 0, 86400)),
+        expiry_days=expiry_days,
+        max_attempts=max_attempts,
+        backoff_seconds=backoff_seconds,
     )
 
 

@@ -62,13 +62,14 @@ def _record(session: Session, config: NotifyConfig, found: list[Notification]) -
     if not found:
         return 0
     keys = {n.key for n in found}
-    known = set(
-        session.execute(
+    known = {
+        (key, target)
+        for key, target in session.execute(
             select(NotificationDelivery.event_key, NotificationDelivery.target).where(
                 NotificationDelivery.event_key.in_(keys)
             )
-        ).tuples()
-    )
+        )
+    }
     added = 0
     for notification in found:
         for target in config.targets_for(notification.kind):
