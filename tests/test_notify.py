@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from attestations.utc import utc_now
+from attestations.utc import aware, utc_now
 from registry.db.engine import unit_of_work
 from registry.db.models import NotificationCursor, NotificationDelivery
 from registry.embedded import EmbeddedRegistry
@@ -299,7 +299,7 @@ def test_a_failing_receiver_is_retried_with_backoff_then_recorded_failed(
                 assert row.last_error == "HTTP 500 from the receiver"
                 if attempt < 3:
                     assert row.state == "pending"
-                    waits.append((row.next_attempt_at.replace(tzinfo=None) - _naive_now()))
+                    waits.append(aware(row.next_attempt_at) - utc_now())
                     with unit_of_work(registry.sessions) as s:  # time passes
                         s.execute(
                             update(NotificationDelivery).values(
@@ -318,10 +318,6 @@ def test_a_failing_receiver_is_retried_with_backoff_then_recorded_failed(
             assert shown["last_error"] == "HTTP 500 from the receiver"
         finally:
             registry.close()
-
-
-def _naive_now() -> Any:
-    return utc_now().replace(tzinfo=None)
 
 
 def test_a_receiver_that_is_not_there_is_a_failed_attempt(
