@@ -35,6 +35,7 @@ from registry.settings import Settings
 from registry.worker import Notifier
 from tests.helpers import write_tree
 from tests.test_remote import Remote, hub, remote  # noqa: F401 - fixtures
+from tests.test_web import sign_in
 
 SECRET = "s3cret-for-the-hook-0123456789"
 CORPUS = Path(__file__).parent / "assets" / "corpus"
@@ -267,6 +268,16 @@ def test_every_event_is_delivered_signed_and_logged_once(
             remote.off()
             assert over_http.code == 0, over_http.stderr
             assert over_http.json()["deliveries"] == listed.json()["deliveries"][:2]
+            # The web UI shows the log to the security role, and refuses a reader.
+            with httpx.Client(base_url=remote.url, follow_redirects=False) as web:
+                sign_in(web, remote.tokens["security"])
+                shown = web.get("/ui/notifications", params={"state": "delivered"})
+                assert shown.status_code == 200
+                assert shown.text.count('data-state="delivered"') == 7
+                assert 'href="/ui/notifications"' in web.get("/ui/audit").text
+            with httpx.Client(base_url=remote.url, follow_redirects=False) as web:
+                sign_in(web, remote.tokens["reader"])
+                assert web.get("/ui/notifications").status_code == 403
         finally:
             registry.close()
 

@@ -16,6 +16,7 @@ from registry.web import (
     exceptions,
     findings,
     login,
+    notifications,
     overview,
     policies,
     quarantines,
@@ -32,6 +33,7 @@ for area in (
     findings,
     policies,
     audit,
+    notifications,
     admin,
 ):
     router.include_router(area.router)
