@@ -402,3 +402,46 @@ def test_nothing_configured_is_no_dispatcher(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InputError, match="not JSON"):
         notify_config.load({"MODELCTL_NOTIFY_CONFIG": str(tmp_path / "bad.json")})
+
+
+@pytest.fixture
+def configured_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A receiver and the configuration naming it, in force before the server starts."""
+    with Receiver() as hook:
+        _configure(
+            monkeypatch, tmp_path, [{"name": "soc", "url": hook.url, "secret_env": "HOOK_SECRET"}]
+        )
+        yield hook
+
+
+def test_the_servers_worker_delivers_without_being_asked(
+    configured_hook: Receiver,
+    remote: Remote,  # noqa: F811 - started after configured_hook: its worker reads the config
+    run_cli: Any,
+) -> None:
+    """`modelctl serve` runs the dispatcher in its worker: a quarantine made by another process
+    reaches the receiver with no request waiting on it."""
+    hook = configured_hook
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the dispatcher's first round places its cursor
+            with unit_of_work(registry.sessions) as s:
+                if s.get(NotificationCursor, "audit") is not None:
+                    break
+            time.sleep(0.05)
+        assert run_cli("quarantine", remote.seeded.ref, "--reason", "CVE-2099-2").code == 0
+        while time.monotonic() < deadline and not hook.requests:
+            time.sleep(0.05)
+        (body,) = hook.bodies()
+        assert body["event"] == "quarantined"
+        headers, raw = hook.requests[0]
+        assert verify(
+            SECRET.encode(),
+            headers["X-Modelctl-Timestamp"],
+            headers["X-Modelctl-Signature"],
+            raw,
+            now=time.time(),
+        )
+    finally:
+        registry.close()
