@@ -114,13 +114,20 @@ class Notifier:
         self.registry = registry
         self.config = config
         self.targets = {t.name: t for t in config.targets}
+        # Audit ids already read by a committed round (at most LOOKBACK + BATCH ids apart):
+        # the look-back window is re-read for late commits, not re-judged event by event.
+        self.seen: set[int] = set()
 
     def tick(self) -> int:
         """One round: read new events into the delivery log, then attempt what is due; how
         many attempts were made."""
         sessions = self.registry.sessions
         with unit_of_work(sessions) as session:
-            dispatcher.collect(session, self.config, utc_now())
+            _, read = dispatcher.collect(session, self.config, utc_now(), self.seen)
+        if read:  # only now: had the round rolled back, its events must be read again
+            newest = max(read)
+            floor = newest - dispatcher.LOOKBACK - dispatcher.BATCH
+            self.seen = {i for i in (*self.seen, *read) if i > floor}
         with unit_of_work(sessions) as session:
             claimed = dispatcher.claim(session, utc_now())
         for delivery_id, target_name, payload in claimed:

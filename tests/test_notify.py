@@ -241,6 +241,7 @@ def test_every_event_is_delivered_signed_and_logged_once(
             # reads the same events again, and nothing is sent or logged twice.
             with unit_of_work(registry.sessions) as s:
                 s.execute(update(NotificationCursor).values(audit_id=0))
+            notifier = Notifier(registry, config)  # a restarted worker: it remembers nothing
             # The same findings again (a re-scan) are not news.
             registry.scan(f"org/evil@{mirrored.json()['digest']}")
             _drain(notifier)

@@ -12,6 +12,7 @@ Each round:
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -29,33 +30,40 @@ CLAIM_LEASE = timedelta(minutes=5)
 _CURSOR = "audit"
 
 
-def collect(session: Session, config: NotifyConfig, now: datetime) -> int:
-    """Step 1: new notifications into the delivery log; how many rows were added."""
+def collect(
+    session: Session, config: NotifyConfig, now: datetime, seen: AbstractSet[int] = frozenset()
+) -> tuple[int, list[int]]:
+    """Step 1: new notifications into the delivery log. Returns how many rows were added and
+    the audit ids read; ids in `seen` (read by an earlier round that committed) are not read
+    again, so the look-back costs a query a round, not a query per event."""
     cursor = session.get(NotificationCursor, _CURSOR)
     if cursor is None:  # first run: notify from now on, not about the whole history
         newest = session.scalar(select(func.max(AuditEvent.id))) or 0
         session.add(NotificationCursor(name=_CURSOR, audit_id=newest))
         session.flush()
-        return 0
-    events = list(
-        session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.id > max(0, cursor.audit_id - LOOKBACK))
-            .where(AuditEvent.action.in_(ACTIONS))
-            .order_by(AuditEvent.id)
-            .limit(BATCH)
-        )
+        return 0, []
+    floor = max(0, cursor.audit_id - LOOKBACK)
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.id > floor)
+        .where(AuditEvent.action.in_(ACTIONS))
+        .order_by(AuditEvent.id)
+        .limit(BATCH)
     )
+    skipped = [i for i in seen if i > floor]
+    if skipped:
+        stmt = stmt.where(AuditEvent.id.not_in(skipped))
+    events = list(session.scalars(stmt))
     found = [n for n in (from_audit(session, e) for e in events) if n is not None]
     found += expiring_exceptions(session, now, config.expiry_days)
     added = _record(session, config, found)
     if events:
         cursor.audit_id = max(cursor.audit_id, events[-1].id)
-    newest_any = session.scalar(select(func.max(AuditEvent.id))) or 0
     if len(events) < BATCH:  # nothing relevant left unread: skip past the irrelevant ones
+        newest_any = session.scalar(select(func.max(AuditEvent.id))) or 0
         cursor.audit_id = max(cursor.audit_id, newest_any)
     session.flush()
-    return added
+    return added, [e.id for e in events]
 
 
 def _record(session: Session, config: NotifyConfig, found: list[Notification]) -> int:
@@ -86,7 +94,7 @@ def _record(session: Session, config: NotifyConfig, found: list[Notification]) -
                     payload=notification.to_json(),
                     state="pending",
                     attempts=0,
-                    next_attempt_at=notification.at if notification.at < utc_now() else utc_now(),
+                    next_attempt_at=utc_now(),
                 )
             )
             added += 1
