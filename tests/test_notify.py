@@ -446,3 +446,34 @@ def test_the_servers_worker_delivers_without_being_asked(
         )
     finally:
         registry.close()
+
+
+def test_worker_and_serve_refuse_a_broken_configuration(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "notify.json"
+    path.write_text(json.dumps({"targets": [{"name": "a", "url": "http://127.0.0.1/"}]}))
+    monkeypatch.setenv("MODELCTL_NOTIFY_CONFIG", str(path))
+    for command in (("worker", "--once"), ("serve", "--port", "1")):
+        result = run_cli(*command)
+        assert result.code != 0
+        (line,) = result.stderr.strip().splitlines()
+        assert "MODELCTL_NOTIFY_CONFIG: targets[0]: secret_env" in line
+
+
+def test_worker_once_sends_what_is_due(
+    remote: Remote,  # noqa: F811
+    run_cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Receiver() as hook:
+        _configure(
+            monkeypatch, tmp_path, [{"name": "soc", "url": hook.url, "secret_env": "HOOK_SECRET"}]
+        )
+        assert run_cli("worker", "--once").code == 0  # places the cursor
+        assert run_cli("quarantine", remote.seeded.ref, "--reason", "CVE-2099-3").code == 0
+        ran = run_cli("worker", "--once")
+        assert ran.code == 0, ran.stderr
+        assert "1 notification attempts" in ran.stderr
+        assert [b["event"] for b in hook.bodies()] == ["quarantined"]
