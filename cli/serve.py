@@ -130,8 +130,11 @@ def worker(
                 ran += 1
             sent = 0
             if runner.notifier is not None:  # the notifications due now, attempted once each
-                while attempts := runner.notifier.tick():
-                    sent += attempts
+                try:
+                    while attempts := runner.notifier.tick():
+                        sent += attempts
+                finally:
+                    runner.notifier.close()
             typer.echo(f"modelctl: worker ran {ran} jobs, {sent} notification attempts", err=True)
             return
         typer.echo(f"modelctl: worker {runner.name} waiting for jobs", err=True)

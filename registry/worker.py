@@ -24,7 +24,7 @@ from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
 from registry.service.notify import config as notify_config
 from registry.service.notify import dispatcher
-from registry.service.notify.send import DeliveryFailed, deliver
+from registry.service.notify.send import DeliveryFailed, Sender
 from registry.service.rescan import RESCAN_ACTOR
 from registry.service.sync import SYNC_ACTOR
 from registry.views import MirrorResult, ScanOutcome
@@ -114,6 +114,7 @@ class Notifier:
         self.registry = registry
         self.config = config
         self.targets = {t.name: t for t in config.targets}
+        self.sender = Sender()
         # Audit ids already read by a committed round (at most LOOKBACK + BATCH ids apart):
         # the look-back window is re-read for late commits, not re-judged event by event.
         self.seen: set[int] = set()
@@ -141,21 +142,27 @@ class Notifier:
         if target is None:
             return f"target {target_name!r} is no longer configured"
         try:
-            deliver(target, payload)
+            self.sender.deliver(target, payload)
         except DeliveryFailed as exc:
             log.warning("notification %s to %s: %s", payload.get("id"), target_name, exc.reason)
             return exc.reason
         return None
 
+    def close(self) -> None:
+        self.sender.close()
+
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                worked = self.tick()
-            except Exception:  # the database is away: wait and try again
-                log.warning("the notification dispatcher failed a round", exc_info=True)
-                worked = 0
-            if not worked:
-                stop.wait(poll_seconds)
+        try:
+            while not stop.is_set():
+                try:
+                    worked = self.tick()
+                except Exception:  # the database is away: wait and try again
+                    log.warning("the notification dispatcher failed a round", exc_info=True)
+                    worked = 0
+                if not worked:
+                    stop.wait(poll_seconds)
+        finally:
+            self.close()
 
 
 class JobRunner:

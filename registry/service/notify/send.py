@@ -22,31 +22,40 @@ class DeliveryFailed(Exception):
         self.reason = reason
 
 
-def deliver(target: Target, payload: dict[str, Any]) -> None:
-    if isinstance(target, WebhookTarget):
-        _post(target, payload)
-    else:
-        _mail(target, payload)
+class Sender:
+    """Sends notifications; one HTTP client (connections and TLS context reused) per sender.
+    Used by one thread: the worker's dispatcher."""
 
-
-def _post(target: WebhookTarget, payload: dict[str, Any]) -> None:
-    body = webhook_body(payload, target.format)
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "modelctl-notify/1",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(target.secret, timestamp, body),
-        "X-Modelctl-Event": str(payload["event"]),
-        "X-Modelctl-Delivery": str(payload["id"]),
-    }
-    try:
+    def __init__(self) -> None:
         # No redirects: a signed body goes to the configured URL or nowhere.
-        response = httpx.post(target.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
-    if not 200 <= response.status_code < 300:
-        raise DeliveryFailed(f"HTTP {response.status_code} from the receiver")
+        self._http = httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def deliver(self, target: Target, payload: dict[str, Any]) -> None:
+        if isinstance(target, WebhookTarget):
+            self._post(target, payload)
+        else:
+            _mail(target, payload)
+
+    def _post(self, target: WebhookTarget, payload: dict[str, Any]) -> None:
+        body = webhook_body(payload, target.format)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "modelctl-notify/1",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(target.secret, timestamp, body),
+            "X-Modelctl-Event": str(payload["event"]),
+            "X-Modelctl-Delivery": str(payload["id"]),
+        }
+        try:
+            response = self._http.post(target.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        if not 200 <= response.status_code < 300:
+            raise DeliveryFailed(f"HTTP {response.status_code} from the receiver")
 
 
 def _mail(target: SmtpTarget, payload: dict[str, Any]) -> None:
