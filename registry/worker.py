@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from attestations.errors import AttestationError
 from attestations.utc import utc_now
 from registry.db.engine import unit_of_work
@@ -123,8 +125,11 @@ class Notifier:
         """One round: read new events into the delivery log, then attempt what is due; how
         many attempts were made."""
         sessions = self.registry.sessions
-        with unit_of_work(sessions) as session:
-            _, read = dispatcher.collect(session, self.config, utc_now(), self.seen)
+        try:
+            with unit_of_work(sessions) as session:
+                _, read = dispatcher.collect(session, self.config, utc_now(), self.seen)
+        except IntegrityError:  # another worker logged the same notifications first:
+            read = []  # this round's rows are theirs; the next round reads on from there
         if read:  # only now: had the round rolled back, its events must be read again
             newest = max(read)
             floor = newest - dispatcher.LOOKBACK - dispatcher.BATCH

@@ -477,3 +477,46 @@ def test_worker_once_sends_what_is_due(
         assert ran.code == 0, ran.stderr
         assert "1 notification attempts" in ran.stderr
         assert [b["event"] for b in hook.bodies()] == ["quarantined"]
+
+
+def test_two_workers_deliver_each_notification_once(
+    remote: Remote,  # noqa: F811
+    run_cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Receiver() as hook:
+        config = _configure(
+            monkeypatch, tmp_path, [{"name": "soc", "url": hook.url, "secret_env": "HOOK_SECRET"}]
+        )
+        registries = [EmbeddedRegistry(Settings.from_env()) for _ in range(2)]
+        try:
+            workers = [Notifier(r, config) for r in registries]
+            workers[0].tick()
+            for n in range(3):
+                assert run_cli("quarantine", remote.seeded.ref, "--reason", f"r{n}").code == 0
+                assert run_cli("release", remote.seeded.ref, "--reason", f"r{n}").code == 0
+            barrier = threading.Barrier(2)
+            errors: list[BaseException] = []
+
+            def work(notifier: Notifier) -> None:
+                try:
+                    barrier.wait()
+                    for _ in range(5):
+                        notifier.tick()
+                except BaseException as exc:  # surfaced below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            assert sorted(b["details"]["reason"] for b in hook.bodies()) == ["r0", "r1", "r2"]
+            assert [d.state for d in _deliveries(registries[0])] == ["delivered"] * 3
+        finally:
+            for w in workers:
+                w.close()
+            for r in registries:
+                r.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from attestations.utc import utc_now
@@ -102,9 +102,13 @@ def _record(session: Session, config: NotifyConfig, found: list[Notification]) -
 
 
 def claim(session: Session, now: datetime) -> list[tuple[int, str, dict[str, object]]]:
-    """Step 2a: the due deliveries, leased to this worker until `now + CLAIM_LEASE`."""
+    """Step 2a: the due deliveries, leased to this worker until `now + CLAIM_LEASE`.
+
+    Each row is taken by a conditional UPDATE (still pending, still due) and kept only when it
+    changed a row: two workers that read the same due rows never both send one (PostgreSQL
+    also skips rows another worker has locked)."""
     stmt = (
-        select(NotificationDelivery)
+        select(NotificationDelivery.id, NotificationDelivery.target, NotificationDelivery.payload)
         .where(NotificationDelivery.state == "pending")
         .where(NotificationDelivery.next_attempt_at <= now)
         .order_by(NotificationDelivery.next_attempt_at, NotificationDelivery.id)
@@ -112,11 +116,20 @@ def claim(session: Session, now: datetime) -> list[tuple[int, str, dict[str, obj
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(session.scalars(stmt))
-    for row in rows:
-        row.next_attempt_at = now + CLAIM_LEASE
-    session.flush()
-    return [(row.id, row.target, dict(row.payload)) for row in rows]
+    claimed: list[tuple[int, str, dict[str, object]]] = []
+    for delivery_id, target, payload in session.execute(stmt).all():
+        taken = session.execute(
+            update(NotificationDelivery)
+            .where(
+                NotificationDelivery.id == delivery_id,
+                NotificationDelivery.state == "pending",
+                NotificationDelivery.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + CLAIM_LEASE)
+        )
+        if getattr(taken, "rowcount", 0) == 1:
+            claimed.append((delivery_id, target, dict(payload)))
+    return claimed
 
 
 def record_attempt(
