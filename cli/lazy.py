@@ -63,6 +63,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("exception", "cli.policy:exception_app"),
     LazyCommand("finding", "cli.findings:finding_app"),
     LazyCommand("tokens", "cli.tokens:tokens_app"),
+    LazyCommand("notify", "cli.notify:notify_app"),
     LazyCommand("bundle", "cli.bundle:bundle_app"),
     LazyCommand("log", "cli.log:log_app"),
 )

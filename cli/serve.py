@@ -47,8 +47,11 @@ def serve(
 
     from registry.api.app import create_app  # noqa: PLC0415
     from registry.embedded import EmbeddedRegistry  # noqa: PLC0415 - as uvicorn above
+    from registry.service.notify import config as notify_config  # noqa: PLC0415
 
     settings = Settings.from_env(home=state.home)
+    if settings.run_worker:
+        notify_config.load(os.environ)  # a broken notification config: one line, no server
     # Start-up checks, before the port opens: the blob store answers (one line if not), and
     # the schema is current (the embedded SQLite default migrates itself; a shared database
     # is migrated once by `modelctl migrate`, never by whichever server starts first).
@@ -118,14 +121,21 @@ def worker(
         raise InputError("a worker shares the registry's database: unset --registry")
     settings = Settings.from_env(home=state.home)
     registry = EmbeddedRegistry(settings, migrate_schema=settings.embedded_database)
-    runner = JobRunner(registry)
     try:
+        runner = JobRunner(registry)  # a broken notification config: one line, no worker
         if once:
             ran = 0
             runner.queue_rescans()
             while runner.run_once():
                 ran += 1
-            typer.echo(f"modelctl: worker ran {ran} jobs", err=True)
+            sent = 0
+            if runner.notifier is not None:  # the notifications due now, attempted once each
+                try:
+                    while attempts := runner.notifier.tick():
+                        sent += attempts
+                finally:
+                    runner.notifier.close()
+            typer.echo(f"modelctl: worker ran {ran} jobs, {sent} notification attempts", err=True)
             return
         typer.echo(f"modelctl: worker {runner.name} waiting for jobs", err=True)
         runner.run_forever(threading.Event())

@@ -69,6 +69,7 @@ from registry.service import sync as sync_service
 from registry.service.gate import Gatekeeper
 from registry.service.jobs import JobKind, JobPayload, JobView  # server
 from registry.service.live_status import LiveStatuses, StatusBoard, context_key
+from registry.service.notify import log as notify_log
 from registry.settings import Settings
 from registry.signing_key import registry_signer, tool_version
 from registry.tlog.append import SESSION_KEY as TLOG_SESSION_KEY
@@ -90,6 +91,7 @@ from registry.views import (  # server
     GcReport,
     MirrorResult,
     ModelSummary,
+    NotificationDeliveryView,
     PullResult,  # pull
     QuarantineView,
     RescanResult,
@@ -745,6 +747,13 @@ class EmbeddedRegistry:
     def audit_log(self, query: AuditQuery) -> list[AuditEventView]:
         with unit_of_work(self.sessions) as session:
             return audit.events(session, query)
+
+    def notification_deliveries(
+        self, *, state: str | None = None, limit: int = 100
+    ) -> list[NotificationDeliveryView]:
+        """The notification delivery log, newest first (`modelctl notify deliveries`)."""
+        with unit_of_work(self.sessions) as session:
+            return notify_log.deliveries(session, state=state, limit=limit)
 
     # -- server: files, attestations, jobs (added for `modelctl serve`) ------------------------
     def file_info(self, ref: str, path: str) -> FileView:

@@ -632,3 +632,24 @@ class SyncResult(WireModel):
     @property
     def queued(self) -> int:
         return sum(1 for s in self.sources if s.job_id is not None)
+
+
+class NotificationDeliveryView(WireModel):
+    """One entry of the notification delivery log."""
+
+    id: int
+    event_key: str
+    event: str
+    target: str
+    channel: str  # webhook | email
+    subject: str
+    state: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_at: Timestamp | None  # None once delivered or failed
+    last_error: str | None
+    created_at: Timestamp
+    delivered_at: Timestamp | None
+
+
+class NotificationDeliveries(WireModel):
+    deliveries: tuple[NotificationDeliveryView, ...]

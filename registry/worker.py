@@ -13,7 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from attestations.errors import AttestationError
+from attestations.utc import utc_now
 from registry.db.engine import unit_of_work
 from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError, RegistryError, StorageError, kind_of
@@ -21,6 +24,9 @@ from registry.mirror.base import parse_source
 from registry.requests import MirrorRequest
 from registry.scanners.backdoor.settings import BackdoorSettings
 from registry.service import jobs
+from registry.service.notify import config as notify_config
+from registry.service.notify import dispatcher
+from registry.service.notify.send import DeliveryFailed, Sender
 from registry.service.rescan import RESCAN_ACTOR
 from registry.service.sync import SYNC_ACTOR
 from registry.views import MirrorResult, ScanOutcome
@@ -102,11 +108,82 @@ class JobProgress:
             return dict(self.state)
 
 
+class Notifier:
+    """Outbound notifications, in their own thread of the worker so that a slow receiver
+    delays neither requests nor jobs (`registry.service.notify.dispatcher` has the steps)."""
+
+    def __init__(self, registry: EmbeddedRegistry, config: notify_config.NotifyConfig) -> None:
+        self.registry = registry
+        self.config = config
+        self.targets = {t.name: t for t in config.targets}
+        self.sender = Sender()
+        # Audit ids already read by a committed round (at most LOOKBACK + BATCH ids apart):
+        # the look-back window is re-read for late commits, not re-judged event by event.
+        self.seen: set[int] = set()
+
+    def tick(self) -> int:
+        """One round: read new events into the delivery log, then attempt what is due; how
+        many attempts were made."""
+        sessions = self.registry.sessions
+        try:
+            with unit_of_work(sessions) as session:
+                _, read = dispatcher.collect(session, self.config, utc_now(), self.seen)
+        except IntegrityError:  # another worker logged the same notifications first:
+            read = []  # this round's rows are theirs; the next round reads on from there
+        if read:  # only now: had the round rolled back, its events must be read again
+            newest = max(read)
+            floor = newest - dispatcher.LOOKBACK - dispatcher.BATCH
+            self.seen = {i for i in (*self.seen, *read) if i > floor}
+        with unit_of_work(sessions) as session:
+            claimed = dispatcher.claim(session, utc_now())
+        for delivery_id, target_name, payload in claimed:
+            error = self._attempt(target_name, payload)
+            with unit_of_work(sessions) as session:
+                dispatcher.record_attempt(session, delivery_id, self.config, error, utc_now())
+        return len(claimed)
+
+    def _attempt(self, target_name: str, payload: dict[str, Any]) -> str | None:
+        target = self.targets.get(target_name)
+        if target is None:
+            return f"target {target_name!r} is no longer configured"
+        try:
+            self.sender.deliver(target, payload)
+        except DeliveryFailed as exc:
+            log.warning("notification %s to %s: %s", payload.get("id"), target_name, exc.reason)
+            return exc.reason
+        return None
+
+    def close(self) -> None:
+        self.sender.close()
+
+    def run_forever(self, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    worked = self.tick()
+                except Exception:  # the database is away: wait and try again
+                    log.warning("the notification dispatcher failed a round", exc_info=True)
+                    worked = 0
+                if not worked:
+                    stop.wait(poll_seconds)
+        finally:
+            self.close()
+
+
 class JobRunner:
-    def __init__(self, registry: EmbeddedRegistry, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        registry: EmbeddedRegistry,
+        *,
+        name: str | None = None,
+        notify: notify_config.NotifyConfig | None = None,
+    ) -> None:
         self.registry = registry
         self.name = name or worker_name()
         self.lease = timedelta(seconds=registry.settings.job_lease_seconds)
+        # Read (and refused when broken: InputError) as the worker starts, not at first use.
+        config = notify if notify is not None else notify_config.load(os.environ)
+        self.notifier = Notifier(registry, config) if config is not None else None
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
@@ -231,6 +308,13 @@ class JobRunner:
         return {"attested": True, "issued": len(attested.issued)}
 
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.5) -> None:
+        if self.notifier is not None:
+            threading.Thread(
+                target=self.notifier.run_forever,
+                args=(stop,),
+                name="modelctl-notify",
+                daemon=True,
+            ).start()
         self.queue_rescans()
         interval = self.registry.settings.sync_interval
         next_sync = time.monotonic() + interval

@@ -38,6 +38,8 @@ _SCRUBBED_ENV = (
     "MODELCTL_SIGNING_KEY_PASSPHRASE",
     "MODELCTL_KEY_PASSPHRASE",
     "SIGSTORE_ID_TOKEN",
+    "MODELCTL_NOTIFY_CONFIG",  # a developer's notifications must not fire from tests
+    "MODELCTL_SMTP_HOST",
     "HF_ENDPOINT",
     "HF_TOKEN",
     "MODELSCOPE_ENDPOINT",

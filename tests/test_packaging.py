@@ -165,3 +165,28 @@ def test_an_s3_store_without_the_extra_is_one_clean_line(
     run = run_without_extras("models", home=tmp_path / "home")
     assert run.code == 2
     assert "needs boto3: pip install 'modelctl[s3]'" in _one_clean_line(run)
+
+
+def test_every_data_file_the_packages_read_is_packaged() -> None:
+    """Templates, styles, policies, migrations: a file a package reads at run time that
+    package-data does not name works in a checkout and is missing from an installed wheel."""
+    import fnmatch
+    import subprocess
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = config["tool"]["setuptools"]["package-data"]
+    tracked = subprocess.run(
+        ["git", "ls-files", *globs], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    missing = []
+    for path in tracked:
+        package, _, rest = path.partition("/")
+        if path.endswith((".md", ".c")):  # read by people and by the build, not at run time
+            continue
+        if path.endswith(".py") and "/migrations/" not in path:
+            continue
+        if package in globs and not any(fnmatch.fnmatch(rest, g) for g in globs[package]):
+            missing.append(path)
+    assert missing == [], f"not in [tool.setuptools.package-data]: {missing}"

@@ -44,6 +44,7 @@ from registry.views import (
     Health,
     ModelList,
     NewToken,
+    NotificationDeliveries,
     QuarantineList,
     QuarantineView,
     RescanResult,
@@ -160,6 +161,17 @@ def audit_log(
         limit=limit,
     )
     return {"events": [e.to_json() for e in registry.audit_log(query)]}
+
+
+@router.get("/notifications/deliveries", tags=["audit"], response_model=NotificationDeliveries)
+def notification_deliveries(
+    registry: Annotated[EmbeddedRegistry, Depends(registry_for("audit.read"))],
+    state: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The outbound notification delivery log (webhooks, email), newest first."""
+    found = registry.notification_deliveries(state=state, limit=limit)
+    return {"deliveries": [d.to_json() for d in found]}
 
 
 # -- checkpoints ---------------------------------------------------------------------------------

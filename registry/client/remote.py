@@ -62,6 +62,7 @@ from registry.views import (
     MirrorResult,
     MirrorStats,
     ModelSummary,
+    NotificationDeliveryView,
     OpenFinding,
     PullResult,
     QuarantineView,
@@ -625,3 +626,12 @@ class RemoteRegistry:
             params["until"] = query.until.isoformat()
         found = self._json("GET", "/v1/audit", params=params)["events"]
         return [AuditEventView.model_validate(e) for e in found]
+
+    def notification_deliveries(
+        self, *, state: str | None = None, limit: int = 100
+    ) -> list[NotificationDeliveryView]:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        found = self._json("GET", "/v1/notifications/deliveries", params=params)["deliveries"]
+        return [NotificationDeliveryView.model_validate(d) for d in found]

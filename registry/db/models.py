@@ -506,3 +506,40 @@ class TransparencyLogHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class NotificationDelivery(Base):
+    """One notification to one target: the delivery log, and the outbox the dispatcher works.
+
+    Unique on (event key, target): an event read twice from the audit log (at-least-once) is
+    delivered once. `state` is pending until delivered or out of attempts (failed).
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_key", "target", name="uq_notification_deliveries_event_target"),
+        Index("ix_notification_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(200))  # e.g. "audit:42", "expiry:7:2026-12-05"
+    event: Mapped[str] = mapped_column(String(50))  # finding | denial | quarantine | ...
+    target: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))  # webhook | email
+    subject: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class NotificationCursor(Base):
+    """How far the dispatcher has read the audit log (one row, `name` = "audit")."""
+
+    __tablename__ = "notification_cursor"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    audit_id: Mapped[int] = mapped_column(Integer)

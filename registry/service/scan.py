@@ -82,6 +82,19 @@ def report_max_severity(report: Any) -> str | None:
     return SEVERITIES[worst] if worst >= 0 else None
 
 
+def severity_counts(reports: list[dict[str, Any]]) -> dict[str, int]:
+    """How many findings of each severity the stored scan reports hold (for the audit event:
+    notifications tell new critical or high findings from the same ones again)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        for entry in report.get("files", []):
+            for finding in entry.get("findings", []):
+                severity = finding.get("severity") if isinstance(finding, dict) else None
+                if severity in SEVERITIES:
+                    counts[severity] = counts.get(severity, 0) + 1
+    return counts
+
+
 def _when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -170,6 +183,7 @@ def scan_checkpoint(
                 "verdict": report.verdict.value,
                 "scanners": [r.id for r in report.runs],
                 "attested": signer is not None,
+                "severities": severity_counts([r.report for r in rows]),
             },
         )
     )

@@ -16,6 +16,7 @@ from registry.web import (
     exceptions,
     findings,
     login,
+    notifications,
     oidc_login,
     overview,
     policies,
@@ -34,6 +35,7 @@ for area in (
     findings,
     policies,
     audit,
+    notifications,
     admin,
 ):
     router.include_router(area.router)
