@@ -653,3 +653,16 @@ class NotificationDeliveryView(WireModel):
 
 class NotificationDeliveries(WireModel):
     deliveries: tuple[NotificationDeliveryView, ...]
+
+
+class LogProof(WireModel):
+    """`GET /v1/log/proof/{index}`: an entry of the transparency log, its RFC 6962 inclusion
+    proof (base64 hashes) and the signed checkpoint (a C2SP signed note) it leads to."""
+
+    index: int
+    tree_size: int
+    entry: str
+    leaf_hash: str
+    proof: tuple[str, ...]
+    checkpoint: str
+    key: str  # the log's verifier key (signed-note vkey)

@@ -19,6 +19,7 @@ from registry.embedded import EmbeddedRegistry
 from registry.errors import InputError, NotFound, StorageError
 from registry.tlog.key import log_verifier
 from registry.tlog.verify import verify_log
+from registry.views import LogProof
 
 router = APIRouter(prefix="/v1/log", responses=PROBLEM_RESPONSES, tags=["transparency log"])
 Reader = Annotated[EmbeddedRegistry, Depends(registry_for("read"))]
@@ -63,7 +64,7 @@ def tile(registry: Reader, tile: Annotated[str, Path(max_length=200)]) -> Respon
     )
 
 
-@router.get("/proof/{index}")
+@router.get("/proof/{index}", response_model=LogProof)
 def proof(registry: Reader, index: Annotated[int, Path(ge=0, le=2**53)]) -> dict[str, Any]:
     """Entry `index`, its RFC 6962 inclusion proof and the signed checkpoint it leads to.
 
