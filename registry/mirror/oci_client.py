@@ -177,6 +177,8 @@ class OciClient:
             raise AuthenticationRequired(f"{self.ref.uri}: {what}: forbidden{detail}")
         if code == 404:
             raise NotFound(f"{self.ref.uri}: {what}: not found{detail}")
+        if code == 400 and _error_code(response) == "DIGEST_INVALID":
+            raise IntegrityFailure(f"{self.ref.uri}: {what}: digest mismatch{detail}")
         raise UpstreamError(f"{self.ref.uri}: {what}: HTTP {code}{detail}")
 
     # -- blobs -------------------------------------------------------------------------------
@@ -384,6 +386,13 @@ def _iter_response(response: httpx.Response, uri: str, digest: str) -> Iterator[
         yield from response.iter_bytes(READ_SIZE)
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{uri}: blob {digest}: {type(exc).__name__}: {exc}") from exc
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["errors"][0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
 
 
 def _error_detail(response: httpx.Response) -> str:
