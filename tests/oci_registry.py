@@ -73,8 +73,3 @@ def start_registry(tmp: Path, auth_yaml: str = "") -> Iterator[RunningRegistry]:
             process.kill()
             process.wait()
         log.close()
-
-
-@pytest.fixture
-def oci_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
-    yield from start_registry(tmp_path / "oci")

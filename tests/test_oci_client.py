@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,14 @@ from registry.mirror.oci_client import (
     sha256_digest,
 )
 from registry.mirror.oci_ref import parse_oci_ref
-from tests.oci_registry import RunningRegistry, oci_registry  # noqa: F401 - fixture
+from tests.oci_registry import RunningRegistry, start_registry
 
 EMPTY = b"{}"
+
+
+@pytest.fixture
+def oci_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
+    yield from start_registry(tmp_path / "oci")
 
 
 def _blob(client: OciClient, data: bytes) -> dict[str, object]:
@@ -79,7 +85,8 @@ def test_blobs_manifests_and_fallback_referrers(oci_registry: RunningRegistry) -
         body = canonical_json(manifest)
         digest, _ = client.put_manifest("v1", body, MANIFEST_TYPE)
         fetched = client.get_manifest("v1")
-        assert fetched.body == body and fetched.digest == digest
+        assert fetched.body == body
+        assert fetched.digest == digest
         with client.open_blob(str(big["digest"])) as chunks:
             assert hashlib.sha256(b"".join(chunks)).hexdigest() == str(big["digest"])[7:]
         with client.open_blob(str(big["digest"]), offset=2000) as chunks:
@@ -106,6 +113,6 @@ def test_blobs_manifests_and_fallback_referrers(oci_registry: RunningRegistry) -
 
         with pytest.raises(NotFound):
             client.get_manifest("nope")
-        with pytest.raises(IntegrityFailure):  # a digest that the bytes do not hash to
-            bad = sha256_digest(b"x")
+        bad = sha256_digest(b"x")  # a digest that the bytes do not hash to
+        with pytest.raises(IntegrityFailure):
             client.upload_blob(bad, 5, lambda: io.BytesIO(b"hello"))
