@@ -87,6 +87,7 @@ from registry.views import (  # server
     MirrorResult,
     ModelSummary,
     PullResult,  # pull
+    PushResult,
     QuarantineView,
     RescanResult,
     ScanOutcome,
@@ -708,6 +709,67 @@ class EmbeddedRegistry:
         )
         with unit_of_work(self.sessions) as session:
             pull_service.record_pull(session, result, actor=self.actor)
+        return result
+
+    def push(
+        self, ref: str, target: str, environment: str | None, *, progress: Progress
+    ) -> PushResult:
+        """Publish a signed checkpoint as a ModelPack artifact with its statements as referrers.
+
+        With `environment`, only what that environment admits, and the decided digest (not
+        `ref` again) is what goes out."""
+        # The HTTP client loads for this command only (httpx: 90 ms on every other command).
+        from registry.mirror.oci_auth import load_credentials  # noqa: PLC0415
+        from registry.mirror.oci_client import OciClient  # noqa: PLC0415
+        from registry.mirror.oci_ref import parse_oci_ref  # noqa: PLC0415
+        from registry.service import oci_push  # noqa: PLC0415
+
+        oci_target = parse_oci_ref(target)
+        if oci_target.digest:
+            raise InputError(f"push target {target!r}: give a tag, not a digest")
+        if environment is not None:
+            decision = self.policy_check(ref, environment)
+            materialize.require_admitted(decision)
+            ref = f"{decision.name}@{decision.digest}"
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            signed = pull_service.signed_checkpoint(checkpoint, self.registry_public_key())
+            statements = [
+                oci_push.Statement(a.predicate_type, bytes(a.bundle))
+                for a in sorted(
+                    checkpoint.evidence_attestations,
+                    key=lambda a: (a.bundle != signed.bundle, a.id),
+                )
+            ]
+            created_at = checkpoint.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with OciClient(
+            oci_target, credentials=load_credentials(oci_target.host), push=True
+        ) as client:
+            result = oci_push.push_checkpoint(
+                signed,
+                statements,
+                created_at=created_at,
+                target=oci_target,
+                client=client,
+                blobs=self.blobs,
+                environment=environment,
+                progress=progress,
+            )
+        with unit_of_work(self.sessions) as session:
+            session.add(
+                AuditEvent(
+                    actor=self.actor,
+                    action="checkpoint.push",
+                    subject=result.ref,
+                    details={
+                        "target": result.target,
+                        "oci_digest": result.oci_digest,
+                        "environment": environment,
+                        "layers_sent": result.layers_sent,
+                        "referrers": [r.digest for r in result.referrers],
+                    },
+                )
+            )
         return result
 
     # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------

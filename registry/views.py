@@ -629,3 +629,34 @@ class SyncResult(WireModel):
     @property
     def queued(self) -> int:
         return sum(1 for s in self.sources if s.job_id is not None)
+
+
+class OciReferrerView(WireModel):
+    """One signed statement attached to a pushed artifact as an OCI 1.1 referrer."""
+
+    predicate_type: str
+    digest: str  # the referrer manifest's digest
+
+
+class PushResult(WireModel):
+    """A checkpoint published as a ModelPack artifact, with its statements as referrers."""
+
+    name: str
+    digest: str  # the checkpoint's manifest digest (the OMS subject)
+    target: str  # oci://HOST/REPO:TAG as given
+    oci_digest: str  # the OCI manifest's digest: TARGET@OCI_DIGEST pins what was pushed
+    environment: str | None  # the environment that admitted it (--env), if any
+    layers: int
+    layers_sent: int  # layers the registry lacked; the others were already there
+    bytes_sent: int
+    referrers: tuple[OciReferrerView, ...]
+    seconds: float
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    @field_serializer("seconds")
+    def _milliseconds(self, seconds: float) -> float:
+        return round(seconds, 3)

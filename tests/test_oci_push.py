@@ -1,0 +1,137 @@
+"""`modelctl push` to a real OCI registry on loopback, read back with our client and skopeo."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.mirror import modelpack
+from registry.mirror.oci_client import OciClient, fallback_tag
+from registry.mirror.oci_ref import parse_oci_ref
+from tests.fakes.hfhub import FakeHub
+from tests.oci_registry import RunningRegistry, start_registry
+from tests.test_pull import FILES
+
+
+@pytest.fixture
+def oci_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
+    yield from start_registry(tmp_path / "oci")
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+        yield fake
+
+
+@pytest.fixture
+def admitted(run_cli: Any, hub: FakeHub) -> None:
+    """org/tiny mirrored, scanned, attested and admitted to prod."""
+    hub.add_repo("org/tiny", FILES)
+    assert run_cli("mirror", "hf://org/tiny").code == 0
+    assert run_cli("attest", "org/tiny").code == 0
+    assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
+
+
+def test_push_publishes_a_modelpack_artifact_with_referrers(
+    run_cli: Any, admitted: None, oci_registry: RunningRegistry
+) -> None:
+    target = oci_registry.ref("team/tiny:v1")
+    result = run_cli("push", "org/tiny", target, "--env", "prod", "--json")
+    assert result.code == 0, result.stderr
+    got = result.json()
+    assert got["layers"] == len(FILES)
+    assert got["layers_sent"] == len(FILES)
+    assert got["bytes_sent"] == sum(len(b) for b in FILES.values())
+    predicate_types = [r["predicate_type"] for r in got["referrers"]]
+    assert predicate_types[0] == "https://model_signing/signature/v1.0"
+    assert len(predicate_types) >= 2  # the signature and the scan attestations
+
+    with OciClient(parse_oci_ref(target)) as client:
+        fetched = client.get_manifest("v1")
+        assert fetched.digest == got["oci_digest"]
+        manifest = json.loads(fetched.body)
+        assert manifest["artifactType"] == modelpack.ARTIFACT_TYPE
+        assert manifest["config"]["mediaType"] == modelpack.CONFIG_TYPE
+        layers = {layer["annotations"][modelpack.FILEPATH]: layer for layer in manifest["layers"]}
+        # One layer per file, its digest the file's sha256: the OMS manifest's own entries.
+        assert {p: layer["digest"] for p, layer in layers.items()} == {
+            p: "sha256:" + hashlib.sha256(b).hexdigest() for p, b in FILES.items()
+        }
+        assert layers["model.safetensors"]["mediaType"] == modelpack.WEIGHT_RAW
+        assert layers["README.md"]["mediaType"] == modelpack.DOC_RAW
+        assert layers["config.json"]["mediaType"] == modelpack.WEIGHT_CONFIG_RAW
+        with client.open_blob(manifest["config"]["digest"]) as chunks:
+            config = json.loads(b"".join(chunks))
+        assert config["descriptor"]["version"] == got["digest"]
+        assert manifest["annotations"][modelpack.CHECKPOINT_DIGEST] == got["digest"]
+        # Referrers: found through the tag schema (this registry has no referrers API).
+        referrers = client.referrers(got["oci_digest"])
+        assert {r["digest"] for r in referrers} == {r["digest"] for r in got["referrers"]}
+        assert client.get_manifest(fallback_tag(got["oci_digest"])).media_type.endswith(
+            "index.v1+json"
+        )
+        signature = json.loads(client.get_manifest(got["referrers"][0]["digest"]).body)
+        assert signature["subject"]["digest"] == got["oci_digest"]
+
+    # Pushing again sends no layer and gives the same manifest digest.
+    again = run_cli("push", "org/tiny", target, "--env", "prod", "--json")
+    assert again.code == 0, again.stderr
+    assert again.json()["layers_sent"] == 0
+    assert again.json()["oci_digest"] == got["oci_digest"]
+
+
+def test_push_refuses_what_the_environment_does_not_admit(
+    run_cli: Any, hub: FakeHub, oci_registry: RunningRegistry
+) -> None:
+    hub.add_repo("org/tiny", FILES)
+    assert run_cli("mirror", "hf://org/tiny").code == 0  # not attested: prod denies it
+    result = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--env", "prod")
+    assert result.code == 1
+    assert "not admitted" in result.stderr
+    assert not any((oci_registry.root / "docker").rglob("link"))  # nothing was sent
+
+
+def test_push_refuses_bad_targets(run_cli: Any, admitted: None) -> None:
+    for bad in ("oci://host/UPPER:v1", "hf://org/x", "oci://127.0.0.1:1/x@sha256:" + "a" * 64):
+        result = run_cli("push", "org/tiny", bad)
+        assert result.code == 2, (bad, result.stderr)
+    result = run_cli("push", "org/tiny", "oci://127.0.0.1:1/x:v1")  # nothing listens
+    assert result.code == 2
+    assert "oci://127.0.0.1:1/x" in result.stderr
+
+
+def test_skopeo_reads_what_push_wrote(
+    run_cli: Any, admitted: None, oci_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    if shutil.which("skopeo") is None:
+        pytest.fail("skopeo is missing: `make pytest` installs it (apt-get install skopeo)")
+    target = oci_registry.ref("team/tiny:v1")
+    got = run_cli("push", "org/tiny", target, "--json").json()
+    docker_ref = f"docker://{oci_registry.host}/team/tiny:v1"
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", docker_ref],
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == got["oci_digest"]
+    layout = tmp_path / "layout"
+    subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", docker_ref, f"oci:{layout}:v1"],
+        check=True,
+        capture_output=True,
+    )
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == got["oci_digest"]
+    for path, data in FILES.items():
+        blob = layout / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()
+        assert blob.read_bytes() == data, path
