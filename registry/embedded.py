@@ -157,16 +157,21 @@ class EmbeddedRegistry:
             spec = replace(spec, revision=request.revision)
         name = ModelName.parse(request.name or spec.default_name)
         source = open_source(spec, self.settings)
-        transferred = checkpoints.transfer(
-            source=source,
-            blobs=self.blobs,
-            file_filter=checkpoints.FileFilter(request.include, request.exclude),
-            limits=self.settings.limits,
-            workers=self.settings.download_workers
-            if spec.kind != "local"
-            else self.settings.hash_workers,
-            progress=progress,
-        )
+        try:
+            transferred = checkpoints.transfer(
+                source=source,
+                blobs=self.blobs,
+                file_filter=checkpoints.FileFilter(request.include, request.exclude),
+                limits=self.settings.limits,
+                workers=self.settings.download_workers
+                if spec.kind != "local"
+                else self.settings.hash_workers,
+                progress=progress,
+            )
+        finally:
+            close = getattr(source, "close", None)  # a source holding connections (oci://)
+            if callable(close):
+                close()
         # Two mirrors may race to create the same model or blob rows: the loser retries once.
         for attempt in range(2):
             try:

@@ -135,3 +135,54 @@ def test_skopeo_reads_what_push_wrote(
     for path, data in FILES.items():
         blob = layout / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()
         assert blob.read_bytes() == data, path
+
+
+def _blob_file(registry: RunningRegistry, data: bytes) -> Path:
+    hex_digest = hashlib.sha256(data).hexdigest()
+    blobs = registry.root / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    return blobs / hex_digest[:2] / hex_digest / "data"
+
+
+def test_mirror_from_oci_gives_the_same_checkpoint(
+    run_cli: Any, admitted: None, oci_registry: RunningRegistry
+) -> None:
+    target = oci_registry.ref("team/tiny:v1")
+    pushed = run_cli("push", "org/tiny", target, "--json").json()
+    result = run_cli("mirror", target, "--name", "copy/tiny", "--json")
+    assert result.code == 0, result.stderr
+    mirrored = run_cli("inspect", "copy/tiny", "--json").json()
+    # The same bytes: the same checkpoint identity, computed from the files.
+    assert mirrored["digest"] == pushed["digest"]
+    assert mirrored["source"]["commit"] == pushed["oci_digest"]  # the tag, pinned
+    assert mirrored["source"]["uri"] == oci_registry.ref("team/tiny")
+    # Pinned by digest, with the default name from the repository path.
+    by_digest = run_cli("mirror", f"{oci_registry.ref('team/tiny')}@{pushed['oci_digest']}")
+    assert by_digest.code == 0, by_digest.stderr
+    assert run_cli("inspect", "team/tiny", "--json").code == 0
+
+
+def test_mirror_refuses_a_layer_whose_bytes_do_not_match(
+    run_cli: Any,
+    admitted: None,
+    oci_registry: RunningRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = oci_registry.ref("team/tiny:v1")
+    assert run_cli("push", "org/tiny", target).code == 0
+    data = FILES["config.json"]
+    _blob_file(oci_registry, data).write_bytes(b'{"model_type": "evil"}\n')
+    # Another registry, whose blob store does not hold the files already.
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "second-home"))
+    result = run_cli("mirror", target, "--name", "copy/tiny")
+    assert result.code == 1, result.stderr
+    assert "config.json" in result.stderr
+    assert run_cli("inspect", "copy/tiny").code == 2  # nothing half-registered
+
+
+def test_mirror_of_a_missing_tag_or_repository_fails_cleanly(
+    run_cli: Any, oci_registry: RunningRegistry
+) -> None:
+    result = run_cli("mirror", oci_registry.ref("team/none:v9"))
+    assert result.code == 2
+    assert "not found" in result.stderr
