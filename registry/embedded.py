@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attestations.decision import DecisionRecord
 from attestations.digests import Digest
+from attestations.errors import AttestationError
 from attestations.keys import KeySigner
 from policies import DEFAULTS_FILE, PolicyError, PolicySet, default_policies_text, load_policies
 from registry import signing_key
@@ -89,6 +90,7 @@ from registry.views import (  # server
     PullResult,  # pull
     PushResult,
     QuarantineView,
+    ReferrerCheckView,
     RescanResult,
     ScanOutcome,
     SyncItem,
@@ -157,6 +159,7 @@ class EmbeddedRegistry:
             spec = replace(spec, revision=request.revision)
         name = ModelName.parse(request.name or spec.default_name)
         source = open_source(spec, self.settings)
+        fetched_referrers: list[Any] = []
         try:
             transferred = checkpoints.transfer(
                 source=source,
@@ -168,6 +171,11 @@ class EmbeddedRegistry:
                 else self.settings.hash_workers,
                 progress=progress,
             )
+            if spec.kind == "oci":
+                from registry.mirror.oci import OciSource, fetch_referrers  # noqa: PLC0415
+
+                assert isinstance(source, OciSource)  # the factory's choice for oci://
+                fetched_referrers = fetch_referrers(source, transferred.snapshot)
         finally:
             close = getattr(source, "close", None)  # a source holding connections (oci://)
             if callable(close):
@@ -196,11 +204,47 @@ class EmbeddedRegistry:
                     raise StorageError(f"could not record the checkpoint: {exc.orig}") from exc
             except SQLAlchemyError as exc:
                 raise StorageError(f"could not record the checkpoint: {exc}") from exc
+        if fetched_referrers:
+            result = result.model_copy(
+                update={
+                    "referrers": self._accept_referrers(result.checkpoint.ref, fetched_referrers)
+                }
+            )
         if not request.scan:
             return result
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
+
+    def _accept_referrers(self, ref: str, fetched: Sequence[Any]) -> tuple[ReferrerCheckView, ...]:
+        """Store each statement mirrored with an OCI artifact that verifies with a trusted key
+        (as an uploaded attestation would be); record the others as such, never trusting them."""
+        checks: list[ReferrerCheckView] = []
+        for referrer in fetched:
+            reason = referrer.problem
+            if referrer.bundle is not None:
+                try:
+                    self.attestation_upload(ref, referrer.bundle)
+                except (RegistryError, AttestationError) as exc:
+                    reason = exc.message
+            checks.append(
+                ReferrerCheckView(
+                    digest=referrer.digest,
+                    predicate_type=referrer.predicate_type,
+                    verified=not reason,
+                    reason=reason,
+                )
+            )
+        with unit_of_work(self.sessions) as session:
+            session.add(
+                AuditEvent(
+                    actor=self.actor,
+                    action="checkpoint.oci_referrers",
+                    subject=ref,
+                    details={"referrers": [c.to_json() for c in checks]},
+                )
+            )
+        return tuple(checks)
 
     def gc(self, *, grace: timedelta, dry_run: bool, now: datetime | None = None) -> GcReport:
         """Delete blobs no checkpoint references, mark → grace → sweep (`service/gc.py`), and

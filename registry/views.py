@@ -216,11 +216,21 @@ class MirrorStats(WireModel):
         return round(seconds, 3)
 
 
+class ReferrerCheckView(WireModel):
+    """A statement found attached to a mirrored OCI artifact, and whether it verified."""
+
+    digest: str  # the referrer manifest's digest
+    predicate_type: str  # as the referrer's annotation claims it
+    verified: bool  # True: it verified with a trusted key and was stored as an attestation
+    reason: str = ""  # why not, when it did not
+
+
 class MirrorResult(WireModel):
     checkpoint: CheckpointView
     created: bool  # False: these exact bytes were already registered under this name
     stats: MirrorStats
     scan: ScanOutcome | None = None
+    referrers: tuple[ReferrerCheckView, ...] = ()  # oci:// sources only
 
     @model_serializer(mode="plain")
     def _as_json(self) -> dict[str, Any]:
@@ -230,6 +240,8 @@ class MirrorResult(WireModel):
         out["stats"] = self.stats.to_json()
         if self.scan is not None:
             out["verdict"] = self.scan.report["verdict"]
+        if self.referrers:
+            out["referrers"] = [r.to_json() for r in self.referrers]
         return out
 
 

@@ -34,11 +34,12 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
 
 
 @pytest.fixture
-def admitted(run_cli: Any, hub: FakeHub) -> None:
-    """org/tiny mirrored, scanned, attested and admitted to prod."""
+def admitted(run_cli: Any, hub: FakeHub, tmp_path: Path) -> None:
+    """org/tiny mirrored, scanned, attested and admitted to prod; its key in registry.pub."""
     hub.add_repo("org/tiny", FILES)
     assert run_cli("mirror", "hf://org/tiny").code == 0
-    assert run_cli("attest", "org/tiny").code == 0
+    pub = tmp_path / "registry.pub"
+    assert run_cli("attest", "org/tiny", "--public-key-out", str(pub)).code == 0
     assert run_cli("policy", "check", "org/tiny", "--env", "prod").code == 0
 
 
@@ -186,3 +187,33 @@ def test_mirror_of_a_missing_tag_or_repository_fails_cleanly(
     result = run_cli("mirror", oci_registry.ref("team/none:v9"))
     assert result.code == 2
     assert "not found" in result.stderr
+
+
+def test_mirror_verifies_referrers_and_trusts_only_those_that_verify(
+    run_cli: Any,
+    admitted: None,
+    oci_registry: RunningRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = oci_registry.ref("team/tiny:v1")
+    pushed = run_cli("push", "org/tiny", target, "--json").json()
+    count = len(pushed["referrers"])
+    # A second registry that does not trust the first one's key: nothing is trusted.
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "untrusting"))
+    result = run_cli("mirror", target, "--name", "copy/tiny", "--json", "--no-scan")
+    assert result.code == 0, result.stderr
+    checks = result.json()["referrers"]
+    assert len(checks) == count
+    assert not any(c["verified"] for c in checks)
+    assert all(c["reason"] for c in checks)
+    assert run_cli("inspect", "copy/tiny", "--json").json()["attestations"] == []
+    # One that trusts it: the signature and the scan attestations are stored as evidence.
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "trusting"))
+    monkeypatch.setenv("MODELCTL_TRUSTED_KEYS", str(tmp_path / "registry.pub"))
+    result = run_cli("mirror", target, "--name", "copy/tiny", "--json", "--no-scan")
+    assert result.code == 0, result.stderr
+    checks = result.json()["referrers"]
+    assert all(c["verified"] for c in checks), checks
+    stored = run_cli("inspect", "copy/tiny", "--json").json()["attestations"]
+    assert len(stored) == count

@@ -22,12 +22,11 @@ from attestations.digests import Digest
 from registry.blobs.base import BlobReader
 from registry.client.materialize import SignedCheckpoint
 from registry.mirror import modelpack
+from registry.mirror.oci import PREDICATE_ANNOTATION
 from registry.mirror.oci_client import MANIFEST_TYPE, OciClient, sha256_digest
 from registry.mirror.oci_ref import OciRef
 from registry.progress import Progress
 from registry.views import OciReferrerView, PushResult
-
-PREDICATE_ANNOTATION = "dev.modelctl.predicate-type"
 
 
 @dataclass(frozen=True, slots=True)
