@@ -7,16 +7,26 @@ when it is missing; without it these tests fail rather than skip.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 BINARY = "docker-registry"
 
@@ -73,3 +83,99 @@ def start_registry(tmp: Path, auth_yaml: str = "") -> Iterator[RunningRegistry]:
             process.kill()
             process.wait()
         log.close()
+
+
+class TokenService:
+    """The registry token flow's other half: a loopback token server that signs JWTs (RS256,
+    the signing certificate in `x5c`) for one user, which the registry checks against the
+    certificate named in its `auth.token.rootcertbundle`."""
+
+    SERVICE = "modelctl-test-registry"
+    ISSUER = "modelctl-test-issuer"
+
+    def __init__(self, tmp: Path, username: str, password: str) -> None:
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelctl test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_path = tmp / "token-signer.pem"
+        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.issued = 0
+        expected = "Basic " + _b64(f"{username}:{password}".encode(), url=False)
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+
+                query = parse_qs(urlparse(self.path).query)
+                body = json.dumps({"token": service.token(query.get("scope", [""])[0])})
+                service.issued += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, scope: str) -> str:
+
+        access = []
+        if scope:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [_b64(der, url=False)]}
+        claims = {
+            "iss": self.ISSUER,
+            "sub": "alice",
+            "aud": self.SERVICE,
+            "exp": now + 300,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": str(now),
+            "access": access,
+        }
+        signing_input = (
+            _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+        ).encode()
+        signature = self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return signing_input.decode() + "." + _b64(signature)
+
+    def registry_auth_yaml(self) -> str:
+        return (
+            "auth:\n  token:\n"
+            f"    realm: {self.realm}\n    service: {self.SERVICE}\n"
+            f"    issuer: {self.ISSUER}\n    rootcertbundle: {self.cert_path}\n"
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _b64(data: bytes, *, url: bool = True) -> str:
+
+    if not url:
+        return base64.b64encode(data).decode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import InputError, IntegrityFailure, NotFound
+from registry.errors import AuthenticationRequired, InputError, IntegrityFailure, NotFound
 from registry.mirror.oci_auth import Credentials, load_credentials
 from registry.mirror.oci_client import (
     MANIFEST_TYPE,
@@ -20,7 +20,7 @@ from registry.mirror.oci_client import (
     sha256_digest,
 )
 from registry.mirror.oci_ref import parse_oci_ref
-from tests.oci_registry import RunningRegistry, start_registry
+from tests.oci_registry import RunningRegistry, TokenService, start_registry
 
 EMPTY = b"{}"
 
@@ -116,3 +116,40 @@ def test_blobs_manifests_and_fallback_referrers(oci_registry: RunningRegistry) -
         bad = sha256_digest(b"x")  # a digest that the bytes do not hash to
         with pytest.raises(IntegrityFailure):
             client.upload_blob(bad, 5, lambda: io.BytesIO(b"hello"))
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[tuple[RunningRegistry, TokenService]]:
+    tokens = TokenService(tmp_path, "alice", "s3cret")
+    try:
+        for running in start_registry(tmp_path / "oci", tokens.registry_auth_yaml()):
+            yield running, tokens
+    finally:
+        tokens.close()
+
+
+def test_bearer_token_flow(token_registry: tuple[RunningRegistry, TokenService]) -> None:
+    running, tokens = token_registry
+    ref = parse_oci_ref(running.ref("team/model:v1"))
+    with OciClient(ref, credentials=Credentials("alice", "s3cret"), push=True) as client:
+        layer = _blob(client, b"weights")
+        assert tokens.issued >= 1
+        config = _blob(client, EMPTY)
+        body = canonical_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "config": {**config, "mediaType": "application/vnd.oci.empty.v1+json"},
+                "layers": [layer],
+            }
+        )
+        digest, _ = client.put_manifest("v1", body, MANIFEST_TYPE)
+    with OciClient(ref, credentials=Credentials("alice", "s3cret")) as reader:
+        assert reader.get_manifest("v1").digest == digest
+    with OciClient(ref) as anonymous, pytest.raises(AuthenticationRequired):
+        anonymous.get_manifest("v1")
+    with (
+        OciClient(ref, credentials=Credentials("alice", "wrong")) as wrong,
+        pytest.raises(AuthenticationRequired, match="refused the credentials"),
+    ):
+        wrong.get_manifest("v1")

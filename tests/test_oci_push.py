@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -16,7 +17,7 @@ from registry.mirror import modelpack
 from registry.mirror.oci_client import OciClient, fallback_tag
 from registry.mirror.oci_ref import parse_oci_ref
 from tests.fakes.hfhub import FakeHub
-from tests.oci_registry import RunningRegistry, start_registry
+from tests.oci_registry import RunningRegistry, TokenService, start_registry
 from tests.test_pull import FILES
 
 
@@ -217,3 +218,27 @@ def test_mirror_verifies_referrers_and_trusts_only_those_that_verify(
     assert all(c["verified"] for c in checks), checks
     stored = run_cli("inspect", "copy/tiny", "--json").json()["attestations"]
     assert len(stored) == count
+
+
+def test_push_with_token_auth_and_credentials_from_the_auth_file(
+    run_cli: Any, admitted: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = TokenService(tmp_path, "alice", "s3cret")
+    try:
+        for running in start_registry(tmp_path / "oci", tokens.registry_auth_yaml()):
+            target = running.ref("team/tiny:v1")
+            monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "absent.json"))
+            refused = run_cli("push", "org/tiny", target)
+            assert refused.code == 2
+            assert "credentials" in refused.stderr
+            auth = tmp_path / "auth.json"
+            encoded = base64.b64encode(b"alice:s3cret").decode()
+            auth.write_text(json.dumps({"auths": {running.host: {"auth": encoded}}}))
+            monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+            result = run_cli("push", "org/tiny", target, "--json")
+            assert result.code == 0, result.stderr
+            assert tokens.issued >= 1
+            mirrored = run_cli("mirror", target, "--name", "copy/tiny", "--no-scan")
+            assert mirrored.code == 0, mirrored.stderr
+    finally:
+        tokens.close()
