@@ -179,3 +179,58 @@ def _b64(data: bytes, *, url: bool = True) -> str:
     if not url:
         return base64.b64encode(data).decode()
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class FaultyProxy:
+    """A loopback HTTP proxy in front of a real registry that injects faults on demand:
+    `faults` maps a method to a list of faults used up one per matching request, each
+    "forward" (no fault), "drop" (read half the body, then close the connection without
+    answering) or an HTTP status to answer instead of forwarding."""
+
+    def __init__(self, upstream: str) -> None:
+        self.faults: dict[str, list[str | int]] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                pending = proxy.faults.get(self.command) or []
+                fault = pending.pop(0) if pending else None
+                if fault == "drop":
+                    self.rfile.read(length // 2)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                body = self.rfile.read(length) if length else b""
+                if isinstance(fault, int):
+                    self.send_response(fault)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                response = httpx.request(
+                    self.command, upstream + self.path, headers=headers, content=body
+                )
+                self.send_response(response.status_code)
+                for key, value in response.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.content)))
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            # The stdlib dispatches on these names.
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import AuthenticationRequired, InputError, IntegrityFailure, NotFound
+from registry.errors import (
+    AuthenticationRequired,
+    InputError,
+    IntegrityFailure,
+    NotFound,
+    UpstreamError,
+)
 from registry.mirror.oci_auth import Credentials, load_credentials
 from registry.mirror.oci_client import (
     MANIFEST_TYPE,
@@ -20,7 +26,7 @@ from registry.mirror.oci_client import (
     sha256_digest,
 )
 from registry.mirror.oci_ref import parse_oci_ref
-from tests.oci_registry import RunningRegistry, TokenService, start_registry
+from tests.oci_registry import FaultyProxy, RunningRegistry, TokenService, start_registry
 
 EMPTY = b"{}"
 
@@ -153,3 +159,41 @@ def test_bearer_token_flow(token_registry: tuple[RunningRegistry, TokenService])
         pytest.raises(AuthenticationRequired, match="refused the credentials"),
     ):
         wrong.get_manifest("v1")
+
+
+@pytest.fixture
+def proxy(oci_registry: RunningRegistry) -> Iterator[FaultyProxy]:
+    faulty = FaultyProxy(f"http://{oci_registry.host}")
+    try:
+        yield faulty
+    finally:
+        faulty.close()
+
+
+def test_a_dropped_chunk_upload_resumes_where_the_registry_says(proxy: FaultyProxy) -> None:
+    ref = parse_oci_ref(f"oci://{proxy.host}/team/model:v1")
+    data = bytes(range(256)) * 10
+    digest = sha256_digest(data)
+    proxy.faults["PATCH"] = ["forward", "drop"]  # the second chunk dies half way
+    with OciClient(ref, push=True, chunked_threshold=1000, chunk_size=300) as client:
+        assert client.upload_blob(digest, len(data), lambda: io.BytesIO(data))
+        with client.open_blob(digest) as chunks:
+            assert b"".join(chunks) == data
+    assert proxy.faults["PATCH"] == []
+
+
+def test_server_errors_are_retried_for_reads_then_reported(proxy: FaultyProxy) -> None:
+    ref = parse_oci_ref(f"oci://{proxy.host}/team/model:v1")
+    with OciClient(ref, push=True) as client:
+        proxy.faults["HEAD"] = [503]
+        assert client.blob_exists(sha256_digest(b"absent")) is False  # retried, then 404
+        proxy.faults["GET"] = [503, 502, 500]
+        with pytest.raises(UpstreamError, match="HTTP 500"):
+            client.get_manifest("v1")
+        proxy.faults["GET"] = [403]
+        with pytest.raises(AuthenticationRequired, match="forbidden"):
+            client.get_manifest("v1")
+        proxy.faults["PUT"] = ["drop"]  # a write is not replayed blindly: a clear error
+        with pytest.raises(UpstreamError):
+            client.upload_blob(sha256_digest(b"hello"), 5, lambda: io.BytesIO(b"hello"))
+        assert client.upload_blob(sha256_digest(b"hello"), 5, lambda: io.BytesIO(b"hello"))
