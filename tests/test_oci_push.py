@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from registry.errors import InputError
 from registry.mirror import modelpack
 from registry.mirror.oci_client import OciClient, fallback_tag
 from registry.mirror.oci_ref import parse_oci_ref
@@ -242,3 +243,74 @@ def test_push_with_token_auth_and_credentials_from_the_auth_file(
             assert mirrored.code == 0, mirrored.stderr
     finally:
         tokens.close()
+
+
+def test_mirror_reads_an_artifact_that_skopeo_copied_in(
+    run_cli: Any,
+    admitted: None,
+    oci_registry: RunningRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pushed = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json").json()
+    layout = f"oci:{tmp_path / 'layout'}:v1"
+    source = f"docker://{oci_registry.host}/team/tiny:v1"
+    copied = f"docker://{oci_registry.host}/elsewhere/tiny:v2"
+    for src, dest in ((source, layout), (layout, copied)):
+        subprocess.run(
+            ["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", src, dest],
+            check=True,
+            capture_output=True,
+        )
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "second-home"))
+    result = run_cli("mirror", oci_registry.ref("elsewhere/tiny:v2"), "--json", "--no-scan")
+    assert result.code == 0, result.stderr
+    assert result.json()["digest"] == pushed["digest"]  # one identity across representations
+
+
+def test_a_tag_moved_after_pinning_does_not_change_what_is_mirrored(
+    run_cli: Any, admitted: None, oci_registry: RunningRegistry
+) -> None:
+    from registry.mirror.base import parse_source
+    from registry.mirror.oci import OciSource
+    from registry.settings import Limits
+
+    pushed = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json").json()
+    source = OciSource(parse_source(oci_registry.ref("team/tiny:v1")), limits=Limits())
+    try:
+        snapshot = source.resolve()
+        assert snapshot.commit == pushed["oci_digest"]
+        # The tag now names another manifest (the first referrer's): the pinned snapshot's
+        # files still come by digest from the manifest we pinned.
+        with OciClient(parse_oci_ref(oci_registry.ref("team/tiny:v1")), push=True) as client:
+            other = client.get_manifest(pushed["referrers"][0]["digest"])
+            client.put_manifest("v1", other.body, other.media_type)
+        with pytest.raises(InputError, match="not a ModelPack artifact"):
+            source.resolve()  # a fresh resolve sees the moved tag
+        for file in snapshot.files:
+            sink = _MemorySink()
+            source.fetch(snapshot, file, sink)
+            assert bytes(sink.data) == FILES[file.path]
+    finally:
+        source.close()
+
+
+class _MemorySink:
+    """A ByteSink in memory, for reading a source's bytes directly."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def resume_offset(self) -> int:
+        return 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self.data += data
+        return len(data)
+
+    def tell(self) -> int:
+        return len(self.data)
+
+    def restart(self) -> None:
+        self.data.clear()
