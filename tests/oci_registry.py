@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,7 +47,7 @@ def free_port() -> int:
         return port
 
 
-def start_registry(tmp: Path, auth_yaml: str = "") -> Iterator[RunningRegistry]:
+def start_registry(tmp: Path, auth_yaml: str = "") -> Generator[RunningRegistry, None, None]:
     binary = shutil.which(BINARY)
     if binary is None:
         pytest.fail(f"{BINARY} is missing: `make pytest` installs it (apt-get install {BINARY})")

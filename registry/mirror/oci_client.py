@@ -286,12 +286,16 @@ class OciClient:
 
     def get_manifest(self, reference: str) -> FetchedManifest:
         response = self.request(
-            "GET", self._path(f"manifests/{reference}"), headers={"Accept": MANIFEST_ACCEPT}
+            "GET",
+            self._path(f"manifests/{reference}"),
+            headers={"Accept": MANIFEST_ACCEPT},
+            stream=True,
         )
-        self._check(response, f"manifest {reference}", 200)
-        body = response.content
-        if len(body) > MAX_MANIFEST:
-            raise UpstreamError(f"{self.ref.uri}: manifest {reference} is larger than 4 MiB")
+        try:
+            self._check(response, f"manifest {reference}", 200)
+            body = self._read_capped(response, f"manifest {reference}")
+        finally:
+            response.close()
         digest = sha256_digest(body)
         if reference.startswith("sha256:") and digest != reference:
             raise IntegrityFailure(
@@ -300,17 +304,31 @@ class OciClient:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return FetchedManifest(body=body, media_type=media_type, digest=digest)
 
+    def _read_capped(self, response: httpx.Response, what: str) -> bytes:
+        """A JSON document's body, refused past `MAX_MANIFEST` before it is all buffered."""
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes(READ_SIZE):
+                body += chunk
+                if len(body) > MAX_MANIFEST:
+                    raise UpstreamError(f"{self.ref.uri}: {what} is larger than 4 MiB")
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.ref.uri}: {what}: {type(exc).__name__}: {exc}") from exc
+        return bytes(body)
+
     # -- referrers ---------------------------------------------------------------------------
     def referrers(self, digest: str) -> list[dict[str, Any]]:
         """The descriptors of manifests whose subject is `digest` (API, else tag schema)."""
         response = self.request(
-            "GET", self._path(f"referrers/{digest}"), headers={"Accept": INDEX_TYPE}
+            "GET", self._path(f"referrers/{digest}"), headers={"Accept": INDEX_TYPE}, stream=True
         )
-        if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
-            INDEX_TYPE
-        ):
-            return _manifests_of(response.content)
-        response.close()
+        try:
+            if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
+                INDEX_TYPE
+            ):
+                return _manifests_of(self._read_capped(response, f"referrers of {digest}"))
+        finally:
+            response.close()
         try:
             index = self.get_manifest(fallback_tag(digest))
         except NotFound:
