@@ -34,7 +34,7 @@ from registry.db.engine import (
     unit_of_work,
 )
 from registry.db.models import AuditEvent, Blob, Model, WaiverRow
-from registry.errors import InputError, NotFound, RegistryError, StorageError
+from registry.errors import Denied, InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.progress import Progress
@@ -782,6 +782,13 @@ class EmbeddedRegistry:
             ref = f"{decision.name}@{decision.digest}"
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            # Quarantined bytes leave by no door, with `--env` or without.
+            held = quarantines.holding(session, checkpoint)
+            if held:
+                raise Denied(
+                    f"{ref} is quarantined ({quarantines.describe(held[0])}): not pushed",
+                    reasons=[quarantines.describe(row) for row in held],
+                )
             signed = pull_service.signed_checkpoint(checkpoint, self.registry_public_key())
             statements = [
                 oci_push.Statement(a.predicate_type, bytes(a.bundle))

@@ -314,3 +314,14 @@ class _MemorySink:
 
     def restart(self) -> None:
         self.data.clear()
+
+
+def test_a_quarantined_checkpoint_is_not_pushed_with_or_without_env(
+    run_cli: Any, admitted: None, oci_registry: RunningRegistry
+) -> None:
+    assert run_cli("quarantine", "org/tiny", "--reason", "bad weights").code == 0
+    for extra in ((), ("--env", "prod")):
+        result = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), *extra)
+        assert result.code == 1, result.stderr
+        assert "quarantine" in result.stderr
+    assert not any((oci_registry.root / "docker").rglob("link"))  # nothing was sent

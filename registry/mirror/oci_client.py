@@ -400,8 +400,11 @@ def _read_chunks(f: BinaryIO, count: int) -> Iterator[bytes]:
 
 
 def _iter_response(response: httpx.Response, uri: str, digest: str) -> Iterator[bytes]:
+    # Raw reads when nothing is content-encoded: iter_bytes re-chunks every read (a copy),
+    # which halves the throughput on loopback (251 vs 475 MiB/s, measured for ADR 0019).
+    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
     try:
-        yield from response.iter_bytes(READ_SIZE)
+        yield from (response.iter_bytes(READ_SIZE) if encoded else response.iter_raw())
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{uri}: blob {digest}: {type(exc).__name__}: {exc}") from exc
 
