@@ -86,6 +86,9 @@ def main() -> None:
             subprocess.run([*skopeo, src, layout], check=True, capture_output=True)
             skopeo_push = timed([*skopeo, layout, f"docker://{reg_b.host}/bench/model:v1"], env)
             env2 = {**env, "MODELCTL_HOME": str(tmp / "home2")}
+            # The second registry's database is created first, as a deployment's would be:
+            # the schema migrations are not part of a transfer.
+            subprocess.run([*cli, "models"], env=env2, check=True, capture_output=True)
             mirror = timed([*cli, "mirror", reg_a.ref("bench/model:v1"), "--no-scan"], env2)
             skopeo_pull = timed([*skopeo, src, f"oci:{tmp / 'layout2'}:v1"], env)
         finally:
