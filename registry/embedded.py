@@ -33,7 +33,7 @@ from registry.db.engine import (
     session_factory,
     unit_of_work,
 )
-from registry.db.models import AuditEvent, Blob, Model, WaiverRow
+from registry.db.models import Attestation, AuditEvent, Blob, Model, WaiverRow
 from registry.errors import Denied, InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -797,6 +797,16 @@ class EmbeddedRegistry:
                     key=lambda a: (a.bundle != signed.bundle, a.id),
                 )
             ]
+            if environment is not None:  # the signed admission decision (VSA) goes with it
+                decisions = [
+                    d
+                    for d in checkpoint.decisions
+                    if d.environment == environment and d.attestation_id is not None
+                ]
+                newest = max(decisions, key=lambda d: d.id, default=None)
+                vsa = session.get(Attestation, newest.attestation_id) if newest else None
+                if newest is not None and newest.allowed and vsa is not None:
+                    statements.append(oci_push.Statement(vsa.predicate_type, bytes(vsa.bundle)))
             created_at = checkpoint.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with OciClient(
             oci_target, credentials=load_credentials(oci_target.host), push=True

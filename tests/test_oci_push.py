@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from attestations.decision import PREDICATE_TYPE as DECISION_PREDICATE_TYPE
 from registry.errors import InputError
 from registry.mirror import modelpack
 from registry.mirror.oci_client import OciClient, fallback_tag
@@ -57,7 +58,8 @@ def test_push_publishes_a_modelpack_artifact_with_referrers(
     assert got["bytes_sent"] == sum(len(b) for b in FILES.values())
     predicate_types = [r["predicate_type"] for r in got["referrers"]]
     assert predicate_types[0] == "https://model_signing/signature/v1.0"
-    assert len(predicate_types) >= 2  # the signature and the scan attestations
+    assert len(predicate_types) >= 3  # the signature, the scan attestations, the decision
+    assert predicate_types[-1] == DECISION_PREDICATE_TYPE  # --env: prod's signed decision
 
     with OciClient(parse_oci_ref(target)) as client:
         fetched = client.get_manifest("v1")
