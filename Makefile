@@ -59,8 +59,19 @@ clean:
 
 # The web UI's browser tests drive Debian's chromium through Playwright, which never downloads a
 # browser here: install the distribution's package when it is missing (CI runs as root).
-.PHONY: chromium pango bench-ui screenshots
-pytest: chromium pango
+.PHONY: chromium pango oci-registry bench-ui screenshots
+pytest: chromium pango oci-registry
+# The OCI tests run Debian's CNCF distribution registry on loopback and check interop with
+# skopeo; both are installed when missing, like chromium.
+oci-registry:
+	@if [ ! -x /usr/bin/docker-registry ] || [ ! -x /usr/bin/skopeo ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry skopeo; \
+		else \
+			echo "make: docker-registry or skopeo is missing: sudo apt-get install -y --no-install-recommends docker-registry skopeo" >&2; \
+			exit 2; \
+		fi; \
+	fi
 # The PDF report (the `pdf` extra, WeasyPrint) needs Debian's Pango; installed when missing.
 pango:
 	@if ! ldconfig -p | grep -q 'libpangoft2-1.0.so.0'; then \

@@ -47,6 +47,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
     LazyCommand("quarantine", "cli.policy:quarantine_command"),
     LazyCommand("release", "cli.policy:release_command"),
     LazyCommand("pull", "cli.pull:pull_command"),
+    LazyCommand("push", "cli.push:push_command"),
     LazyCommand("serve", "cli.serve:serve"),
     LazyCommand("worker", "cli.serve:worker"),
     LazyCommand("migrate", "cli.migrate:migrate_command"),

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from attestations.decision import DecisionRecord
 from attestations.digests import Digest
+from attestations.errors import AttestationError
 from attestations.keys import KeySigner
 from policies import DEFAULTS_FILE, PolicyError, PolicySet, default_policies_text, load_policies
 from registry import signing_key
@@ -33,8 +34,8 @@ from registry.db.engine import (
     session_factory,
     unit_of_work,
 )
-from registry.db.models import AuditEvent, Blob, Model, WaiverRow
-from registry.errors import InputError, NotFound, RegistryError, StorageError
+from registry.db.models import Attestation, AuditEvent, Blob, Model, WaiverRow
+from registry.errors import Denied, InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
 from registry.progress import Progress
@@ -93,7 +94,9 @@ from registry.views import (  # server
     ModelSummary,
     NotificationDeliveryView,
     PullResult,  # pull
+    PushResult,
     QuarantineView,
+    ReferrerCheckView,
     RescanResult,
     ScanOutcome,
     SyncItem,
@@ -163,16 +166,27 @@ class EmbeddedRegistry:
             spec = replace(spec, revision=request.revision)
         name = ModelName.parse(request.name or spec.default_name)
         source = open_source(spec, self.settings)
-        transferred = checkpoints.transfer(
-            source=source,
-            blobs=self.blobs,
-            file_filter=checkpoints.FileFilter(request.include, request.exclude),
-            limits=self.settings.limits,
-            workers=self.settings.download_workers
-            if spec.kind != "local"
-            else self.settings.hash_workers,
-            progress=progress,
-        )
+        fetched_referrers: list[Any] = []
+        try:
+            transferred = checkpoints.transfer(
+                source=source,
+                blobs=self.blobs,
+                file_filter=checkpoints.FileFilter(request.include, request.exclude),
+                limits=self.settings.limits,
+                workers=self.settings.download_workers
+                if spec.kind != "local"
+                else self.settings.hash_workers,
+                progress=progress,
+            )
+            if spec.kind == "oci":
+                from registry.mirror.oci import OciSource, fetch_referrers  # noqa: PLC0415
+
+                assert isinstance(source, OciSource)  # the factory's choice for oci://
+                fetched_referrers = fetch_referrers(source, transferred.snapshot)
+        finally:
+            close = getattr(source, "close", None)  # a source holding connections (oci://)
+            if callable(close):
+                close()
         # Two mirrors may race to create the same model or blob rows: the loser retries once.
         for attempt in range(2):
             try:
@@ -197,11 +211,47 @@ class EmbeddedRegistry:
                     raise StorageError(f"could not record the checkpoint: {exc.orig}") from exc
             except SQLAlchemyError as exc:
                 raise StorageError(f"could not record the checkpoint: {exc}") from exc
+        if fetched_referrers:
+            result = result.model_copy(
+                update={
+                    "referrers": self._accept_referrers(result.checkpoint.ref, fetched_referrers)
+                }
+            )
         if not request.scan:
             return result
         # The checkpoint is committed first: a scan that fails leaves it registered, unscanned.
         outcome = self.scan(result.checkpoint.ref)
         return result.model_copy(update={"checkpoint": outcome.checkpoint, "scan": outcome})
+
+    def _accept_referrers(self, ref: str, fetched: Sequence[Any]) -> tuple[ReferrerCheckView, ...]:
+        """Store each statement mirrored with an OCI artifact that verifies with a trusted key
+        (as an uploaded attestation would be); record the others as such, never trusting them."""
+        checks: list[ReferrerCheckView] = []
+        for referrer in fetched:
+            reason = referrer.problem
+            if referrer.bundle is not None:
+                try:
+                    self.attestation_upload(ref, referrer.bundle)
+                except (RegistryError, AttestationError) as exc:
+                    reason = exc.message
+            checks.append(
+                ReferrerCheckView(
+                    digest=referrer.digest,
+                    predicate_type=referrer.predicate_type,
+                    verified=not reason,
+                    reason=reason,
+                )
+            )
+        with unit_of_work(self.sessions) as session:
+            session.add(
+                AuditEvent(
+                    actor=self.actor,
+                    action="checkpoint.oci_referrers",
+                    subject=ref,
+                    details={"referrers": [c.to_json() for c in checks]},
+                )
+            )
+        return tuple(checks)
 
     def gc(self, *, grace: timedelta, dry_run: bool, now: datetime | None = None) -> GcReport:
         """Delete blobs no checkpoint references, mark → grace → sweep (`service/gc.py`), and
@@ -715,6 +765,84 @@ class EmbeddedRegistry:
         )
         with unit_of_work(self.sessions) as session:
             pull_service.record_pull(session, result, actor=self.actor)
+        return result
+
+    def push(
+        self, ref: str, target: str, environment: str | None, *, progress: Progress
+    ) -> PushResult:
+        """Publish a signed checkpoint as a ModelPack artifact with its statements as referrers.
+
+        With `environment`, only what that environment admits, and the decided digest (not
+        `ref` again) is what goes out."""
+        # The HTTP client loads for this command only (httpx: 90 ms on every other command).
+        from registry.mirror.oci_auth import load_credentials  # noqa: PLC0415
+        from registry.mirror.oci_client import OciClient  # noqa: PLC0415
+        from registry.mirror.oci_ref import parse_oci_ref  # noqa: PLC0415
+        from registry.service import oci_push  # noqa: PLC0415
+
+        oci_target = parse_oci_ref(target)
+        if oci_target.digest:
+            raise InputError(f"push target {target!r}: give a tag, not a digest")
+        if environment is not None:
+            decision = self.policy_check(ref, environment)
+            materialize.require_admitted(decision)
+            ref = f"{decision.name}@{decision.digest}"
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            # Quarantined bytes leave by no door, with `--env` or without.
+            held = quarantines.holding(session, checkpoint)
+            if held:
+                raise Denied(
+                    f"{ref} is quarantined ({quarantines.describe(held[0])}): not pushed",
+                    reasons=[quarantines.describe(row) for row in held],
+                )
+            signed = pull_service.signed_checkpoint(checkpoint, self.registry_public_key())
+            statements = [
+                oci_push.Statement(a.predicate_type, bytes(a.bundle))
+                for a in sorted(
+                    checkpoint.evidence_attestations,
+                    key=lambda a: (a.bundle != signed.bundle, a.id),
+                )
+            ]
+            if environment is not None:  # the signed admission decision (VSA) goes with it
+                decisions = [
+                    d
+                    for d in checkpoint.decisions
+                    if d.environment == environment and d.attestation_id is not None
+                ]
+                newest = max(decisions, key=lambda d: d.id, default=None)
+                vsa = session.get(Attestation, newest.attestation_id) if newest else None
+                if newest is not None and newest.allowed and vsa is not None:
+                    statements.append(oci_push.Statement(vsa.predicate_type, bytes(vsa.bundle)))
+            created_at = checkpoint.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with OciClient(
+            oci_target, credentials=load_credentials(oci_target.host), push=True
+        ) as client:
+            result = oci_push.push_checkpoint(
+                signed,
+                statements,
+                created_at=created_at,
+                target=oci_target,
+                client=client,
+                blobs=self.blobs,
+                environment=environment,
+                progress=progress,
+            )
+        with unit_of_work(self.sessions) as session:
+            session.add(
+                AuditEvent(
+                    actor=self.actor,
+                    action="checkpoint.push",
+                    subject=result.ref,
+                    details={
+                        "target": result.target,
+                        "oci_digest": result.oci_digest,
+                        "environment": environment,
+                        "layers_sent": result.layers_sent,
+                        "referrers": [r.digest for r in result.referrers],
+                    },
+                )
+            )
         return result
 
     # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------

@@ -219,11 +219,21 @@ class MirrorStats(WireModel):
         return round(seconds, 3)
 
 
+class ReferrerCheckView(WireModel):
+    """A statement found attached to a mirrored OCI artifact, and whether it verified."""
+
+    digest: str  # the referrer manifest's digest
+    predicate_type: str  # as the referrer's annotation claims it
+    verified: bool  # True: it verified with a trusted key and was stored as an attestation
+    reason: str = ""  # why not, when it did not
+
+
 class MirrorResult(WireModel):
     checkpoint: CheckpointView
     created: bool  # False: these exact bytes were already registered under this name
     stats: MirrorStats
     scan: ScanOutcome | None = None
+    referrers: tuple[ReferrerCheckView, ...] = ()  # oci:// sources only
 
     @model_serializer(mode="plain")
     def _as_json(self) -> dict[str, Any]:
@@ -233,6 +243,8 @@ class MirrorResult(WireModel):
         out["stats"] = self.stats.to_json()
         if self.scan is not None:
             out["verdict"] = self.scan.report["verdict"]
+        if self.referrers:
+            out["referrers"] = [r.to_json() for r in self.referrers]
         return out
 
 
@@ -666,3 +678,34 @@ class LogProof(WireModel):
     proof: tuple[str, ...]
     checkpoint: str
     key: str  # the log's verifier key (signed-note vkey)
+
+
+class OciReferrerView(WireModel):
+    """One signed statement attached to a pushed artifact as an OCI 1.1 referrer."""
+
+    predicate_type: str
+    digest: str  # the referrer manifest's digest
+
+
+class PushResult(WireModel):
+    """A checkpoint published as a ModelPack artifact, with its statements as referrers."""
+
+    name: str
+    digest: str  # the checkpoint's manifest digest (the OMS subject)
+    target: str  # oci://HOST/REPO:TAG as given
+    oci_digest: str  # the OCI manifest's digest: TARGET@OCI_DIGEST pins what was pushed
+    environment: str | None  # the environment that admitted it (--env), if any
+    layers: int
+    layers_sent: int  # layers the registry lacked; the others were already there
+    bytes_sent: int
+    referrers: tuple[OciReferrerView, ...]
+    seconds: float
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    @field_serializer("seconds")
+    def _milliseconds(self, seconds: float) -> float:
+        return round(seconds, 3)

@@ -14,8 +14,10 @@ from typing import Literal, Protocol
 from attestations.errors import UnsafePathError
 from attestations.manifest import validate_path
 from registry.errors import InputError
+from registry.mirror.oci_ref import SCHEME as OCI_SCHEME
+from registry.mirror.oci_ref import parse_oci_ref
 
-SourceKind = Literal["hf", "ms", "local"]
+SourceKind = Literal["hf", "ms", "local", "oci"]
 
 # Hub repo ids: `org/name`, conservative characters only (both hubs allow no more).
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -24,11 +26,13 @@ _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
 
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
-    """A parsed SOURCE argument: `hf://org/name[@rev]`, `ms://org/name[@rev]` or a folder."""
+    """A parsed SOURCE argument: `hf://org/name[@rev]`, `ms://org/name[@rev]`,
+    `oci://host/repo[:tag|@sha256:…]` or a folder."""
 
     kind: SourceKind
-    repo_id: str  # `org/name` for hubs; the absolute folder path for local sources
-    revision: str | None
+    #: `org/name` for hubs; `HOST[:PORT]/REPO` for OCI; the absolute folder path for folders
+    repo_id: str
+    revision: str | None  # OCI: the tag or the `sha256:…` manifest digest
 
     @property
     def uri(self) -> str:
@@ -42,6 +46,10 @@ class SourceSpec:
         """The registry name a mirror gets without `--name`."""
         if self.kind == "local":
             return "local/" + _safe_name_part(Path(self.repo_id).name)
+        if self.kind == "oci":  # the repository's last two path components, or oci/NAME
+            parts = self.repo_id.split("/")[1:]
+            namespace = _safe_name_part(parts[-2]) if len(parts) > 1 else "oci"
+            return f"{namespace}/{_safe_name_part(parts[-1])}"
         return self.repo_id
 
 
@@ -62,9 +70,15 @@ def parse_source(text: str) -> SourceSpec:
             if sep and not (_REVISION.fullmatch(revision) and ".." not in revision):
                 raise InputError(f"bad revision in source {text!r}")
             return SourceSpec(kind=kind, repo_id=repo_id, revision=revision or None)
+    if text.startswith(OCI_SCHEME):
+        ref = parse_oci_ref(text)
+        return SourceSpec(
+            kind="oci", repo_id=f"{ref.host}/{ref.repository}", revision=ref.digest or ref.tag
+        )
     if "://" in text:
         raise InputError(
-            f"unsupported source {text!r}: use hf://ORG/NAME, ms://ORG/NAME or a local folder"
+            f"unsupported source {text!r}: use hf://ORG/NAME, ms://ORG/NAME, "
+            "oci://HOST/REPO[:TAG] or a local folder"
         )
     path = Path(text).expanduser()
     try:

@@ -25,4 +25,8 @@ def open_source(spec: SourceSpec, settings: Settings) -> Source:
             token=settings.modelscope_token,
             limits=settings.limits,
         )
+    if spec.kind == "oci":
+        from registry.mirror.oci import OciSource  # noqa: PLC0415 - httpx, as above
+
+        return OciSource(spec, limits=settings.limits)
     return LocalFolderSource(spec, limits=settings.limits)
