@@ -199,6 +199,29 @@ def test_api_serves_checkpoint_and_tiles_to_readers(run_cli: Any, db: str) -> No
         assert missing.status_code == 404
 
 
+def test_proofs_come_from_one_verification_per_checkpoint(
+    run_cli: Any, db: str, isolated_env: Path
+) -> None:
+    """A proof request does not re-read the whole log: the tree verified for a checkpoint
+    serves every proof until the checkpoint changes; then the log is verified again."""
+    assert run_cli("quarantine", DIGEST, "--reason", "r").code == 0
+    assert run_cli("quarantine", OTHER, "--reason", "r").code == 0
+    with live_server(create_app(Settings.from_env())) as server:
+        secret = server.app.state.registry.token_create("reader-token", "reader").secret
+        auth = {"Authorization": f"Bearer {secret}"}
+        first = httpx.get(server.url + "/v1/log/proof/1", headers=auth)
+        assert first.status_code == 200
+        bundle = isolated_env / "log" / "tile" / "entries" / "000.p" / "2"
+        bundle.write_bytes(b"gone")  # tampered after the verification the server holds
+        again = httpx.get(server.url + "/v1/log/proof/0", headers=auth)
+        assert again.status_code == 200  # from the verified tree of the same signed checkpoint
+        assert again.json()["checkpoint"] == first.json()["checkpoint"]
+        checkpoint = isolated_env / "log" / "checkpoint"
+        checkpoint.write_bytes(checkpoint.read_bytes() + b"\n")  # a different note: verify again
+        refused = httpx.get(server.url + "/v1/log/proof/0", headers=auth)
+        assert refused.status_code >= 400
+
+
 def test_attestations_carry_their_log_entry(
     run_cli: Any, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

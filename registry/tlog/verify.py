@@ -19,7 +19,7 @@ from attestations.tlog import (
     verify_inclusion,
 )
 from registry.errors import InputError, IntegrityFailure, NotFound
-from registry.tlog.files import LogFolder
+from registry.tlog.files import CHECKPOINT, LogFolder
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,53 @@ class LogVerification:
     extends: Checkpoint | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedTree:
+    """A log folder checked end to end against its signed checkpoint: the checkpoint note as
+    read (`note`), its entries and their leaf hashes. Proofs can be cut from it without
+    reading the folder again, for as long as the checkpoint is the same note."""
+
+    note: bytes
+    checkpoint: Checkpoint
+    entries: list[bytes]
+    hashes: list[bytes]
+    tiles_checked: int
+
+
+def verify_tree(root: Path, verifier: NoteVerifier) -> VerifiedTree:
+    """Steps 1 to 4 of `verify_log`; raises IntegrityFailure at the first thing that is off."""
+    folder = LogFolder(root)
+    if not folder.has_checkpoint():
+        raise InputError(f"no transparency log checkpoint in {root}")
+    note = folder.read(CHECKPOINT)
+    try:
+        checkpoint = open_checkpoint(note, verifier)
+    except AttestationError as exc:
+        raise IntegrityFailure(f"transparency log checkpoint: {exc.message}") from exc
+    entries = folder.entries(checkpoint.size)
+    hashes = [leaf_hash(e) for e in entries]
+    expected = tiles(hashes)
+    for path, data in expected.items():
+        if folder.read(path) != data:
+            raise IntegrityFailure(f"transparency log tile {path} does not match its entries")
+    if tree_hash(hashes) != checkpoint.root_hash:
+        raise IntegrityFailure("transparency log entries do not hash to the checkpoint's root")
+    return VerifiedTree(note, checkpoint, entries, hashes, len(expected))
+
+
+def prove_inclusion(tree: VerifiedTree, entry: int) -> InclusionResult:
+    """Step 5: entry `entry`'s inclusion proof, verified against the checkpoint's root."""
+    size = tree.checkpoint.size
+    if not 0 <= entry < size:
+        raise NotFound(f"entry {entry} is not in a log of {size}")
+    proof = inclusion_proof(tree.hashes, entry)
+    try:
+        verify_inclusion(tree.hashes[entry], entry, size, proof, tree.checkpoint.root_hash)
+    except AttestationError as exc:  # pragma: no cover - verify_tree already bound the root
+        raise IntegrityFailure(exc.message) from exc
+    return InclusionResult(entry, tree.entries[entry], tree.hashes[entry], tuple(proof))
+
+
 def verify_log(
     root: Path,
     verifier: NoteVerifier,
@@ -58,35 +105,16 @@ def verify_log(
        signature, then a consistency proof from it to this checkpoint: the log was only
        appended to since (IntegrityFailure when history was rewritten).
     """
-    folder = LogFolder(root)
-    if not folder.has_checkpoint():
-        raise InputError(f"no transparency log checkpoint in {root}")
-    checkpoint = folder.checkpoint(verifier)
-    entries = folder.entries(checkpoint.size)
-    hashes = [leaf_hash(e) for e in entries]
-    expected = tiles(hashes)
-    for path, data in expected.items():
-        if folder.read(path) != data:
-            raise IntegrityFailure(f"transparency log tile {path} does not match its entries")
-    if tree_hash(hashes) != checkpoint.root_hash:
-        raise IntegrityFailure("transparency log entries do not hash to the checkpoint's root")
-    inclusion = None
-    if entry is not None:
-        if not 0 <= entry < checkpoint.size:
-            raise NotFound(f"entry {entry} is not in a log of {checkpoint.size}")
-        proof = inclusion_proof(hashes, entry)
-        try:
-            verify_inclusion(hashes[entry], entry, checkpoint.size, proof, checkpoint.root_hash)
-        except AttestationError as exc:  # pragma: no cover - steps 2-4 already bind the root
-            raise IntegrityFailure(exc.message) from exc
-        inclusion = InclusionResult(entry, entries[entry], hashes[entry], tuple(proof))
+    tree = verify_tree(root, verifier)
+    checkpoint, hashes = tree.checkpoint, tree.hashes
+    inclusion = prove_inclusion(tree, entry) if entry is not None else None
     extends = _check_extends(since, verifier, checkpoint, hashes) if since is not None else None
     return LogVerification(
         extends=extends,
         checkpoint=checkpoint,
         key_name=verifier.name,
         key_id=verifier.key_id.hex(),
-        tiles_checked=len(expected),
+        tiles_checked=tree.tiles_checked,
         inclusion=inclusion,
     )
 
