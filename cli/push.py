@@ -2,9 +2,10 @@
 
 The checkpoint goes out as its signature describes it: one layer per signed file (the layer
 digest is the file's sha256), the config carrying the checkpoint's manifest digest, and the
-signature bundle and scan attestations attached as OCI 1.1 referrers. With `--env`, a
-checkpoint the environment does not admit exits 1 and nothing is sent. Credentials come from
-`REGISTRY_AUTH_FILE` or `~/.docker/config.json`; see `registry/service/oci_push.py`.
+signature bundle and scan attestations attached as OCI 1.1 referrers. Like `pull`, `--env`
+is required: a checkpoint the environment does not admit exits 1 and nothing is sent.
+Credentials come from `REGISTRY_AUTH_FILE` or `~/.docker/config.json`; see
+`registry/service/oci_push.py`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def push_command(
     ref: Annotated[str, typer.Argument(help="NS/NAME, NS/NAME@sha256:DIGEST or NS/NAME@REV.")],
     target: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/REPO[:TAG]")],
     env: Annotated[
-        str | None, typer.Option("--env", help="Push only if this environment admits it.")
-    ] = None,
+        str, typer.Option("--env", help="Environment whose policy must admit it (as pull).")
+    ],
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:

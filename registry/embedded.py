@@ -767,13 +767,12 @@ class EmbeddedRegistry:
             pull_service.record_pull(session, result, actor=self.actor)
         return result
 
-    def push(
-        self, ref: str, target: str, environment: str | None, *, progress: Progress
-    ) -> PushResult:
+    def push(self, ref: str, target: str, environment: str, *, progress: Progress) -> PushResult:
         """Publish a signed checkpoint as a ModelPack artifact with its statements as referrers.
 
-        With `environment`, only what that environment admits, and the decided digest (not
-        `ref` again) is what goes out."""
+        Only what `environment` admits (like pull: the one gate, so a malicious verdict or a
+        quarantine found after signing stops it), and the decided digest (not `ref` again) is
+        what goes out."""
         # The HTTP client loads for this command only (httpx: 90 ms on every other command).
         from registry.mirror.oci_auth import load_credentials  # noqa: PLC0415
         from registry.mirror.oci_client import OciClient  # noqa: PLC0415
@@ -783,13 +782,12 @@ class EmbeddedRegistry:
         oci_target = parse_oci_ref(target)
         if oci_target.digest:
             raise InputError(f"push target {target!r}: give a tag, not a digest")
-        if environment is not None:
-            decision = self.policy_check(ref, environment)
-            materialize.require_admitted(decision)
-            ref = f"{decision.name}@{decision.digest}"
+        decision = self.policy_check(ref, environment)
+        materialize.require_admitted(decision)
+        ref = f"{decision.name}@{decision.digest}"
         with unit_of_work(self.sessions) as session:
             checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
-            # Quarantined bytes leave by no door, with `--env` or without.
+            # Quarantined bytes leave by no door (checked again inside the transaction).
             held = quarantines.holding(session, checkpoint)
             if held:
                 raise Denied(
@@ -804,16 +802,16 @@ class EmbeddedRegistry:
                     key=lambda a: (a.bundle != signed.bundle, a.id),
                 )
             ]
-            if environment is not None:  # the signed admission decision (VSA) goes with it
-                decisions = [
-                    d
-                    for d in checkpoint.decisions
-                    if d.environment == environment and d.attestation_id is not None
-                ]
-                newest = max(decisions, key=lambda d: d.id, default=None)
-                vsa = session.get(Attestation, newest.attestation_id) if newest else None
-                if newest is not None and newest.allowed and vsa is not None:
-                    statements.append(oci_push.Statement(vsa.predicate_type, bytes(vsa.bundle)))
+            # The signed admission decision (VSA) goes with it.
+            decisions = [
+                d
+                for d in checkpoint.decisions
+                if d.environment == environment and d.attestation_id is not None
+            ]
+            newest = max(decisions, key=lambda d: d.id, default=None)
+            vsa = session.get(Attestation, newest.attestation_id) if newest else None
+            if newest is not None and newest.allowed and vsa is not None:
+                statements.append(oci_push.Statement(vsa.predicate_type, bytes(vsa.bundle)))
             created_at = checkpoint.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with OciClient(
             oci_target, credentials=load_credentials(oci_target.host), push=True

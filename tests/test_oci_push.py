@@ -108,9 +108,11 @@ def test_push_refuses_what_the_environment_does_not_admit(
 
 def test_push_refuses_bad_targets(run_cli: Any, admitted: None) -> None:
     for bad in ("oci://host/UPPER:v1", "hf://org/x", "oci://127.0.0.1:1/x@sha256:" + "a" * 64):
-        result = run_cli("push", "org/tiny", bad)
+        result = run_cli("push", "org/tiny", bad, "--env", "prod")
         assert result.code == 2, (bad, result.stderr)
-    result = run_cli("push", "org/tiny", "oci://127.0.0.1:1/x:v1")  # nothing listens
+    result = run_cli(
+        "push", "org/tiny", "oci://127.0.0.1:1/x:v1", "--env", "prod"
+    )  # nothing listens
     assert result.code == 2
     assert "oci://127.0.0.1:1/x" in result.stderr
 
@@ -121,7 +123,7 @@ def test_skopeo_reads_what_push_wrote(
     if shutil.which("skopeo") is None:
         pytest.fail("skopeo is missing: `make pytest` installs it (apt-get install skopeo)")
     target = oci_registry.ref("team/tiny:v1")
-    got = run_cli("push", "org/tiny", target, "--json").json()
+    got = run_cli("push", "org/tiny", target, "--json", "--env", "prod").json()
     docker_ref = f"docker://{oci_registry.host}/team/tiny:v1"
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", "--tls-verify=false", docker_ref],
@@ -152,7 +154,7 @@ def test_mirror_from_oci_gives_the_same_checkpoint(
     run_cli: Any, admitted: None, oci_registry: RunningRegistry
 ) -> None:
     target = oci_registry.ref("team/tiny:v1")
-    pushed = run_cli("push", "org/tiny", target, "--json").json()
+    pushed = run_cli("push", "org/tiny", target, "--json", "--env", "prod").json()
     result = run_cli("mirror", target, "--name", "copy/tiny", "--json")
     assert result.code == 0, result.stderr
     mirrored = run_cli("inspect", "copy/tiny", "--json").json()
@@ -174,7 +176,7 @@ def test_mirror_refuses_a_layer_whose_bytes_do_not_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     target = oci_registry.ref("team/tiny:v1")
-    assert run_cli("push", "org/tiny", target).code == 0
+    assert run_cli("push", "org/tiny", target, "--env", "prod").code == 0
     data = FILES["config.json"]
     _blob_file(oci_registry, data).write_bytes(b'{"model_type": "evil"}\n')
     # Another registry, whose blob store does not hold the files already.
@@ -201,7 +203,7 @@ def test_mirror_verifies_referrers_and_trusts_only_those_that_verify(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     target = oci_registry.ref("team/tiny:v1")
-    pushed = run_cli("push", "org/tiny", target, "--json").json()
+    pushed = run_cli("push", "org/tiny", target, "--json", "--env", "prod").json()
     count = len(pushed["referrers"])
     # A second registry that does not trust the first one's key: nothing is trusted.
     monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "untrusting"))
@@ -231,14 +233,14 @@ def test_push_with_token_auth_and_credentials_from_the_auth_file(
         for running in start_registry(tmp_path / "oci", tokens.registry_auth_yaml()):
             target = running.ref("team/tiny:v1")
             monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "absent.json"))
-            refused = run_cli("push", "org/tiny", target)
+            refused = run_cli("push", "org/tiny", target, "--env", "prod")
             assert refused.code == 2
             assert "credentials" in refused.stderr
             auth = tmp_path / "auth.json"
             encoded = base64.b64encode(b"alice:s3cret").decode()
             auth.write_text(json.dumps({"auths": {running.host: {"auth": encoded}}}))
             monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
-            result = run_cli("push", "org/tiny", target, "--json")
+            result = run_cli("push", "org/tiny", target, "--json", "--env", "prod")
             assert result.code == 0, result.stderr
             assert tokens.issued >= 1
             mirrored = run_cli("mirror", target, "--name", "copy/tiny", "--no-scan")
@@ -254,7 +256,9 @@ def test_mirror_reads_an_artifact_that_skopeo_copied_in(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pushed = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json").json()
+    pushed = run_cli(
+        "push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json", "--env", "prod"
+    ).json()
     layout = f"oci:{tmp_path / 'layout'}:v1"
     source = f"docker://{oci_registry.host}/team/tiny:v1"
     copied = f"docker://{oci_registry.host}/elsewhere/tiny:v2"
@@ -277,7 +281,9 @@ def test_a_tag_moved_after_pinning_does_not_change_what_is_mirrored(
     from registry.mirror.oci import OciSource
     from registry.settings import Limits
 
-    pushed = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json").json()
+    pushed = run_cli(
+        "push", "org/tiny", oci_registry.ref("team/tiny:v1"), "--json", "--env", "prod"
+    ).json()
     source = OciSource(parse_source(oci_registry.ref("team/tiny:v1")), limits=Limits())
     try:
         snapshot = source.resolve()
@@ -322,7 +328,7 @@ def test_a_quarantined_checkpoint_is_not_pushed_with_or_without_env(
     run_cli: Any, admitted: None, oci_registry: RunningRegistry
 ) -> None:
     assert run_cli("quarantine", "org/tiny", "--reason", "bad weights").code == 0
-    for extra in ((), ("--env", "prod")):
+    for extra in (("--env", "prod"), ("--env", "dev")):
         result = run_cli("push", "org/tiny", oci_registry.ref("team/tiny:v1"), *extra)
         assert result.code == 1, result.stderr
         assert "quarantine" in result.stderr
