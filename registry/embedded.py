@@ -669,6 +669,13 @@ class EmbeddedRegistry:
             found: dict[int, Any] = {}
             for ref in refs:
                 checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+                # Quarantined bytes leave by no door: an air-gap bundle is one.
+                held = quarantines.holding(session, checkpoint)
+                if held:
+                    raise Denied(
+                        f"{ref} is quarantined ({quarantines.describe(held[0])}): not exported",
+                        reasons=[quarantines.describe(row) for row in held],
+                    )
                 found.setdefault(checkpoint.id, checkpoint)
             chosen = list(found.values())
             result = bundle_export.export_bundle(

@@ -226,6 +226,24 @@ def test_export_refuses_an_unsigned_checkpoint_and_an_existing_file(
     assert out.read_bytes() == b"keep"
 
 
+def test_export_refuses_a_quarantined_checkpoint(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELCTL_SIGNING_KEY_PASSPHRASE", "pw")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"w" * 100)
+    assert run_cli("mirror", str(folder), "--name", "acme/m", "--no-scan").code == 0
+    assert run_cli("attest", "acme/m").code == 0
+    assert run_cli("quarantine", "acme/m", "--reason", "bad weights").code == 0
+    out = tmp_path / "b.tar"
+    refused = run_cli("bundle", "export", "acme/m", "--out", str(out))
+    assert refused.code == 1
+    assert "quarantined" in refused.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".b.tar.partial-*"))
+
+
 def test_a_signed_index_with_a_hostile_file_path_does_not_parse() -> None:
     statement = Statement.from_payload(
         b'{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a/b","digest":'
