@@ -72,6 +72,40 @@ class FileVerdict:
     findings: tuple[Finding, ...] = ()
 
 
+class FindingList:
+    """The findings a scanner gathers one by one as it walks a file, each with the verdict it
+    implies; the file's verdict is the worst of them (clean when there are none)."""
+
+    def __init__(self, scanner: str) -> None:
+        self.scanner = scanner
+        self.items: list[tuple[Verdict, Finding]] = []
+
+    def add(
+        self,
+        verdict: Verdict,
+        rule: str,
+        severity: Severity,
+        message: str,
+        evidence: Mapping[str, JSONValue] | None = None,
+        *,
+        member: str | None = None,
+        reference: str | None = None,
+    ) -> None:
+        finding = Finding(
+            self.scanner,
+            rule,
+            severity,
+            message[:300],
+            evidence or {},
+            member=member,
+            reference=reference,
+        )
+        self.items.append((verdict, finding))
+
+    def verdict(self) -> FileVerdict:
+        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
+
+
 @dataclass(frozen=True, slots=True)
 class ScanLimits:
     """Every bound on scanned input lives here. Hitting one is `malformed` or `error`."""

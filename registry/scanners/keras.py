@@ -42,18 +42,17 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from registry.scanners.base import (
     FileVerdict,
-    Finding,
+    FindingList,
     JSONValue,
     ScanLimits,
     ScanTarget,
     Severity,
     Verdict,
-    worst,
 )
 from registry.scanners.claims import ZIP_MAGIC, hdf5_offset
 from registry.scanners.containers.issues import ContainerError, Issue
@@ -249,38 +248,9 @@ class _Malformed(Exception):
         self.evidence: Mapping[str, JSONValue] = evidence or {}
 
 
-@dataclass
-class _Result:
-    items: list[tuple[Verdict, Finding]] = field(default_factory=list)
-
-    def add(
-        self,
-        verdict: Verdict,
-        rule: str,
-        severity: Severity,
-        message: str,
-        *,
-        evidence: Mapping[str, JSONValue] | None = None,
-        member: str | None = None,
-        reference: str | None = None,
-    ) -> None:
-        self.items.append(
-            (
-                verdict,
-                Finding(
-                    scanner=SCANNER_ID,
-                    rule=rule,
-                    severity=severity,
-                    message=message[:300],
-                    evidence=evidence or {},
-                    member=member,
-                    reference=reference,
-                ),
-            )
-        )
-
-    def verdict(self) -> FileVerdict:
-        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
+class _Result(FindingList):
+    def __init__(self) -> None:
+        super().__init__(SCANNER_ID)
 
 
 def _malformed(rule: str, message: str, **evidence: JSONValue) -> FileVerdict:

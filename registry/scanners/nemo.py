@@ -24,19 +24,18 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from registry.scanners import code_names
 from registry.scanners.base import (
     FileVerdict,
-    Finding,
+    FindingList,
     JSONValue,
     ScanLimits,
     ScanTarget,
     Severity,
     Verdict,
-    worst,
 )
 from registry.scanners.containers.compressed import decompress
 from registry.scanners.containers.issues import ContainerError
@@ -61,34 +60,9 @@ ALLOWED_PREFIXES = frozenset(
 )
 
 
-@dataclass
-class _Result:
-    items: list[tuple[Verdict, Finding]] = field(default_factory=list)
-
-    def add(
-        self,
-        verdict: Verdict,
-        rule: str,
-        severity: Severity,
-        message: str,
-        evidence: dict[str, JSONValue] | None = None,
-        *,
-        member: str | None = None,
-        reference: str | None = None,
-    ) -> None:
-        finding = Finding(
-            SCANNER_ID,
-            rule,
-            severity,
-            message[:300],
-            evidence or {},
-            member=member,
-            reference=reference,
-        )
-        self.items.append((verdict, finding))
-
-    def verdict(self) -> FileVerdict:
-        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
+class _Result(FindingList):
+    def __init__(self) -> None:
+        super().__init__(SCANNER_ID)
 
 
 def _local_name(name: str) -> str:

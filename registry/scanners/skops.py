@@ -22,21 +22,20 @@ not a zip under that name are suspicious).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from registry.scanners import code_names
 from registry.scanners.base import (
     SNIFF_BYTES,
     FileVerdict,
-    Finding,
+    FindingList,
     JSONValue,
     ScanLimits,
     ScanTarget,
     Severity,
     Verdict,
-    worst,
 )
 from registry.scanners.containers.issues import ContainerError, Issue
 from registry.scanners.containers.sniff import ZIP_LOCAL, Kind, sniff
@@ -74,32 +73,10 @@ class _Malformed(Exception):
     pass
 
 
-@dataclass
-class _Result:
-    items: list[tuple[Verdict, Finding]] = field(default_factory=list)
-    allowed: set[str] = field(default_factory=set)
-
-    def add(
-        self,
-        verdict: Verdict,
-        rule: str,
-        severity: Severity,
-        message: str,
-        evidence: Mapping[str, JSONValue] | None = None,
-        *,
-        member: str | None = None,
-        reference: str | None = None,
-    ) -> None:
-        finding = Finding(
-            SCANNER_ID,
-            rule,
-            severity,
-            message[:300],
-            evidence or {},
-            member=member,
-            reference=reference,
-        )
-        self.items.append((verdict, finding))
+class _Result(FindingList):
+    def __init__(self) -> None:
+        super().__init__(SCANNER_ID)
+        self.allowed: set[str] = set()
 
     def issue(self, issue: Issue) -> None:
         self.add(
@@ -110,9 +87,6 @@ class _Result:
             issue.evidence,
             member=issue.member,
         )
-
-    def verdict(self) -> FileVerdict:
-        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
 
 
 def _zip_names(target: ScanTarget, limits: ScanLimits) -> set[str]:

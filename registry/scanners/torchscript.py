@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from registry.scanners import code_names
 from registry.scanners.base import (
     FileVerdict,
-    Finding,
+    FindingList,
     JSONValue,
     ScanLimits,
     ScanTarget,
     Severity,
     Verdict,
-    worst,
 )
 from registry.scanners.containers.issues import ContainerError
 from registry.scanners.containers.sniff import ZIP_LOCAL
@@ -111,25 +110,9 @@ def _code_members(entries: tuple[ZipEntry, ...]) -> list[ZipEntry]:
     return [e for e in entries if e.name.endswith(".py") and ("/code/" in f"/{e.name}" or package)]
 
 
-@dataclass
-class _Result:
-    items: list[tuple[Verdict, Finding]] = field(default_factory=list)
-
-    def add(
-        self,
-        verdict: Verdict,
-        rule: str,
-        severity: Severity,
-        message: str,
-        evidence: dict[str, JSONValue] | None = None,
-        *,
-        member: str | None = None,
-    ) -> None:
-        finding = Finding(SCANNER_ID, rule, severity, message[:300], evidence or {}, member=member)
-        self.items.append((verdict, finding))
-
-    def verdict(self) -> FileVerdict:
-        return FileVerdict(worst([v for v, _ in self.items]), tuple(f for _, f in self.items))
+class _Result(FindingList):
+    def __init__(self) -> None:
+        super().__init__(SCANNER_ID)
 
 
 @dataclass
