@@ -108,6 +108,35 @@ def test_pages_need_a_session_and_sign_in_sets_a_hardened_cookie(site: Site) -> 
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
+def test_a_token_sessions_copied_cookie_dies_with_the_sign_out_and_admins_end_sessions(
+    site: Site,
+) -> None:
+    reader = site.signed_in("reader")
+    copy = site.client()
+    copy.cookies.set(websession.SESSION_COOKIE, reader.cookies[websession.SESSION_COOKIE])
+    page = reader.get("/ui/models")
+    assert copy.get("/ui/models").status_code == 200
+    assert reader.post("/ui/logout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    assert copy.get("/ui/models").status_code == 303  # to the sign-in page
+
+    publisher = site.signed_in("publisher")
+    assert publisher.get("/ui/models").status_code == 200
+    admin = site.signed_in("admin")
+    admin_page = admin.get("/ui/admin")
+    assert "Browser sessions" in admin_page.text
+    ended = admin.post(
+        "/ui/admin/sessions/end",
+        data={"csrf": csrf_of(admin_page.text), "principal": "token:publisher-token"},
+    )
+    assert ended.status_code == 303
+    assert publisher.get("/ui/models").status_code == 303
+    assert admin.get("/ui/models").status_code == 200
+    refused = admin.post(
+        "/ui/admin/sessions/end", data={"csrf": csrf_of(admin_page.text), "principal": " "}
+    )
+    assert refused.status_code == 400
+
+
 def test_secure_cookie_setting(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     """Behind a TLS-terminating proxy: every cookie is Secure (so plain HTTP cannot sign in)."""
     monkeypatch.setenv("MODELCTL_WEB_SECURE_COOKIES", "1")

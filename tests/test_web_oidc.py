@@ -6,6 +6,7 @@ missing PKCE verifier, no mapped group)."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,3 +329,70 @@ def test_role_mapping_and_names() -> None:
     assert person_name({"sub": "42", "email": "a@b.c", "email_verified": True}) == "oidc:a@b.c"
     assert person_name({"sub": "42", "email": "a@b.c"}) == "oidc:42"  # unverified email
     assert person_name({"sub": "has space"}) is None
+
+
+def _copy_of_cookie(client: httpx.Client, sso: Sso) -> httpx.Client:
+    """A second browser holding a copy of `client`'s session cookie (a stolen or shared one)."""
+    cookie = client.cookies.get(websession.SESSION_COOKIE)
+    assert cookie is not None
+    thief = sso.client()
+    thief.cookies.set(websession.SESSION_COOKIE, cookie)
+    return thief
+
+
+def test_a_copied_cookie_dies_with_the_sign_out(sso: Sso) -> None:
+    with sso.client() as client:
+        page = sso.sign_in(client)
+        with _copy_of_cookie(client, sso) as thief:
+            assert _has_session(thief)
+            assert client.post("/ui/logout", data={"csrf": _csrf(page.text)}).status_code == 200
+            assert not _has_session(thief)
+            assert thief.get("/ui/models").headers["location"].startswith("/ui/login")
+
+
+def test_sign_out_everywhere_ends_the_persons_other_sessions(sso: Sso) -> None:
+    with sso.client() as laptop, sso.client() as phone:
+        sso.sign_in(phone)
+        page = sso.sign_in(laptop)
+        assert _has_session(phone)
+        out = laptop.post("/ui/logout", data={"csrf": _csrf(page.text), "everywhere": "1"})
+        assert out.status_code == 200
+        assert not _has_session(phone)
+        assert not _has_session(laptop)
+    (ended,) = sso.audit("web.sessions.end")
+    assert (ended.actor, ended.subject) == ("oidc:alice@example.com",) * 2
+    with sso.client() as again:  # signing in afresh works (cookies carry whole seconds)
+        time.sleep(1.1)
+        assert sso.sign_in(again).status_code == 200
+        assert _has_session(again)
+
+
+def test_an_admin_ends_another_persons_sessions_and_a_security_person_may_not(sso: Sso) -> None:
+    with sso.client() as alice:
+        sso.sign_in(alice)
+        assert _has_session(alice)
+        refused = alice.post(
+            "/ui/admin/sessions/end",
+            data={"csrf": _csrf(alice.get("/ui/models").text), "principal": "oidc:bob@x"},
+        )
+        assert refused.status_code == 403  # alice is security, not admin
+        sso.provider.person = {
+            **sso.provider.person,
+            "email": "root@example.com",
+            "groups": ["platform-admins"],
+        }
+        with sso.client() as admin:
+            page = sso.sign_in(admin)
+            assert "· admin" in page.text
+            no_csrf = admin.post("/ui/admin/sessions/end", data={"principal": "x"})
+            assert no_csrf.status_code == 403
+            done = admin.post(
+                "/ui/admin/sessions/end",
+                data={"csrf": _csrf(page.text), "principal": "oidc:alice@example.com"},
+            )
+            assert done.status_code == 303, done.text
+            assert not _has_session(alice)
+            assert _has_session(admin)
+    (ended,) = sso.audit("web.sessions.end")
+    assert ended.actor == "oidc:root@example.com"
+    assert ended.subject == "oidc:alice@example.com"

@@ -543,3 +543,30 @@ class NotificationCursor(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     audit_id: Mapped[int] = mapped_column(Integer)
+
+
+class WebSessionEnd(Base):
+    """A browser session ended before its cookie expired (signed out, or ended by an admin).
+
+    Cookies are stateless (signed, `registry.web.session`); this row is what makes a signed-out
+    cookie worthless if it was copied. Rows are pruned once the cookie would have expired anyway.
+    """
+
+    __tablename__ = "web_session_ends"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class WebUserCutoff(Base):
+    """Every browser session of a person (or an API token's sessions) signed in before
+    `not_before` is over: "sign out everywhere", or an admin ending a compromised account's
+    sessions. `principal` is the audit name (`oidc:alice@example.com`, `token:NAME`)."""
+
+    __tablename__ = "web_user_cutoffs"
+
+    principal: Mapped[str] = mapped_column(String(300), primary_key=True)
+    not_before: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, as cookies carry
+    set_by: Mapped[str] = mapped_column(String(300))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

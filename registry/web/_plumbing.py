@@ -41,7 +41,7 @@ from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
 from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
-from registry.service import decide, tokens
+from registry.service import decide, tokens, web_sessions
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal, Role
 from registry.web import session as websession
@@ -168,14 +168,23 @@ def _session_principal(request: Request, web: websession.WebSession) -> Principa
     while it is not (people sign in through the provider then; tokens are for machines)."""
     sso = _oidc(request) is not None
     if web.user is not None and web.role is not None:
+        if not sso:
+            return None
         try:
-            return Principal(name=web.user, role=Role(web.role)) if sso else None
+            principal: Principal | None = Principal(name=web.user, role=Role(web.role))
         except ValueError:
             return None
+        with unit_of_work(_registry(request).sessions) as s:
+            live = web_sessions.session_is_live(s, web.sid, web.user, web.issued)
+        return principal if live else None
     if web.token_id is None or sso:
         return None
     with unit_of_work(_registry(request).sessions) as s:
-        return tokens.token_principal(s, web.token_id, now=datetime.now(UTC))
+        principal = tokens.token_principal(s, web.token_id, now=datetime.now(UTC))
+        if principal is None:
+            return None
+        live = web_sessions.session_is_live(s, web.sid, principal.actor, web.issued)
+    return principal if live else None
 
 
 class _Redirect(Exception):
@@ -238,6 +247,7 @@ _NOTICES = {
     "rejected": "Exception request rejected.",
     "revoked": "Exception revoked; decisions re-evaluated.",
     "token-revoked": "Token revoked.",
+    "sessions-ended": "Sessions ended: that name must sign in again.",
 }
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from registry.db.engine import unit_of_work
-from registry.service import tokens
+from registry.service import tokens, web_sessions
 from registry.service.tokens import Role
 from registry.web._plumbing import (
     Caller,
@@ -82,3 +82,12 @@ def revoke_token_action(request: Request, form: FormBody, token_id: RowId) -> Re
     with unit_of_work(_registry(request).sessions) as s:
         tokens.revoke(s, str(token_id), actor=_principal(caller).actor)
     raise _Redirect("/ui/admin?done=token-revoked")
+
+
+@router.post("/ui/admin/sessions/end")
+@page
+def end_sessions_action(request: Request, form: FormBody) -> Response:
+    caller = _actor(request, form, "token.manage")
+    with unit_of_work(_registry(request).sessions) as s:
+        web_sessions.end_all_sessions(s, form.get("principal", ""), actor=_principal(caller).actor)
+    raise _Redirect("/ui/admin?done=sessions-ended")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from registry.db.engine import unit_of_work
-from registry.service import tokens
+from registry.service import tokens, web_sessions
 from registry.web import session as websession
 from registry.web._plumbing import (
     FormBody,
@@ -93,7 +93,17 @@ def login(request: Request, form: FormBody) -> Response:
 @page
 def logout(request: Request, form: FormBody) -> Response:
     caller = _actor(request, form, None)
-    provider = end_session_url(request) if caller.session and caller.session.user else None
+    # _actor refuses a caller without both
+    assert caller.session is not None
+    assert caller.principal is not None
+    with unit_of_work(_registry(request).sessions) as s:
+        # The cookie is deleted below, but a copy of it must die too: the server refuses its id.
+        web_sessions.end_session(
+            s, caller.session.sid, issued=caller.session.issued, lifetime=websession.SESSION_SECONDS
+        )
+        if form.get("everywhere") == "1":
+            web_sessions.end_all_sessions(s, caller.principal.actor, actor=caller.principal.actor)
+    provider = end_session_url(request) if caller.session.user else None
     if provider is None:
         response: Response = RedirectResponse("/ui/login", status_code=303, headers=_headers())
     else:
