@@ -1,6 +1,6 @@
 """browser sessions ended on the server
 
-Revision ID: 0028
+Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-05
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0028'
+revision = '0021'
 down_revision = '0020'
 branch_labels = None
 depends_on = None
