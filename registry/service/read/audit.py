@@ -150,10 +150,15 @@ def detail_fields(details: Any) -> list[tuple[str, str]]:
         if isinstance(value, list) and all(
             isinstance(v, str | int | float | bool) or v is None for v in value
         ):
-            text = ", ".join("" if v is None else str(v) for v in value)
+            text = ", ".join(_scalar(v) for v in value)
         elif isinstance(value, dict | list):
             text = json.dumps(value, sort_keys=True, separators=(", ", ": "))
         else:
-            text = "" if value is None else str(value)
+            text = _scalar(value)
         out.append((str(key), text if len(text) <= 2000 else text[:1999] + "…"))
     return out
+
+
+def _scalar(value: Any) -> str:
+    """A JSON scalar as JSON writes it (true, false, null), strings as they are."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)

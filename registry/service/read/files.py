@@ -84,6 +84,12 @@ class Preview:
     templates: tuple[Template, ...] = ()
     findings: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # every scanner's
 
+    @property
+    def other_findings(self) -> tuple[dict[str, Any], ...]:
+        """The findings not shown next to a template line."""
+        placed = {id(f) for t in self.templates for line in t.lines for f in line.findings}
+        return tuple(f for f in self.findings if id(f) not in placed)
+
 
 def _format(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
