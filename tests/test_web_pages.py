@@ -426,3 +426,44 @@ def test_the_exceptions_table_shows_the_reason(pages: PagesSite) -> None:
     pages.registry.as_actor("token:security-token").exception_approve(asked.id)
     page = pages.client("security").get("/ui/exceptions")
     assert "legal approved &lt;for now&gt;" in page.text
+
+
+def test_audit_filter_and_lineage_on_sqlite_and_postgres(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine-event filter (LIKE with `_`, `%` escaped) and the lineage lookup are SQL
+    shapes that must agree on both databases."""
+    from registry.requests import AuditQuery
+    from registry.service.read import audit as read_audit
+
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELCTL_DATABASE_URL", database_url)
+    registry = EmbeddedRegistry(Settings.from_env())
+    try:
+        folder = tmp_path / "base"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(safetensors_bytes(21))
+        ref = registry.mirror(
+            MirrorRequest(source=str(folder), name="acme/base_model"), progress=NoProgress()
+        ).checkpoint.ref
+        with unit_of_work(registry.sessions) as s:
+            for actor in ("system:sync", "worker:w1", "systemXsync", "token:alice"):
+                s.add(AuditEvent(actor=actor, action="test.event", subject="t", details={}))
+        with unit_of_work(registry.sessions) as s:
+            query = AuditQuery(action="test.event")
+
+            def actors(**kw: bool) -> list[str]:
+                rows, total, _ = read_audit.audit_page(s, query, **kw)
+                assert total == len(rows)
+                return sorted(r.actor for r in rows)
+
+            assert actors(hide_machine=True) == ["systemXsync", "token:alice"]
+            assert len(actors(hide_machine=False)) == 4
+            named = read_audit.audit_page(s, AuditQuery(actor="system:sync"), hide_machine=True)[0]
+            assert [r.actor for r in named] == ["system:sync"]
+
+            found = read_card.lineage(s, ["acme/base_model", "acme/base%model", "nope", "a/b/c"])
+            assert [b.digest for b in found] == [ref.split("sha256:")[1], None, None, None]
+            assert (found[0].namespace, found[0].name) == ("acme", "base_model")
+    finally:
+        registry.close()
