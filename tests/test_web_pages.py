@@ -467,3 +467,17 @@ def test_audit_filter_and_lineage_on_sqlite_and_postgres(
             assert (found[0].namespace, found[0].name) == ("acme", "base_model")
     finally:
         registry.close()
+
+
+def test_the_logo_and_favicon_are_served_and_nothing_else_is(pages: PagesSite) -> None:
+    with httpx.Client(base_url=pages.base, timeout=30) as client:
+        logo = client.get("/ui/static/logo.svg")
+        assert logo.status_code == 200
+        assert logo.headers["content-type"].startswith("image/svg+xml")
+        assert logo.content.startswith(b"<svg")
+        assert b"<script" not in logo.content
+        assert client.get("/favicon.ico").content == logo.content
+        for name in ("logo.svg.bak", "..%2Fstyle.css", "%2e%2e%2f__init__.py", "LOGO.SVG"):
+            assert client.get("/ui/static/" + name).status_code == 404, name
+    page = pages.client().get("/")
+    assert '<link rel="icon" href="/ui/static/logo.svg"' in page.text
