@@ -49,6 +49,7 @@ evil: "<script>alert('front')</script>"
 [js](javascript:alert('md')) [JS upper](JAVASCRIPT:alert('md2')) [entity](&#x6A;avascript:alert(1))
 [vb](vbscript:msgbox(1)) [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)
 [fine](https://huggingface.co/acme) [mail](mailto:sec@example.com)
+[its config](config.json) [up](../../../etc/passwd) [proto](//evil.example/x) [abs](/ui/admin)
 
 ![pixel](https://tracker.example/p.png) ![local](assets/diagram.png)
 ![data](data:image/png;base64,iVBORw0KGgo=)
@@ -194,7 +195,17 @@ def test_a_hostile_card_renders_as_inert_html(pages: PagesSite) -> None:
             assert not name.startswith("on"), (tag, name)
             assert name in {"href", "title", "rel", "class", "start"}, (tag, name)
             if name == "href":
-                assert (value or "").lower().startswith(("https://", "mailto:")), value
+                assert (
+                    (value or "")
+                    .lower()
+                    .startswith(("https://", "mailto:", ui_path(pages.hostile) + "/files/"))
+                ), value
+    # A relative link to a file of the checkpoint goes to that file's page (by the manifest's
+    # own path list); other relative or scheme-less links lose their target.
+    config_sha = _sha(b'{"architectures": ["<script>alert(1)</script>"]}\n')
+    assert f'<a href="{ui_path(pages.hostile)}/files/{config_sha}"' in body
+    for text in ("up", "proto", "abs"):
+        assert f'<a rel="nofollow noopener noreferrer">{text}</a>' in body
     # Raw HTML is shown as text, escaped.
     assert "&lt;script&gt;alert(&#x27;raw&#x27;)&lt;/script&gt;" in body or (
         "&lt;script&gt;alert('raw')&lt;/script&gt;" in body

@@ -23,7 +23,7 @@ from registry.service import admission
 from registry.service.read import card as read_card
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.read import files as read_files
-from registry.web._plumbing import _hex, _reader, _registry, page, render
+from registry.web._plumbing import _checkpoint_url, _hex, _reader, _registry, page, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,7 +38,10 @@ def tab_context(
         return {}
     if quarantined:
         return {"card": None, "card_withheld": True, "lineage": []}
-    card = read_card.checkpoint_card(checkpoint, blobs)
+    base = _checkpoint_url(
+        checkpoint.model.namespace, checkpoint.model.name, checkpoint.manifest_digest
+    )
+    card = read_card.checkpoint_card(checkpoint, blobs, lambda sha: f"{base}/files/{sha}")
     return {
         "card": card,
         "card_html": Markup(card.html) if card is not None else "",  # noqa: S704 - sanitised by nh3 (service/read/card)

@@ -24,9 +24,10 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import nh3
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev set
@@ -113,14 +114,25 @@ class ModelCard:
 def _image(
     self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
-    """An image as its alt text (linked when http(s)): no `<img>`, so no request out."""
+    """An image as its alt text, linked when http(s) or a file of the checkpoint: no `<img>`,
+    so no request out."""
     token = tokens[idx]
     alt = self.renderInlineAsText(token.children or [], options, env) or "image"
     src = str(token.attrGet("src") or "")
     text = f"[image: {_escape(alt)}]"
+    local = _local_target(src, env.get("links") or {})
+    if local is not None:
+        return f'<a href="{_escape(local)}">{text}</a>'
     if _SAFE_IMAGE_LINK.match(src):
         return f'<a href="{_escape(src)}">{text}</a>'
     return f'<span class="card-image">{text}</span>'
+
+
+def _local_target(url: str, links: Mapping[str, str]) -> str | None:
+    """The page of the checkpoint's file a relative link names, by the manifest's own path
+    list (never a path built from the link); None when it names none."""
+    path = unquote(url.split("#", 1)[0].split("?", 1)[0]).removeprefix("./")
+    return links.get(path) if path else None
 
 
 def _escape(text: str) -> str:
@@ -142,13 +154,26 @@ def _markdown() -> MarkdownIt:
 _MD = _markdown()
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML that is safe to put in a page as it is."""
-    raw = _MD.render(text)
+def render_markdown(text: str, links: Mapping[str, str] | None = None) -> str:
+    """Markdown to HTML that is safe to put in a page as it is. `links` maps the
+    checkpoint's file paths to their pages: a relative link or image naming one of them
+    points there; any other relative or scheme-less link loses its target."""
+    links = links or {}
+    ours = frozenset(links.values())
+    raw = _MD.render(text, {"links": links})
+
+    def href(tag: str, attribute: str, value: str) -> str | None:
+        if attribute != "href":
+            return value
+        if value.lower().startswith(("https://", "http://", "mailto:")) or value in ours:
+            return value
+        return _local_target(value, links)
+
     return nh3.clean(
         raw,
         tags=set(ALLOWED_TAGS),
         attributes={k: set(v) for k, v in ALLOWED_ATTRIBUTES.items()},
+        attribute_filter=href,
         url_schemes=set(URL_SCHEMES),
         link_rel="nofollow noopener noreferrer",
         strip_comments=True,
@@ -198,8 +223,11 @@ def _front_matter(head: bytes) -> tuple[tuple[CardField, ...], int, str | None]:
     return fields, match.end(), None
 
 
-def model_card(path: str, sha256: str, size: int, head: bytes) -> ModelCard:
-    """The card from its first bytes (`head`: at most MAX_CARD_BYTES + 1 of them)."""
+def model_card(
+    path: str, sha256: str, size: int, head: bytes, links: Mapping[str, str] | None = None
+) -> ModelCard:
+    """The card from its first bytes (`head`: at most MAX_CARD_BYTES + 1 of them); `links`
+    as for `render_markdown`."""
     truncated = len(head) > MAX_CARD_BYTES or size > MAX_CARD_BYTES
     head = head[:MAX_CARD_BYTES]
     fields, body_at, error = _front_matter(head)
@@ -212,7 +240,7 @@ def model_card(path: str, sha256: str, size: int, head: bytes) -> ModelCard:
         sha256=sha256,
         size=size,
         fields=fields,
-        html=render_markdown(body),
+        html=render_markdown(body, links),
         base_models=declared.base_models,
         truncated=truncated,
         front_matter_error=error,
@@ -222,16 +250,20 @@ def model_card(path: str, sha256: str, size: int, head: bytes) -> ModelCard:
 #: Rendered cards by blob digest: the bytes behind a digest never change, so neither does
 #: the card (the model page renders a card once, not on every view).
 _CACHE_SIZE = 128
-_cache: OrderedDict[tuple[str, str], ModelCard] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, bool], ModelCard] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def checkpoint_card(checkpoint: Checkpoint, blobs: BlobReader) -> ModelCard | None:
-    """The checkpoint's README.md (top level) as a card; None when it has none."""
+def checkpoint_card(
+    checkpoint: Checkpoint, blobs: BlobReader, file_url: Callable[[str], str] | None = None
+) -> ModelCard | None:
+    """The checkpoint's README.md (top level) as a card; None when it has none. `file_url`
+    gives the page of a file by its sha256: relative links to the checkpoint's files go
+    there."""
     row = next((f for f in checkpoint.files if f.path.lower() in CARD_NAMES), None)
     if row is None:
         return None
-    key = (row.sha256, row.path)
+    key = (row.sha256, row.path, checkpoint.manifest_digest, file_url is not None)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -239,7 +271,8 @@ def checkpoint_card(checkpoint: Checkpoint, blobs: BlobReader) -> ModelCard | No
             return hit
     with blobs.open(Digest(row.sha256)) as fh:
         head = fh.read(MAX_CARD_BYTES + 1)
-    card = model_card(row.path, row.sha256, row.size, head)
+    links = {f.path: file_url(f.sha256) for f in checkpoint.files} if file_url else None
+    card = model_card(row.path, row.sha256, row.size, head, links)
     with _cache_lock:
         _cache[key] = card
         while len(_cache) > _CACHE_SIZE:
