@@ -21,6 +21,7 @@ from registry.service.read import common as read_common
 from registry.service.read import diff as read_diff
 from registry.service.read import exceptions as read_exceptions
 from registry.service.read import models as read_models
+from registry.web import model_pages
 from registry.web._plumbing import (
     TABS,
     FormBody,
@@ -110,7 +111,6 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "quarantine": held,
             "quarantine_covers": quarantines.view(s, held).covers if held is not None else (),
             "attestations": decide.verify_now(cp, pub) if tab == "attestations" else [],
-            "verdicts": read_checkpoint.file_verdicts(cp) if tab == "files" else {},
             "findings": read_checkpoint.checkpoint_findings(cp),
             "scans": sorted(cp.scans, key=lambda r: -r.id),
             "storage": storage.model_storage(s, cp.model_id),
@@ -135,6 +135,9 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "waivable": _waivable(policy_set),
             "now": now,
         }
+        context.update(
+            model_pages.tab_context(s, cp, tab, registry.blobs, quarantined=held is not None)
+        )
         return render(request, "checkpoint.html", caller, **context)
 
 
