@@ -18,7 +18,7 @@ from registry.errors import InputError, IntegrityFailure, RegistryError
 from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec
 from registry.mirror.modelpack import files_of_manifest
 from registry.mirror.oci_auth import load_credentials
-from registry.mirror.oci_client import OciClient, sha256_digest
+from registry.mirror.oci_client import MANIFEST_TYPE, OciClient, sha256_digest
 from registry.mirror.oci_ref import OciRef, parse_oci_ref
 from registry.settings import Limits
 
@@ -37,6 +37,8 @@ class OciSource:
         self.ref: OciRef = parse_oci_ref(f"oci://{spec.repo_id}{suffix}")
         # httpx's client is safe to share between the transfer's worker threads.
         self.client = OciClient(self.ref, credentials=load_credentials(self.ref.host))
+        #: The pinned manifest's media type, once resolved (recorded with the checkpoint).
+        self.manifest_media_type = MANIFEST_TYPE
 
     def close(self) -> None:
         self.client.close()
@@ -44,6 +46,7 @@ class OciSource:
     def resolve(self) -> Snapshot:
         manifest = self.client.get_manifest(self.ref.reference)
         files = files_of_manifest(manifest.body, where=str(self.ref))
+        self.manifest_media_type = manifest.media_type or MANIFEST_TYPE
         if len(files) > self._limits.max_files:
             raise InputError(f"{self.ref}: more than {self._limits.max_files} files")
         if any((f.size or 0) > self._limits.max_file_size for f in files):
