@@ -4,6 +4,8 @@ pushed as or mirrored from, the signed identity statement binding them, and `ver
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -267,3 +269,105 @@ def test_verify_an_oci_layout_that_skopeo_wrote(
         "verify", f"oci-layout:{layout}:v9", "--public-key", pub, "--signature", str(signature)
     )
     assert missing.code == 2
+
+
+def _push_gzip_artifact(registry: RunningRegistry, tag: str) -> dict[str, bytes]:
+    """org/tiny's files as a ModelPack artifact with `+gzip` layers, written with our client
+    (`push` itself writes uncompressed layers only); the compressed bytes per file."""
+    layers = []
+    packed_by_path = {}
+    with OciClient(parse_oci_ref(registry.ref("team/gz")), push=True) as client:
+        for path, data in FILES.items():
+            packed = gzip.compress(data, mtime=0)
+            packed_by_path[path] = packed
+            digest = sha256_digest(packed)
+            client.upload_blob(digest, len(packed), functools.partial(io.BytesIO, packed))
+            layers.append(
+                {
+                    "mediaType": modelpack.layer_media_type(path) + "+gzip",
+                    "digest": digest,
+                    "size": len(packed),
+                    "annotations": {modelpack.FILEPATH: path},
+                }
+            )
+        config = canonical_json({"descriptor": {"name": "gz"}, "modelfs": {"type": "layers"}})
+        client.upload_blob(sha256_digest(config), len(config), lambda: io.BytesIO(config))
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "artifactType": modelpack.ARTIFACT_TYPE,
+            "config": {
+                "mediaType": modelpack.CONFIG_TYPE,
+                "digest": sha256_digest(config),
+                "size": len(config),
+            },
+            "layers": layers,
+        }
+        client.put_manifest(tag, canonical_json(manifest), MANIFEST_TYPE)
+    return packed_by_path
+
+
+def test_mirror_reads_gzip_layers_as_the_same_checkpoint(
+    run_cli: Any,
+    admitted: None,  # noqa: F811
+    oci_registry: RunningRegistry,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = run_cli("inspect", "org/tiny", "--json").json()["digest"]
+    packed = _push_gzip_artifact(oci_registry, "v1")
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "second-home"))
+    result = run_cli("mirror", oci_registry.ref("team/gz:v1"), "--json", "--no-scan")
+    assert result.code == 0, result.stderr
+    # The layer digests are of the compressed bytes; the files (and so the identity) are not.
+    assert result.json()["digest"] == original
+    files = run_cli("inspect", "team/gz", "--json").json()["files"]
+    assert {f["path"]: f["sha256"] for f in files} == {
+        p: hashlib.sha256(b).hexdigest() for p, b in FILES.items()
+    }
+    # A gzip layer whose bytes no longer match its digest: refused, nothing registered.
+    blob = _blob_file(oci_registry, hashlib.sha256(packed["config.json"]).hexdigest())
+    blob.write_bytes(gzip.compress(b'{"model_type": "evil"}\n', mtime=0))
+    monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "third-home"))
+    bad = run_cli("mirror", oci_registry.ref("team/gz:v1"), "--name", "bad/gz", "--no-scan")
+    assert bad.code == 1, bad.stderr
+    assert "config.json" in bad.stderr
+    assert run_cli("inspect", "bad/gz").code == 2
+
+
+def test_mirror_refuses_zstd_and_tar_layers_with_a_reason(
+    run_cli: Any,
+    oci_registry: RunningRegistry,  # noqa: F811
+) -> None:
+    with OciClient(parse_oci_ref(oci_registry.ref("team/z")), push=True) as client:
+        config = b"{}"
+        client.upload_blob(sha256_digest(config), 2, lambda: io.BytesIO(config))
+        for tag, media_type in (
+            ("zstd", modelpack.WEIGHT_RAW + "+zstd"),
+            ("tar", "application/vnd.cncf.model.weight.v1.tar"),
+        ):
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "artifactType": modelpack.ARTIFACT_TYPE,
+                "config": {
+                    "mediaType": modelpack.CONFIG_TYPE,
+                    "digest": sha256_digest(config),
+                    "size": 2,
+                },
+                "layers": [
+                    {
+                        "mediaType": media_type,
+                        "digest": sha256_digest(config),
+                        "size": 2,
+                        "annotations": {modelpack.FILEPATH: "model.safetensors"},
+                    }
+                ],
+            }
+            client.put_manifest(tag, canonical_json(manifest), MANIFEST_TYPE)
+    zstd = run_cli("mirror", oci_registry.ref("team/z:zstd"), "--no-scan")
+    assert zstd.code == 2
+    assert "zstd layers are not supported" in zstd.stderr
+    tar = run_cli("mirror", oci_registry.ref("team/z:tar"), "--no-scan")
+    assert tar.code == 2
+    assert "no tar layers" in tar.stderr

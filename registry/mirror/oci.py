@@ -13,14 +13,17 @@ OCI manifest digest.
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from registry.errors import InputError, IntegrityFailure
+from attestations.bundle import BUNDLE_V03_MEDIA_TYPE
+from registry.errors import InputError, IntegrityFailure, RegistryError
 from registry.mirror.base import ByteSink, RemoteFile, Snapshot, SourceSpec
 from registry.mirror.modelpack import Layer, layers_of_manifest
 from registry.mirror.oci_auth import load_credentials
-from registry.mirror.oci_client import MANIFEST_TYPE, OciClient
+from registry.mirror.oci_client import MANIFEST_TYPE, OciClient, sha256_digest
 from registry.mirror.oci_ref import OciRef, parse_oci_ref
 from registry.settings import Limits
 
@@ -153,3 +156,45 @@ def _gzip_stream(where: str) -> Callable[[bytes | None], Iterator[bytes]]:
             pending = d.unconsumed_tail
 
     return feed
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedReferrer:
+    """A signed statement attached to the mirrored artifact; `bundle` is None when it could
+    not be fetched intact (`problem` says why). Nothing here is trusted yet."""
+
+    digest: str  # the referrer manifest's digest
+    predicate_type: str  # as its annotation claims: a label, never evidence
+    bundle: bytes | None
+    problem: str = ""
+
+
+def fetch_referrers(source: OciSource, snapshot: Snapshot) -> list[FetchedReferrer]:
+    """The Sigstore bundles attached to `snapshot.commit`, each hash-checked on the way."""
+    out: list[FetchedReferrer] = []
+    client = source.client
+    for descriptor in client.referrers(snapshot.commit)[:MAX_REFERRERS]:
+        digest = str(descriptor.get("digest", ""))
+        if descriptor.get("artifactType") != BUNDLE_V03_MEDIA_TYPE or not digest.startswith(
+            "sha256:"
+        ):
+            continue
+        claimed = str((descriptor.get("annotations") or {}).get(PREDICATE_ANNOTATION, ""))[:200]
+        try:
+            manifest = json.loads(client.get_manifest(digest).body)
+            layer = manifest["layers"][0]
+            layer_digest, size = str(layer["digest"]), int(layer["size"])
+            if manifest.get("subject", {}).get("digest") != snapshot.commit:
+                raise IntegrityFailure("its subject is not the mirrored manifest")
+            if size > MAX_BUNDLE:
+                raise InputError(f"its bundle is larger than {MAX_BUNDLE} bytes")
+            with client.open_blob(layer_digest) as chunks:
+                data = b"".join(chunks)
+            if sha256_digest(data) != layer_digest or len(data) != size:
+                raise IntegrityFailure("its bundle's bytes do not match the layer digest")
+        except (RegistryError, ValueError, KeyError, IndexError, TypeError) as exc:
+            problem = exc.message if isinstance(exc, RegistryError) else "malformed manifest"
+            out.append(FetchedReferrer(digest, claimed, None, problem))
+            continue
+        out.append(FetchedReferrer(digest, claimed, data))
+    return out
