@@ -371,3 +371,33 @@ def test_mirror_refuses_zstd_and_tar_layers_with_a_reason(
     tar = run_cli("mirror", oci_registry.ref("team/z:tar"), "--no-scan")
     assert tar.code == 2
     assert "no tar layers" in tar.stderr
+
+
+def test_identity_statement_shape_is_checked() -> None:
+    from attestations.identity import IdentityError, OciManifestRef, build_identity
+
+    oci = OciManifestRef("reg:5000", "team/m", "sha256:" + "b" * 64, MANIFEST_TYPE)
+    identity = build_identity(
+        name="org/m",
+        checkpoint_digest="sha256:" + "a" * 64,
+        files=[("z.bin", "c" * 64), ("a.json", "d" * 64)],
+        source_uri="hf://org/m",
+        source_commit="e" * 40,
+        oci=[oci, oci],
+    )
+    assert identity.files[0][0] == "a.json"  # sorted
+    assert identity.oci == (oci,)  # each once
+    statement = identity.statement()
+    assert parse_identity(Statement.from_payload(statement.to_payload())) == identity
+    doc = json.loads(statement.to_payload())
+    doc["predicate"]["checkpoint"]["digest"] = "sha256:" + "f" * 64
+    with pytest.raises(IdentityError, match="not the subject"):
+        parse_identity(Statement.from_payload(json.dumps(doc).encode()))
+    doc = json.loads(statement.to_payload())
+    doc["predicate"]["oci"][0]["digest"] = "latest"
+    with pytest.raises(IdentityError, match="not sha256"):
+        parse_identity(Statement.from_payload(json.dumps(doc).encode()))
+    doc = json.loads(statement.to_payload())
+    doc["predicateType"] = "https://slsa.dev/provenance/v1"
+    with pytest.raises(IdentityError, match="not an identity statement"):
+        parse_identity(Statement.from_payload(json.dumps(doc).encode()))
