@@ -21,6 +21,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ from registry.mirror.oci_ref import OciRef
 LAYOUT_SCHEME = "oci-layout:"
 REF_NAME = "org.opencontainers.image.ref.name"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Layers streamed and hashed at once by `verify`.
+LAYER_WORKERS = 4
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
@@ -346,7 +349,10 @@ def verify_artifact(
     claimed = str((json.loads(manifest.body).get("annotations") or {}).get(CHECKPOINT_DIGEST, ""))
     if claimed and claimed != str(rebuilt):
         raise IntegrityFailure(f"{pinned}: its {CHECKPOINT_DIGEST} annotation says {claimed}")
-    verified = tuple(_hash_layer(store, f) for f in files)
+    # Layers are hashed in parallel, as the mirror fetches them (hashlib and the socket reads
+    # release the GIL; httpx's client is shared safely between threads); the result is in order.
+    with ThreadPoolExecutor(max_workers=min(LAYER_WORKERS, len(files))) as pool:
+        verified = tuple(pool.map(lambda f: _hash_layer(store, f), files))
     checks.append(f"streamed and hashed {len(verified)} layers: every one matches its digest")
     return OciVerification(
         where=pinned,
