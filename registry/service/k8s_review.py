@@ -209,7 +209,10 @@ def parse_admission_review(document: object) -> PodReview:
     3. every argument or command word starting with `hf://` of any init, regular or
        ephemeral container (KServe passes the storage URI to its `storage-initializer`; a
        model fetched by another container is a model too);
-    4. an InferenceService component's `storageUri`/`storageUris` when they are `hf://`.
+    4. an InferenceService component's `storageUri`/`storageUris` when they are `hf://`;
+    5. OCI references, admitted by manifest digest (`oci_identity.checkpoints_for_oci_digest`),
+       tags refused: `oci://` in 2 to 4, the image of a ModelCar container (`modelcar`,
+       `modelcar-init`) and every image volume's `volumes[].image.reference`.
     A controller's own `modelctl.dev/` annotations are refused: pods get the template's.
     """
     doc = _mapping(document, "the body")
