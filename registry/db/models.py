@@ -570,3 +570,17 @@ class WebUserCutoff(Base):
     not_before: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, as cookies carry
     set_by: Mapped[str] = mapped_column(String(300))
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class SavedSearch(Base):
+    """A principal's named filter of the checkpoints list: the query string the list and the
+    bulk preview read (`registry.service.bulk`), private to its owner (the audit name)."""
+
+    __tablename__ = "saved_searches"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_saved_searches_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

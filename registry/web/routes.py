@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from registry.web import (
     admin,
     audit,
+    bulk,
     checkpoints,
     exceptions,
     findings,
@@ -21,6 +22,7 @@ from registry.web import (
     overview,
     policies,
     quarantines,
+    trends,
 )
 from registry.web._plumbing import HERE
 
@@ -30,6 +32,8 @@ for area in (
     oidc_login,
     overview,
     checkpoints,
+    bulk,
+    trends,
     quarantines,
     exceptions,
     findings,
