@@ -23,22 +23,22 @@ def _refs(html: str) -> list[str]:
     return match.group(1).split()
 
 
-def _audit(site: Site, action: str) -> list[AuditEvent]:
-    with unit_of_work(site.registry.sessions) as s:
+def _audit(where: Site, action: str) -> list[AuditEvent]:
+    with unit_of_work(where.registry.sessions) as s:
         rows = list(s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
         s.expunge_all()
         return rows
 
 
-def _quarantined(site: Site, ref: str) -> bool:
-    return site.registry.inspect(ref).quarantine is not None
+def _quarantined(where: Site, ref: str) -> bool:
+    return where.registry.inspect(ref).quarantine is not None
 
 
-def _add_clean(site: Site, tmp_path: Path, name: str) -> str:
+def _add_clean(where: Site, tmp_path: Path, name: str) -> str:
     folder = tmp_path / name.replace("/", "_")
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(safetensors_bytes(99))
-    result = site.registry.mirror(
+    result = where.registry.mirror(
         MirrorRequest(source=str(folder), name=name), progress=NoProgress()
     )
     return result.checkpoint.ref
@@ -127,7 +127,7 @@ def test_bulk_rescan_queues_one_job_per_checkpoint_and_is_idempotent(
     done = publisher.post(
         "/ui/bulk",
         data={
-            **{k: v for k, v in query.items()},
+            **query,
             "csrf": csrf_of(preview.text),
             "refs": site.scenario.pickled,
         },
@@ -149,7 +149,8 @@ def test_bulk_decide_records_one_entry_per_checkpoint(site: Site) -> None:  # no
     query = {"action": "decide", "env": "prod", "decision": "denied"}
     preview = reader.get("/ui/bulk", params=query)
     refs = _refs(preview.text)
-    assert site.scenario.pickled in refs and site.scenario.proprietary in refs
+    assert site.scenario.pickled in refs
+    assert site.scenario.proprietary in refs
     assert site.scenario.clean not in refs
     done = reader.post(
         "/ui/bulk", data={**query, "csrf": csrf_of(preview.text), "refs": " ".join(refs)}
