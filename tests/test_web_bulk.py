@@ -5,6 +5,7 @@ digests, roles, CSRF, the audit entries, the /v1 endpoint, and saved searches.""
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,6 +16,8 @@ from registry.progress import NoProgress
 from registry.requests import MirrorRequest
 from tests.test_web import Site, csrf_of, site  # noqa: F401 - `site` is the fixture
 from tests.web_helpers import safetensors_bytes
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _refs(html: str) -> list[str]:
@@ -234,3 +237,25 @@ def test_saved_searches_are_private_listed_and_deleted(site: Site) -> None:  # n
         "/ui/searches", data={"csrf": csrf_of(listed.text), "name": "x", "query": "page=2"}
     )
     assert nothing.status_code == 400
+
+
+def test_trends_page_draws_parseable_svg_charts(site: Site) -> None:  # noqa: F811
+    reader = site.signed_in("reader")
+    page = reader.get("/ui/trends")
+    assert page.status_code == 200
+    assert 'href="/ui/trends" aria-current="page"' in page.text
+    svgs = re.findall(r"<svg .*?</svg>", page.text, flags=re.S)
+    assert len(svgs) == 3 + 3  # findings, quarantine, exceptions, one per environment
+    for svg in svgs:
+        root = ET.fromstring(svg)
+        assert root.find(f"{SVG}title") is not None
+    # The scenario's decisions were recorded this week: the prod chart counts them.
+    prod = next(s for s in svgs if 'id="chart-decisions-prod"' in s)
+    denied = [
+        float(r.get("data-value", "0"))
+        for r in ET.fromstring(prod).iter(f"{SVG}rect")
+        if r.get("data-series") == "denied"
+    ]
+    assert sum(denied) >= 2  # pickled and proprietary, at least
+    assert "<script" not in page.text
+    assert reader.get("/ui/trends", params={"weeks": "0"}).status_code == 400
