@@ -177,8 +177,8 @@ def test_trend_aggregates_count_exactly(database_url: str) -> None:
 def test_trend_charts_are_well_formed_titled_and_linked(database_url: str) -> None:
     _seed(database_url)
     drawn = charts(_trends(database_url))
-    svgs = [drawn["findings"], drawn["quarantine"], drawn["exceptions"]]
-    svgs += [chart for _, chart in drawn["decisions"]]  # type: ignore[union-attr]
+    svgs = [drawn.findings, drawn.quarantine, drawn.exceptions]
+    svgs += [chart for _, chart in drawn.decisions]
     assert len(svgs) == 6
     for svg in svgs:
         root = ET.fromstring(str(svg))
@@ -190,7 +190,7 @@ def test_trend_charts_are_well_formed_titled_and_linked(database_url: str) -> No
         assert root.get("aria-labelledby", "").startswith(root.get("id", "?"))
         assert root.findall(f"{SVG}line"), "no axes"
         assert root.findall(f".//{SVG}a"), "no link to the list behind the chart"
-    findings = ET.fromstring(str(drawn["findings"]))
+    findings = ET.fromstring(str(drawn.findings))
     bars = {(r.get("data-series"), r.get("data-value")) for r in findings.iter(f"{SVG}rect")} - {
         (None, None)
     }

@@ -54,6 +54,9 @@ MAX_VALUE = 200
 RULE_PAGES = 25
 MAX_SEARCHES = 100  # per owner
 MAX_SEARCH_NAME = 100
+QUARANTINE_CHANGE = (
+    "quarantine its manifest digest (these bytes under every name: denied in every environment)"
+)
 
 
 class BulkAction(StrEnum):
@@ -253,7 +256,7 @@ def _change(action: BulkAction, ref: str, quarantined: bool, pending: set[str]) 
     if action is BulkAction.QUARANTINE:
         if quarantined:
             return "already quarantined: no change", False
-        return "quarantine its manifest digest (denied in every environment)", True
+        return QUARANTINE_CHANGE, True
     if action is BulkAction.RESCAN:
         if ref in pending:
             return "a scan is already queued: no change", False

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
@@ -34,7 +35,15 @@ def _label(day: date) -> str:
     return day.strftime("%m-%d")
 
 
-def charts(t: read_trends.Trends) -> dict[str, Markup | list[tuple[str, Markup]]]:
+@dataclass(frozen=True, slots=True)
+class Charts:
+    findings: Markup
+    decisions: list[tuple[str, Markup]]  # (environment, chart)
+    quarantine: Markup
+    exceptions: Markup
+
+
+def charts(t: read_trends.Trends) -> Charts:
     labels = [_label(d) for d in t.weeks]
     findings = bar_chart(
         chart_id="chart-findings",
@@ -106,12 +115,9 @@ def charts(t: read_trends.Trends) -> dict[str, Markup | list[tuple[str, Markup]]
         ],
         unit="exceptions",
     )
-    return {
-        "findings": findings,
-        "decisions": decisions,
-        "quarantine": quarantine,
-        "exceptions": exceptions,
-    }
+    return Charts(
+        findings=findings, decisions=decisions, quarantine=quarantine, exceptions=exceptions
+    )
 
 
 @router.get("/ui/trends")
