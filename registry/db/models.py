@@ -195,7 +195,13 @@ class Scan(Base):
     """One scanner's run over a checkpoint: its verdict and the full report, as recorded."""
 
     __tablename__ = "scans"
-    __table_args__ = (Index("ix_scans_checkpoint_scanner", "checkpoint_id", "scanner_id"),)
+    __table_args__ = (
+        Index("ix_scans_checkpoint_scanner", "checkpoint_id", "scanner_id"),
+        # The trends page (migration 0026): weekly counts and first critical findings read
+        # these columns only, never the report JSON in the rows.
+        Index("ix_scans_finished_severity", "finished_at", "max_severity"),
+        Index("ix_scans_severity_checkpoint", "max_severity", "checkpoint_id", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
@@ -242,7 +248,11 @@ class Decision(Base):
     """An admission decision as it was made (and, when the key is available, signed as a VSA)."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_checkpoint_env", "checkpoint_id", "environment"),)
+    __table_args__ = (
+        Index("ix_decisions_checkpoint_env", "checkpoint_id", "environment"),
+        # The trends page (migration 0026): decisions per environment and week.
+        Index("ix_decisions_evaluated_env", "evaluated_at", "environment", "allowed"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))

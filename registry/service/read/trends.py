@@ -185,14 +185,19 @@ def _time_to_quarantine(
         .group_by(Scan.checkpoint_id)
         .subquery()
     )
-    by_manifest = select(Checkpoint.id.label("cid"), Quarantine.created_at.label("at")).join(
-        Quarantine, Quarantine.digest == Checkpoint.manifest_digest
+    # Driven from the (few) critical checkpoints, not from every quarantine and file.
+    by_manifest = (
+        select(critical.c.cid.label("cid"), Quarantine.created_at.label("at"))
+        .join(Checkpoint, Checkpoint.id == critical.c.cid)
+        .join(Quarantine, Quarantine.digest == Checkpoint.manifest_digest)
     )
-    by_file = select(
-        CheckpointFile.checkpoint_id.label("cid"), Quarantine.created_at.label("at")
-    ).join(
-        Quarantine,
-        and_(Quarantine.kind == QUARANTINE_FILE, Quarantine.digest == CheckpointFile.sha256),
+    by_file = (
+        select(critical.c.cid.label("cid"), Quarantine.created_at.label("at"))
+        .join(CheckpointFile, CheckpointFile.checkpoint_id == critical.c.cid)
+        .join(
+            Quarantine,
+            and_(Quarantine.kind == QUARANTINE_FILE, Quarantine.digest == CheckpointFile.sha256),
+        )
     )
     held = union_all(by_manifest, by_file).subquery()
     first_held = (

@@ -31,7 +31,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_saved_searches')),
         sa.UniqueConstraint('owner', 'name', name='uq_saved_searches_owner_name'),
     )
+    op.create_index(
+        'ix_scans_finished_severity', 'scans', ['finished_at', 'max_severity']
+    )
+    op.create_index(
+        'ix_scans_severity_checkpoint', 'scans', ['max_severity', 'checkpoint_id', 'finished_at']
+    )
+    op.create_index(
+        'ix_decisions_evaluated_env', 'decisions', ['evaluated_at', 'environment', 'allowed']
+    )
 
 
 def downgrade() -> None:
+    op.drop_index('ix_decisions_evaluated_env', table_name='decisions')
+    op.drop_index('ix_scans_severity_checkpoint', table_name='scans')
+    op.drop_index('ix_scans_finished_severity', table_name='scans')
     op.drop_table('saved_searches')
