@@ -174,10 +174,12 @@ def _rule_ids(session: Session, rule: str) -> set[int]:
 
 
 def _pending_scan_refs(session: Session) -> set[str]:
-    rows = session.scalars(
-        select(Job).where(Job.kind == jobs.JobKind.SCAN.value, Job.state.in_(("queued", "running")))
+    params = session.scalars(
+        select(Job.params).where(
+            Job.kind == jobs.JobKind.SCAN.value, Job.state.in_(("queued", "running"))
+        )
     )
-    return {r.params["ref"] for r in rows if isinstance(r.params.get("ref"), str)}
+    return {p["ref"] for p in params if isinstance(p, dict) and isinstance(p.get("ref"), str)}
 
 
 def select_checkpoints(
