@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 
 WIDTH = 640
 HEIGHT = 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 30, 34
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 40, 34
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def bar_chart(
             f'fill="#333">{e(_fmt(top * frac))}</text>'
         )
     if unit:
-        out.append(f'<text x="4" y="{TOP - 12}" font-size="11" fill="#333">{e(unit)}</text>')
+        out.append(f'<text x="4" y="{TOP - 10}" font-size="11" fill="#333">{e(unit)}</text>')
     # Bars.
     every = max(1, -(-n // 8))  # at most 8 x labels
     for i, label in enumerate(labels):
@@ -112,8 +112,8 @@ def bar_chart(
     lx = LEFT
     for s in series:
         entry = (
-            f'<rect x="{lx}" y="6" width="10" height="10" fill="{e(s.colour)}"/>'
-            f'<text x="{lx + 14}" y="15" font-size="11" fill="#222">{e(s.name)}</text>'
+            f'<rect x="{lx}" y="2" width="10" height="10" fill="{e(s.colour)}"/>'
+            f'<text x="{lx + 14}" y="11" font-size="11" fill="#222">{e(s.name)}</text>'
         )
         if s.href:
             entry = f'<a href="{e(s.href)}">{entry}</a>'

@@ -31,6 +31,12 @@ ALLOWED_COLOUR = "#3a8f4b"
 DENIED_COLOUR = "#b3261e"
 
 
+def duration(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} minutes"
+    return f"{hours:.1f} hours"
+
+
 def _label(day: date) -> str:
     return day.strftime("%m-%d")
 
@@ -91,7 +97,7 @@ def charts(t: read_trends.Trends) -> Charts:
                 ),
             )
         )
-    mean = "none quarantined" if t.mean_hours is None else f"{t.mean_hours:.1f} hours on average"
+    mean = "none quarantined" if t.mean_hours is None else f"{duration(t.mean_hours)} on average"
     quarantine = bar_chart(
         chart_id="chart-quarantine",
         title="Mean time from a critical finding to quarantine, per week of the quarantine",
@@ -130,4 +136,6 @@ def trends_page(request: Request) -> Response:
     envs = decide.environments(_policy_set(request))
     with unit_of_work(_registry(request).sessions) as s:
         t = read_trends.trends(s, envs, now=datetime.now(UTC), weeks=weeks)
-    return render(request, "trends.html", caller, t=t, weeks=weeks, charts=charts(t))
+    return render(
+        request, "trends.html", caller, t=t, weeks=weeks, charts=charts(t), duration=duration
+    )
