@@ -173,13 +173,19 @@ def _rule_ids(session: Session, rule: str) -> set[int]:
     }
 
 
-def _pending_scan_refs(session: Session) -> set[str]:
-    params = session.scalars(
-        select(Job.params).where(
-            Job.kind == jobs.JobKind.SCAN.value, Job.state.in_(("queued", "running"))
+def _pending_scan_refs(session: Session, refs: Sequence[str]) -> set[str]:
+    """Those of `refs` with a queued or running scan job (the ref read in SQL, not in Python)."""
+    if not refs:
+        return set()
+    ref = Job.params["ref"].as_string()
+    found = session.scalars(
+        select(ref).where(
+            Job.kind == jobs.JobKind.SCAN.value,
+            Job.state.in_(("queued", "running")),
+            ref.in_(list(refs)),
         )
     )
-    return {p["ref"] for p in params if isinstance(p, dict) and isinstance(p.get("ref"), str)}
+    return set(found)
 
 
 def select_checkpoints(
@@ -226,7 +232,9 @@ def select_checkpoints(
     if len(rows) > MAX_BULK:
         raise _too_many(len(rows))
     held = set(session.scalars(quarantined_checkpoint_ids()))
-    pending = _pending_scan_refs(session) if action is BulkAction.RESCAN else set()
+    pending = (
+        _pending_scan_refs(session, [r.ref for r in rows]) if action is BulkAction.RESCAN else set()
+    )
     items = []
     for r in rows:
         quarantined = r.id in held
