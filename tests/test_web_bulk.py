@@ -259,3 +259,13 @@ def test_trends_page_draws_parseable_svg_charts(site: Site) -> None:  # noqa: F8
     assert sum(denied) >= 2  # pickled and proprietary, at least
     assert "<script" not in page.text
     assert reader.get("/ui/trends", params={"weeks": "0"}).status_code == 400
+    # The overview carries the small one, findings by severity.
+    overview = reader.get("/")
+    small = re.findall(r"<svg .*?</svg>", overview.text, flags=re.S)
+    assert len(small) == 1
+    critical = [
+        r.get("data-value")
+        for r in ET.fromstring(small[0]).iter(f"{SVG}rect")
+        if r.get("data-series") == "critical"
+    ]
+    assert critical == ["1"]  # the pickle scan, this week

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
@@ -10,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from registry.db.engine import unit_of_work
 from registry.service import decide
@@ -27,6 +29,7 @@ SEVERITY_COLOURS = {
     "high": "#e07b39",
     "critical": "#b3261e",
 }
+OVERVIEW_WEEKS = 8
 ALLOWED_COLOUR = "#3a8f4b"
 DENIED_COLOUR = "#b3261e"
 
@@ -49,10 +52,10 @@ class Charts:
     exceptions: Markup
 
 
-def charts(t: read_trends.Trends) -> Charts:
+def findings_chart(t: read_trends.Trends, chart_id: str = "chart-findings") -> Markup:
     labels = [_label(d) for d in t.weeks]
-    findings = bar_chart(
-        chart_id="chart-findings",
+    return bar_chart(
+        chart_id=chart_id,
         title="Scans with findings, by worst severity, per week",
         description=f"{sum(sum(v) for v in t.findings.values())} scans over {len(labels)} weeks "
         "that found something, stacked by the worst severity each found.",
@@ -68,6 +71,17 @@ def charts(t: read_trends.Trends) -> Charts:
         ],
         unit="scans",
     )
+
+
+def overview_chart(session: Session, environments: Sequence[str], now: datetime) -> Markup:
+    """The overview's small chart: findings by severity over the last 8 weeks."""
+    t = read_trends.trends(session, environments, now=now, weeks=OVERVIEW_WEEKS)
+    return findings_chart(t, "chart-overview-findings")
+
+
+def charts(t: read_trends.Trends) -> Charts:
+    labels = [_label(d) for d in t.weeks]
+    findings = findings_chart(t)
     decisions = []
     for env, (allowed, denied) in t.decisions.items():
         decisions.append(
