@@ -21,8 +21,8 @@ from registry.service.read import common as read_common
 from registry.service.read import diff as read_diff
 from registry.service.read import exceptions as read_exceptions
 from registry.service.read import models as read_models
-from registry.web import model_pages
 from registry.web import bulk as bulk_web
+from registry.web import model_pages
 from registry.web._plumbing import (
     TABS,
     FormBody,
