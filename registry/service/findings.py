@@ -82,11 +82,20 @@ def finding_id(scanner: str, rule: str, file_sha256: str, where: Mapping[str, An
     return ID_PREFIX + hashlib.sha256(body.encode("utf-8")).hexdigest()[:24]
 
 
+def _rule(scanner: str, raw: Mapping[str, Any]) -> str:
+    return str(raw.get("rule") or f"{scanner}.unnamed")[:200]
+
+
+def raw_finding_id(scanner: str, sha256: str, raw: Mapping[str, Any]) -> str:
+    """The id of one finding of a stored report (`scanner`: the scan's scanner id)."""
+    return finding_id(scanner, _rule(scanner, raw), sha256, location(raw))
+
+
 def _finding(scanner: str, sha256: str, raw: Mapping[str, Any]) -> FindingFact:
-    rule = str(raw.get("rule") or f"{scanner}.unnamed")[:200]
+    rule = _rule(scanner, raw)
     severity = raw.get("severity")
     return FindingFact(
-        id=finding_id(scanner, rule, sha256, location(raw)),
+        id=raw_finding_id(scanner, sha256, raw),
         rule=rule,
         # An unknown severity is treated as the worst: fail closed.
         severity=severity if severity in _SEVERITIES else "critical",

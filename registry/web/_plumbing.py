@@ -37,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from attestations.utc import aware
 from policies import PolicySet
+from policies.titles import check_title
 from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
@@ -71,6 +72,7 @@ def templates() -> Environment:
     env.filters["size"] = _human_size
     env.filters["when"] = _when
     env.filters["short"] = lambda digest: str(digest)[:12]
+    env.filters["check_title"] = check_title
     env.globals["quote"] = lambda text: quote(str(text), safe="")
     return env
 
@@ -248,6 +250,12 @@ _NOTICES = {
     "revoked": "Exception revoked; decisions re-evaluated.",
     "token-revoked": "Token revoked.",
     "sessions-ended": "Sessions ended: that name must sign in again.",
+    "finding-confirmed": "Finding confirmed: any false-positive triage of it has ended.",
+    "finding-unconfirmed": "Confirmation withdrawn: the finding is new again.",
+    "finding-fp-requested": "False positive requested: it changes nothing until someone else "
+    "approves it.",
+    "finding-fp-approved": "False positive approved; decisions re-evaluated.",
+    "finding-assigned": "Assignment saved.",
 }
 
 
