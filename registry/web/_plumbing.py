@@ -41,7 +41,14 @@ from policies.titles import check_title
 from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
-from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
+from registry.errors import (
+    Denied,
+    Forbidden,
+    InputError,
+    NotFound,
+    RegistryError,
+    TwoPersonRule,
+)
 from registry.service import decide, tokens, web_sessions
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal, Role
@@ -274,7 +281,7 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
         except NotFound as exc:
             return _error_page(request, 404, exc.message)
         except (InputError, Denied) as exc:  # asking to approve your own request: 403
-            status = 403 if isinstance(exc, TwoPersonRule) else 400
+            status = 403 if isinstance(exc, TwoPersonRule | Forbidden) else 400
             return _error_page(request, status, exc.message)
         except RegistryError as exc:
             return _error_page(request, 503, exc.message)

@@ -11,6 +11,7 @@ parts, each plain text or code, so the template escapes every part and no markup
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,8 @@ def evidence_phrase(finding: Mapping[str, Any]) -> tuple[Part, ...]:
         args = ev.get("args")
         call = name
         if isinstance(args, list) and args:
-            call += "(" + ", ".join(_short(a, 60) for a in args[:4]) + ")"
+            shown = [json.dumps(a) if isinstance(a, str) else _short(a, 60) for a in args[:4]]
+            call += "(" + ", ".join(_short(a, 60) for a in shown) + ")"
         return (_plain("calls "), _code(_short(call, 120)))
     line = ev.get("line")
     snippet = ev.get("snippet") or ev.get("text") or ev.get("template")
@@ -166,7 +168,12 @@ def _cause(
     verdictish = check.id == "malicious" or check.id.startswith("verdicts.")
     if verdictish or scanner is not None:
         untriaged = check.evidence.get("untriaged") if check.id == "malicious" else None
-        pool = [f for f in findings if scanner is None or f.get("scanner") == scanner]
+        pool = [
+            f
+            for f in findings
+            if (scanner is None or f.get("scanner") == scanner)
+            and f.get("state") != "false-positive"  # triaged: not what denies any more
+        ]
         worst = _worst(pool, untriaged if isinstance(untriaged, list) else [])
         if worst is not None and (verdictish or str(check.message).find("verdict") >= 0):
             fid = worst.get("id")
