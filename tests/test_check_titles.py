@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from policies import evaluate, pod_checks
+import policies
 from policies.titles import FAMILIES, TITLES, check_title, known_title
 from registry.embedded import EmbeddedRegistry
 from registry.settings import Settings
 from tests.fakes.hfhub import FakeHub
 from tests.web_helpers import ENVIRONMENTS, seed
 
-SOURCES = [Path(evaluate.__file__), Path(pod_checks.__file__)]
+HERE = Path(policies.__file__).parent
+SOURCES = [HERE / "evaluate.py", HERE / "pod_checks.py"]
 
 
 def literal_check_ids() -> set[str]:
@@ -31,8 +32,8 @@ def literal_check_ids() -> set[str]:
 def family_prefixes() -> set[str]:
     """`<prefix>.` of every id built at run time (f-strings and `check_id` properties)."""
     text = "".join(s.read_text() for s in SOURCES)
-    text += (Path(evaluate.__file__).parent / "model.py").read_text()
-    return set(re.findall(r'f"([a-z]+)\.\{', text))
+    text += (HERE / "model.py").read_text()
+    return set(re.findall(r'(?:return |self\.add\(\s*)f"([a-z]+)\.\{', text))
 
 
 def test_every_fixed_check_id_has_a_title() -> None:
@@ -73,7 +74,7 @@ def test_every_id_in_real_decisions_has_a_title(
         try:
             scenario = seed(registry, hub, tmp_path / "work")
             seen = {
-                c.id
+                c["id"]
                 for ref in (scenario.clean, scenario.pickled, scenario.proprietary, scenario.xss)
                 for env in ENVIRONMENTS
                 for c in registry.policy_check(ref, env).checks
