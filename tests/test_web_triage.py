@@ -12,8 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from registry.client.remote import RemoteRegistry
 from registry.db.engine import unit_of_work
 from registry.db.models import AuditEvent, FindingState, FindingTriage
+from registry.errors import InputError, RegistryError
 from registry.requests import AuditQuery
 from registry.views import FindingView
 from tests import test_web
@@ -266,3 +268,34 @@ def test_ui_assign_refuses_a_name_that_is_not_a_user(site: Site) -> None:
     )
     assert off_site.status_code == 303
     assert off_site.headers["location"] == "/?done=finding-assigned"  # never another origin
+
+
+def test_confirm_and_assign_over_v1_and_the_remote_client_need_the_security_role(
+    site: Site,
+) -> None:
+    fid = pickle_finding(site).id
+    reader = RemoteRegistry(site.base, token=site.scenario.tokens["reader"])
+    security = RemoteRegistry(site.base, token=site.scenario.tokens["security"])
+    try:
+        for attempt in (
+            lambda: reader.finding_confirm(fid),
+            lambda: reader.finding_assign(fid, "bob"),
+        ):
+            with pytest.raises(RegistryError) as refused:
+                attempt()
+            assert "security" in str(refused.value)
+        with pytest.raises(InputError):  # checked before any request, as embedded does
+            security.finding_assign("fnd-nothex", "bob")
+        view = security.finding_assign(fid, "bob@example.org")
+        assert (view.finding_id, view.assignee, view.state) == (fid, "bob@example.org", "new")
+        assert view.assigned_by == "token:security-token"
+        view = security.finding_confirm(fid, reason="seen it run")
+        assert (view.state, view.confirmed_by) == ("confirmed", "token:security-token")
+        [listed] = [f for f in reader.finding_list(site.scenario.pickled) if f.id == fid]
+        assert (listed.state, listed.assignee) == ("confirmed", "bob@example.org")
+        view = security.finding_confirm(fid, withdraw=True)
+        assert view.state == "new"
+        assert security.finding_assign(fid, None).assignee is None
+    finally:
+        reader.close()
+        security.close()
