@@ -73,6 +73,9 @@ def test_every_checkpoint_page_opens_with_the_deciding_cause_per_environment(
     assert headline(proprietary, "prod") == (
         "Denied in prod: license proprietary is not in the allowed list (License allowed)"
     )
+    site.registry.as_actor("token:security-token").quarantine(site.scenario.proprietary, "leak")
+    held = reader.get(ui_path(site.scenario.proprietary)).text
+    assert headline(held, "dev") == "Denied in dev: quarantined by token:security-token: leak"
     prod = section(proprietary, "prod")
     failing, folded = prod.split("<details", 1)
     # Failing checks first, by title, the raw id on hover; passing ones folded below.
