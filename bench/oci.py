@@ -3,7 +3,9 @@ artifact between the same places (issue 17's bench), on Debian's docker-registry
 
 A model of 4 shards of random bytes (`--mib` in all, default 2048) is mirrored from a folder,
 attested, then: push (our blob store -> registry A) vs skopeo copy (OCI layout on disk ->
-registry B); mirror (registry A -> a fresh blob store) vs skopeo copy (registry A -> OCI layout).
+registry B); mirror (registry A -> a fresh blob store) vs skopeo copy (registry A -> OCI layout);
+`verify oci://` (registry A: every layer streamed and hashed, nothing written) vs the same
+skopeo copy (which also reads and checks every layer).
 Each command runs as its own process; peak RSS is its `ru_maxrss`.
 
     .venv/bin/python bench/oci.py [--mib 2048] [--json OUT]
@@ -69,7 +71,14 @@ def main() -> None:
             capture_output=True,
         )
         subprocess.run(
-            [*cli, "attest", "bench/model", "--allow-findings"],
+            [
+                *cli,
+                "attest",
+                "bench/model",
+                "--allow-findings",
+                "--public-key-out",
+                str(tmp / "registry.pub"),
+            ],
             env=env,
             check=True,
             capture_output=True,
@@ -79,7 +88,9 @@ def main() -> None:
         gen_b = start_registry(tmp / "b")
         reg_b = next(gen_b)
         try:
-            push = timed([*cli, "push", "bench/model", reg_a.ref("bench/model:v1")], env)
+            push = timed(
+                [*cli, "push", "bench/model", reg_a.ref("bench/model:v1"), "--env", "dev"], env
+            )
             layout = f"oci:{tmp / 'layout'}:v1"
             src = f"docker://{reg_a.host}/bench/model:v1"
             skopeo = ["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false"]
@@ -91,6 +102,16 @@ def main() -> None:
             subprocess.run([*cli, "models"], env=env2, check=True, capture_output=True)
             mirror = timed([*cli, "mirror", reg_a.ref("bench/model:v1"), "--no-scan"], env2)
             skopeo_pull = timed([*skopeo, src, f"oci:{tmp / 'layout2'}:v1"], env)
+            verify = timed(
+                [
+                    *cli,
+                    "verify",
+                    reg_a.ref("bench/model:v1"),
+                    "--public-key",
+                    str(tmp / "registry.pub"),
+                ],
+                env,
+            )
         finally:
             for gen in (gen_a, gen_b):
                 gen.close()
@@ -102,7 +123,9 @@ def main() -> None:
         "mirror_s": round(mirror[0], 2),
         "skopeo_pull_s": round(skopeo_pull[0], 2),
         "mirror_speed_vs_skopeo": round(skopeo_pull[0] / mirror[0], 2),
-        "peak_rss_mib_children": round(max(push[1], mirror[1]), 1),
+        "verify_s": round(verify[0], 2),
+        "verify_speed_vs_skopeo_pull": round(skopeo_pull[0] / verify[0], 2),
+        "peak_rss_mib_children": round(max(push[1], mirror[1], verify[1]), 1),
     }
     print(json.dumps(out, indent=2))
     if args.json:

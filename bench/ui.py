@@ -79,7 +79,15 @@ def seed(  # noqa: PLR0915 - one linear seeding script reads best in one piece
     rng = random.Random(7)  # noqa: S311 - reproducible bench data, not secrets
     card = work / "card"
     card.mkdir()
-    (card / "README.md").write_bytes(b"---\nlicense: apache-2.0\n---\n# bench\n")
+    # A card of a typical size (about 10 KiB of Markdown) naming a base model it holds.
+    body = "".join(
+        f"## Section {i}\n\nSome *text* with a [link](https://example.com/{i}) and `code`.\n\n"
+        f"| metric | value |\n|---|---|\n| score {i} | {i * 1.5} |\n\n"
+        for i in range(60)
+    )
+    (card / "README.md").write_bytes(
+        f"---\nlicense: apache-2.0\nbase_model: org1/model-001\n---\n# bench\n\n{body}".encode()
+    )
     registry.mirror(MirrorRequest(source=str(card), name="bench/card"), progress=NoProgress())
     readme_sha = hashlib.sha256((card / "README.md").read_bytes()).hexdigest()
     readme_size = (card / "README.md").stat().st_size
@@ -258,6 +266,9 @@ def measure(base: str, token: str, repeat: int) -> dict[str, dict[str, float]]:
         refs = re.findall(r'href="(/ui/m/org\d/model-\d+/[0-9a-f]{64})"', models.text)
         cp = refs[0]
         other = refs[1].rsplit("/", 1)[1]
+        files_tab = client.get(cp + "?tab=files")
+        preview = re.search(r'href="([^"]+/files/[0-9a-f]{64})" data-preview', files_tab.text)
+        assert preview is not None, "no previewable file on the files tab"
         pages = {
             "overview": "/",
             "models": "/ui/models",
@@ -272,12 +283,15 @@ def measure(base: str, token: str, repeat: int) -> dict[str, dict[str, float]]:
             ),
             "checkpoint (policy, live decision)": cp,
             "checkpoint (files)": cp + "?tab=files",
+            "checkpoint (model card, lineage)": cp + "?tab=card",
+            "file preview (README.md)": preview.group(1),
             "checkpoint (attestations, verified now)": cp + "?tab=attestations",
             "diff": cp + f"/diff?against={other}",
             "findings": "/ui/findings",
             "exceptions": "/ui/exceptions",
             "policies": "/ui/policies",
             "audit log": "/ui/audit",
+            "audit log (machine events shown)": "/ui/audit?machine=1",
         }
         out: dict[str, dict[str, float]] = {}
         for label, url in pages.items():

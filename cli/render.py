@@ -109,6 +109,10 @@ def inspect_text(cp: CheckpointView) -> str:
     ]
     if cp.source.revisions:
         header.append(f"revisions  {', '.join(cp.source.revisions)}")
+    # The same bytes as OCI artifacts (pushed as, mirrored from): docs/formats/identity.md.
+    header += [
+        f"oci        {o.ref}  ({o.origin}{f', tag {o.tag}' if o.tag else ''})" for o in cp.oci
+    ]
     header += [
         f"mirrored   {iso(cp.created_at)}",
         f"files      {len(cp.files)}, {human_size(cp.total_size)}",

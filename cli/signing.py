@@ -23,7 +23,7 @@ from attestations.keys import (
 from attestations.model_signature import PREDICATE_TYPE
 from attestations.signing import SignatureVerifier, Signer
 from cli import render
-from cli.options import JsonOption, VerboseOption, emit, state_of
+from cli.options import JsonOption, State, VerboseOption, emit, state_of
 from registry.errors import InputError
 from registry.fsutil import atomic_write
 
@@ -289,8 +289,21 @@ def verification_json(folder: Path, signature: Path, result: FolderVerification)
 
 def verify(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="The model folder, or a single model file.")],
-    signature: Annotated[Path, typer.Option("--signature", help="The signature bundle.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The model folder or file; or an OCI artifact: oci://HOST/REPO@sha256:…|:TAG, "
+            "oci-layout:PATH[:TAG] or a directory holding an OCI image layout.",
+            metavar="MODEL",
+        ),
+    ],
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="The signature bundle (an OCI artifact: default, its attached referrers).",
+        ),
+    ] = None,
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="Trusted EC public key (PEM).")
     ] = None,
@@ -330,9 +343,21 @@ def verify(
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Verify a model folder or file against its signature: signer, statement, every byte."""
+    """Verify a model folder or file, or an OCI artifact, against its signature: signer,
+    statement, every byte (an artifact's layers are streamed and hashed, never unpacked)."""
     state = state_of(ctx, json_output=json_output, verbose=verbose)
+    if _is_oci_target(target):
+        _verify_oci(
+            state,
+            target,
+            signature,
+            _verifier(public_key, identity, issuer, trusted_root, certificate_chain, san, subject),
+        )
+        return
+    folder = Path(target)
     _model_path(folder)
+    if signature is None:
+        raise InputError("--signature BUNDLE is required to verify a folder or a file")
     verifier = _verifier(
         public_key, identity, issuer, trusted_root, certificate_chain, san, subject
     )
@@ -367,3 +392,49 @@ def verify(
     if state.verbose:
         lines += [f"  ✓ {c}" for c in result.checks]
     emit(state, verification_json(folder, signature, result), "\n".join(lines))
+
+
+def _is_oci_target(target: str) -> bool:
+    return target.startswith(("oci://", "oci-layout:")) or (Path(target) / "oci-layout").is_file()
+
+
+def _verify_oci(
+    state: State, target: str, signature: Path | None, verifier: SignatureVerifier
+) -> None:
+    # The OCI client (httpx) loads for this form of the command only.
+    from registry.mirror.oci_verify import verify_target  # noqa: PLC0415
+
+    bundle = Bundle.from_bytes(_read(signature, "signature")) if signature is not None else None
+    result = verify_target(target, verifier, bundle=bundle)
+    signer = result.signature.signer
+    lines = [
+        f"verified {result.where}: every layer matches the signature",
+        f"  subject  {result.signature.subject_digest}",
+        f"  signer   {signer.describe()}",
+        f"  from     {result.signature_from}",
+        f"  files    {len(result.layers)}, {render.human_size(result.bytes)}",
+        *(f"  ✓ {layer.path}  {layer.digest}" for layer in result.layers),
+    ]
+    if state.verbose:
+        lines += [f"  ✓ {c}" for c in result.checks]
+    document = {
+        "verified": True,
+        "artifact": result.where,
+        "oci_digest": result.oci_digest,
+        "signature": result.signature_from,
+        "subject_digest": str(result.signature.subject_digest),
+        "predicate_type": result.signature.predicate_type,
+        "signer": {
+            "method": signer.method,
+            "key_hint": signer.key_hint,
+            "subject": signer.subject,
+            "issuer": signer.issuer,
+        },
+        "files": [
+            {"path": layer.path, "size": layer.size, "digest": layer.digest, "verified": True}
+            for layer in result.layers
+        ],
+        "bytes": result.bytes,
+        "checks": list(result.checks),
+    }
+    emit(state, document, "\n".join(lines))

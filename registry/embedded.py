@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path  # pull
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from attestations.decision import DecisionRecord
 from attestations.digests import Digest
 from attestations.errors import AttestationError
+from attestations.identity import PREDICATE_TYPE as IDENTITY_PREDICATE_TYPE
 from attestations.keys import KeySigner
 from policies import DEFAULTS_FILE, PolicyError, PolicySet, default_policies_text, load_policies
 from registry import signing_key
@@ -34,7 +35,15 @@ from registry.db.engine import (
     session_factory,
     unit_of_work,
 )
-from registry.db.models import Attestation, AuditEvent, Blob, Model, WaiverRow
+from registry.db.models import (
+    OCI_MIRRORED,
+    OCI_PUSHED,
+    Attestation,
+    AuditEvent,
+    Blob,
+    Model,
+    WaiverRow,
+)
 from registry.errors import Denied, InputError, NotFound, RegistryError, StorageError
 from registry.mirror.base import parse_source
 from registry.mirror.factory import open_source
@@ -108,6 +117,13 @@ from registry.views import (  # server
     WorkloadReviewView,
 )
 
+if TYPE_CHECKING:  # the OCI modules load for push and oci:// mirrors only (httpx)
+    from sqlalchemy.orm import Session
+
+    from registry.db.models import Checkpoint
+    from registry.mirror.oci_ref import OciRef
+    from registry.service import oci_push as oci_push_types
+
 
 class EmbeddedRegistry:
     def __init__(self, settings: Settings, *, migrate_schema: bool = True) -> None:
@@ -168,6 +184,7 @@ class EmbeddedRegistry:
         name = ModelName.parse(request.name or spec.default_name)
         source = open_source(spec, self.settings)
         fetched_referrers: list[Any] = []
+        oci_origin: OciOrigin | None = None
         try:
             transferred = checkpoints.transfer(
                 source=source,
@@ -180,10 +197,7 @@ class EmbeddedRegistry:
                 progress=progress,
             )
             if spec.kind == "oci":
-                from registry.mirror.oci import OciSource, fetch_referrers  # noqa: PLC0415
-
-                assert isinstance(source, OciSource)  # the factory's choice for oci://
-                fetched_referrers = fetch_referrers(source, transferred.snapshot)
+                fetched_referrers, oci_origin = _oci_origin(source, transferred.snapshot)
         finally:
             close = getattr(source, "close", None)  # a source holding connections (oci://)
             if callable(close):
@@ -203,6 +217,7 @@ class EmbeddedRegistry:
                         file_filter=transferred.file_filter,
                         complete=transferred.complete,
                     )
+                    self._record_mirrored(session, checkpoint, oci_origin)
                     result = checkpoints.mirror_result(
                         checkpoint, created=created, transferred=transferred
                     )
@@ -824,6 +839,8 @@ class EmbeddedRegistry:
                     checkpoint.evidence_attestations,
                     key=lambda a: (a.bundle != signed.bundle, a.id),
                 )
+                # The identity statement goes fresh, naming the manifest pushed now.
+                if a.predicate_type != IDENTITY_PREDICATE_TYPE
             ]
             # The signed admission decision (VSA) goes with it.
             decisions = [
@@ -848,6 +865,7 @@ class EmbeddedRegistry:
                 blobs=self.blobs,
                 environment=environment,
                 progress=progress,
+                on_manifest=functools.partial(self._record_pushed, ref, oci_target),
             )
         with unit_of_work(self.sessions) as session:
             session.add(
@@ -865,6 +883,59 @@ class EmbeddedRegistry:
                 )
             )
         return result
+
+    def _record_mirrored(
+        self,
+        session: Session,
+        checkpoint: Checkpoint,
+        origin: OciOrigin | None,
+    ) -> None:
+        """The OCI manifest a checkpoint was mirrored from, and (with the key at hand) the
+        identity statement naming it; in the mirror's own transaction."""
+        if origin is None:  # not an oci:// mirror
+            return
+        from registry.service import oci_identity  # noqa: PLC0415 - see push
+
+        host, repository, digest, media_type, tag = origin
+        oci_identity.record(
+            session,
+            checkpoint,
+            registry=host,
+            repository=repository,
+            digest=digest,
+            media_type=media_type,
+            origin=OCI_MIRRORED,
+            tag=tag,
+        )
+        signer = self.optional_signer()
+        if signer is not None:
+            oci_identity.sign_identity(session, checkpoint, signer)
+
+    def _record_pushed(
+        self, ref: str, target: OciRef, oci_digest: str
+    ) -> oci_push_types.Statement | None:
+        """Record the OCI manifest a checkpoint was just pushed as, and sign the identity
+        statement that binds it (when the registry key is at hand): the statement to attach."""
+        from registry.mirror.oci_client import MANIFEST_TYPE  # noqa: PLC0415 - see push
+        from registry.service import oci_identity, oci_push  # noqa: PLC0415 - see push
+
+        signer = self.optional_signer()
+        with unit_of_work(self.sessions) as session:
+            checkpoint = checkpoints.resolve_ref(session, Ref.parse(ref))
+            oci_identity.record(
+                session,
+                checkpoint,
+                registry=target.host,
+                repository=target.repository,
+                digest=oci_digest,
+                media_type=MANIFEST_TYPE,
+                origin=OCI_PUSHED,
+                tag=target.tag or "latest",
+            )
+            if signer is None:
+                return None
+            row = oci_identity.sign_identity(session, checkpoint, signer)
+            return oci_push.Statement(row.predicate_type, bytes(row.bundle))
 
     # -- server: API tokens and the audit log (added for `modelctl serve`) ----------------------
     def token_create(
@@ -1026,3 +1097,23 @@ def exception_view(row: WaiverRow) -> ExceptionView:
         revoked_at=row.revoked_at,
         requested_by=row.requested_by,
     )
+
+
+#: Where an `oci://` mirror came from: host, repository, manifest digest, media type, tag.
+OciOrigin = tuple[str, str, str, str, "str | None"]
+
+
+def _oci_origin(source: object, snapshot: Any) -> tuple[list[Any], OciOrigin]:
+    """The statements attached to an OCI artifact just mirrored (hash-checked, not yet
+    trusted) and the manifest it came from."""
+    from registry.mirror.oci import OciSource, fetch_referrers  # noqa: PLC0415 - see push
+
+    assert isinstance(source, OciSource)  # the factory's choice for oci://
+    origin = (
+        source.ref.host,
+        source.ref.repository,
+        snapshot.commit,
+        source.manifest_media_type,
+        source.ref.tag,
+    )
+    return list(fetch_referrers(source, snapshot)), origin

@@ -115,6 +115,22 @@ class ScanView(WireModel):
         return self.attestation_id is not None
 
 
+class OciRepresentationView(WireModel):
+    """An OCI manifest carrying exactly a checkpoint's files (docs/formats/identity.md)."""
+
+    registry: str  # HOST[:PORT]
+    repository: str
+    digest: str  # "sha256:<hex>" of the OCI manifest
+    media_type: str
+    origin: str  # pushed | mirrored
+    tag: str | None = None  # the tag given when it was recorded (a tag can move; the digest binds)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref(self) -> str:
+        return f"oci://{self.registry}/{self.repository}@{self.digest}"
+
+
 class CheckpointView(WireModel):
     name: str
     digest: str  # "sha256:<hex>", the manifest digest
@@ -125,6 +141,8 @@ class CheckpointView(WireModel):
     attestations: tuple[AttestationView, ...] = ()
     decisions: tuple[dict[str, Any], ...] = ()
     quarantine: dict[str, Any] | None = None  # set while the checkpoint is quarantined
+    #: The OCI manifests it was pushed as or mirrored from (the same bytes, another form).
+    oci: tuple[OciRepresentationView, ...] = ()
 
     @computed_field  # type: ignore[prop-decorator]
     @property

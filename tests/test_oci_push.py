@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from attestations.decision import PREDICATE_TYPE as DECISION_PREDICATE_TYPE
+from attestations.identity import PREDICATE_TYPE as IDENTITY_PREDICATE_TYPE
 from registry.errors import InputError
 from registry.mirror import modelpack
 from registry.mirror.oci_client import OciClient, fallback_tag
@@ -213,7 +214,9 @@ def test_mirror_verifies_referrers_and_trusts_only_those_that_verify(
     assert len(checks) == count
     assert not any(c["verified"] for c in checks)
     assert all(c["reason"] for c in checks)
-    assert run_cli("inspect", "copy/tiny", "--json").json()["attestations"] == []
+    stored = run_cli("inspect", "copy/tiny", "--json").json()["attestations"]
+    # Only its own identity statement (this registry mirrored these bytes from that manifest).
+    assert [a["predicate_type"] for a in stored] == [IDENTITY_PREDICATE_TYPE]
     # One that trusts it: the signature and the scan attestations are stored as evidence.
     monkeypatch.setenv("MODELCTL_HOME", str(tmp_path / "trusting"))
     monkeypatch.setenv("MODELCTL_TRUSTED_KEYS", str(tmp_path / "registry.pub"))
@@ -222,7 +225,7 @@ def test_mirror_verifies_referrers_and_trusts_only_those_that_verify(
     checks = result.json()["referrers"]
     assert all(c["verified"] for c in checks), checks
     stored = run_cli("inspect", "copy/tiny", "--json").json()["attestations"]
-    assert len(stored) == count
+    assert len(stored) == count + 1  # what came with it, and its own identity statement
 
 
 def test_push_with_token_auth_and_credentials_from_the_auth_file(

@@ -342,3 +342,38 @@ def test_triage_a_finding_end_to_end(ui: UI) -> None:
             "finding.confirm",
         ]
     )
+
+
+def test_browse_files_preview_a_config_and_read_the_card(ui: UI) -> None:
+    """The file browser: a file's page by digest, its text escaped (a hostile name and body
+    stay text, nothing runs), and the model card rendered from Markdown."""
+    page = ui.sign_in("reader")
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.goto(ui.base + ui_path(ui.scenario.clean))
+    page.get_by_role("link", name="Files", exact=True).click()
+    rows = page.locator("table.files tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text="model.safetensors")).to_contain_text("safetensors: clean")
+    rows.filter(has_text="config.json").get_by_role("link", name="config.json").click()
+    expect(page.locator("h1")).to_have_text("config.json")
+    expect(page).to_have_url(re.compile(r"/files/[0-9a-f]{64}$"))
+    expect(page.locator("pre[data-preview-text]")).to_have_text('{"layers": 2}\n')
+    page.get_by_role("link", name="Files", exact=True).click()
+    expect(rows).to_have_count(3)
+
+    page.goto(ui.base + ui_path(ui.scenario.xss) + "?tab=files")
+    page.get_by_role("link", name="<img src=x onerror=alert(1)>.txt").click()
+    expect(page.locator("h1")).to_have_text("<img src=x onerror=alert(1)>.txt")
+    expect(page.locator("pre[data-preview-text]")).to_have_text("<script>alert(1)</script>\n")
+    expect(page.locator("main img, main script")).to_have_count(0)
+
+    page.goto(ui.base + ui_path(ui.scenario.clean) + "?tab=card")
+    expect(page.locator("article[data-card] h1")).to_have_text("clean")
+    expect(page.locator("dl.card-fields")).to_contain_text("apache-2.0")
+    assert dialogs == []

@@ -145,6 +145,49 @@ class Checkpoint(Base):
     decisions: Mapped[list[Decision]] = relationship(
         cascade="all, delete-orphan", order_by="Decision.id"
     )
+    #: The OCI manifests these bytes were pushed as or mirrored from (docs/formats/identity.md).
+    oci_representations: Mapped[list[OciRepresentation]] = relationship(
+        back_populates="checkpoint",
+        cascade="all, delete-orphan",
+        order_by="OciRepresentation.id",
+    )
+
+
+#: How an OCI representation came to be recorded (`OciRepresentation.origin`).
+OCI_PUSHED = "pushed"
+OCI_MIRRORED = "mirrored"
+
+
+class OciRepresentation(Base):
+    """One OCI manifest that carries exactly this checkpoint's files (one layer per file, the
+    layer digest the file's sha256): where it lives and its digest. The digest is what binds
+    (a tag is only remembered); the admission webhook maps an OCI digest to checkpoints here.
+    """
+
+    __tablename__ = "oci_representations"
+    __table_args__ = (
+        UniqueConstraint(
+            "checkpoint_id",
+            "registry",
+            "repository",
+            "manifest_digest",
+            name="uq_oci_representations_checkpoint_place",
+        ),
+        Index("ix_oci_representations_manifest_digest", "manifest_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    #: The registry, HOST[:PORT] (column `registry`: `registry` is SQLAlchemy's own attribute).
+    host: Mapped[str] = mapped_column("registry", String(260))
+    repository: Mapped[str] = mapped_column(String(255))
+    manifest_digest: Mapped[str] = mapped_column(String(64))  # hex of the OCI manifest's sha256
+    media_type: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(String(20))  # OCI_PUSHED | OCI_MIRRORED
+    tag: Mapped[str | None] = mapped_column(String(128), nullable=True)  # as given; not binding
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    checkpoint: Mapped[Checkpoint] = relationship(back_populates="oci_representations")
 
 
 class CheckpointRevision(Base):

@@ -33,6 +33,10 @@ WEIGHT_CONFIG_RAW = "application/vnd.cncf.model.weight.config.v1.raw"
 DOC_RAW = "application/vnd.cncf.model.doc.v1.raw"
 CODE_RAW = "application/vnd.cncf.model.code.v1.raw"
 RAW_LAYER_TYPES = frozenset({WEIGHT_RAW, WEIGHT_CONFIG_RAW, DOC_RAW, CODE_RAW})
+#: One file, compressed (`mirror` reads them; `push` writes uncompressed layers only): the
+#: layer digest is of the compressed bytes, the file's sha256 of what they decompress to.
+COMPRESSIONS = ("gzip", "zstd")
+COMPRESSED_LAYER_TYPES = {f"{t}+{c}": c for t in RAW_LAYER_TYPES for c in COMPRESSIONS}
 FILEPATH = "org.cncf.model.filepath"
 CHECKPOINT_DIGEST = "dev.modelctl.checkpoint.digest"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -136,8 +140,30 @@ def referrer_manifest(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One file layer of a ModelPack manifest, as listed (nothing fetched yet)."""
+
+    path: str
+    digest: str  # sha256:<hex> of the layer's bytes (compressed when `compression` is set)
+    size: int  # of the layer's bytes
+    compression: str | None  # None (raw: the digest is the file's sha256), "gzip" or "zstd"
+
+    @property
+    def file(self) -> RemoteFile:
+        """The file as a source lists it: its sha256 and size are known only when raw."""
+        if self.compression is None:
+            return RemoteFile(path=self.path, size=self.size, sha256=self.digest[7:])
+        return RemoteFile(path=self.path, size=None)
+
+
 def files_of_manifest(body: bytes, where: str) -> tuple[RemoteFile, ...]:
     """The files a ModelPack manifest lists (raw layers only), paths checked like any source's."""
+    return tuple(layer.file for layer in layers_of_manifest(body, where))
+
+
+def layers_of_manifest(body: bytes, where: str, *, compressed: bool = False) -> tuple[Layer, ...]:
+    """The file layers of a ModelPack manifest; `compressed` also accepts `+gzip`/`+zstd`."""
     try:
         doc = json.loads(body)
         layers = doc["layers"]
@@ -148,14 +174,19 @@ def files_of_manifest(body: bytes, where: str) -> tuple[RemoteFile, ...]:
         and doc.get("config", {}).get("mediaType") != CONFIG_TYPE
     ):
         raise InputError(f"{where}: not a ModelPack artifact (artifactType {ARTIFACT_TYPE})")
-    files: list[RemoteFile] = []
+    files: list[Layer] = []
     seen: set[str] = set()
     for layer in layers if isinstance(layers, list) else []:
         media_type = layer.get("mediaType") if isinstance(layer, dict) else None
-        if media_type not in RAW_LAYER_TYPES:
+        compression = COMPRESSED_LAYER_TYPES.get(str(media_type)) if compressed else None
+        if media_type not in RAW_LAYER_TYPES and compression is None:
             raise InputError(
                 f"{where}: layer type {str(media_type)[:80]!r} is not supported "
-                "(only uncompressed, untarred ModelPack layers)"
+                + (
+                    "(one file per layer, raw or +gzip/+zstd; no tar layers)"
+                    if compressed
+                    else "(only uncompressed, untarred ModelPack layers)"
+                )
             )
         path = checked_path(str((layer.get("annotations") or {}).get(FILEPATH, "")), where=where)
         digest, size = layer.get("digest"), layer.get("size")
@@ -166,7 +197,7 @@ def files_of_manifest(body: bytes, where: str) -> tuple[RemoteFile, ...]:
         if path in seen:
             raise InputError(f"{where}: {path} is listed twice")
         seen.add(path)
-        files.append(RemoteFile(path=path, size=size, sha256=digest[7:]))
+        files.append(Layer(path=path, digest=digest, size=size, compression=compression))
     if not files:
         raise InputError(f"{where}: the artifact has no files")
     return tuple(files)

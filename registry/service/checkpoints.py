@@ -49,6 +49,7 @@ from registry.views import (
     MirrorResult,
     MirrorStats,
     ModelSummary,
+    OciRepresentationView,
     ScanView,
     SourceView,
     iso,
@@ -409,6 +410,22 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
             ),
             None,
         ),
+        oci=representation_views(checkpoint),
+    )
+
+
+def representation_views(checkpoint: Checkpoint) -> tuple[OciRepresentationView, ...]:
+    """The OCI manifests a checkpoint was pushed as or mirrored from, oldest first."""
+    return tuple(
+        OciRepresentationView(
+            registry=r.host,
+            repository=r.repository,
+            digest=f"sha256:{r.manifest_digest}",
+            media_type=r.media_type,
+            origin=r.origin,
+            tag=r.tag,
+        )
+        for r in checkpoint.oci_representations
     )
 
 

@@ -22,10 +22,11 @@ from policies import Decision
 from policies.containment import ContainmentException
 from policies.errors import WorkloadShapeError
 from policies.pod_decision import ContainmentVerdict, Workload, contain
-from registry.db.models import Checkpoint, Model
+from registry.db.models import Checkpoint, Model, Quarantine
 from registry.errors import Denied, InputError
+from registry.mirror.oci_ref import parse_oci_ref
 from registry.refs import ModelName
-from registry.service import admission, workloads
+from registry.service import admission, oci_identity, workloads
 from registry.service.checkpoints import source_view
 from registry.service.decision_cache import DecisionCache
 from registry.service.gate import Gatekeeper, check_environment, failing_checks, warning_checks
@@ -47,6 +48,16 @@ _HF_URI = re.compile(
     r"hf://(?P<ns>[A-Za-z0-9][A-Za-z0-9._-]{0,95})/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
     r"(?::(?P<hash>[^/\s]*))?(?P<rest>/.*)?"
 )
+#: KServe's ModelCar: the model image runs as this sidecar (and this init container), its image
+#: the `storageUri` without `oci://`. Their image is a model reference, never a plain image.
+MODELCAR_CONTAINERS = frozenset({"modelcar", "modelcar-init"})
+OCI_SCHEME = "oci://"
+#: Why an OCI tag is refused (docs/k8s-admission.md, ADR 0024): the webhook admits bytes, and a
+#: tag names whatever the registry says at pull time, not what was reviewed.
+OCI_TAG_REFUSED = (
+    "unpinned OCI reference: write REPO@sha256:<manifest digest> (the webhook refuses tags: a "
+    "tag can move after admission; `modelctl inspect` lists the pushed digests)"
+)
 #: Bounds on what a review may carry (the API server caps requests at 3 MiB anyway).
 MAX_REFERENCES = 64
 MAX_REFERENCE_CHARS = 512
@@ -67,6 +78,7 @@ class ModelReference:
     commit: str | None = None  # ... or a 40-hex source commit (annotation or hf://…:HASH)
     problem: str | None = None  # why it cannot be admitted as written
     source_uri: str | None = None  # hf://NS/NAME: checkpoints mirrored from it, any name
+    oci_digest: str | None = None  # sha256:<hex> of an OCI manifest: checkpoints recorded under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +111,31 @@ def parse_reference(text: str, where: str) -> ModelReference:
         return ModelReference(where, text[:80] + "...", problem="reference too long")
     if text.startswith("hf://"):
         return _parse_hf_uri(text, where)
+    if text.startswith(OCI_SCHEME):
+        return parse_image_reference(text[len(OCI_SCHEME) :], where, shown=text)
     if "://" in text:
         return ModelReference(
-            where, text, problem="unsupported scheme (modelctl checks hf:// only)"
+            where, text, problem="unsupported scheme (modelctl checks hf:// and oci:// only)"
         )
     return _parse_name_reference(text, where)
+
+
+def parse_image_reference(text: str, where: str, *, shown: str | None = None) -> ModelReference:
+    """An OCI reference as a pod writes it (`HOST/REPO@sha256:…`, a ModelCar image, an image
+    volume, or `oci://` less its scheme): admitted by its manifest digest only."""
+    shown = shown or text
+    text = text.strip()
+    if len(text) > MAX_REFERENCE_CHARS:
+        return ModelReference(where, shown[:80] + "...", problem="reference too long")
+    try:
+        ref = parse_oci_ref(OCI_SCHEME + text)
+    except InputError:
+        return ModelReference(
+            where, shown, problem="not an OCI reference HOST/REPO@sha256:<manifest digest>"
+        )
+    if ref.digest is None:
+        return ModelReference(where, shown, problem=OCI_TAG_REFUSED)
+    return ModelReference(where, shown, oci_digest=ref.digest)
 
 
 def _parse_name_reference(text: str, where: str) -> ModelReference:
@@ -177,7 +209,10 @@ def parse_admission_review(document: object) -> PodReview:
     3. every argument or command word starting with `hf://` of any init, regular or
        ephemeral container (KServe passes the storage URI to its `storage-initializer`; a
        model fetched by another container is a model too);
-    4. an InferenceService component's `storageUri`/`storageUris` when they are `hf://`.
+    4. an InferenceService component's `storageUri`/`storageUris` when they are `hf://`;
+    5. OCI references, admitted by manifest digest (`oci_identity.checkpoints_for_oci_digest`),
+       tags refused: `oci://` in 2 to 4, the image of a ModelCar container (`modelcar`,
+       `modelcar-init`) and every image volume's `volumes[].image.reference`.
     A controller's own `modelctl.dev/` annotations are refused: pods get the template's.
     """
     doc = _mapping(document, "the body")
@@ -237,7 +272,7 @@ def _template_references(
     refs += [
         parse_reference(uri, where)
         for where, uri in template.storage_uris
-        if uri.strip().startswith("hf://")
+        if uri.strip().startswith(("hf://", OCI_SCHEME))
     ]
     if kind in workloads.TEMPLATE_PATHS:  # the controller's own annotations stay on it
         annotations = _mapping(owner.get("annotations") or {}, "metadata.annotations")
@@ -265,12 +300,42 @@ def _pod_references(pod: Mapping[str, Any], metadata: Mapping[str, Any]) -> list
         for i, container in enumerate(containers):
             c = _mapping(container, f"spec.{field_name}[{i}]")
             label = c.get("name") if isinstance(c.get("name"), str) else f"#{i}"
+            if label in MODELCAR_CONTAINERS:
+                image = c.get("image")
+                where = f"{field_name}[{label}].image (ModelCar)"
+                refs.append(
+                    parse_image_reference(image, where)
+                    if isinstance(image, str)
+                    else ModelReference(where, "", problem="the ModelCar container has no image")
+                )
             for part in ("args", "command"):
                 words = _strings(c.get(part), f"spec.{field_name}[{i}].{part}")
                 for j, arg in enumerate(words):
-                    if arg.strip().startswith("hf://"):
+                    if arg.strip().startswith(("hf://", OCI_SCHEME)):
                         where = f"{field_name}[{str(label)[:63]}].{part}[{j}]"
                         refs.append(parse_reference(arg, where))
+    return refs + _image_volume_references(spec)
+
+
+def _image_volume_references(spec: Mapping[str, Any]) -> list[ModelReference]:
+    """Kubernetes image volumes (`volumes[].image.reference`): an OCI artifact mounted as files,
+    which is how a pod reads a model image without a ModelCar."""
+    volumes = spec.get("volumes") or []
+    if not isinstance(volumes, list):
+        raise MalformedReview("spec.volumes is not a list")
+    refs: list[ModelReference] = []
+    for i, volume in enumerate(volumes):
+        v = _mapping(volume, f"spec.volumes[{i}]")
+        if v.get("image") is None:
+            continue
+        image = _mapping(v["image"], f"spec.volumes[{i}].image")
+        label = v.get("name") if isinstance(v.get("name"), str) else f"#{i}"
+        where = f"volumes[{str(label)[:63]}].image.reference"
+        reference = image.get("reference")
+        if not isinstance(reference, str):
+            refs.append(ModelReference(where, "", problem="an image volume with no reference"))
+            continue
+        refs.append(parse_image_reference(reference, where))
     return refs
 
 
@@ -296,7 +361,7 @@ def _annotation_references(annotations: Mapping[str, Any]) -> list[ModelReferenc
                     problem=f"unknown modelctl annotation; the known keys are {KNOWN_ANNOTATIONS}",
                 )
             )
-        elif key == KSERVE_SOURCE_ANNOTATION and value.strip().startswith("hf://"):
+        elif key == KSERVE_SOURCE_ANNOTATION and value.strip().startswith(("hf://", OCI_SCHEME)):
             refs.append(parse_reference(value, where))
     return refs
 
@@ -331,6 +396,8 @@ def _lookup(session: Session, ref: ModelReference) -> list[Checkpoint]:
         .options(selectinload(Checkpoint.quarantines), selectinload(Checkpoint.file_quarantines))
         .order_by(Checkpoint.id)
     )
+    if ref.oci_digest is not None:
+        return oci_identity.checkpoints_for_oci_digest(session, ref.oci_digest)
     if ref.source_uri is not None:
         query = query.where(
             Checkpoint.source_uri == ref.source_uri, Checkpoint.source_commit == ref.commit
@@ -504,6 +571,9 @@ def _decide_reference(
     now: datetime,
 ) -> ReferenceVerdict:
     checkpoints = _lookup(session, ref)
+    refusal = _oci_refusal(session, ref.oci_digest, checkpoints) if ref.oci_digest else None
+    if refusal is not None:
+        return ReferenceVerdict(ref, False, refusal)
     if not checkpoints:
         return ReferenceVerdict(ref, False, "no such checkpoint in the registry")
     warnings: list[str] = []
@@ -533,3 +603,24 @@ def _decide_reference(
     return ReferenceVerdict(
         ref, True, f"admitted ({admitted})", tuple(warnings), decisions=tuple(decisions)
     )
+
+
+def _oci_refusal(session: Session, digest: str, checkpoints: Sequence[Checkpoint]) -> str | None:
+    """Why an OCI manifest digest is refused before any decision, or None: an active quarantine
+    of that digest itself (`modelctl quarantine sha256:<oci digest>`: bytes blocked by any of
+    their digests stay blocked), or no checkpoint recorded under it."""
+    row = session.scalars(
+        select(Quarantine)
+        .where(
+            Quarantine.digest == digest.removeprefix("sha256:"), Quarantine.released_at.is_(None)
+        )
+        .limit(1)
+    ).first()
+    if row is not None:
+        return f"{digest} is quarantined: {row.reason}"
+    if not checkpoints:
+        return (
+            f"unknown OCI manifest {digest}: no checkpoint in the registry was pushed as or "
+            "mirrored from it (push it with `modelctl push`, or mirror it)"
+        )
+    return None

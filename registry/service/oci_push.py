@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -45,7 +45,11 @@ def push_checkpoint(
     blobs: BlobReader,
     environment: str | None,
     progress: Progress,
+    on_manifest: Callable[[str], Statement | None] | None = None,
 ) -> PushResult:
+    """`on_manifest(oci_digest)`, once the manifest is in the registry, records it and may
+    give one more statement (the identity statement, which names the digest) to attach second,
+    after the model signature."""
     started = time.monotonic()
     artifact = modelpack.build_artifact(
         name=signed.name,
@@ -74,6 +78,9 @@ def push_checkpoint(
         progress.end()
     _put_small_blob(client, artifact.config)
     oci_digest, _ = client.put_manifest(target.tag or "latest", artifact.manifest, MANIFEST_TYPE)
+    extra = on_manifest(oci_digest) if on_manifest is not None else None
+    if extra is not None:
+        statements = [*statements[:1], extra, *statements[1:]]
     referrers = [
         OciReferrerView(
             predicate_type=statement.predicate_type,

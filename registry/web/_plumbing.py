@@ -63,7 +63,7 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-TABS = ("policy", "files", "scans", "attestations", "provenance", "exceptions")
+TABS = ("policy", "card", "files", "scans", "attestations", "provenance", "exceptions")
 #: Who may ask for an exception (approving one needs `exception.add`).
 REQUEST_EXCEPTION_ROLE = Role.PUBLISHER
 

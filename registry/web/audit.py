@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -67,8 +68,11 @@ def audit_page(request: Request) -> Response:
     caller = _auditor(request)
     query = _audit_query(request)
     page_number = _int(request.query_params.get("page"), 1)
+    machine = _show_machine(request)
     with unit_of_work(_registry(request).sessions) as s:
-        rows, total, actions = read_audit.audit_page(s, query, page=page_number)
+        rows, total, actions = read_audit.audit_page(
+            s, query, page=page_number, hide_machine=not machine
+        )
         base = {k: v for k, v in request.query_params.items() if k != "page" and v}
         return render(
             request,
@@ -82,7 +86,26 @@ def audit_page(request: Request) -> Response:
             pages=max(1, -(-total // PAGE_SIZE)),
             page_url=lambda n: "/ui/audit?" + urlencode({**base, "page": n}),
             export_query=urlencode(base),
+            machine=machine,
+            toggle_url="/ui/audit?"
+            + urlencode(
+                {k: v for k, v in base.items() if k != "machine"}
+                | ({} if machine else {"machine": 1})
+            ),
+            fields=read_audit.detail_fields,
+            machine_prefixes=read_audit.MACHINE_ACTOR_PREFIXES,
         )
+
+
+def _toggle_url(params: dict[str, str], machine: bool) -> str:
+    """The page with the same filters and the machine-event toggle flipped."""
+    kept = {k: v for k, v in params.items() if k not in ("machine", "page")}
+    return "/ui/audit?" + urlencode(kept if machine else {**kept, "machine": "1"})
+
+
+def _show_machine(request: Request) -> bool:
+    """`machine=1` shows the registry's own events (hidden by default)."""
+    return request.query_params.get("machine", "") in ("1", "on", "true", "yes")
 
 
 @router.get("/ui/report")
@@ -117,11 +140,13 @@ def audit_json(request: Request) -> Response:
 def _audit_export(request: Request, fmt: str) -> Response:
     _auditor(request)
     query = _audit_query(request)
+    hide = not _show_machine(request)
     sessions = _registry(request).sessions
 
     def chunks() -> Iterator[bytes]:
         with unit_of_work(sessions) as s:
-            for part in read_audit.audit_export(s, query, "csv" if fmt == "csv" else "json"):
+            kind: Literal["csv", "json"] = "csv" if fmt == "csv" else "json"
+            for part in read_audit.audit_export(s, query, kind, hide_machine=hide):
                 yield part.encode("utf-8")
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"

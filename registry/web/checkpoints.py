@@ -23,6 +23,7 @@ from registry.service.read import diff as read_diff
 from registry.service.read import exceptions as read_exceptions
 from registry.service.read import headline as read_headline
 from registry.service.read import models as read_models
+from registry.web import model_pages
 from registry.web._plumbing import (
     TABS,
     FormBody,
@@ -144,6 +145,9 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "waivable": _waivable(policy_set),
             "now": now,
         }
+        context.update(
+            model_pages.tab_context(s, cp, tab, registry.blobs, quarantined=held is not None)
+        )
         return render(request, "checkpoint.html", caller, **context)
 
 

@@ -16,6 +16,7 @@ from registry.web import (
     exceptions,
     findings,
     login,
+    model_pages,
     notifications,
     oidc_login,
     overview,
@@ -30,6 +31,7 @@ for area in (
     oidc_login,
     overview,
     checkpoints,
+    model_pages,
     quarantines,
     exceptions,
     findings,
@@ -41,12 +43,27 @@ for area in (
     router.include_router(area.router)
 
 
+#: The static files, by name: nothing else under static/ (or outside it) is ever served.
+STATIC = {"style.css": "text/css", "logo.svg": "image/svg+xml"}
+
+
 @router.get("/ui/static/{filename}")
 def static(filename: str) -> Response:
-    if filename != "style.css":
+    media = STATIC.get(filename)
+    if media is None:
         return Response(status_code=404)
     return Response(
-        (HERE / "static" / "style.css").read_bytes(),
-        media_type="text/css",
-        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+        (HERE / "static" / filename).read_bytes(),
+        media_type=media,
+        headers={
+            "Cache-Control": "max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        },
     )
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the same logo (SVG)."""
+    return static("logo.svg")
