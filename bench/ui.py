@@ -292,6 +292,10 @@ def measure(base: str, token: str, repeat: int) -> dict[str, dict[str, float]]:
             "policies": "/ui/policies",
             "audit log": "/ui/audit",
             "audit log (machine events shown)": "/ui/audit?machine=1",
+            "trends (12 weeks, 6 SVG charts)": "/ui/trends",
+            "trends (52 weeks)": "/ui/trends?weeks=52",
+            "bulk preview (quarantine, one org)": "/ui/bulk?action=quarantine&org=org1",
+            "bulk preview (rescan, findings >= high)": "/ui/bulk?action=rescan&severity=high",
         }
         out: dict[str, dict[str, float]] = {}
         for label, url in pages.items():

@@ -71,6 +71,7 @@ from registry.service import (
     tokens,
 )
 from registry.service import bom as bom_service
+from registry.service import bulk as bulk_service
 from registry.service import gc as gc_service
 from registry.service import pull as pull_service
 from registry.service import rescan as rescan_service
@@ -1082,6 +1083,75 @@ class EmbeddedRegistry:
             if not dry_run:
                 stale = rescan_service.queue(session, stale, defaults=defaults, actor=self.actor)
             return RescanResult(dry_run=dry_run, checkpoints=tuple(stale))
+
+    # -- bulk actions (registry/service/bulk.py, ADR 0026) ------------------------------------
+
+    def bulk_preview(
+        self, action: bulk_service.BulkAction, flt: bulk_service.BulkFilter
+    ) -> bulk_service.Preview:
+        """Exactly the checkpoints `flt` selects now, their state, and what `action` changes."""
+        envs = decide.environments(self.policy_set())
+        live = self.live_statuses()
+        with unit_of_work(self.sessions) as session:
+            return bulk_service.select_checkpoints(
+                session, action, flt, envs, now=datetime.now(UTC), live=live
+            )
+
+    def bulk_apply(
+        self,
+        action: bulk_service.BulkAction,
+        flt: bulk_service.BulkFilter,
+        bound: Sequence[str],
+        *,
+        reason: str = "",
+    ) -> bulk_service.BulkResult:
+        """Act on the refs a preview showed (`bound`) that `flt` still selects, one audit entry
+        each; a checkpoint the preview did not show is left alone (`unseen`), as is a bound one
+        the filter no longer selects (`gone`). A quarantine or re-scan is one transaction: all
+        of the items or none."""
+        if action is bulk_service.BulkAction.QUARANTINE and not reason.strip():
+            raise InputError("a quarantine needs a --reason")
+        preview = self.bulk_preview(action, flt)
+        acting, gone, unseen = bulk_service.bind(preview, bound)
+        bound_set = set(bound)
+        outcomes = [
+            bulk_service.Outcome(ref=i.ref, result="unchanged", detail=i.change)
+            for i in preview.items
+            if i.ref in bound_set and not i.acts
+        ]
+        described = flt.describe()
+        if action is bulk_service.BulkAction.DECIDE:
+            envs = decide.environments(self.policy_set())
+            for item in acting:
+                allowed = {env: self.policy_check(item.ref, env).allowed for env in envs}
+                with unit_of_work(self.sessions) as session:
+                    bulk_service.record_redecide(
+                        session, item.ref, allowed, actor=self.actor, filter_text=described
+                    )
+                detail = ", ".join(
+                    f"{e}: {'allowed' if a else 'denied'}" for e, a in allowed.items()
+                )
+                outcomes.append(bulk_service.Outcome(ref=item.ref, result="decided", detail=detail))
+        else:
+            with unit_of_work(self.sessions) as session:
+                for item in acting:
+                    if action is bulk_service.BulkAction.QUARANTINE:
+                        quarantines.quarantine(session, item.ref, reason=reason, actor=self.actor)
+                        outcomes.append(bulk_service.Outcome(ref=item.ref, result="quarantined"))
+                    else:
+                        job_id = bulk_service.queue_scan(
+                            session, item.ref, actor=self.actor, filter_text=described
+                        )
+                        outcomes.append(
+                            bulk_service.Outcome(ref=item.ref, result="queued", job_id=job_id)
+                        )
+        return bulk_service.BulkResult(
+            action=action,
+            dry_run=False,
+            outcomes=tuple(outcomes),
+            gone=tuple(gone),
+            unseen=tuple(unseen),
+        )
 
 
 def exception_view(row: WaiverRow) -> ExceptionView:

@@ -748,3 +748,36 @@ class PushResult(WireModel):
     @field_serializer("seconds")
     def _milliseconds(self, seconds: float) -> float:
         return round(seconds, 3)
+
+
+# -- bulk actions (registry/service/bulk.py, ADR 0026) -----------------------------------------
+
+
+class BulkItemView(WireModel):
+    """One checkpoint a bulk filter selects: its state now and what the action changes."""
+
+    ref: str  # NS/NAME@sha256:<manifest digest>: what a confirmation binds
+    statuses: dict[str, str]  # environment -> live status
+    verdict: str | None  # worst newest-scan verdict; None: never scanned
+    quarantined: bool
+    change: str
+    acts: bool  # False: the action changes nothing here
+
+
+class BulkOutcomeView(WireModel):
+    ref: str
+    result: str  # quarantined | queued | decided | unchanged
+    detail: str = ""
+    job_id: int | None = None
+
+
+class BulkResultView(WireModel):
+    """A bulk action: the preview (`dry_run`), or what it did to the bound refs."""
+
+    action: str  # quarantine | rescan | decide
+    dry_run: bool
+    filter: dict[str, str]
+    items: tuple[BulkItemView, ...] = ()  # the preview (dry run)
+    outcomes: tuple[BulkOutcomeView, ...] = ()  # what was done (confirmed)
+    gone: tuple[str, ...] = ()  # bound refs the filter no longer selects: left alone
+    unseen: tuple[str, ...] = ()  # selected now, not in the bound refs: left alone

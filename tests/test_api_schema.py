@@ -163,4 +163,14 @@ def test_response_bodies_match_the_openapi_schemas(seeded: Seeded) -> None:
         api.call("GET", "/v1/audit", "admin")
         job = api.call("POST", "/v1/scans", "admin", json={"ref": seeded.ref})
         api.call("GET", "/v1/jobs/{job_id}", "reader", path={"job_id": job["id"]})
-    assert len(api.checked) == 21
+        bulk = {"filter": {"q": namespace}}
+        api.call("POST", "/v1/bulk/{action}", "reader", path={"action": "decide"}, json=bulk)
+        done = api.call(
+            "POST",
+            "/v1/bulk/{action}",
+            "security",
+            path={"action": "quarantine"},
+            json={**bulk, "dry_run": False, "reason": "bulk", "refs": [seeded.ref]},
+        )
+        assert [o["result"] for o in done["outcomes"]] == ["quarantined"]
+    assert len(api.checked) == 22

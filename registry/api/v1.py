@@ -21,9 +21,11 @@ from registry.api.deps import check_scope, get_registry, registry_for, require
 from registry.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, ApiProblem
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
+from registry.errors import InputError
 from registry.refs import Ref
 from registry.requests import AuditQuery
 from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS
+from registry.service import bulk as bulk_service
 from registry.service import checkpoints, gate
 from registry.service import scan as scan_service
 from registry.service.jobs import JobKind, JobView, MirrorJob, ScanJob
@@ -34,6 +36,7 @@ from registry.views import (
     Attested,
     AuditLog,
     BomResult,
+    BulkResultView,
     CheckpointView,
     DecisionView,
     ExceptionList,
@@ -625,6 +628,60 @@ def release_digest(
 ) -> dict[str, Any]:
     """End the quarantine of a bare digest (exactly that one)."""
     return registry.release(body.digest, body.reason).to_json()
+
+
+# -- bulk actions (registry/service/bulk.py, ADR 0026) ---------------------------------------
+
+
+class BulkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filter: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        max_length=20,
+        description="the list's filters: q, source, org, env, decision, verdict, severity, "
+        "license, format, rule (a finding's rule id)",
+    )
+    dry_run: bool = Field(default=True, description="preview only (the default)")
+    refs: list[Annotated[str, Field(max_length=500)]] | None = Field(
+        default=None,
+        max_length=bulk_service.MAX_BULK,
+        description="the refs a preview listed: only these are acted on (when still selected)",
+    )
+    reason: str = Field(default="", max_length=2000, description="for a quarantine")
+
+
+@router.post("/bulk/{action}", tags=["bulk"], response_model=BulkResultView)
+def bulk_action(
+    registry: Annotated[EmbeddedRegistry, Depends(get_registry)],
+    principal: Annotated[Principal, Depends(require("read"))],
+    action: Literal["quarantine", "rescan", "decide"],
+    body: BulkBody,
+) -> dict[str, Any]:
+    """Preview (`dry_run`, a read) or do a quarantine, re-scan or re-decision of every
+    checkpoint the filter selects, one audit entry each. With `refs` (a preview's refs) only
+    those still selected are acted on; a checkpoint selected now but not named is left alone
+    (`unseen`). Acting needs the role the single action needs."""
+    kind = bulk_service.parse_action(action)
+    unknown = sorted(set(body.filter) - set(bulk_service.FILTER_KEYS))
+    if unknown:
+        raise InputError(f"unknown filter {unknown[0]!r:.40}")
+    flt = bulk_service.BulkFilter.from_mapping(body.filter)
+    bound = registry.as_actor(principal.actor)
+    if body.dry_run:
+        return bulk_service.preview_view(bound.bulk_preview(kind, flt)).to_json()
+    needed = bulk_service.PERMISSION[kind]
+    if not principal.may(needed):
+        raise ApiProblem(
+            403,
+            "role_insufficient",
+            f"token {principal.name!r} has role {principal.role.label}; a bulk {kind} needs "
+            f"{needed}",
+        )
+    refs = body.refs
+    if refs is None:
+        refs = [i.ref for i in bound.bulk_preview(kind, flt).items]
+    result = bound.bulk_apply(kind, flt, refs, reason=body.reason)
+    return bulk_service.result_view(result, flt).to_json()
 
 
 # -- exceptions: requested by one principal, approved by another -------------------------------

@@ -238,7 +238,13 @@ class Scan(Base):
     """One scanner's run over a checkpoint: its verdict and the full report, as recorded."""
 
     __tablename__ = "scans"
-    __table_args__ = (Index("ix_scans_checkpoint_scanner", "checkpoint_id", "scanner_id"),)
+    __table_args__ = (
+        Index("ix_scans_checkpoint_scanner", "checkpoint_id", "scanner_id"),
+        # The trends page (migration 0026): weekly counts and first critical findings read
+        # these columns only, never the report JSON in the rows.
+        Index("ix_scans_finished_severity", "finished_at", "max_severity"),
+        Index("ix_scans_severity_checkpoint", "max_severity", "checkpoint_id", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
@@ -285,7 +291,11 @@ class Decision(Base):
     """An admission decision as it was made (and, when the key is available, signed as a VSA)."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_checkpoint_env", "checkpoint_id", "environment"),)
+    __table_args__ = (
+        Index("ix_decisions_checkpoint_env", "checkpoint_id", "environment"),
+        # The trends page (migration 0026): decisions per environment and week.
+        Index("ix_decisions_evaluated_env", "evaluated_at", "environment", "allowed"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
@@ -635,3 +645,17 @@ class WebUserCutoff(Base):
     not_before: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, as cookies carry
     set_by: Mapped[str] = mapped_column(String(300))
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class SavedSearch(Base):
+    """A principal's named filter of the checkpoints list: the query string the list and the
+    bulk preview read (`registry.service.bulk`), private to its owner (the audit name)."""
+
+    __tablename__ = "saved_searches"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_saved_searches_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

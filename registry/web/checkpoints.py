@@ -23,6 +23,7 @@ from registry.service.read import diff as read_diff
 from registry.service.read import exceptions as read_exceptions
 from registry.service.read import headline as read_headline
 from registry.service.read import models as read_models
+from registry.web import bulk as bulk_web
 from registry.web import model_pages
 from registry.web._plumbing import (
     TABS,
@@ -84,6 +85,7 @@ def models_page(request: Request) -> Response:
         decisions=read_models.DECISION_FILTERS,
         severities=tuple(reversed(read_common.SEVERITIES)),
         not_recorded=read_models.NOT_RECORDED,
+        **bulk_web.list_context(request, caller),
     )
 
 

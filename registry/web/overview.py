@@ -18,6 +18,7 @@ from registry.web._plumbing import (
     page,
     render,
 )
+from registry.web.trends import overview_chart
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,7 +31,15 @@ def overview_page(request: Request) -> Response:
     live = _registry(request).live_statuses()
     with unit_of_work(_registry(request).sessions) as s:
         data = read_overview.overview(s, envs, now=datetime.now(UTC), live=live)
+        findings_chart = overview_chart(s, envs, datetime.now(UTC))
     signers = _signers(request)
     soon = datetime.now(UTC) + timedelta(days=30)
     expiring_keys = [x for x in signers if x["not_after"] is not None and x["not_after"] <= soon]
-    return render(request, "overview.html", caller, data=data, expiring_keys=expiring_keys)
+    return render(
+        request,
+        "overview.html",
+        caller,
+        data=data,
+        expiring_keys=expiring_keys,
+        findings_chart=findings_chart,
+    )

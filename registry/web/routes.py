@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from registry.web import (
     admin,
     audit,
+    bulk,
     checkpoints,
     exceptions,
     findings,
@@ -22,6 +23,7 @@ from registry.web import (
     overview,
     policies,
     quarantines,
+    trends,
 )
 from registry.web._plumbing import HERE
 
@@ -32,6 +34,8 @@ for area in (
     overview,
     checkpoints,
     model_pages,
+    bulk,
+    trends,
     quarantines,
     exceptions,
     findings,

@@ -1,7 +1,7 @@
 """finding states: confirmed and assigned
 
 Revision ID: 0025
-Revises: 0024
+Revises: 0026
 Create Date: 2026-12-05
 
 - `finding_states`: per stable finding id, who confirmed it (a real problem: never loosens a
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = '0025'
-down_revision = '0024'
+down_revision = '0026'
 branch_labels = None
 depends_on = None
 
