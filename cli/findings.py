@@ -3,6 +3,10 @@
 `list REF` shows each finding's stable id; `triage ID --false-positive` requests a decision
 (pending: it changes nothing); `approve REQUEST` by another principal makes it count until its
 expiry; `revoke REQUEST` ends it. The only way past a malicious verdict.
+
+`confirm ID` marks a finding a real problem (it ends any false-positive triage of it and
+never loosens a decision; `--withdraw` undoes a mistaken one); `assign ID USER` names who
+works on it (`--none` unassigns). ADR 0025.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import typer
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from cli.policy import parse_expiry
 from registry.errors import InputError
-from registry.views import FindingView, TriageView
+from registry.views import FindingStateView, FindingView, TriageView
 
 finding_app = typer.Typer(
     help="Findings of a checkpoint's scans, and false-positive triage by two people.",
@@ -27,11 +31,20 @@ def _finding_line(f: FindingView) -> str:
     state = f.triage or ""
     mark = "blocks" if f.blocking and not state.startswith("false positive") else ""
     more = f" (+{f.occurrences - 1} more here)" if f.occurrences > 1 else ""
+    who = [f"confirmed by {f.confirmed_by}"] if f.confirmed_by else []
+    who += [f"assigned to {f.assignee}"] if f.assignee else []
     return (
         f"{f.id}  {f.severity:<8}  {f.scanner}: {f.path}  {f.rule}  {f.message[:100]}{more}"
         + (f"  [{mark}]" if mark else "")
         + (f"  ({state})" if state else "")
+        + (f"  ({', '.join(who)})" if who else "")
     )
+
+
+def _state_line(v: FindingStateView) -> str:
+    who = f", confirmed by {v.confirmed_by}" if v.confirmed_by else ""
+    to = f", assigned to {v.assignee}" if v.assignee else ", unassigned"
+    return f"{v.finding_id}: {v.state}{who}{to} ({v.scanner}: {v.path} {v.rule})"
 
 
 def _triage_line(t: TriageView) -> str:
@@ -150,3 +163,42 @@ def requests_command(
         {"triage": [v.to_json() for v in views]},
         "\n".join(_triage_line(v) for v in views) or "no triage requests",
     )
+
+
+@finding_app.command("confirm")
+def confirm_command(
+    ctx: typer.Context,
+    finding_id: Annotated[str, typer.Argument(help="The finding's id (fnd-…, see `list`).")],
+    withdraw: Annotated[
+        bool, typer.Option("--withdraw", help="Withdraw a confirmation made by mistake.")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = "",
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Confirm a finding as a real problem: it ends any false-positive triage of it and
+    loosens nothing."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    with open_registry(state) as registry:
+        view = registry.finding_confirm(finding_id, withdraw=withdraw, reason=reason)
+    emit(state, view.to_json(), _state_line(view))
+
+
+@finding_app.command("assign")
+def assign_command(
+    ctx: typer.Context,
+    finding_id: Annotated[str, typer.Argument(help="The finding's id (fnd-…, see `list`).")],
+    user: Annotated[
+        str | None, typer.Argument(help="Who works on it (a user or token:NAME).")
+    ] = None,
+    unassign: Annotated[bool, typer.Option("--none", help="Unassign it.")] = False,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Assign a finding to a user (changes no decision)."""
+    state = state_of(ctx, json_output=json_output, verbose=verbose)
+    if (user is None) == (not unassign):
+        raise InputError("name a USER to assign it to, or --none to unassign it (not both)")
+    with open_registry(state) as registry:
+        view = registry.finding_assign(finding_id, None if unassign else user)
+    emit(state, view.to_json(), _state_line(view))

@@ -97,6 +97,7 @@ from registry.views import (  # server
     ExceptionRequestView,
     ExceptionView,
     FileView,
+    FindingStateView,
     FindingView,
     GcBlob,
     GcReport,
@@ -620,6 +621,21 @@ class EmbeddedRegistry:
         with unit_of_work(self.sessions) as session:
             return findings.list_triage(
                 session, finding=finding_id, status=status, now=datetime.now(UTC)
+            )
+
+    def finding_confirm(
+        self, finding_id: str, *, withdraw: bool = False, reason: str = ""
+    ) -> FindingStateView:
+        with unit_of_work(self.sessions) as session:
+            change = findings.withdraw_confirmation if withdraw else findings.confirm
+            return change(
+                session, finding_id, actor=self.actor, now=datetime.now(UTC), reason=reason
+            )
+
+    def finding_assign(self, finding_id: str, assignee: str | None) -> FindingStateView:
+        with unit_of_work(self.sessions) as session:
+            return findings.assign(
+                session, finding_id, assignee, actor=self.actor, now=datetime.now(UTC)
             )
 
     def quarantine(self, target: str, reason: str) -> QuarantineView:

@@ -22,6 +22,7 @@ from registry.views import (  # server
     DecisionView,
     ExceptionRequestView,
     ExceptionView,
+    FindingStateView,
     FindingView,
     MirrorResult,
     ModelSummary,
@@ -77,6 +78,11 @@ class Registry(Protocol):
     def triage_list(
         self, *, finding_id: str | None = None, status: str | None = None
     ) -> list[TriageView]: ...
+    # confirmed / assigned (ADR 0025): change no decision; confirming ends a false positive
+    def finding_confirm(
+        self, finding_id: str, *, withdraw: bool = False, reason: str = ""
+    ) -> FindingStateView: ...
+    def finding_assign(self, finding_id: str, assignee: str | None) -> FindingStateView: ...
     def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView: ...
 
     def policy_check(

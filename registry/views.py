@@ -436,6 +436,27 @@ class FindingView(WireModel):
     blocking: bool  # makes a malicious verdict: denies until triaged
     triage: str | None  # "false positive until …", "pending request N", or None
     occurrences: int = 1  # findings at the same location share the id (the first is shown)
+    #: new | false-positive-requested | false-positive | confirmed (ADR 0025)
+    state: str = "new"
+    confirmed_by: str | None = None
+    assignee: str | None = None
+    pending_request: int | None = None  # a false-positive request awaiting a second person
+
+
+class FindingStateView(WireModel):
+    """A finding's triage state: confirmed, assigned, and its false-positive triage."""
+
+    finding_id: str
+    scanner: str
+    rule: str
+    path: str
+    file_sha256: str
+    state: str  # new | false-positive-requested | false-positive | confirmed
+    confirmed_by: str | None
+    confirmed_at: Timestamp | None
+    assignee: str | None
+    assigned_by: str | None
+    assigned_at: Timestamp | None
 
 
 class TriageView(WireModel):

@@ -28,6 +28,7 @@ from playwright.sync_api import (
 )
 
 from registry.embedded import EmbeddedRegistry
+from registry.requests import AuditQuery
 from registry.settings import Settings
 from tests.fakes.hfhub import FakeHub
 from tests.web_helpers import Scenario, seed, serve, ui_path
@@ -89,7 +90,8 @@ class UI:
         page.get_by_label("API token").fill(self.scenario.tokens[role])
         page.get_by_role("button", name="Sign in").click()
         expect(page.locator("h1")).to_have_text("Overview")
-        expect(page.locator("[data-role]")).to_have_attribute("data-role", role)
+        # "security2" is a second token with the security role (tests/web_helpers.py).
+        expect(page.locator("[data-role]")).to_have_attribute("data-role", role.rstrip("2"))
         return page
 
 
@@ -134,11 +136,17 @@ def test_find_a_model_and_read_why_it_is_denied(ui: UI) -> None:
     expect(page.locator("h1.ref")).to_contain_text("acme/pickled-llm")
     assert env_badges(page)["prod"] == "denied"
     prod = page.locator('section.decision[data-env="prod"]')
-    failing = prod.locator("tr.c-fail")
-    expect(failing.filter(has_text="scans.pickle")).to_contain_text(
-        "pickle scan: verdict malicious"
+    # The page opens with the deciding cause in words, per environment.
+    expect(page.locator('section.headline p[data-env="prod"]')).to_contain_text(
+        'Denied in prod: pytorch_model.bin calls os.system("true") (critical, pickle scanner)'
     )
-    expect(failing.filter(has_text="formats.pickle-based")).to_have_count(1)
+    failing = prod.locator("tr.c-fail")
+    pickle_row = failing.and_(page.locator('[data-check="scans.pickle"]'))
+    expect(pickle_row).to_contain_text("pickle scan: verdict malicious")
+    expect(pickle_row.locator(".check")).to_have_text("Scanned by pickle")
+    expect(pickle_row.locator(".check")).to_have_attribute("title", "scans.pickle")
+    expect(failing.and_(page.locator('[data-check="formats.pickle-based"]'))).to_have_count(1)
+    expect(prod.locator("details.passing tr.c-pass").first).to_be_hidden()  # folded
     # The evidence behind it: the pickle global that runs a command.
     page.get_by_role("link", name="Scans").click()
     finding = page.locator("article.finding").first
@@ -198,7 +206,7 @@ def test_request_then_approve_an_exception_changes_the_decision(ui: UI) -> None:
     expect(security.locator(".notice")).to_contain_text("Exception approved")
     expect(security.locator("h1.ref")).to_contain_text("acme/proprietary-llm")
     assert env_badges(security)["prod"] == "allowed"
-    waived = security.locator('section.decision[data-env="prod"] tr', has_text="licenses")
+    waived = security.locator('section.decision[data-env="prod"] tr[data-check="licenses"]')
     expect(waived.locator(".status")).to_have_text("waived")
     [granted] = ui.registry.exception_list(ui.scenario.proprietary)
     assert granted.approver == "token:security-token"
@@ -275,6 +283,65 @@ def test_models_badges_are_live_and_explain_a_denial(ui: UI) -> None:
     badge = pickled.locator('td[data-env="prod"] .badge')
     expect(badge).to_have_text("denied")
     expect(badge).to_have_attribute("title", re.compile(r"scans\.pickle: "))
+
+
+def test_triage_a_finding_end_to_end(ui: UI) -> None:
+    """One security person asks for a false positive, a second approves it (dev is allowed
+    again), assigns the finding, then confirms it: confirming ends the false positive and dev
+    denies again. The state shows on the checkpoint and findings pages throughout."""
+    path = ui_path(ui.scenario.pickled)
+    first = ui.sign_in("security")
+    first.goto(ui.base + path)
+    dev = first.locator('section.headline p[data-env="dev"]')
+    expect(dev).to_contain_text("Denied in dev: pytorch_model.bin calls os.system")
+    card = first.locator("article.finding").first
+    expect(card.locator("[data-triage-state]")).to_have_text("new")
+    expect(card.locator("pre")).to_contain_text("os.system")  # the evidence, first screen
+    card.get_by_label("false positive reason").fill("vendor's test fixture, never loaded")
+    card.get_by_role("button", name="Request false positive").click()
+    expect(first.locator(".notice")).to_contain_text("changes nothing until someone else")
+    card = first.locator("article.finding").first
+    expect(card.locator("[data-triage-state]")).to_contain_text("false positive requested")
+    expect(dev).to_contain_text("Denied in dev")  # a request alone changes nothing
+
+    second = ui.sign_in("security2", ui.page(ui.browser()))
+    second.goto(ui.base + path)
+    card2 = second.locator("article.finding").first
+    card2.get_by_role("button", name=re.compile("Approve false positive")).click()
+    expect(second.locator(".notice")).to_contain_text("False positive approved")
+    card2 = second.locator("article.finding").first
+    expect(card2.locator("[data-triage-state]")).to_have_text("false positive")
+    expect(second.locator('section.headline p[data-env="dev"]')).to_contain_text(
+        "Allowed in dev with"
+    )
+    card2.get_by_label("assignee").fill("alice@example.org")
+    card2.get_by_role("button", name="Assign").click()
+    expect(second.locator(".notice")).to_contain_text("Assignment saved")
+    second.get_by_role("link", name="Findings").first.click()
+    row = second.locator("table.grid tbody tr", has_text="pytorch_model.bin").first
+    expect(row.locator("[data-assignee]")).to_have_text("alice@example.org")
+    expect(row.locator("[data-triage-state]")).to_have_text("false positive")
+
+    row.get_by_role("link", name="triage").click()
+    card2 = second.locator("article.finding").first
+    card2.get_by_role("button", name="Confirm").click()
+    expect(second.locator(".notice")).to_contain_text("Finding confirmed")
+    card2 = second.locator("article.finding").first
+    expect(card2.locator("[data-triage-state]")).to_have_text("confirmed")
+    expect(card2).to_contain_text("confirmed by token:security-2")
+    expect(second.locator('section.headline p[data-env="dev"]')).to_contain_text(
+        "Denied in dev: pytorch_model.bin calls os.system"
+    )
+    actions = [e.action for e in ui.registry.audit_log(AuditQuery(action="finding.", limit=50))]
+    assert sorted(actions) == sorted(
+        [
+            "finding.triage.request",
+            "finding.triage.approve",
+            "finding.assign",
+            "finding.triage.revoke",
+            "finding.confirm",
+        ]
+    )
 
 
 def test_browse_files_preview_a_config_and_read_the_card(ui: UI) -> None:

@@ -44,6 +44,7 @@ from registry.views import (
     ExceptionRequestView,
     ExceptionView,
     FindingList,
+    FindingStateView,
     Health,
     ModelList,
     NewToken,
@@ -829,6 +830,39 @@ def request_triage(registry: Triager, finding_id: FindingId, body: TriageBody) -
     return registry.finding_triage(
         finding_id, decision=body.decision, reason=body.reason, expires_at=body.expires_at
     ).to_json()
+
+
+class ConfirmBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    withdraw: bool = Field(default=False, description="Withdraw a confirmation instead")
+    reason: str = Field(default="", max_length=2000)
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str | None = Field(
+        default=None, max_length=200, description="A user name; null or empty unassigns"
+    )
+
+
+@router.post("/findings/{finding_id}/confirm", tags=["findings"], response_model=FindingStateView)
+def confirm_finding(
+    registry: Triager, finding_id: FindingId, body: ConfirmBody | None = None
+) -> dict[str, Any]:
+    """Confirm a finding as a real problem (or withdraw that). It never loosens a decision:
+    it ends the finding's pending or approved false-positive triage."""
+    body = body or ConfirmBody()
+    return registry.finding_confirm(
+        finding_id, withdraw=body.withdraw, reason=body.reason
+    ).to_json()
+
+
+@router.post("/findings/{finding_id}/assign", tags=["findings"], response_model=FindingStateView)
+def assign_finding(registry: Triager, finding_id: FindingId, body: AssignBody) -> dict[str, Any]:
+    """Assign a finding to a user (null: unassign). Changes no decision."""
+    return registry.finding_assign(finding_id, body.assignee).to_json()
 
 
 @router.get("/triage", tags=["findings"], response_model=TriageList)

@@ -58,6 +58,7 @@ from registry.views import (
     DecisionView,
     ExceptionRequestView,
     ExceptionView,
+    FindingStateView,
     FindingView,
     MirrorResult,
     MirrorStats,
@@ -508,6 +509,21 @@ class RemoteRegistry:
             TriageView.model_validate(t)
             for t in self._json("GET", "/v1/triage", params=params)["triage"]
         ]
+
+    def finding_confirm(
+        self, finding_id: str, *, withdraw: bool = False, reason: str = ""
+    ) -> FindingStateView:
+        fid = check_finding_id(finding_id)
+        body = {"withdraw": withdraw, "reason": reason}
+        return FindingStateView.model_validate(
+            self._json("POST", f"/v1/findings/{fid}/confirm", json=body)
+        )
+
+    def finding_assign(self, finding_id: str, assignee: str | None) -> FindingStateView:
+        fid = check_finding_id(finding_id)
+        return FindingStateView.model_validate(
+            self._json("POST", f"/v1/findings/{fid}/assign", json={"assignee": assignee})
+        )
 
     def review_workload(self, review: dict[str, Any], environment: str) -> WorkloadReviewView:
         """The webhook itself answers (`POST /k8s/admission/{env}`): the same decision a

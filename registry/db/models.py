@@ -523,6 +523,28 @@ class FindingTriage(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class FindingState(Base):
+    """A finding's triage state besides the two-person false positive (`FindingTriage`):
+    confirmed (a real problem; it never loosens a decision) and whom it is assigned to.
+    One row per stable finding id, so it holds across re-scans and names; every change is an
+    audit event, which keeps the history.
+    """
+
+    __tablename__ = "finding_states"
+
+    finding_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: What the finding was when first triaged (for people; the id is what counts).
+    scanner: Mapped[str] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    confirmed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    assigned_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class IdempotencyKey(Base):
     """A write request made with an `Idempotency-Key` header and the response it got, so a
     retried request is answered with that response instead of doing the work twice.

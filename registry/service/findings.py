@@ -11,12 +11,19 @@ A triage is requested by one principal and approved by another (the audit actors
 over the API, `local:USER` embedded); it expires (at most `MAX_TRIAGE_DAYS` ahead) and can be
 revoked. Only an approved, unrevoked, unexpired triage counts (`active_triaged`). Every step
 is an audit event. The caller owns the transaction.
+
+Besides it (ADR 0025), a finding can be *confirmed* (a real problem) and *assigned* to a
+person (`FindingState`, one row per id). Confirming never loosens anything: it ends any
+pending or approved false-positive triage of the finding, and a confirmed finding cannot be
+requested as a false positive until the confirmation is withdrawn. The policy reads only the
+false-positive triage; a confirmation or an assignment changes no decision.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,10 +36,10 @@ from attestations.utc import aware
 from attestations.verdicts import Severity
 from policies.evaluate import blocking_findings
 from policies.facts import FindingFact, ScanFact, ScannedFileFact
-from registry.db.models import AuditEvent, Checkpoint, FindingTriage, Scan
+from registry.db.models import AuditEvent, Checkpoint, FindingState, FindingTriage, Scan
 from registry.errors import Forbidden, InputError, NotFound
 from registry.finding_ids import ID_PREFIX, check_finding_id
-from registry.views import FindingView, TriageView
+from registry.views import FindingStateView, FindingView, TriageView
 
 #: Evidence keys that say *where* in a file a finding is (the rest says *what* it saw).
 LOCATION_KEYS = ("path", "key", "line", "tensor", "where", "layer", "node")
@@ -40,6 +47,13 @@ _SEVERITIES = frozenset(s.value for s in Severity)
 FALSE_POSITIVE = "false-positive"
 MAX_TRIAGE_DAYS = 90
 MAX_REASON = 2000
+#: Whom a finding may be assigned to: a user (an OIDC name, `token:NAME`, `local:USER`).
+_ASSIGNEE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,199}")
+#: The states a finding can be in (ADR 0025).
+NEW = "new"
+FP_REQUESTED = "false-positive-requested"
+CONFIRMED = "confirmed"
+STATES = (NEW, FP_REQUESTED, FALSE_POSITIVE, CONFIRMED)
 
 
 # -- identity ------------------------------------------------------------------------------------
@@ -68,11 +82,20 @@ def finding_id(scanner: str, rule: str, file_sha256: str, where: Mapping[str, An
     return ID_PREFIX + hashlib.sha256(body.encode("utf-8")).hexdigest()[:24]
 
 
+def _rule(scanner: str, raw: Mapping[str, Any]) -> str:
+    return str(raw.get("rule") or f"{scanner}.unnamed")[:200]
+
+
+def raw_finding_id(scanner: str, sha256: str, raw: Mapping[str, Any]) -> str:
+    """The id of one finding of a stored report (`scanner`: the scan's scanner id)."""
+    return finding_id(scanner, _rule(scanner, raw), sha256, location(raw))
+
+
 def _finding(scanner: str, sha256: str, raw: Mapping[str, Any]) -> FindingFact:
-    rule = str(raw.get("rule") or f"{scanner}.unnamed")[:200]
+    rule = _rule(scanner, raw)
     severity = raw.get("severity")
     return FindingFact(
-        id=finding_id(scanner, rule, sha256, location(raw)),
+        id=raw_finding_id(scanner, sha256, raw),
         rule=rule,
         # An unknown severity is treated as the worst: fail closed.
         severity=severity if severity in _SEVERITIES else "critical",
@@ -189,18 +212,46 @@ def checkpoint_findings(
     ids = {v.id for v in views.values()}
     if not ids:
         return []
-    state: dict[str, str] = {}
+    states = triage_states(session, ids, now)
+    return [v.model_copy(update=states[v.id]) for v in views.values()]
+
+
+def triage_states(session: Session, ids: Iterable[str], now: datetime) -> dict[str, dict[str, Any]]:
+    """Id -> the triage fields of `FindingView` (triage, state, confirmed_by, assignee,
+    pending_request), for every id in `ids` (two queries)."""
+    wanted = sorted(set(ids))
+    out: dict[str, dict[str, Any]] = {
+        i: {
+            "triage": None,
+            "state": NEW,
+            "confirmed_by": None,
+            "assignee": None,
+            "pending_request": None,
+        }
+        for i in wanted
+    }
+    if not wanted:
+        return out
     for t in session.scalars(
-        select(FindingTriage)
-        .where(FindingTriage.finding_id.in_(sorted(ids)))
-        .order_by(FindingTriage.id)
+        select(FindingTriage).where(FindingTriage.finding_id.in_(wanted)).order_by(FindingTriage.id)
     ):
         view = triage_view(t, now)
+        entry = out[t.finding_id]
         if view.active:
-            state[t.finding_id] = f"false positive until {view.to_json()['expires_at']}"
-        elif t.status == "pending" and t.finding_id not in state:
-            state[t.finding_id] = f"pending request {t.id}"
-    return [v.model_copy(update={"triage": state.get(v.id)}) for v in views.values()]
+            entry["triage"] = f"false positive until {view.to_json()['expires_at']}"
+            entry["state"] = FALSE_POSITIVE
+            entry["pending_request"] = None
+        elif t.status == "pending" and entry["state"] == NEW and aware(t.expires_at) > now:
+            entry["triage"] = f"pending request {t.id}"
+            entry["state"] = FP_REQUESTED
+            entry["pending_request"] = t.id
+    for row in session.scalars(select(FindingState).where(FindingState.finding_id.in_(wanted))):
+        entry = out[row.finding_id]
+        entry["assignee"] = row.assignee
+        if row.confirmed_by is not None:
+            entry["confirmed_by"] = row.confirmed_by
+            entry["state"] = CONFIRMED  # confirming ended every false-positive triage
+    return out
 
 
 # -- triage ------------------------------------------------------------------------------------
@@ -253,6 +304,12 @@ def request(
     if expires_at > now + timedelta(days=MAX_TRIAGE_DAYS):
         raise InputError(f"a triage expires within {MAX_TRIAGE_DAYS} days (--expires 90d at most)")
     found = locate(session, fid)
+    confirmed = session.get(FindingState, found.finding.id)
+    if confirmed is not None and confirmed.confirmed_by is not None:
+        raise InputError(
+            f"finding {found.finding.id} was confirmed by {confirmed.confirmed_by}: withdraw "
+            "the confirmation first (modelctl finding confirm ID --withdraw)"
+        )
     row = FindingTriage(
         finding_id=found.finding.id,
         decision=decision,
@@ -348,6 +405,164 @@ def revoke(
     )
     session.flush()
     return triage_view(row, now)
+
+
+def _state_row(session: Session, found: Located) -> FindingState:
+    row = session.get(FindingState, found.finding.id)
+    if row is None:
+        row = FindingState(
+            finding_id=found.finding.id,
+            scanner=found.scan.scanner_id[:100],
+            rule=found.finding.rule,
+            path=found.file.path,
+            file_sha256=found.file.sha256[:64],
+        )
+        session.add(row)
+    return row
+
+
+def confirm(
+    session: Session, fid: str, *, actor: str, now: datetime, reason: str = ""
+) -> FindingStateView:
+    """Confirm a finding as a real problem. It loosens nothing: every pending or approved
+    false-positive triage of it ends here (audited), and none can be requested while it
+    stays confirmed."""
+    if len(reason) > MAX_REASON:
+        raise InputError(f"the reason is longer than {MAX_REASON} characters")
+    found = locate(session, fid)
+    row = _state_row(session, found)
+    if row.confirmed_by is not None:
+        raise InputError(f"finding {row.finding_id} was already confirmed by {row.confirmed_by}")
+    row.confirmed_by = actor
+    row.confirmed_at = now
+    ended: list[int] = []
+    for t in session.scalars(
+        select(FindingTriage).where(
+            FindingTriage.finding_id == row.finding_id,
+            FindingTriage.status.in_(("pending", "approved")),
+        )
+    ):
+        was = t.status
+        t.status = "revoked"
+        t.revoked_by = actor
+        t.revoked_at = now
+        ended.append(t.id)
+        session.add(
+            AuditEvent(
+                actor=actor,
+                action="finding.triage.revoke",
+                subject=_subject(t),
+                details={"request": t.id, "was": was, "reason": "the finding was confirmed"},
+            )
+        )
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="finding.confirm",
+            subject=f"finding {row.finding_id}",
+            details={
+                "scanner": row.scanner,
+                "rule": row.rule,
+                "path": row.path,
+                "file_sha256": row.file_sha256,
+                "ended_triage": ended,
+                "reason": reason.strip(),
+            },
+        )
+    )
+    session.flush()
+    return state_view(session, row, now)
+
+
+def withdraw_confirmation(
+    session: Session, fid: str, *, actor: str, now: datetime, reason: str = ""
+) -> FindingStateView:
+    """Withdraw a confirmation (a mistake): the finding is new again, and still blocks
+    exactly as its scan says until a false positive is approved by two people."""
+    fid = check_finding_id(fid)
+    row = session.get(FindingState, fid)
+    if row is None or row.confirmed_by is None:
+        raise InputError(f"finding {fid} is not confirmed")
+    was = row.confirmed_by
+    row.confirmed_by = None
+    row.confirmed_at = None
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="finding.unconfirm",
+            subject=f"finding {fid}",
+            details={"confirmed_by": was, "reason": reason.strip()[:MAX_REASON]},
+        )
+    )
+    session.flush()
+    return state_view(session, row, now)
+
+
+def assign(
+    session: Session, fid: str, assignee: str | None, *, actor: str, now: datetime
+) -> FindingStateView:
+    """Assign a finding to a user (None or blank: unassign). Changes no decision."""
+    name = (assignee or "").strip() or None
+    if name is not None and not _ASSIGNEE.fullmatch(name):
+        raise InputError(
+            f"{name[:80]!r} is not a user name (letters, digits and . _ @ : + -, at most 200)"
+        )
+    found = locate(session, fid)
+    row = _state_row(session, found)
+    before = row.assignee
+    if before == name:
+        raise InputError(
+            f"finding {row.finding_id} is already "
+            + (f"assigned to {name}" if name else "unassigned")
+        )
+    row.assignee = name
+    row.assigned_by = actor
+    row.assigned_at = now
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="finding.assign",
+            subject=f"finding {row.finding_id}",
+            details={"assignee": name, "was": before, "rule": row.rule, "path": row.path},
+        )
+    )
+    session.flush()
+    return state_view(session, row, now)
+
+
+def finding_state(session: Session, fid: str, now: datetime) -> FindingStateView:
+    """The triage state of one finding (NotFound when no recorded scan reports it)."""
+    fid = check_finding_id(fid)
+    row = session.get(FindingState, fid)
+    if row is None:
+        found = locate(session, fid)
+        row = FindingState(
+            finding_id=fid,
+            scanner=found.scan.scanner_id[:100],
+            rule=found.finding.rule,
+            path=found.file.path,
+            file_sha256=found.file.sha256[:64],
+        )
+    return state_view(session, row, now)
+
+
+def state_view(session: Session, row: FindingState, now: datetime) -> FindingStateView:
+    state = triage_states(session, [row.finding_id], now)[row.finding_id]["state"]
+    if row.confirmed_by is not None:
+        state = CONFIRMED
+    return FindingStateView(
+        finding_id=row.finding_id,
+        scanner=row.scanner,
+        rule=row.rule,
+        path=row.path,
+        file_sha256=row.file_sha256,
+        state=state,
+        confirmed_by=row.confirmed_by,
+        confirmed_at=aware(row.confirmed_at) if row.confirmed_at else None,
+        assignee=row.assignee,
+        assigned_by=row.assigned_by,
+        assigned_at=aware(row.assigned_at) if row.assigned_at else None,
+    )
 
 
 def list_triage(

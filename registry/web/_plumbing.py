@@ -37,10 +37,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from attestations.utc import aware
 from policies import PolicySet
+from policies.titles import check_title
 from registry.db.engine import unit_of_work
 from registry.db.ids import MAX_ROW_ID
 from registry.embedded import EmbeddedRegistry
-from registry.errors import Denied, InputError, NotFound, RegistryError, TwoPersonRule
+from registry.errors import (
+    Denied,
+    Forbidden,
+    InputError,
+    NotFound,
+    RegistryError,
+    TwoPersonRule,
+)
 from registry.service import decide, tokens, web_sessions
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.tokens import ANONYMOUS, PERMISSIONS, Action, Principal, Role
@@ -71,6 +79,7 @@ def templates() -> Environment:
     env.filters["size"] = _human_size
     env.filters["when"] = _when
     env.filters["short"] = lambda digest: str(digest)[:12]
+    env.filters["check_title"] = check_title
     env.globals["quote"] = lambda text: quote(str(text), safe="")
     return env
 
@@ -248,6 +257,12 @@ _NOTICES = {
     "revoked": "Exception revoked; decisions re-evaluated.",
     "token-revoked": "Token revoked.",
     "sessions-ended": "Sessions ended: that name must sign in again.",
+    "finding-confirmed": "Finding confirmed: any false-positive triage of it has ended.",
+    "finding-unconfirmed": "Confirmation withdrawn: the finding is new again.",
+    "finding-fp-requested": "False positive requested: it changes nothing until someone else "
+    "approves it.",
+    "finding-fp-approved": "False positive approved; decisions re-evaluated.",
+    "finding-assigned": "Assignment saved.",
 }
 
 
@@ -266,7 +281,7 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
         except NotFound as exc:
             return _error_page(request, 404, exc.message)
         except (InputError, Denied) as exc:  # asking to approve your own request: 403
-            status = 403 if isinstance(exc, TwoPersonRule) else 400
+            status = 403 if isinstance(exc, TwoPersonRule | Forbidden) else 400
             return _error_page(request, status, exc.message)
         except RegistryError as exc:
             return _error_page(request, 503, exc.message)

@@ -16,10 +16,12 @@ from registry.db.engine import unit_of_work
 from registry.errors import NotFound
 from registry.service import admission, decide, quarantines, storage
 from registry.service import exception_requests as requests_service
+from registry.service import findings as findings_service
 from registry.service.read import checkpoint as read_checkpoint
 from registry.service.read import common as read_common
 from registry.service.read import diff as read_diff
 from registry.service.read import exceptions as read_exceptions
+from registry.service.read import headline as read_headline
 from registry.service.read import models as read_models
 from registry.web import bulk as bulk_web
 from registry.web import model_pages
@@ -105,6 +107,10 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
         decisions = decide.decide_now(
             s, cp, policy_set, envs, blobs=registry.blobs, registry_public_key=pub, now=now
         )
+        found = read_checkpoint.checkpoint_findings(cp)
+        states = findings_service.triage_states(s, {f["id"] for f in found}, now)
+        found = [{**f, **states[f["id"]]} for f in found]
+        held_by = (held.actor, held.reason) if held is not None else None
         context: dict[str, Any] = {
             "cp": cp,
             "ref": f"{cp.model.full_name}@sha256:{cp.manifest_digest}",
@@ -113,7 +119,11 @@ def checkpoint_page(request: Request, namespace: str, name: str, digest: str) ->
             "quarantine": held,
             "quarantine_covers": quarantines.view(s, held).covers if held is not None else (),
             "attestations": decide.verify_now(cp, pub) if tab == "attestations" else [],
-            "findings": read_checkpoint.checkpoint_findings(cp),
+            "verdicts": read_checkpoint.file_verdicts(cp) if tab == "files" else {},
+            "findings": found,
+            "headlines": [read_headline.headline(d, found, quarantine=held_by) for d in decisions],
+            "here": _checkpoint_url(namespace, name, cp.manifest_digest, tab),
+            "default_fp_expiry": (now + timedelta(days=30)).strftime("%Y-%m-%d"),
             "scans": sorted(cp.scans, key=lambda r: -r.id),
             "storage": storage.model_storage(s, cp.model_id),
             "others": [

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from attestations.utc import aware
 from registry.db.models import Checkpoint, Model, Scan
 from registry.errors import NotFound
+from registry.service.findings import raw_finding_id
 from registry.service.read.common import SEVERITIES, report_findings
 
 
@@ -73,12 +74,17 @@ def other_checkpoints(session: Session, model_id: int) -> list[tuple[int, str, d
 
 
 def checkpoint_findings(checkpoint: Checkpoint) -> list[dict[str, Any]]:
-    """Findings of the newest scan of each scanner on one checkpoint."""
+    """Findings of the newest scan of each scanner on one checkpoint, each with its stable
+    `id` (registry/service/findings.py) and its file's `sha256`."""
     latest: dict[str, Scan] = {}
     for row in checkpoint.scans:
         if row.scanner_id not in latest or row.id > latest[row.scanner_id].id:
             latest[row.scanner_id] = row
-    out = [f for s in latest.values() for f in report_findings(s.report)]
+    out = [
+        {**f, "id": raw_finding_id(s.scanner_id, f["sha256"], f)}
+        for s in latest.values()
+        for f in report_findings(s.report)
+    ]
     out.sort(key=lambda f: (-SEVERITIES.index(f.get("severity", "info")), f["path"]))
     return out
 

@@ -40,4 +40,8 @@ def report_findings(report: Any) -> Iterator[dict[str, Any]]:
             continue
         for finding in entry.get("findings", []):
             if isinstance(finding, dict):
-                yield {**finding, "path": entry.get("path", "")}
+                yield {
+                    **finding,
+                    "path": entry.get("path", ""),
+                    "sha256": str(entry.get("sha256") or ""),
+                }

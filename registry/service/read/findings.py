@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from attestations.utc import aware
 from registry.db.models import Checkpoint, Model, Scan
 from registry.errors import InputError
+from registry.service.findings import raw_finding_id
 from registry.service.quarantines import quarantined_checkpoint_ids
 from registry.service.read.common import (
     MAX_PAGE_SIZE,
@@ -24,6 +25,7 @@ from registry.service.read.common import (
 
 @dataclass(frozen=True, slots=True)
 class FindingRow:
+    id: str  # the stable finding id (registry/service/findings.py)
     ref: str
     namespace: str
     name: str
@@ -81,6 +83,7 @@ def findings(session: Session, query: FindingQuery) -> tuple[list[FindingRow], i
             evidence = f.get("evidence")
             rows.append(
                 FindingRow(
+                    id=raw_finding_id(scan.scanner_id, str(f.get("sha256", "")), f),
                     ref=f"{ns}/{name}@sha256:{digest}",
                     namespace=ns,
                     name=name,
