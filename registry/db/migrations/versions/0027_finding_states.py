@@ -1,6 +1,6 @@
 """finding states: confirmed and assigned
 
-Revision ID: 0025
+Revision ID: 0027
 Revises: 0026
 Create Date: 2026-12-05
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0025'
+revision = '0027'
 down_revision = '0026'
 branch_labels = None
 depends_on = None
