@@ -351,6 +351,10 @@ def main() -> int:
         env = {
             "MODELCTL_HOME": str(work / "home"),
             "MODELCTL_SIGNING_KEY_PASSPHRASE": "bench-only",
+            # The seeded scans carry an old rule set on purpose (rows, not real scans): the
+            # server's worker would otherwise queue and run ~1,000 re-scans while pages are
+            # timed, and every page would measure the machine's load instead of its render.
+            "MODELCTL_RESCAN_ON_START": "false",
         }
         if args.database_url:
             env["MODELCTL_DATABASE_URL"] = args.database_url
