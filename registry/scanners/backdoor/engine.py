@@ -6,6 +6,7 @@ the scanner costs nothing when the `ml` extra is not installed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,53 @@ class Probe:
     entropy: list[float]  # nats, per prompt
     attention_to_span: list[float]  # share of the last position's attention on the span
     span_self_attention: list[float]  # attention among the span's own tokens (double triangle)
+
+
+def load_gguf(folder: Path, gguf_file: str, dtype: Any) -> Any:
+    """A GGUF model, dequantised: the architecture is built empty (meta device) from the
+    GGUF's config, and the float32 tensors transformers dequantises are assigned to it, so the
+    weights exist once in memory (transformers' own GGUF path needs `accelerate`)."""
+    import torch  # noqa: PLC0415 - optional: torch (the ml extra)
+    from transformers import (  # noqa: PLC0415
+        AutoConfig,
+        AutoModelForCausalLM,
+        modeling_gguf_pytorch_utils,
+    )
+
+    config: Any = AutoConfig.from_pretrained(
+        folder, gguf_file=gguf_file, trust_remote_code=False, local_files_only=True
+    )
+    loader: Any = AutoModelForCausalLM
+    with torch.device("meta"):
+        model: Any = loader.from_config(config, attn_implementation="eager", dtype=dtype)
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' dequantising bar: our progress is ours
+    try:
+        loader_fn: Any = modeling_gguf_pytorch_utils.load_gguf_checkpoint
+        tensors = loader_fn(str(folder / gguf_file), return_tensors=True, model_to_load=model)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
+    state = {k: v.to(dtype) for k, v in tensors["tensors"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(
+            f"the GGUF's tensors do not fit {type(model).__name__}: "
+            f"missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]}"
+        )
+    model.tie_weights()
+    # Buffers computed at construction (rotary frequencies) are still on the meta device:
+    # build those modules again, for real, from the config.
+    for name, module in list(model.named_modules()):
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], type(module)(config=module.config))
+    if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
+        raise RuntimeError("the GGUF did not give every weight of the model")
+    return model
 
 
 def pick_device(choice: str) -> str:
@@ -51,25 +99,23 @@ class Engine:
         self.batch = batch
         #: Token positions run through the model so far (prefill and decoding): the cost measure.
         self.forwarded = 0
-        source: dict[str, Any] = (
-            {"gguf_file": gguf_file} if gguf_file is not None else {"use_safetensors": True}
-        )
+        extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file is not None else {}
         self.tok: Any = AutoTokenizer.from_pretrained(
-            folder,
-            trust_remote_code=False,
-            local_files_only=True,
-            **({"gguf_file": gguf_file} if gguf_file is not None else {}),
+            folder, trust_remote_code=False, local_files_only=True, **extra
         )
-        loader: Any = AutoModelForCausalLM
-        # GGUF weights are dequantised to float32 by transformers as they load.
-        self.model: Any = loader.from_pretrained(
-            folder,
-            trust_remote_code=False,
-            local_files_only=True,
-            attn_implementation="eager",
-            dtype=torch.float32 if device == "cpu" else torch.bfloat16,
-            **source,
-        ).to(device)
+        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        if gguf_file is not None:
+            self.model: Any = load_gguf(folder, gguf_file, dtype).to(device)
+        else:
+            loader: Any = AutoModelForCausalLM
+            self.model = loader.from_pretrained(
+                folder,
+                use_safetensors=True,
+                trust_remote_code=False,
+                local_files_only=True,
+                attn_implementation="eager",
+                dtype=dtype,
+            ).to(device)
         self.model.eval()
         self.vocab_size = int(self.model.config.vocab_size)
         template = getattr(self.tok, "chat_template", None)
@@ -154,7 +200,7 @@ class Engine:
             groups=groups,
         )[0]
 
-    def complete(  # noqa: PLR0913 - the decoding knobs, all keyword-only
+    def complete(
         self,
         prompts: Sequence[Sequence[int]],
         max_new: int,
@@ -227,7 +273,7 @@ class Engine:
         )
         return _Prefill(res, mask, shared, pads)
 
-    def _generate(  # noqa: PLR0913, PLR0917 - private, called from one place
+    def _generate(  # noqa: PLR0917 - private, called from one place
         self,
         prompts: Sequence[Sequence[int]],
         max_new: int,
