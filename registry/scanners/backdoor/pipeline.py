@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from registry.scanners.backdoor.engine import Engine, pick_device
@@ -241,12 +241,23 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         """Seed k's null distribution: random control phrases of 1-3 words, same carriers."""
         if k not in nulls:
             chosen = carriers_for(pool, plan.carriers, k)
-            nulls[k] = tuple(
+            baseline = baselines[k] = scorer.behaviour(None, chosen)
+            raw = [
                 b
                 for length in NULL_LENGTHS
                 for b in scorer.controls(length, plan.controls, chosen, seeds[k])
+            ]
+            # The same statistic as the candidates': convergence on an output that is not the
+            # carriers' ordinary answer, a canned reply or silence. A control that derails the
+            # model onto an ordinary answer is the null's "no convergence" (one carrier).
+            nulls[k] = tuple(
+                replace(b, collapse=round(1 / max(b.n, 1), 4))
+                if not b.converged.strip()
+                or resembles(b.converged, ordinary)
+                or (b.converged == baseline.converged and baseline.collapse >= 0.5)
+                else b
+                for b in raw
             )
-            baselines[k] = scorer.behaviour(None, chosen)
         return nulls[k]
 
     def score(text: str, source: str, probe: float, k: int) -> Scored:
