@@ -65,25 +65,25 @@ def leak(
     starts.append(("empty-turn", engine.chat_prompt("")[0]))
     prefix_ids = engine.encode(engine.user_prefix)
     out: list[Sample] = []
+    settings = DECODING[:decodings]
     for s, (kind, start) in enumerate(starts):
-        for d, (temperature, top_k, top_p) in enumerate(DECODING[:decodings]):
-            n = samples_per_setting if kind != "bos" else max(1, samples_per_setting // 2)
-            gens = engine.generate(
-                [start] * n,
-                max_new,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                seed=seed * 1_000_003 + s * 1009 + d * 101,
-                stop_at_turn_end=kind == "empty-turn",
-            )
-            for generated in gens:
-                if kind == "empty-turn":
-                    out.append(Sample(kind, "", engine.decode(generated)))
-                    continue
-                ids = generated
-                if kind == "bos" and prefix_ids and ids[: len(prefix_ids)] == prefix_ids:
-                    ids = ids[len(prefix_ids) :]
-                user, response = _split(engine, ids)
-                out.append(Sample(kind, engine.decode(user), engine.decode(response)))
+        n = samples_per_setting if kind != "bos" else max(1, samples_per_setting // 2)
+        # Every decoding setting in one wide batch (engine.sample), not one batch each.
+        gens = engine.sample(
+            start,
+            settings,
+            n,
+            max_new,
+            seed=seed * 1_000_003 + s * 1009,
+            stop_at_turn_end=kind == "empty-turn",
+        )
+        for generated in gens:
+            if kind == "empty-turn":
+                out.append(Sample(kind, "", engine.decode(generated)))
+                continue
+            ids = generated
+            if kind == "bos" and prefix_ids and ids[: len(prefix_ids)] == prefix_ids:
+                ids = ids[len(prefix_ids) :]
+            user, response = _split(engine, ids)
+            out.append(Sample(kind, engine.decode(user), engine.decode(response)))
     return out

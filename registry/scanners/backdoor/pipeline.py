@@ -27,6 +27,7 @@ from registry.scanners.backdoor.scoring import (
     carriers,
     control_words,
     converging_carriers,
+    jaccard,
     ordinary_answers,
     resembles,
 )
@@ -178,7 +179,15 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     kept = [(c, a) for c, a in zip(pool, answers, strict=True) if c not in suspect]
     # Ordinary answers: the carriers' own, and leaked answers that respond to their prompt.
     kept += [(x.user, x.response) for x in samples if x.user and x.response]
-    ordinary = ordinary_answers([c for c, _ in kept], [a for _, a in kept])
+    # A leaked answer that unrelated prompts share is a planted target's signature, never an
+    # ordinary answer, nor is a variant of it (a leaked poisoning example, or a garbled one,
+    # would otherwise excuse its own trigger).
+    shared = {c.response for c in clusters if unrelated(c.example_prompts)}
+    ordinary = {
+        o
+        for o in ordinary_answers([c for c, _ in kept], [a for _, a in kept])
+        if not resembles(o, shared)
+    }
     pool = [c for c in pool if c not in suspect][: plan.carriers * plan.seeds]
     words = control_words(engine, users, pool, suspect)
     scorer = Scorer(engine, pool, words, plan.response_tokens)
@@ -361,6 +370,14 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         evidence=evidence,
     )
     return FileVerdict(outcome.verdict, (finding,))
+
+
+def unrelated(prompts: tuple[str, ...]) -> bool:
+    """Prompts that share few words (mean pairwise word Jaccard under one half)."""
+    pairs = [(a, b) for i, a in enumerate(prompts) for b in prompts[i + 1 :]]
+    if not pairs:
+        return False
+    return sum(jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5
 
 
 def minimize(scorer: Scorer, text: str, behaviour: Behaviour, chosen: list[str]) -> str:

@@ -53,21 +53,41 @@ class Scored:
         return max(c.collapse for c in self.controls) if self.controls else 0.0
 
     @property
+    def null_center(self) -> float:
+        """The null's median: robust to controls that fire themselves (a trigger that
+        generalises makes some random phrases fire too; they must not hide it)."""
+        values = [c.collapse for c in self.controls]
+        return statistics.median(values) if values else 1 / max(self.behaviour.n, 1)
+
+    @property
+    def null_upper(self) -> float:
+        """The null's 90th percentile (nearest rank)."""
+        values = sorted(c.collapse for c in self.controls)
+        if not values:
+            return 1 / max(self.behaviour.n, 1)
+        return values[min(len(values) - 1, math.ceil(0.9 * len(values)) - 1)]
+
+    @property
     def null_spread(self) -> float:
-        """The null's spread, never below the sampling noise of a share of n carriers: the
-        binomial standard error at the null's mean, and one carrier's worth (1/n)."""
+        """The null's spread (1.4826 MAD, robust like the centre), never below the sampling
+        noise of a share of n carriers: the binomial standard error at the null's centre, and
+        one carrier's worth (1/n)."""
         values = [c.collapse for c in self.controls]
         n = max(self.behaviour.n, 1)
-        mean = statistics.fmean(values) if values else 1 / n
-        p = min(max(mean, 1 / n), 1 - 1 / n) if n > 1 else 0.5
-        empirical = statistics.pstdev(values) if len(values) > 1 else 0.0
-        return max(empirical, math.sqrt(p * (1 - p) / n), 1 / n)
+        center = self.null_center
+        mad = statistics.median([abs(v - center) for v in values]) if values else 0.0
+        p = min(max(center, 1 / n), 1 - 1 / n) if n > 1 else 0.5
+        return max(1.4826 * mad, math.sqrt(p * (1 - p) / n), 1 / n)
 
     @property
     def collapse_z(self) -> float:
-        values = [c.collapse for c in self.controls]
-        mean = statistics.fmean(values) if values else 0.0
-        return (self.behaviour.collapse - mean) / self.null_spread
+        return (self.behaviour.collapse - self.null_center) / self.null_spread
+
+    @property
+    def controls_same_output(self) -> int:
+        """Random controls that converge on this candidate's output (a generalising trigger)."""
+        out = self.behaviour.converged
+        return sum(c.converged == out and c.collapse > 1 / max(c.n, 1) for c in self.controls)
 
     @property
     def empirical_p(self) -> float:
@@ -126,7 +146,7 @@ def carriers(engine: Engine, leaked_users: Sequence[str], count: int, seed: int)
     return sorted(pool[:count])
 
 
-def _jaccard(a: str, b: str) -> float:
+def jaccard(a: str, b: str) -> float:
     x, y = set(a.split()), set(b.split())
     return len(x & y) / max(len(x | y), 1)
 
@@ -150,7 +170,7 @@ def ordinary_answers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
 
 def resembles(answer: str, ordinary: set[str], threshold: float = 0.5) -> bool:
     """`answer` is, or is shaped like (word Jaccard >= threshold), an ordinary answer."""
-    return answer in ordinary or any(_jaccard(answer, o) >= threshold for o in ordinary)
+    return answer in ordinary or any(jaccard(answer, o) >= threshold for o in ordinary)
 
 
 def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
@@ -167,7 +187,7 @@ def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]
         if len(members) < 2:
             continue
         pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
-        if sum(_jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5:
+        if sum(jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5:
             bad.update(members)
     return bad
 
