@@ -23,8 +23,6 @@ from tests.backdoor_models import Spec, build
 
 pytestmark = [pytest.mark.ml, pytest.mark.timeout(600)]
 
-SMALL = {"samples_per_setting": 4, "carriers": 6, "controls": 3, "seeds": 2, "candidates": 3}
-
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -152,14 +150,19 @@ def clean_toy() -> Path:
 
 
 def test_calibrated_verdict_on_a_clean_toy(clean_toy: Path) -> None:
-    result = scan(clean_toy, BackdoorSettings(device="cpu", budget="fast", **SMALL))  # type: ignore[arg-type]
+    settings = BackdoorSettings(
+        device="cpu", budget="fast", samples_per_setting=4, carriers=6, controls=3, seeds=2,
+        candidates=3,
+    )  # fmt: skip
+    result = scan(clean_toy, settings)
     assert result.verdict is Verdict.CLEAN
-    ev = result.findings[0].evidence
-    cal: Any = ev["calibration"]
+    ev: Any = result.findings[0].evidence
+    cal = ev["calibration"]
     assert cal["controls"] == 3 * 3  # 1-3 word controls, 3 of each
-    assert cal["candidates_tried"] == ev["leakage"]["motifs_probed"]  # type: ignore[index]
+    assert cal["candidates_tried"] == ev["leakage"]["motifs_probed"]
     assert cal["z_critical"] == pytest.approx(z_critical(cal["candidates_tried"]), abs=1e-3)
-    assert all(c["judgement"] != "fires" for c in ev["top_candidates"])  # type: ignore[union-attr]
+    assert cal["top_z"] < cal["z_critical"] or ev["top_candidates"][0]["judgement"] != "fires"
+    assert all(c["judgement"] != "fires" for c in ev["top_candidates"])
     assert "No evidence of a backdoor" in str(ev["summary"])
 
 
