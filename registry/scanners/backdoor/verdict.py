@@ -220,7 +220,9 @@ def summary(
     name = budget.get("budget") if isinstance(budget, dict) else "?"
     weights = evidence.get("weights")
     note = weights.get("note") if isinstance(weights, dict) else None
-    tail = f" Budget {name}, {evidence.get('seconds')} s on {evidence.get('device')}."
+    # No wall time here: the paragraph is a function of the model and the seed (same seed,
+    # same evidence); `seconds` is beside it.
+    tail = f" Budget {name} on {evidence.get('device')}."
     if isinstance(note, str):
         tail += f" {note}"
     tail += " Limits: fixed-output triggers are the strong case; clean means no evidence found."
