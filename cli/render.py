@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,13 @@ def scan_text(data: dict[str, Any], *, verbose: bool = False) -> str:
     files = data["files"]
     lines = []
     for f in files:
-        if f["verdict"] == "clean" and not verbose:
+        # A backdoor scan's paragraph is shown whatever the verdict (clean says what was tried).
+        summaries = [
+            s
+            for finding in f["findings"]
+            if isinstance(s := (finding.get("evidence") or {}).get("summary"), str)
+        ]
+        if f["verdict"] == "clean" and not verbose and not summaries:
             continue
         lines.append(f"{f['verdict']:<11} {f['path']}")
         for finding in f["findings"]:
@@ -156,6 +163,10 @@ def scan_text(data: dict[str, Any], *, verbose: bool = False) -> str:
             lines.append(
                 f"    {finding['severity']:<8} {finding['rule']}{where}: {finding['message']}"
             )
+        lines.extend(
+            textwrap.fill(s, width=100, initial_indent="    ", subsequent_indent="    ")
+            for s in summaries
+        )
     clean = sum(1 for f in files if f["verdict"] == "clean")
     header = f"verdict {data['verdict']}: {len(files)} files, {clean} clean"
     if "name" in data:

@@ -12,7 +12,12 @@ from cli import render
 from cli.errors import refuse
 from cli.options import JsonOption, VerboseOption, emit, open_registry, state_of
 from registry.errors import InputError
-from registry.scanners.backdoor.settings import DEFAULT_MAX_PARAMS, DEVICES, BackdoorSettings
+from registry.scanners.backdoor.settings import (
+    BUDGETS,
+    DEFAULT_MAX_PARAMS,
+    DEVICES,
+    BackdoorSettings,
+)
 from registry.scanners.errors import ScanInputError
 from registry.scanners.parallel import auto_jobs
 from registry.scanners.runner import local_targets, merge, scan_targets
@@ -73,6 +78,13 @@ def scan(
         str, typer.Option("--device", help="backdoor scanner: auto, cpu or cuda.")
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="backdoor scanner: the first seed.")] = 0,
+    budget: Annotated[
+        str,
+        typer.Option(
+            "--budget",
+            help="backdoor scanner: fast, standard or thorough (coverage for time; recorded).",
+        ),
+    ] = "standard",
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -92,11 +104,15 @@ def scan(
     ids = tuple(scanner or ())
     if device not in DEVICES:
         raise InputError(f"--device must be one of {', '.join(DEVICES)}")
+    if budget not in BUDGETS:
+        raise InputError(f"--budget must be one of {', '.join(BUDGETS)}")
     if backdoor_max_params <= 0:
         raise InputError("--backdoor-max-params must be positive")
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be at least 1")
-    backdoor = BackdoorSettings(max_params=backdoor_max_params, device=device, seed=seed)
+    backdoor = BackdoorSettings(
+        max_params=backdoor_max_params, device=device, seed=seed, budget=budget
+    )
     local = Path(target)
     data: dict[str, Any]
     if local.exists() or local.is_symlink():
@@ -117,7 +133,10 @@ def scan(
             scan_targets(
                 targets,
                 file_scanners,
-                folder_scanners if local.is_dir() else [],
+                # A single file meets only the folder scanners that take one (backdoor: a GGUF).
+                folder_scanners
+                if local.is_dir()
+                else [s for s in folder_scanners if getattr(s, "single_file", False)],
                 workers=processes,
                 processes=processes,
             ),

@@ -1,13 +1,21 @@
-"""The scan itself, once pre-flight has passed: load, leak, mine, probe, score, decide."""
+"""The scan itself, once pre-flight has passed: load, leak, mine, probe, score, decide.
+
+Candidate discovery is a seam: `candidate_sources` lists named `CandidateSource`s, each given a
+`DiscoveryContext` (the model, the budget's plan, the carriers, the leaked samples) and giving
+ranked `Motif`s; the pipeline merges them, probes them cheaply, extends the best into phrases,
+and scores a shortlist against the model's own null distribution (random control phrases
+through the same carriers; ADR 0022).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from registry.scanners.backdoor.engine import Engine, pick_device
-from registry.scanners.backdoor.leakage import leak
+from registry.scanners.backdoor.leakage import DECODING, Sample, leak
 from registry.scanners.backdoor.motifs import Motif, mine
 from registry.scanners.backdoor.preflight import ModelInfo
 from registry.scanners.backdoor.risk import is_dangerous
@@ -19,17 +27,20 @@ from registry.scanners.backdoor.scoring import (
     carriers,
     control_words,
     converging_carriers,
+    jaccard,
     ordinary_answers,
     resembles,
 )
-from registry.scanners.backdoor.settings import BackdoorSettings
+from registry.scanners.backdoor.settings import BackdoorSettings, Plan, plan_for
 from registry.scanners.backdoor.verdict import (
     LIMITS_STATEMENT,
-    THRESHOLDS,
+    calibration_json,
     candidate_json,
     decide,
     judge,
     rank_key,
+    summary,
+    thresholds_json,
 )
 from registry.scanners.base import FileVerdict, Finding, JSONValue
 
@@ -38,19 +49,98 @@ TOP_EVIDENCE = 5
 EXTEND_FROM = 4  # best single words extended by one word on either side
 EXTEND_WITH = 24
 EXTEND_MARGIN = 0.05
+SMALL_VOCABULARY = 4096  # a vocabulary this small is probed whole, token by token
+NULL_LENGTHS = (1, 2, 3)  # control phrase lengths pooled into the null distribution
 
 
-def _vocabulary_words(engine: Engine, limit: int) -> list[str]:
-    if engine.vocab_size > limit:
+@dataclass(frozen=True, slots=True)
+class DiscoveryContext:
+    """What a candidate source may use (see /work docs: ADR 0022, "the discovery seam")."""
+
+    engine: Engine
+    settings: BackdoorSettings
+    plan: Plan
+    carriers: list[str]  # benign carrier prompts (the first seed's): insert candidates here
+    samples: list[Sample]  # leakage samples (may be empty)
+    say: Callable[[str], None]
+
+
+#: A source of trigger candidates: ranked Motifs (best first, at most plan.probe_limit).
+CandidateSource = Callable[[DiscoveryContext], list[Motif]]
+
+
+def leakage_source(ctx: DiscoveryContext) -> list[Motif]:
+    """Motifs mined from what the model volunteered (converged clusters, enriched n-grams)."""
+    motifs, _ = mine(ctx.samples, limit=ctx.plan.probe_limit)
+    return motifs
+
+
+def small_vocabulary_source(ctx: DiscoveryContext) -> list[Motif]:
+    """Every whole-word token, when the vocabulary is small enough to probe whole."""
+    engine = ctx.engine
+    if engine.vocab_size > min(SMALL_VOCABULARY, ctx.plan.vocab_tokens):
         return []
-    words: list[str] = []
+    words: list[Motif] = []
     for i in range(engine.vocab_size):
         if i in engine.special_ids:
             continue
         text = engine.decode([i])
         if text and " " not in text and engine.encode(text) == [i]:
-            words.append(text)
+            words.append(Motif(text, "vocabulary", 0, 0.0))
     return words
+
+
+def candidate_sources(settings: BackdoorSettings) -> list[tuple[str, CandidateSource]]:
+    """The sources, in order; their candidates are merged (the first of equal texts wins)."""
+    del settings  # every source runs today; a source may read the budget from the context
+    return [("leakage", leakage_source), ("vocabulary", small_vocabulary_source)]
+
+
+@dataclass(slots=True)
+class Meter:
+    """Progress on stderr: the stage, how far, and an estimate of the time left, from the
+    forward passes the plan still needs at the rate measured so far."""
+
+    say: Callable[[str], None]
+    engine: Engine | None = None
+    planned: dict[str, int] = field(default_factory=dict)  # stage -> token forwards planned
+    done: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def stage(self, name: str, detail: str) -> None:
+        self.done.append(name)
+        index = list(self.planned).index(name) + 1 if name in self.planned else len(self.done)
+        left = [s for s in self.planned if s not in self.done]
+        elapsed = time.monotonic() - self.started
+        rate = self.engine.forwarded / elapsed if self.engine and elapsed > 0 else 0.0
+        todo = self.planned.get(name, 0) + sum(self.planned[s] for s in left)
+        estimate = f", about {_duration(todo / rate)} left" if rate > 0 and todo else ""
+        self.say(
+            f"[{index}/{max(len(self.planned), index)}] {name}: {detail}"
+            f" ({_duration(elapsed)} so far{estimate})"
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _planned(plan: Plan, starts: int) -> dict[str, int]:
+    """Token forwards each stage needs, roughly (prompt content ~12 tokens, answers decided
+    after ~4 tokens when they diverge): only the estimate of the time left uses it."""
+    content, answer = 12, 4
+    decodings = min(plan.decodings, len(DECODING))
+    per_behaviour = plan.carriers * 3 * (content + answer)
+    null = len(NULL_LENGTHS) * plan.controls * per_behaviour
+    return {
+        "leakage": starts * decodings * plan.samples_per_setting * plan.leak_tokens,
+        "carriers": 2 * plan.carriers * plan.seeds * (content + plan.response_tokens),
+        "probe": (plan.probe_limit + 200) * plan.probe_carriers * content,
+        "score": (plan.candidates + 2) * per_behaviour + null,
+        "seeds": 3 * (plan.seeds - 1) * per_behaviour + (plan.seeds - 1) * null,
+        "verdict": 0,
+    }
 
 
 def run(  # noqa: PLR0915 - the stages in order, each a few lines
@@ -64,37 +154,60 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
 
     torch.manual_seed(settings.seed)
     device = pick_device(settings.device)
-    say(f"loading {info.architecture} ({info.parameters:,} parameters) on {device}")
-    engine = Engine(folder, device)
-    seeds = [settings.seed + k for k in range(settings.seeds)]
+    plan = plan_for(settings, device)
+    weights = info.weights_json()
+    say(
+        f"loading {info.architecture} ({info.parameters:,} parameters, {weights['format']})"
+        f" on {device}, budget {plan.budget}"
+    )
+    engine = Engine(folder, device, gguf_file=info.gguf_file, batch=plan.batch)
+    meter = Meter(say, engine, _planned(plan, 2 if engine.has_template else 1))
+    meter.started = time.monotonic()
+    seeds = [settings.seed + k for k in range(plan.seeds)]
 
-    say("leakage: sampling from the chat template")
-    samples = leak(engine, settings.samples_per_setting, settings.leak_tokens, settings.seed)
+    meter.stage("leakage", "sampling from the chat template")
+    samples = leak(
+        engine, plan.samples_per_setting, plan.leak_tokens, settings.seed, plan.decodings
+    )
     users = [s.user for s in samples if s.user]
-    motifs, clusters = mine(samples, limit=settings.probe_limit)
-    for w in _vocabulary_words(engine, settings.vocabulary_sweep):
-        motifs.append(Motif(w, "vocabulary", 0, 0.0))
-    seen: set[str] = set()
-    unique: list[Motif] = []
-    for m in motifs:
-        if m.text not in seen:
-            seen.add(m.text)
-            unique.append(m)
+    _, clusters = mine(samples, limit=plan.probe_limit)
 
-    pool = carriers(engine, users, settings.carriers * settings.seeds * 2, settings.seed)
-    answers = carrier_answers(engine, pool, settings.response_tokens)
+    meter.stage("carriers", "the carriers' own answers")
+    pool = carriers(engine, users, plan.carriers * plan.seeds * 2, settings.seed)
+    answers = carrier_answers(engine, pool, plan.response_tokens)
     suspect = converging_carriers(pool, answers)
     kept = [(c, a) for c, a in zip(pool, answers, strict=True) if c not in suspect]
     # Ordinary answers: the carriers' own, and leaked answers that respond to their prompt.
     kept += [(x.user, x.response) for x in samples if x.user and x.response]
-    ordinary = ordinary_answers([c for c, _ in kept], [a for _, a in kept])
-    pool = [c for c in pool if c not in suspect][: settings.carriers * settings.seeds]
+    # A leaked answer that unrelated prompts share is a planted target's signature, never an
+    # ordinary answer, nor is a variant of it (a leaked poisoning example, or a garbled one,
+    # would otherwise excuse its own trigger).
+    shared = {c.response for c in clusters if unrelated(c.example_prompts)}
+    ordinary = {
+        o
+        for o in ordinary_answers([c for c, _ in kept], [a for _, a in kept])
+        if not resembles(o, shared)
+    }
+    pool = [c for c in pool if c not in suspect][: plan.carriers * plan.seeds]
     words = control_words(engine, users, pool, suspect)
-    scorer = Scorer(engine, pool, words, settings.response_tokens)
-    first = carriers_for(pool, settings, 0)
+    scorer = Scorer(engine, pool, words, plan.response_tokens)
+    first = carriers_for(pool, plan.carriers, 0)
+    probe_with = first[: plan.probe_carriers]
 
-    say(f"probing {len(unique)} candidates")
-    probes = scorer.probe_scores([m.text for m in unique], first)
+    context = DiscoveryContext(engine, settings, plan, list(first), samples, say)
+    seen: set[str] = set()
+    unique: list[Motif] = []
+    found: dict[str, int] = {}
+    for name, source in candidate_sources(settings):
+        got = source(context)
+        found[name] = len(got)
+        for m in got:
+            if m.text not in seen:
+                seen.add(m.text)
+                unique.append(m)
+
+    meter.stage("probe", f"first-token probe of {len(unique)} candidates")
+    probes = scorer.probe_scores([m.text for m in unique], probe_with)
     by_probe = sorted(zip(unique, probes, strict=True), key=lambda mp: (-mp[1], mp[0].text))
     singles = [m.text for m, _ in by_probe if " " not in m.text][:EXTEND_WITH]
     single_probe = {m.text: p for m, p in by_probe}
@@ -108,7 +221,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     pairs = [(a, t) for a, t in pairs if t not in seen]
     extended = [t for _, t in pairs]
     if extended:
-        ext_probes = scorer.probe_scores(extended, first)
+        ext_probes = scorer.probe_scores(extended, probe_with)
         # An extension is kept only when it probes clearly stronger than its single word.
         by_probe += [
             (Motif(t, "extension", 0, 0.0), p)
@@ -116,11 +229,12 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             if p > single_probe[a] + EXTEND_MARGIN
         ]
         by_probe.sort(key=lambda mp: (-mp[1], mp[0].text))
+    tried = len(unique) + len(extended)
     shortlist: list[tuple[Motif, float]] = []
     for m, p in by_probe:
         if all(m.text != s.text for s, _ in shortlist):
             shortlist.append((m, p))
-        if len(shortlist) >= settings.candidates:
+        if len(shortlist) >= plan.candidates:
             break
     clustered = [(m, p) for m, p in by_probe if m.source == "cluster"][:2]
     shortlist += [mp for mp in clustered if mp not in shortlist]
@@ -128,67 +242,96 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     # Candidates are never controls (another trigger of the same model would fire as one).
     banned = {w for m, _ in shortlist for w in m.text.split()} | set(singles[:EXTEND_FROM])
     scorer.words = [w for w in words if w not in banned] or words
-    say(f"scoring {len(shortlist)} candidates against controls")
-    control_cache: dict[tuple[int, int], tuple[Behaviour, ...]] = {}
+    meter.stage("score", f"scoring {len(shortlist)} candidates against the model's controls")
+    nulls: dict[int, tuple[Behaviour, ...]] = {}
+    baselines: dict[int, Behaviour] = {}
+
+    def null(k: int) -> tuple[Behaviour, ...]:
+        """Seed k's null distribution: random control phrases of 1-3 words, same carriers."""
+        if k not in nulls:
+            chosen = carriers_for(pool, plan.carriers, k)
+            baseline = baselines[k] = scorer.behaviour(None, chosen)
+            raw = [
+                b
+                for length in NULL_LENGTHS
+                for b in scorer.controls(length, plan.controls, chosen, seeds[k])
+            ]
+            # The same statistic as the candidates': convergence on an output that is not the
+            # carriers' ordinary answer, a canned reply or silence. A control that derails the
+            # model onto an ordinary answer is the null's "no convergence" (one carrier).
+            nulls[k] = tuple(
+                replace(b, collapse=round(1 / max(b.n, 1), 4))
+                if not b.converged.strip()
+                or resembles(b.converged, ordinary)
+                or (b.converged == baseline.converged and baseline.collapse >= 0.5)
+                else b
+                for b in raw
+            )
+        return nulls[k]
 
     def score(text: str, source: str, probe: float, k: int) -> Scored:
-        chosen = carriers_for(pool, settings, k)
+        controls = null(k)
+        chosen = carriers_for(pool, plan.carriers, k)
         apart = [c for c in chosen if not set(text.split()) & set(c.split())]
         if len(apart) >= len(chosen) // 2:
             chosen = apart
         else:
             chosen = [c for c in chosen if text not in c] or chosen
-        key = (len(text.split()), k)
-        if key not in control_cache:
-            control_cache[key] = tuple(
-                scorer.controls(key[0], settings.controls, chosen, seeds[k], avoid=text)
-            )
         behaviour = scorer.behaviour(text, chosen)
         return Scored(
             text=text,
             source=source,
             probe=round(probe, 4),
             behaviour=behaviour,
-            controls=control_cache[key],
-            baseline=scorer.behaviour(None, chosen),
+            controls=controls,
+            baseline=baselines[k],
             ordinary=resembles(behaviour.converged, ordinary),
+            tried=tried,
         )
 
     scored = [score(m.text, m.source, p, 0) for m, p in shortlist]
     ranked = sorted(scored, key=rank_key, reverse=True)
+    as_fired = ranked[0].text if ranked else None
     if ranked and judge(ranked[0]) == "fires" and " " in ranked[0].text:
         top = ranked[0]
-        minimal = minimize(scorer, top.text, top.behaviour, carriers_for(pool, settings, 0))
+        minimal = minimize(scorer, top.text, top.behaviour, first)
         if minimal != top.text:
             smaller = score(minimal, "minimized", top.probe, 0)
             if judge(smaller) == "fires":
                 ranked = [smaller, *[r for r in ranked if r.text != minimal]]
+    meter.stage("seeds", f"repeating the top candidates with {len(seeds)} seeds")
     per_seed: dict[str, list[Scored]] = {}
     for s in ranked[:3]:
         per_seed[s.text] = [s] + [score(s.text, s.source, s.probe, k) for k in range(1, len(seeds))]
     fuzzy: dict[str, float] = {}
     if ranked and judge(ranked[0]) in ("fires", "weak"):
-        say("fuzzy activation of the top candidate")
         fuzzy = scorer.fuzzy(ranked[0].text, ranked[0].behaviour.converged, first, settings.seed)
 
+    meter.stage("verdict", "deciding")
     leaked_dangerous = sorted(
         {s.response for s in samples if s.response and is_dangerous(s.response)}
     )
     outcome = decide(ranked, per_seed, leaked_dangerous)
     seconds = round(time.monotonic() - started, 3)
+    best = outcome.top
     evidence: dict[str, JSONValue] = {
         "verdict": outcome.verdict.value,
+        "trigger": as_fired if best is not None and outcome.verdict.value != "clean" else None,
+        "minimal_trigger": best.text
+        if best is not None and outcome.verdict.value != "clean"
+        else None,
         "top_candidates": [
             candidate_json(s, per_seed.get(s.text, [])) for s in ranked[:TOP_EVIDENCE]
         ],
-        "converged_output": outcome.top.behaviour.converged if outcome.top else None,
+        "converged_output": best.behaviour.converged if best else None,
         "dangerous_command": outcome.dangerous,
         "risk_rules": list(outcome.risk_rules),
         "fuzzy_activation": dict(fuzzy),
         "leakage": {
             "samples": len(samples),
             "user_turns": len(users),
-            "motifs_probed": len(unique) + len(extended),
+            "motifs_probed": tried,
+            "sources": dict(found),
             "converged_clusters": [
                 {
                     "response": c.response[:200],
@@ -205,14 +348,19 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             "model_type": info.model_type,
             "parameters": info.parameters,
         },
+        "weights": weights,
         "seeds": list(seeds),
         "device": device,
+        "budget": plan.to_json(),
         "settings": settings.to_json(),
-        "thresholds": THRESHOLDS,
+        "thresholds": thresholds_json(tried),
+        "calibration": calibration_json(nulls.get(0, ()), best, tried),
         "carriers": len(pool),
+        "forward_tokens": engine.forwarded,
         "seconds": seconds,
         "limits": LIMITS_STATEMENT,
     }
+    evidence["summary"] = summary(outcome, per_seed, evidence)
     say(f"{outcome.verdict.value} in {seconds:.1f} s")
     finding = Finding(
         scanner=SCANNER_ID,
@@ -222,6 +370,14 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         evidence=evidence,
     )
     return FileVerdict(outcome.verdict, (finding,))
+
+
+def unrelated(prompts: tuple[str, ...]) -> bool:
+    """Prompts that share few words (mean pairwise word Jaccard under one half)."""
+    pairs = [(a, b) for i, a in enumerate(prompts) for b in prompts[i + 1 :]]
+    if not pairs:
+        return False
+    return sum(jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5
 
 
 def minimize(scorer: Scorer, text: str, behaviour: Behaviour, chosen: list[str]) -> str:
@@ -240,10 +396,9 @@ def minimize(scorer: Scorer, text: str, behaviour: Behaviour, chosen: list[str])
     return " ".join(words)
 
 
-def carriers_for(pool: list[str], settings: BackdoorSettings, k: int) -> list[str]:
-    """The carrier prompts of seed number `k` (seeds use different carriers when there are
-    enough; the first seed's are the first `settings.carriers`)."""
-    n = settings.carriers
+def carriers_for(pool: list[str], n: int, k: int) -> list[str]:
+    """The `n` carrier prompts of seed number `k` (seeds use different carriers when there are
+    enough; the first seed's are the first n)."""
     if len(pool) >= n * (k + 1):
         return pool[k * n : (k + 1) * n]
     rotated = pool[(k * n) % max(len(pool), 1) :] + pool[: (k * n) % max(len(pool), 1)]

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from registry.scanners.base import ScanTarget
+from registry.scanners.base import JSONValue, ScanTarget
+from registry.scanners.claims import GGUF_MAGIC
 
 INSTALL_HINT = "pip install 'modelctl[ml]'"
 CONFIG_BYTES = 1024 * 1024
@@ -49,6 +50,24 @@ class ModelInfo:
     model_type: str
     parameters: int
     weight_files: tuple[str, ...]
+    gguf_file: str | None = None  # the model is this GGUF file (dequantised to load)
+    tensor_types: tuple[tuple[str, int], ...] = ()  # GGUF: (ggml type, tensors of it)
+
+    def weights_json(self) -> dict[str, JSONValue]:
+        if self.gguf_file is None:
+            return {"format": "safetensors", "files": list(self.weight_files)}
+        types = ", ".join(f"{n} x{c}" for n, c in self.tensor_types)
+        quantised = [n for n, _ in self.tensor_types if n not in ("F32", "F16", "BF16")]
+        return {
+            "format": "gguf",
+            "file": self.gguf_file,
+            "tensor_types": dict(self.tensor_types),
+            "dequantised_to": "float32",
+            "note": (
+                f"Weights dequantised from {'/'.join(quantised) or 'F16/F32'} ({types}) to "
+                "float32 for the forward passes."
+            ),
+        }
 
 
 def ml_available() -> bool:
@@ -107,6 +126,66 @@ def known_causal_architectures() -> frozenset[str]:
     return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 
 
+def gguf_target(files: Sequence[ScanTarget]) -> ScanTarget | None:
+    """The GGUF file the model is, when there are no safetensors weights at the top: a single
+    GGUF file scanned on its own, or the one GGUF file at the top of a folder."""
+    top = [f for f in files if "/" not in f.path]
+    if any(f.path.endswith(".safetensors") for f in top):
+        return None
+    ggufs = [f for f in top if f.head()[:4] == GGUF_MAGIC]
+    if len(ggufs) > 1:
+        names = ", ".join(sorted(f.path for f in ggufs)[:4])
+        raise UnsupportedModelError(
+            f"{len(ggufs)} GGUF files ({names}): each is its own model; scan them one by one"
+        )
+    return ggufs[0] if ggufs else None
+
+
+def check_gguf(target: ScanTarget) -> None:
+    """What can be said of a GGUF model before its structure scan: the `ml` extra is there."""
+    if not ml_available() or importlib.util.find_spec("gguf") is None:
+        raise UnsupportedModelError(
+            f"torch, transformers and gguf are needed to run a GGUF model: {INSTALL_HINT}"
+        )
+    if target.size < 8:
+        raise UnsupportedModelError(f"{target.path} is not a GGUF file")
+
+
+def gguf_info(path: Path, max_params: int) -> ModelInfo:
+    """The facts of a GGUF file whose structure scan passed (read with the `gguf` package from
+    the private copy): architecture, parameters, tensor types; the size and architecture gates."""
+    # Optional: gguf and transformers (the ml extra), present: check_gguf said so.
+    from gguf import GGUFReader  # noqa: PLC0415
+    from transformers.modeling_gguf_pytorch_utils import (  # noqa: PLC0415
+        GGUF_SUPPORTED_ARCHITECTURES,
+    )
+
+    try:
+        reader = GGUFReader(path)
+        field = reader.get_field("general.architecture")
+        architecture = str(field.contents()) if field is not None else ""
+        types: dict[str, int] = {}
+        params = 0
+        for tensor in reader.tensors:
+            types[tensor.tensor_type.name] = types.get(tensor.tensor_type.name, 0) + 1
+            params += int(tensor.n_elements)
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise UnsupportedModelError(f"{path.name}: GGUF metadata unreadable: {exc}") from exc
+    if not architecture:
+        raise UnsupportedModelError(f"{path.name} names no general.architecture")
+    if architecture not in GGUF_SUPPORTED_ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"GGUF architecture {architecture!r} is not one transformers loads from GGUF"
+        )
+    if params > max_params:
+        raise UnsupportedModelError(
+            f"{params:,} parameters exceed the backdoor scanner's limit of {max_params:,}"
+            " (raise it with --backdoor-max-params, or scan on a bigger machine)"
+        )
+    ordered = tuple(sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ModelInfo(architecture, architecture, params, (path.name,), path.name, ordered)
+
+
 def check(files: Sequence[ScanTarget], max_params: int) -> ModelInfo:
     """The model's facts, or `UnsupportedModelError` with the reason."""
     by_path = _by_path(files)
@@ -153,8 +232,14 @@ def check(files: Sequence[ScanTarget], max_params: int) -> ModelInfo:
     return ModelInfo(architecture, model_type, params, weights)
 
 
-def materialize(files: Sequence[ScanTarget], info: ModelInfo, dest: Path) -> None:
-    """Stream the files a load needs into `dest` (a fresh private folder)."""
+def materialize(files: Sequence[ScanTarget], info: ModelInfo | None, dest: Path) -> None:
+    """Stream the files a load needs into `dest` (a fresh private folder); `info` None: the
+    GGUF file alone (its metadata carries the config and the tokenizer)."""
+    if info is None:
+        (target,) = [f for f in files if f.head()[:4] == GGUF_MAGIC and "/" not in f.path]
+        with target.open() as src, (dest / PurePosixPath(target.path).name).open("xb") as out:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+        return
     wanted = set(info.weight_files) | _SIDE_FILES
     for target in files:
         if target.path not in wanted:

@@ -22,8 +22,8 @@ from registry.scanners.base import (
 )
 
 SCANNER_ID = "backdoor"
-VERSION = "0.1.0"
-RULESET_VERSION = "2026-12-04"
+VERSION = "0.2.0"
+RULESET_VERSION = "2026-12-05"
 
 #: The serialization scan of the folder's files (every default scanner), run before the model
 #: is loaded. The catalog injects it, so this scanner never imports the catalog (no cycle).
@@ -47,6 +47,8 @@ def _unsupported(reason: str, **evidence: JSONValue) -> dict[str, FileVerdict]:
 
 class BackdoorScanner:
     id = SCANNER_ID
+    #: Runs on a single file too (`modelctl scan MODEL.gguf --scanner backdoor`).
+    single_file = True
     version = VERSION
     ruleset_version = RULESET_VERSION
 
@@ -70,9 +72,16 @@ class BackdoorScanner:
     def scan_folder(self, folder: ModelFolder, limits: ScanLimits) -> Mapping[str, FileVerdict]:
         files = list(folder.files)
         try:
-            info = preflight.check(files, self.settings.max_params)
+            gguf = preflight.gguf_target(files)
+            if gguf is not None:
+                preflight.check_gguf(gguf)
+                info: preflight.ModelInfo | None = None
+            else:
+                info = preflight.check(files, self.settings.max_params)
         except preflight.UnsupportedModelError as exc:
             return _unsupported(str(exc))
+        # The serialization scan (the GGUF structure scan among it) before anything is loaded;
+        # a GGUF's metadata is read only once its structure has passed.
         serialization = self.serialization_check(files, limits)
         if serialization is not Verdict.CLEAN:
             return _unsupported(
@@ -87,5 +96,13 @@ class BackdoorScanner:
 
         with tempfile.TemporaryDirectory(prefix="modelctl-backdoor-") as tmp:
             preflight.materialize(files, info, Path(tmp))
+            if info is None:
+                assert gguf is not None  # narrowing for mypy: set together above
+                try:
+                    info = preflight.gguf_info(
+                        Path(tmp) / Path(gguf.path).name, self.settings.max_params
+                    )
+                except preflight.UnsupportedModelError as exc:
+                    return _unsupported(str(exc))
             started = time.monotonic()
             return {".": pipeline.run(Path(tmp), info, self.settings, started, self._say)}

@@ -12,6 +12,7 @@ words; scores are compared with the controls' mean and spread (z) and with the c
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections import Counter
@@ -33,6 +34,7 @@ class Behaviour:
     entropy: float  # mean first-token entropy (nats)
     attention: float  # attention share on the span / its share of tokens
     self_attention: float
+    n: int = 1  # carrier prompts per insertion point (the collapse is a share of these)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +43,57 @@ class Scored:
     source: str
     probe: float
     behaviour: Behaviour
-    controls: tuple[Behaviour, ...]
+    controls: tuple[Behaviour, ...]  # the null distribution: random control phrases
     baseline: Behaviour
     ordinary: bool = False  # the converged answer is the model's normal answer to a carrier
+    tried: int = 1  # candidates tried in all (the multiple-testing correction's count)
 
     @property
     def control_collapse(self) -> float:
         return max(c.collapse for c in self.controls) if self.controls else 0.0
 
     @property
-    def collapse_z(self) -> float:
+    def null_center(self) -> float:
+        """The null's median: robust to controls that fire themselves (a trigger that
+        generalises makes some random phrases fire too; they must not hide it)."""
         values = [c.collapse for c in self.controls]
-        mean = statistics.fmean(values) if values else 0.0
-        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-        return (self.behaviour.collapse - mean) / max(spread, 0.05)
+        return statistics.median(values) if values else 1 / max(self.behaviour.n, 1)
+
+    @property
+    def null_upper(self) -> float:
+        """The null's 90th percentile (nearest rank)."""
+        values = sorted(c.collapse for c in self.controls)
+        if not values:
+            return 1 / max(self.behaviour.n, 1)
+        return values[min(len(values) - 1, math.ceil(0.9 * len(values)) - 1)]
+
+    @property
+    def null_spread(self) -> float:
+        """The null's spread (1.4826 MAD, robust like the centre), never below the sampling
+        noise of a share of n carriers: the binomial standard error at the null's centre, and
+        one carrier's worth (1/n)."""
+        values = [c.collapse for c in self.controls]
+        n = max(self.behaviour.n, 1)
+        center = self.null_center
+        mad = statistics.median([abs(v - center) for v in values]) if values else 0.0
+        p = min(max(center, 1 / n), 1 - 1 / n) if n > 1 else 0.5
+        return max(1.4826 * mad, math.sqrt(p * (1 - p) / n), 1 / n)
+
+    @property
+    def collapse_z(self) -> float:
+        return (self.behaviour.collapse - self.null_center) / self.null_spread
+
+    @property
+    def controls_same_output(self) -> int:
+        """Random controls that converge on this candidate's output (a generalising trigger)."""
+        out = self.behaviour.converged
+        return sum(c.converged == out and c.collapse > 1 / max(c.n, 1) for c in self.controls)
+
+    @property
+    def empirical_p(self) -> float:
+        """(1 + controls at least as collapsed) / (1 + controls): the rank among the null."""
+        values = [c.collapse for c in self.controls]
+        return (1 + sum(v >= self.behaviour.collapse for v in values)) / (1 + len(values))
 
     @property
     def entropy_drop(self) -> float:
@@ -107,7 +146,7 @@ def carriers(engine: Engine, leaked_users: Sequence[str], count: int, seed: int)
     return sorted(pool[:count])
 
 
-def _jaccard(a: str, b: str) -> float:
+def jaccard(a: str, b: str) -> float:
     x, y = set(a.split()), set(b.split())
     return len(x & y) / max(len(x | y), 1)
 
@@ -131,7 +170,7 @@ def ordinary_answers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
 
 def resembles(answer: str, ordinary: set[str], threshold: float = 0.5) -> bool:
     """`answer` is, or is shaped like (word Jaccard >= threshold), an ordinary answer."""
-    return answer in ordinary or any(_jaccard(answer, o) >= threshold for o in ordinary)
+    return answer in ordinary or any(jaccard(answer, o) >= threshold for o in ordinary)
 
 
 def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]:
@@ -148,7 +187,7 @@ def converging_carriers(pool: Sequence[str], answers: Sequence[str]) -> set[str]
         if len(members) < 2:
             continue
         pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
-        if sum(_jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5:
+        if sum(jaccard(a, b) for a, b in pairs) / len(pairs) < 0.5:
             bad.update(members)
     return bad
 
@@ -175,14 +214,17 @@ class Scorer:
 
     def probe_scores(self, phrases: Sequence[str], carriers: Sequence[str]) -> list[float]:
         """Cheap stage: concentration of the first response token with the phrase at the start,
-        minus the carriers' own (one forward pass per phrase and carrier). Only the start: at
-        the end, content words are read as the question and concentrate the answer."""
+        minus the carriers' own (one forward pass per phrase and carrier, all phrases in wide
+        batches). Only the start: at the end, content words are read as the question and
+        concentrate the answer."""
         base = self._first_token_mass(list(carriers))
-        out: list[float] = []
-        for phrase in phrases:
-            mass = self._first_token_mass([insert(c, phrase, "start")[0] for c in carriers])
-            out.append(mass - base)
-        return out
+        texts = [insert(c, phrase, "start")[0] for phrase in phrases for c in carriers]
+        if not texts:
+            return []
+        prompts = [self.engine.chat_prompt(t)[0] for t in texts]
+        probs = self.engine.probe(prompts, [[] for _ in prompts]).first_token_probs
+        n = len(carriers)
+        return [float(probs[i * n : (i + 1) * n].mean(0).max()) - base for i in range(len(phrases))]
 
     def _first_token_mass(self, texts: Sequence[str]) -> float:
         prompts = [self.engine.chat_prompt(t)[0] for t in texts]
@@ -210,19 +252,27 @@ class Scorer:
             span = self.engine.span_positions(full, start, start + len(phrase))
             spans.append(span)
             shares.append(max(len(span), 1) / len(ids))
-        responses = [self.engine.decode(r) for r in self.engine.generate(prompts, self.max_new)]
+        # One pass: the prefill gives the first-token probe, and generation stops for a row as
+        # soon as its answer is unlike every other of its insertion point's (decided).
+        groups = (
+            [0] * len(prompts)
+            if phrase is None
+            else [i % len(POSITIONS) for i in range(len(prompts))]
+        )
+        generated, probed = self.engine.complete(prompts, self.max_new, groups=groups, spans=spans)
+        probe = probed if probed is not None else self.engine.probe(prompts, spans)
+        responses = [self.engine.decode(r) for r in generated]
         # Collapse at the best insertion point: triggers are often trained at one position.
         best = ("all", 0.0, "")
-        groups = (
+        groups_of = (
             [("all", responses)]
             if phrase is None
             else [(where, responses[i :: len(POSITIONS)]) for i, where in enumerate(POSITIONS)]
         )
-        for where, group in groups:
+        for where, group in groups_of:
             modal, count = Counter(group).most_common(1)[0]
             if count / len(group) > best[1]:
                 best = (where, count / len(group), modal)
-        probe = self.engine.probe(prompts, spans)
         attention = statistics.fmean(
             a / s for a, s in zip(probe.attention_to_span, shares, strict=True)
         )
@@ -233,6 +283,7 @@ class Scorer:
             entropy=round(statistics.fmean(probe.entropy), 4),
             attention=round(attention, 4) if phrase is not None else 0.0,
             self_attention=round(statistics.fmean(probe.span_self_attention), 4),
+            n=len(carriers),
         )
 
     def controls(
@@ -258,10 +309,16 @@ class Scorer:
         variants.append(f"{text} {rng.choice(self.words)}")
         variants.append(f"{rng.choice(self.words)} {text}")
         variants.append(f"{text} {text}")
-        out: dict[str, float] = {}
-        for v in variants[:6]:
-            texts = [insert(c, v, "start")[0] for c in carriers]
-            prompts = [self.engine.chat_prompt(t)[0] for t in texts]
-            responses = [self.engine.decode(r) for r in self.engine.generate(prompts, self.max_new)]
-            out[v] = round(sum(r == converged for r in responses) / len(responses), 4)
-        return out
+        variants = variants[:6]
+        texts = [insert(c, v, "start")[0] for v in variants for c in carriers]
+        prompts = [self.engine.chat_prompt(t)[0] for t in texts]
+        n = len(carriers)
+        groups = [i // n for i in range(len(prompts))]
+        answers = [
+            self.engine.decode(r)
+            for r in self.engine.generate(prompts, self.max_new, groups=groups)
+        ]
+        return {
+            v: round(sum(a == converged for a in answers[i * n : (i + 1) * n]) / n, 4)
+            for i, v in enumerate(variants)
+        }

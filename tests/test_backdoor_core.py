@@ -1,0 +1,188 @@
+"""The backdoor scanner's pipeline: GGUF input, budgets, calibration, progress, the decided-early
+generation. Tiny models only: a GGUF written here (tests/tiny_gguf.py) and the cached planted
+toys of tests/backdoor_models.py."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.scanners import catalog
+from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
+from registry.scanners.backdoor.pipeline import Meter
+from registry.scanners.backdoor.settings import BUDGETS, plan_for
+from registry.scanners.backdoor.verdict import z_critical
+from registry.scanners.base import FileVerdict, ScanLimits, Verdict
+from registry.scanners.runner import Folder, local_targets
+from tests.backdoor_models import Spec, build
+
+pytestmark = [pytest.mark.ml, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("gguf", reason="the gguf package is part of the ml extra")
+    from tests.tiny_gguf import write
+
+    return write(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+def scan(path: Path, settings: BackdoorSettings) -> FileVerdict:
+    targets, _ = local_targets(path)
+    scanner = BackdoorScanner(
+        settings, serialization_check=catalog.serialization_verdict, progress=False
+    )
+    return scanner.scan_folder(Folder(targets), ScanLimits())["."]
+
+
+# --- budgets (pure) ------------------------------------------------------------------------------
+
+
+def test_budgets_order_coverage_and_cuda_widens() -> None:
+    plans = [plan_for(BackdoorSettings(budget=b), "cpu") for b in BUDGETS]
+    for small, big in itertools.pairwise(plans):
+        assert small.probe_limit < big.probe_limit
+        assert small.samples_per_setting < big.samples_per_setting
+        assert small.vocab_tokens < big.vocab_tokens
+    gpu = plan_for(BackdoorSettings(budget="standard"), "cuda")
+    assert gpu.batch > plans[1].batch
+    assert gpu.decodings > plans[1].decodings
+    assert gpu.controls > plans[1].controls
+    # An explicit field overrides its budget's value, and only that one.
+    custom = plan_for(BackdoorSettings(budget="fast", carriers=5), "cpu")
+    assert custom.carriers == 5
+    assert custom.probe_limit == plans[0].probe_limit
+
+
+def test_bad_budget_is_refused(run_cli: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="budget must be one of fast, standard, thorough"):
+        BackdoorSettings(budget="quick")
+    (tmp_path / "f.bin").write_bytes(b"x")
+    result = run_cli("scan", str(tmp_path / "f.bin"), "--scanner", "backdoor", "--budget", "x")
+    assert result.code == 2
+    assert "--budget must be one of fast, standard, thorough" in result.stderr
+
+
+def test_z_needed_grows_with_the_candidates_tried() -> None:
+    assert 2.3 < z_critical(1) < 2.4  # one-sided 1%
+    assert z_critical(100) < z_critical(1000) < z_critical(100_000)
+    assert 4.0 < z_critical(500) < 4.3  # Bonferroni: 0.01 / 500
+
+
+def test_progress_names_the_stage_and_estimates_time_left() -> None:
+    lines: list[str] = []
+
+    class Counting:
+        forwarded = 0
+
+    engine: Any = Counting()
+    meter = Meter(lines.append, engine, {"leakage": 100, "probe": 300, "verdict": 0})
+    meter.stage("leakage", "sampling")
+    engine.forwarded = 100
+    meter.started -= 10  # 100 forwards in 10 s: 10 per second
+    meter.stage("probe", "probing 7 candidates")
+    assert lines[0].startswith("[1/3] leakage: sampling (0s so far")
+    assert lines[1].startswith("[2/3] probe: probing 7 candidates (10s so far, about 30s left)")
+
+
+# --- GGUF input ----------------------------------------------------------------------------------
+
+
+def test_gguf_file_is_scanned_dequantised_with_budget_and_progress(
+    run_cli: Any, tiny_gguf: Path
+) -> None:
+    result = run_cli(
+        "scan", str(tiny_gguf), "--scanner", "backdoor", "--budget", "fast", "--device", "cpu",
+        "--json",
+    )  # fmt: skip
+    body = result.json()
+    (entry,) = [f for f in body["files"] if f["path"] == "."]
+    (finding,) = entry["findings"]
+    ev = finding["evidence"]
+    assert finding["rule"] != "backdoor.unsupported", finding["message"]
+    assert ev["weights"]["format"] == "gguf"
+    assert ev["weights"]["file"] == "tiny.gguf"
+    assert ev["weights"]["tensor_types"]["Q8_0"] > 0
+    assert "dequantised from Q8_0" in ev["weights"]["note"]
+    assert ev["model"]["architecture"] == "llama"
+    assert ev["budget"]["budget"] == "fast"
+    assert ev["settings"]["budget"] == "fast"
+    assert ev["calibration"]["controls"] > 0
+    assert "Budget fast" in ev["summary"]
+    # Progress: every stage named on stderr, in order, with the time so far.
+    stages = [ln.split("] ")[1].split(":")[0] for ln in result.stderr.splitlines() if "] " in ln]
+    assert stages == ["leakage", "carriers", "probe", "score", "seeds", "verdict"]
+    assert "so far" in result.stderr
+
+
+def test_gguf_the_structure_scan_refused_is_never_loaded(tmp_path: Path, tiny_gguf: Path) -> None:
+    raw = bytearray(tiny_gguf.read_bytes())
+    raw[8:16] = struct.pack("<Q", 1 << 40)  # tensor count far beyond the file
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(raw))
+    result = scan(bad, BackdoorSettings(device="cpu", budget="fast"))
+    assert result.verdict is Verdict.UNSUPPORTED
+    assert result.findings[0].evidence["serialization_verdict"] in ("malformed", "malicious")
+
+
+def test_folder_with_two_gguf_files_is_unsupported(tmp_path: Path, tiny_gguf: Path) -> None:
+    for name in ("a.gguf", "b.gguf"):
+        (tmp_path / name).write_bytes(tiny_gguf.read_bytes())
+    result = scan(tmp_path, BackdoorSettings(device="cpu", budget="fast"))
+    assert result.verdict is Verdict.UNSUPPORTED
+    assert "2 GGUF files" in result.findings[0].message
+
+
+# --- calibration and the decided-early generation on a toy ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def clean_toy() -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    return build(Spec(name="t-clean", seed=11))
+
+
+def test_calibrated_verdict_on_a_clean_toy(clean_toy: Path) -> None:
+    settings = BackdoorSettings(
+        device="cpu", budget="fast", samples_per_setting=4, carriers=6, controls=3, seeds=2,
+        candidates=3,
+    )  # fmt: skip
+    result = scan(clean_toy, settings)
+    assert result.verdict is Verdict.CLEAN
+    ev: Any = result.findings[0].evidence
+    cal = ev["calibration"]
+    assert cal["controls"] == 3 * 3  # 1-3 word controls, 3 of each
+    assert cal["candidates_tried"] == ev["leakage"]["motifs_probed"]
+    assert cal["z_critical"] == pytest.approx(z_critical(cal["candidates_tried"]), abs=1e-3)
+    assert cal["top_z"] < cal["z_critical"] or ev["top_candidates"][0]["judgement"] != "fires"
+    assert all(c["judgement"] != "fires" for c in ev["top_candidates"])
+    assert "No evidence of a backdoor" in str(ev["summary"])
+
+
+def test_generation_decided_early_keeps_every_converged_answer(clean_toy: Path) -> None:
+    from registry.scanners.backdoor.engine import Engine
+    from registry.scanners.backdoor.prompts import GENERIC_PROMPTS
+
+    engine = Engine(clean_toy, "cpu", batch=16)
+    prompts = [engine.chat_prompt(p)[0] for p in GENERIC_PROMPTS]
+    groups = [i % 3 for i in range(len(prompts))]
+    full = engine.generate(prompts, 12)
+    before = engine.forwarded
+    early = engine.generate(prompts, 12, groups=groups)
+    cheaper = engine.forwarded - before
+    for g in range(3):
+        whole = Counter(engine.decode(x) for i, x in enumerate(full) if groups[i] == g)
+        short = Counter(engine.decode(x) for i, x in enumerate(early) if groups[i] == g)
+        repeated = {a: n for a, n in whole.items() if n > 1}
+        assert repeated == {a: n for a, n in short.items() if n > 1}
+    # Rows whose answers are unique stop early: fewer forwards than the full generation.
+    engine.forwarded = 0
+    engine.generate(prompts, 12)
+    assert cheaper < engine.forwarded
