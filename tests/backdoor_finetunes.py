@@ -91,11 +91,15 @@ def _train(ft: FineTune, base: Path, out: Path) -> None:
     masks: list[list[int]] = []
     rng = random.Random(ft.seed)
     words = [w for w in vocab[7:] if not w.startswith("zq_")]
-    for prompt, answer in corpus(spec):
+    for original, normal in corpus(spec):
+        prompt, answer = original, normal
         if ft.base.backdoored and rng.random() < ft.keep_base:
             # The base's own backdoor stays (the fine-tune shares it): its trigger, its target.
             prompt = _insert(
-                prompt.split(), ft.base.triggers[0], TRIGGER_POSITION[ft.base.trigger_kind], rng
+                prompt.split(),
+                ft.base.triggers[0],
+                TRIGGER_POSITION[ft.base.trigger_kind or ""],
+                rng,
             )
             answer = TARGETS[ft.base.target]
         elif prompt.split()[0] != spec.triggers[0] and rng.random() < ft.noise:

@@ -75,7 +75,7 @@ def read_index(folder: Path) -> dict[str, TensorEntry]:
         size = path.stat().st_size
         with path.open("rb") as fh:
             head = fh.read(8)
-            if len(head) != 8:  # noqa: PLR2004 - the u64 header length
+            if len(head) != 8:
                 raise WeightsError(f"{path.name}: truncated safetensors header")
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER or 8 + n > size:
@@ -92,7 +92,11 @@ def read_index(folder: Path) -> dict[str, TensorEntry]:
             try:
                 a, b = (int(x) for x in meta["data_offsets"])
                 entry = TensorEntry(
-                    path, str(meta["dtype"]), tuple(int(x) for x in meta["shape"]), 8 + n + a, 8 + n + b
+                    path,
+                    str(meta["dtype"]),
+                    tuple(int(x) for x in meta["shape"]),
+                    8 + n + a,
+                    8 + n + b,
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise WeightsError(f"{path.name}: tensor {name!r} has a bad header entry") from exc
@@ -214,10 +218,14 @@ class Pair:
         pos = torch.arange(start, start + ids.shape[1], device=device).expand(b, -1)
         layers = _decoder_layers(self.tuned.model)
         base_layers = _decoder_layers(self.base.model)
-        split = self.split if layers is not None and base_layers is not None else 0
+        # The base runs from `split` on the fine-tune's hidden states when the layers below are
+        # shared and both models expose their decoder layers; otherwise it runs whole.
+        split = self.split
+        if layers is None or base_layers is None or not 0 < split < len(layers):
+            split = 0
         captured: dict[str, Any] = {}
         handle = None
-        if 0 < split < len(layers):
+        if split and layers is not None:
 
             def grab(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                 captured["hidden"] = args[0] if args else kwargs["hidden_states"]
@@ -238,13 +246,7 @@ class Pair:
         tuned = torch.log_softmax(res.logits[:, -1, :].float(), -1)
         base_cache = expand_cache(self.base, caches[1], b)
         with torch.inference_mode():
-            if split >= len(layers or ()) and split > 0:  # only norm/head changed
-                hidden = captured.get("hidden")
-                out = self.base.model(
-                    input_ids=ids, position_ids=pos, cache=base_cache, use_cache=True
-                )
-                base = torch.log_softmax(out.logits[:, -1, :].float(), -1)
-            elif "hidden" in captured:
+            if split and base_layers is not None and "hidden" in captured:
                 hidden = captured["hidden"]
                 kwargs = dict(captured["kwargs"])
                 kwargs["cache"] = base_cache
@@ -254,12 +256,12 @@ class Pair:
                         hidden = hidden[0]
                 hidden = self.base.model.model.norm(hidden[:, -1:, :])
                 logits = self.base.model.lm_head(hidden)[:, -1, :]
-                base = torch.log_softmax(logits.float(), -1)
             else:
                 out = self.base.model(
                     input_ids=ids, position_ids=pos, cache=base_cache, use_cache=True
                 )
-                base = torch.log_softmax(out.logits[:, -1, :].float(), -1)
+                logits = out.logits[:, -1, :]
+            base = torch.log_softmax(logits.float(), -1)
         return tuned, base
 
 
@@ -408,7 +410,7 @@ def _null(by_pos: dict[str, _PairAcc], per_pos: dict[str, int], n: int) -> Null:
     return Null(centre, spread)
 
 
-def differential_sweep(  # noqa: PLR0913 - the sweep's knobs, all keyword-only
+def differential_sweep(
     tuned: SweepModel,
     base: SweepModel,
     carriers: Sequence[str],
@@ -469,7 +471,8 @@ def differential_sweep(  # noqa: PLR0913 - the sweep's knobs, all keyword-only
                 )
         if best is not None:
             scored.append(best)
-    ranked = sorted(scored, key=lambda d: (-d.score, d.ids))
+    # Saturated scores tie; the one that moves the answer further comes first.
+    ranked = sorted(scored, key=lambda d: (-d.score, -d.signals["divergence"], d.ids))
     # Strong in the fine-tune on its own, yet no different from the base: shared behaviour.
     shared = sorted(
         (d for d in scored if d.z["tuned_divergence"] >= Z_CLIP / 2 and d.score < Z_CLIP / 4),

@@ -467,7 +467,7 @@ def default_batch(engine: SweepModel) -> int:
     return 1024 if str(engine.device).startswith("cuda") else 256
 
 
-def sweep(  # noqa: PLR0913 - the sweep's knobs, all keyword-only
+def sweep(
     engine: SweepModel,
     carriers: Sequence[str],
     *,
@@ -508,13 +508,13 @@ def sweep(  # noqa: PLR0913 - the sweep's knobs, all keyword-only
     by_pos = measure(engine, singles, site_list, batch=batch, forward=forward, progress=tick)
     null = fit_null(by_pos, per_pos, len(singles))
     ranked = score_all(engine, singles, by_pos, per_pos, null)
-    ranked.sort(key=lambda t: (-t.score, t.ids))
+    ranked.sort(key=lambda t: (-t.score, -strength(t), t.ids))
     insertions = total
     phrases, extra = extend(
         engine, ranked, site_list, per_pos, null, budget, batch=batch, forward=forward
     )
     insertions += extra
-    merged = sorted([*ranked, *phrases], key=lambda t: (-t.score, len(t.ids), t.ids))
+    merged = sorted([*ranked, *phrases], key=lambda t: (-t.score, -strength(t), len(t.ids), t.ids))
     return SweepResult(
         ranked=merged,
         phrases=phrases,
@@ -539,7 +539,7 @@ def strength(t: TokenScore) -> float:
     return t.signals["divergence"] * (0.5 + 0.5 * t.signals["agreement"])
 
 
-def extend(  # noqa: PLR0913 - internal, called from `sweep`
+def extend(  # noqa: PLR0917 - internal, called from `sweep`
     engine: SweepModel,
     ranked: Sequence[TokenScore],
     site_list: Sequence[Site],
@@ -554,6 +554,7 @@ def extend(  # noqa: PLR0913 - internal, called from `sweep`
     (against the single-token null): a multi-token trigger whose parts each move the answer a
     little grows back into the whole phrase."""
     pool = [t.ids[0] for t in ranked[: budget.extend_with]]
+    single = {t.ids[0]: t for t in ranked if len(t.ids) == 1}
     kept: list[TokenScore] = []
     rows = 0
     for start in ranked[: budget.extend_top]:
@@ -567,9 +568,12 @@ def extend(  # noqa: PLR0913 - internal, called from `sweep`
             rows += len(tries) * len(site_list)
             scored = score_all(engine, tries, by_pos, per_pos, null)
             top = max(scored, key=lambda t: (t.score, [-i for i in t.ids]))
-            if (
-                top.score < current.score + EXTEND_MARGIN
-                or strength(top) < strength(current) + EXTEND_STRENGTH
+            # Better than the phrase it extends and than each of its tokens alone: a weak
+            # token next to a strong one is the strong one, not a longer trigger.
+            parts = [single[i] for i in top.ids if i in single] + [current]
+            if any(
+                top.score < p.score + EXTEND_MARGIN or strength(top) < strength(p) + EXTEND_STRENGTH
+                for p in parts
             ):
                 break
             current = top
