@@ -109,6 +109,8 @@ def inspect_text(cp: CheckpointView) -> str:
     ]
     if cp.source.revisions:
         header.append(f"revisions  {', '.join(cp.source.revisions)}")
+    if cp.base_model:
+        header.append(f"base model {cp.base_model} (the card's base_model:)")
     header += [
         f"mirrored   {iso(cp.created_at)}",
         f"files      {len(cp.files)}, {human_size(cp.total_size)}",

@@ -67,6 +67,49 @@ def current_actor() -> str:
 UNKNOWN_LICENSE = "unknown"
 MODEL_CARD_BYTES = 64 * 1024
 _LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
+BASE_MODEL_MAX = 300
+
+
+def _card_front_matter(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> bytes | None:
+    card = next((d for path, d in files if path.lower() == "readme.md"), None)
+    if card is None:
+        return None
+    with blobs.open(card) as f:
+        head = f.read(MODEL_CARD_BYTES)
+    if not head.startswith(b"---"):
+        return None
+    return head.split(b"\n---", 1)[0]
+
+
+def _base_model_value(value: str) -> str:
+    value = value.split(" #", 1)[0].strip()
+    if value.startswith("["):
+        value = value[1:].split(",", 1)[0].split("]", 1)[0].strip()
+    return value.strip("'\"").strip()
+
+
+def parse_base_model(front: bytes) -> str | None:
+    """`base_model:` of a card's front matter: `base_model: org/name`, a flow list or a block
+    list (the first item when it lists several). None when absent or not a plain name."""
+    try:
+        lines = front.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    for i, line in enumerate(lines):
+        if not line.startswith("base_model:"):
+            continue
+        value = _base_model_value(line[len("base_model:") :])
+        if not value and i + 1 < len(lines) and lines[i + 1].lstrip().startswith("- "):
+            value = _base_model_value(lines[i + 1].lstrip()[2:])
+        ok = value and len(value) <= BASE_MODEL_MAX and value.isprintable() and " " not in value
+        return value if ok else None
+    return None
+
+
+def card_base_model(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
+    """`base_model:` from the model card's YAML front matter; None when it declares none."""
+    front = _card_front_matter(files, blobs)
+    return parse_base_model(front) if front is not None else None
 
 
 def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
@@ -118,6 +161,7 @@ class Transferred:
     fetched: tuple[FetchedFile, ...]
     started: float
     license: str  # the model card's, or UNKNOWN_LICENSE
+    base_model: str | None = None  # the model card's `base_model:`
     file_filter: FileFilter = FileFilter()
     #: Every file the source listed at the commit was selected (no filter left one out).
     complete: bool = False
@@ -160,12 +204,14 @@ def transfer(
         progress.end()
     manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in fetched)
     license = card_license(((f.path, f.blob.digest) for f in fetched), blobs)
+    base_model = card_base_model(((f.path, f.blob.digest) for f in fetched), blobs)
     return Transferred(
         snapshot=snapshot,
         manifest=manifest,
         fetched=tuple(fetched),
         started=started,
         license=license or UNKNOWN_LICENSE,
+        base_model=base_model,
         file_filter=file_filter,
         complete=len(files) == len(snapshot.files),
     )
@@ -190,6 +236,7 @@ def record_checkpoint(
     license: str | None = None,
     file_filter: FileFilter | None = None,
     complete: bool | None = None,
+    base_model: str | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Add the checkpoint to the session (idempotent for the same bytes under the same name).
 
@@ -220,6 +267,7 @@ def record_checkpoint(
             file_count=len(manifest),
             total_size=manifest.total_size,
             license=license,
+            base_model=base_model,
         )
         _record_cut(checkpoint, file_filter, complete)
         checkpoint.files = [
@@ -230,6 +278,8 @@ def record_checkpoint(
         checkpoint = existing
         if checkpoint.license is None and license is not None:
             checkpoint.license = license
+        if checkpoint.base_model is None and base_model is not None:
+            checkpoint.base_model = base_model  # recorded before 0023
         # The same bytes mirrored again: a whole-commit mirror proves they are the whole commit.
         if complete is not None and (checkpoint.complete is None or complete > checkpoint.complete):
             _record_cut(checkpoint, file_filter, complete)
@@ -379,6 +429,7 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
         source=source_view(checkpoint),
+        base_model=checkpoint.base_model,
         created_at=checkpoint.created_at,
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
         attestations=tuple(attestation_view(a) for a in checkpoint.attestations),
