@@ -117,3 +117,36 @@ def test_new_trigger_ranks_first_and_the_shared_one_is_discounted(
     assert body["weights"]["changed_layers"] == [1]
     assert body["base_layers_run_from"] == 1
     assert body["top"][0]["text"] == "zq_deploy"
+
+
+def test_scan_with_base_records_the_differential_evidence(folders: tuple[Path, Path]) -> None:
+    from registry.scanners import catalog
+    from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
+    from registry.scanners.base import ScanLimits
+    from registry.scanners.runner import Folder, local_targets
+
+    base, tuned = folders
+    settings = BackdoorSettings(
+        device="cpu", seeds=1, samples_per_setting=4, candidates=2, base=str(base)
+    )
+    targets, _ = local_targets(tuned)
+    scanner = BackdoorScanner(
+        settings, serialization_check=catalog.serialization_verdict, progress=False
+    )
+    (finding,) = scanner.scan_folder(Folder(targets), ScanLimits())["."].findings
+    diff: Any = finding.evidence["differential"]
+    assert diff["base"] == str(base)
+    assert diff["weights"]["changed_layers"] == [1]
+    assert diff["base_layers_run_from"] == 1
+    assert diff["top"][0]["text"] == "zq_deploy"
+
+
+def test_bad_base_is_a_one_line_error(
+    run_cli: Any, folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, tuned = folders
+    result = run_cli("scan", str(tuned), "--scanner", "backdoor", "--base", str(tmp_path / "nope"))
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "--base" in line
+    assert "no such folder" in line

@@ -491,3 +491,131 @@ def differential_sweep(
         seconds=time.monotonic() - started,
         carriers=chosen,
     )
+
+
+# --- the base: where it is, and the pipeline's candidate-source seam ----------------------------
+
+
+class BaseModelError(ValueError):
+    """`--base` (or the card's `base_model:`) names nothing this scan can load."""
+
+
+@dataclass(frozen=True, slots=True)
+class BaseLocation:
+    folder: Path
+    gguf_file: str | None  # a GGUF base: its file name in `folder`
+    declared: str  # what the user (or the card) wrote
+
+
+def resolve_base(spec: str) -> BaseLocation:
+    """A local folder of safetensors weights, a GGUF file, or a folder holding one GGUF file.
+    (A registry reference is materialised by the caller into such a folder first.)"""
+    path = Path(spec).expanduser()
+    if path.is_symlink():
+        raise BaseModelError(f"--base {spec}: a symbolic link is not followed")
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return BaseLocation(path.parent, path.name, spec)
+    if path.is_dir():
+        if any(path.glob("*.safetensors")):
+            return BaseLocation(path, None, spec)
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return BaseLocation(path, ggufs[0], spec)
+        raise BaseModelError(f"--base {spec}: no safetensors weights (or a single GGUF) there")
+    raise BaseModelError(f"--base {spec}: no such folder or GGUF file")
+
+
+def card_base(folder: Path) -> str | None:
+    """`base_model:` of the model card (README.md front matter) in `folder`."""
+    from registry.service.checkpoints import parse_base_model  # noqa: PLC0415 - no cycle
+
+    card = folder / "README.md"
+    if not card.is_file() or card.is_symlink():
+        return None
+    with card.open("rb") as fh:
+        head = fh.read(64 * 1024)
+    if not head.startswith(b"---"):
+        return None
+    return parse_base_model(head.split(b"\n---", 1)[0])
+
+
+def compare_loaded(tuned: Any, base: Any) -> WeightDiff:
+    """`compare_weights` for models already in memory (a GGUF base: its dequantised weights
+    never equal a fine-tune's bytes, so every layer counts as changed unless truly equal)."""
+    torch = __import__("torch")
+    a = dict(base.state_dict())
+    b = dict(tuned.state_dict())
+    changed = [
+        n
+        for n in sorted(set(a) & set(b))
+        if a[n].shape != b[n].shape or not torch.equal(a[n].to(b[n].dtype), b[n])
+    ]
+    layers = {int(m.group(1)) for name in b if (m := _LAYER.search(name))}
+    other = [n for n in changed if not _LAYER.search(n)]
+    return WeightDiff(
+        identical=len(set(a) & set(b)) - len(changed),
+        changed=tuple(changed),
+        only_base=tuple(sorted(set(a) - set(b))),
+        only_tuned=tuple(sorted(set(b) - set(a))),
+        layers=max(layers) + 1 if layers else 0,
+        changed_layers=tuple(sorted({int(m.group(1)) for n in changed if (m := _LAYER.search(n))})),
+        embeddings_changed=any(any(e in n for e in _EMBED) for n in other),
+        other_changed=tuple(n for n in other if not any(e in n for e in _EMBED)),
+    )
+
+
+class DifferentialSource:
+    """A `CandidateSource` (pipeline seam) for a fine-tune scanned against its base: loads the
+    base, compares the weights (streamed from both folders when both are safetensors), sweeps
+    through both models and returns the tokens whose behaviour differs as Motifs (source
+    "differential"). `evidence()` gives the differential section of the scan's evidence; its
+    `base` key is what a policy's `differential: true` reads."""
+
+    def __init__(self, base: BaseLocation, folder: Path | None, limit: int | None = None) -> None:
+        self.base = base
+        self.folder = folder
+        self.limit = limit
+        self.result: DifferentialResult | None = None
+
+    def __call__(self, ctx: Any) -> list[Any]:
+        from registry.scanners.backdoor.engine import Engine  # noqa: PLC0415 - torch
+        from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415
+        from registry.scanners.backdoor.vocab_sweep import BUDGETS, budget_for  # noqa: PLC0415
+
+        tuned = ctx.engine
+        ctx.say(f"differential: loading the base {self.base.declared}")
+        loader: Any = Engine
+        extra = {"gguf_file": self.base.gguf_file} if self.base.gguf_file else {}
+        base = loader(self.base.folder, tuned.device, **extra)
+        if self.folder is not None and self.base.gguf_file is None:
+            weights = compare_weights(self.base.folder, self.folder)
+        else:
+            weights = compare_loaded(tuned.model, base.model)
+        name = str(getattr(ctx.settings, "budget", "standard"))
+        budget = budget_for(name, getattr(ctx.plan, "vocab_tokens", None))
+        if str(tuned.device).startswith("cuda"):
+            budget = BUDGETS["thorough"]
+        self.result = differential_sweep(
+            tuned,
+            base,
+            ctx.carriers,
+            weights,
+            budget=budget,
+            seed=int(ctx.settings.seed),
+            say=ctx.say,
+        )
+        limit = self.limit or int(getattr(ctx.plan, "probe_limit", 400))
+        return [
+            Motif(d.text.strip(), "differential", 0, round(d.score, 3))
+            for d in self.result.ranked[:limit]
+            if d.text.strip()
+        ]
+
+    def evidence(self) -> dict[str, JSONValue] | None:
+        if self.result is None:
+            return None
+        return {
+            "base": self.base.declared,
+            "base_format": "gguf (dequantised)" if self.base.gguf_file else "safetensors",
+            **self.result.to_json(),
+        }

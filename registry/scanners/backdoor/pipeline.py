@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from registry.scanners.backdoor.differential import DifferentialSource, resolve_base
 from registry.scanners.backdoor.engine import Engine, pick_device
-from registry.scanners.backdoor.leakage import leak
+from registry.scanners.backdoor.leakage import Sample, leak
 from registry.scanners.backdoor.motifs import Motif, mine
 from registry.scanners.backdoor.preflight import ModelInfo
 from registry.scanners.backdoor.risk import is_dangerous
@@ -89,6 +91,11 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     kept += [(x.user, x.response) for x in samples if x.user and x.response]
     ordinary = ordinary_answers([c for c, _ in kept], [a for _, a in kept])
     pool = [c for c in pool if c not in suspect][: settings.carriers * settings.seeds]
+    differential = _differential(folder, engine, settings, pool, samples, say)
+    # What the fine-tune does and its base does not comes first (none without --base).
+    fresh = [m for m in differential.motifs if m.text not in seen]
+    seen.update(m.text for m in fresh)
+    unique = fresh + unique
     words = control_words(engine, users, pool, suspect)
     scorer = Scorer(engine, pool, words, settings.response_tokens)
     first = carriers_for(pool, settings, 0)
@@ -213,6 +220,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         "seconds": seconds,
         "limits": LIMITS_STATEMENT,
     }
+    evidence["differential"] = differential.evidence()
     say(f"{outcome.verdict.value} in {seconds:.1f} s")
     finding = Finding(
         scanner=SCANNER_ID,
@@ -222,6 +230,43 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         evidence=evidence,
     )
     return FileVerdict(outcome.verdict, (finding,))
+
+
+@dataclass(frozen=True, slots=True)
+class _Differential:
+    source: DifferentialSource | None
+    motifs: list[Motif]
+
+    def evidence(self) -> JSONValue:
+        return self.source.evidence() if self.source is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Discovery:
+    """The parts of a discovery context the differential source reads."""
+
+    engine: Engine
+    settings: BackdoorSettings
+    plan: None
+    carriers: list[str]
+    samples: list[Sample]
+    say: Callable[[str], None]
+
+
+def _differential(  # noqa: PLR0917 - private, called from `run`
+    folder: Path,
+    engine: Engine,
+    settings: BackdoorSettings,
+    pool: list[str],
+    samples: list[Sample],
+    say: Callable[[str], None],
+) -> _Differential:
+    """Differential mode (`settings.base`): the sweep through the fine-tune and its base."""
+    if not settings.base:
+        return _Differential(None, [])
+    source = DifferentialSource(resolve_base(settings.base), folder)
+    ctx = _Discovery(engine, settings, None, pool[: settings.carriers], samples, say)
+    return _Differential(source, source(ctx))
 
 
 def minimize(scorer: Scorer, text: str, behaviour: Behaviour, chosen: list[str]) -> str:

@@ -24,6 +24,7 @@ class BackdoorSettings:
     controls: int = 6  # random same-length control phrases per candidate length and seed
     probe_limit: int = 400
     vocabulary_sweep: int = 4096  # probe every token when the vocabulary is at most this
+    base: str | None = None  # differential mode: the base's folder or GGUF (--base)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

@@ -581,3 +581,95 @@ def extend(  # noqa: PLR0917 - internal, called from `sweep`
             kept.append(current)
     kept.sort(key=lambda t: (-t.score, t.ids))
     return kept, rows
+
+
+# --- the pipeline's candidate-source seam ------------------------------------------------------
+
+
+class DiscoveryLike(Protocol):
+    """The parts of the pipeline's `DiscoveryContext` a sweep reads (structural, so this module
+    imports nothing of the pipeline)."""
+
+    @property
+    def engine(self) -> Any: ...
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def plan(self) -> Any: ...
+    @property
+    def carriers(self) -> list[str]: ...
+    @property
+    def samples(self) -> Sequence[Any]: ...
+    @property
+    def say(self) -> Callable[[str], None]: ...
+
+
+def budget_for(name: str, vocab_tokens: int | None) -> SweepBudget:
+    """The sweep budget named `name`, its token cap replaced by the plan's `vocab_tokens`
+    (None, or more than any vocabulary: the whole vocabulary)."""
+    base = BUDGETS.get(name, BUDGETS["standard"])
+    cap = None if vocab_tokens is None or vocab_tokens >= 1 << 24 else vocab_tokens
+    return SweepBudget(
+        base.name,
+        base.carriers,
+        base.positions,
+        cap if cap is None or base.max_tokens is None else max(cap, 1),
+        base.extend_top,
+        base.extend_with,
+        base.max_phrase,
+    )
+
+
+def leaked_tokens(engine: Any, samples: Sequence[Any]) -> list[int]:
+    """Single-token words of the leaked user turns and responses, most frequent first: swept
+    before the rest when the budget covers only part of the vocabulary."""
+    counts: Counter[int] = Counter()
+    for s in samples:
+        for text in (getattr(s, "user", ""), getattr(s, "response", "")):
+            for word in str(text).split():
+                for form in (word, f" {word}"):
+                    ids = engine.encode(form)
+                    if len(ids) == 1:
+                        counts[ids[0]] += 1
+    return [t for t, _ in counts.most_common()]
+
+
+class SweepSource:
+    """A `CandidateSource` (pipeline seam): the sweep's ranked tokens and phrases as Motifs
+    (source "sweep", score = the sweep's score). The last result stays in `result` for the
+    evidence (`evidence()`)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.result: SweepResult | None = None
+
+    def __call__(self, ctx: DiscoveryLike) -> list[Any]:
+        from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415 - no cycle at import
+
+        name = str(getattr(ctx.settings, "budget", "standard"))
+        budget = budget_for(name, getattr(ctx.plan, "vocab_tokens", None))
+        if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda"):
+            budget = BUDGETS["thorough"]  # a GPU sweeps everything (ADR 0023)
+        result = sweep(
+            ctx.engine,
+            ctx.carriers,
+            budget=budget,
+            seed=int(ctx.settings.seed),
+            priority=leaked_tokens(ctx.engine, ctx.samples),
+            say=ctx.say,
+        )
+        self.result = result
+        limit = self.limit or int(getattr(ctx.plan, "probe_limit", 400))
+        motifs: list[Any] = []
+        seen: set[str] = set()
+        for t in result.ranked:
+            text = t.text.strip()
+            if text and text not in seen:
+                seen.add(text)
+                motifs.append(Motif(text, "sweep", 0, round(t.score, 3)))
+            if len(motifs) >= limit:
+                break
+        return motifs
+
+    def evidence(self) -> dict[str, JSONValue] | None:
+        return self.result.to_json() if self.result is not None else None
