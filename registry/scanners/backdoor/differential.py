@@ -239,6 +239,7 @@ class Pair:
                     position_ids=pos,
                     cache=expand_cache(self.tuned, caches[0], b),
                     use_cache=True,
+                    logits_to_keep=1,
                 )
         finally:
             if handle is not None:
@@ -258,7 +259,11 @@ class Pair:
                 logits = self.base.model.lm_head(hidden)[:, -1, :]
             else:
                 out = self.base.model(
-                    input_ids=ids, position_ids=pos, cache=base_cache, use_cache=True
+                    input_ids=ids,
+                    position_ids=pos,
+                    cache=base_cache,
+                    use_cache=True,
+                    logits_to_keep=1,
                 )
                 logits = out.logits[:, -1, :]
             base = torch.log_softmax(logits.float(), -1)

@@ -90,13 +90,15 @@ class SweepBudget:
         }
 
 
-#: Measured on SmolLM2-135M on a shared 2-core CPU (ADR 0023): `fast` fits in about two
-#: minutes, `standard` in about five, `thorough` sweeps everything (about half an hour; minutes
-#: on a GPU). Small vocabularies are always swept whole.
+#: Sized by the rate measured on SmolLM2-135M on the shared 2-core CPU (ADR 0023: about 16
+#: insertions/s at the end of a prompt and 11 at the start, under load): `fast` sweeps 2,048
+#: tokens at one site (about 2 minutes, 4% of SmolLM2's vocabulary), `standard` 4,096 at two
+#: (about 10 minutes, 8%), `thorough` everything at four (hours on that CPU, minutes on a GPU).
+#: Tokens the leakage stage saw go first. Small vocabularies are always swept whole.
 BUDGETS: dict[str, SweepBudget] = {
-    "fast": SweepBudget("fast", 1, ("end",), 4096, 4, 16, 3),
-    "standard": SweepBudget("standard", 2, ("start", "end"), 8192, 6, 24, 4),
-    "thorough": SweepBudget("thorough", 4, ("start", "end"), None, 8, 32, 5),
+    "fast": SweepBudget("fast", 1, ("end",), 2048, 4, 16, 3),
+    "standard": SweepBudget("standard", 1, ("start", "end"), 4096, 6, 24, 4),
+    "thorough": SweepBudget("thorough", 2, ("start", "end"), None, 8, 32, 5),
 }
 
 
@@ -301,6 +303,7 @@ def run_rows(engine: SweepModel, site: Site, cache: Any, inserted: Any) -> Rows:
             cache=expand_cache(engine, cache, b),
             use_cache=True,
             output_attentions=True,
+            logits_to_keep=1,  # only the answer position's logits (the head is 49k wide)
         )
     logp = torch.log_softmax(res.logits[:, -1, :].float(), -1)
     layers = upper_layers(engine)
@@ -315,6 +318,7 @@ def baseline(engine: SweepModel, site: Site) -> Any:
         res = engine.model(
             input_ids=torch.tensor([site.prefix + site.suffix], device=engine.device),
             use_cache=False,
+            logits_to_keep=1,
         )
     return torch.log_softmax(res.logits[0, -1, :].float(), -1)
 
