@@ -90,14 +90,16 @@ class SweepBudget:
         }
 
 
-#: Sized by the rate measured on SmolLM2-135M on the shared 2-core CPU (ADR 0023: about 16
-#: insertions/s at the end of a prompt and 11 at the start, under load): `fast` sweeps 2,048
-#: tokens at one site (about 2 minutes, 4% of SmolLM2's vocabulary), `standard` 4,096 at two
-#: (about 10 minutes, 8%), `thorough` everything at four (hours on that CPU, minutes on a GPU).
-#: Tokens the leakage stage saw go first. Small vocabularies are always swept whole.
+#: Sized by the cost measured on SmolLM2-135M (ADR 0023): about 94 CPU-ms per insertion at the
+#: end of a prompt and 115 at the start with 2 threads, i.e. about 21 and 17 insertions/s on an
+#: idle 2-core CPU (3 to 7 times fewer under the shared machine's load). `fast` sweeps 1,024
+#: tokens at one site (about 1 minute idle, 2.1% of SmolLM2's vocabulary), `standard` 2,048 at
+#: two (about 3.5 minutes, 4.2%), `thorough` everything at four (about 3 hours on that CPU;
+#: minutes on a GPU). Tokens the leakage stage saw go first. Small vocabularies are always
+#: swept whole.
 BUDGETS: dict[str, SweepBudget] = {
-    "fast": SweepBudget("fast", 1, ("end",), 2048, 4, 16, 3),
-    "standard": SweepBudget("standard", 1, ("start", "end"), 4096, 6, 24, 4),
+    "fast": SweepBudget("fast", 1, ("end",), 1024, 4, 16, 3),
+    "standard": SweepBudget("standard", 1, ("start", "end"), 2048, 6, 24, 4),
     "thorough": SweepBudget("thorough", 2, ("start", "end"), None, 8, 32, 5),
 }
 
