@@ -585,7 +585,11 @@ class DifferentialSource:
     def __call__(self, ctx: Any) -> list[Any]:
         from registry.scanners.backdoor.engine import Engine  # noqa: PLC0415 - torch
         from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415
-        from registry.scanners.backdoor.vocab_sweep import BUDGETS, budget_for  # noqa: PLC0415
+        from registry.scanners.backdoor.vocab_sweep import (  # noqa: PLC0415
+            BUDGETS,
+            budget_for,
+            small_vocabulary,
+        )
 
         tuned = ctx.engine
         ctx.say(f"differential: loading the base {self.base.declared}")
@@ -598,7 +602,7 @@ class DifferentialSource:
             weights = compare_loaded(tuned.model, base.model)
         name = str(getattr(ctx.settings, "budget", "standard"))
         budget = budget_for(name, getattr(ctx.plan, "vocab_tokens", None))
-        if str(tuned.device).startswith("cuda"):
+        if str(tuned.device).startswith("cuda") or small_vocabulary(tuned):
             budget = BUDGETS["thorough"]
         self.result = differential_sweep(
             tuned,

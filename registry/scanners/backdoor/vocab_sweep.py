@@ -610,6 +610,14 @@ class DiscoveryLike(Protocol):
     def say(self) -> Callable[[str], None]: ...
 
 
+#: A vocabulary this small is swept whole, at the `thorough` budget's sites (seconds).
+SMALL_VOCABULARY = 4096
+
+
+def small_vocabulary(engine: Any) -> bool:
+    return int(engine.vocab_size) <= SMALL_VOCABULARY
+
+
 def budget_for(name: str, vocab_tokens: int | None) -> SweepBudget:
     """The sweep budget named `name`, its token cap replaced by the plan's `vocab_tokens`
     (None, or more than any vocabulary: the whole vocabulary)."""
@@ -654,8 +662,10 @@ class SweepSource:
 
         name = str(getattr(ctx.settings, "budget", "standard"))
         budget = budget_for(name, getattr(ctx.plan, "vocab_tokens", None))
-        if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda"):
-            budget = BUDGETS["thorough"]  # a GPU sweeps everything (ADR 0023)
+        if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda") or small_vocabulary(
+            ctx.engine
+        ):
+            budget = BUDGETS["thorough"]  # cheap: sweep everything
         result = sweep(
             ctx.engine,
             ctx.carriers,
