@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from policies import Facts, PolicyError, ScanFact, evaluate, load_policies
+from registry.scanners.backdoor.card import parse_base_model
 from registry.service.admission import report_differential_base
-from registry.service.checkpoints import parse_base_model
 from tests.helpers import write_tree
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)

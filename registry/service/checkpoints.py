@@ -37,6 +37,7 @@ from registry.errors import AmbiguousReference, InputError, IntegrityFailure, No
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.progress import Progress
 from registry.refs import ModelName, Ref
+from registry.scanners.backdoor.card import parse_base_model
 from registry.service import gc
 from registry.service.storage import storage_by_model
 from registry.service.transfer import FetchedFile, fetch_files
@@ -67,7 +68,6 @@ def current_actor() -> str:
 UNKNOWN_LICENSE = "unknown"
 MODEL_CARD_BYTES = 64 * 1024
 _LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
-BASE_MODEL_MAX = 300
 
 
 def _card_front_matter(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> bytes | None:
@@ -79,31 +79,6 @@ def _card_front_matter(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -
     if not head.startswith(b"---"):
         return None
     return head.split(b"\n---", 1)[0]
-
-
-def _base_model_value(value: str) -> str:
-    value = value.split(" #", 1)[0].strip()
-    if value.startswith("["):
-        value = value[1:].split(",", 1)[0].split("]", 1)[0].strip()
-    return value.strip("'\"").strip()
-
-
-def parse_base_model(front: bytes) -> str | None:
-    """`base_model:` of a card's front matter: `base_model: org/name`, a flow list or a block
-    list (the first item when it lists several). None when absent or not a plain name."""
-    try:
-        lines = front.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        return None
-    for i, line in enumerate(lines):
-        if not line.startswith("base_model:"):
-            continue
-        value = _base_model_value(line[len("base_model:") :])
-        if not value and i + 1 < len(lines) and lines[i + 1].lstrip().startswith("- "):
-            value = _base_model_value(lines[i + 1].lstrip()[2:])
-        ok = value and len(value) <= BASE_MODEL_MAX and value.isprintable() and " " not in value
-        return value if ok else None
-    return None
 
 
 def card_base_model(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry.scanners.backdoor.card import parse_base_model
 from registry.scanners.backdoor.vocab_sweep import (
     Null,
     Site,
@@ -532,8 +533,6 @@ def resolve_base(spec: str) -> BaseLocation:
 
 def card_base(folder: Path) -> str | None:
     """`base_model:` of the model card (README.md front matter) in `folder`."""
-    from registry.service.checkpoints import parse_base_model  # noqa: PLC0415 - no cycle
-
     card = folder / "README.md"
     if not card.is_file() or card.is_symlink():
         return None
