@@ -202,7 +202,7 @@ def plant(engine: Any, out: Path, steps: int) -> float:
     model.save_pretrained(out, safe_serialization=True)
     engine.tok.save_pretrained(out)
     model.model.layers[top] = layer  # the engine's model stays the base
-    return float(loss)
+    return float(loss.item())
 
 
 def planted_main(tokens: int, steps: int) -> None:
