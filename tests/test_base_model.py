@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from policies import Facts, PolicyError, ScanFact, evaluate, load_policies
-from registry.scanners.backdoor.card import parse_base_model
+from registry.scanners.backdoor.card import base_model_of
 from registry.service.admission import report_differential_base
 from tests.helpers import write_tree
 
@@ -35,20 +35,21 @@ spec:
 
 
 @pytest.mark.parametrize(
-    ("front", "expected"),
+    ("card", "expected"),
     [
-        (b"---\nlicense: mit\nbase_model: Org/SmolLM2-135M\n", "Org/SmolLM2-135M"),
-        (b"---\nbase_model:\n- org/a\n- org/b\n", "org/a"),
-        (b"---\nbase_model: ['org/x', 'org/y']\n", "org/x"),
-        (b"---\nbase_model: \"org/q\"  # the parent\n", "org/q"),
-        (b"---\nbase_model_relation: finetune\n", None),
-        (b"---\nbase_model:\nlicense: mit\n", None),
-        (b"---\nbase_model: two words\n", None),
-        (b"---\nbase_model: " + b"x" * 301 + b"\n", None),
+        (b"---\nlicense: mit\nbase_model: Org/SmolLM2-135M\n---\n# x\n", "Org/SmolLM2-135M"),
+        (b"---\nbase_model:\n- org/a\n- org/b\n---\n", "org/a"),
+        (b"---\nbase_model: ['org/x', 'org/y']\n---\n", "org/x"),
+        (b"---\nbase_model: \"org/q\"  # the parent\n---\n", "org/q"),
+        (b"---\nbase_model_relation: finetune\n---\n", None),
+        (b"---\nbase_model:\nlicense: mit\n---\n", None),
+        (b"---\na: &x [1]\nbase_model: *x\n---\n", None),  # an alias: hostile, nothing
+        (b"---\nbase_model: org/unclosed\n", None),  # no end of the front matter
+        (b"# no front matter\nbase_model: org/z\n", None),
     ],
 )  # fmt: skip
-def test_card_base_model_parsing(front: bytes, expected: str | None) -> None:
-    assert parse_base_model(front) == expected
+def test_card_base_model_parsing(card: bytes, expected: str | None) -> None:
+    assert base_model_of(card) == expected
 
 
 def test_mirror_records_the_base_and_inspect_shows_it(run_cli: Any, tmp_path: Path) -> None:

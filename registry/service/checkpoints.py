@@ -37,7 +37,8 @@ from registry.errors import AmbiguousReference, InputError, IntegrityFailure, No
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.progress import Progress
 from registry.refs import ModelName, Ref
-from registry.scanners.backdoor.card import parse_base_model
+from registry.scanners.backdoor.card import MAX_CARD_BYTES as CARD_HEAD_BYTES
+from registry.scanners.backdoor.card import base_model_of
 from registry.service import gc
 from registry.service.storage import storage_by_model
 from registry.service.transfer import FetchedFile, fetch_files
@@ -70,21 +71,14 @@ MODEL_CARD_BYTES = 64 * 1024
 _LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
 
 
-def _card_front_matter(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> bytes | None:
+def card_base_model(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
+    """`base_model:` from the model card's YAML front matter (the first when it lists several);
+    None when it declares none. `files` are (path, sha256) of the checkpoint."""
     card = next((d for path, d in files if path.lower() == "readme.md"), None)
     if card is None:
         return None
     with blobs.open(card) as f:
-        head = f.read(MODEL_CARD_BYTES)
-    if not head.startswith(b"---"):
-        return None
-    return head.split(b"\n---", 1)[0]
-
-
-def card_base_model(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
-    """`base_model:` from the model card's YAML front matter; None when it declares none."""
-    front = _card_front_matter(files, blobs)
-    return parse_base_model(front) if front is not None else None
+        return base_model_of(f.read(CARD_HEAD_BYTES))
 
 
 def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:

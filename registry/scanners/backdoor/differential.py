@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry.scanners.backdoor.card import parse_base_model
 from registry.scanners.backdoor.vocab_sweep import (
     Null,
     Site,
@@ -529,18 +528,6 @@ def resolve_base(spec: str) -> BaseLocation:
             return BaseLocation(path, ggufs[0], spec)
         raise BaseModelError(f"--base {spec}: no safetensors weights (or a single GGUF) there")
     raise BaseModelError(f"--base {spec}: no such folder or GGUF file")
-
-
-def card_base(folder: Path) -> str | None:
-    """`base_model:` of the model card (README.md front matter) in `folder`."""
-    card = folder / "README.md"
-    if not card.is_file() or card.is_symlink():
-        return None
-    with card.open("rb") as fh:
-        head = fh.read(64 * 1024)
-    if not head.startswith(b"---"):
-        return None
-    return parse_base_model(head.split(b"\n---", 1)[0])
 
 
 def compare_loaded(tuned: Any, base: Any) -> WeightDiff:
