@@ -114,6 +114,8 @@ def inspect_text(cp: CheckpointView) -> str:
     header += [
         f"oci        {o.ref}  ({o.origin}{f', tag {o.tag}' if o.tag else ''})" for o in cp.oci
     ]
+    if cp.base_model:
+        header.append(f"base model {cp.base_model} (the card's base_model:)")
     header += [
         f"mirrored   {iso(cp.created_at)}",
         f"files      {len(cp.files)}, {human_size(cp.total_size)}",

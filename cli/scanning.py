@@ -85,6 +85,15 @@ def scan(
             help="backdoor scanner: fast, standard or thorough (coverage for time; recorded).",
         ),
     ] = "standard",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="backdoor scanner: differential mode against this base model "
+            "(a folder of safetensors weights, a GGUF file, or a folder holding one).",
+            show_default=False,
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -110,8 +119,18 @@ def scan(
         raise InputError("--backdoor-max-params must be positive")
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be at least 1")
+    if base is not None:
+        from registry.scanners.backdoor.differential import (  # noqa: PLC0415 - scan-only
+            BaseModelError,
+            resolve_base,
+        )
+
+        try:
+            resolve_base(base)
+        except BaseModelError as exc:
+            raise InputError(str(exc)) from exc
     backdoor = BackdoorSettings(
-        max_params=backdoor_max_params, device=device, seed=seed, budget=budget
+        max_params=backdoor_max_params, device=device, seed=seed, budget=budget, base=base
     )
     local = Path(target)
     data: dict[str, Any]

@@ -379,7 +379,16 @@ class _Eval:
             "verdict": run.verdict,
             "finishedAt": run.finished_at.isoformat(),
         }
+        if req.differential:
+            ev["baseModel"] = self.facts.base_model
+            ev["differentialBase"] = run.differential_base
         problems = _scan_problems(req, run, self.now)
+        if req.differential and self.facts.base_model and run.differential_base is None:
+            problems.append(
+                f"not differential: {self.facts.name} is a fine-tune of "
+                f"{self.facts.base_model} (model card); run: modelctl scan {self.ref} "
+                f"--scanner {req.scanner} --base {self.facts.base_model}"
+            )
         if problems:
             stale = any(p.startswith(("stale", "version")) for p in problems)
             message = f"{req.scanner} scan: {'; '.join(problems)}" + (f"; {hint}" if stale else "")

@@ -65,6 +65,9 @@ class ScanFact:
     max_severity: str | None = None
     #: The files this run did not find clean (clean files are left out).
     files: tuple[ScannedFileFact, ...] = ()
+    #: The base this run compared the model with (the backdoor scanner's differential mode);
+    #: None: not a differential scan.
+    differential_base: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,5 +82,7 @@ class Facts:
     scans: tuple[ScanFact, ...]
     quarantined: bool = False
     revisions: tuple[str, ...] = ()
+    #: The model card's `base_model:` (the checkpoint is a fine-tune of it); None: none.
+    base_model: str | None = None
     #: Finding id -> expiry of its approved "false positive" triage (two people).
     triaged: Mapping[str, datetime] = field(default_factory=lambda: MappingProxyType({}))

@@ -609,7 +609,7 @@ def _required_attestation(node: _Node, known: set[str]) -> RequiredAttestation:
 
 
 def _scan(node: _Node) -> ScanRequirement:
-    f = node.mapping({"scanner"}, {"minVersion", "maxAge", "forbid", "maxSeverity"})
+    f = node.mapping({"scanner"}, {"minVersion", "maxAge", "forbid", "maxSeverity", "differential"})
     scanner = f["scanner"].string(_NAME, "scanner id")
     version = (
         tuple(int(p) for p in f["minVersion"].string(_VERSION, "version like 1.2.0").split("."))
@@ -629,6 +629,7 @@ def _scan(node: _Node) -> ScanRequirement:
         max_age=f["maxAge"].duration() if "maxAge" in f else None,
         forbid=forbid | {"error"},  # an errored scan is never clean
         max_severity=f["maxSeverity"].choice(SEVERITIES) if "maxSeverity" in f else None,
+        differential=f["differential"].boolean() if "differential" in f else False,
     )
 
 

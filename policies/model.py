@@ -184,6 +184,9 @@ class ScanRequirement:
     max_age: timedelta | None
     forbid: frozenset[str]
     max_severity: str | None
+    #: For a fine-tune (its card declares `base_model:`), the newest scan must have compared
+    #: it with that base (the backdoor scanner's differential mode). No effect on other models.
+    differential: bool = False
 
     @property
     def check_id(self) -> str:

@@ -215,6 +215,7 @@ class EmbeddedRegistry:
                         fetched=transferred.fetched,
                         actor=self.actor,
                         license=transferred.license,
+                        base_model=transferred.base_model,
                         file_filter=transferred.file_filter,
                         complete=transferred.complete,
                     )

@@ -137,6 +137,8 @@ class CheckpointView(WireModel):
     source: SourceView
     created_at: Timestamp
     files: tuple[FileView, ...]
+    #: The model card's `base_model:` (this checkpoint is a fine-tune of it); None: none.
+    base_model: str | None = None
     scans: tuple[ScanView, ...] = ()
     attestations: tuple[AttestationView, ...] = ()
     decisions: tuple[dict[str, Any], ...] = ()

@@ -93,6 +93,10 @@ class Checkpoint(Base):
     #: `license:` of the model card (README.md front matter), lower-cased; "unknown" when the
     #: card has none or there is no card; NULL when not read yet (recorded before 0009).
     license: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: `base_model:` of the model card (README.md front matter), as declared (the first when
+    #: it lists several): the model this one is a fine-tune of. NULL: none declared (or
+    #: recorded before 0023). A policy can require a differential backdoor scan against it.
+    base_model: Mapped[str | None] = mapped_column(String(300), nullable=True)
     #: The `--include` / `--exclude` globs of the mirror that recorded the checkpoint (empty
     #: lists: none given); NULL when not recorded (before 0012).
     mirror_include: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)

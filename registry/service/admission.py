@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -130,6 +131,21 @@ def verified_attestations(
     return facts
 
 
+def report_differential_base(report: Any) -> str | None:
+    """The base a stored backdoor scan report compared the model with: the folder finding's
+    `evidence.differential.base` (the differential mode's evidence); None for any other scan."""
+    files = report.get("files", []) if isinstance(report, dict) else []
+    for entry in files if isinstance(files, list) else []:
+        findings_ = entry.get("findings", []) if isinstance(entry, dict) else []
+        for finding in findings_ if isinstance(findings_, list) else []:
+            evidence = finding.get("evidence") if isinstance(finding, dict) else None
+            diff = evidence.get("differential") if isinstance(evidence, dict) else None
+            base = diff.get("base") if isinstance(diff, dict) else None
+            if isinstance(base, str) and base:
+                return base
+    return None
+
+
 def checkpoint_facts(
     checkpoint: Checkpoint,
     *,
@@ -151,6 +167,7 @@ def checkpoint_facts(
             finished_at=aware(row.finished_at),
             max_severity=report_max_severity(row.report),
             files=findings.report_files(row.scanner_id, row.report),
+            differential_base=report_differential_base(row.report),
         )
         for row in scans
     )
@@ -170,6 +187,7 @@ def checkpoint_facts(
         attestations=tuple(verified_attestations(checkpoint, registry_public_key, now)),
         scans=scan_facts,
         revisions=tuple(r.revision for r in checkpoint.revisions),
+        base_model=checkpoint.base_model,
         quarantined=active_quarantine(checkpoint) is not None,
         triaged=MappingProxyType(triaged),
     )

@@ -37,6 +37,8 @@ from registry.errors import AmbiguousReference, InputError, IntegrityFailure, No
 from registry.mirror.base import RemoteFile, Snapshot, Source
 from registry.progress import Progress
 from registry.refs import ModelName, Ref
+from registry.scanners.backdoor.card import MAX_CARD_BYTES as CARD_HEAD_BYTES
+from registry.scanners.backdoor.card import base_model_of
 from registry.service import gc
 from registry.service.storage import storage_by_model
 from registry.service.transfer import FetchedFile, fetch_files
@@ -68,6 +70,16 @@ def current_actor() -> str:
 UNKNOWN_LICENSE = "unknown"
 MODEL_CARD_BYTES = 64 * 1024
 _LICENSE = re.compile(rb"^license:\s*['\"]?([A-Za-z0-9.+_-]+)", re.MULTILINE)
+
+
+def card_base_model(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
+    """`base_model:` from the model card's YAML front matter (the first when it lists several);
+    None when it declares none. `files` are (path, sha256) of the checkpoint."""
+    card = next((d for path, d in files if path.lower() == "readme.md"), None)
+    if card is None:
+        return None
+    with blobs.open(card) as f:
+        return base_model_of(f.read(CARD_HEAD_BYTES))
 
 
 def card_license(files: Iterable[tuple[str, Digest]], blobs: BlobReader) -> str | None:
@@ -119,6 +131,7 @@ class Transferred:
     fetched: tuple[FetchedFile, ...]
     started: float
     license: str  # the model card's, or UNKNOWN_LICENSE
+    base_model: str | None = None  # the model card's `base_model:`
     file_filter: FileFilter = FileFilter()
     #: Every file the source listed at the commit was selected (no filter left one out).
     complete: bool = False
@@ -161,12 +174,14 @@ def transfer(
         progress.end()
     manifest = Manifest.build(ManifestEntry(f.path, f.blob.size, f.blob.digest) for f in fetched)
     license = card_license(((f.path, f.blob.digest) for f in fetched), blobs)
+    base_model = card_base_model(((f.path, f.blob.digest) for f in fetched), blobs)
     return Transferred(
         snapshot=snapshot,
         manifest=manifest,
         fetched=tuple(fetched),
         started=started,
         license=license or UNKNOWN_LICENSE,
+        base_model=base_model,
         file_filter=file_filter,
         complete=len(files) == len(snapshot.files),
     )
@@ -191,6 +206,7 @@ def record_checkpoint(
     license: str | None = None,
     file_filter: FileFilter | None = None,
     complete: bool | None = None,
+    base_model: str | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Add the checkpoint to the session (idempotent for the same bytes under the same name).
 
@@ -221,6 +237,7 @@ def record_checkpoint(
             file_count=len(manifest),
             total_size=manifest.total_size,
             license=license,
+            base_model=base_model,
         )
         _record_cut(checkpoint, file_filter, complete)
         checkpoint.files = [
@@ -231,6 +248,8 @@ def record_checkpoint(
         checkpoint = existing
         if checkpoint.license is None and license is not None:
             checkpoint.license = license
+        if checkpoint.base_model is None and base_model is not None:
+            checkpoint.base_model = base_model  # recorded before 0023
         # The same bytes mirrored again: a whole-commit mirror proves they are the whole commit.
         if complete is not None and (checkpoint.complete is None or complete > checkpoint.complete):
             _record_cut(checkpoint, file_filter, complete)
@@ -380,6 +399,7 @@ def checkpoint_view(checkpoint: Checkpoint) -> CheckpointView:
         name=checkpoint.model.full_name,
         digest=f"sha256:{checkpoint.manifest_digest}",
         source=source_view(checkpoint),
+        base_model=checkpoint.base_model,
         created_at=checkpoint.created_at,
         files=tuple(FileView(path=f.path, size=f.size, sha256=f.sha256) for f in files),
         attestations=tuple(attestation_view(a) for a in checkpoint.attestations),

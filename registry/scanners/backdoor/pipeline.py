@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from registry.scanners.backdoor import vocab_sweep
+from registry.scanners.backdoor.differential import DifferentialSource, resolve_base
 from registry.scanners.backdoor.engine import Engine, pick_device
 from registry.scanners.backdoor.leakage import DECODING, Sample, leak
 from registry.scanners.backdoor.motifs import Motif, mine
@@ -78,8 +80,8 @@ def leakage_source(ctx: DiscoveryContext) -> list[Motif]:
 def small_vocabulary_source(ctx: DiscoveryContext) -> list[Motif]:
     """Every whole-word token, when the vocabulary is small enough to probe whole."""
     engine = ctx.engine
-    if engine.vocab_size > min(SMALL_VOCABULARY, ctx.plan.vocab_tokens):
-        return []
+    if engine.vocab_size > SMALL_VOCABULARY:
+        return []  # the vocabulary sweep covers a large vocabulary, by budget
     words: list[Motif] = []
     for i in range(engine.vocab_size):
         if i in engine.special_ids:
@@ -91,9 +93,33 @@ def small_vocabulary_source(ctx: DiscoveryContext) -> list[Motif]:
 
 
 def candidate_sources(settings: BackdoorSettings) -> list[tuple[str, CandidateSource]]:
-    """The sources, in order; their candidates are merged (the first of equal texts wins)."""
-    del settings  # every source runs today; a source may read the budget from the context
+    """The sources every scan runs, in order; their candidates are merged (the first of equal
+    texts wins). `run` adds the vocabulary sweep (a vocabulary too large to probe whole) and,
+    with `--base`, the differential source first."""
+    del settings  # a source reads the budget from the context
     return [("leakage", leakage_source), ("vocabulary", small_vocabulary_source)]
+
+
+def _all_sources(
+    settings: BackdoorSettings, folder: Path, engine: Engine
+) -> tuple[
+    list[tuple[str, CandidateSource]],
+    vocab_sweep.SweepSource | None,
+    DifferentialSource | None,
+]:
+    """Every source this scan runs: the differential one first (what the fine-tune does and its
+    base does not, with `--base`), then `candidate_sources`, then the vocabulary sweep when the
+    vocabulary is too large to probe whole (ADR 0023). The last two are returned for evidence."""
+    sources = candidate_sources(settings)
+    differential = None
+    if settings.base:
+        differential = DifferentialSource(resolve_base(settings.base), folder)
+        sources.insert(0, ("differential", differential))
+    sweep_source = None
+    if engine.vocab_size > SMALL_VOCABULARY:
+        sweep_source = vocab_sweep.SweepSource()
+        sources.append(("sweep", sweep_source))
+    return sources, sweep_source, differential
 
 
 @dataclass(slots=True)
@@ -198,7 +224,8 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     seen: set[str] = set()
     unique: list[Motif] = []
     found: dict[str, int] = {}
-    for name, source in candidate_sources(settings):
+    sources, sweep_source, differential = _all_sources(settings, folder, engine)
+    for name, source in sources:
         got = source(context)
         found[name] = len(got)
         for m in got:
@@ -361,6 +388,8 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         "limits": LIMITS_STATEMENT,
     }
     evidence["summary"] = summary(outcome, per_seed, evidence)
+    evidence["sweep"] = sweep_source.evidence() if sweep_source else None
+    evidence["differential"] = differential.evidence() if differential else None
     say(f"{outcome.verdict.value} in {seconds:.1f} s")
     finding = Finding(
         scanner=SCANNER_ID,

@@ -43,9 +43,11 @@ class Plan:
 #: and probe stages and scores fewer candidates; `thorough` doubles them (ADR 0022 has the cost
 #: of each stage as measured).
 _PLANS = {
-    "fast": Plan("fast", 12, 3, 32, 8, 6, 12, 4, 8, 2, 150, 4096, 64),
-    "standard": Plan("standard", 32, 6, 40, 12, 8, 16, 6, 8, 3, 400, 8192, 64),
-    "thorough": Plan("thorough", 48, 6, 48, 16, 12, 20, 10, 12, 3, 1000, 65536, 64),
+    # vocab_tokens: the whole-vocabulary sweep's token cap on a CPU, as measured on SmolLM2
+    # (about 21 insertions/s idle; ADR 0023): fast ~1 min, standard ~3.5 min, thorough all.
+    "fast": Plan("fast", 12, 3, 32, 8, 6, 12, 4, 8, 2, 150, 1024, 64),
+    "standard": Plan("standard", 32, 6, 40, 12, 8, 16, 6, 8, 3, 400, 2048, 64),
+    "thorough": Plan("thorough", 48, 6, 48, 16, 12, 20, 10, 12, 3, 1000, 1 << 30, 64),
 }
 
 
@@ -65,6 +67,7 @@ class BackdoorSettings:
     controls: int | None = None
     probe_limit: int | None = None
     vocabulary_sweep: int | None = None  # vocabulary tokens a sweep may try
+    base: str | None = None  # differential mode: the base's folder or GGUF (--base)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
