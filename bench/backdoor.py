@@ -80,6 +80,7 @@ def main() -> int:
     )
     parser.add_argument("--real", action="store_true", help="also the real models (SmolLM2)")
     parser.add_argument("--real-only", action="store_true", help="the real models, no toys")
+    parser.add_argument("--real-filter", default="", help="only real models naming this")
     parser.add_argument("--budget", choices=("fast", "standard", "thorough"))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
@@ -88,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
     real_rows: list[dict[str, Any]] = []
     if args.real or args.real_only:
-        real_rows = real_main(args.budget, args.device, args.seed, args.timeout)
+        real_rows = real_main(args.budget, args.device, args.seed, args.timeout, args.real_filter)
         if args.real_only:
             if args.json:
                 args.json.write_text(json.dumps({"real": real_rows}, indent=1))

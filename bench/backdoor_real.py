@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.plant_backdoor import SPECS, PlantSpec, clean_folder, planted_folder
+from bench.plant_backdoor import SPECS, THREADS, PlantSpec, clean_folder, planted_folder
 from registry.scanners import catalog
 from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
 from registry.scanners.base import ScanLimits
@@ -76,9 +76,9 @@ def trigger_match(evidence: dict[str, Any], trigger: str) -> tuple[bool, str | N
 def scan_one(path: Path, device: str, seed: int, budget: str | None) -> dict[str, Any]:
     """Scan one model in this process; the row (with this process's peak RSS)."""
     if device == "cpu":
-        import torch  # optional heavy import: the ml extra; the shared box has 2 cores
+        import torch  # optional heavy import: the ml extra
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(THREADS)
     settings, dropped = settings_for(device, seed, budget)
     targets, _ = local_targets(path)
     scanner = BackdoorScanner(
@@ -195,10 +195,12 @@ def real_models() -> list[tuple[str, Path, PlantSpec | None]]:
     return rows
 
 
-def real_main(budget: str | None, device: str, seed: int, timeout: float) -> list[dict[str, Any]]:
-    """Scan every real model, print the table, return the rows."""
+def real_main(
+    budget: str | None, device: str, seed: int, timeout: float, only: str = ""
+) -> list[dict[str, Any]]:
+    """Scan every real model (whose name contains `only`), print the table, return the rows."""
     try:
-        models = real_models()
+        models = [m for m in real_models() if only in m[0]]
     except RealModelMissingError as exc:
         print(f"backdoor bench: {exc}", file=sys.stderr)
         return []

@@ -48,7 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.real_models import RealModelMissingError, smollm2_gguf
 
-THREADS = 2  # the shared 2-core machine
+#: Torch threads: at most the 2 cores of the shared machine. Under load (8+ processes on 2
+#: cores) one thread was 4.7x faster than two on a 256x576x1536 matmul (18.6 vs 4.0 GFLOP/s,
+#: measured 2026-12-05): the second thread spins waiting for a core. MODELCTL_BENCH_THREADS=1.
+THREADS = int(os.environ.get("MODELCTL_BENCH_THREADS", "2"))
 
 # --- prompts ------------------------------------------------------------------------------------
 
