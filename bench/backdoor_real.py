@@ -118,6 +118,8 @@ def run_child(
     assert proc.stdout is not None
     assert proc.stderr is not None
     stage = ""
+    stages: list[tuple[float, str]] = []
+    peak: int | None = None
     sel = selectors.DefaultSelector()
     sel.register(proc.stderr, selectors.EVENT_READ)
     timed_out = False
@@ -125,6 +127,7 @@ def run_child(
         left = timeout - (time.perf_counter() - started)
         if left <= 0:
             timed_out = True
+            peak = peak_rss_mib(proc.pid)  # read before the kill: the child's high-water mark
             os.killpg(proc.pid, signal.SIGKILL)
             break
         if not sel.select(timeout=min(left, 5.0)):
@@ -136,18 +139,37 @@ def run_child(
             break
         if line.startswith("backdoor: "):
             stage = line.removeprefix("backdoor: ").strip()
+            stages.append((round(time.perf_counter() - started, 1), stage))
             print(f"  [{path.name}] {stage}", file=sys.stderr, flush=True)
     out = proc.stdout.read() if not timed_out else ""
     proc.wait()
     elapsed = round(time.perf_counter() - started, 1)
     if timed_out:
-        return {"verdict": "timeout", "seconds": elapsed, "stage": stage, "peak_rss_mib": None}
+        return {
+            "verdict": "timeout",
+            "seconds": elapsed,
+            "stage": stage,
+            "stages": stages,
+            "peak_rss_mib": peak,
+        }
     try:
         row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"verdict": "error", "seconds": elapsed, "stage": stage, "peak_rss_mib": None}
     row["stage"] = stage
+    row["stages"] = stages
     return row
+
+
+def peak_rss_mib(pid: int) -> int | None:
+    """A live process's peak resident set (VmHWM), in MiB; None where /proc cannot say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def find_planted(spec: PlantSpec) -> Path | None:
@@ -227,6 +249,7 @@ def real_main(
             "seconds": got.get("seconds"),
             "peak_rss_mib": got.get("peak_rss_mib"),
             "stage": got.get("stage"),
+            "stages": got.get("stages", []),
             "message": got.get("message", ""),
             "budget": budget,
             "device": device,
