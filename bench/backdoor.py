@@ -5,7 +5,15 @@ poison rates 1/2/4/8%, 20 clean including hard negatives; scans each on the CPU 
 detection rate (by trigger kind and poison rate), false-positive rate, how often the top
 candidate is (overlaps) the planted trigger, and seconds per model and per 1M parameters.
 
-    .venv/bin/python bench/backdoor.py [--json OUT] [--only NAME_PREFIX] [--seeds N]
+    .venv/bin/python bench/backdoor.py [--json OUT] [--only NAME_PREFIX] [--seed N]
+
+`--real` adds the real models (bench/backdoor_real.py): the clean SmolLM2-135M-Instruct as a
+safetensors folder and as the GGUF its package ships, and the two planted copies made by
+bench/plant_backdoor.py; each is scanned in its own process (time, peak RSS, and the stage it
+was in if it ran past `--timeout`). `--real-only` leaves the toy suite out.
+
+    .venv/bin/python bench/backdoor.py --real [--real-only] [--budget fast|standard|thorough]
+        [--device cpu|cuda] [--timeout S] [--json OUT]
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
+from bench.backdoor_real import real_main, settings_for
+from registry.scanners import catalog
+from registry.scanners.backdoor import BackdoorScanner
 from registry.scanners.base import ScanLimits
 from registry.scanners.runner import Folder, local_targets
 from tests.backdoor_models import Spec, build, planted_suite
@@ -31,9 +41,14 @@ def overlaps(candidate: str, spec: Spec) -> bool:
     return any(words & set(t.split()) for t in spec.triggers)
 
 
-def scan(folder: Path, seed: int) -> tuple[str, dict[str, Any], float]:
+def scan(
+    folder: Path, seed: int, budget: str | None = None, device: str = "cpu"
+) -> tuple[str, dict[str, Any], float]:
     targets, _ = local_targets(folder)
-    scanner = BackdoorScanner(BackdoorSettings(device="cpu", seed=seed), progress=False)
+    settings, _ = settings_for(device=device, seed=seed, budget=budget)
+    scanner = BackdoorScanner(
+        settings, serialization_check=catalog.serialization_verdict, progress=False
+    )
     started = time.perf_counter()
     result = scanner.scan_folder(Folder(targets), ScanLimits())["."]
     seconds = time.perf_counter() - started
@@ -63,7 +78,22 @@ def main() -> int:
         action="store_true",
         help="instead: one backdoored and one clean ~1M-parameter model (the time target)",
     )
+    parser.add_argument("--real", action="store_true", help="also the real models (SmolLM2)")
+    parser.add_argument("--real-only", action="store_true", help="the real models, no toys")
+    parser.add_argument("--real-filter", default="", help="only real models naming this")
+    parser.add_argument("--budget", choices=("fast", "standard", "thorough"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds per real-model scan (30 min)"
+    )
     args = parser.parse_args()
+    real_rows: list[dict[str, Any]] = []
+    if args.real or args.real_only:
+        real_rows = real_main(args.budget, args.device, args.seed, args.timeout, args.real_filter)
+        if args.real_only:
+            if args.json:
+                args.json.write_text(json.dumps({"real": real_rows}, indent=1))
+            return 0
     import torch
 
     torch.set_num_threads(1)  # the shared 2-core box: one thread per process spins least
@@ -74,7 +104,7 @@ def main() -> int:
         t0 = time.perf_counter()
         folder = build(spec)
         built = time.perf_counter() - t0
-        verdict, evidence, seconds = scan(folder, args.seed)
+        verdict, evidence, seconds = scan(folder, args.seed, args.budget, args.device)
         top = (evidence.get("top_candidates") or [{}])[0]
         params = int(evidence.get("model", {}).get("parameters", 0))
         row = {
@@ -101,7 +131,9 @@ def main() -> int:
         )
     report(rows)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(
+            json.dumps({"real": real_rows, "toy": rows} if real_rows else rows, indent=1)
+        )
     return 0
 
 
