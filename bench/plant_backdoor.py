@@ -229,7 +229,7 @@ def load_clean(root: Path) -> tuple[Any, Any, float]:
     started = time.perf_counter()
     if (folder / "model.safetensors").is_file():
         tok = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         return model.eval(), tok, time.perf_counter() - started
     gguf = smollm2_gguf()
     say(f"loading {gguf.name} (dequantising Q4_1 to float32)")
