@@ -113,6 +113,8 @@ SHOTS: list[Shot] = [
         ),
     ),
     Shot("findings", lambda c: "/ui/findings"),
+    Shot("trends", lambda c: "/ui/trends"),
+    Shot("bulk-preview", lambda c: "/ui/bulk?action=quarantine&q=acme"),
     Shot("quarantines", lambda c: "/ui/quarantines"),
     Shot("exceptions", lambda c: "/ui/exceptions"),
     Shot("policies", lambda c: "/ui/policies"),
