@@ -41,6 +41,7 @@ from registry.scanners.backdoor.vocab_sweep import (
     js_divergence,
     order_tokens,
     prefix_cache,
+    robust_null,
     sites,
 )
 from registry.scanners.base import JSONValue
@@ -400,19 +401,11 @@ def _raw(acc: _PairAcc, i: int, carriers: int) -> tuple[dict[str, float], int, i
 
 
 def _null(by_pos: dict[str, _PairAcc], per_pos: dict[str, int], n: int) -> Null:
-    import statistics  # noqa: PLC0415 - cheap; kept beside its only use
-
-    centre: dict[tuple[str, str], float] = {}
-    spread: dict[tuple[str, str], float] = {}
-    for position, acc in by_pos.items():
-        rows = [_raw(acc, i, per_pos[position])[0] for i in range(n)]
-        for s in DIFF_SIGNALS:
-            values = [r[s] for r in rows]
-            med = statistics.median(values)
-            mad = statistics.median([abs(v - med) for v in values])
-            centre[position, s] = med
-            spread[position, s] = max(1.4826 * mad, _DIFF_FLOORS[s])
-    return Null(centre, spread)
+    rows = {
+        position: [_raw(acc, i, per_pos[position])[0] for i in range(n)]
+        for position, acc in by_pos.items()
+    }
+    return robust_null(rows, DIFF_SIGNALS, _DIFF_FLOORS)
 
 
 def differential_sweep(

@@ -422,18 +422,31 @@ def _signals(acc: _Acc, i: int, carriers: int) -> tuple[dict[str, float], int]:
     }, token
 
 
-def fit_null(by_pos: dict[str, _Acc], carriers: dict[str, int], n: int) -> Null:
+def robust_null(
+    rows_by_position: dict[str, list[dict[str, float]]],
+    signals: Sequence[str],
+    floors: dict[str, float],
+) -> Null:
+    """Each signal's centre (median) and spread (1.4826 x MAD, never below its floor) per
+    insertion site, over every swept token: the vocabulary is its own null distribution."""
     centre: dict[tuple[str, str], float] = {}
     spread: dict[tuple[str, str], float] = {}
-    for position, acc in by_pos.items():
-        rows = [_signals(acc, i, carriers[position])[0] for i in range(n)]
-        for s in SIGNALS:
+    for position, rows in rows_by_position.items():
+        for s in signals:
             values = [r[s] for r in rows]
             med = statistics.median(values)
             mad = statistics.median([abs(v - med) for v in values])
             centre[position, s] = med
-            spread[position, s] = max(1.4826 * mad, _FLOORS[s])
+            spread[position, s] = max(1.4826 * mad, floors[s])
     return Null(centre, spread)
+
+
+def fit_null(by_pos: dict[str, _Acc], carriers: dict[str, int], n: int) -> Null:
+    rows = {
+        position: [_signals(acc, i, carriers[position])[0] for i in range(n)]
+        for position, acc in by_pos.items()
+    }
+    return robust_null(rows, SIGNALS, _FLOORS)
 
 
 def score_all(
