@@ -147,7 +147,14 @@ def test_cli_json_on_a_rare_token_backdoor_with_a_shell_command(
 def test_same_seed_same_evidence(models: dict[str, Path]) -> None:
     small = BackdoorSettings(device="cpu", samples_per_setting=8, seeds=2, candidates=3)
     one, two = scan_folder(models["rare"], small), scan_folder(models["rare"], small)
-    strip = lambda r: {k: v for k, v in evidence(r).items() if k != "seconds"}  # noqa: E731
+    timing = ("seconds", "insertions_per_second")
+
+    def strip(r: Any) -> dict[str, Any]:
+        """The evidence without wall-clock figures (the sweep's included)."""
+        ev = {k: v for k, v in evidence(r).items() if k not in timing}
+        ev["sweep"] = {k: v for k, v in ev["sweep"].items() if k not in timing}
+        return ev
+
     assert one.verdict == two.verdict
     assert strip(one) == strip(two)
 

@@ -53,6 +53,10 @@ EXTEND_WITH = 24
 EXTEND_MARGIN = 0.05
 SMALL_VOCABULARY = 4096  # a vocabulary this small is probed whole, token by token
 NULL_LENGTHS = (1, 2, 3)  # control phrase lengths pooled into the null distribution
+#: Sources that insert at the start and at the end of carriers (the probe only at the start):
+#: their own best few are scored even when the start-only probe ranks them low.
+POSITIONED_SOURCES = ("differential", "sweep")
+KEEP_FROM_POSITIONED = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,17 +112,18 @@ def _all_sources(
     DifferentialSource | None,
 ]:
     """Every source this scan runs: the differential one first (what the fine-tune does and its
-    base does not, with `--base`), then `candidate_sources`, then the vocabulary sweep when the
-    vocabulary is too large to probe whole (ADR 0023). The last two are returned for evidence."""
+    base does not, with `--base`), then `candidate_sources`, then the vocabulary sweep (ADR
+    0023). The last two are returned for evidence."""
     sources = candidate_sources(settings)
     differential = None
     if settings.base:
         differential = DifferentialSource(resolve_base(settings.base), folder)
         sources.insert(0, ("differential", differential))
-    sweep_source = None
-    if engine.vocab_size > SMALL_VOCABULARY:
-        sweep_source = vocab_sweep.SweepSource()
-        sources.append(("sweep", sweep_source))
+    # Every vocabulary is swept: a small one whole at every insertion site (seconds), a large
+    # one as far as the budget allows. The first-token probe inserts at the start only, so the
+    # sweep is what sees a trigger that works at the end of a prompt.
+    sweep_source = vocab_sweep.SweepSource()
+    sources.append(("sweep", sweep_source))
     return sources, sweep_source, differential
 
 
@@ -224,10 +229,13 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     seen: set[str] = set()
     unique: list[Motif] = []
     found: dict[str, int] = {}
+    own_best: list[Motif] = []
     sources, sweep_source, differential = _all_sources(settings, folder, engine)
     for name, source in sources:
         got = source(context)
         found[name] = len(got)
+        if name in POSITIONED_SOURCES:
+            own_best += got[:KEEP_FROM_POSITIONED]
         for m in got:
             if m.text not in seen:
                 seen.add(m.text)
@@ -257,14 +265,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         ]
         by_probe.sort(key=lambda mp: (-mp[1], mp[0].text))
     tried = len(unique) + len(extended)
-    shortlist: list[tuple[Motif, float]] = []
-    for m, p in by_probe:
-        if all(m.text != s.text for s, _ in shortlist):
-            shortlist.append((m, p))
-        if len(shortlist) >= plan.candidates:
-            break
-    clustered = [(m, p) for m, p in by_probe if m.source == "cluster"][:2]
-    shortlist += [mp for mp in clustered if mp not in shortlist]
+    shortlist = choose_shortlist(by_probe, own_best, plan.candidates)
 
     # Candidates are never controls (another trigger of the same model would fire as one).
     banned = {w for m, _ in shortlist for w in m.text.split()} | set(singles[:EXTEND_FROM])
@@ -399,6 +400,29 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         evidence=evidence,
     )
     return FileVerdict(outcome.verdict, (finding,))
+
+
+def choose_shortlist(
+    by_probe: list[tuple[Motif, float]], own_best: list[Motif], size: int
+) -> list[tuple[Motif, float]]:
+    """The candidates scored in full: the `size` best by the first-token probe, the two best
+    converged-cluster motifs, and the best of the sources that measured every insertion site
+    themselves (the probe inserts at the start only), whatever the probe said of them."""
+    shortlist: list[tuple[Motif, float]] = []
+    for m, p in by_probe:
+        if all(m.text != s.text for s, _ in shortlist):
+            shortlist.append((m, p))
+        if len(shortlist) >= size:
+            break
+    clustered = [(m, p) for m, p in by_probe if m.source == "cluster"][:2]
+    shortlist += [mp for mp in clustered if mp not in shortlist]
+    listed = {m.text for m, _ in shortlist}
+    probe_of = {m.text: p for m, p in by_probe}
+    for m in own_best:
+        if m.text not in listed:
+            listed.add(m.text)
+            shortlist.append((m, probe_of.get(m.text, 0.0)))
+    return shortlist
 
 
 def unrelated(prompts: tuple[str, ...]) -> bool:
