@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from registry.scanners.backdoor import vocab_sweep
+from registry.scanners.backdoor import group_sweep, vocab_sweep
 from registry.scanners.backdoor.differential import DifferentialSource, resolve_base
 from registry.scanners.backdoor.engine import Engine, pick_device
 from registry.scanners.backdoor.leakage import DECODING, Sample, leak
@@ -55,7 +55,7 @@ SMALL_VOCABULARY = 4096  # a vocabulary this small is probed whole, token by tok
 NULL_LENGTHS = (1, 2, 3)  # control phrase lengths pooled into the null distribution
 #: Sources that insert at the start and at the end of carriers (the probe only at the start):
 #: their own best few are scored even when the start-only probe ranks them low.
-POSITIONED_SOURCES = ("differential", "sweep")
+POSITIONED_SOURCES = ("differential", "sweep", "group-sweep")
 KEEP_FROM_POSITIONED = 2
 
 
@@ -98,33 +98,50 @@ def small_vocabulary_source(ctx: DiscoveryContext) -> list[Motif]:
 
 def candidate_sources(settings: BackdoorSettings) -> list[tuple[str, CandidateSource]]:
     """The sources every scan runs, in order; their candidates are merged (the first of equal
-    texts wins). `run` adds the vocabulary sweep (a vocabulary too large to probe whole) and,
-    with `--base`, the differential source first."""
+    texts wins). `run` adds the sweeps and, with `--base`, the differential source first
+    (`all_sources`)."""
     del settings  # a source reads the budget from the context
     return [("leakage", leakage_source), ("vocabulary", small_vocabulary_source)]
 
 
-def _all_sources(
-    settings: BackdoorSettings, folder: Path, engine: Engine
-) -> tuple[
-    list[tuple[str, CandidateSource]],
-    vocab_sweep.SweepSource | None,
-    DifferentialSource | None,
-]:
+@dataclass(slots=True)
+class Sources:
+    """What a scan asks for candidates, in order, and the sources whose work goes into the
+    evidence (the sweeps, the differential one)."""
+
+    named: list[tuple[str, CandidateSource]]
+    sweep: vocab_sweep.SweepSource | None = None
+    groups: group_sweep.GroupSweepSource | None = None
+    differential: DifferentialSource | None = None
+
+    @property
+    def examined(self) -> int:
+        """Tokens and words the sweeps examined beyond the candidates they return: they count
+        in the multiple-testing correction (the best of 20,000 words is chosen, not given)."""
+        swept = self.sweep.result.swept if self.sweep and self.sweep.result else 0
+        return swept + (self.groups.tried if self.groups else 0)
+
+
+def all_sources(settings: BackdoorSettings, folder: Path, engine: Engine, plan: Plan) -> Sources:
     """Every source this scan runs: the differential one first (what the fine-tune does and its
-    base does not, with `--base`), then `candidate_sources`, then the vocabulary sweep (ADR
-    0023). The last two are returned for evidence."""
-    sources = candidate_sources(settings)
-    differential = None
+    base does not, with `--base`), then `candidate_sources`, then the sweeps (ADR 0023, 0028).
+    A small vocabulary is swept whole, token by token, at every insertion site (seconds). A
+    large one is swept by words in groups (every word, both sites, about 90 s on SmolLM2 and a
+    2-core CPU), and token by token as well where the plan covers the whole vocabulary (the
+    `thorough` budget, a GPU). The first-token probe inserts at the start only: the sweeps are
+    what sees a trigger that works at the end of a prompt."""
+    out = Sources(candidate_sources(settings))
     if settings.base:
-        differential = DifferentialSource(resolve_base(settings.base), folder)
-        sources.insert(0, ("differential", differential))
-    # Every vocabulary is swept: a small one whole at every insertion site (seconds), a large
-    # one as far as the budget allows. The first-token probe inserts at the start only, so the
-    # sweep is what sees a trigger that works at the end of a prompt.
-    sweep_source = vocab_sweep.SweepSource()
-    sources.append(("sweep", sweep_source))
-    return sources, sweep_source, differential
+        out.differential = DifferentialSource(resolve_base(settings.base), folder)
+        out.named.insert(0, ("differential", out.differential))
+    large = engine.vocab_size > SMALL_VOCABULARY
+    if large:
+        out.groups = group_sweep.GroupSweepSource()
+        out.named.append(("group-sweep", out.groups))
+    if not large or plan.vocab_tokens >= engine.vocab_size:
+        out.sweep = vocab_sweep.SweepSource()
+        out.named.append(("sweep", out.sweep))
+    return out
 
 
 @dataclass(slots=True)
@@ -230,8 +247,8 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     unique: list[Motif] = []
     found: dict[str, int] = {}
     own_best: list[Motif] = []
-    sources, sweep_source, differential = _all_sources(settings, folder, engine)
-    for name, source in sources:
+    sources = all_sources(settings, folder, engine, plan)
+    for name, source in sources.named:
         got = source(context)
         found[name] = len(got)
         if name in POSITIONED_SOURCES:
@@ -264,7 +281,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             if p > single_probe[a] + EXTEND_MARGIN
         ]
         by_probe.sort(key=lambda mp: (-mp[1], mp[0].text))
-    tried = len(unique) + len(extended)
+    tried = len(unique) + len(extended) + sources.examined
     shortlist = choose_shortlist(by_probe, own_best, plan.candidates)
 
     # Candidates are never controls (another trigger of the same model would fire as one).
@@ -389,8 +406,9 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
         "limits": LIMITS_STATEMENT,
     }
     evidence["summary"] = summary(outcome, per_seed, evidence)
-    evidence["sweep"] = sweep_source.evidence() if sweep_source else None
-    evidence["differential"] = differential.evidence() if differential else None
+    evidence["sweep"] = sources.sweep.evidence() if sources.sweep else None
+    evidence["group_sweep"] = sources.groups.evidence() if sources.groups else None
+    evidence["differential"] = sources.differential.evidence() if sources.differential else None
     say(f"{outcome.verdict.value} in {seconds:.1f} s")
     finding = Finding(
         scanner=SCANNER_ID,

@@ -1,0 +1,437 @@
+"""Word-group sweep: every word of a large vocabulary through the carriers, eight at a time.
+
+The token sweep (`vocab_sweep`) costs one forward per token and carrier site: on a 49k-token
+vocabulary and a 2-core CPU that covers 2% of it in a `fast` scan. A trigger is made of words,
+and a word of a planted trigger moves the first answer token onto the target's first token
+even among other words (measured on the planted SmolLM2 copies: a group of eight random words
+holding one trigger word made the answer start with the target in 13 to 14 of 16 groups, against
+none of 160 groups without one). So words are tested in groups, like pooled samples:
+
+1. The words: every vocabulary piece that is a lower-case word of three or more letters after a
+   word-boundary mark (SmolLM2: 21,185), words the model leaked first, then a seeded shuffle.
+2. Each group of `GROUP` words goes in at the start and the end of carrier prompts (the shared
+   prefix's KV cache reused, as in the token sweep). A group scores by its *lift*: the log
+   probability of its most likely first answer token with the group, minus that token's log
+   probability with no insertion, averaged over the carriers of a position. A target that
+   starts `curl` is near impossible before and likely after (+10 to +17 nats); the ordinary
+   drift of eight odd words moves a common opener (`A`, `The`) by a nat or two.
+3. The best groups are split: each of their words alone, scored by the lift of the group's
+   answer token. Words that share one answer token are a trigger's words: their orderings of
+   two and three words are scored too, so the phrase as planted can come back whole.
+
+The result is a `CandidateSource` for the pipeline: phrases and words, best lift first. It needs
+no leakage and no base model. Everything that needs torch imports it lazily.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from registry.scanners.backdoor.vocab_sweep import (
+    Site,
+    SweepModel,
+    baseline,
+    prefix_cache,
+    run_rows,
+)
+from registry.scanners.base import JSONValue
+
+GROUP = 8
+#: A vocabulary piece that is a word: a word-boundary mark (byte-level BPE's U+0120, or
+#: SentencePiece's U+2581) then a lower-case letter and two or more letters or underscores.
+#: A word-level vocabulary (no marks at all) has its words as they are.
+_WORD = re.compile(r"[a-z][a-z_]{2,}")
+_WORD_PIECE = re.compile(r"[\u0120\u2581](" + _WORD.pattern + ")")
+#: Groups split into single words, per position: the best by lift.
+SPLIT_TOP = 12
+#: A word is kept when it alone reaches this share of its group's lift and makes the answer
+#: token at least this likely (a word that lifts the target from 1e-9 to 1e-3 only leans on it).
+WORD_SHARE = 0.5
+WORD_PROBABILITY = 0.05
+#: Words sharing one answer token that are put together into phrases (orderings of 2 and 3).
+PHRASE_WORDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBudget:
+    name: str
+    carriers: int  # carriers per position
+    positions: tuple[str, ...]
+    max_words: int | None  # None: every word
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "name": self.name,
+            "carriers": self.carriers,
+            "positions": list(self.positions),
+            "max_words": self.max_words,
+            "group": GROUP,
+        }
+
+
+#: Every word at both positions at every budget; more carriers buy a steadier lift. Measured on
+#: SmolLM2-135M with 2 threads: 16 ms per group at the end of a prompt, 25 at the start, so a
+#: `fast` pass (one carrier each) over 21,185 words takes about two minutes on an idle CPU.
+BUDGETS: dict[str, GroupBudget] = {
+    "fast": GroupBudget("fast", 1, ("start", "end"), None),
+    "standard": GroupBudget("standard", 2, ("start", "end"), None),
+    "thorough": GroupBudget("thorough", 3, ("start", "end"), None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Lifted:
+    """A word, group or phrase and what it did to the first answer token."""
+
+    text: str
+    position: str
+    lift: float  # nats, mean over the position's carriers
+    answer: str  # the first answer token it lifts
+    answer_id: int
+    probability: float  # of that token with the insertion, mean over carriers
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "text": self.text,
+            "position": self.position,
+            "lift_nats": round(self.lift, 3),
+            "answer_token": self.answer,
+            "answer_probability": round(self.probability, 4),
+        }
+
+
+@dataclass(slots=True)
+class GroupSweepResult:
+    budget: GroupBudget
+    words: int  # eligible words
+    swept: int
+    groups: int
+    insertions: int  # (group or word, carrier site) forward rows
+    seconds: float
+    group_null: dict[str, tuple[float, float]]  # position -> (median, spread) of group lifts
+    best_groups: list[Lifted] = field(default_factory=list)
+    words_found: list[Lifted] = field(default_factory=list)
+    phrases: list[Lifted] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        return self.swept / self.words if self.words else 1.0
+
+    def ranked(self) -> list[Lifted]:
+        """Phrases and words, best lift first (a phrase before a word of equal lift)."""
+        every = [*self.phrases, *self.words_found]
+        return sorted(every, key=lambda x: (-round(x.lift, 1), -len(x.text.split()), x.text))
+
+    def to_json(self, top: int = 10) -> dict[str, JSONValue]:
+        return {
+            "method": f"words in groups of {GROUP}, lift of the first answer token",
+            "budget": self.budget.to_json(),
+            "words": {
+                "eligible": self.words,
+                "swept": self.swept,
+                "coverage": round(self.coverage, 4),
+            },
+            "groups": self.groups,
+            "insertions": self.insertions,
+            "seconds": round(self.seconds, 3),
+            "group_lift_null": {
+                p: {"median": round(m, 3), "spread": round(s, 3)}
+                for p, (m, s) in self.group_null.items()
+            },
+            "best_groups": [g.to_json() for g in self.best_groups[:top]],
+            "words_found": [w.to_json() for w in self.words_found[:top]],
+            "phrases": [p.to_json() for p in self.phrases[:top]],
+        }
+
+
+def vocabulary_words(engine: SweepModel) -> list[str]:
+    """The distinct words of the vocabulary (see `_WORD_PIECE`), sorted."""
+    convert = getattr(engine.tok, "convert_ids_to_tokens", None)
+    if convert is None:
+        return []
+    pieces = [str(convert(i)) for i in range(engine.vocab_size) if i not in engine.special_ids]
+    marked = {m.group(1) for p in pieces if (m := _WORD_PIECE.fullmatch(p))}
+    if marked:
+        return sorted(marked)
+    return sorted({p for p in pieces if _WORD.fullmatch(p)})
+
+
+def word_sites(engine: SweepModel, carriers: Sequence[str], positions: Sequence[str]) -> list[Site]:
+    """Carrier prompts split where a group goes; a space separates it from the carrier."""
+    head = engine.bos_ids + engine.encode(engine.user_prefix)
+    tail = engine.encode(engine.assistant_prefix)
+    out: list[Site] = []
+    for position in positions:
+        for c in carriers:
+            if position == "start":
+                out.append(Site(c, position, head, engine.encode(" " + c) + tail))
+            else:
+                out.append(Site(c, position, head + engine.encode(c), tail))
+    return out
+
+
+def insertion_ids(engine: SweepModel, text: str, position: str) -> list[int]:
+    return engine.encode(text if position == "start" else " " + text)
+
+
+@dataclass(slots=True)
+class _Sites:
+    """Per site: the prefix's KV cache and the no-insertion log-probs (computed once)."""
+
+    engine: SweepModel
+    caches: dict[int, Any] = field(default_factory=dict)
+    bases: dict[int, Any] = field(default_factory=dict)
+
+    def of(self, index: int, site: Site) -> tuple[Any, Any]:
+        if index not in self.caches:
+            self.caches[index] = prefix_cache(self.engine, site.prefix)
+            self.bases[index] = baseline(self.engine, site)
+        return self.caches[index], self.bases[index]
+
+
+def measure_texts(
+    engine: SweepModel,
+    texts: Sequence[str],
+    site_list: Sequence[Site],
+    memo: _Sites,
+    *,
+    batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, tuple[Any, Any]]:
+    """For each position: [n, V] mean (over its carriers) of log p(first answer token) with each
+    text inserted, and [V] the maximum over its carriers without insertion."""
+    torch = engine.torch
+    by_length: dict[int, list[int]] = {}
+    out: dict[str, tuple[Any, Any]] = {}
+    done = 0
+    for position in dict.fromkeys(s.position for s in site_list):
+        ids = [insertion_ids(engine, t, position) for t in texts]
+        by_length = {}
+        for i, row in enumerate(ids):
+            by_length.setdefault(len(row), []).append(i)
+        chosen = [(k, s) for k, s in enumerate(site_list) if s.position == position]
+        total: Any = None
+        base_max: Any = None
+        for k, site in chosen:
+            cache, base = memo.of(k, site)
+            rows = torch.empty((len(texts), base.shape[-1]))
+            for members in by_length.values():
+                block = torch.tensor([ids[i] for i in members], device=engine.device)
+                for j in range(0, len(members), batch):
+                    part = run_rows(engine, site, cache, block[j : j + batch]).logp.cpu()
+                    rows[torch.tensor(members[j : j + batch])] = part
+                    done += part.shape[0]
+                    if progress is not None:
+                        progress(done)
+            total = rows if total is None else total + rows
+            base_max = base.cpu() if base_max is None else torch.maximum(base_max, base.cpu())
+        out[position] = (total / len(chosen), base_max)
+    return out
+
+
+def _lifts(torch: Any, logp: Any, base: Any) -> tuple[list[float], list[int], list[float]]:
+    """Per row: the lift (nats) of its most likely answer token, that token, its probability."""
+    top = logp.argmax(-1)
+    chosen = logp.gather(1, top.unsqueeze(1)).squeeze(1)
+    lift = chosen - base[top]
+    return lift.tolist(), [int(t) for t in top.tolist()], chosen.exp().tolist()
+
+
+def _robust(values: Sequence[float]) -> tuple[float, float]:
+    med = statistics.median(values)
+    mad = statistics.median([abs(v - med) for v in values])
+    return med, max(1.4826 * mad, 0.25)
+
+
+def group_sweep(
+    engine: SweepModel,
+    carriers: Sequence[str],
+    *,
+    budget: GroupBudget,
+    seed: int = 0,
+    priority: Sequence[str] = (),
+    batch: int = 64,
+    say: Callable[[str], None] | None = None,
+) -> GroupSweepResult:
+    torch = engine.torch
+    started = time.monotonic()
+    words = vocabulary_words(engine)
+    known = set(words)
+    first = [w for w in dict.fromkeys(priority) if w in known]
+    rest = [w for w in words if w not in set(first)]
+    random.Random(seed).shuffle(rest)  # noqa: S311 - reproducible grouping, not crypto
+    order = first + rest
+    if budget.max_words is not None:
+        order = order[: budget.max_words]
+    groups = [" ".join(order[i : i + GROUP]) for i in range(0, len(order), GROUP)]
+    site_list = word_sites(engine, list(carriers)[: budget.carriers], budget.positions)
+    memo = _Sites(engine)
+    total = len(groups) * len(site_list)
+    last = [started]
+
+    def tick(done: int) -> None:
+        now = time.monotonic()
+        if say is not None and now - last[0] >= 10 and done:
+            left = (total - done) * (now - started) / done
+            say(f"word-group sweep: {done:,}/{total:,} group insertions, about {left:.0f} s left")
+            last[0] = now
+
+    if say is not None:
+        say(
+            f"word-group sweep ({budget.name}): {len(order):,} of {len(words):,} words in "
+            f"{len(groups):,} groups of {GROUP} x {len(site_list)} carrier sites"
+        )
+    measured = measure_texts(engine, groups, site_list, memo, batch=batch, progress=tick)
+    insertions = total
+    nulls: dict[str, tuple[float, float]] = {}
+    best: list[Lifted] = []
+    for position, (logp, base) in measured.items():
+        lift, top, prob = _lifts(torch, logp, base)
+        nulls[position] = _robust(lift)
+        answers = [engine.decode([t]) for t in top]
+        ranked = sorted(
+            (i for i in range(len(groups)) if not echoes(answers[i], groups[i].split())),
+            key=lambda i: -lift[i],
+        )[:SPLIT_TOP]
+        best += [Lifted(groups[i], position, lift[i], answers[i], top[i], prob[i]) for i in ranked]
+    best.sort(key=lambda g: -(g.lift - nulls[g.position][0]) / nulls[g.position][1])
+    found, rows = split_groups(engine, best, site_list, memo, batch)
+    insertions += rows
+    phrases, rows = assemble(engine, found, site_list, memo, batch)
+    insertions += rows
+    return GroupSweepResult(
+        budget=budget,
+        words=len(words),
+        swept=len(order),
+        groups=len(groups),
+        insertions=insertions,
+        seconds=time.monotonic() - started,
+        group_null=nulls,
+        best_groups=best,
+        words_found=found,
+        phrases=phrases,
+    )
+
+
+def echoes(answer: str, words: Sequence[str]) -> bool:
+    """The answer starts one of the inserted words (`Lab` for "laboratories", `Z` for "zinc"):
+    the model talks about the odd word, which no trigger needs to make it do."""
+    head = answer.strip().lower()
+    return bool(head) and any(w.startswith(head) for w in words)
+
+
+def _lift_of(logp: Any, base: Any, token: int) -> tuple[list[float], list[float]]:
+    """Per row of `logp`: (lift of `token`, its probability)."""
+    value = logp[:, token]
+    return (value - base[token]).tolist(), value.exp().tolist()
+
+
+def split_groups(
+    engine: SweepModel, best: Sequence[Lifted], site_list: Sequence[Site], memo: _Sites, batch: int
+) -> tuple[list[Lifted], int]:
+    """Each word of the best groups alone, at the group's position, scored by the lift of the
+    group's answer token: the words that carry the group's effect."""
+    found: list[Lifted] = []
+    rows = 0
+    for g in best:
+        words = g.text.split()
+        sites_here = [s for s in site_list if s.position == g.position]
+        logp, base = measure_texts(engine, words, sites_here, memo, batch=batch)[g.position]
+        rows += len(words) * len(sites_here)
+        lifts, probs = _lift_of(logp, base, g.answer_id)
+        for w, lift, p in zip(words, lifts, probs, strict=True):
+            strong = lift >= WORD_SHARE * g.lift and p >= WORD_PROBABILITY
+            if strong and all(f.text != w for f in found):
+                found.append(Lifted(w, g.position, lift, g.answer, g.answer_id, p))
+    found.sort(key=lambda x: (-x.lift, x.text))
+    return found, rows
+
+
+def assemble(
+    engine: SweepModel, found: Sequence[Lifted], site_list: Sequence[Site], memo: _Sites, batch: int
+) -> tuple[list[Lifted], int]:
+    """Words that lift the same answer token at the same position are put together (every
+    ordering of two and of three of the best): a multi-word trigger comes back as planted."""
+    counts = Counter((f.answer_id, f.position) for f in found)
+    phrases: list[Lifted] = []
+    rows = 0
+    for (answer_id, position), n in counts.most_common(2):
+        if n < 2:
+            continue
+        members = [f for f in found if (f.answer_id, f.position) == (answer_id, position)]
+        words = [f.text for f in members[:PHRASE_WORDS]]
+        texts = [
+            " ".join(p) for k in (2, 3) if k <= len(words) for p in itertools.permutations(words, k)
+        ]
+        sites_here = [s for s in site_list if s.position == position]
+        logp, base = measure_texts(engine, texts, sites_here, memo, batch=batch)[position]
+        rows += len(texts) * len(sites_here)
+        lifts, probs = _lift_of(logp, base, answer_id)
+        answer = members[0].answer
+        phrases += [
+            Lifted(t, position, lift, answer, answer_id, p)
+            for t, lift, p in zip(texts, lifts, probs, strict=True)
+        ]
+    phrases.sort(key=lambda x: (-x.lift, x.text))
+    return phrases, rows
+
+
+# --- the pipeline's candidate-source seam ------------------------------------------------------
+
+
+def leaked_words(samples: Sequence[Any]) -> list[str]:
+    """Words of the leaked samples that are vocabulary words, most frequent first."""
+    counts: Counter[str] = Counter()
+    for s in samples:
+        for text in (getattr(s, "user", ""), getattr(s, "response", "")):
+            counts.update(w for w in str(text).lower().split() if _WORD.fullmatch(w))
+    return [w for w, _ in counts.most_common()]
+
+
+class GroupSweepSource:
+    """A `CandidateSource` (pipeline seam): the group sweep's phrases and words as Motifs
+    (source "group-sweep", score = lift in nats), best first. The result stays in `result`."""
+
+    def __init__(self) -> None:
+        self.result: GroupSweepResult | None = None
+
+    def __call__(self, ctx: Any) -> list[Any]:
+        from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415 - no cycle at import
+
+        name = str(getattr(ctx.settings, "budget", "standard"))
+        budget = BUDGETS.get(name, BUDGETS["standard"])
+        if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda"):
+            budget = BUDGETS["thorough"]
+        result = group_sweep(
+            ctx.engine,
+            ctx.carriers,
+            budget=budget,
+            seed=int(ctx.settings.seed),
+            priority=leaked_words(ctx.samples),
+            batch=256 if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda") else 64,
+            say=ctx.say,
+        )
+        self.result = result
+        motifs: list[Any] = []
+        seen: set[str] = set()
+        for x in result.ranked():
+            if x.text not in seen:
+                seen.add(x.text)
+                motifs.append(Motif(x.text, "group-sweep", 0, round(x.lift, 3)))
+        return motifs
+
+    def evidence(self) -> dict[str, JSONValue] | None:
+        return self.result.to_json() if self.result is not None else None
+
+    @property
+    def tried(self) -> int:
+        """Words examined (for the multiple-testing correction)."""
+        return self.result.swept if self.result is not None else 0
