@@ -20,7 +20,10 @@ from registry.scanners.backdoor.settings import BackdoorSettings, plan_for
 from tests.backdoor_fixtures import CARRIERS, END, RARE, engine_for
 from tests.backdoor_models import build
 
-WHOLE = GroupBudget("test", 2, ("start", "end"), None)
+#: Every group the best few, whatever its z: a word-level toy vocabulary's groups all move its
+#: odd answer distribution a lot (median lift 7 nats), so the split threshold measured on a
+#: real vocabulary (SPLIT_Z) says nothing here; these tests are about the mechanics.
+WHOLE = GroupBudget("test", 2, ("start", "end"), None, split_z=-1e9)
 
 
 class _Pieces:
@@ -137,3 +140,17 @@ def test_importing_the_group_sweep_imports_no_torch(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.ml
+@pytest.mark.timeout(600)
+def test_only_groups_far_above_the_others_are_split() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    engine = engine_for(build(RARE))
+    strict = GroupBudget("strict", 1, ("start",), None, split_z=1e9)
+    result = group_sweep.group_sweep(engine, CARRIERS, budget=strict)
+    assert result.groups > 10
+    assert result.best_groups == result.words_found == result.phrases == []
+    assert result.to_json()["budget"]["split_z"] == 1e9  # type: ignore[index]

@@ -50,8 +50,11 @@ GROUP = 8
 #: A word-level vocabulary (no marks at all) has its words as they are.
 _WORD = re.compile(r"[a-z][a-z_]{2,}")
 _WORD_PIECE = re.compile(r"[\u0120\u2581](" + _WORD.pattern + ")")
-#: Groups split into single words, per position: the best by lift.
+#: Groups split into single words, per position: the best by lift, and only those this far
+#: above the position's groups (robust z: median, 1.4826 MAD). Measured on SmolLM2: the best
+#: group of the clean model sits at z 5, a group holding a planted trigger's word at 15 to 40.
 SPLIT_TOP = 12
+SPLIT_Z = 8.0  # GroupBudget.split_z's default
 #: A word is kept when it alone reaches this share of its group's lift and makes the answer
 #: token at least this likely (a word that lifts the target from 1e-9 to 1e-3 only leans on it).
 WORD_SHARE = 0.5
@@ -66,6 +69,7 @@ class GroupBudget:
     carriers: int  # carriers per position
     positions: tuple[str, ...]
     max_words: int | None  # None: every word
+    split_z: float = SPLIT_Z
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
@@ -74,6 +78,7 @@ class GroupBudget:
             "positions": list(self.positions),
             "max_words": self.max_words,
             "group": GROUP,
+            "split_z": self.split_z,
         }
 
 
@@ -187,57 +192,106 @@ class _Sites:
     """Per site: the prefix's KV cache and the no-insertion log-probs (computed once)."""
 
     engine: SweepModel
-    caches: dict[int, Any] = field(default_factory=dict)
-    bases: dict[int, Any] = field(default_factory=dict)
+    cached: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
 
-    def of(self, index: int, site: Site) -> tuple[Any, Any]:
-        if index not in self.caches:
-            self.caches[index] = prefix_cache(self.engine, site.prefix)
-            self.bases[index] = baseline(self.engine, site)
-        return self.caches[index], self.bases[index]
+    def of(self, site: Site) -> tuple[Any, Any]:
+        key = (site.carrier, site.position)
+        if key not in self.cached:
+            self.cached[key] = (prefix_cache(self.engine, site.prefix), baseline(self.engine, site))
+        return self.cached[key]
+
+
+#: Called per batch: the texts' indices, [b, V] mean (over the position's carriers) log p of
+#: the first answer token with each text, [V] the maximum over those carriers without one.
+Reduce = Callable[[list[int], Any, Any], None]
 
 
 def measure_texts(
     engine: SweepModel,
     texts: Sequence[str],
-    site_list: Sequence[Site],
+    sites_here: Sequence[Site],
     memo: _Sites,
+    reduce: Reduce,
     *,
     batch: int,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, tuple[Any, Any]]:
-    """For each position: [n, V] mean (over its carriers) of log p(first answer token) with each
-    text inserted, and [V] the maximum over its carriers without insertion."""
+) -> None:
+    """Every text inserted at every site of one position (`sites_here`), batch by batch; each
+    batch's log-probs go to `reduce` and are dropped (a [texts, vocabulary] table would be
+    500 MB per carrier for SmolLM2's 2,649 groups)."""
     torch = engine.torch
+    position = sites_here[0].position
+    ids = [insertion_ids(engine, t, position) for t in texts]
     by_length: dict[int, list[int]] = {}
-    out: dict[str, tuple[Any, Any]] = {}
+    for i, row in enumerate(ids):
+        by_length.setdefault(len(row), []).append(i)
+    prepared = [(site, *memo.of(site)) for site in sites_here]
+    base_max = prepared[0][2]
+    for _, _, base in prepared[1:]:
+        base_max = torch.maximum(base_max, base)
     done = 0
-    for position in dict.fromkeys(s.position for s in site_list):
-        ids = [insertion_ids(engine, t, position) for t in texts]
-        by_length = {}
-        for i, row in enumerate(ids):
-            by_length.setdefault(len(row), []).append(i)
-        chosen = [(k, s) for k, s in enumerate(site_list) if s.position == position]
-        total: Any = None
-        base_max: Any = None
-        for k, site in chosen:
-            cache, base = memo.of(k, site)
-            rows = torch.empty((len(texts), base.shape[-1]))
-            for members in by_length.values():
-                block = torch.tensor([ids[i] for i in members], device=engine.device)
-                for j in range(0, len(members), batch):
-                    part = run_rows(engine, site, cache, block[j : j + batch]).logp.cpu()
-                    rows[torch.tensor(members[j : j + batch])] = part
-                    done += part.shape[0]
-                    if progress is not None:
-                        progress(done)
-            total = rows if total is None else total + rows
-            base_max = base.cpu() if base_max is None else torch.maximum(base_max, base.cpu())
-        out[position] = (total / len(chosen), base_max)
-    return out
+    for members in by_length.values():
+        for j in range(0, len(members), batch):
+            part = members[j : j + batch]
+            block = torch.tensor([ids[i] for i in part], device=engine.device)
+            total: Any = None
+            for site, cache, _ in prepared:
+                logp = run_rows(engine, site, cache, block).logp
+                total = logp if total is None else total + logp
+            reduce(part, total / len(prepared), base_max)
+            done += len(part) * len(prepared)
+            if progress is not None:
+                progress(done)
 
 
-def _lifts(torch: Any, logp: Any, base: Any) -> tuple[list[float], list[int], list[float]]:
+def best_answer_lifts(  # noqa: PLR0917 - internal
+    engine: SweepModel,
+    texts: Sequence[str],
+    sites_here: Sequence[Site],
+    memo: _Sites,
+    batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[float], list[int], list[float]]:
+    """Per text: the lift (nats) of its most likely first answer token, that token and its
+    probability, at one position."""
+    lift = [0.0] * len(texts)
+    top = [0] * len(texts)
+    prob = [0.0] * len(texts)
+
+    def keep(part: list[int], logp: Any, base: Any) -> None:
+        got, tokens, probabilities = _lifts(logp, base)
+        for i, a, t, p in zip(part, got, tokens, probabilities, strict=True):
+            lift[i], top[i], prob[i] = a, t, p
+
+    measure_texts(engine, texts, sites_here, memo, keep, batch=batch, progress=progress)
+    return lift, top, prob
+
+
+def token_lifts(
+    engine: SweepModel,
+    texts: Sequence[str],
+    sites_here: Sequence[Site],
+    memo: _Sites,
+    *,
+    token: int,
+    batch: int,
+) -> tuple[list[float], list[float]]:
+    """Per text: the lift (nats) of answer `token` and its probability, at one position."""
+    lifts = [0.0] * len(texts)
+    probs = [0.0] * len(texts)
+
+    def keep(part: list[int], logp: Any, base: Any) -> None:
+        value = logp[:, token]
+        for i, lift, p in zip(
+            part, (value - base[token]).tolist(), value.exp().tolist(), strict=True
+        ):
+            lifts[i], probs[i] = lift, p
+
+    measure_texts(engine, texts, sites_here, memo, keep, batch=batch)
+    return lifts, probs
+
+
+def _lifts(logp: Any, base: Any) -> tuple[list[float], list[int], list[float]]:
     """Per row: the lift (nats) of its most likely answer token, that token, its probability."""
     top = logp.argmax(-1)
     chosen = logp.gather(1, top.unsqueeze(1)).squeeze(1)
@@ -261,7 +315,6 @@ def group_sweep(
     batch: int = 64,
     say: Callable[[str], None] | None = None,
 ) -> GroupSweepResult:
-    torch = engine.torch
     started = time.monotonic()
     words = vocabulary_words(engine)
     known = set(words)
@@ -289,16 +342,22 @@ def group_sweep(
             f"word-group sweep ({budget.name}): {len(order):,} of {len(words):,} words in "
             f"{len(groups):,} groups of {GROUP} x {len(site_list)} carrier sites"
         )
-    measured = measure_texts(engine, groups, site_list, memo, batch=batch, progress=tick)
     insertions = total
     nulls: dict[str, tuple[float, float]] = {}
     best: list[Lifted] = []
-    for position, (logp, base) in measured.items():
-        lift, top, prob = _lifts(torch, logp, base)
+    for position in budget.positions:
+        sites_here = [s for s in site_list if s.position == position]
+        lift, top, prob = best_answer_lifts(engine, groups, sites_here, memo, batch, tick)
         nulls[position] = _robust(lift)
         answers = [engine.decode([t]) for t in top]
+        centre, spread = nulls[position]
         ranked = sorted(
-            (i for i in range(len(groups)) if not echoes(answers[i], groups[i].split())),
+            (
+                i
+                for i in range(len(groups))
+                if (lift[i] - centre) / spread >= budget.split_z
+                and not echoes(answers[i], groups[i].split())
+            ),
             key=lambda i: -lift[i],
         )[:SPLIT_TOP]
         best += [Lifted(groups[i], position, lift[i], answers[i], top[i], prob[i]) for i in ranked]
@@ -328,12 +387,6 @@ def echoes(answer: str, words: Sequence[str]) -> bool:
     return bool(head) and any(w.startswith(head) for w in words)
 
 
-def _lift_of(logp: Any, base: Any, token: int) -> tuple[list[float], list[float]]:
-    """Per row of `logp`: (lift of `token`, its probability)."""
-    value = logp[:, token]
-    return (value - base[token]).tolist(), value.exp().tolist()
-
-
 def split_groups(
     engine: SweepModel, best: Sequence[Lifted], site_list: Sequence[Site], memo: _Sites, batch: int
 ) -> tuple[list[Lifted], int]:
@@ -344,9 +397,8 @@ def split_groups(
     for g in best:
         words = g.text.split()
         sites_here = [s for s in site_list if s.position == g.position]
-        logp, base = measure_texts(engine, words, sites_here, memo, batch=batch)[g.position]
+        lifts, probs = token_lifts(engine, words, sites_here, memo, token=g.answer_id, batch=batch)
         rows += len(words) * len(sites_here)
-        lifts, probs = _lift_of(logp, base, g.answer_id)
         for w, lift, p in zip(words, lifts, probs, strict=True):
             strong = lift >= WORD_SHARE * g.lift and p >= WORD_PROBABILITY
             if strong and all(f.text != w for f in found):
@@ -372,9 +424,8 @@ def assemble(
             " ".join(p) for k in (2, 3) if k <= len(words) for p in itertools.permutations(words, k)
         ]
         sites_here = [s for s in site_list if s.position == position]
-        logp, base = measure_texts(engine, texts, sites_here, memo, batch=batch)[position]
+        lifts, probs = token_lifts(engine, texts, sites_here, memo, token=answer_id, batch=batch)
         rows += len(texts) * len(sites_here)
-        lifts, probs = _lift_of(logp, base, answer_id)
         answer = members[0].answer
         phrases += [
             Lifted(t, position, lift, answer, answer_id, p)
