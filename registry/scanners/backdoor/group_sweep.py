@@ -25,6 +25,7 @@ no leakage and no base model. Everything that needs torch imports it lazily.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import re
@@ -291,6 +292,10 @@ def token_lifts(
     return lifts, probs
 
 
+def _shifted(tick: Callable[[int], None], offset: int, done: int) -> None:
+    tick(offset + done)
+
+
 def _lifts(logp: Any, base: Any) -> tuple[list[float], list[int], list[float]]:
     """Per row: the lift (nats) of its most likely answer token, that token, its probability."""
     top = logp.argmax(-1)
@@ -345,9 +350,13 @@ def group_sweep(
     insertions = total
     nulls: dict[str, tuple[float, float]] = {}
     best: list[Lifted] = []
+    before = 0  # group insertions of the positions already done (progress counts them all)
     for position in budget.positions:
         sites_here = [s for s in site_list if s.position == position]
-        lift, top, prob = best_answer_lifts(engine, groups, sites_here, memo, batch, tick)
+        lift, top, prob = best_answer_lifts(
+            engine, groups, sites_here, memo, batch, functools.partial(_shifted, tick, before)
+        )
+        before += len(groups) * len(sites_here)
         nulls[position] = _robust(lift)
         answers = [engine.decode([t]) for t in top]
         centre, spread = nulls[position]
