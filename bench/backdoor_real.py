@@ -254,6 +254,8 @@ def real_main(
             "budget": budget,
             "device": device,
             "settings_not_passed": got.get("settings_not_passed", {}),
+            # The scan's whole evidence: why a planted copy was missed is read here.
+            "evidence": evidence,
         }
         rows.append(row)
     print_table(rows)
