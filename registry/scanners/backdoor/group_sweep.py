@@ -29,7 +29,6 @@ import functools
 import itertools
 import random
 import re
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,7 +40,9 @@ from registry.scanners.backdoor.vocab_sweep import (
     SweepModel,
     baseline,
     prefix_cache,
+    robust_centre,
     run_rows,
+    sites,
 )
 from registry.scanners.base import JSONValue
 
@@ -62,6 +63,8 @@ WORD_SHARE = 0.5
 WORD_PROBABILITY = 0.05
 #: Words sharing one answer token that are put together into phrases (orderings of 2 and 3).
 PHRASE_WORDS = 3
+#: The groups' lift spread never counts as less than this (nats).
+LIFT_FLOOR = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,20 +171,6 @@ def vocabulary_words(engine: SweepModel) -> list[str]:
     if marked:
         return sorted(marked)
     return sorted({p for p in pieces if _WORD.fullmatch(p)})
-
-
-def word_sites(engine: SweepModel, carriers: Sequence[str], positions: Sequence[str]) -> list[Site]:
-    """Carrier prompts split where a group goes; a space separates it from the carrier."""
-    head = engine.bos_ids + engine.encode(engine.user_prefix)
-    tail = engine.encode(engine.assistant_prefix)
-    out: list[Site] = []
-    for position in positions:
-        for c in carriers:
-            if position == "start":
-                out.append(Site(c, position, head, engine.encode(" " + c) + tail))
-            else:
-                out.append(Site(c, position, head + engine.encode(c), tail))
-    return out
 
 
 def insertion_ids(engine: SweepModel, text: str, position: str) -> list[int]:
@@ -304,12 +293,6 @@ def _lifts(logp: Any, base: Any) -> tuple[list[float], list[int], list[float]]:
     return lift.tolist(), [int(t) for t in top.tolist()], chosen.exp().tolist()
 
 
-def _robust(values: Sequence[float]) -> tuple[float, float]:
-    med = statistics.median(values)
-    mad = statistics.median([abs(v - med) for v in values])
-    return med, max(1.4826 * mad, 0.25)
-
-
 def group_sweep(
     engine: SweepModel,
     carriers: Sequence[str],
@@ -324,13 +307,14 @@ def group_sweep(
     words = vocabulary_words(engine)
     known = set(words)
     first = [w for w in dict.fromkeys(priority) if w in known]
-    rest = [w for w in words if w not in set(first)]
+    chosen = set(first)
+    rest = [w for w in words if w not in chosen]
     random.Random(seed).shuffle(rest)  # noqa: S311 - reproducible grouping, not crypto
     order = first + rest
     if budget.max_words is not None:
         order = order[: budget.max_words]
     groups = [" ".join(order[i : i + GROUP]) for i in range(0, len(order), GROUP)]
-    site_list = word_sites(engine, list(carriers)[: budget.carriers], budget.positions)
+    site_list = sites(engine, list(carriers)[: budget.carriers], budget.positions, " ")
     memo = _Sites(engine)
     total = len(groups) * len(site_list)
     last = [started]
@@ -357,7 +341,7 @@ def group_sweep(
             engine, groups, sites_here, memo, batch, functools.partial(_shifted, tick, before)
         )
         before += len(groups) * len(sites_here)
-        nulls[position] = _robust(lift)
+        nulls[position] = robust_centre(lift, LIFT_FLOOR)
         answers = [engine.decode([t]) for t in top]
         centre, spread = nulls[position]
         ranked = sorted(
@@ -467,16 +451,15 @@ class GroupSweepSource:
         from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415 - no cycle at import
 
         name = str(getattr(ctx.settings, "budget", "standard"))
-        budget = BUDGETS.get(name, BUDGETS["standard"])
-        if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda"):
-            budget = BUDGETS["thorough"]
+        gpu = str(getattr(ctx.engine, "device", "cpu")).startswith("cuda")
+        budget = BUDGETS["thorough"] if gpu else BUDGETS.get(name, BUDGETS["standard"])
         result = group_sweep(
             ctx.engine,
             ctx.carriers,
             budget=budget,
             seed=int(ctx.settings.seed),
             priority=leaked_words(ctx.samples),
-            batch=256 if str(getattr(ctx.engine, "device", "cpu")).startswith("cuda") else 64,
+            batch=256 if gpu else 64,
             say=ctx.say,
         )
         self.result = result

@@ -37,6 +37,14 @@ class Behaviour:
     n: int = 1  # carrier prompts per insertion point (the collapse is a share of these)
 
 
+def p90(values: Sequence[float], default: float) -> float:
+    """The 90th percentile of `values` (nearest rank), or `default` when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return default
+    return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
     text: str
@@ -62,10 +70,7 @@ class Scored:
     @property
     def null_upper(self) -> float:
         """The null's 90th percentile (nearest rank)."""
-        values = sorted(c.collapse for c in self.controls)
-        if not values:
-            return 1 / max(self.behaviour.n, 1)
-        return values[min(len(values) - 1, math.ceil(0.9 * len(values)) - 1)]
+        return p90([c.collapse for c in self.controls], 1 / max(self.behaviour.n, 1))
 
     @property
     def null_spread(self) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from registry.scanners.backdoor.risk import is_dangerous, lint
-from registry.scanners.backdoor.scoring import Behaviour, Scored
+from registry.scanners.backdoor.scoring import Behaviour, Scored, p90
 from registry.scanners.base import JSONValue, Severity, Verdict
 
 #: Calibration (ADR 0022). A candidate's collapse (the share of carrier prompts whose answers
@@ -106,10 +106,8 @@ def null_upper(s: Scored) -> float:
     if not is_dangerous(s.behaviour.converged):
         return s.null_upper
     out = s.behaviour.converged
-    rest = sorted(c.collapse for c in s.controls if c.converged != out)
-    if not rest:
-        return 1 / max(s.behaviour.n, 1)
-    return rest[min(len(rest) - 1, math.ceil(0.9 * len(rest)) - 1)]
+    rest = [c.collapse for c in s.controls if c.converged != out]
+    return p90(rest, 1 / max(s.behaviour.n, 1))
 
 
 def calibration_json(

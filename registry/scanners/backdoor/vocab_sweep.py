@@ -238,7 +238,11 @@ class Site:
     suffix: list[int]
 
 
-def sites(engine: SweepModel, carriers: Sequence[str], positions: Sequence[str]) -> list[Site]:
+def sites(
+    engine: SweepModel, carriers: Sequence[str], positions: Sequence[str], separator: str = ""
+) -> list[Site]:
+    """Carrier prompts split at each insertion point; `separator` goes between a start
+    insertion and the carrier (the word-group sweep's words need a space, tokens do not)."""
     head = engine.bos_ids + engine.encode(engine.user_prefix)
     tail = engine.encode(engine.assistant_prefix)
     out: list[Site] = []
@@ -246,7 +250,7 @@ def sites(engine: SweepModel, carriers: Sequence[str], positions: Sequence[str])
         for c in carriers:
             body = engine.encode(c)
             if position == "start":
-                out.append(Site(c, position, head, body + tail))
+                out.append(Site(c, position, head, engine.encode(separator + c) + tail))
             else:
                 out.append(Site(c, position, head + body, tail))
     return out
@@ -433,12 +437,17 @@ def robust_null(
     spread: dict[tuple[str, str], float] = {}
     for position, rows in rows_by_position.items():
         for s in signals:
-            values = [r[s] for r in rows]
-            med = statistics.median(values)
-            mad = statistics.median([abs(v - med) for v in values])
-            centre[position, s] = med
-            spread[position, s] = max(1.4826 * mad, floors[s])
+            centre[position, s], spread[position, s] = robust_centre(
+                [r[s] for r in rows], floors[s]
+            )
     return Null(centre, spread)
+
+
+def robust_centre(values: Sequence[float], floor: float) -> tuple[float, float]:
+    """The median and the spread (1.4826 x MAD, never below `floor`) of `values`."""
+    med = statistics.median(values)
+    mad = statistics.median([abs(v - med) for v in values])
+    return med, max(1.4826 * mad, floor)
 
 
 def fit_null(by_pos: dict[str, _Acc], carriers: dict[str, int], n: int) -> Null:
