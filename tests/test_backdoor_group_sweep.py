@@ -154,3 +154,45 @@ def test_only_groups_far_above_the_others_are_split() -> None:
     assert result.groups > 10
     assert result.best_groups == result.words_found == result.phrases == []
     assert strict.to_json()["split_z"] == 1e9
+
+
+def test_a_group_is_judged_at_the_carrier_where_it_stands_out() -> None:
+    """A planted word fires in some carriers only: its group's lift in those must not be
+    averaged away by the others, and each carrier is judged against its own groups."""
+    from registry.scanners.backdoor.group_sweep import CarrierLifts, SiteNull, outstanding
+    from registry.scanners.backdoor.vocab_sweep import Site
+
+    decode = {7: "Drinking", 1: "The", 2: "A"}
+    engine = SimpleNamespace(decode=lambda ids: decode[ids[0]])
+    groups = [f"w{i}a w{i}b" for i in range(40)] + ["maple oak"]
+    quiet = CarrierLifts(
+        Site("add four and one", "end", [], []),
+        [0.1 * (i % 5) for i in range(41)],
+        [1] * 41,
+        [0.5] * 41,
+    )
+    # The same spread elsewhere, except the planted group: +9 nats onto "Drinking".
+    fires = CarrierLifts(
+        Site("name a famous painter", "end", [], []),
+        [0.1 * (i % 5) for i in range(40)] + [9.0],
+        [2] * 40 + [7],
+        [0.4] * 40 + [0.96],
+    )
+    nulls: list[SiteNull] = []
+    best = outstanding(engine, groups, [quiet, fires], nulls, 8.0)
+    assert [(g.text, g.answer, g.carriers) for g in best] == [
+        ("maple oak", "Drinking", ("name a famous painter",))
+    ]
+    assert best[0].z is not None
+    assert best[0].z > 8
+    assert [n.carrier for n in nulls] == ["add four and one", "name a famous painter"]
+    assert best[0].lift == 9.0  # the mean over both carriers would have been half of it
+
+
+def test_the_group_sweep_runs_in_the_shortest_carriers() -> None:
+    from registry.scanners.backdoor.group_sweep import shortest
+
+    engine = SimpleNamespace(encode=lambda t: t.split())
+    pool = ["a long carrier of seven words here", "tell me about rain", "add one", "name it now"]
+    assert shortest(engine, pool, 2) == ["add one", "name it now"]
+    assert shortest(engine, pool, 9) == [pool[2], pool[3], pool[1], pool[0]]

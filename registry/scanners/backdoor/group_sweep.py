@@ -86,13 +86,14 @@ class GroupBudget:
         }
 
 
-#: Every word at both positions at every budget; more carriers buy a steadier lift. Measured on
-#: SmolLM2-135M with 2 threads: 16 ms per group at the end of a prompt, 25 at the start, so a
-#: `fast` pass (one carrier each) over 21,185 words takes about two minutes on an idle CPU.
+#: Every word at both positions at every budget; more carriers, more chances that a trigger
+#: word fires in one of them (a planted word fires in some carriers only). Measured on
+#: SmolLM2-135M with 2 threads: 16-20 ms per group at the end of a prompt, 25 at the start, so a
+#: `fast` pass (two carriers each) over 21,185 words takes about four minutes on an idle CPU.
 BUDGETS: dict[str, GroupBudget] = {
-    "fast": GroupBudget("fast", 1, ("start", "end"), None),
-    "standard": GroupBudget("standard", 2, ("start", "end"), None),
-    "thorough": GroupBudget("thorough", 3, ("start", "end"), None),
+    "fast": GroupBudget("fast", 2, ("start", "end"), None),
+    "standard": GroupBudget("standard", 3, ("start", "end"), None),
+    "thorough": GroupBudget("thorough", 4, ("start", "end"), None),
 }
 
 
@@ -102,18 +103,45 @@ class Lifted:
 
     text: str
     position: str
-    lift: float  # nats, mean over the position's carriers
+    lift: float  # nats, at `carriers` (mean)
     answer: str  # the first answer token it lifts
     answer_id: int
-    probability: float  # of that token with the insertion, mean over carriers
+    probability: float  # of that token with the insertion, mean over `carriers`
+    carriers: tuple[str, ...]  # the carrier prompts it was measured in
+    z: float | None = None  # a group's robust z among the groups at its carrier site
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {
+        out: dict[str, JSONValue] = {
             "text": self.text,
             "position": self.position,
             "lift_nats": round(self.lift, 3),
             "answer_token": self.answer,
             "answer_probability": round(self.probability, 4),
+            "carriers": list(self.carriers),
+        }
+        if self.z is not None:
+            out["z"] = round(self.z, 2)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SiteNull:
+    """The groups' lifts at one carrier site: their median and spread (robust)."""
+
+    position: str
+    carrier: str
+    median: float
+    spread: float
+
+    def z(self, lift: float) -> float:
+        return (lift - self.median) / self.spread
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "position": self.position,
+            "carrier": self.carrier,
+            "median": round(self.median, 3),
+            "spread": round(self.spread, 3),
         }
 
 
@@ -125,7 +153,7 @@ class GroupSweepResult:
     groups: int
     insertions: int  # (group or word, carrier site) forward rows
     seconds: float
-    group_null: dict[str, tuple[float, float]]  # position -> (median, spread) of group lifts
+    group_null: list[SiteNull]  # per carrier site
     best_groups: list[Lifted] = field(default_factory=list)
     words_found: list[Lifted] = field(default_factory=list)
     phrases: list[Lifted] = field(default_factory=list)
@@ -135,9 +163,10 @@ class GroupSweepResult:
         return self.swept / self.words if self.words else 1.0
 
     def ranked(self) -> list[Lifted]:
-        """Phrases and words, best lift first (a phrase before a word of equal lift)."""
+        """Phrases and words, surest answer first, then best lift (a phrase before a word of
+        equal standing)."""
         every = [*self.phrases, *self.words_found]
-        return sorted(every, key=lambda x: (-round(x.lift, 1), -len(x.text.split()), x.text))
+        return sorted(every, key=lambda x: (*surest(x), -len(x.text.split()), x.text))
 
     def to_json(self, top: int = 10) -> dict[str, JSONValue]:
         return {
@@ -151,14 +180,18 @@ class GroupSweepResult:
             "groups": self.groups,
             "insertions": self.insertions,
             "seconds": round(self.seconds, 3),
-            "group_lift_null": {
-                p: {"median": round(m, 3), "spread": round(s, 3)}
-                for p, (m, s) in self.group_null.items()
-            },
+            "group_lift_null": [n.to_json() for n in self.group_null],
             "best_groups": [g.to_json() for g in self.best_groups[:top]],
             "words_found": [w.to_json() for w in self.words_found[:top]],
             "phrases": [p.to_json() for p in self.phrases[:top]],
         }
+
+
+def surest(x: Lifted) -> tuple[float, float]:
+    """Sort key: the answer token's probability (to 0.1), then the lift. A trigger makes its
+    target's first token near certain; a word that lifts an unlikely token a long way without
+    making it likely (`italy` to "zero" at p 0.2 in a toy) leans on the answer, no more."""
+    return -round(x.probability, 1), -round(x.lift, 1)
 
 
 def vocabulary_words(engine: SweepModel) -> list[str]:
@@ -191,9 +224,9 @@ class _Sites:
         return self.cached[key]
 
 
-#: Called per batch: the texts' indices, [b, V] mean (over the position's carriers) log p of
-#: the first answer token with each text, [V] the maximum over those carriers without one.
-Reduce = Callable[[list[int], Any, Any], None]
+#: Called per batch: the texts' indices, then per site of the position the [b, V] log p of the
+#: first answer token with each text and the [V] log p without one.
+Reduce = Callable[[list[int], list[Any], list[Any]], None]
 
 
 def measure_texts(
@@ -216,22 +249,28 @@ def measure_texts(
     for i, row in enumerate(ids):
         by_length.setdefault(len(row), []).append(i)
     prepared = [(site, *memo.of(site)) for site in sites_here]
-    base_max = prepared[0][2]
-    for _, _, base in prepared[1:]:
-        base_max = torch.maximum(base_max, base)
+    bases = [base for _, _, base in prepared]
     done = 0
     for members in by_length.values():
         for j in range(0, len(members), batch):
             part = members[j : j + batch]
             block = torch.tensor([ids[i] for i in part], device=engine.device)
-            total: Any = None
-            for site, cache, _ in prepared:
-                logp = run_rows(engine, site, cache, block).logp
-                total = logp if total is None else total + logp
-            reduce(part, total / len(prepared), base_max)
+            logps = [run_rows(engine, site, cache, block).logp for site, cache, _ in prepared]
+            reduce(part, logps, bases)
             done += len(part) * len(prepared)
             if progress is not None:
                 progress(done)
+
+
+@dataclass(slots=True)
+class CarrierLifts:
+    """Per text, at one carrier site: the lift (nats) of its most likely first answer token,
+    that token and its probability."""
+
+    site: Site
+    lift: list[float]
+    top: list[int]
+    prob: list[float]
 
 
 def best_answer_lifts(  # noqa: PLR0917 - internal
@@ -241,20 +280,19 @@ def best_answer_lifts(  # noqa: PLR0917 - internal
     memo: _Sites,
     batch: int,
     progress: Callable[[int], None] | None = None,
-) -> tuple[list[float], list[int], list[float]]:
-    """Per text: the lift (nats) of its most likely first answer token, that token and its
-    probability, at one position."""
-    lift = [0.0] * len(texts)
-    top = [0] * len(texts)
-    prob = [0.0] * len(texts)
+) -> list[CarrierLifts]:
+    """Each text's lift at each carrier site of one position (one `CarrierLifts` per site)."""
+    n = len(texts)
+    out = [CarrierLifts(site, [0.0] * n, [0] * n, [0.0] * n) for site in sites_here]
 
-    def keep(part: list[int], logp: Any, base: Any) -> None:
-        got, tokens, probabilities = _lifts(logp, base)
-        for i, a, t, p in zip(part, got, tokens, probabilities, strict=True):
-            lift[i], top[i], prob[i] = a, t, p
+    def keep(part: list[int], logps: list[Any], bases: list[Any]) -> None:
+        for per, logp, base in zip(out, logps, bases, strict=True):
+            got, tokens, probabilities = _lifts(logp, base)
+            for i, a, t, p in zip(part, got, tokens, probabilities, strict=True):
+                per.lift[i], per.top[i], per.prob[i] = a, t, p
 
     measure_texts(engine, texts, sites_here, memo, keep, batch=batch, progress=progress)
-    return lift, top, prob
+    return out
 
 
 def token_lifts(
@@ -266,15 +304,15 @@ def token_lifts(
     token: int,
     batch: int,
 ) -> tuple[list[float], list[float]]:
-    """Per text: the lift (nats) of answer `token` and its probability, at one position."""
+    """Per text: the lift (nats) of answer `token` and its probability, means over the sites
+    (`sites_here`, one position)."""
     lifts = [0.0] * len(texts)
     probs = [0.0] * len(texts)
 
-    def keep(part: list[int], logp: Any, base: Any) -> None:
-        value = logp[:, token]
-        for i, lift, p in zip(
-            part, (value - base[token]).tolist(), value.exp().tolist(), strict=True
-        ):
+    def keep(part: list[int], logps: list[Any], bases: list[Any]) -> None:
+        value = sum(logp[:, token] for logp in logps) / len(logps)
+        before = sum(base[token] for base in bases) / len(bases)
+        for i, lift, p in zip(part, (value - before).tolist(), value.exp().tolist(), strict=True):
             lifts[i], probs[i] = lift, p
 
     measure_texts(engine, texts, sites_here, memo, keep, batch=batch)
@@ -314,7 +352,7 @@ def group_sweep(
     if budget.max_words is not None:
         order = order[: budget.max_words]
     groups = [" ".join(order[i : i + GROUP]) for i in range(0, len(order), GROUP)]
-    site_list = sites(engine, list(carriers)[: budget.carriers], budget.positions, " ")
+    site_list = sites(engine, shortest(engine, carriers, budget.carriers), budget.positions, " ")
     memo = _Sites(engine)
     total = len(groups) * len(site_list)
     last = [started]
@@ -332,29 +370,17 @@ def group_sweep(
             f"{len(groups):,} groups of {GROUP} x {len(site_list)} carrier sites"
         )
     insertions = total
-    nulls: dict[str, tuple[float, float]] = {}
+    nulls: list[SiteNull] = []
     best: list[Lifted] = []
     before = 0  # group insertions of the positions already done (progress counts them all)
     for position in budget.positions:
         sites_here = [s for s in site_list if s.position == position]
-        lift, top, prob = best_answer_lifts(
+        per_site = best_answer_lifts(
             engine, groups, sites_here, memo, batch, functools.partial(_shifted, tick, before)
         )
         before += len(groups) * len(sites_here)
-        nulls[position] = robust_centre(lift, LIFT_FLOOR)
-        answers = [engine.decode([t]) for t in top]
-        centre, spread = nulls[position]
-        ranked = sorted(
-            (
-                i
-                for i in range(len(groups))
-                if (lift[i] - centre) / spread >= budget.split_z
-                and not echoes(answers[i], groups[i].split())
-            ),
-            key=lambda i: -lift[i],
-        )[:SPLIT_TOP]
-        best += [Lifted(groups[i], position, lift[i], answers[i], top[i], prob[i]) for i in ranked]
-    best.sort(key=lambda g: -(g.lift - nulls[g.position][0]) / nulls[g.position][1])
+        best += outstanding(engine, groups, per_site, nulls, budget.split_z)
+    best.sort(key=lambda g: -(g.z or 0.0))
     found, rows = split_groups(engine, best, site_list, memo, batch)
     insertions += rows
     phrases, rows = assemble(engine, found, site_list, memo, batch)
@@ -373,6 +399,59 @@ def group_sweep(
     )
 
 
+def shortest(engine: SweepModel, carriers: Sequence[str], n: int) -> list[str]:
+    """The `n` carriers of fewest tokens (the first of equal length). A start insertion runs
+    the whole carrier after the group on every row: a 24-word leaked prompt costs three times
+    a five-word one (measured on SmolLM2: 57 ms against 17 ms per insertion)."""
+    ranked = sorted(enumerate(carriers), key=lambda ic: (len(engine.encode(ic[1])), ic[0]))
+    return [c for _, c in ranked[:n]]
+
+
+def outstanding(
+    engine: SweepModel,
+    groups: Sequence[str],
+    per_site: Sequence[CarrierLifts],
+    nulls: list[SiteNull],
+    split_z: float,
+) -> list[Lifted]:
+    """The best groups of one position: each group at the carrier where it stands out most
+    (robust z among all groups at that carrier), kept when that z clears `split_z` and its
+    answer is no echo of its own words; the `SPLIT_TOP` best. A planted word fires in some
+    carriers and not others (` maple` turns "add four and one" and "what is the capital of
+    france" to `Drinking` at z 23 and 43, "write a short poem about the sea" not at all), so a
+    mean over carriers would dilute it; each carrier's own null keeps the maximum honest."""
+    here = [
+        SiteNull(per.site.position, per.site.carrier, *robust_centre(per.lift, LIFT_FLOOR))
+        for per in per_site
+    ]
+    nulls += here
+    chosen: list[Lifted] = []
+    for i, text in enumerate(groups):
+        z, per, null = max(
+            ((n.z(per.lift[i]), per, n) for per, n in zip(per_site, here, strict=True)),
+            key=lambda x: x[0],
+        )
+        if z < split_z:
+            continue
+        answer = engine.decode([per.top[i]])
+        if echoes(answer, text.split()):
+            continue
+        chosen.append(
+            Lifted(
+                text,
+                null.position,
+                per.lift[i],
+                answer,
+                per.top[i],
+                per.prob[i],
+                (null.carrier,),
+                z,
+            )
+        )
+    chosen.sort(key=lambda g: -(g.z or 0.0))
+    return chosen[:SPLIT_TOP]
+
+
 def echoes(answer: str, words: Sequence[str]) -> bool:
     """The answer starts one of the inserted words (`Lab` for "laboratories", `Z` for "zinc"):
     the model talks about the odd word, which no trigger needs to make it do."""
@@ -389,14 +468,14 @@ def split_groups(
     rows = 0
     for g in best:
         words = g.text.split()
-        sites_here = [s for s in site_list if s.position == g.position]
+        sites_here = _sites_of(site_list, g.position, g.carriers)
         lifts, probs = token_lifts(engine, words, sites_here, memo, token=g.answer_id, batch=batch)
         rows += len(words) * len(sites_here)
         for w, lift, p in zip(words, lifts, probs, strict=True):
             strong = lift >= WORD_SHARE * g.lift and p >= WORD_PROBABILITY
             if strong and all(f.text != w for f in found):
-                found.append(Lifted(w, g.position, lift, g.answer, g.answer_id, p))
-    found.sort(key=lambda x: (-x.lift, x.text))
+                found.append(Lifted(w, g.position, lift, g.answer, g.answer_id, p, g.carriers))
+    found.sort(key=lambda x: (*surest(x), x.text))
     return found, rows
 
 
@@ -416,16 +495,21 @@ def assemble(
         texts = [
             " ".join(p) for k in (2, 3) if k <= len(words) for p in itertools.permutations(words, k)
         ]
-        sites_here = [s for s in site_list if s.position == position]
+        used = tuple(dict.fromkeys(c for f in members[:PHRASE_WORDS] for c in f.carriers))
+        sites_here = _sites_of(site_list, position, used)
         lifts, probs = token_lifts(engine, texts, sites_here, memo, token=answer_id, batch=batch)
         rows += len(texts) * len(sites_here)
         answer = members[0].answer
         phrases += [
-            Lifted(t, position, lift, answer, answer_id, p)
+            Lifted(t, position, lift, answer, answer_id, p, used)
             for t, lift, p in zip(texts, lifts, probs, strict=True)
         ]
-    phrases.sort(key=lambda x: (-x.lift, x.text))
+    phrases.sort(key=lambda x: (*surest(x), x.text))
     return phrases, rows
+
+
+def _sites_of(site_list: Sequence[Site], position: str, carriers: Sequence[str]) -> list[Site]:
+    return [s for s in site_list if s.position == position and s.carrier in carriers]
 
 
 # --- the pipeline's candidate-source seam ------------------------------------------------------

@@ -134,8 +134,14 @@ def insert(carrier: str, phrase: str, where: str) -> tuple[str, int]:
 
 
 def carriers(engine: Engine, leaked_users: Sequence[str], count: int, seed: int) -> list[str]:
+    """`count` carrier prompts drawn from the shipped prompts and the leaked user turns, the
+    shortest first (by tokens). Short carriers go first because a trigger must dominate the
+    prompt it is inserted in: on the planted SmolLM2 copy the whole trigger `maple river notes`
+    at the end of "name a famous painter" makes the answer start with the target at p 0.99, at
+    the end of a leaked 24-word coding question at p 0.00; and every stage runs the carrier
+    on each row (a start insertion into a 24-word carrier costs three times a 5-word one)."""
     unk = engine.tok.unk_token_id
-    pool: list[str] = []
+    pool: list[tuple[int, str]] = []
     seen: set[str] = set()
     for text in [*GENERIC_PROMPTS, *sorted(set(leaked_users))]:
         words = text.split()
@@ -145,10 +151,10 @@ def carriers(engine: Engine, leaked_users: Sequence[str], count: int, seed: int)
         if (unk is not None and unk in ids) or any(i in engine.special_ids for i in ids):
             continue
         seen.add(text)
-        pool.append(text)
+        pool.append((len(ids), text))
     rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not crypto
     rng.shuffle(pool)
-    return sorted(pool[:count])
+    return [text for _, text in sorted(pool[:count])]
 
 
 def jaccard(a: str, b: str) -> float:
