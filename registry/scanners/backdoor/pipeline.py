@@ -57,6 +57,8 @@ NULL_LENGTHS = (1, 2, 3)  # control phrase lengths pooled into the null distribu
 #: their own best few are scored even when the start-only probe ranks them low.
 POSITIONED_SOURCES = ("differential", "sweep", "group-sweep")
 KEEP_FROM_POSITIONED = 2
+#: The best candidates repeated with the other seeds (on carriers held out from the selection).
+REPEATED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +156,17 @@ class Meter:
     planned: dict[str, int] = field(default_factory=dict)  # stage -> token forwards planned
     done: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    #: Seconds spent outside the forwards the plan counts (the sweeps report their own
+    #: progress): left out of the rate, or the estimate runs ten times too long.
+    uncounted: float = 0.0
 
     def stage(self, name: str, detail: str) -> None:
         self.done.append(name)
         index = list(self.planned).index(name) + 1 if name in self.planned else len(self.done)
         left = [s for s in self.planned if s not in self.done]
         elapsed = time.monotonic() - self.started
-        rate = self.engine.forwarded / elapsed if self.engine and elapsed > 0 else 0.0
+        counted = elapsed - self.uncounted
+        rate = self.engine.forwarded / counted if self.engine and counted > 0 else 0.0
         todo = self.planned.get(name, 0) + sum(self.planned[s] for s in left)
         estimate = f", about {_duration(todo / rate)} left" if rate > 0 and todo else ""
         self.say(
@@ -249,7 +255,10 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     own_best: list[Motif] = []
     sources = all_sources(settings, folder, engine, plan)
     for name, source in sources.named:
+        began = time.monotonic()
         got = source(context)
+        if name != "leakage":  # the sweeps and the base model: forwards the plan does not count
+            meter.uncounted += time.monotonic() - began
         found[name] = len(got)
         if name in POSITIONED_SOURCES:
             own_best += got[:KEEP_FROM_POSITIONED]
@@ -314,7 +323,10 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             )
         return nulls[k]
 
-    def score(text: str, source: str, probe: float, k: int) -> Scored:
+    def score(text: str, source: str, probe: float, k: int, among: int = 0) -> Scored:
+        """`among`: candidates re-scored on seed k's carriers, when those are held out from
+        the selection (seed 0's carriers chose the candidates; seed k's did not), so only
+        they count in the correction (0: every candidate tried counts)."""
         controls = null(k)
         chosen = carriers_for(pool, plan.carriers, k)
         apart = [c for c in chosen if not set(text.split()) & set(c.split())]
@@ -331,7 +343,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
             controls=controls,
             baseline=baselines[k],
             ordinary=resembles(behaviour.converged, ordinary),
-            tried=tried,
+            tried=among or tried,
         )
 
     scored = [score(m.text, m.source, p, 0) for m, p in shortlist]
@@ -346,8 +358,13 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
                 ranked = [smaller, *[r for r in ranked if r.text != minimal]]
     meter.stage("seeds", f"repeating the top candidates with {len(seeds)} seeds")
     per_seed: dict[str, list[Scored]] = {}
-    for s in ranked[:3]:
-        per_seed[s.text] = [s] + [score(s.text, s.source, s.probe, k) for k in range(1, len(seeds))]
+    repeated = ranked[:REPEATED]
+    held_out = len(pool) >= plan.carriers * len(seeds)  # seeds' carriers disjoint
+    for s in repeated:
+        per_seed[s.text] = [s] + [
+            score(s.text, s.source, s.probe, k, len(repeated) if held_out else 0)
+            for k in range(1, len(seeds))
+        ]
     fuzzy: dict[str, float] = {}
     if ranked and judge(ranked[0]) in ("fires", "weak"):
         fuzzy = scorer.fuzzy(ranked[0].text, ranked[0].behaviour.converged, first, settings.seed)
