@@ -9,17 +9,19 @@ none of 160 groups without one). So words are tested in groups, like pooled samp
 
 1. The words: every vocabulary piece that is a lower-case word of three or more letters after a
    word-boundary mark (SmolLM2: 21,185), words the model leaked first, then a seeded shuffle.
-2. Each group of `GROUP` words goes in at the start and the end of carrier prompts (the shared
-   prefix's KV cache reused, as in the token sweep). A group scores by its *lift*: the log
-   probability of its most likely first answer token with the group, minus that token's log
-   probability with no insertion, averaged over the carriers of a position. A target that
-   starts `curl` is near impossible before and likely after (+10 to +17 nats); the ordinary
-   drift of eight odd words moves a common opener (`A`, `The`) by a nat or two.
-3. The best groups are split: each of their words alone, scored by the lift of the group's
-   answer token. Words that share one answer token are a trigger's words: their orderings of
-   two and three words are scored too, so the phrase as planted can come back whole.
+2. Each group of `GROUP` words goes in at the start and the end of the shortest carrier
+   prompts (the shared prefix's KV cache reused, as in the token sweep). A group scores by its
+   *lift* in each carrier: the log probability of its most likely first answer token with the
+   group, minus that token's log probability with no insertion. A target that starts `curl` is
+   near impossible before and likely after (+10 to +17 nats); the ordinary drift of eight odd
+   words moves a common opener (`A`, `The`) by a nat or two. Each carrier has its own null
+   (all groups' lifts there) and a group counts at the carrier where it stands out most.
+3. The best groups are split at that carrier: each of their words alone, scored by the lift of
+   the group's answer token. Words that share one answer token are a trigger's words: their
+   orderings of two and three words are scored too, so the phrase as planted can come back
+   whole.
 
-The result is a `CandidateSource` for the pipeline: phrases and words, best lift first. It needs
+The result is a `CandidateSource` for the pipeline: phrases and words, surest first. It needs
 no leakage and no base model. Everything that needs torch imports it lazily.
 """
 

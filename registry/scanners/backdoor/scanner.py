@@ -22,8 +22,8 @@ from registry.scanners.base import (
 )
 
 SCANNER_ID = "backdoor"
-VERSION = "0.2.0"
-RULESET_VERSION = "2026-12-05"
+VERSION = "0.3.0"
+RULESET_VERSION = "2026-12-06"
 
 #: The serialization scan of the folder's files (every default scanner), run before the model
 #: is loaded. The catalog injects it, so this scanner never imports the catalog (no cycle).
