@@ -261,7 +261,7 @@ FOLDER_SCANNERS: tuple[Entry, ...] = (
         "1.0.0",
         "2026-11-22",
     ),
-    Entry("backdoor", _SCANNERS + "backdoor", _backdoor, "0.2.0", "2026-12-05", opt_in=True),
+    Entry("backdoor", _SCANNERS + "backdoor", _backdoor, "0.3.0", "2026-12-06", opt_in=True),
 )
 
 _ENTRIES: tuple[Entry, ...] = (*FILE_SCANNERS, *FOLDER_SCANNERS)
