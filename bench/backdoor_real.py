@@ -75,10 +75,14 @@ def trigger_match(evidence: dict[str, Any], trigger: str) -> tuple[bool, str | N
 
 def scan_one(path: Path, device: str, seed: int, budget: str | None) -> dict[str, Any]:
     """Scan one model in this process; the row (with this process's peak RSS)."""
-    if device == "cpu":
-        import torch  # optional heavy import: the ml extra
+    import torch  # optional heavy imports: the ml extra
+    import transformers  # noqa: F401 - imported here so the baseline below counts it
 
+    if device == "cpu":
         torch.set_num_threads(THREADS)
+    # The process before any model: Python, torch and transformers (about 250 MiB). The
+    # scan's own memory is the peak above it.
+    baseline = peak_rss_mib(os.getpid())
     settings, dropped = settings_for(device, seed, budget)
     targets, _ = local_targets(path)
     scanner = BackdoorScanner(
@@ -95,6 +99,7 @@ def scan_one(path: Path, device: str, seed: int, budget: str | None) -> dict[str
         "evidence": evidence,
         "seconds": round(seconds, 1),
         "peak_rss_mib": round(rss_kib / 1024),
+        "baseline_rss_mib": baseline,
         "settings_not_passed": dropped,
     }
 
@@ -248,6 +253,7 @@ def real_main(
             "top_trigger": ((evidence.get("top_candidates") or [{}])[0]).get("trigger"),
             "seconds": got.get("seconds"),
             "peak_rss_mib": got.get("peak_rss_mib"),
+            "baseline_rss_mib": got.get("baseline_rss_mib"),
             "stage": got.get("stage"),
             "stages": got.get("stages", []),
             "message": got.get("message", ""),
@@ -262,11 +268,17 @@ def real_main(
     return rows
 
 
+def above(row: dict[str, Any]) -> int | str:
+    """The peak RSS above the process's baseline (Python, torch, transformers), in MiB."""
+    peak, baseline = row.get("peak_rss_mib"), row.get("baseline_rss_mib")
+    return peak - baseline if peak is not None and baseline is not None else "-"
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     print("== backdoor scanner, real models ==")
     head = (
         f"{'model':34s} {'params':>12s} {'verdict':11s} {'det':4s} {'FP':4s}"
-        f" {'exact':5s} {'minimal':18s} {'time s':>8s} {'RSS MiB':>8s}"
+        f" {'exact':5s} {'minimal':18s} {'time s':>8s} {'RSS MiB':>8s} {'above MiB':>9s}"
     )
     print(head)
     for r in rows:
@@ -277,7 +289,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['model']:34s} {params:>12s} {r['verdict']:11s} {det:4s} {fp:4s} {exact:5s}"
             f" {r['minimal_subphrase'] or '-':18s} {r['seconds']!s:>8s}"
-            f" {r['peak_rss_mib'] or '-'!s:>8s}"
+            f" {r['peak_rss_mib'] or '-'!s:>8s} {above(r)!s:>9s}"
         )
         if r["verdict"] in ("timeout", "error", "unsupported"):
             print(f"    {r['verdict']}: {r['message'] or ''} last stage: {r['stage']}")

@@ -257,7 +257,10 @@ def measure_texts(
         for j in range(0, len(members), batch):
             part = members[j : j + batch]
             block = torch.tensor([ids[i] for i in part], device=engine.device)
-            logps = [run_rows(engine, site, cache, block).logp for site, cache, _ in prepared]
+            logps = [
+                run_rows(engine, site, cache, block, attention=False).logp
+                for site, cache, _ in prepared
+            ]
             reduce(part, logps, bases)
             done += len(part) * len(prepared)
             if progress is not None:

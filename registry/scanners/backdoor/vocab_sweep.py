@@ -23,6 +23,7 @@ Everything here imports torch lazily (inside functions): the `ml` extra is optio
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -261,7 +262,7 @@ class Rows:
     """Per insertion row: first-answer-token log-probs and the attention on the insertion."""
 
     logp: Any  # [B, V] float32
-    attention: Any  # [B] float32
+    attention: Any  # [B] float32; None where not measured
 
 
 class Forward(Protocol):
@@ -278,15 +279,50 @@ def prefix_cache(engine: SweepModel, ids: Sequence[int]) -> Any:
 
 
 def expand_cache(engine: SweepModel, cache: Any, batch: int) -> Any:
-    """A fresh `DynamicCache` holding `cache`'s keys and values repeated `batch` times (the
-    prefix is computed once; `update` concatenates, so the expanded views are never written)."""
-    from transformers import DynamicCache  # noqa: PLC0415 - optional: the ml extra
+    """A cache that serves `cache`'s keys and values (the prefix, computed once) to `batch`
+    rows, for one forward pass. Nothing is copied or kept: each layer is handed the prefix's
+    expanded views with the batch's own keys and values appended, and drops them again (a
+    `DynamicCache` copies the prefix per row and keeps every layer's keys and values for the
+    whole pass: 140 MB for 64 rows of SmolLM2, a quarter of the sweeps' memory)."""
+    from transformers.cache_utils import Cache  # noqa: PLC0415 - optional: the ml extra
 
-    data = [
-        (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+    layer_class = _read_only_layer()
+    layers = [
+        layer_class(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
         for layer in cache.layers
     ]
-    return DynamicCache(ddp_cache_data=data)
+    return Cache(layers=layers)
+
+
+@functools.cache
+def _read_only_layer() -> type:
+    from transformers import cache_utils  # noqa: PLC0415 - optional: the ml extra
+
+    torch = _torch()
+    base: Any = cache_utils.DynamicLayer  # untyped in transformers
+
+    class ReadOnlyPrefix(base):  # type: ignore[misc]
+        """A prefix's keys and values; `update` answers with the batch's appended, keeps none."""
+
+        def __init__(self, keys: Any, values: Any) -> None:
+            super().__init__()
+            self.keys, self.values = keys, values
+            self.device = keys.device
+            self.is_initialized = True
+
+        def update(self, key_states: Any, value_states: Any, *_: Any, **__: Any) -> Any:
+            return (
+                torch.cat([self.keys, key_states], dim=-2),
+                torch.cat([self.values, value_states], dim=-2),
+            )
+
+    return ReadOnlyPrefix
+
+
+def _torch() -> Any:
+    import torch  # noqa: PLC0415 - optional: the ml extra
+
+    return torch
 
 
 def upper_layers(engine: SweepModel) -> list[int]:
@@ -294,8 +330,12 @@ def upper_layers(engine: SweepModel) -> list[int]:
     return list(range(n // 2, n))
 
 
-def run_rows(engine: SweepModel, site: Site, cache: Any, inserted: Any) -> Rows:
-    """One batch: `inserted` [B, k] token ids at the site, the suffix after them."""
+def run_rows(
+    engine: SweepModel, site: Site, cache: Any, inserted: Any, *, attention: bool = True
+) -> Rows:
+    """One batch: `inserted` [B, k] token ids at the site, the suffix after them; without
+    `attention`, the attention the answer position pays the insertion is not measured (every
+    layer's attention weights kept for the batch are the sweep's largest tensors)."""
     torch = engine.torch
     b, k = inserted.shape
     suffix = torch.tensor(site.suffix, device=engine.device).expand(b, -1)
@@ -308,10 +348,12 @@ def run_rows(engine: SweepModel, site: Site, cache: Any, inserted: Any) -> Rows:
             position_ids=pos,
             cache=expand_cache(engine, cache, b),
             use_cache=True,
-            output_attentions=True,
+            output_attentions=attention,
             logits_to_keep=1,  # only the answer position's logits (the head is 49k wide)
         )
     logp = torch.log_softmax(res.logits[:, -1, :].float(), -1)
+    if not attention:
+        return Rows(logp, None)
     layers = upper_layers(engine)
     att = torch.stack([res.attentions[i][:, :, -1, start : start + k].float() for i in layers])
     return Rows(logp, att.sum(-1).mean((0, 2)))
