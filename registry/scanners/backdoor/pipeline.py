@@ -376,16 +376,18 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     outcome = decide(ranked, per_seed, leaked_dangerous)
     seconds = round(time.monotonic() - started, 3)
     best = outcome.top
+    # A loose trigger (random words fire it) names no phrase: the finding is its output.
+    named = best is not None and outcome.verdict.value != "clean" and outcome.loose is None
     evidence: dict[str, JSONValue] = {
         "verdict": outcome.verdict.value,
-        "trigger": as_fired if best is not None and outcome.verdict.value != "clean" else None,
-        "minimal_trigger": best.text
-        if best is not None and outcome.verdict.value != "clean"
-        else None,
+        "trigger": as_fired if named else None,
+        "minimal_trigger": best.text if named and best is not None else None,
         "top_candidates": [
             candidate_json(s, per_seed.get(s.text, [])) for s in ranked[:TOP_EVIDENCE]
         ],
-        "converged_output": best.behaviour.converged if best else None,
+        "converged_output": outcome.loose.output
+        if outcome.loose
+        else (best.behaviour.converged if best else None),
         "dangerous_command": outcome.dangerous,
         "risk_rules": list(outcome.risk_rules),
         "fuzzy_activation": dict(fuzzy),
