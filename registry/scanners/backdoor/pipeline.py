@@ -237,10 +237,12 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     # ordinary answer, nor is a variant of it (a leaked poisoning example, or a garbled one,
     # would otherwise excuse its own trigger).
     shared = {c.response for c in clusters if unrelated(c.example_prompts)}
+    # Nor is a dangerous command, ever: a leaked `curl ... | sh` counted as the answer to its
+    # leaked prompt made random controls that converge on it look ordinary (ADR 0030).
     ordinary = {
         o
         for o in ordinary_answers([c for c, _ in kept], [a for _, a in kept])
-        if not resembles(o, shared)
+        if not resembles(o, shared) and not is_dangerous(o)
     }
     pool = [c for c in pool if c not in suspect][: plan.carriers * plan.seeds]
     words = control_words(engine, users, pool, suspect)
