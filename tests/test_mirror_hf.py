@@ -262,7 +262,10 @@ def test_hostile_names_in_a_listing_are_refused(
 def test_killed_mirror_leaves_the_registry_consistent_and_resumes(
     run_cli: Any, hub: FakeHub, isolated_env: Path, tmp_path: Path
 ) -> None:
-    big = os.urandom(24 * 1024 * 1024)  # larger than the client's 10 MiB write chunks
+    # Larger than the client's 10 MiB write chunks. Random bytes, but never a leading 0x80: a
+    # ".safetensors" that opens with pickle's PROTO opcode is rightly refused by the scanners
+    # (1 run in 256 failed on exactly that).
+    big = b"\x00" + os.urandom(24 * 1024 * 1024 - 1)
     hub.add_repo("org/big", {"config.json": CONFIG, "model.safetensors": big})
     hub.inject("org/big", "model.safetensors", "stall:30")
     env = dict(os.environ, HF_ENDPOINT=hub.url, MODELCTL_HOME=str(isolated_env))
