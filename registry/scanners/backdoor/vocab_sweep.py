@@ -296,9 +296,9 @@ def expand_cache(engine: SweepModel, cache: Any, batch: int) -> Any:
 
 @functools.cache
 def _read_only_layer() -> type:
-    from transformers import cache_utils  # noqa: PLC0415 - optional: the ml extra
+    import torch  # noqa: PLC0415 - optional: the ml extra
+    from transformers import cache_utils  # noqa: PLC0415
 
-    torch = _torch()
     base: Any = cache_utils.DynamicLayer  # untyped in transformers
 
     class ReadOnlyPrefix(base):  # type: ignore[misc]
@@ -317,12 +317,6 @@ def _read_only_layer() -> type:
             )
 
     return ReadOnlyPrefix
-
-
-def _torch() -> Any:
-    import torch  # noqa: PLC0415 - optional: the ml extra
-
-    return torch
 
 
 def upper_layers(engine: SweepModel) -> list[int]:
