@@ -331,6 +331,41 @@ def test_recognised_formats_are_unsupported_not_clean(
     assert report.verdict is not Verdict.CLEAN
 
 
+# -- named for a validated format, bytes of something else ---------------------------------------
+
+WEIGHTS_LIKE = b"\x00" + bytes(range(256)) * 16  # raw numbers: no format's magic, no header
+
+
+@pytest.mark.parametrize(
+    ("name", "scanner", "rule"),
+    [
+        ("model.safetensors", "safetensors", "safetensors.header.length"),
+        ("model.gguf", "gguf", "gguf.header.magic"),
+        ("model.onnx", "onnx", "onnx.malformed"),
+        ("model.keras", "keras", "keras.zip.malformed"),
+    ],
+)
+def test_a_file_named_for_a_validated_format_is_never_clean_by_its_bytes(
+    tmp_path: Path, name: str, scanner: str, rule: str
+) -> None:
+    """Loaders pick the parser by name: a `.safetensors` of other bytes is malformed, not clean."""
+    report = scan_all(put(tmp_path, name, WEIGHTS_LIKE).full_path)
+    (entry,) = report.files
+    assert entry.verdict is Verdict.MALFORMED
+    assert entry.scanners == (scanner,)
+    assert [f.rule for f in entry.findings] == [rule]
+    # The same bytes under a name that promises nothing are raw data: clean, no scanner.
+    (raw,) = scan_all(put(tmp_path, "weights.raw", WEIGHTS_LIKE).full_path).files
+    assert (raw.verdict, raw.scanners) == (Verdict.CLEAN, ())
+
+
+def test_a_pickle_named_safetensors_is_the_pickle_scanners_too(tmp_path: Path) -> None:
+    payload = b"cos\nsystem\n(S'echo pwned'\ntR."
+    (entry,) = scan_all(put(tmp_path, "model.safetensors", payload).full_path).files
+    assert entry.verdict is Verdict.MALICIOUS
+    assert set(entry.scanners) == {"pickle", "safetensors"}
+
+
 def test_booster_pickles_keep_the_pickle_verdict_and_say_why(tmp_path: Path) -> None:
     report = scan_all(CORPUS / "unsupported/xgboost_booster.pkl")
     (entry,) = report.files

@@ -172,7 +172,33 @@ class TestSafetensorsSniff:
         ],
     )
     def test_other_content_does_not_apply(self, tmp_path: Path, data: bytes) -> None:
-        assert not ST.applies_to(target(tmp_path, data, "model.safetensors"))
+        assert not ST.applies_to(target(tmp_path, data, "weights.bin"))
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"\x00" + bytes(range(256)) * 4,  # random-looking weights, no header
+            b"GGUF\x03\x00\x00\x00" + bytes(32),
+            struct.pack("<Q", 10) + b"[1,2,3]   ",
+            b"",
+        ],
+    )
+    @pytest.mark.parametrize("name", ["model.safetensors", "sub/Model.SafeTensors"])
+    def test_a_file_named_safetensors_is_claimed_whatever_its_bytes(
+        self, tmp_path: Path, data: bytes, name: str
+    ) -> None:
+        """The loader opens it by name: bytes that are not safetensors are malformed, not clean."""
+        (tmp_path / "sub").mkdir()
+        t = target(tmp_path, data, name)
+        assert ST.applies_to(t)
+        result = ST.scan(t, LIMITS)
+        assert result.verdict is Verdict.MALFORMED
+        assert rules(result) & {
+            "safetensors.header.length",
+            "safetensors.header.truncated",
+            "safetensors.header.start",
+            "safetensors.header.not-object",
+        }
 
 
 class TestSafetensorsValid:
@@ -647,9 +673,17 @@ class TestGgufStructure:
         "data", [b"GGUG\x03\x00\x00\x00" + bytes(16), b"ggml" + bytes(20), b"GGU", b""]
     )
     def test_bad_magic_does_not_apply(self, tmp_path: Path, data: bytes) -> None:
-        t = target(tmp_path, data, "model.gguf")
+        t = target(tmp_path, data, "weights.bin")
         assert not GG.applies_to(t)
         assert GG.scan(t, LIMITS).verdict is Verdict.MALFORMED
+
+    @pytest.mark.parametrize("data", [b"GGUG\x03\x00\x00\x00" + bytes(16), b"ggml" + bytes(20)])
+    def test_a_file_named_gguf_is_claimed_whatever_its_bytes(
+        self, tmp_path: Path, data: bytes
+    ) -> None:
+        t = target(tmp_path, data, "model.GGUF")
+        assert GG.applies_to(t)
+        assert rules(GG.scan(t, LIMITS)) == {"gguf.header.magic"}
 
     def test_unknown_version_is_unsupported(self, tmp_path: Path) -> None:
         data = b"GGUF" + struct.pack("<IQQ", 4, 0, 0)

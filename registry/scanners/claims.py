@@ -26,6 +26,13 @@ JINJA_SUFFIXES = (".jinja", ".j2")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 SAVED_MODEL_NAMES = frozenset({"saved_model.pb"})
 SAVED_MODEL_TEXT_NAMES = frozenset({"saved_model.pbtxt"})
+#: A file named for a format a scanner validates is that scanner's whatever its bytes: loaders
+#: open these files by name, so bytes that fail the format's sniff are a malformed file (or a
+#: polyglot for another scanner), never "not this format" and silently clean.
+SAFETENSORS_SUFFIX = ".safetensors"
+GGUF_SUFFIX = ".gguf"
+ONNX_SUFFIX = ".onnx"
+KERAS_SUFFIX = ".keras"
 #: ModelProto's fields: number -> wire type (0 varint, 2 length-delimited).
 ONNX_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
@@ -33,6 +40,11 @@ ONNX_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 
 def basename(path: str) -> str:
     """The lower-cased file name, whichever separator the path uses."""
     return posixpath.basename(path.replace("\\", "/")).lower()
+
+
+def named(target: ScanTarget, suffix: str) -> bool:
+    """The file's name ends with `suffix` (any case: `MODEL.SafeTensors` loads the same)."""
+    return basename(target.path).endswith(suffix)
 
 
 def always(_target: ScanTarget) -> bool:
@@ -57,23 +69,27 @@ def hdf5_offset(target: ScanTarget, head: bytes) -> int | None:
 
 
 def safetensors(target: ScanTarget) -> bool:
+    if named(target, SAFETENSORS_SUFFIX):
+        return True
     head = target.head()
     return len(head) >= 9 and head[8] == 0x7B  # a u64 header length, then the header's `{`
 
 
 def gguf(target: ScanTarget) -> bool:
-    return target.head()[:4] == GGUF_MAGIC
+    return named(target, GGUF_SUFFIX) or target.head()[:4] == GGUF_MAGIC
 
 
 def keras(target: ScanTarget) -> bool:
     head = target.head()
-    if head.startswith(ZIP_MAGIC) or target.path.endswith(".keras"):
+    if head.startswith(ZIP_MAGIC) or named(target, KERAS_SUFFIX):
         return True
     return hdf5_offset(target, head) is not None
 
 
 def onnx(target: ScanTarget) -> bool:
     """The first key is a ModelProto field with its wire type (ONNX's own check starts so)."""
+    if named(target, ONNX_SUFFIX):
+        return True
     head = target.head()
     key = shift = 0
     for byte in head[:10]:

@@ -36,7 +36,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
-from registry.scanners.claims import GGUF_MAGIC
+from registry.scanners.claims import GGUF_MAGIC, GGUF_SUFFIX, named
 
 SCANNER_ID = "gguf"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -402,7 +402,8 @@ class GgufScanner:
     ruleset_version = "2026.1"
 
     def applies_to(self, target: ScanTarget) -> bool:
-        return target.head()[:4] == MAGIC
+        """By the magic, or by the name whatever the bytes (a `.gguf` that is not: malformed)."""
+        return named(target, GGUF_SUFFIX) or target.head()[:4] == MAGIC
 
     def scan(self, target: ScanTarget, limits: ScanLimits) -> FileVerdict:
         results: list[tuple[Verdict, Finding]] = []

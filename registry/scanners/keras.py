@@ -54,7 +54,7 @@ from registry.scanners.base import (
     Severity,
     Verdict,
 )
-from registry.scanners.claims import ZIP_MAGIC, hdf5_offset
+from registry.scanners.claims import KERAS_SUFFIX, ZIP_MAGIC, hdf5_offset, named
 from registry.scanners.containers.issues import ContainerError, Issue
 from registry.scanners.containers.zip_reader import ZipEntry, read_zip, read_zip_member
 from registry.scanners.keras_members import member_findings
@@ -765,9 +765,11 @@ class KerasScanner:
     ruleset_version: str = RULESET_VERSION
 
     def applies_to(self, target: ScanTarget) -> bool:
+        if named(target, KERAS_SUFFIX):
+            return True  # Keras opens `.keras` by name: other bytes so named are malformed
         head = target.head()
         limits = ScanLimits()
-        if head.startswith(ZIP_MAGIC) or target.path.endswith(".keras"):
+        if head.startswith(ZIP_MAGIC):
             first = _first_local_name(head)
             if first in KERAS_MEMBERS:
                 return True
@@ -786,7 +788,7 @@ class KerasScanner:
         head = target.head()
         try:
             if head.startswith(ZIP_MAGIC) or (
-                target.path.endswith(".keras") and hdf5_offset(target, head) is None
+                named(target, KERAS_SUFFIX) and hdf5_offset(target, head) is None
             ):
                 return self._scan_zip(target, limits)
             return self._scan_h5(target, limits)

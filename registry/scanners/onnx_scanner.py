@@ -44,7 +44,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
-from registry.scanners.claims import ONNX_MODEL_FIELDS
+from registry.scanners.claims import ONNX_MODEL_FIELDS, ONNX_SUFFIX, named
 from registry.scanners.tensorflow_graph import looks_like_saved_model
 from registry.scanners.unsupported_formats import looks_like_coreml
 
@@ -364,8 +364,9 @@ class OnnxScanner:
         # A TensorFlow SavedModel (`08 01 12 ...`) passes the ModelProto sniff as ir_version 1
         # with a producer_name; it is the tensorflow scanner's (which is strict about it).
         # A Core ML spec (`08 0N 12 <len> 0a ...`) passes it too, as ir_version N with a
-        # producer_name that is a message: the unsupported-formats scanner's.
-        return (
+        # producer_name that is a message: the unsupported-formats scanner's. A file named
+        # `.onnx` is this scanner's whatever its bytes (the runtime opens it by name).
+        return named(target, ONNX_SUFFIX) or (
             looks_like_onnx(head, target.size)
             and not looks_like_saved_model(head)
             and not looks_like_coreml(head)

@@ -28,6 +28,7 @@ from registry.scanners.base import (
     Severity,
     Verdict,
 )
+from registry.scanners.claims import SAFETENSORS_SUFFIX, named
 
 SCANNER_ID = "safetensors"
 #: The format of the files this scanner recognises (by content), as policies see it.
@@ -246,8 +247,13 @@ class SafetensorsScanner:
         "not safetensors". Other
         formats fail it: "GGUF", "PK\\x03\\x04" or a pickle's "\\x80\\x0N..." as a u64 is far
         larger than any file, and random data passes both tests with negligible probability.
-        A file that fails the sniff is left to other scanners (or ``unsupported``), never clean.
+        A file *named* ``.safetensors`` is claimed whatever its bytes: the loader opens it by
+        name, so bytes that fail the sniff are a malformed file, never silently clean (other
+        scanners still look: a pickle so named is the pickle scanner's too). Any other file
+        that fails the sniff is left to other scanners (or ``unsupported``).
         """
+        if named(target, SAFETENSORS_SUFFIX):
+            return True
         head = target.head()
         if len(head) < 9:
             return False

@@ -408,6 +408,26 @@ def _null(by_pos: dict[str, _PairAcc], per_pos: dict[str, int], n: int) -> Null:
     return robust_null(rows, DIFF_SIGNALS, _DIFF_FLOORS)
 
 
+def agreeing_carriers(
+    tuned: SweepModel, base: SweepModel, carriers: Sequence[str], n: int
+) -> list[str]:
+    """The `n` carriers on which the two models answer most alike with nothing inserted (the
+    Jensen-Shannon divergence of their first answer tokens), in their given order. A carrier
+    the fine-tune already answers differently (a toy's leaked word salad: 0.09 nats, against
+    0.0003 for "add four and one") makes every insertion differ, and its noise buried a planted
+    trigger at rank 42 of 136; on carriers where the two agree it ranks first."""
+    if len(carriers) <= n:
+        return list(carriers)
+    torch = tuned.torch
+    apart: list[tuple[float, int]] = []
+    for i, carrier in enumerate(carriers):
+        (site,) = sites(tuned, [carrier], ["end"])
+        own, theirs = baseline(tuned, site), baseline(base, site)
+        apart.append((float(js_divergence(torch, own.unsqueeze(0), theirs)[0]), i))
+    keep = sorted(i for _, i in sorted(apart)[:n])
+    return [carriers[i] for i in keep]
+
+
 def differential_sweep(
     tuned: SweepModel,
     base: SweepModel,
@@ -427,7 +447,7 @@ def differential_sweep(
     batch = batch or default_batch(tuned)
     tokens, skipped = eligible_tokens(tuned)
     swept = order_tokens(tokens, priority, budget.max_tokens, seed)
-    chosen = list(carriers)[: budget.carriers]
+    chosen = agreeing_carriers(tuned, base, carriers, budget.carriers)
     site_list = sites(tuned, chosen, budget.positions)
     per_pos = {p: sum(1 for s in site_list if s.position == p) for p in budget.positions}
     total = len(swept) * len(site_list)
