@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 
@@ -11,6 +13,17 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+def safetensors_of(payload: bytes) -> bytes:
+    """A valid safetensors file holding `payload` as one U8 tensor: tests that need weights of
+    some size and content (random, to defeat compression) get bytes the structure scanner
+    accepts. A file named `.safetensors` is claimed by name, so raw bytes so named are
+    malformed."""
+    entry = {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}
+    header = json.dumps({"weight": entry}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + payload
 
 
 #: A policy set with one environment, `lab`, bound in warn mode: a checkpoint signed by the

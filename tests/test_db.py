@@ -26,7 +26,7 @@ from registry.mirror.base import Snapshot
 from registry.refs import ModelName, Ref
 from registry.service import checkpoints, tokens
 from registry.service.transfer import FetchedFile
-from tests.helpers import write_tree
+from tests.helpers import safetensors_of, write_tree
 
 
 def fetched(files: dict[str, bytes]) -> tuple[Manifest, list[FetchedFile]]:
@@ -90,7 +90,7 @@ def test_record_is_idempotent_for_the_same_bytes(database_url: str) -> None:
     migrate(engine)
     sessions = session_factory(engine)
     manifest, files = fetched(
-        {"config.json": b"{}", "w/model.safetensors": b"weights", "empty": b""}
+        {"config.json": b"{}", "w/model.safetensors": safetensors_of(b"weights"), "empty": b""}
     )
     name = ModelName("org", "m")
     with unit_of_work(sessions) as s:
@@ -181,7 +181,9 @@ def test_embedded_registry_uses_postgres_when_configured(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: object
 ) -> None:
     monkeypatch.setenv("MODELCTL_DATABASE_URL", postgres_url)
-    model = write_tree(tmp_path / "m", {"config.json": b"{}", "w.safetensors": b"w" * 1000})
+    model = write_tree(
+        tmp_path / "m", {"config.json": b"{}", "w.safetensors": safetensors_of(b"w" * 1000)}
+    )
     result = run_cli("mirror", str(model), "--name", "pg/model", "--json")  # type: ignore[operator]
     assert result.code == 0, result.stderr
     engine = make_engine(postgres_url)

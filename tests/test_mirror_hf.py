@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from tests.fakes.hfhub import FakeHub
+from tests.helpers import safetensors_of
 
 CONFIG = b'{"architectures": ["LlamaForCausalLM"], "hidden_size": 64}'
 FILES: dict[str, bytes] = {
     ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
     "config.json": CONFIG,
-    "model-00001-of-00002.safetensors": os.urandom(400_000),
-    "model-00002-of-00002.safetensors": os.urandom(300_000),
+    "model-00001-of-00002.safetensors": safetensors_of(os.urandom(400_000)),
+    "model-00002-of-00002.safetensors": safetensors_of(os.urandom(300_000)),
     "tokenizer/tokenizer.json": b'{"model": {"type": "BPE", "vocab": {}}}',
     "README.md": b"---\nlicense: apache-2.0\n---\n# m\n",
 }
@@ -262,10 +263,8 @@ def test_hostile_names_in_a_listing_are_refused(
 def test_killed_mirror_leaves_the_registry_consistent_and_resumes(
     run_cli: Any, hub: FakeHub, isolated_env: Path, tmp_path: Path
 ) -> None:
-    # Larger than the client's 10 MiB write chunks. Random bytes, but never a leading 0x80: a
-    # ".safetensors" that opens with pickle's PROTO opcode is rightly refused by the scanners
-    # (1 run in 256 failed on exactly that).
-    big = b"\x00" + os.urandom(24 * 1024 * 1024 - 1)
+    # Larger than the client's 10 MiB write chunks.
+    big = safetensors_of(os.urandom(24 * 1024 * 1024))
     hub.add_repo("org/big", {"config.json": CONFIG, "model.safetensors": big})
     hub.inject("org/big", "model.safetensors", "stall:30")
     env = dict(os.environ, HF_ENDPOINT=hub.url, MODELCTL_HOME=str(isolated_env))
@@ -312,7 +311,7 @@ def test_not_enough_disk_space_is_refused_before_any_download(
     result = run_cli("mirror", "hf://org/llama", "--json")
     assert result.code == 0, result.stderr  # 700 kB fit in 100 MiB
     monkeypatch.setattr(LocalBlobStore, "free_space", lambda self: 1024)
-    hub.add_repo("org/other", {"w.safetensors": os.urandom(50_000)})
+    hub.add_repo("org/other", {"w.safetensors": safetensors_of(os.urandom(50_000))})
     hub.reset_requests()
     refused = run_cli("mirror", "hf://org/other", "--json")
     assert refused.code == 2

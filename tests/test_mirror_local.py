@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import write_tree
+from tests.helpers import safetensors_of, write_tree
 
 FILES = {
     "config.json": b'{"architectures": ["LlamaForCausalLM"]}',
-    "model-00001-of-00002.safetensors": os.urandom(300_000),
-    "model-00002-of-00002.safetensors": os.urandom(200_000),
+    "model-00001-of-00002.safetensors": safetensors_of(os.urandom(300_000)),
+    "model-00002-of-00002.safetensors": safetensors_of(os.urandom(200_000)),
     "tokenizer.json": b'{"model": {"type": "BPE"}}',
     "extra/x": b"x",
     "extra-notes.txt": b"notes",

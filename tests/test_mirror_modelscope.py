@@ -26,6 +26,7 @@ from registry.mirror.modelscope import ModelScopeSource
 from registry.service.transfer import UploadSink
 from registry.settings import Limits
 from tests.fakes.modelscope import FakeModelScopeHub
+from tests.helpers import safetensors_of
 
 REPO = "acme/tiny-model"
 BIG = "weights/model-00001-of-00001.safetensors"
@@ -45,7 +46,7 @@ FILES = {
     "config.json": b'{"model_type": "tiny"}',
     "README.md": b"# tiny\n",
     "tokenizer/vocab.txt": b"a\nb\nc\n",
-    BIG: _blob(3 * 1024 * 1024 + 17),
+    BIG: safetensors_of(_blob(3 * 1024 * 1024 + 17)),
     ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
 }
 
@@ -421,7 +422,10 @@ def test_cli_mirror_of_a_modelscope_repo(
     hub: FakeModelScopeHub, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`modelctl mirror ms://…` end to end: pinned, hashed, registered, inspectable."""
-    files = {"config.json": b'{"model_type": "qwen2"}', "weights/model.safetensors": _blob(300_000)}
+    files = {
+        "config.json": b'{"model_type": "qwen2"}',
+        "weights/model.safetensors": safetensors_of(_blob(300_000)),
+    }
     commit = hub.add_repo("qwen/tiny", files)
     monkeypatch.setenv("MODELSCOPE_ENDPOINT", hub.url)
     result = run_cli("mirror", "ms://qwen/tiny", "--json")
@@ -435,7 +439,10 @@ def test_cli_mirror_of_a_modelscope_repo(
     assert (
         run_cli("inspect", f"qwen/tiny@{commit[:12]}", "--json").json()["digest"] == out["digest"]
     )
-    hub.add_repo("qwen/tiny", dict(files, **{"weights/model.safetensors": _blob(300_000, b"v2")}))
+    hub.add_repo(
+        "qwen/tiny",
+        dict(files, **{"weights/model.safetensors": safetensors_of(_blob(300_000, b"v2"))}),
+    )
     hub.inject("qwen/tiny", "weights/model.safetensors", "corrupt")
     tampered = run_cli("mirror", "ms://qwen/tiny")
     assert tampered.code == 1

@@ -186,7 +186,17 @@ def test_keras_routing_is_by_content_not_extension() -> None:
     with zipfile.ZipFile(other, "w") as zf:
         zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
     assert not scanner.applies_to(BlobTarget("model.keras.zip", other.getvalue()))
-    assert not scanner.applies_to(BlobTarget("model.keras", b"not a zip at all"))
+    assert not scanner.applies_to(BlobTarget("model.bin", b"not a zip at all"))
+
+
+def test_a_file_named_keras_is_claimed_whatever_its_bytes() -> None:
+    """Keras opens `.keras` by name: bytes that are no Keras archive are malformed, not clean."""
+    scanner = KerasScanner()
+    target = BlobTarget("Model.KERAS", b"not a zip at all")
+    assert scanner.applies_to(target)
+    result = scanner.scan(target, ScanLimits())
+    assert result.verdict is Verdict.MALFORMED
+    assert [f.rule for f in result.findings] == ["keras.zip.malformed"]
 
 
 @pytest.mark.parametrize(
@@ -521,7 +531,11 @@ def test_onnx_sniff_rejects_other_formats() -> None:
         b'{"model_type": "bert"}',
         b"",
     ):
-        assert not scanner.applies_to(BlobTarget("model.onnx", data))
+        assert not scanner.applies_to(BlobTarget("model.bin", data))
+        # Named `.onnx`, the runtime parses it whatever it holds: claimed, and malformed.
+        named = BlobTarget("model.onnx", data)
+        assert scanner.applies_to(named)
+        assert scanner.scan(named, ScanLimits()).verdict is Verdict.MALFORMED
     assert scanner.applies_to(BlobTarget("no-extension", onnx_model()))
 
 

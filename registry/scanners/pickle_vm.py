@@ -52,6 +52,7 @@ from registry.scanners.base import (
     Verdict,
     worst,
 )
+from registry.scanners.containers.opcodes import escape_decode
 from registry.scanners.pickle_embedded import (
     CARRIER_FIRST_BYTES,
     CARRIER_FIRST_TEXT,
@@ -282,47 +283,6 @@ class _LimitHit(Exception):
 
 
 # --- text-opcode helpers (protocol 0) ----------------------------------------------------
-
-_SIMPLE_ESCAPES = {
-    ord("\\"): 0x5C, ord("'"): 0x27, ord('"'): 0x22, ord("a"): 0x07, ord("b"): 0x08,
-    ord("f"): 0x0C, ord("n"): 0x0A, ord("r"): 0x0D, ord("t"): 0x09, ord("v"): 0x0B,
-}  # fmt: skip
-
-
-def _escape_decode(raw: bytes) -> bytes:
-    """`codecs.escape_decode` without its warnings: Python 2 `repr` string escapes."""
-    out = bytearray()
-    i, n = 0, len(raw)
-    while i < n:
-        c = raw[i]
-        if c != 0x5C or i + 1 >= n:
-            if c == 0x5C:
-                raise ValueError("trailing backslash in STRING")
-            out.append(c)
-            i += 1
-            continue
-        e = raw[i + 1]
-        if e in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[e])
-            i += 2
-        elif e == 0x0A:  # line continuation
-            i += 2
-        elif e == ord("x"):
-            out.append(int(raw[i + 2 : i + 4], 16))
-            if len(raw[i + 2 : i + 4]) != 2:
-                raise ValueError("truncated \\x escape")
-            i += 4
-        elif 0x30 <= e <= 0x37:
-            j = i + 1
-            while j < n and j < i + 4 and 0x30 <= raw[j] <= 0x37:
-                j += 1
-            out.append(int(raw[i + 1 : j], 8) & 0xFF)
-            i = j
-        else:  # unknown escapes are kept verbatim
-            out.append(c)
-            i += 1
-    return bytes(out)
-
 
 # --- the machine -------------------------------------------------------------------------
 
@@ -1641,7 +1601,7 @@ class _Machine:
             if len(text) < 2 or text[0] != text[-1] or text[:1] not in (b"'", b'"'):
                 raise _Malformed("STRING argument is not quoted", start)
             try:
-                stack.append(_escape_decode(text[1:-1]).decode("latin-1"))
+                stack.append(escape_decode(text[1:-1]).decode("latin-1"))
             except ValueError:
                 raise _Malformed("STRING has a bad escape", start) from None
             carrier(len(text))

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import pickletools
 import posixpath
 import re
 import struct
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from registry.scanners.base import (
     Severity,
     Verdict,
 )
+from registry.scanners.containers.opcodes import genops
 from registry.scanners.containers.sniff import Kind, sniff
 
 SCANNER_ID = "unsupported-formats"
@@ -194,20 +193,17 @@ def _unwrap(head: bytes) -> bytes:
 def _booster_globals(data: bytes) -> list[str]:
     """Names in a pickle's opening opcodes that belong to a gradient-boosting library."""
     found: list[str] = []
-    with warnings.catch_warnings():
-        # genops unescapes protocol-0 STRING arguments and warns on odd escapes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            for op, arg, _pos in pickletools.genops(data):
-                root = arg.split(".", 1)[0].split(" ", 1)[0] if isinstance(arg, str) else ""
-                if root in _BOOSTER_ROOTS and isinstance(arg, str):
-                    name = arg.replace(" ", ".")
-                    if name not in found:
-                        found.append(name)
-                if op.name == "STOP" or len(found) >= 8:
-                    break
-        except (ValueError, struct.error):  # cut by the read bound, or not a clean stream
-            pass
+    try:
+        for op, arg, _pos in genops(data):
+            root = arg.split(".", 1)[0].split(" ", 1)[0] if isinstance(arg, str) else ""
+            if root in _BOOSTER_ROOTS and isinstance(arg, str):
+                name = arg.replace(" ", ".")
+                if name not in found:
+                    found.append(name)
+            if op.name == "STOP" or len(found) >= 8:
+                break
+    except (ValueError, struct.error):  # cut by the read bound, or not a clean stream
+        pass
     return found
 
 

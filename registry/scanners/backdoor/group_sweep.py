@@ -536,12 +536,27 @@ class GroupSweepSource:
     def __init__(self) -> None:
         self.result: GroupSweepResult | None = None
 
+    @staticmethod
+    def budget_for(settings: Any, engine: Any) -> GroupBudget:
+        """`thorough` on a GPU, else the scan's budget."""
+        if str(getattr(engine, "device", "cpu")).startswith("cuda"):
+            return BUDGETS["thorough"]
+        return BUDGETS.get(str(getattr(settings, "budget", "standard")), BUDGETS["standard"])
+
+    def planned_insertions(self, settings: Any, engine: Any) -> int:
+        """The group insertions the sweep will run (splitting the best groups adds about 1%):
+        what the scan's progress estimate counts for it before it starts."""
+        budget = self.budget_for(settings, engine)
+        words = len(vocabulary_words(engine))
+        if budget.max_words is not None:
+            words = min(words, budget.max_words)
+        return -(-words // GROUP) * budget.carriers * len(budget.positions)
+
     def __call__(self, ctx: Any) -> list[Any]:
         from registry.scanners.backdoor.motifs import Motif  # noqa: PLC0415 - no cycle at import
 
-        name = str(getattr(ctx.settings, "budget", "standard"))
+        budget = self.budget_for(ctx.settings, ctx.engine)
         gpu = str(getattr(ctx.engine, "device", "cpu")).startswith("cuda")
-        budget = BUDGETS["thorough"] if gpu else BUDGETS.get(name, BUDGETS["standard"])
         result = group_sweep(
             ctx.engine,
             ctx.carriers,

@@ -1,15 +1,17 @@
 """Delimiting pickle streams inside containers.
 
-No value is ever built: `pickletools.genops` only decodes opcode arguments and never resolves
-a global; the spans found here are handed to the pickle-machine emulator by the scanner.
+No value is ever built: `genops` (pickletools', without its warnings) only decodes opcode
+arguments and never resolves a global; the spans found here are handed to the pickle-machine
+emulator by the scanner.
 """
 
 from __future__ import annotations
 
 import io
-import pickletools
 from dataclasses import dataclass
 from typing import IO
+
+from registry.scanners.containers.opcodes import genops
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,7 @@ def pickle_end(stream: IO[bytes], start: int) -> int:
     Raises `ValueError` for a stream that does not disassemble (unknown opcode, truncation).
     """
     stream.seek(start)
-    for op, _arg, _pos in pickletools.genops(stream):
+    for op, _arg, _pos in genops(stream):
         if op.name == "STOP":
             return stream.tell()
     raise ValueError("pickle exhausted before seeing STOP")  # pragma: no cover - genops raises
@@ -45,7 +47,7 @@ def pickle_literal(stream: IO[bytes], span: PickleSpan) -> object | None:
     """
     values: list[object] = []
     stream.seek(span.start)
-    for op, arg, _pos in pickletools.genops(stream):
+    for op, arg, _pos in genops(stream):
         if op.name in ("PROTO", "FRAME", "STOP", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
             continue
         if op.name in ("NONE",):
@@ -97,7 +99,7 @@ def pickle_strings(stream: IO[bytes], span: PickleSpan) -> list[str] | None:
         "LONG_BINPUT",
     }
     stream.seek(span.start)
-    for op, arg, _pos in pickletools.genops(stream):
+    for op, arg, _pos in genops(stream):
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
             out.append(str(arg))
         elif op.name in ("SHORT_BINSTRING", "BINSTRING", "STRING"):
@@ -114,7 +116,7 @@ def pickle_globals(stream: IO[bytes], span: PickleSpan) -> list[str]:
     names: list[str] = []
     recent: list[str] = []
     stream.seek(span.start)
-    for op, arg, _pos in pickletools.genops(stream):
+    for op, arg, _pos in genops(stream):
         if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
             names.append(arg.replace(" ", "."))
         elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):

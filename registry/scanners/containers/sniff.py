@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-import pickletools
 import re
 import struct
 from enum import StrEnum
+
+from registry.scanners.containers.opcodes import genops
 
 
 class Kind(StrEnum):
@@ -125,7 +126,7 @@ def looks_like_pickle(head: bytes, size: int | None = None) -> bool:
     next_op = 0
     imports = False
     try:
-        for op, arg, _pos in pickletools.genops(stream):
+        for op, arg, _pos in genops(stream):
             next_op = stream.tell()
             if op.name == "STOP":
                 return True
