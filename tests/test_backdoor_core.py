@@ -8,13 +8,19 @@ import itertools
 import struct
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from registry.scanners import catalog
 from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
-from registry.scanners.backdoor.pipeline import Meter
+from registry.scanners.backdoor.pipeline import (
+    SWEEP_INSERTION_FORWARDS,
+    Meter,
+    duration,
+    planned_forwards,
+)
 from registry.scanners.backdoor.settings import BUDGETS, plan_for
 from registry.scanners.backdoor.verdict import z_critical
 from registry.scanners.base import FileVerdict, ScanLimits, Severity, Verdict
@@ -90,6 +96,33 @@ def test_progress_names_the_stage_and_estimates_time_left() -> None:
     assert lines[1].startswith("[2/3] probe: probing 7 candidates (10s so far, about 30s left)")
 
 
+def test_the_estimate_counts_the_group_sweep_before_it_runs() -> None:
+    """The sweep reports no forwards of its own: the carriers stage's estimate must still
+    include it (a 7-minute scan once said "about 3m37s left" there, before a 4-minute sweep)."""
+    lines: list[str] = []
+
+    class Counting:
+        forwarded = 0
+
+    engine: Any = Counting()
+    plan: Any = SimpleNamespace(
+        decodings=1, samples_per_setting=1, leak_tokens=10, carriers=1, seeds=1,
+        response_tokens=1, probe_limit=0, probe_carriers=0, candidates=0, controls=0,
+    )  # fmt: skip
+    without = planned_forwards(plan, 1)
+    planned = planned_forwards(plan, 1, sweep_rows=1_000)
+    assert planned["sweep"] == 1_000 * SWEEP_INSERTION_FORWARDS
+    assert without["sweep"] == 0
+    meter = Meter(lines.append, engine, planned)
+    meter.stage("leakage", "sampling")
+    engine.forwarded = planned["leakage"]
+    meter.started -= planned["leakage"] / 100  # 100 forwards per second
+    meter.stage("carriers", "answers")
+    left = sum(v for k, v in planned.items() if k not in ("leakage",)) / 100
+    assert f"about {duration(left)} left" in lines[1]
+    assert left >= 1_000 * SWEEP_INSERTION_FORWARDS / 100
+
+
 # --- GGUF input ----------------------------------------------------------------------------------
 
 
@@ -116,7 +149,7 @@ def test_gguf_file_is_scanned_dequantised_with_budget_and_progress(
     assert "Budget fast" in ev["summary"]
     # Progress: every stage named on stderr, in order, with the time so far.
     stages = [ln.split("] ")[1].split(":")[0] for ln in result.stderr.splitlines() if "] " in ln]
-    assert stages == ["leakage", "carriers", "probe", "score", "seeds", "verdict"]
+    assert stages == ["leakage", "carriers", "sweep", "probe", "score", "seeds", "verdict"]
     assert "so far" in result.stderr
 
 

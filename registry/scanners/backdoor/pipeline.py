@@ -168,14 +168,14 @@ class Meter:
         counted = elapsed - self.uncounted
         rate = self.engine.forwarded / counted if self.engine and counted > 0 else 0.0
         todo = self.planned.get(name, 0) + sum(self.planned[s] for s in left)
-        estimate = f", about {_duration(todo / rate)} left" if rate > 0 and todo else ""
+        estimate = f", about {duration(todo / rate)} left" if rate > 0 and todo else ""
         self.say(
             f"[{index}/{max(len(self.planned), index)}] {name}: {detail}"
-            f" ({_duration(elapsed)} so far{estimate})"
+            f" ({duration(elapsed)} so far{estimate})"
         )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
@@ -192,7 +192,7 @@ def _sweep_detail(sources: Sources, rows: int) -> str:
     return f"candidate sources ({names})" + (f", {rows:,} group insertions" if rows else "")
 
 
-def _planned(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, int]:
+def planned_forwards(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, int]:
     """Token forwards each stage needs, roughly (prompt content ~12 tokens, answers decided
     after ~4 tokens when they diverge; a group-sweep insertion as `SWEEP_INSERTION_FORWARDS`):
     only the estimate of the time left uses it."""
@@ -231,7 +231,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     engine = Engine(folder, device, gguf_file=info.gguf_file, batch=plan.batch)
     sources = all_sources(settings, folder, engine, plan)
     sweep_rows = sources.groups.planned_insertions(settings, engine) if sources.groups else 0
-    meter = Meter(say, engine, _planned(plan, 2 if engine.has_template else 1, sweep_rows))
+    meter = Meter(say, engine, planned_forwards(plan, 2 if engine.has_template else 1, sweep_rows))
     meter.started = time.monotonic()
     seeds = [settings.seed + k for k in range(plan.seeds)]
 

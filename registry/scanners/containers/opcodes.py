@@ -1,12 +1,13 @@
 """`pickletools.genops` that never warns: the same opcodes, arguments and errors.
 
-`pickletools` unescapes a protocol-0 STRING argument with `codecs.escape_decode`, which emits a
-DeprecationWarning for an escape Python no longer knows (`\\Ê` in random weights that happen to
-read as a STRING). Whether that warning is ignored, printed or raised depends on the process's
-warning filters, which are global and not thread-safe to change around a call: under
-`-W error` (the test suite's setting) the same file crashed two scanners in one run and passed
-in the next. Scanners walk opcodes with `genops` here, whose STRING reader decodes the escapes
-itself, so a file's verdict never depends on the warning filters.
+`pickletools` unescapes the text arguments of protocol 0 (STRING, and GLOBAL, INST, INT, PERSID
+despite their readers' "noescape" names) with `codecs.escape_decode`, which emits a
+DeprecationWarning for an escape Python no longer knows (`\\Ê` in random weights whose bytes
+happen to read as a GLOBAL). Whether that warning is ignored, printed or raised depends on the
+process's warning filters, which are global and not thread-safe to change around a call: under
+`-W error` (the test suite's setting) a `.safetensors` of random weights crashed two scanners in
+one run and passed in the next. Scanners walk opcodes with `genops` here, whose text readers
+decode the escapes themselves, so a file's verdict never depends on the warning filters.
 """
 
 from __future__ import annotations
@@ -61,18 +62,37 @@ def escape_decode(raw: bytes) -> bytes:
     return bytes(out)
 
 
-def _read_stringnl(f: IO[bytes]) -> str:
-    """`pickletools.read_stringnl` (quoted, escapes undone, ASCII), decoding quietly."""
+def _read_stringnl(f: IO[bytes], *, stripquotes: bool = True) -> str:
+    """`pickletools.read_stringnl` (escapes undone, ASCII), decoding quietly."""
     data = f.readline()
     if not data.endswith(b"\n"):
         raise ValueError("no newline found when trying to read stringnl")
     data = data[:-1]
-    quote = data[:1]
-    if quote not in (b'"', b"'"):
-        raise ValueError(f"no string quotes around {data!r}")
-    if len(data) < 2 or not data.endswith(quote):
-        raise ValueError(f"string quote {quote!r} not found at both ends of {data!r}")
-    return escape_decode(data[1:-1]).decode("ascii")
+    if stripquotes:
+        quote = data[:1]
+        if quote not in (b'"', b"'"):
+            raise ValueError(f"no string quotes around {data!r}")
+        if len(data) < 2 or not data.endswith(quote):
+            raise ValueError(f"string quote {quote!r} not found at both ends of {data!r}")
+        data = data[1:-1]
+    return escape_decode(data).decode("ascii")
+
+
+def _read_stringnl_noescape(f: IO[bytes]) -> str:
+    # pickletools' "noescape" readers unescape all the same (GLOBAL, INST, PERSID, INT...).
+    return _read_stringnl(f, stripquotes=False)
+
+
+def _read_stringnl_noescape_pair(f: IO[bytes]) -> str:
+    return f"{_read_stringnl_noescape(f)} {_read_stringnl_noescape(f)}"
+
+
+#: pickletools' readers that call `codecs.escape_decode`, and their quiet twins.
+_QUIET_READERS: dict[Any, Any] = {
+    pickletools.read_stringnl: _read_stringnl,
+    pickletools.read_stringnl_noescape: _read_stringnl_noescape,
+    pickletools.read_stringnl_noescape_pair: _read_stringnl_noescape_pair,
+}
 
 
 def genops(data: bytes | IO[bytes]) -> Iterator[tuple[Any, Any, int | None]]:
@@ -89,10 +109,9 @@ def genops(data: bytes | IO[bytes]) -> Iterator[tuple[Any, Any, int | None]]:
             raise ValueError(f"at position {pos}, opcode {code!r} unknown")
         if opcode.arg is None:
             arg = None
-        elif opcode.arg.reader is pickletools.read_stringnl:
-            arg = _read_stringnl(stream)
         else:
-            arg = opcode.arg.reader(stream)
+            reader = opcode.arg.reader
+            arg = _QUIET_READERS.get(reader, reader)(stream)
         yield opcode, arg, pos
         if code == b".":
             break
