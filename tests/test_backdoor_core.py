@@ -16,10 +16,10 @@ import pytest
 from registry.scanners import catalog
 from registry.scanners.backdoor import BackdoorScanner, BackdoorSettings
 from registry.scanners.backdoor.pipeline import (
-    SWEEP_INSERTION_FORWARDS,
+    STAGE_SECONDS,
     Meter,
     duration,
-    planned_forwards,
+    planned_seconds,
 )
 from registry.scanners.backdoor.settings import BUDGETS, plan_for
 from registry.scanners.backdoor.verdict import z_critical
@@ -82,45 +82,34 @@ def test_z_needed_grows_with_the_candidates_tried() -> None:
 
 def test_progress_names_the_stage_and_estimates_time_left() -> None:
     lines: list[str] = []
-
-    class Counting:
-        forwarded = 0
-
-    engine: Any = Counting()
-    meter = Meter(lines.append, engine, {"leakage": 100, "probe": 300, "verdict": 0})
+    meter = Meter(lines.append, {"leakage": 100.0, "probe": 300.0, "verdict": 0.0})
     meter.stage("leakage", "sampling")
-    engine.forwarded = 100
-    meter.started -= 10  # 100 forwards in 10 s: 10 per second
+    meter.started -= 50  # the leakage stage took half its reference time: a machine 2x as fast
     meter.stage("probe", "probing 7 candidates")
-    assert lines[0].startswith("[1/3] leakage: sampling (0s so far")
-    assert lines[1].startswith("[2/3] probe: probing 7 candidates (10s so far, about 30s left)")
+    assert lines[0].startswith("[1/3] leakage: sampling (0s so far)")
+    assert lines[1].startswith("[2/3] probe: probing 7 candidates (50s so far, about 2m30s left)")
 
 
 def test_the_estimate_counts_the_group_sweep_before_it_runs() -> None:
-    """The sweep reports no forwards of its own: the carriers stage's estimate must still
-    include it (a 7-minute scan once said "about 3m37s left" there, before a 4-minute sweep)."""
-    lines: list[str] = []
-
-    class Counting:
-        forwarded = 0
-
-    engine: Any = Counting()
+    """The sweep's insertions are planned from the vocabulary before the scan starts: the
+    carriers stage's estimate includes them (a 9-minute scan once said "about 3m37s left"
+    there, before a 6-minute sweep)."""
     plan: Any = SimpleNamespace(
         decodings=1, samples_per_setting=1, leak_tokens=10, carriers=1, seeds=1,
         response_tokens=1, probe_limit=0, probe_carriers=0, candidates=0, controls=0,
     )  # fmt: skip
-    without = planned_forwards(plan, 1)
-    planned = planned_forwards(plan, 1, sweep_rows=1_000)
-    assert planned["sweep"] == 1_000 * SWEEP_INSERTION_FORWARDS
+    without = planned_seconds(plan, 1)
+    planned = planned_seconds(plan, 1, sweep_rows=10_000)
     assert without["sweep"] == 0
-    meter = Meter(lines.append, engine, planned)
+    assert planned["sweep"] == pytest.approx(10_000 * STAGE_SECONDS["sweep"])
+    lines: list[str] = []
+    meter = Meter(lines.append, planned)
     meter.stage("leakage", "sampling")
-    engine.forwarded = planned["leakage"]
-    meter.started -= planned["leakage"] / 100  # 100 forwards per second
+    meter.started -= planned["leakage"]  # as fast as the reference machine
     meter.stage("carriers", "answers")
-    left = sum(v for k, v in planned.items() if k not in ("leakage",)) / 100
+    left = sum(v for k, v in planned.items() if k != "leakage")
     assert f"about {duration(left)} left" in lines[1]
-    assert left >= 1_000 * SWEEP_INSERTION_FORWARDS / 100
+    assert left >= planned["sweep"] > 300  # the sweep dominates a real vocabulary's scan
 
 
 # --- GGUF input ----------------------------------------------------------------------------------

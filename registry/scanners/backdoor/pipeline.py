@@ -148,27 +148,28 @@ def all_sources(settings: BackdoorSettings, folder: Path, engine: Engine, plan: 
 
 @dataclass(slots=True)
 class Meter:
-    """Progress on stderr: the stage, how far, and an estimate of the time left, from the
-    forward passes the plan still needs at the rate measured so far."""
+    """Progress on stderr: the stage, how far, and an estimate of the time left.
+
+    `planned` is each stage's cost in reference seconds (`planned_seconds`); the machine's speed
+    is the reference seconds of the stages done over the seconds they took, so the estimate
+    is the reference seconds left over that speed."""
 
     say: Callable[[str], None]
-    engine: Engine | None = None
-    planned: dict[str, int] = field(default_factory=dict)  # stage -> token forwards planned
+    planned: dict[str, float] = field(default_factory=dict)  # stage -> reference seconds
     done: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    #: Seconds spent outside the forwards the plan counts (the sweeps report their own
-    #: progress): left out of the rate, or the estimate runs ten times too long.
-    uncounted: float = 0.0
 
     def stage(self, name: str, detail: str) -> None:
+        finished = list(self.done)
         self.done.append(name)
         index = list(self.planned).index(name) + 1 if name in self.planned else len(self.done)
         left = [s for s in self.planned if s not in self.done]
         elapsed = time.monotonic() - self.started
-        counted = elapsed - self.uncounted
-        rate = self.engine.forwarded / counted if self.engine and counted > 0 else 0.0
-        todo = self.planned.get(name, 0) + sum(self.planned[s] for s in left)
-        estimate = f", about {duration(todo / rate)} left" if rate > 0 and todo else ""
+        reference = sum(self.planned.get(s, 0.0) for s in finished)
+        todo = self.planned.get(name, 0.0) + sum(self.planned[s] for s in left)
+        estimate = ""
+        if reference > 0 and elapsed > 0 and todo:
+            estimate = f", about {duration(todo * elapsed / reference)} left"
         self.say(
             f"[{index}/{max(len(self.planned), index)}] {name}: {detail}"
             f" ({duration(elapsed)} so far{estimate})"
@@ -180,11 +181,20 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-#: What one insertion of the word-group sweep costs, in the token forwards the other stages
-#: count (the meter's unit): its rows are prefilled 15 to 25 tokens at a time against a cached
-#: prefix, which a CPU runs more efficiently per token than decoding. Measured on SmolLM2-135M
-#: with 2 threads (a `fast` scan): see ADR 0031.
-SWEEP_INSERTION_FORWARDS = 20
+#: Seconds per planned unit (a token forward; for the sweep, a group insertion) of each stage,
+#: measured on the reference run: SmolLM2-135M, `fast`, torch with 2 threads on a 2-core CPU
+#: (ADR 0031: leakage 23 s, carriers 5, sweep 358, probe 57, score 58, seeds 55). Decoding one
+#: token for 64 rows costs more per token than prefilling a prompt, so a token forward is no
+#: common unit; the stages' shares of a scan are what carry over to other machines and models.
+STAGE_SECONDS = {
+    "leakage": 0.0100,
+    "carriers": 0.0065,
+    "sweep": 0.0338,
+    "probe": 0.0023,
+    "score": 0.0050,
+    "seeds": 0.0053,
+    "verdict": 0.0,
+}
 
 
 def _sweep_detail(sources: Sources, rows: int) -> str:
@@ -192,10 +202,16 @@ def _sweep_detail(sources: Sources, rows: int) -> str:
     return f"candidate sources ({names})" + (f", {rows:,} group insertions" if rows else "")
 
 
-def planned_forwards(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, int]:
+def planned_seconds(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, float]:
+    """Each stage's cost in reference seconds (`STAGE_SECONDS`): only the estimate of the time
+    left uses it."""
+    units = planned_units(plan, starts, sweep_rows)
+    return {stage: n * STAGE_SECONDS[stage] for stage, n in units.items()}
+
+
+def planned_units(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, int]:
     """Token forwards each stage needs, roughly (prompt content ~12 tokens, answers decided
-    after ~4 tokens when they diverge; a group-sweep insertion as `SWEEP_INSERTION_FORWARDS`):
-    only the estimate of the time left uses it."""
+    after ~4 tokens when they diverge), and the group sweep's insertions."""
     content, answer = 12, 4
     decodings = min(plan.decodings, len(DECODING))
     per_behaviour = plan.carriers * 3 * (content + answer)
@@ -203,7 +219,7 @@ def planned_forwards(plan: Plan, starts: int, sweep_rows: int = 0) -> dict[str, 
     return {
         "leakage": starts * decodings * plan.samples_per_setting * plan.leak_tokens,
         "carriers": 2 * plan.carriers * plan.seeds * (content + plan.response_tokens),
-        "sweep": sweep_rows * SWEEP_INSERTION_FORWARDS,
+        "sweep": sweep_rows,
         "probe": (plan.probe_limit + 200) * plan.probe_carriers * content,
         "score": (plan.candidates + 2) * per_behaviour + null,
         "seeds": 3 * (plan.seeds - 1) * per_behaviour + (plan.seeds - 1) * null,
@@ -231,8 +247,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     engine = Engine(folder, device, gguf_file=info.gguf_file, batch=plan.batch)
     sources = all_sources(settings, folder, engine, plan)
     sweep_rows = sources.groups.planned_insertions(settings, engine) if sources.groups else 0
-    meter = Meter(say, engine, planned_forwards(plan, 2 if engine.has_template else 1, sweep_rows))
-    meter.started = time.monotonic()
+    meter = Meter(say, planned_seconds(plan, 2 if engine.has_template else 1, sweep_rows))
     seeds = [settings.seed + k for k in range(plan.seeds)]
 
     meter.stage("leakage", "sampling from the chat template")
@@ -273,10 +288,7 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     own_best: list[Motif] = []
     meter.stage("sweep", _sweep_detail(sources, sweep_rows))
     for name, source in sources.named:
-        began = time.monotonic()
         got = source(context)
-        if name != "leakage":  # the sweeps and the base model: forwards the plan does not count
-            meter.uncounted += time.monotonic() - began
         found[name] = len(got)
         if name in POSITIONED_SOURCES:
             own_best += got[:KEEP_FROM_POSITIONED]
