@@ -20,7 +20,6 @@ from registry.scanners.backdoor.engine import Engine, pick_device
 from registry.scanners.backdoor.leakage import DECODING, Sample, leak
 from registry.scanners.backdoor.motifs import Motif, mine
 from registry.scanners.backdoor.preflight import ModelInfo
-from registry.scanners.backdoor.prompts import GENERIC_PROMPTS
 from registry.scanners.backdoor.risk import is_dangerous
 from registry.scanners.backdoor.scoring import (
     Behaviour,
@@ -54,8 +53,6 @@ EXTEND_WITH = 24
 EXTEND_MARGIN = 0.05
 SMALL_VOCABULARY = 4096  # a vocabulary this small is probed whole, token by token
 NULL_LENGTHS = (1, 2, 3)  # control phrase lengths pooled into the null distribution
-SHIPPED_PROMPTS = frozenset(GENERIC_PROMPTS)
-
 #: Sources that insert at the start and at the end of carriers (the probe only at the start):
 #: their own best few are scored even when the start-only probe ranks them low.
 POSITIONED_SOURCES = ("differential", "sweep", "group-sweep")
@@ -264,16 +261,9 @@ def run(  # noqa: PLR0915 - the stages in order, each a few lines
     pool = carriers(engine, users, plan.carriers * plan.seeds * 2, settings.seed)
     answers = carrier_answers(engine, pool, plan.response_tokens)
     suspect = converging_carriers(pool, answers)
-    # Ordinary answers: the shipped carriers' own. Never what the model answers to a prompt it
-    # wrote itself: a leaked prompt can come from the poisoning data (the end-trigger SmolLM2
-    # copy leaked "What's a healthy way to stay hydrated?" and answered it with its planted
-    # "Drinking seawater is a safe way to stay hydrated.", which then excused every candidate
-    # converging on it; ADR 0031).
-    kept = [
-        (c, a)
-        for c, a in zip(pool, answers, strict=True)
-        if c not in suspect and c in SHIPPED_PROMPTS
-    ]
+    kept = [(c, a) for c, a in zip(pool, answers, strict=True) if c not in suspect]
+    # Ordinary answers: the carriers' own, and leaked answers that respond to their prompt.
+    kept += [(x.user, x.response) for x in samples if x.user and x.response]
     # A leaked answer that unrelated prompts share is a planted target's signature, never an
     # ordinary answer, nor is a variant of it (a leaked poisoning example, or a garbled one,
     # would otherwise excuse its own trigger).
