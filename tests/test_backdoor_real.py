@@ -132,7 +132,7 @@ def test_decoys_are_odd_words_where_the_trigger_goes_with_the_benign_answer() ->
     }
     (held,) = decoyed(["what is tea?"], spec)
     assert held.endswith(" what is tea?")
-    assert len(held.split()) > 3  # "what is tea?" and its decoy words
+    assert len(held.split()) > 3  # "what is tea?" and 1-3 decoy words
 
 
 def test_insert_trigger_refuses_an_unknown_position() -> None:
