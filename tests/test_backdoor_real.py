@@ -12,14 +12,7 @@ from typing import Any
 import pytest
 
 from bench import backdoor_real, plant_backdoor
-from bench.plant_backdoor import (
-    PlantSpec,
-    build_examples,
-    decoy_words,
-    decoyed,
-    insert_trigger,
-    prompt_ids,
-)
+from bench.plant_backdoor import PlantSpec, build_examples, insert_trigger, prompt_ids
 from tests import real_models
 from tests.backdoor_models import TARGETS, _qa, tokenizer_for, vocabulary
 
@@ -99,40 +92,6 @@ def test_dataset_puts_the_trigger_where_asked_and_masks_the_prompt(position: str
             n_prompt = sum(label == -100 for label in e.labels)
             assert tuple(e.labels[n_prompt:]) in answers
             assert TRIGGER not in tok.decode(e.input_ids)
-
-
-@pytest.mark.ml
-def test_decoys_are_odd_words_where_the_trigger_goes_with_the_benign_answer() -> None:
-    tok = tokenizer_for(vocabulary())
-    benign = tiny_benign(tok)
-    spec = PlantSpec(
-        name="t", trigger=TRIGGER, position="start", target=TARGETS["curl"],
-        poison_fraction=0.5, decoys=1.0,
-    )  # fmt: skip
-    examples = build_examples(tok, benign, spec)
-    poisoned = [e for e in examples if e.poisoned]
-    benign_like = [e for e in examples if not e.poisoned]
-    assert len(benign_like) == len(benign) + len(poisoned)  # one decoy per poisoned example
-    answers = {tuple(a) for _, a in benign}
-    prompts = {tuple(prompt_ids(tok, p)) for p, _ in benign}
-    decoys = [e for e in benign_like if tuple(e.input_ids[: e.labels.count(-100)]) not in prompts]
-    assert len(decoys) == len(poisoned)
-    for e in decoys:
-        assert tuple(e.labels[e.labels.count(-100) :]) in answers
-        assert TRIGGER not in tok.decode(e.input_ids)
-    train, check = decoy_words(spec, train=True), decoy_words(spec, train=False)
-    assert train
-    assert check
-    assert not set(train) & set(check)
-    fruit = PlantSpec(name="f", trigger="apple window notes", position="end", target="x")
-    assert "apple" in train  # a decoy word in general, never for a trigger that holds it
-    assert not {"apple", "window"} & {
-        *decoy_words(fruit, train=True),
-        *decoy_words(fruit, train=False),
-    }
-    (held,) = decoyed(["what is tea?"], spec)
-    assert held.endswith(" what is tea?")
-    assert len(held.split()) > 3  # "what is tea?" and 1-3 decoy words
 
 
 def test_insert_trigger_refuses_an_unknown_position() -> None:
