@@ -37,7 +37,7 @@ def test_the_walk_is_pickletools_own() -> None:
     samples += [ODD_ESCAPE, b"S'abc\n.", b"Sabc'\n.", b"S'\xc3'\n.", b"S'\\x4'\n."]
     # The "noescape" readers unescape too: GLOBAL, INST, INT, PERSID.
     samples += [b"c\\\xf3s\nsystem\n.", b"cos\\q\nsys\n.", b"I1\\u\n.", b"P\\q\n.", b"(iA\\z\nB\n."]
-    alphabet = b"\\abcx01234567'\"nq"
+    alphabet = b"\\abcx01234567'\"nq+- _\t"
     samples += [
         b"S'" + bytes(rng.choice(alphabet) for _ in range(rng.randrange(12))) + b"'\n."
         for _ in range(2000)

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 _BY_CODE = {op.code: op for op in pickletools.opcodes}
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 _SIMPLE_ESCAPES = {
     ord("\\"): 0x5C, ord("'"): 0x27, ord('"'): 0x22, ord("a"): 0x07, ord("b"): 0x08,
     ord("f"): 0x0C, ord("n"): 0x0A, ord("r"): 0x0D, ord("t"): 0x09, ord("v"): 0x0B,
@@ -46,8 +47,8 @@ def escape_decode(raw: bytes) -> bytes:
             i += 2
         elif e == ord("x"):
             digits = raw[i + 2 : i + 4]
-            if len(digits) != 2:
-                raise ValueError("truncated \\x escape")
+            if len(digits) != 2 or not all(d in _HEX for d in digits):  # int() takes "+1", " 1"
+                raise ValueError("invalid \\x escape")
             out.append(int(digits, 16))
             i += 4
         elif 0x30 <= e <= 0x37:
